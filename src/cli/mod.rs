@@ -1,0 +1,89 @@
+//! The command line: one file per subcommand, each a thin shell over library functions the
+//! daemon uses too.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+pub mod check_config;
+
+/// Exit code for a bad config file (sysexits.h EX_CONFIG), which systemd and scripts know.
+pub const EXIT_CONFIG: u8 = 78;
+
+#[derive(Parser, Debug)]
+#[command(name = "scansync", version, about = "Keeps a local, deduplicated SQLite record of security findings pulled from scanner vendors")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand takes.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Global {
+    /// Config file [default: $SCANSYNC_CONFIG, else /etc/scansync/config.toml]
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// Log level (overridden by RUST_LOG): error, warn, info, debug, trace
+    #[arg(long, global = true, default_value = "info")]
+    pub log_level: String,
+    /// Log format: text, or json for log shippers
+    #[arg(long, global = true, default_value = "text")]
+    pub log_format: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Validate the config file and print a summary (exit 78 on errors)
+    CheckConfig(check_config::Args),
+}
+
+/// Parses arguments, sets up logging and the runtime, runs the subcommand, maps the outcome
+/// to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.global);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let outcome = runtime.block_on(async move {
+        match cli.command {
+            Command::CheckConfig(a) => check_config::run(&cli.global, a).await,
+        }
+    });
+    match outcome {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            if let Some(errors) = e.downcast_ref::<crate::config::ConfigErrors>() {
+                for line in &errors.errors {
+                    eprintln!("error: {line}");
+                }
+                return ExitCode::from(EXIT_CONFIG);
+            }
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(global: &Global) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(global.log_level.clone()));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if global.log_format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

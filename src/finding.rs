@@ -1,0 +1,285 @@
+//! The normalized finding: the one shape every vendor's results are mapped into.
+//!
+//! This module is the project's shared language and imports nothing of the project, so the
+//! connectors, the store and the exports can all speak it without knowing about each other.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::fmt;
+
+/// Severity on one scale for every vendor. Ordered so that `Critical > High > … > Info`,
+/// which is what "this severity or worse" filters compare against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    /// Every severity, worst first (the order reports and summaries print them in).
+    pub const ALL: [Severity; 5] = [
+        Severity::Critical,
+        Severity::High,
+        Severity::Medium,
+        Severity::Low,
+        Severity::Info,
+    ];
+
+    /// The lowercase word used in the config, the store and every export.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::High => "high",
+            Severity::Medium => "medium",
+            Severity::Low => "low",
+            Severity::Info => "info",
+        }
+    }
+
+    /// Maps a vendor's severity word, case-insensitively. Vendors disagree on spelling
+    /// ("Informational", "moderate", "CRITICAL"), so this accepts the common synonyms and
+    /// returns `None` for anything else so the caller can decide (connectors fall back to
+    /// `Info` and keep the original word in the raw payload).
+    pub fn from_vendor_word(word: &str) -> Option<Severity> {
+        match word.trim().to_ascii_lowercase().as_str() {
+            "critical" | "crit" | "blocker" | "very high" | "veryhigh" => Some(Severity::Critical),
+            "high" | "major" | "error" => Some(Severity::High),
+            "medium" | "moderate" | "med" | "warning" => Some(Severity::Medium),
+            "low" | "minor" | "note" => Some(Severity::Low),
+            "info" | "informational" | "information" | "none" => Some(Severity::Info),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Severity {
+    type Err = String;
+    /// Strict parse of scansync's own words (config, CLI filters); vendor words go through
+    /// [`Severity::from_vendor_word`].
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "critical" => Ok(Severity::Critical),
+            "high" => Ok(Severity::High),
+            "medium" => Ok(Severity::Medium),
+            "low" => Ok(Severity::Low),
+            "info" => Ok(Severity::Info),
+            other => Err(format!(
+                "\"{other}\" is not a severity (one of critical, high, medium, low, info)"
+            )),
+        }
+    }
+}
+
+/// Where a finding is: in code (SAST) or on an HTTP API (API security).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Location {
+    /// A source file and, when the vendor gives it, a line range.
+    Code {
+        path: String,
+        start_line: Option<u32>,
+        end_line: Option<u32>,
+    },
+    /// An API operation as the vendor observed it.
+    Api {
+        method: String,
+        path: String,
+        host: String,
+    },
+    /// The vendor said nothing about where.
+    #[default]
+    Unknown,
+}
+
+impl Location {
+    /// One line for tables and summaries: `src/db.rs:40-42` or `GET payments.example.com/v1/x`.
+    pub fn display(&self) -> String {
+        match self {
+            Location::Code {
+                path,
+                start_line,
+                end_line,
+            } => match (start_line, end_line) {
+                (Some(s), Some(e)) if e != s => format!("{path}:{s}-{e}"),
+                (Some(s), _) => format!("{path}:{s}"),
+                _ => path.clone(),
+            },
+            Location::Api { method, path, host } => format!("{method} {host}{path}"),
+            Location::Unknown => String::new(),
+        }
+    }
+}
+
+/// A finding as a connector hands it over: already in scansync's vocabulary, with the
+/// vendor's own JSON kept verbatim in `raw` so nothing the mapping dropped is lost.
+///
+/// Which vendor, instance and scan it belongs to is not repeated here: the sync run that
+/// fetched it knows, and the store records it on the row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    /// The vendor's own id, only when the vendor keeps it stable across scans; it then is
+    /// the fingerprint's whole input (see [`Finding::fingerprint`]).
+    pub vendor_id: Option<String>,
+    pub title: String,
+    pub severity: Severity,
+    /// The status word exactly as the vendor reports it ("Open", "Resolved", …).
+    pub vendor_status: Option<String>,
+    /// `CWE-89` form.
+    pub cwe: Option<String>,
+    /// OWASP category as the vendor names it (`A03:2021`, `API3:2023 …`).
+    pub owasp: Option<String>,
+    pub rule_id: Option<String>,
+    pub location: Location,
+    pub description: Option<String>,
+    pub remediation: Option<String>,
+    /// Where a person can look at this finding in the vendor's UI.
+    pub vendor_url: Option<String>,
+    /// RFC 3339 times as the vendor gave them (normalized to UTC when parseable).
+    pub vendor_first_seen: Option<String>,
+    pub vendor_last_seen: Option<String>,
+    /// The vendor's JSON for this finding, verbatim.
+    pub raw: String,
+}
+
+impl Finding {
+    /// The stable identity of the real problem behind this finding, as 32 hex characters.
+    ///
+    /// Recipe (version 1), SHA-256 over `|`-joined parts, truncated to 128 bits:
+    /// - with a stable vendor id: `v1 | vendor | bind_to | id:<vendor id>`. The vendor already
+    ///   tracks the problem across scans; trusting it keeps two identical-looking problems apart.
+    /// - otherwise: `v1 | vendor | bind_to | <rule id, else CWE, else ""> | <where> | <title>`
+    ///   where `<where>` is the file path (code) or `METHOD host path` (API) and the title is
+    ///   lowercased with runs of white space folded to one space.
+    ///
+    /// The line number is deliberately not an input: code moves when unrelated lines are
+    /// added above it, and a finding that moved 30 lines is still the same finding. Changing
+    /// this recipe changes every fingerprint, so it is versioned (`v1`).
+    pub fn fingerprint(&self, vendor: &str, bind_to: &str) -> String {
+        let mut h = Sha256::new();
+        let mut part = |s: &str| {
+            h.update(s.as_bytes());
+            h.update(b"|");
+        };
+        part("v1");
+        part(vendor);
+        part(bind_to);
+        match &self.vendor_id {
+            Some(id) => part(&format!("id:{id}")),
+            None => {
+                part(self.rule_id.as_deref().or(self.cwe.as_deref()).unwrap_or(""));
+                match &self.location {
+                    Location::Code { path, .. } => part(&format!("code:{path}")),
+                    Location::Api { method, path, host } => {
+                        part(&format!("api:{} {host} {path}", method.to_ascii_uppercase()))
+                    }
+                    Location::Unknown => part("none:"),
+                }
+                part(&normalize_title(&self.title));
+            }
+        }
+        let digest = h.finalize();
+        hex::encode(&digest[..16])
+    }
+}
+
+/// Lowercase and fold white space, so cosmetic title edits by the vendor do not fork a finding.
+fn normalize_title(title: &str) -> String {
+    title
+        .split_whitespace()
+        .map(str::to_lowercase)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code_finding(line: u32) -> Finding {
+        Finding {
+            vendor_id: None,
+            title: "SQL  Injection".into(),
+            severity: Severity::High,
+            vendor_status: Some("Open".into()),
+            cwe: Some("CWE-89".into()),
+            owasp: None,
+            rule_id: Some("sql_injection".into()),
+            location: Location::Code {
+                path: "src/db.rs".into(),
+                start_line: Some(line),
+                end_line: Some(line + 2),
+            },
+            description: None,
+            remediation: None,
+            vendor_url: None,
+            vendor_first_seen: None,
+            vendor_last_seen: None,
+            raw: "{}".into(),
+        }
+    }
+
+    #[test]
+    fn finding_that_moved_thirty_lines_keeps_its_fingerprint() {
+        let a = code_finding(10).fingerprint("codethreat", "shop");
+        let b = code_finding(40).fingerprint("codethreat", "shop");
+        assert_eq!(a, b);
+        assert_eq!(a.len(), 32);
+    }
+
+    #[test]
+    fn title_case_and_spacing_do_not_fork_a_finding() {
+        let mut f = code_finding(1);
+        let a = f.fingerprint("codethreat", "shop");
+        f.title = "sql injection".into();
+        assert_eq!(a, f.fingerprint("codethreat", "shop"));
+    }
+
+    #[test]
+    fn different_file_rule_project_or_vendor_is_a_different_finding() {
+        let base = code_finding(1);
+        let fp = base.fingerprint("codethreat", "shop");
+        let mut other_file = base.clone();
+        other_file.location = Location::Code {
+            path: "src/api.rs".into(),
+            start_line: Some(1),
+            end_line: None,
+        };
+        let mut other_rule = base.clone();
+        other_rule.rule_id = Some("xss".into());
+        assert_ne!(fp, other_file.fingerprint("codethreat", "shop"));
+        assert_ne!(fp, other_rule.fingerprint("codethreat", "shop"));
+        assert_ne!(fp, base.fingerprint("codethreat", "billing"));
+        assert_ne!(fp, base.fingerprint("saltsecurity", "shop"));
+    }
+
+    #[test]
+    fn stable_vendor_id_alone_decides_identity() {
+        let mut a = code_finding(1);
+        a.vendor_id = Some("gap-1".into());
+        let mut b = code_finding(99);
+        b.vendor_id = Some("gap-1".into());
+        b.title = "renamed by the vendor".into();
+        assert_eq!(a.fingerprint("s", "p"), b.fingerprint("s", "p"));
+        b.vendor_id = Some("gap-2".into());
+        assert_ne!(a.fingerprint("s", "p"), b.fingerprint("s", "p"));
+    }
+
+    #[test]
+    fn vendor_severity_words_map_case_insensitively() {
+        assert_eq!(Severity::from_vendor_word("High"), Some(Severity::High));
+        assert_eq!(Severity::from_vendor_word("CRITICAL"), Some(Severity::Critical));
+        assert_eq!(Severity::from_vendor_word("Info"), Some(Severity::Info));
+        assert_eq!(Severity::from_vendor_word("bogus"), None);
+        assert!(Severity::Critical > Severity::High && Severity::Low > Severity::Info);
+    }
+}

@@ -1,0 +1,17 @@
+//! scansync: keeps a local, deduplicated SQLite record of security findings pulled from
+//! scanner vendors (CodeThreat SAST, Salt Security API security).
+//!
+//! Data flows one way: [`config`] → scheduler ([`daemon`]) → connector ([`vendors`], over
+//! [`http`]) → normalized [`finding`] → [`store`]. [`sync`] is the one place where connectors
+//! and the store meet; the CLI ([`cli`]) and the daemon both go through it.
+
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod finding;
+pub mod http;
+pub mod secret;
+pub mod sim;
+pub mod store;
+pub mod sync;
+pub mod vendors;

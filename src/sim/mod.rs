@@ -1,0 +1,1 @@
+//! The vendor simulator: serves the ../shared/vendors contracts on loopback.

@@ -1,0 +1,1 @@
+//! One sync run: trigger → poll → fetch pages → normalize → store.

@@ -1,0 +1,175 @@
+//! Vendors behind one trait. A new vendor is one file here plus one line in [`REGISTRY`].
+//!
+//! Connectors speak HTTP and hand back normalized [`Finding`]s; they never touch the store.
+
+use crate::config::InstanceConfig;
+use crate::finding::Finding;
+use crate::http::HttpClient;
+use async_trait::async_trait;
+use std::collections::BTreeMap;
+
+pub mod codethreat;
+pub mod saltsecurity;
+
+/// What can go wrong talking to a vendor, sorted by what the user should do about it.
+/// `test-connection` maps each kind to its own exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum VendorError {
+    /// 401/403: the token is wrong, expired or lacks permission.
+    #[error("{vendor} rejected the token at {url}: HTTP {status}; {hint}")]
+    TokenRejected {
+        vendor: &'static str,
+        url: String,
+        status: u16,
+        hint: &'static str,
+    },
+    /// The token is fine but the organization/tenant is unknown or not permitted.
+    #[error("{vendor} at {url} does not know or permit organization \"{organization}\" (HTTP {status}); check that the organization name matches exactly, including case")]
+    OrganizationRejected {
+        vendor: &'static str,
+        url: String,
+        organization: String,
+        status: u16,
+    },
+    /// The bound project/asset does not exist.
+    #[error("{vendor} has no project or asset named \"{name}\" at {url}")]
+    TargetNotFound {
+        vendor: &'static str,
+        url: String,
+        name: String,
+    },
+    /// Not the vendor's API at this URL: 404 on the API root, an HTML page, DNS failure.
+    #[error("{url} does not look like the {vendor} API ({detail}); check the instance url (and path prefix)")]
+    WrongUrl {
+        vendor: &'static str,
+        url: String,
+        detail: String,
+    },
+    /// TLS handshake or certificate verification failed.
+    #[error("TLS failure talking to {url}: {detail}; for a private CA set ca_file to its PEM file (insecure = true only as a last resort)")]
+    Tls { url: String, detail: String },
+    /// Connect failure, reset, timeout.
+    #[error("network error talking to {url}: {detail}")]
+    Network { url: String, detail: String },
+    /// Any other HTTP error status after retries.
+    #[error("{vendor} answered HTTP {status} at {url}: {message}")]
+    Http {
+        vendor: &'static str,
+        url: String,
+        status: u16,
+        message: String,
+    },
+    /// The body did not match the contract: truncated JSON, HTML where JSON was expected, …
+    #[error("unexpected response from {vendor} at {url}: {detail}")]
+    Protocol {
+        vendor: &'static str,
+        url: String,
+        detail: String,
+    },
+    /// The vendor reported the scan itself as failed.
+    #[error("{vendor} scan {scan_id} ended in state \"{state}\"{}", .message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
+    ScanFailed {
+        vendor: &'static str,
+        scan_id: String,
+        state: String,
+        message: Option<String>,
+    },
+}
+
+/// A vendor-side project (CodeThreat) or API asset (Salt Security) that a scan can bind to.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Target {
+    pub name: String,
+    /// Vendor words about it (`github`, `hostname`, …), for `scansync projects`.
+    pub kind: Option<String>,
+    pub url: Option<String>,
+}
+
+/// What a triggered scan is asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct ScanRequest {
+    pub bind_to: String,
+    pub branch: Option<String>,
+    pub environment: Option<String>,
+    pub tags: Vec<String>,
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// Where a vendor scan is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ScanStatus {
+    Queued,
+    Running { progress: Option<u8> },
+    Finished,
+    /// The vendor says the scan failed; `state` is its word, `message` its last log line.
+    Failed {
+        state: String,
+        message: Option<String>,
+    },
+}
+
+/// One vendor tenant, reachable.
+#[async_trait]
+pub trait Vendor: Send + Sync {
+    /// The registry name (`codethreat`), used in the store, exports and messages.
+    fn name(&self) -> &'static str;
+
+    /// True when the vendor runs scans that scansync starts (CodeThreat); false for passive
+    /// vendors that only report what they observe (Salt Security).
+    fn triggers_scans(&self) -> bool;
+
+    /// Checks URL, TLS, token and organization with one cheap call.
+    async fn test_connection(&self) -> Result<(), VendorError>;
+
+    /// Checks that what a scan binds to exists.
+    async fn resolve_target(&self, bind_to: &str) -> Result<Target, VendorError>;
+
+    /// Everything a scan could bind to.
+    async fn list_targets(&self) -> Result<Vec<Target>, VendorError>;
+
+    /// Starts a scan and returns the vendor's scan id. Passive vendors return `Ok(None)`.
+    async fn start_scan(&self, req: &ScanRequest) -> Result<Option<String>, VendorError>;
+
+    /// Where a started scan is.
+    async fn scan_status(&self, scan_id: &str) -> Result<ScanStatus, VendorError>;
+
+    /// The findings of `bind_to` (of that scan, when one was started), page by page.
+    async fn findings<'a>(
+        &'a self,
+        bind_to: &'a str,
+        scan_id: Option<&'a str>,
+    ) -> Result<Box<dyn FindingPages + 'a>, VendorError>;
+}
+
+/// A cursor over a vendor's findings: one page in memory at a time, never the whole set.
+#[async_trait]
+pub trait FindingPages: Send {
+    /// The next page, or `None` after the last one. An error ends the listing: the run that
+    /// read it is partial and must not mark anything fixed.
+    async fn next_page(&mut self) -> Result<Option<Vec<Finding>>, VendorError>;
+}
+
+/// How config validation and the daemon reach a vendor by its name.
+pub struct VendorSpec {
+    pub name: &'static str,
+    /// Vendor-specific config checks (required and forbidden fields), as `field: message`
+    /// strings relative to the instance table, e.g. `organization: is required for codethreat`.
+    pub validate: fn(&InstanceConfig) -> Vec<String>,
+    /// Builds a connector. Only called on a validated instance.
+    pub build: fn(&InstanceConfig, HttpClient) -> Box<dyn Vendor>,
+}
+
+/// Every vendor scansync knows. Adding one: a file in this folder and a line here.
+pub static REGISTRY: &[VendorSpec] = &[codethreat::SPEC, saltsecurity::SPEC];
+
+/// The spec for a vendor name, if scansync knows it.
+pub fn spec(name: &str) -> Option<&'static VendorSpec> {
+    REGISTRY.iter().find(|s| s.name == name)
+}
+
+/// Connector for a validated instance.
+pub fn connect(instance: &InstanceConfig) -> Result<Box<dyn Vendor>, crate::http::HttpError> {
+    let spec = spec(&instance.vendor).expect("validated config names a known vendor");
+    let http = HttpClient::for_instance(instance)?;
+    Ok((spec.build)(instance, http))
+}
