@@ -39,12 +39,16 @@ pub struct RunOptions {
     /// Return right after the vendor scan is started (`scansync scan --async`).
     pub start_only: bool,
     /// Called with progress lines for a terminal (`sync`'s progress display).
-    pub progress: Option<Arc<dyn Fn(&str) + Send + Sync>>,
+    pub progress: Option<Progress>,
 }
 
-impl std::fmt::Debug for dyn Fn(&str) + Send + Sync {
+/// A sink for human progress lines; `None` when output is not a terminal.
+#[derive(Clone)]
+pub struct Progress(pub Arc<dyn Fn(&str) + Send + Sync>);
+
+impl std::fmt::Debug for Progress {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<progress>")
+        f.write_str("Progress")
     }
 }
 
