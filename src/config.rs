@@ -140,7 +140,10 @@ pub enum Schedule {
     /// Once at this instant.
     At(DateTime<FixedOffset>),
     /// Periodic, cron dialect of `croner` (5 or 6 fields, seconds optional), in `timezone`.
-    Cron { expr: String, timezone: chrono_tz::Tz },
+    Cron {
+        expr: String,
+        timezone: chrono_tz::Tz,
+    },
     /// Periodic, every so long.
     Every(Duration),
 }

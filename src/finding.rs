@@ -176,12 +176,18 @@ impl Finding {
         match &self.vendor_id {
             Some(id) => part(&format!("id:{id}")),
             None => {
-                part(self.rule_id.as_deref().or(self.cwe.as_deref()).unwrap_or(""));
+                part(
+                    self.rule_id
+                        .as_deref()
+                        .or(self.cwe.as_deref())
+                        .unwrap_or(""),
+                );
                 match &self.location {
                     Location::Code { path, .. } => part(&format!("code:{path}")),
-                    Location::Api { method, path, host } => {
-                        part(&format!("api:{} {host} {path}", method.to_ascii_uppercase()))
-                    }
+                    Location::Api { method, path, host } => part(&format!(
+                        "api:{} {host} {path}",
+                        method.to_ascii_uppercase()
+                    )),
                     Location::Unknown => part("none:"),
                 }
                 part(&normalize_title(&self.title));
@@ -277,7 +283,10 @@ mod tests {
     #[test]
     fn vendor_severity_words_map_case_insensitively() {
         assert_eq!(Severity::from_vendor_word("High"), Some(Severity::High));
-        assert_eq!(Severity::from_vendor_word("CRITICAL"), Some(Severity::Critical));
+        assert_eq!(
+            Severity::from_vendor_word("CRITICAL"),
+            Some(Severity::Critical)
+        );
         assert_eq!(Severity::from_vendor_word("Info"), Some(Severity::Info));
         assert_eq!(Severity::from_vendor_word("bogus"), None);
         assert!(Severity::Critical > Severity::High && Severity::Low > Severity::Info);

@@ -11,7 +11,11 @@ pub mod check_config;
 pub const EXIT_CONFIG: u8 = 78;
 
 #[derive(Parser, Debug)]
-#[command(name = "scansync", version, about = "Keeps a local, deduplicated SQLite record of security findings pulled from scanner vendors")]
+#[command(
+    name = "scansync",
+    version,
+    about = "Keeps a local, deduplicated SQLite record of security findings pulled from scanner vendors"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,

@@ -99,7 +99,9 @@ pub struct ScanRequest {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ScanStatus {
     Queued,
-    Running { progress: Option<u8> },
+    Running {
+        progress: Option<u8>,
+    },
     Finished,
     /// The vendor says the scan failed; `state` is its word, `message` its last log line.
     Failed {
