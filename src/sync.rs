@@ -4,8 +4,8 @@
 //! and the listener all start runs through [`run_scan`]; there is no second path.
 
 use crate::config::{Config, ScanConfig};
-use crate::store::{RunCounts, RunId, RunState, Store, StoreError};
-use crate::vendors::{Vendor, VendorError};
+use crate::store::{RunCounts, RunEnd, RunId, RunScope, RunState, Store, StoreError};
+use crate::vendors::{ScanRequest, ScanStatus, Vendor, VendorError};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,6 +22,8 @@ pub struct SyncContext {
     pub vendors: BTreeMap<String, Arc<dyn Vendor>>,
     /// How often a vendor scan's status is polled.
     pub poll_interval: Duration,
+    /// Global and per-instance bounds on runs in flight.
+    pub limits: RunLimits,
     /// Flipped to true when the process is asked to stop: runs finish their current page,
     /// commit, and end as `interrupted`.
     pub stop: tokio::sync::watch::Receiver<bool>,
@@ -80,18 +82,368 @@ pub enum SyncError {
 impl SyncContext {
     /// Opens the store and builds a connector per instance.
     pub fn new(
-        _config: &Config,
-        _stop: tokio::sync::watch::Receiver<bool>,
+        config: &Config,
+        stop: tokio::sync::watch::Receiver<bool>,
     ) -> anyhow::Result<SyncContext> {
-        todo!("sync: lead")
+        let store = Store::open(&config.store.path)?;
+        let mut ctx = SyncContext {
+            store: Arc::new(Mutex::new(store)),
+            vendors: BTreeMap::new(),
+            poll_interval: config.daemon.poll_interval,
+            limits: RunLimits::new(config),
+            stop,
+        };
+        ctx.rebuild_vendors(config)?;
+        Ok(ctx)
+    }
+
+    /// Rebuilds connectors and limits from a (re)loaded config, keeping the store. Runs in
+    /// flight hold their own clone of the old context and finish with the old connectors.
+    pub fn with_config(&self, config: &Config) -> anyhow::Result<SyncContext> {
+        let mut ctx = self.clone();
+        ctx.poll_interval = config.daemon.poll_interval;
+        ctx.limits = RunLimits::new(config);
+        ctx.rebuild_vendors(config)?;
+        Ok(ctx)
+    }
+
+    fn rebuild_vendors(&mut self, config: &Config) -> anyhow::Result<()> {
+        self.vendors.clear();
+        for (name, instance) in &config.instances {
+            let vendor = crate::vendors::connect(instance)
+                .map_err(|e| anyhow::anyhow!("instance \"{name}\": {e}"))?;
+            self.vendors.insert(name.clone(), Arc::from(vendor));
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on the store off the async workers: a page's transaction takes milliseconds
+    /// of blocking I/O that must not stall other runs' HTTP.
+    pub async fn with_store<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = store
+                .lock()
+                .map_err(|_| StoreError::Invalid("store lock poisoned by a panic".into()))?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::Invalid(format!("store task failed: {e}")))?
+    }
+}
+
+/// Bounds on runs in flight: one across all scans, one per instance, so a burst of
+/// schedules never floods a vendor. Shared by every caller of [`run_scan`].
+#[derive(Clone)]
+pub struct RunLimits {
+    global: Arc<tokio::sync::Semaphore>,
+    per_instance: BTreeMap<String, Arc<tokio::sync::Semaphore>>,
+}
+
+impl RunLimits {
+    pub fn new(config: &Config) -> RunLimits {
+        RunLimits {
+            global: Arc::new(tokio::sync::Semaphore::new(
+                config.daemon.concurrency.max(1),
+            )),
+            per_instance: config
+                .instances
+                .keys()
+                .map(|name| {
+                    let n = config.daemon.per_instance_concurrency.max(1);
+                    (name.clone(), Arc::new(tokio::sync::Semaphore::new(n)))
+                })
+                .collect(),
+        }
+    }
+
+    async fn acquire(
+        &self,
+        instance: &str,
+    ) -> (
+        tokio::sync::OwnedSemaphorePermit,
+        Option<tokio::sync::OwnedSemaphorePermit>,
+    ) {
+        // The instance permit first: waiting for a busy vendor must not hold a global slot
+        // that a run against an idle vendor could use.
+        let inst = match self.per_instance.get(instance) {
+            Some(s) => Some(s.clone().acquire_owned().await.expect("never closed")),
+            None => None,
+        };
+        let global = self
+            .global
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("never closed");
+        (global, inst)
+    }
+}
+
+/// The store-side identity of a run. A branch other than the configured one gets its own
+/// lifecycle (`name@branch`): a CI scan of a feature branch must not mark the main branch's
+/// findings fixed.
+pub fn scope_for(scan: &ScanConfig, vendor: &str, opts: &RunOptions) -> RunScope {
+    let branch = opts.branch.clone().or_else(|| scan.branch.clone());
+    let store_scan = match (&opts.branch, &scan.branch) {
+        (Some(b), configured) if configured.as_deref() != Some(b.as_str()) => {
+            format!("{}@{}", scan.name, b)
+        }
+        _ => scan.name.clone(),
+    };
+    RunScope {
+        scan: store_scan,
+        instance: scan.instance.clone(),
+        vendor: vendor.to_string(),
+        bind_to: scan.bind_to.clone(),
+        branch,
+        trigger: if opts.trigger.is_empty() {
+            "cli".into()
+        } else {
+            opts.trigger.clone()
+        },
+    }
+}
+
+/// Why the body of a run stopped early.
+enum Stopped {
+    Vendor(VendorError),
+    Store(StoreError),
+    Interrupted,
+}
+
+impl From<VendorError> for Stopped {
+    fn from(e: VendorError) -> Self {
+        Stopped::Vendor(e)
+    }
+}
+impl From<StoreError> for Stopped {
+    fn from(e: StoreError) -> Self {
+        Stopped::Store(e)
     }
 }
 
 /// Runs one scan to its end (or to `start_only`), recording everything on a run row.
+///
+/// Vendor failures end the run as `failed` with the error on the run row (and in the
+/// summary); only a store failure is returned as an error. A run that is stopped (SIGTERM)
+/// commits the page it has, ends as `interrupted`, and never marks anything fixed.
 pub async fn run_scan(
-    _ctx: &SyncContext,
-    _scan: &ScanConfig,
-    _opts: RunOptions,
+    ctx: &SyncContext,
+    scan: &ScanConfig,
+    opts: RunOptions,
 ) -> Result<RunSummary, SyncError> {
-    todo!("sync: lead")
+    let vendor = ctx
+        .vendors
+        .get(&scan.instance)
+        .cloned()
+        .ok_or_else(|| SyncError::NoConnector(scan.name.clone(), scan.instance.clone()))?;
+    let scope = scope_for(scan, vendor.name(), &opts);
+    let _permits = ctx.limits.acquire(&scan.instance).await;
+
+    let run_id = {
+        let scope = scope.clone();
+        ctx.with_store(move |s| s.begin_run(&scope)).await?
+    };
+    let span = tracing::info_span!("run", scan = %scope.scan, run_id);
+    let body = run_body(ctx, vendor.as_ref(), scan, &scope, run_id, &opts);
+    let outcome = {
+        use tracing::Instrument;
+        tokio::time::timeout(scan.timeout, body)
+            .instrument(span.clone())
+            .await
+    };
+    let _enter = span.enter();
+    let end = match outcome {
+        Ok(Ok(BodyEnd::Complete)) => RunEnd::Succeeded,
+        Ok(Ok(BodyEnd::StartedOnly)) => {
+            // Left running on purpose: the vendor scan goes on, and a daemon resumes polling
+            // it from the recorded vendor scan id.
+            let row = ctx.with_store(move |s| s.run(run_id)).await?;
+            let row = row.ok_or_else(|| StoreError::Invalid(format!("run {run_id} vanished")))?;
+            return Ok(RunSummary {
+                run_id,
+                scan: scope.scan,
+                state: row.state,
+                vendor_scan_id: row.vendor_scan_id,
+                counts: row.counts,
+                open_by_severity: BTreeMap::new(),
+                error: None,
+            });
+        }
+        Ok(Err(Stopped::Interrupted)) => RunEnd::Interrupted("scansync was asked to stop".into()),
+        Ok(Err(Stopped::Vendor(e))) => RunEnd::Failed(e.to_string()),
+        Ok(Err(Stopped::Store(e))) => {
+            // Try to record the failure; the store error itself is what the caller sees.
+            let msg = e.to_string();
+            let _ = ctx
+                .with_store(move |s| s.finish_run(run_id, RunEnd::Failed(msg)))
+                .await;
+            return Err(SyncError::Store(e));
+        }
+        Err(_) => RunEnd::TimedOut(format!(
+            "the run exceeded the scan's timeout of {}s",
+            scan.timeout.as_secs()
+        )),
+    };
+    match &end {
+        RunEnd::Succeeded => tracing::info!("run succeeded"),
+        RunEnd::Failed(e) => tracing::warn!(error = %e, "run failed"),
+        RunEnd::Interrupted(e) | RunEnd::TimedOut(e) => {
+            tracing::warn!(reason = %e, "run ended early")
+        }
+    }
+    let store_scan = scope.scan.clone();
+    let (row, open_by_severity) = ctx
+        .with_store(move |s| {
+            let row = s.finish_run(run_id, end)?;
+            let open = s.open_by_severity(&store_scan)?;
+            Ok((row, open))
+        })
+        .await?;
+    tracing::info!(
+        new = row.counts.new,
+        open = row.counts.open,
+        fixed = row.counts.fixed,
+        reopened = row.counts.reopened,
+        state = ?row.state,
+        "run finished"
+    );
+    Ok(RunSummary {
+        run_id,
+        scan: scope.scan,
+        state: row.state,
+        vendor_scan_id: row.vendor_scan_id,
+        counts: row.counts,
+        open_by_severity,
+        error: row.error,
+    })
+}
+
+enum BodyEnd {
+    Complete,
+    StartedOnly,
+}
+
+/// trigger → poll → pages. Each page is committed before the next is fetched, so a crash or
+/// stop loses at most the page in flight.
+async fn run_body(
+    ctx: &SyncContext,
+    vendor: &dyn Vendor,
+    scan: &ScanConfig,
+    scope: &RunScope,
+    run_id: RunId,
+    opts: &RunOptions,
+) -> Result<BodyEnd, Stopped> {
+    let progress = |line: &str| {
+        if let Some(p) = &opts.progress {
+            (p.0)(line);
+        }
+    };
+    let mut stop = ctx.stop.clone();
+    if *stop.borrow() {
+        return Err(Stopped::Interrupted);
+    }
+
+    // An unknown asset must fail the run: a "complete" empty listing would mark every
+    // finding of the scan fixed.
+    vendor.resolve_target(&scan.bind_to).await?;
+
+    let vendor_scan_id = if vendor.triggers_scans() {
+        let id = match &opts.resume_vendor_scan_id {
+            Some(id) => {
+                tracing::info!(vendor_scan_id = %id, "resuming the vendor scan started before the restart");
+                id.clone()
+            }
+            None => {
+                let req = ScanRequest {
+                    bind_to: scan.bind_to.clone(),
+                    branch: scope.branch.clone(),
+                    environment: scan.environment.clone(),
+                    tags: scan.tags.clone(),
+                    metadata: scan.metadata.clone(),
+                };
+                let id = vendor.start_scan(&req).await?.ok_or_else(|| {
+                    Stopped::Vendor(VendorError::Protocol {
+                        vendor: vendor.name(),
+                        url: String::new(),
+                        detail: "the vendor started no scan".into(),
+                    })
+                })?;
+                tracing::info!(vendor_scan_id = %id, "vendor scan started");
+                id
+            }
+        };
+        {
+            let id = id.clone();
+            ctx.with_store(move |s| s.set_vendor_scan_id(run_id, &id))
+                .await?;
+        }
+        progress(&format!("{}: vendor scan {id} started", scope.scan));
+        if opts.start_only {
+            return Ok(BodyEnd::StartedOnly);
+        }
+        poll_until_finished(ctx, vendor, &id, &scope.scan, &mut stop, &progress).await?;
+        Some(id)
+    } else {
+        None
+    };
+
+    let mut pages = vendor
+        .findings(&scan.bind_to, vendor_scan_id.as_deref())
+        .await?;
+    let mut page_no = 0u64;
+    let mut seen = 0u64;
+    while let Some(mut page) = pages.next_page().await? {
+        page_no += 1;
+        if let Some(min) = scan.min_severity {
+            page.retain(|f| f.severity >= min);
+        }
+        let counts = ctx
+            .with_store(move |s| s.upsert_page(run_id, &page))
+            .await?;
+        seen += counts.seen;
+        tracing::debug!(page = page_no, seen, "page stored");
+        progress(&format!("{}: page {page_no}, {seen} findings", scope.scan));
+        if *stop.borrow() {
+            return Err(Stopped::Interrupted);
+        }
+    }
+    Ok(BodyEnd::Complete)
+}
+
+async fn poll_until_finished(
+    ctx: &SyncContext,
+    vendor: &dyn Vendor,
+    vendor_scan_id: &str,
+    scan_name: &str,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+    progress: &impl Fn(&str),
+) -> Result<(), Stopped> {
+    loop {
+        match vendor.scan_status(vendor_scan_id).await? {
+            ScanStatus::Finished => return Ok(()),
+            ScanStatus::Failed { state, message } => {
+                return Err(Stopped::Vendor(VendorError::ScanFailed {
+                    vendor: vendor.name(),
+                    scan_id: vendor_scan_id.to_string(),
+                    state,
+                    message,
+                }))
+            }
+            ScanStatus::Queued => progress(&format!("{scan_name}: queued at the vendor")),
+            ScanStatus::Running { progress: p } => progress(&format!(
+                "{scan_name}: scanning{}",
+                p.map(|p| format!(" {p}%")).unwrap_or_default()
+            )),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(ctx.poll_interval) => {}
+            _ = stop.wait_for(|s| *s) => return Err(Stopped::Interrupted),
+        }
+    }
 }

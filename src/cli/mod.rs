@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 pub mod check_config;
+pub mod sync;
 
 /// Exit code for a bad config file (sysexits.h EX_CONFIG), which systemd and scripts know.
 pub const EXIT_CONFIG: u8 = 78;
@@ -41,6 +42,8 @@ pub struct Global {
 pub enum Command {
     /// Validate the config file and print a summary (exit 78 on errors)
     CheckConfig(check_config::Args),
+    /// Run scans now (default: every enabled scan), print a summary, exit 1 if any failed
+    Sync(sync::Args),
 }
 
 /// Parses arguments, sets up logging and the runtime, runs the subcommand, maps the outcome
@@ -61,6 +64,7 @@ pub fn main() -> ExitCode {
     let outcome = runtime.block_on(async move {
         match cli.command {
             Command::CheckConfig(a) => check_config::run(&cli.global, a).await,
+            Command::Sync(a) => sync::run(&cli.global, a).await,
         }
     });
     match outcome {
@@ -90,4 +94,27 @@ fn init_logging(global: &Global) {
     } else {
         builder.init();
     }
+}
+
+/// A stop flag flipped by SIGINT/SIGTERM, for one-shot commands: runs in flight commit the
+/// page they have and end as interrupted instead of being killed mid-write.
+pub fn stop_on_signals() -> anyhow::Result<tokio::sync::watch::Receiver<bool>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let mut incoming = signals.forever();
+            if incoming.next().is_some() {
+                tracing::warn!(
+                    "stopping: runs in flight commit their current page (again to quit at once)"
+                );
+                let _ = tx.send(true);
+            }
+            if incoming.next().is_some() {
+                std::process::exit(130);
+            }
+        })?;
+    Ok(rx)
 }

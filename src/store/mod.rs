@@ -153,4 +153,28 @@ impl Store {
     pub fn open(_path: &Path) -> Result<Store, StoreError> {
         todo!("store helper")
     }
+    pub fn begin_run(&mut self, _scope: &RunScope) -> Result<RunId, StoreError> {
+        todo!("store helper")
+    }
+    pub fn set_vendor_scan_id(&mut self, _run: RunId, _id: &str) -> Result<(), StoreError> {
+        todo!("store helper")
+    }
+    pub fn upsert_page(&mut self, _run: RunId, _page: &[Finding]) -> Result<RunCounts, StoreError> {
+        todo!("store helper")
+    }
+    pub fn finish_run(&mut self, _run: RunId, _end: RunEnd) -> Result<RunRow, StoreError> {
+        todo!("store helper")
+    }
+    pub fn run(&self, _id: RunId) -> Result<Option<RunRow>, StoreError> {
+        todo!("store helper")
+    }
+    pub fn recover_unfinished(&mut self) -> Result<Vec<RunRow>, StoreError> {
+        todo!("store helper")
+    }
+    pub fn open_by_severity(
+        &self,
+        _scan: &str,
+    ) -> Result<std::collections::BTreeMap<Severity, u64>, StoreError> {
+        todo!("store helper")
+    }
 }

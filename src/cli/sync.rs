@@ -1,0 +1,96 @@
+//! `scansync sync [--scan NAME]…`: a one-shot run of scans, right now, then exit.
+
+use super::Global;
+use crate::config::Config;
+use crate::store::RunState;
+use crate::sync::{run_scan, Progress, RunOptions, RunSummary, SyncContext};
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// A scan to run (repeatable); default: every enabled scan
+    #[arg(long = "scan", value_name = "NAME")]
+    pub scans: Vec<String>,
+}
+
+pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
+    let path = Config::resolve_path(global.config.as_deref());
+    let config = Config::load(&path)?;
+    let selected = select_scans(&config, &args.scans)?;
+    let stop = super::stop_on_signals()?;
+    let ctx = SyncContext::new(&config, stop)?;
+    ctx.with_store(|s| s.recover_unfinished()).await?;
+
+    let progress = std::io::stderr().is_terminal().then(|| {
+        Progress(Arc::new(|line: &str| {
+            eprint!("\r\x1b[2K{line}");
+        }))
+    });
+    let mut tasks = tokio::task::JoinSet::new();
+    for scan in selected {
+        let ctx = ctx.clone();
+        let opts = RunOptions {
+            trigger: "cli".into(),
+            progress: progress.clone(),
+            ..RunOptions::default()
+        };
+        tasks.spawn(async move { run_scan(&ctx, &scan, opts).await });
+    }
+    let mut summaries = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        summaries.push(joined??);
+    }
+    if progress.is_some() {
+        eprint!("\r\x1b[2K");
+    }
+    summaries.sort_by(|a, b| a.scan.cmp(&b.scan));
+    for s in &summaries {
+        println!("{}", summary_line(s));
+    }
+    let all_ok = summaries.iter().all(|s| s.state == RunState::Succeeded);
+    Ok(if all_ok { 0 } else { 1 })
+}
+
+/// The scans to run: the named ones (each must exist), else every enabled one.
+fn select_scans(
+    config: &Config,
+    names: &[String],
+) -> anyhow::Result<Vec<crate::config::ScanConfig>> {
+    if names.is_empty() {
+        return Ok(config.scans.iter().filter(|s| s.enabled).cloned().collect());
+    }
+    names
+        .iter()
+        .map(|n| {
+            config
+                .scans
+                .iter()
+                .find(|s| &s.name == n)
+                .cloned()
+                .ok_or_else(|| {
+                    let known: Vec<&str> = config.scans.iter().map(|s| s.name.as_str()).collect();
+                    anyhow::anyhow!(
+                        "no scan named \"{n}\" in the config (known: {})",
+                        known.join(", ")
+                    )
+                })
+        })
+        .collect()
+}
+
+/// One line per run, the same words `runs` and the daemon's log use.
+pub fn summary_line(s: &RunSummary) -> String {
+    let state = serde_json::to_value(s.state)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let mut line = format!(
+        "{}: {state} (run {}): {} new, {} still open, {} fixed, {} reopened",
+        s.scan, s.run_id, s.counts.new, s.counts.open, s.counts.fixed, s.counts.reopened
+    );
+    if let Some(e) = &s.error {
+        line.push_str(&format!("; error: {e}"));
+    }
+    line
+}
