@@ -177,4 +177,20 @@ impl Store {
     ) -> Result<std::collections::BTreeMap<Severity, u64>, StoreError> {
         todo!("store helper")
     }
+    pub fn runs(&self, _scan: Option<&str>, _limit: usize) -> Result<Vec<RunRow>, StoreError> {
+        todo!("store helper")
+    }
+    pub fn last_run(&self, _scan: &str) -> Result<Option<RunRow>, StoreError> {
+        todo!("store helper")
+    }
+    pub fn for_each_finding<E: From<StoreError>>(
+        &self,
+        _filter: &FindingFilter,
+        _f: impl FnMut(FindingRow) -> Result<(), E>,
+    ) -> Result<(), E> {
+        todo!("store helper")
+    }
+    pub fn findings(&self, _filter: &FindingFilter) -> Result<Vec<FindingRow>, StoreError> {
+        todo!("store helper")
+    }
 }
