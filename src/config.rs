@@ -881,7 +881,7 @@ impl Checker<'_> {
             self.error(
                 &format!("{path}.name"),
                 Some(&span),
-                format!("\"{name}\" is already the name of scans[{first}] (line {first_line}); scan names must be unique"),
+                format!("\"{name}\" is already the name of scans[{first}], on line {first_line}; scan names must be unique"),
             );
         } else {
             names.insert(name.to_string(), (index, span));
@@ -1373,4 +1373,142 @@ fn edit_distance(a: &str, b: &str) -> usize {
         prev = cur;
     }
     prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn durations_accept_each_unit_and_combinations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("6h"), Ok(Duration::from_secs(6 * 3600)));
+        assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+    }
+
+    #[test]
+    fn durations_reject_missing_units_negatives_and_junk() {
+        for bad in [
+            "",
+            "90",
+            "-5m",
+            "6 hours",
+            "1w",
+            "h",
+            "1.5h",
+            "99999999999999999999d",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} was accepted");
+        }
+        assert!(parse_duration("90").unwrap_err().contains("lacks a unit"));
+    }
+
+    #[test]
+    fn format_duration_inverts_parse_duration() {
+        for s in ["30s", "15m", "6h", "1d", "1h30m", "2d3h4m5s"] {
+            assert_eq!(format_duration(parse_duration(s).unwrap()), s);
+        }
+    }
+
+    #[test]
+    fn next_after_for_now_at_and_every() {
+        let now = utc("2026-11-23T10:00:00Z");
+        assert_eq!(Schedule::Now.next_after(now), Some(now));
+        let at = DateTime::parse_from_rfc3339("2026-12-01T02:00:00+03:00").unwrap();
+        assert_eq!(
+            Schedule::At(at).next_after(now),
+            Some(utc("2026-11-30T23:00:00Z"))
+        );
+        assert_eq!(
+            Schedule::At(at).next_after(utc("2026-12-02T00:00:00Z")),
+            None
+        );
+        assert_eq!(
+            Schedule::Every(Duration::from_secs(6 * 3600)).next_after(now),
+            Some(utc("2026-11-23T16:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn cron_next_after_keeps_local_wall_clock_across_dst() {
+        let daily_9am = Schedule::Cron {
+            expr: "0 0 9 * * *".to_string(),
+            timezone: chrono_tz::America::New_York,
+        };
+        // 2026-03-08: New York moves from EST (UTC-5) to EDT (UTC-4).
+        assert_eq!(
+            daily_9am.next_after(utc("2026-03-07T15:00:00Z")),
+            Some(utc("2026-03-08T13:00:00Z"))
+        );
+        assert_eq!(
+            daily_9am.next_after(utc("2026-03-06T15:00:00Z")),
+            Some(utc("2026-03-07T14:00:00Z"))
+        );
+        let istanbul = Schedule::Cron {
+            expr: "0 0 2 * * *".to_string(),
+            timezone: chrono_tz::Europe::Istanbul,
+        };
+        assert_eq!(
+            istanbul.next_after(utc("2026-11-23T10:00:00Z")),
+            Some(utc("2026-11-23T23:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn cron_requires_seconds_and_ands_day_of_month_with_day_of_week() {
+        assert!(parse_cron("0 2 * * *").is_err());
+        assert!(parse_cron("0 0 2 * * *").is_ok());
+        assert!(parse_cron("0 0 2 * * * 2027").is_ok());
+        // First Monday of the month: day 1-7 AND Monday.
+        let first_monday = Schedule::Cron {
+            expr: "0 0 9 1-7 * MON".to_string(),
+            timezone: chrono_tz::UTC,
+        };
+        assert_eq!(
+            first_monday.next_after(utc("2026-11-23T00:00:00Z")),
+            Some(Utc.with_ymd_and_hms(2026, 12, 7, 9, 0, 0).unwrap())
+        );
+    }
+
+    #[test]
+    fn schedule_deserializes_through_serde_too() {
+        #[derive(Deserialize)]
+        struct S {
+            schedule: Schedule,
+        }
+        let s: S = toml::from_str("schedule = { every = \"1h\" }").unwrap();
+        assert_eq!(s.schedule, Schedule::Every(Duration::from_secs(3600)));
+        let s: S = toml::from_str("schedule = \"now\"").unwrap();
+        assert_eq!(s.schedule, Schedule::Now);
+        assert!(toml::from_str::<S>("schedule = \"daily\"").is_err());
+    }
+
+    #[test]
+    fn from_toml_resolves_the_token_without_its_trailing_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "abc123\n").unwrap();
+        let text = format!(
+            "[store]\npath = \"db.sqlite\"\n[instances.s]\nvendor = \"saltsecurity\"\nregion = \"eu\"\ntoken_file = \"{}\"\n",
+            token.display()
+        );
+        let loaded = Config::from_toml(&text, &dir.path().join("c.toml")).unwrap();
+        let instance = &loaded.config.instances["s"];
+        assert_eq!(instance.resolved_token.as_ref().unwrap().expose(), "abc123");
+        assert_eq!(loaded.config.store.path, dir.path().join("db.sqlite"));
+    }
+
+    #[test]
+    fn did_you_mean_suggests_only_close_keys() {
+        assert_eq!(closest("organisation", INSTANCE_KEYS), Some("organization"));
+        assert_eq!(closest("zzz", INSTANCE_KEYS), None);
+    }
 }
