@@ -1024,11 +1024,13 @@ impl Checker<'_> {
 
     /// Checks that exactly one token source is given and reads the token from it.
     fn token(&mut self, t: Tbl<'_, '_>, i: &mut InstanceConfig) {
-        let given: Vec<&str> = TOKEN_KEYS
+        // In file order, so "given twice" blames the later line.
+        let mut given: Vec<&str> = TOKEN_KEYS
             .iter()
             .copied()
             .filter(|k| t.get(k).is_some())
             .collect();
+        given.sort_by_key(|k| t.span_of(k).start);
         match given.as_slice() {
             [] => {
                 self.error(

@@ -128,7 +128,7 @@ fn corpus() -> Vec<Case> {
         case(
             "two tokens",
             format!("{base}token_file = \"/run/token\"\n"),
-            "error: instances.ct.token_file: token given twice (token_file and token_env); keep exactly one token source (line 9)",
+            "error: instances.ct.token_file: token given twice (token_env and token_file); keep exactly one token source (line 9)",
         ),
         case(
             "token_file missing",
