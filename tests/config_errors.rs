@@ -247,7 +247,7 @@ fn corpus() -> Vec<Case> {
         ),
         case(
             "url that is not http(s)",
-            format!("{base}").replace("https://ct.example", "ct.example"),
+            base.replace("https://ct.example", "ct.example"),
             "error: instances.ct.url: \"ct.example\" is not an http(s) URL",
         ),
         case(
