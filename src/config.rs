@@ -2,6 +2,11 @@
 //!
 //! Everything downstream (scheduler, connectors, CLI) receives an already validated
 //! [`Config`] and never re-checks it.
+//!
+//! The serde derives describe the shape, but [`Config::from_toml`] does not go through them:
+//! serde stops at the first problem of a table, and a config with three mistakes should be
+//! fixed in one round, not three. The loader walks the parsed document key by key instead,
+//! so every message names its field path and line.
 
 use crate::finding::Severity;
 use crate::secret::Secret;
@@ -35,7 +40,8 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
-    /// The SQLite file; created with its parent folder if missing.
+    /// The SQLite file; created with its parent folder if missing (by the store, at open).
+    /// A relative path in the file is joined to the config file's folder by validation.
     pub path: PathBuf,
 }
 
@@ -84,6 +90,8 @@ pub struct InstanceConfig {
     /// CodeThreat only, required: sent as `x-ct-organization`.
     pub organization: Option<String>,
     /// Exactly one of `token_file`, `token_env`, `credential`, `token` gives the token.
+    /// After validation `token_file` holds the path actually read: `%d/` expanded to
+    /// `$CREDENTIALS_DIRECTORY`, relative paths joined to the config file's folder.
     pub token_file: Option<PathBuf>,
     pub token_env: Option<String>,
     /// A systemd credential name, read from `$CREDENTIALS_DIRECTORY/<name>`.
@@ -93,7 +101,8 @@ pub struct InstanceConfig {
     /// Skip TLS verification. Warned about loudly.
     #[serde(default)]
     pub insecure: bool,
-    /// Extra PEM roots (self-hosted instances with a private CA).
+    /// Extra PEM roots (self-hosted instances with a private CA). Relative to the config
+    /// file's folder; validation checks that it exists.
     pub ca_file: Option<PathBuf>,
     pub proxy: Option<String>,
     /// Per-request timeout.
