@@ -2,14 +2,23 @@
 //!
 //! Everything downstream (scheduler, connectors, CLI) receives an already validated
 //! [`Config`] and never re-checks it.
+//!
+//! The serde derives describe the shape, but [`Config::from_toml`] does not go through them:
+//! serde stops at the first problem of a table, and a config with three mistakes should be
+//! fixed in one round, not three. The loader walks the parsed document key by key instead,
+//! so every message names its field path and line.
 
 use crate::finding::Severity;
 use crate::secret::Secret;
-use chrono::{DateTime, FixedOffset};
+use chrono::{DateTime, FixedOffset, Utc};
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
 
 /// Where the config is read from when `--config` is not given and `$SCANSYNC_CONFIG` is unset.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/scansync/config.toml";
@@ -31,7 +40,8 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
-    /// The SQLite file; created with its parent folder if missing.
+    /// The SQLite file; created with its parent folder if missing (by the store, at open).
+    /// A relative path in the file is joined to the config file's folder by validation.
     pub path: PathBuf,
 }
 
@@ -80,6 +90,8 @@ pub struct InstanceConfig {
     /// CodeThreat only, required: sent as `x-ct-organization`.
     pub organization: Option<String>,
     /// Exactly one of `token_file`, `token_env`, `credential`, `token` gives the token.
+    /// After validation `token_file` holds the path actually read: `%d/` expanded to
+    /// `$CREDENTIALS_DIRECTORY`, relative paths joined to the config file's folder.
     pub token_file: Option<PathBuf>,
     pub token_env: Option<String>,
     /// A systemd credential name, read from `$CREDENTIALS_DIRECTORY/<name>`.
@@ -89,7 +101,8 @@ pub struct InstanceConfig {
     /// Skip TLS verification. Warned about loudly.
     #[serde(default)]
     pub insecure: bool,
-    /// Extra PEM roots (self-hosted instances with a private CA).
+    /// Extra PEM roots (self-hosted instances with a private CA). Relative to the config
+    /// file's folder; validation checks that it exists.
     pub ca_file: Option<PathBuf>,
     pub proxy: Option<String>,
     /// Per-request timeout.
@@ -139,7 +152,8 @@ pub enum Schedule {
     Now,
     /// Once at this instant.
     At(DateTime<FixedOffset>),
-    /// Periodic, cron dialect of `croner` (5 or 6 fields, seconds optional), in `timezone`.
+    /// Periodic, in `timezone`, in the cron dialect of [`parse_cron`] (the one
+    /// tokio-cron-scheduler uses: 6 fields with seconds first, optional 7th year field).
     Cron {
         expr: String,
         timezone: chrono_tz::Tz,
@@ -148,10 +162,177 @@ pub enum Schedule {
     Every(Duration),
 }
 
-impl<'de> Deserialize<'de> for Schedule {
-    fn deserialize<D: serde::Deserializer<'de>>(_d: D) -> Result<Self, D::Error> {
-        todo!("config helper: parse \"now\" | {{at}} | {{cron, timezone}} | {{every}}")
+impl Schedule {
+    /// The first time this schedule fires after `now`; `None` when it never fires again (an
+    /// `at` instant already past, or a cron expression with no future match). The daemon
+    /// plans with it and `check-config` prints it, so both agree on what "next" means.
+    pub fn next_after(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match self {
+            Schedule::Now => Some(now),
+            Schedule::At(at) => {
+                let at = at.with_timezone(&Utc);
+                (at > now).then_some(at)
+            }
+            Schedule::Cron { expr, timezone } => {
+                // Matching happens on the wall clock of `timezone`, so a daily 09:00 stays at
+                // 09:00 local time across DST changes.
+                let cron = parse_cron(expr).ok()?;
+                cron.find_next_occurrence(&now.with_timezone(timezone), false)
+                    .ok()
+                    .map(|t| t.with_timezone(&Utc))
+            }
+            Schedule::Every(every) => chrono::Duration::from_std(*every)
+                .ok()
+                .and_then(|d| now.checked_add_signed(d)),
+        }
     }
+
+    /// Builds a schedule from the keys of a schedule table. Errors are `(key, message)`, with
+    /// an empty key for problems of the table as a whole. Shared by the config loader and the
+    /// serde impl so both accept exactly the same thing.
+    fn from_parts(
+        at: Option<&str>,
+        cron: Option<&str>,
+        timezone: Option<&str>,
+        every: Option<&str>,
+    ) -> Result<Schedule, Vec<(&'static str, String)>> {
+        let given = [at.is_some(), cron.is_some(), every.is_some()]
+            .iter()
+            .filter(|g| **g)
+            .count();
+        let mut errors = Vec::new();
+        if given != 1 {
+            errors.push((
+                "",
+                "give exactly one of at, cron or every (e.g. { every = \"6h\" })".to_string(),
+            ));
+        }
+        if timezone.is_some() && cron.is_none() {
+            errors.push((
+                "timezone",
+                "only applies to cron schedules (at carries its own offset)".to_string(),
+            ));
+        }
+        let tz = match timezone {
+            None => Some(chrono_tz::UTC),
+            Some(name) => match name.parse::<chrono_tz::Tz>() {
+                Ok(tz) => Some(tz),
+                Err(_) => {
+                    errors.push((
+                        "timezone",
+                        format!(
+                            "\"{name}\" is not an IANA time zone name (e.g. \"Europe/Istanbul\", \"America/New_York\", \"UTC\")"
+                        ),
+                    ));
+                    None
+                }
+            },
+        };
+        let mut schedule = None;
+        if let Some(at) = at {
+            match DateTime::parse_from_rfc3339(at) {
+                Ok(t) => schedule = Some(Schedule::At(t)),
+                Err(_) => errors.push(("at", format!("\"{at}\" is not an RFC 3339 date-time"))),
+            }
+        }
+        if let Some(expr) = cron {
+            match parse_cron(expr) {
+                Ok(_) => {
+                    if let Some(tz) = tz {
+                        schedule = Some(Schedule::Cron {
+                            expr: expr.trim().to_string(),
+                            timezone: tz,
+                        });
+                    }
+                }
+                Err(e) => errors.push(("cron", e)),
+            }
+        }
+        if let Some(every) = every {
+            match parse_duration(every) {
+                Ok(d) if d.is_zero() => {
+                    errors.push(("every", format!("\"{every}\" must be more than zero")))
+                }
+                Ok(d) => schedule = Some(Schedule::Every(d)),
+                Err(e) => errors.push(("every", e)),
+            }
+        }
+        match schedule {
+            Some(s) if errors.is_empty() => Ok(s),
+            _ => Err(errors),
+        }
+    }
+}
+
+impl fmt::Display for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Schedule::Now => f.write_str("now"),
+            Schedule::At(at) => write!(f, "at {}", at.to_rfc3339()),
+            Schedule::Cron { expr, timezone } => write!(f, "cron \"{expr}\" {timezone}"),
+            Schedule::Every(d) => write!(f, "every {}", format_duration(*d)),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Schedule {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Table {
+            at: Option<String>,
+            cron: Option<String>,
+            timezone: Option<String>,
+            every: Option<String>,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Word(String),
+            Table(Table),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Word(w) if w == "now" => Ok(Schedule::Now),
+            Raw::Word(w) => Err(serde::de::Error::custom(unknown_schedule_word(&w))),
+            Raw::Table(t) => Schedule::from_parts(
+                t.at.as_deref(),
+                t.cron.as_deref(),
+                t.timezone.as_deref(),
+                t.every.as_deref(),
+            )
+            .map_err(|errors| {
+                let joined = errors
+                    .into_iter()
+                    .map(|(k, m)| if k.is_empty() { m } else { format!("{k}: {m}") })
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                serde::de::Error::custom(joined)
+            }),
+        }
+    }
+}
+
+fn unknown_schedule_word(word: &str) -> String {
+    format!(
+        "\"{word}\" is not a schedule; use \"now\", {{ at = \"2026-12-01T02:00:00+03:00\" }}, {{ cron = \"0 0 2 * * *\", timezone = \"Europe/Istanbul\" }} or {{ every = \"6h\" }}"
+    )
+}
+
+/// Parses a cron expression exactly as tokio-cron-scheduler 0.15 does for its jobs
+/// (`Job::new_async_tz`): croner with seconds required (6 fields, optional 7th year field)
+/// and day-of-month AND day-of-week both having to match. The daemon must parse with this
+/// same function so that what `check-config` accepts is what the scheduler runs.
+pub fn parse_cron(expr: &str) -> Result<croner::Cron, String> {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Required)
+        .dom_and_dow(true)
+        .build()
+        .parse(expr)
+        .map_err(|e| {
+            format!(
+                "\"{expr}\" is not a valid cron expression ({e}); scansync cron has 6 fields, seconds first: \"sec min hour day-of-month month day-of-week\", e.g. \"0 0 2 * * *\" for 02:00 daily"
+            )
+        })
 }
 
 /// Every problem found in a config file, each naming its field path and line.
@@ -161,11 +342,90 @@ pub struct ConfigErrors {
     pub errors: Vec<String>,
 }
 
+impl ConfigErrors {
+    fn one(message: String) -> Self {
+        ConfigErrors {
+            errors: vec![message],
+        }
+    }
+}
+
+/// A validated config and the warnings validation produced (inline token, `insecure`, a
+/// token file readable by others): not errors, but worth a line each.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<String>,
+}
+
 impl Config {
     /// Reads, parses and validates the file, resolving tokens. Returns every error at once.
     /// Warnings (inline token, `insecure`, a token file readable by others) go to `tracing`.
-    pub fn load(_path: &Path) -> Result<Config, ConfigErrors> {
-        todo!("config helper")
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let loaded = Config::load_with_warnings(path)?;
+        for w in &loaded.warnings {
+            tracing::warn!("{w}");
+        }
+        Ok(loaded.config)
+    }
+
+    /// Like [`Config::load`], but hands the warnings back instead of logging them, for
+    /// `check-config`, which prints them itself.
+    pub fn load_with_warnings(path: &Path) -> Result<Loaded, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors::one(format!(
+                "{}: cannot read the config file: {e}; pass --config PATH or set $SCANSYNC_CONFIG",
+                path.display()
+            ))
+        })?;
+        Config::from_toml(&text, path)
+    }
+
+    /// Parses and validates config text. `origin` is the file it came from: it names the file
+    /// in syntax errors, and relative paths in the config (`store.path`, `token_file`,
+    /// `ca_file`) are taken relative to its folder, so a config works the same whatever the
+    /// daemon's working directory is.
+    pub fn from_toml(text: &str, origin: &Path) -> Result<Loaded, ConfigErrors> {
+        let (doc, syntax) = DeTable::parse_recoverable(text);
+        if !syntax.is_empty() {
+            let errors = syntax
+                .iter()
+                .map(|e| {
+                    let line = e
+                        .span()
+                        .map(|s| format!(" (line {})", line_of(text, &s)))
+                        .unwrap_or_default();
+                    format!(
+                        "{}: not valid TOML: {}{line}",
+                        origin.display(),
+                        e.message().trim_end()
+                    )
+                })
+                .collect();
+            return Err(ConfigErrors { errors });
+        }
+        let base_dir = origin.parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut checker = Checker {
+            text,
+            base_dir,
+            errors: Vec::new(),
+            warnings: Vec::new(),
+        };
+        let config = checker.config(&doc);
+        if checker.errors.is_empty() {
+            Ok(Loaded {
+                config,
+                warnings: checker.warnings,
+            })
+        } else {
+            // Line order reads like the file; errors without a line (missing sections) last.
+            checker
+                .errors
+                .sort_by_key(|(line, _)| line.unwrap_or(usize::MAX));
+            Err(ConfigErrors {
+                errors: checker.errors.into_iter().map(|(_, m)| m).collect(),
+            })
+        }
     }
 
     /// The path the CLI should read: `--config`, else `$SCANSYNC_CONFIG`, else the default.
@@ -176,9 +436,80 @@ impl Config {
     }
 }
 
+impl InstanceConfig {
+    /// Where the token comes from, in words safe to print (never the token itself).
+    pub fn token_source(&self) -> String {
+        if let Some(f) = &self.token_file {
+            format!("token from file {}", f.display())
+        } else if let Some(v) = &self.token_env {
+            format!("token from env {v}")
+        } else if let Some(c) = &self.credential {
+            format!("token from credential {c}")
+        } else if self.token.is_some() {
+            "token inline".to_string()
+        } else {
+            "no token".to_string()
+        }
+    }
+}
+
 /// `"30s"`, `"15m"`, `"6h"`, `"1d"`, `"1h30m"` ↔ `Duration`.
-pub fn parse_duration(_s: &str) -> Result<Duration, String> {
-    todo!("config helper")
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let usage =
+        "use whole numbers with a unit s, m, h or d, e.g. \"30s\", \"15m\", \"6h\", \"1h30m\"";
+    let t = s.trim();
+    if t.is_empty() {
+        return Err(format!("empty duration; {usage}"));
+    }
+    if t.starts_with('-') {
+        return Err(format!("\"{s}\" is negative; {usage}"));
+    }
+    let mut total: u64 = 0;
+    let mut rest = t;
+    while !rest.is_empty() {
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if digits == 0 {
+            return Err(format!("\"{s}\" is not a duration; {usage}"));
+        }
+        let number: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("\"{s}\" is too long a duration"))?;
+        rest = &rest[digits..];
+        let unit_len = rest.len()
+            - rest
+                .trim_start_matches(|c: char| c.is_ascii_alphabetic())
+                .len();
+        let unit = match &rest[..unit_len] {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            "" => return Err(format!("\"{s}\" lacks a unit; {usage}")),
+            other => return Err(format!("\"{s}\" has unknown unit \"{other}\"; {usage}")),
+        };
+        rest = &rest[unit_len..];
+        total = number
+            .checked_mul(unit)
+            .and_then(|n| total.checked_add(n))
+            .ok_or_else(|| format!("\"{s}\" is too long a duration"))?;
+    }
+    Ok(Duration::from_secs(total))
+}
+
+/// The inverse of [`parse_duration`], for summaries: `5400s` → `"1h30m"`.
+pub fn format_duration(d: Duration) -> String {
+    let mut secs = d.as_secs();
+    if secs == 0 {
+        return "0s".to_string();
+    }
+    let mut out = String::new();
+    for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
+        if secs >= size {
+            out.push_str(&format!("{}{unit}", secs / size));
+            secs %= size;
+        }
+    }
+    out
 }
 
 mod duration_str {
@@ -198,5 +529,997 @@ mod opt_duration_str {
         super::parse_duration(&s)
             .map(Some)
             .map_err(serde::de::Error::custom)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Validation: walks the parsed document table by table and key by key, so that one bad
+// value never hides another, and every message carries its field path and line.
+
+type Val<'i> = Spanned<DeValue<'i>>;
+
+const TOP_KEYS: &[&str] = &["store", "daemon", "instances", "scans"];
+const STORE_KEYS: &[&str] = &["path"];
+const DAEMON_KEYS: &[&str] = &[
+    "concurrency",
+    "per_instance_concurrency",
+    "shutdown_timeout",
+    "jitter",
+    "poll_interval",
+];
+const INSTANCE_KEYS: &[&str] = &[
+    "vendor",
+    "url",
+    "region",
+    "organization",
+    "token_file",
+    "token_env",
+    "credential",
+    "token",
+    "insecure",
+    "ca_file",
+    "proxy",
+    "timeout",
+];
+const TOKEN_KEYS: &[&str] = &["token_file", "token_env", "credential", "token"];
+const SCAN_KEYS: &[&str] = &[
+    "name",
+    "instance",
+    "bind_to",
+    "branch",
+    "environment",
+    "tags",
+    "metadata",
+    "min_severity",
+    "enabled",
+    "schedule",
+    "timeout",
+];
+const SCHEDULE_KEYS: &[&str] = &["at", "cron", "timezone", "every"];
+
+/// 1-based line of a byte offset.
+fn line_of(text: &str, span: &Range<usize>) -> usize {
+    let end = span.start.min(text.len());
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
+}
+
+/// One table of the document, with the path that names it in messages.
+#[derive(Clone, Copy)]
+struct Tbl<'a, 'i> {
+    path: &'a str,
+    table: &'a DeTable<'i>,
+    span: &'a Range<usize>,
+}
+
+impl<'a, 'i> Tbl<'a, 'i> {
+    fn get(&self, key: &str) -> Option<&'a Val<'i>> {
+        self.table.get(key)
+    }
+
+    fn field(&self, key: &str) -> String {
+        format!("{}.{key}", self.path)
+    }
+
+    /// The span to blame for `key`: its value when present, else the table itself.
+    fn span_of(&self, key: &str) -> Range<usize> {
+        self.table
+            .get_key_value(key)
+            .map(|(k, _)| k.span())
+            .unwrap_or_else(|| self.span.clone())
+    }
+}
+
+struct Checker<'t> {
+    text: &'t str,
+    base_dir: PathBuf,
+    errors: Vec<(Option<usize>, String)>,
+    warnings: Vec<String>,
+}
+
+impl Checker<'_> {
+    fn error(&mut self, path: &str, span: Option<&Range<usize>>, msg: impl fmt::Display) {
+        match span {
+            Some(span) => {
+                let line = line_of(self.text, span);
+                self.errors
+                    .push((Some(line), format!("{path}: {msg} (line {line})")));
+            }
+            None => self.errors.push((None, format!("{path}: {msg}"))),
+        }
+    }
+
+    fn warn(&mut self, path: &str, span: &Range<usize>, msg: impl fmt::Display) {
+        let line = line_of(self.text, span);
+        self.warnings.push(format!("{path}: {msg} (line {line})"));
+    }
+
+    fn unknown_keys(&mut self, t: Tbl<'_, '_>, known: &[&str]) {
+        for (key, _) in t.table.iter() {
+            let name: &str = key.get_ref();
+            if known.contains(&name) {
+                continue;
+            }
+            let hint = match closest(name, known) {
+                Some(k) => format!("did you mean \"{k}\"?"),
+                None => format!("expected one of {}", known.join(", ")),
+            };
+            self.error(
+                &t.field(name),
+                Some(&key.span()),
+                format!("unknown key; {hint}"),
+            );
+        }
+    }
+
+    fn wrong_type(&mut self, path: &str, v: &Val<'_>, expected: &str) {
+        let found = v.get_ref().type_str();
+        self.error(
+            path,
+            Some(&v.span()),
+            format!("must be {expected}, not {}", article(found)),
+        );
+    }
+
+    fn string(&mut self, t: Tbl<'_, '_>, key: &str) -> Option<String> {
+        let v = t.get(key)?;
+        match v.get_ref() {
+            DeValue::String(s) => Some(s.to_string()),
+            _ => {
+                self.wrong_type(&t.field(key), v, "a string");
+                None
+            }
+        }
+    }
+
+    /// A required, non-empty string.
+    fn required_string(&mut self, t: Tbl<'_, '_>, key: &str, what: &str) -> Option<String> {
+        match t.get(key) {
+            None => {
+                self.error(&t.field(key), Some(t.span), format!("is required ({what})"));
+                None
+            }
+            Some(v) => {
+                let s = self.string(t, key)?;
+                if s.trim().is_empty() {
+                    self.error(
+                        &t.field(key),
+                        Some(&v.span()),
+                        format!("must not be empty ({what})"),
+                    );
+                    return None;
+                }
+                Some(s)
+            }
+        }
+    }
+
+    fn boolean(&mut self, t: Tbl<'_, '_>, key: &str) -> Option<bool> {
+        let v = t.get(key)?;
+        match v.get_ref() {
+            DeValue::Boolean(b) => Some(*b),
+            _ => {
+                self.wrong_type(&t.field(key), v, "true or false");
+                None
+            }
+        }
+    }
+
+    /// A whole number of at least `min`.
+    fn count(&mut self, t: Tbl<'_, '_>, key: &str, min: u64) -> Option<usize> {
+        let v = t.get(key)?;
+        let expected = format!("a whole number of at least {min}");
+        match v.get_ref() {
+            DeValue::Integer(i) => {
+                let n = i128::from_str_radix(i.as_str(), i.radix()).ok();
+                match n.and_then(|n| usize::try_from(n).ok()) {
+                    Some(n) if n as u64 >= min => Some(n),
+                    _ => {
+                        self.error(
+                            &t.field(key),
+                            Some(&v.span()),
+                            format!("{i} is too small; must be {expected}"),
+                        );
+                        None
+                    }
+                }
+            }
+            _ => {
+                self.wrong_type(&t.field(key), v, &expected);
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, t: Tbl<'_, '_>, key: &str, allow_zero: bool) -> Option<Duration> {
+        let v = t.get(key)?;
+        let s = self.string(t, key)?;
+        match parse_duration(&s) {
+            Ok(d) if d.is_zero() && !allow_zero => {
+                self.error(
+                    &t.field(key),
+                    Some(&v.span()),
+                    format!("\"{s}\" must be more than zero"),
+                );
+                None
+            }
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.error(&t.field(key), Some(&v.span()), e);
+                None
+            }
+        }
+    }
+
+    /// A path; relative ones are taken from the config file's folder.
+    fn path(&mut self, t: Tbl<'_, '_>, key: &str) -> Option<PathBuf> {
+        let s = self.string(t, key)?;
+        Some(self.base_dir.join(s))
+    }
+
+    fn url(&mut self, t: Tbl<'_, '_>, key: &str, example: &str) -> Option<String> {
+        let v = t.get(key)?;
+        let s = self.string(t, key)?;
+        match reqwest::Url::parse(&s) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(s),
+            _ => {
+                self.error(
+                    &t.field(key),
+                    Some(&v.span()),
+                    format!("\"{s}\" is not an http(s) URL (e.g. \"{example}\")"),
+                );
+                None
+            }
+        }
+    }
+
+    fn table<'a, 'i>(&mut self, path: &str, v: &'a Val<'i>, what: &str) -> Option<&'a DeTable<'i>> {
+        match v.get_ref() {
+            DeValue::Table(t) => Some(t),
+            _ => {
+                self.wrong_type(path, v, what);
+                None
+            }
+        }
+    }
+
+    fn config(&mut self, doc: &Spanned<DeTable<'_>>) -> Config {
+        let span = doc.span();
+        let top = Tbl {
+            path: "config",
+            table: doc.get_ref(),
+            span: &span,
+        };
+        for (key, _) in top.table.iter() {
+            let name: &str = key.get_ref();
+            if !TOP_KEYS.contains(&name) {
+                let hint = match closest(name, TOP_KEYS) {
+                    Some(k) => format!("did you mean [{k}]?"),
+                    None => format!("expected {}", TOP_KEYS.join(", ")),
+                };
+                self.error(
+                    name,
+                    Some(&key.span()),
+                    format!("unknown top-level key; {hint}"),
+                );
+            }
+        }
+        let store = match top.get("store") {
+            Some(v) => self.store(v),
+            None => {
+                self.error(
+                    "store",
+                    None,
+                    "the [store] section is required; add [store] with path = \"/var/lib/scansync/scansync.db\"",
+                );
+                None
+            }
+        };
+        let daemon = top
+            .get("daemon")
+            .map(|v| self.daemon(v))
+            .unwrap_or_default();
+        let mut instances = BTreeMap::new();
+        if let Some(v) = top.get("instances") {
+            if let Some(table) = self.table("instances", v, "a table of [instances.NAME] tables") {
+                for (name, value) in table.iter() {
+                    let path = format!("instances.{}", name.get_ref());
+                    if let Some(instance) = self.instance(&path, value) {
+                        instances.insert(name.get_ref().to_string(), instance);
+                    }
+                }
+            }
+        }
+        let mut scans = Vec::new();
+        if let Some(v) = top.get("scans") {
+            match v.get_ref() {
+                DeValue::Array(items) => {
+                    let mut names: BTreeMap<String, (usize, Range<usize>)> = BTreeMap::new();
+                    // Instances that failed their own checks still count as defined here, so
+                    // a scan naming one is not reported a second time.
+                    let defined: Vec<String> = match top.get("instances").map(|v| v.get_ref()) {
+                        Some(DeValue::Table(t)) => {
+                            t.iter().map(|(k, _)| k.get_ref().to_string()).collect()
+                        }
+                        _ => Vec::new(),
+                    };
+                    for (index, item) in items.iter().enumerate() {
+                        let path = format!("scans[{index}]");
+                        if let Some(scan) = self.scan(&path, item, &defined) {
+                            self.unique_name(&path, item, &scan.name, index, &mut names);
+                            scans.push(scan);
+                        }
+                    }
+                }
+                _ => self.wrong_type("scans", v, "a list of [[scans]] tables"),
+            }
+        }
+        Config {
+            store: store.unwrap_or(StoreConfig {
+                path: PathBuf::new(),
+            }),
+            daemon,
+            instances,
+            scans,
+        }
+    }
+
+    fn unique_name(
+        &mut self,
+        path: &str,
+        item: &Val<'_>,
+        name: &str,
+        index: usize,
+        names: &mut BTreeMap<String, (usize, Range<usize>)>,
+    ) {
+        if name.is_empty() {
+            return;
+        }
+        let span = match item.get_ref() {
+            DeValue::Table(t) => t
+                .get_key_value("name")
+                .map(|(_, v)| v.span())
+                .unwrap_or_else(|| item.span()),
+            _ => item.span(),
+        };
+        if let Some((first, first_span)) = names.get(name) {
+            let first_line = line_of(self.text, first_span);
+            self.error(
+                &format!("{path}.name"),
+                Some(&span),
+                format!("\"{name}\" is already the name of scans[{first}], on line {first_line}; scan names must be unique"),
+            );
+        } else {
+            names.insert(name.to_string(), (index, span));
+        }
+    }
+
+    fn store(&mut self, v: &Val<'_>) -> Option<StoreConfig> {
+        let table = self.table("store", v, "a table ([store])")?;
+        let span = v.span();
+        let t = Tbl {
+            path: "store",
+            table,
+            span: &span,
+        };
+        self.unknown_keys(t, STORE_KEYS);
+        let path = self.required_string(
+            t,
+            "path",
+            "the SQLite file, e.g. \"/var/lib/scansync/scansync.db\"",
+        )?;
+        Some(StoreConfig {
+            path: self.base_dir.join(path),
+        })
+    }
+
+    fn daemon(&mut self, v: &Val<'_>) -> DaemonConfig {
+        let mut d = DaemonConfig::default();
+        let Some(table) = self.table("daemon", v, "a table ([daemon])") else {
+            return d;
+        };
+        let span = v.span();
+        let t = Tbl {
+            path: "daemon",
+            table,
+            span: &span,
+        };
+        self.unknown_keys(t, DAEMON_KEYS);
+        if let Some(n) = self.count(t, "concurrency", 1) {
+            d.concurrency = n;
+        }
+        if let Some(n) = self.count(t, "per_instance_concurrency", 1) {
+            d.per_instance_concurrency = n;
+        }
+        if let Some(x) = self.duration(t, "shutdown_timeout", true) {
+            d.shutdown_timeout = x;
+        }
+        if let Some(x) = self.duration(t, "jitter", true) {
+            d.jitter = x;
+        }
+        if let Some(x) = self.duration(t, "poll_interval", false) {
+            d.poll_interval = x;
+        }
+        d
+    }
+
+    fn instance(&mut self, path: &str, v: &Val<'_>) -> Option<InstanceConfig> {
+        let table = self.table(path, v, "a table ([instances.NAME])")?;
+        let span = v.span();
+        let t = Tbl {
+            path,
+            table,
+            span: &span,
+        };
+        self.unknown_keys(t, INSTANCE_KEYS);
+        let vendor = self.required_string(t, "vendor", "one of codethreat, saltsecurity");
+        let mut i = InstanceConfig {
+            vendor: vendor.clone().unwrap_or_default(),
+            url: self.url(t, "url", "https://cloud.codethreat.com"),
+            region: self.string(t, "region"),
+            organization: self.string(t, "organization"),
+            token_file: self.string(t, "token_file").map(PathBuf::from),
+            token_env: self.string(t, "token_env"),
+            credential: self.string(t, "credential"),
+            token: None,
+            insecure: self.boolean(t, "insecure").unwrap_or(false),
+            ca_file: self.path(t, "ca_file"),
+            proxy: self.url(t, "proxy", "http://proxy.internal:3128"),
+            timeout: self.duration(t, "timeout", false),
+            resolved_token: None,
+        };
+        // The inline token is read without echoing it in any message, even a type error.
+        if let Some(tv) = t.get("token") {
+            match tv.get_ref() {
+                DeValue::String(s) => i.token = Some(s.to_string()),
+                other => self.error(
+                    &t.field("token"),
+                    Some(&tv.span()),
+                    format!("must be a string, not {}", article(other.type_str())),
+                ),
+            }
+        }
+        if let Some(vendor) = vendor {
+            match crate::vendors::spec(&vendor) {
+                Some(spec) => {
+                    for message in (spec.validate)(&i) {
+                        let (field, rest) = message.split_once(':').unwrap_or(("", &message));
+                        let field = field.trim();
+                        let blame = t
+                            .get(field)
+                            .map(|v| v.span())
+                            .unwrap_or_else(|| span.clone());
+                        self.error(&t.field(field), Some(&blame), rest.trim());
+                    }
+                }
+                None => {
+                    let known: Vec<&str> =
+                        crate::vendors::REGISTRY.iter().map(|s| s.name).collect();
+                    let span = t.get("vendor").map(|v| v.span());
+                    self.error(
+                        &t.field("vendor"),
+                        span.as_ref(),
+                        format!(
+                            "unknown vendor \"{vendor}\"; known vendors: {}",
+                            known.join(", ")
+                        ),
+                    );
+                }
+            }
+        }
+        if i.insecure {
+            self.warn(
+                &t.field("insecure"),
+                &t.span_of("insecure"),
+                "TLS certificate verification is OFF for this instance: anyone on the network path can read the token; use ca_file for a private CA instead",
+            );
+        }
+        if let Some(ca) = &i.ca_file {
+            if let Err(e) = std::fs::metadata(ca) {
+                let span = t.get("ca_file").map(|v| v.span());
+                self.error(
+                    &t.field("ca_file"),
+                    span.as_ref(),
+                    format!("cannot read {}: {e}", ca.display()),
+                );
+            }
+        }
+        self.token(t, &mut i);
+        Some(i)
+    }
+
+    /// Checks that exactly one token source is given and reads the token from it.
+    fn token(&mut self, t: Tbl<'_, '_>, i: &mut InstanceConfig) {
+        // In file order, so "given twice" blames the later line.
+        let mut given: Vec<&str> = TOKEN_KEYS
+            .iter()
+            .copied()
+            .filter(|k| t.get(k).is_some())
+            .collect();
+        given.sort_by_key(|k| t.span_of(k).start);
+        match given.as_slice() {
+            [] => {
+                self.error(
+                    t.path,
+                    Some(t.span),
+                    "no token given; set exactly one of token_file, token_env, credential or token",
+                );
+                return;
+            }
+            [_] => {}
+            [_, second, ..] => {
+                self.error(
+                    &t.field(second),
+                    Some(&t.span_of(second)),
+                    format!(
+                        "token given twice ({}); keep exactly one token source",
+                        given.join(" and ")
+                    ),
+                );
+                return;
+            }
+        }
+        let (key, read) = if let Some(file) = i.token_file.clone() {
+            ("token_file", self.token_from_file(t, &file, i))
+        } else if let Some(var) = i.token_env.clone() {
+            ("token_env", token_from_env(&var))
+        } else if let Some(name) = i.credential.clone() {
+            ("credential", token_from_credential(&name))
+        } else if let Some(token) = i.token.clone() {
+            self.warn(
+                &t.field("token"),
+                &t.span_of("token"),
+                "inline token in the config file; prefer token_file, token_env or credential so the file can be shared and backed up safely",
+            );
+            ("token", non_empty(token, "is empty"))
+        } else {
+            // A source of the wrong type was already reported.
+            return;
+        };
+        match read {
+            Ok(secret) => i.resolved_token = Some(secret),
+            Err(msg) => {
+                let span = t.get(key).map(|v| v.span());
+                self.error(&t.field(key), span.as_ref(), msg)
+            }
+        }
+    }
+
+    fn token_from_file(
+        &mut self,
+        t: Tbl<'_, '_>,
+        file: &Path,
+        i: &mut InstanceConfig,
+    ) -> Result<Secret, String> {
+        let raw = file.to_string_lossy().into_owned();
+        let path = match raw.strip_prefix("%d/") {
+            Some(rest) => match std::env::var_os("CREDENTIALS_DIRECTORY") {
+                Some(dir) if !dir.is_empty() => PathBuf::from(dir).join(rest),
+                _ => {
+                    return Err(format!(
+                        "\"{raw}\" needs $CREDENTIALS_DIRECTORY, which is unset; systemd sets it for units with LoadCredential=, otherwise give a plain path"
+                    ))
+                }
+            },
+            None => self.base_dir.join(&raw),
+        };
+        let meta = std::fs::metadata(&path)
+            .map_err(|e| format!("cannot read token file {}: {e}", path.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                self.warn(
+                    &t.field("token_file"),
+                    &t.span_of("token_file"),
+                    format!(
+                        "{} is readable by group or others (mode {mode:04o}); run chmod 600 on it",
+                        path.display()
+                    ),
+                );
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = (meta, t);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read token file {}: {e}", path.display()))?;
+        i.token_file = Some(path.clone());
+        non_empty(text, &format!("token file {} is empty", path.display()))
+    }
+
+    fn scan(&mut self, path: &str, v: &Val<'_>, instances: &[String]) -> Option<ScanConfig> {
+        let table = self.table(path, v, "a table ([[scans]])")?;
+        let span = v.span();
+        let t = Tbl {
+            path,
+            table,
+            span: &span,
+        };
+        self.unknown_keys(t, SCAN_KEYS);
+        let name = self.required_string(t, "name", "a unique name for this scan");
+        let instance = self.required_string(t, "instance", "the name of an [instances.NAME] table");
+        if let Some(inst) = &instance {
+            if !instances.contains(inst) {
+                let known: Vec<&str> = instances.iter().map(String::as_str).collect();
+                let known = if known.is_empty() {
+                    "none is defined".to_string()
+                } else {
+                    format!("defined: {}", known.join(", "))
+                };
+                let span = t.get("instance").map(|v| v.span());
+                self.error(
+                    &t.field("instance"),
+                    span.as_ref(),
+                    format!("no instance named \"{inst}\" ({known}); add an [instances.{inst}] table or fix the name"),
+                );
+            }
+        }
+        let bind_to = self.required_string(t, "bind_to", "the vendor project or API asset to read");
+        let tags = self.string_list(t, "tags");
+        let metadata = self.string_map(t, "metadata");
+        let min_severity = t.get("min_severity").and_then(|v| {
+            let s = self.string(t, "min_severity")?;
+            match s.parse::<Severity>() {
+                Ok(sev) => Some(sev),
+                Err(e) => {
+                    self.error(&t.field("min_severity"), Some(&v.span()), e);
+                    None
+                }
+            }
+        });
+        let schedule = match t.get("schedule") {
+            Some(v) => self.schedule(&t.field("schedule"), v),
+            None => {
+                self.error(
+                    &t.field("schedule"),
+                    Some(t.span),
+                    "is required: \"now\", { at = \"...\" }, { cron = \"...\" } or { every = \"...\" }",
+                );
+                None
+            }
+        };
+        Some(ScanConfig {
+            name: name.unwrap_or_default(),
+            instance: instance.unwrap_or_default(),
+            bind_to: bind_to.unwrap_or_default(),
+            branch: self.string(t, "branch"),
+            environment: self.string(t, "environment"),
+            tags,
+            metadata,
+            min_severity,
+            enabled: self.boolean(t, "enabled").unwrap_or(true),
+            schedule: schedule.unwrap_or(Schedule::Now),
+            timeout: self
+                .duration(t, "timeout", false)
+                .unwrap_or_else(default_scan_timeout),
+        })
+    }
+
+    fn string_list(&mut self, t: Tbl<'_, '_>, key: &str) -> Vec<String> {
+        let Some(v) = t.get(key) else {
+            return Vec::new();
+        };
+        let DeValue::Array(items) = v.get_ref() else {
+            self.wrong_type(&t.field(key), v, "a list of strings");
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            match item.get_ref() {
+                DeValue::String(s) => out.push(s.to_string()),
+                _ => self.wrong_type(&format!("{}[{index}]", t.field(key)), item, "a string"),
+            }
+        }
+        out
+    }
+
+    fn string_map(&mut self, t: Tbl<'_, '_>, key: &str) -> BTreeMap<String, String> {
+        let Some(v) = t.get(key) else {
+            return BTreeMap::new();
+        };
+        let DeValue::Table(table) = v.get_ref() else {
+            self.wrong_type(&t.field(key), v, "a table of strings");
+            return BTreeMap::new();
+        };
+        let mut out = BTreeMap::new();
+        for (k, item) in table.iter() {
+            match item.get_ref() {
+                DeValue::String(s) => {
+                    out.insert(k.get_ref().to_string(), s.to_string());
+                }
+                _ => self.wrong_type(
+                    &format!("{}.{}", t.field(key), k.get_ref()),
+                    item,
+                    "a string",
+                ),
+            }
+        }
+        out
+    }
+
+    fn schedule(&mut self, path: &str, v: &Val<'_>) -> Option<Schedule> {
+        let table = match v.get_ref() {
+            DeValue::String(word) if word == "now" => return Some(Schedule::Now),
+            DeValue::String(word) => {
+                self.error(path, Some(&v.span()), unknown_schedule_word(word));
+                return None;
+            }
+            DeValue::Table(table) => table,
+            _ => {
+                self.wrong_type(
+                    path,
+                    v,
+                    "\"now\" or a table ({ at }, { cron, timezone }, { every })",
+                );
+                return None;
+            }
+        };
+        let span = v.span();
+        let t = Tbl {
+            path,
+            table,
+            span: &span,
+        };
+        self.unknown_keys(t, SCHEDULE_KEYS);
+        // `at` may be a quoted string or a bare TOML date-time.
+        let at = match t.get("at").map(|v| v.get_ref()) {
+            Some(DeValue::Datetime(dt)) => Some(dt.to_string()),
+            _ => self.string(t, "at"),
+        };
+        let cron = self.string(t, "cron");
+        let timezone = self.string(t, "timezone");
+        let every = self.string(t, "every");
+        let before = self.errors.len();
+        let given = |k: &str, s: &Option<String>| t.get(k).is_none() || s.is_some();
+        if !(given("at", &at)
+            && given("cron", &cron)
+            && given("timezone", &timezone)
+            && given("every", &every))
+        {
+            // A key of the wrong type was reported; do not add "give exactly one" noise.
+            return None;
+        }
+        match Schedule::from_parts(
+            at.as_deref(),
+            cron.as_deref(),
+            timezone.as_deref(),
+            every.as_deref(),
+        ) {
+            Ok(s) => Some(s),
+            Err(errors) => {
+                for (key, msg) in errors {
+                    if key.is_empty() {
+                        self.error(path, Some(&span), msg);
+                    } else {
+                        let blame = t.get(key).map(|v| v.span()).unwrap_or_else(|| span.clone());
+                        self.error(&t.field(key), Some(&blame), msg);
+                    }
+                }
+                debug_assert!(self.errors.len() > before);
+                None
+            }
+        }
+    }
+}
+
+fn token_from_env(var: &str) -> Result<Secret, String> {
+    let looks_like_name = !var.is_empty()
+        && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !var.starts_with(|c: char| c.is_ascii_digit());
+    if !looks_like_name {
+        // Not echoed: a value here is more likely a pasted token than a variable name.
+        return Err(
+            "is not an environment variable name (letters, digits and _); it names the variable that holds the token, not the token itself"
+                .to_string(),
+        );
+    }
+    match std::env::var(var) {
+        Ok(v) if !v.trim().is_empty() => Ok(Secret::new(v.trim_end().to_string())),
+        _ => Err(format!(
+            "environment variable {var} is unset or empty; export it before starting scansync (or use token_file)"
+        )),
+    }
+}
+
+fn token_from_credential(name: &str) -> Result<Secret, String> {
+    if name.is_empty() || name.contains('/') {
+        return Err(format!(
+            "\"{name}\" is not a credential name (no slashes; the name given to LoadCredential=)"
+        ));
+    }
+    let dir = match std::env::var_os("CREDENTIALS_DIRECTORY") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => {
+            return Err(format!(
+                "credential \"{name}\" needs $CREDENTIALS_DIRECTORY, which is unset; run under systemd with LoadCredential={name}:/path/to/token, or use token_file"
+            ))
+        }
+    };
+    let path = dir.join(name);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read credential {}: {e}", path.display()))?;
+    non_empty(text, &format!("credential {} is empty", path.display()))
+}
+
+/// Tokens end where their line does: files written with `echo` carry a trailing newline.
+fn non_empty(text: String, empty_message: &str) -> Result<Secret, String> {
+    let token = text.trim_end();
+    if token.trim().is_empty() {
+        Err(empty_message.to_string())
+    } else {
+        Ok(Secret::new(token.to_string()))
+    }
+}
+
+fn article(type_name: &str) -> String {
+    match type_name {
+        "integer" | "array" => format!("an {type_name}"),
+        _ => format!("a {type_name}"),
+    }
+}
+
+/// The known key closest to a misspelt one, if it is close enough to be a typo.
+fn closest<'k>(word: &str, known: &[&'k str]) -> Option<&'k str> {
+    known
+        .iter()
+        .map(|k| (edit_distance(word, k), *k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 4) && *d < k.len())
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn durations_accept_each_unit_and_combinations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("6h"), Ok(Duration::from_secs(6 * 3600)));
+        assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+    }
+
+    #[test]
+    fn durations_reject_missing_units_negatives_and_junk() {
+        for bad in [
+            "",
+            "90",
+            "-5m",
+            "6 hours",
+            "1w",
+            "h",
+            "1.5h",
+            "99999999999999999999d",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} was accepted");
+        }
+        assert!(parse_duration("90").unwrap_err().contains("lacks a unit"));
+    }
+
+    #[test]
+    fn format_duration_inverts_parse_duration() {
+        for s in ["30s", "15m", "6h", "1d", "1h30m", "2d3h4m5s"] {
+            assert_eq!(format_duration(parse_duration(s).unwrap()), s);
+        }
+    }
+
+    #[test]
+    fn next_after_for_now_at_and_every() {
+        let now = utc("2026-11-23T10:00:00Z");
+        assert_eq!(Schedule::Now.next_after(now), Some(now));
+        let at = DateTime::parse_from_rfc3339("2026-12-01T02:00:00+03:00").unwrap();
+        assert_eq!(
+            Schedule::At(at).next_after(now),
+            Some(utc("2026-11-30T23:00:00Z"))
+        );
+        assert_eq!(
+            Schedule::At(at).next_after(utc("2026-12-02T00:00:00Z")),
+            None
+        );
+        assert_eq!(
+            Schedule::Every(Duration::from_secs(6 * 3600)).next_after(now),
+            Some(utc("2026-11-23T16:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn cron_next_after_keeps_local_wall_clock_across_dst() {
+        let daily_9am = Schedule::Cron {
+            expr: "0 0 9 * * *".to_string(),
+            timezone: chrono_tz::America::New_York,
+        };
+        // 2026-03-08: New York moves from EST (UTC-5) to EDT (UTC-4).
+        assert_eq!(
+            daily_9am.next_after(utc("2026-03-07T15:00:00Z")),
+            Some(utc("2026-03-08T13:00:00Z"))
+        );
+        assert_eq!(
+            daily_9am.next_after(utc("2026-03-06T15:00:00Z")),
+            Some(utc("2026-03-07T14:00:00Z"))
+        );
+        let istanbul = Schedule::Cron {
+            expr: "0 0 2 * * *".to_string(),
+            timezone: chrono_tz::Europe::Istanbul,
+        };
+        assert_eq!(
+            istanbul.next_after(utc("2026-11-23T10:00:00Z")),
+            Some(utc("2026-11-23T23:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn cron_requires_seconds_and_ands_day_of_month_with_day_of_week() {
+        assert!(parse_cron("0 2 * * *").is_err());
+        assert!(parse_cron("0 0 2 * * *").is_ok());
+        assert!(parse_cron("0 0 2 * * * 2027").is_ok());
+        // First Monday of the month: day 1-7 AND Monday.
+        let first_monday = Schedule::Cron {
+            expr: "0 0 9 1-7 * MON".to_string(),
+            timezone: chrono_tz::UTC,
+        };
+        assert_eq!(
+            first_monday.next_after(utc("2026-11-23T00:00:00Z")),
+            Some(Utc.with_ymd_and_hms(2026, 12, 7, 9, 0, 0).unwrap())
+        );
+    }
+
+    #[test]
+    fn schedule_deserializes_through_serde_too() {
+        #[derive(Deserialize)]
+        struct S {
+            schedule: Schedule,
+        }
+        let s: S = toml::from_str("schedule = { every = \"1h\" }").unwrap();
+        assert_eq!(s.schedule, Schedule::Every(Duration::from_secs(3600)));
+        let s: S = toml::from_str("schedule = \"now\"").unwrap();
+        assert_eq!(s.schedule, Schedule::Now);
+        assert!(toml::from_str::<S>("schedule = \"daily\"").is_err());
+    }
+
+    #[test]
+    fn from_toml_resolves_the_token_without_its_trailing_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "abc123\n").unwrap();
+        let text = format!(
+            "[store]\npath = \"db.sqlite\"\n[instances.s]\nvendor = \"saltsecurity\"\nregion = \"eu\"\ntoken_file = \"{}\"\n",
+            token.display()
+        );
+        let loaded = Config::from_toml(&text, &dir.path().join("c.toml")).unwrap();
+        let instance = &loaded.config.instances["s"];
+        assert_eq!(instance.resolved_token.as_ref().unwrap().expose(), "abc123");
+        assert_eq!(loaded.config.store.path, dir.path().join("db.sqlite"));
+    }
+
+    #[test]
+    fn did_you_mean_suggests_only_close_keys() {
+        assert_eq!(closest("organisation", INSTANCE_KEYS), Some("organization"));
+        assert_eq!(closest("zzz", INSTANCE_KEYS), None);
     }
 }

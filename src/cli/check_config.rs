@@ -1,13 +1,128 @@
-//! `scansync check-config`
+//! `scansync check-config`: validates the config and prints what the daemon would do with
+//! it. Errors go back to `cli::main`, which prints one `error:` line each and exits 78.
 
 use super::Global;
-use crate::config::Config;
+use crate::config::{format_duration, Config, Schedule};
+use chrono::{DateTime, SecondsFormat, Utc};
+use std::fmt::Write as _;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {}
 
 pub async fn run(global: &Global, _args: Args) -> anyhow::Result<u8> {
     let path = Config::resolve_path(global.config.as_deref());
-    let _config = Config::load(&path)?;
-    todo!("config helper: print summary")
+    let loaded = Config::load_with_warnings(&path)?;
+    // Printed here rather than through tracing, so they show whatever the log level and
+    // in the same `word: message` shape as the errors.
+    for w in &loaded.warnings {
+        eprintln!("warning: {w}");
+    }
+    print!("{}", summary(&path, &loaded.config, Utc::now()));
+    Ok(0)
+}
+
+/// The summary `check-config` prints. Never contains a token: instances are described
+/// through [`crate::config::InstanceConfig::token_source`].
+pub fn summary(path: &std::path::Path, config: &Config, now: DateTime<Utc>) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "config {}: ok", path.display());
+    let _ = writeln!(out, "store: {}", config.store.path.display());
+    let d = &config.daemon;
+    let _ = writeln!(
+        out,
+        "daemon: concurrency {} ({} per instance), poll every {}, jitter {}, shutdown timeout {}",
+        d.concurrency,
+        d.per_instance_concurrency,
+        format_duration(d.poll_interval),
+        format_duration(d.jitter),
+        format_duration(d.shutdown_timeout)
+    );
+
+    let _ = writeln!(out, "instances ({}):", config.instances.len());
+    let rows: Vec<[String; 4]> = config
+        .instances
+        .iter()
+        .map(|(name, i)| {
+            let place = match (&i.url, &i.region) {
+                (Some(url), _) => url.clone(),
+                (None, Some(region)) => format!("region {region}"),
+                (None, None) => String::new(),
+            };
+            let mut extra = Vec::new();
+            if let Some(org) = &i.organization {
+                extra.push(format!("org \"{org}\""));
+            }
+            extra.push(i.token_source());
+            if i.insecure {
+                extra.push("TLS NOT VERIFIED".to_string());
+            }
+            if let Some(ca) = &i.ca_file {
+                extra.push(format!("ca_file {}", ca.display()));
+            }
+            if i.proxy.is_some() {
+                // The proxy URL may carry credentials, so only its presence is shown.
+                extra.push("via proxy".to_string());
+            }
+            if let Some(t) = i.timeout {
+                extra.push(format!("timeout {}", format_duration(t)));
+            }
+            [name.clone(), i.vendor.clone(), place, extra.join("  ")]
+        })
+        .collect();
+    write_rows(&mut out, &rows);
+
+    let _ = writeln!(out, "scans ({}):", config.scans.len());
+    let rows: Vec<[String; 4]> = config
+        .scans
+        .iter()
+        .map(|s| {
+            let mut target = format!("{} -> {}", s.instance, s.bind_to);
+            if let Some(b) = &s.branch {
+                let _ = write!(target, " (branch {b})");
+            }
+            if let Some(e) = &s.environment {
+                let _ = write!(target, " (environment {e})");
+            }
+            let next = if !s.enabled {
+                "disabled".to_string()
+            } else {
+                match s.schedule.next_after(now) {
+                    Some(t) if s.schedule == Schedule::Now => {
+                        format!("next {} (at start-up)", rfc3339(t))
+                    }
+                    Some(t) => format!("next {}", rfc3339(t)),
+                    None => "never (the time is past)".to_string(),
+                }
+            };
+            [s.name.clone(), target, s.schedule.to_string(), next]
+        })
+        .collect();
+    write_rows(&mut out, &rows);
+    out
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// Rows as aligned columns, indented under their heading.
+fn write_rows(out: &mut String, rows: &[[String; 4]]) {
+    let mut widths = [0usize; 4];
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in rows {
+        let mut line = String::from(" ");
+        for (i, cell) in row.iter().enumerate() {
+            line.push(' ');
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                let _ = write!(line, "{cell:<width$} ", width = widths[i]);
+            }
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
 }

@@ -1,0 +1,500 @@
+//! `scansync check-config` against the real binary: the example passes, and each bad config
+//! in the corpus below exits 78 with its own message, naming the field path (and line).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const TOKEN_VAR: &str = "SCANSYNC_TEST_TOKEN";
+const TOKEN_VALUE: &str = "tok-4f9a1c-SECRET";
+
+/// Lines 1-2.
+const STORE: &str = "[store]\npath = \"scansync.db\"\n";
+/// Lines 3-8: a blank line, then `[instances.ct]` on line 4.
+const CT: &str = "\n[instances.ct]\nvendor = \"codethreat\"\nurl = \"https://ct.example\"\norganization = \"acme\"\ntoken_env = \"SCANSYNC_TEST_TOKEN\"\n";
+
+/// A scan table whose `extra` starts on line 14 when it follows STORE and CT.
+fn scan(name: &str, extra: &str) -> String {
+    format!("\n[[scans]]\nname = \"{name}\"\ninstance = \"ct\"\nbind_to = \"proj\"\n{extra}\n")
+}
+
+fn ok_scan(name: &str) -> String {
+    scan(name, "schedule = \"now\"")
+}
+
+fn salt(extra: &str) -> String {
+    format!("{STORE}\n[instances.salt]\nvendor = \"saltsecurity\"\ntoken_env = \"SCANSYNC_TEST_TOKEN\"\n{extra}\n")
+}
+
+fn check(dir: &Path, text: &str, envs: &[(&str, &str)]) -> Output {
+    let path = dir.join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    check_file(&path, envs)
+}
+
+fn check_file(path: &Path, envs: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_scansync"));
+    cmd.args(["check-config", "--config"])
+        .arg(path)
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .env_remove("SCANSYNC_CONFIG")
+        .env_remove("RUST_LOG")
+        .env(TOKEN_VAR, TOKEN_VALUE);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+struct Case {
+    name: &'static str,
+    config: String,
+    expect: &'static str,
+}
+
+fn case(name: &'static str, config: String, expect: &'static str) -> Case {
+    Case {
+        name,
+        config,
+        expect,
+    }
+}
+
+fn corpus() -> Vec<Case> {
+    let base = format!("{STORE}{CT}");
+    vec![
+        case("missing store", format!("{CT}{}", ok_scan("a")), "error: store: the [store] section is required"),
+        case(
+            "unknown top-level key",
+            format!("{base}\n[deamon]\nconcurrency = 2\n"),
+            "error: deamon: unknown top-level key; did you mean [daemon]? (line 10)",
+        ),
+        case(
+            "unknown key in an instance",
+            format!("{base}tokn_file = \"x\"\n"),
+            "error: instances.ct.tokn_file: unknown key; did you mean \"token_file\"? (line 9)",
+        ),
+        case(
+            "unknown key in a scan",
+            format!("{base}{}", scan("a", "schedule = \"now\"\nbranche = \"main\"")),
+            "error: scans[0].branche: unknown key; did you mean \"branch\"? (line 15)",
+        ),
+        case(
+            "unknown vendor",
+            format!("{STORE}\n[instances.x]\nvendor = \"snyk\"\ntoken_env = \"SCANSYNC_TEST_TOKEN\"\n"),
+            "error: instances.x.vendor: unknown vendor \"snyk\"; known vendors: codethreat, saltsecurity (line 5)",
+        ),
+        case(
+            "codethreat without organization",
+            format!("{STORE}\n[instances.ct]\nvendor = \"codethreat\"\nurl = \"https://ct.example\"\ntoken_env = \"SCANSYNC_TEST_TOKEN\"\n"),
+            "error: instances.ct.organization: is required for codethreat",
+        ),
+        case(
+            "codethreat without url",
+            format!("{STORE}\n[instances.ct]\nvendor = \"codethreat\"\norganization = \"acme\"\ntoken_env = \"SCANSYNC_TEST_TOKEN\"\n"),
+            "error: instances.ct.url: is required for codethreat",
+        ),
+        case(
+            "region on codethreat",
+            format!("{base}region = \"us\"\n"),
+            "error: instances.ct.region: is a saltsecurity setting; codethreat takes url instead (line 9)",
+        ),
+        case(
+            "organization on saltsecurity",
+            salt("region = \"us\"\norganization = \"acme\""),
+            "error: instances.salt.organization: is a codethreat setting",
+        ),
+        case(
+            "saltsecurity with a bad region",
+            salt("region = \"mars\""),
+            "error: instances.salt.region: \"mars\" is not a Salt Security region (\"us\" or \"eu\") (line 7)",
+        ),
+        case(
+            "saltsecurity with region and url",
+            salt("region = \"eu\"\nurl = \"https://salt.example\""),
+            "error: instances.salt.region: give either region or url for saltsecurity, not both",
+        ),
+        case(
+            "no token",
+            format!("{STORE}\n[instances.ct]\nvendor = \"codethreat\"\nurl = \"https://ct.example\"\norganization = \"acme\"\n"),
+            "error: instances.ct: no token given; set exactly one of token_file, token_env, credential or token (line 4)",
+        ),
+        case(
+            "two tokens",
+            format!("{base}token_file = \"/run/token\"\n"),
+            "error: instances.ct.token_file: token given twice (token_env and token_file); keep exactly one token source (line 9)",
+        ),
+        case(
+            "token_file missing",
+            salt("region = \"us\"").replace("token_env = \"SCANSYNC_TEST_TOKEN\"", "token_file = \"/nonexistent/scansync/token\""),
+            "error: instances.salt.token_file: cannot read token file /nonexistent/scansync/token",
+        ),
+        case(
+            "token_env unset",
+            salt("region = \"us\"").replace(TOKEN_VAR, "SCANSYNC_TEST_UNSET_VAR"),
+            "error: instances.salt.token_env: environment variable SCANSYNC_TEST_UNSET_VAR is unset or empty",
+        ),
+        case(
+            "credential without CREDENTIALS_DIRECTORY",
+            salt("region = \"us\"").replace("token_env = \"SCANSYNC_TEST_TOKEN\"", "credential = \"salt-token\""),
+            "error: instances.salt.credential: credential \"salt-token\" needs $CREDENTIALS_DIRECTORY, which is unset",
+        ),
+        case(
+            "%d token_file without CREDENTIALS_DIRECTORY",
+            salt("region = \"us\"").replace("token_env = \"SCANSYNC_TEST_TOKEN\"", "token_file = \"%d/salt-token\""),
+            "error: instances.salt.token_file: \"%d/salt-token\" needs $CREDENTIALS_DIRECTORY, which is unset",
+        ),
+        case(
+            "duplicate scan names",
+            format!("{base}{}{}", ok_scan("nightly"), ok_scan("nightly")),
+            "error: scans[1].name: \"nightly\" is already the name of scans[0], on line 11; scan names must be unique (line 17)",
+        ),
+        case(
+            "scan naming a missing instance",
+            format!("{base}{}", ok_scan("a").replace("instance = \"ct\"", "instance = \"ct-cloud\"")),
+            "error: scans[0].instance: no instance named \"ct-cloud\" (defined: ct)",
+        ),
+        case(
+            "scan without bind_to",
+            format!("{base}{}", ok_scan("a").replace("bind_to = \"proj\"\n", "")),
+            "error: scans[0].bind_to: is required (the vendor project or API asset to read) (line 10)",
+        ),
+        case(
+            "bad at date",
+            format!("{base}{}", scan("a", "schedule = { at = \"2026-13-01\" }")),
+            "error: scans[0].schedule.at: \"2026-13-01\" is not an RFC 3339 date-time (line 14)",
+        ),
+        case(
+            "bad cron",
+            format!("{base}{}", scan("a", "schedule = { cron = \"0 0 25 * * *\" }")),
+            "error: scans[0].schedule.cron: \"0 0 25 * * *\" is not a valid cron expression",
+        ),
+        case(
+            "five-field cron",
+            format!("{base}{}", scan("a", "schedule = { cron = \"0 2 * * *\" }")),
+            "scansync cron has 6 fields, seconds first",
+        ),
+        case(
+            "bad timezone",
+            format!("{base}{}", scan("a", "schedule = { cron = \"0 0 2 * * *\", timezone = \"Europe/Istanbull\" }")),
+            "error: scans[0].schedule.timezone: \"Europe/Istanbull\" is not an IANA time zone name",
+        ),
+        case(
+            "bad every",
+            format!("{base}{}", scan("a", "schedule = { every = \"6 hours\" }")),
+            "error: scans[0].schedule.every: \"6 hours\"",
+        ),
+        case(
+            "zero every",
+            format!("{base}{}", scan("a", "schedule = { every = \"0m\" }")),
+            "error: scans[0].schedule.every: \"0m\" must be more than zero (line 14)",
+        ),
+        case(
+            "unknown schedule word",
+            format!("{base}{}", scan("a", "schedule = \"hourly\"")),
+            "error: scans[0].schedule: \"hourly\" is not a schedule; use \"now\"",
+        ),
+        case(
+            "two schedule forms at once",
+            format!("{base}{}", scan("a", "schedule = { every = \"1h\", cron = \"0 0 * * * *\" }")),
+            "error: scans[0].schedule: give exactly one of at, cron or every",
+        ),
+        case(
+            "timezone without cron",
+            format!("{base}{}", scan("a", "schedule = { every = \"1h\", timezone = \"UTC\" }")),
+            "error: scans[0].schedule.timezone: only applies to cron schedules",
+        ),
+        case(
+            "unknown key in a schedule",
+            format!("{base}{}", scan("a", "schedule = { evry = \"1h\" }")),
+            "error: scans[0].schedule.evry: unknown key; did you mean \"every\"? (line 14)",
+        ),
+        case(
+            "bad min_severity",
+            format!("{base}{}", scan("a", "schedule = \"now\"\nmin_severity = \"severe\"")),
+            "error: scans[0].min_severity: \"severe\" is not a severity (one of critical, high, medium, low, info) (line 15)",
+        ),
+        case(
+            "tags of the wrong type",
+            format!("{base}{}", scan("a", "schedule = \"now\"\ntags = \"x\"")),
+            "error: scans[0].tags: must be a list of strings, not a string (line 15)",
+        ),
+        case(
+            "metadata with a non-string value",
+            format!("{base}{}", scan("a", "schedule = \"now\"\nmetadata = { team = \"a\", priority = 1 }")),
+            "error: scans[0].metadata.priority: must be a string, not an integer (line 15)",
+        ),
+        case(
+            "daemon concurrency of zero",
+            format!("{base}\n[daemon]\nconcurrency = 0\n"),
+            "error: daemon.concurrency: 0 is too small; must be a whole number of at least 1 (line 11)",
+        ),
+        case(
+            "bad instance timeout",
+            format!("{base}timeout = \"soon\"\n"),
+            "error: instances.ct.timeout: \"soon\" is not a duration",
+        ),
+        case(
+            "bad scan timeout",
+            format!("{base}{}", scan("a", "schedule = \"now\"\ntimeout = \"90\"")),
+            "error: scans[0].timeout: \"90\" lacks a unit",
+        ),
+        case(
+            "url that is not http(s)",
+            base.replace("https://ct.example", "ct.example"),
+            "error: instances.ct.url: \"ct.example\" is not an http(s) URL",
+        ),
+        case(
+            "insecure that is not a boolean",
+            format!("{base}insecure = \"yes\"\n"),
+            "error: instances.ct.insecure: must be true or false, not a string (line 9)",
+        ),
+        case(
+            "not TOML at all",
+            format!("{base}[[scans]\n"),
+            "not valid TOML",
+        ),
+    ]
+}
+
+#[test]
+fn every_bad_config_in_the_corpus_exits_78_with_its_own_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = corpus();
+    assert!(cases.len() >= 25);
+    let mut failures = Vec::new();
+    for c in &cases {
+        let out = check(dir.path(), &c.config, &[]);
+        let (stdout, stderr) = text(&out);
+        if out.status.code() != Some(78) || !stderr.contains(c.expect) {
+            failures.push(format!(
+                "--- {}: exit {:?}\nexpected stderr to contain: {}\nstderr:\n{stderr}stdout:\n{stdout}config:\n{}",
+                c.name,
+                out.status.code(),
+                c.expect,
+                c.config
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn the_good_base_of_the_corpus_passes() {
+    // Guards the corpus: each case fails for its own reason, not because the base is bad.
+    let dir = tempfile::tempdir().unwrap();
+    let out = check(dir.path(), &format!("{STORE}{CT}{}", ok_scan("a")), &[]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains(": ok"), "{stdout}");
+}
+
+#[test]
+fn three_independent_errors_are_reported_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{STORE}{CT}region = \"us\"\n{}{}",
+        scan("a", "schedule = { every = \"0s\" }"),
+        scan("b", "schedule = \"now\"\nmin_severity = \"urgent\"")
+    );
+    let out = check(dir.path(), &config, &[]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    for expected in [
+        "error: instances.ct.region:",
+        "error: scans[0].schedule.every: \"0s\" must be more than zero",
+        "error: scans[1].min_severity: \"urgent\" is not a severity",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing {expected:?} in:\n{stderr}"
+        );
+    }
+    assert_eq!(
+        stderr.lines().filter(|l| l.starts_with("error: ")).count(),
+        3,
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_token_value_never_appears_in_check_config_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let inline = CT.replace(
+        "token_env = \"SCANSYNC_TEST_TOKEN\"",
+        &format!("token = \"{TOKEN_VALUE}\""),
+    );
+    let from_file_path = dir.path().join("token");
+    std::fs::write(&from_file_path, format!("{TOKEN_VALUE}\n")).unwrap();
+    let configs = [
+        // Success, with the token inline, in a file and in the environment.
+        format!("{STORE}{inline}{}", ok_scan("a")),
+        format!("{STORE}{CT}{}", ok_scan("a")),
+        format!(
+            "{STORE}{}{}",
+            CT.replace(
+                "token_env = \"SCANSYNC_TEST_TOKEN\"",
+                &format!("token_file = \"{}\"", from_file_path.display())
+            ),
+            ok_scan("a")
+        ),
+        // Failures next to the token: another error, a token given twice, a token of the
+        // wrong type, a token pasted where a variable name belongs.
+        format!("{STORE}{inline}{}", scan("a", "schedule = \"soon\"")),
+        format!("{STORE}{inline}token_env = \"X\"\n"),
+        format!("{STORE}{}", CT.replace(TOKEN_VAR, TOKEN_VALUE)),
+        format!(
+            "{STORE}{}",
+            CT.replace("token_env = \"SCANSYNC_TEST_TOKEN\"", "token = 12345678")
+        ),
+    ];
+    for config in &configs {
+        let out = check(dir.path(), config, &[]);
+        let (stdout, stderr) = text(&out);
+        assert!(
+            !stdout.contains(TOKEN_VALUE)
+                && !stderr.contains(TOKEN_VALUE)
+                && !stderr.contains("12345678"),
+            "token printed for config:\n{config}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        );
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_token_file_readable_by_others_warns_but_passes() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("ct-token");
+    std::fs::write(&token, format!("{TOKEN_VALUE}\n")).unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let config = format!(
+        "{STORE}{}{}",
+        CT.replace(
+            "token_env = \"SCANSYNC_TEST_TOKEN\"",
+            "token_file = \"ct-token\""
+        ),
+        ok_scan("a")
+    );
+    let out = check(dir.path(), &config, &[]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning: instances.ct.token_file: ")
+            && stderr.contains(
+                "is readable by group or others (mode 0644); run chmod 600 on it (line 8)"
+            ),
+        "{stderr}"
+    );
+    assert!(stdout.contains("token from file"), "{stdout}");
+
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = check(dir.path(), &config, &[]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("warning:"), "{stderr}");
+}
+
+#[test]
+fn tokens_come_from_systemd_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("creds");
+    std::fs::create_dir(&creds).unwrap();
+    std::fs::write(creds.join("ct-token"), "a\n").unwrap();
+    std::fs::write(creds.join("salt-token"), "b\n").unwrap();
+    let config = format!(
+        "{STORE}{}\n{}",
+        CT.replace(
+            "token_env = \"SCANSYNC_TEST_TOKEN\"",
+            "credential = \"ct-token\""
+        ),
+        salt("region = \"eu\"").replace(STORE, "").replace(
+            "token_env = \"SCANSYNC_TEST_TOKEN\"",
+            "token_file = \"%d/salt-token\""
+        )
+    );
+    let out = check(
+        dir.path(),
+        &config,
+        &[("CREDENTIALS_DIRECTORY", creds.to_str().unwrap())],
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}\n{config}");
+    assert!(
+        stdout.contains("token from credential ct-token"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("salt-token"), "{stdout}");
+}
+
+#[test]
+fn inline_token_and_insecure_are_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{STORE}{}insecure = true\n{}",
+        CT.replace("token_env = \"SCANSYNC_TEST_TOKEN\"", "token = \"abc\""),
+        ok_scan("a")
+    );
+    let out = check(dir.path(), &config, &[]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning: instances.ct.token: inline token"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("warning: instances.ct.insecure: TLS certificate verification is OFF"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_example_config_passes_check_config() {
+    let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
+    let out = check_file(
+        &example,
+        &[
+            ("CODETHREAT_TOKEN", "ct-example"),
+            ("SALT_TOKEN", "salt-example"),
+        ],
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("warning:"), "{stderr}");
+    assert!(stdout.contains("instances (2):"), "{stdout}");
+    assert!(stdout.contains("scans (4):"), "{stdout}");
+    for schedule in [
+        "every 6h",
+        "cron \"0 0 2 * * *\" Europe/Istanbul",
+        "now",
+        "at 2030-01-15T03:00:00+03:00",
+    ] {
+        assert!(
+            stdout.contains(schedule),
+            "missing {schedule:?} in:\n{stdout}"
+        );
+    }
+    assert!(stdout.contains("next 2030-01-15T00:00:00Z"), "{stdout}");
+}
+
+#[test]
+fn config_path_comes_from_scansync_config_when_no_flag_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("elsewhere.toml");
+    std::fs::write(&path, format!("{STORE}{CT}{}", ok_scan("a"))).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_scansync"))
+        .arg("check-config")
+        .env("SCANSYNC_CONFIG", &path)
+        .env(TOKEN_VAR, TOKEN_VALUE)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains("elsewhere.toml: ok"), "{stdout}");
+}
