@@ -276,30 +276,31 @@ async fn scan_start(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Byte
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let request =
-        if content_type.starts_with("multipart/form-data") {
-            let Some(boundary) = multipart_boundary(content_type) else {
-                return json_error(StatusCode::BAD_REQUEST, "multipart body without a boundary");
-            };
-            let fields = multipart_fields(&body, &boundary);
-            let Some(project) = fields.get("project") else {
-                return json_error(StatusCode::BAD_REQUEST, "missing form field: project");
-            };
-            ScanRequest {
-                project: project.clone(),
-                branch: fields.get("branch").cloned(),
-            }
-        } else {
-            match serde_json::from_slice::<ScanRequest>(&body) {
-                Ok(r) => r,
-                Err(e) => return json_error(
+    let request = if content_type.starts_with("multipart/form-data") {
+        let Some(boundary) = multipart_boundary(content_type) else {
+            return json_error(StatusCode::BAD_REQUEST, "multipart body without a boundary");
+        };
+        let fields = multipart_fields(&body, &boundary);
+        let Some(project) = fields.get("project") else {
+            return json_error(StatusCode::BAD_REQUEST, "missing form field: project");
+        };
+        ScanRequest {
+            project: project.clone(),
+            branch: fields.get("branch").cloned(),
+        }
+    } else {
+        match serde_json::from_slice::<ScanRequest>(&body) {
+            Ok(r) => r,
+            Err(e) => {
+                return json_error(
                     StatusCode::BAD_REQUEST,
                     &format!(
                         "expected JSON {{\"project\", \"branch\", …}} or a multipart upload: {e}"
                     ),
-                ),
+                )
             }
-        };
+        }
+    };
     start_scan(&s, request)
 }
 
