@@ -433,6 +433,7 @@ async fn plugins_helper(State(s): State<Arc<Shared>>, Query(q): Params) -> Respo
 }
 
 /// The project and generation a listing reads, from a project name and an optional scan id.
+#[allow(clippy::result_large_err)]
 fn resolve_listing(
     s: &Shared,
     project_name: &str,

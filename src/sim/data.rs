@@ -444,8 +444,13 @@ pub fn project_findings(
 
 /// What a listing of one project at one generation needs to page without walking it: which
 /// slots are absent (sorted), how many remain, and the severity counts for scan summaries.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GenerationIndex {
+    pub seed: u64,
+    pub project: u32,
+    pub findings_per_project: u32,
+    pub churn: f64,
+    pub generation: u64,
     pub absent: Vec<u32>,
     pub total: u32,
     /// critical, high, medium, low
@@ -474,6 +479,11 @@ impl GenerationIndex {
             severities[severity_from_hash(h).index()] += 1;
         }
         GenerationIndex {
+            seed,
+            project,
+            findings_per_project,
+            churn,
+            generation,
             total: findings_per_project - absent.len() as u32,
             absent,
             severities,
@@ -499,23 +509,16 @@ impl GenerationIndex {
     }
 
     /// Up to `limit` findings starting at `position`, in listing order.
-    pub fn page(
-        &self,
-        seed: u64,
-        project: u32,
-        findings_per_project: u32,
-        churn: f64,
-        generation: u64,
-        position: u32,
-        limit: u32,
-    ) -> Vec<SimFinding> {
+    pub fn page(&self, position: u32, limit: u32) -> Vec<SimFinding> {
+        let (seed, project, churn, generation) =
+            (self.seed, self.project, self.churn, self.generation);
         let Some(first) = self.slot_of(position) else {
             return Vec::new();
         };
         let mut out = Vec::with_capacity(limit.min(self.total - position) as usize);
         let mut absent = self.absent.iter().skip_while(|&&a| a < first).peekable();
         let mut slot = first;
-        while out.len() < limit as usize && slot < findings_per_project {
+        while out.len() < limit as usize && slot < self.findings_per_project {
             if absent.peek() == Some(&&slot) {
                 absent.next();
             } else {
@@ -579,7 +582,7 @@ mod tests {
             (all.len() as u32 - 3, 10),
             (all.len() as u32, 5),
         ] {
-            let page = index.page(seed, project, fpp, churn, g, pos, limit);
+            let page = index.page(pos, limit);
             let end = (pos as usize + limit as usize).min(all.len());
             assert_eq!(page, all[pos as usize..end].to_vec(), "pos {pos}");
         }

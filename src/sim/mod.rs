@@ -157,7 +157,6 @@ impl Shared {
         offset: u64,
         limit: u32,
     ) -> (Vec<SimFinding>, u64) {
-        let o = &self.opts;
         let mut out = Vec::new();
         let mut skip = offset;
         let mut total = 0u64;
@@ -170,15 +169,7 @@ impl Shared {
             }
             let want = limit - out.len() as u32;
             if want > 0 {
-                out.extend(index.page(
-                    o.seed,
-                    project,
-                    o.findings_per_project,
-                    o.churn,
-                    generation,
-                    skip as u32,
-                    want,
-                ));
+                out.extend(index.page(skip as u32, want));
             }
             skip = 0;
         }
