@@ -259,6 +259,8 @@ pub struct SlotState {
     pub identity_generation: u64,
     /// Lines moved since the identity appeared.
     pub line_shift: u32,
+    /// The generation of the last replacement or move (0: never changed).
+    pub changed_generation: u64,
 }
 
 /// Walks generations 1..=`generation` for one slot: O(generation).
@@ -267,6 +269,7 @@ pub fn slot_state(seed: u64, project: u32, slot: u32, churn: f64, generation: u6
         present: true,
         identity_generation: 0,
         line_shift: 0,
+        changed_generation: 0,
     };
     if churn <= 0.0 {
         return state;
@@ -283,10 +286,12 @@ pub fn slot_state(seed: u64, project: u32, slot: u32, churn: f64, generation: u6
             1 => {
                 state.identity_generation = g;
                 state.line_shift = 0;
+                state.changed_generation = g;
             }
             _ => {
                 let shift = 1 + (hash(&[TAG_SHIFT, key[0], key[1], key[2], key[3]]) % 40) as u32;
                 state.line_shift += shift;
+                state.changed_generation = g;
             }
         }
     }
@@ -302,6 +307,9 @@ pub struct SimFinding {
     pub generation: u64,
     /// The generation its identity first appeared at.
     pub identity_generation: u64,
+    /// The generation of its last replacement or move: what `updated_at` reports, so a
+    /// finding that did not change serves the same bytes at every generation.
+    pub changed_generation: u64,
     /// Stable identity: 24 hex digits (CodeThreat `_id`); Salt's `id` is `gap-` + this.
     pub id: String,
     pub severity: SimSeverity,
@@ -349,9 +357,9 @@ impl SimFinding {
         timestamp(BASE_EPOCH_SECONDS + self.identity_generation as i64 * DAY_SECONDS + offset)
     }
 
-    /// When the listing's generation saw it (CodeThreat `updated_at`, Salt `lastSeen`).
+    /// When it last changed (CodeThreat `updated_at`, Salt `lastSeen`).
     pub fn updated_at(&self) -> String {
-        timestamp(BASE_EPOCH_SECONDS + self.generation as i64 * DAY_SECONDS + 3600)
+        timestamp(BASE_EPOCH_SECONDS + self.changed_generation as i64 * DAY_SECONDS + 3600)
     }
 
     fn id_seed(&self) -> u64 {
@@ -412,6 +420,7 @@ pub fn finding_for(
         slot,
         generation,
         identity_generation: state.identity_generation,
+        changed_generation: state.changed_generation,
         id: format!("{:016x}{:08x}", h2, (h >> 32) as u32),
         severity,
         weakness,
