@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 pub mod check_config;
+pub mod simulator;
 pub mod sync;
 
 /// Exit code for a bad config file (sysexits.h EX_CONFIG), which systemd and scripts know.
@@ -44,6 +45,8 @@ pub enum Command {
     CheckConfig(check_config::Args),
     /// Run scans now (default: every enabled scan), print a summary, exit 1 if any failed
     Sync(sync::Args),
+    /// Serve both vendors' APIs on loopback with generated findings (for the demo and tests)
+    Simulator(simulator::Args),
 }
 
 /// Parses arguments, sets up logging and the runtime, runs the subcommand, maps the outcome
@@ -65,6 +68,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::CheckConfig(a) => check_config::run(&cli.global, a).await,
             Command::Sync(a) => sync::run(&cli.global, a).await,
+            Command::Simulator(a) => simulator::run(&cli.global, a).await,
         }
     });
     match outcome {
