@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 pub mod check_config;
+pub mod test_connection;
 
 /// Exit code for a bad config file (sysexits.h EX_CONFIG), which systemd and scripts know.
 pub const EXIT_CONFIG: u8 = 78;
@@ -41,6 +42,8 @@ pub struct Global {
 pub enum Command {
     /// Validate the config file and print a summary (exit 78 on errors)
     CheckConfig(check_config::Args),
+    /// Test the connection to one instance or all (exit 2 token, 3 organization, 4 URL, 5 TLS, 6 network)
+    TestConnection(test_connection::Args),
 }
 
 /// Parses arguments, sets up logging and the runtime, runs the subcommand, maps the outcome
@@ -61,6 +64,7 @@ pub fn main() -> ExitCode {
     let outcome = runtime.block_on(async move {
         match cli.command {
             Command::CheckConfig(a) => check_config::run(&cli.global, a).await,
+            Command::TestConnection(a) => test_connection::run(&cli.global, a).await,
         }
     });
     match outcome {
