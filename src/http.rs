@@ -42,7 +42,8 @@ pub enum HttpError {
     Status {
         url: String,
         status: u16,
-        headers: HeaderMap,
+        /// Boxed: a header map is large and errors travel through every `Result`.
+        headers: Box<HeaderMap>,
         /// The start of the body, for messages (vendors put their reason there).
         snippet: String,
         /// The first bytes of the body, so a connector can tell a vendor's JSON error from a
@@ -464,7 +465,7 @@ impl HttpClient {
                 url: url.to_string(),
                 status: status.as_u16(),
                 snippet: snippet(status, &headers, &body),
-                headers,
+                headers: Box::new(headers),
                 body: body.slice(..body.len().min(ERROR_BODY_KEPT)),
             })
         }
@@ -695,7 +696,7 @@ mod tests {
         let status = |s: u16| HttpError::Status {
             url: "u".into(),
             status: s,
-            headers: HeaderMap::new(),
+            headers: Box::default(),
             snippet: String::new(),
             body: Default::default(),
         };

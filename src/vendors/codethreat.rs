@@ -70,7 +70,7 @@ fn validate(i: &InstanceConfig) -> Vec<String> {
     }
     if i.organization
         .as_deref()
-        .map_or(true, |o| o.trim().is_empty())
+        .is_none_or(|o| o.trim().is_empty())
     {
         errors.push(
             "organization: is required for codethreat (the organization name, exactly as CodeThreat shows it)"

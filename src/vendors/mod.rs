@@ -154,6 +154,10 @@ pub trait FindingPages: Send {
     async fn next_page(&mut self) -> Result<Option<Vec<Finding>>, VendorError>;
 }
 
+/// Makes a connector from a validated instance and its HTTP client.
+pub type BuildFn =
+    fn(&InstanceConfig, HttpClient) -> Result<Box<dyn Vendor>, crate::http::HttpError>;
+
 /// How config validation and the daemon reach a vendor by its name.
 pub struct VendorSpec {
     pub name: &'static str,
@@ -162,7 +166,7 @@ pub struct VendorSpec {
     pub validate: fn(&InstanceConfig) -> Vec<String>,
     /// Builds a connector. Only called on a validated instance.
     /// Fails only on settings the HTTP layer refuses (a token that cannot be a header value).
-    pub build: fn(&InstanceConfig, HttpClient) -> Result<Box<dyn Vendor>, crate::http::HttpError>,
+    pub build: BuildFn,
 }
 
 /// Every vendor scansync knows. Adding one: a file in this folder and a line here.
