@@ -56,9 +56,12 @@ pub enum HttpError {
     /// The host name does not resolve.
     #[error("cannot resolve the host of {url}: {detail}")]
     Dns { url: String, detail: String },
-    /// Connection refused, reset, unreachable.
+    /// Connection refused or unreachable: the request never reached the server.
     #[error("cannot connect to {url}: {detail}")]
     Connect { url: String, detail: String },
+    /// The connection broke after the request was sent (reset, closed mid-body).
+    #[error("connection to {url} broke: {detail}")]
+    Interrupted { url: String, detail: String },
     /// Connect or request timeout.
     #[error("timed out talking to {url}")]
     Timeout { url: String },
@@ -89,10 +92,17 @@ impl HttpError {
 
     /// Connect errors, timeouts, 429 and 5xx are worth another attempt; anything else
     /// (4xx, TLS, DNS, a bad body) will fail the same way again.
-    fn is_retryable(&self) -> bool {
+    ///
+    /// A request that is not idempotent (starting a scan) may already have taken effect after
+    /// a timeout, a broken connection or a 500, and repeating it would start a second scan;
+    /// it is retried only when the server cannot have acted on it: no connection, 429, 503.
+    fn is_retryable(&self, idempotent: bool) -> bool {
         match self {
-            HttpError::Connect { .. } | HttpError::Timeout { .. } => true,
-            HttpError::Status { status, .. } => *status == 429 || (500..600).contains(status),
+            HttpError::Connect { .. } => true,
+            HttpError::Timeout { .. } | HttpError::Interrupted { .. } => idempotent,
+            HttpError::Status { status, .. } => {
+                matches!(status, 429 | 503) || (idempotent && (500..600).contains(status))
+            }
             _ => false,
         }
     }
@@ -404,7 +414,7 @@ impl HttpClient {
                 Ok(resp) => return Ok(resp),
                 Err(e) => e,
             };
-            if !err.is_retryable() || retry + 1 >= self.retry.max_attempts {
+            if !err.is_retryable(method.is_idempotent()) || retry + 1 >= self.retry.max_attempts {
                 return Err(err);
             }
             let retry_after = match &err {
@@ -513,8 +523,14 @@ async fn read_capped(
                     url: url.to_string(),
                 })
             }
-            Err(e) => {
+            Err(e) if e.is_decode() => {
                 return Err(HttpError::Decode {
+                    url: url.to_string(),
+                    detail: chain_text(&e),
+                })
+            }
+            Err(e) => {
+                return Err(HttpError::Interrupted {
                     url: url.to_string(),
                     detail: chain_text(&e),
                 })
@@ -596,8 +612,14 @@ fn classify(url: &Url, e: &reqwest::Error) -> HttpError {
     if e.is_builder() {
         return HttpError::Setup(detail);
     }
-    if e.is_connect() || e.is_request() {
+    if e.is_connect() {
         return HttpError::Connect {
+            url: url_text,
+            detail,
+        };
+    }
+    if e.is_request() || e.is_body() {
+        return HttpError::Interrupted {
             url: url_text,
             detail,
         };
@@ -692,7 +714,7 @@ mod tests {
     }
 
     #[test]
-    fn only_transient_failures_are_retried() {
+    fn only_transient_failures_are_retried_for_reads() {
         let status = |s: u16| HttpError::Status {
             url: "u".into(),
             status: s,
@@ -700,16 +722,37 @@ mod tests {
             snippet: String::new(),
             body: Default::default(),
         };
-        assert!(status(429).is_retryable());
-        assert!(status(503).is_retryable());
-        assert!(!status(404).is_retryable());
-        assert!(!status(401).is_retryable());
-        assert!(HttpError::Timeout { url: "u".into() }.is_retryable());
+        assert!(status(429).is_retryable(true));
+        assert!(status(500).is_retryable(true));
+        assert!(status(503).is_retryable(true));
+        assert!(!status(404).is_retryable(true));
+        assert!(!status(401).is_retryable(true));
+        assert!(HttpError::Timeout { url: "u".into() }.is_retryable(true));
         assert!(!HttpError::Tls {
             url: "u".into(),
             detail: "x".into()
         }
-        .is_retryable());
+        .is_retryable(true));
+    }
+
+    #[test]
+    fn a_scan_start_is_not_repeated_when_the_server_may_have_acted_on_it() {
+        let status = |s: u16| HttpError::Status {
+            url: "u".into(),
+            status: s,
+            headers: Box::default(),
+            snippet: String::new(),
+            body: Default::default(),
+        };
+        assert!(!status(500).is_retryable(false));
+        assert!(!HttpError::Timeout { url: "u".into() }.is_retryable(false));
+        assert!(status(429).is_retryable(false));
+        assert!(status(503).is_retryable(false));
+        assert!(HttpError::Connect {
+            url: "u".into(),
+            detail: "refused".into()
+        }
+        .is_retryable(false));
     }
 
     #[test]

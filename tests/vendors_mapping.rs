@@ -802,3 +802,47 @@ fn unreadable_ca_file_is_a_setup_error_naming_the_file() {
     let err = HttpClient::for_instance(&inst).unwrap_err();
     assert!(err.to_string().contains("missing.pem"), "{err}");
 }
+
+#[tokio::test]
+async fn scan_start_answered_with_500_is_not_repeated() {
+    let (base, mock) = serve(|_| reply(500, r#"{"message": "internal"}"#)).await;
+    let (ct, _) = connector(&instance("codethreat", Some(base)));
+    let req = ScanRequest {
+        bind_to: "shop".into(),
+        ..ScanRequest::default()
+    };
+    let err = ct.start_scan(&req).await.unwrap_err();
+    assert_no_token(&err);
+    assert!(
+        matches!(err, VendorError::Http { status: 500, .. }),
+        "{err:?}"
+    );
+    assert_eq!(
+        mock.seen().len(),
+        1,
+        "a second POST could start a second scan"
+    );
+}
+
+#[tokio::test]
+async fn body_over_the_cap_is_refused() {
+    let (base, _mock) = serve(|_| reply(200, ISSUES)).await;
+    let inst = instance("codethreat", Some(base));
+    let http = HttpClient::for_instance(&inst)
+        .unwrap()
+        .with_retry_policy(fast_retries())
+        .with_body_cap(64);
+    let ct = (vendors::spec("codethreat").unwrap().build)(&inst, http).unwrap();
+    let err = ct
+        .findings("shop", None)
+        .await
+        .unwrap()
+        .next_page()
+        .await
+        .unwrap_err();
+    assert_no_token(&err);
+    assert!(
+        matches!(&err, VendorError::Protocol { detail, .. } if detail.contains("64 bytes")),
+        "{err:?}"
+    );
+}

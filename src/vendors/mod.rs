@@ -220,7 +220,9 @@ pub(crate) fn from_http(
             url,
             detail: format!("the host name does not resolve: {detail}"),
         },
-        HttpError::Connect { url, detail } => VendorError::Network { url, detail },
+        HttpError::Connect { url, detail } | HttpError::Interrupted { url, detail } => {
+            VendorError::Network { url, detail }
+        }
         HttpError::Timeout { url } => VendorError::Network {
             url,
             detail:
