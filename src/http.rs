@@ -224,6 +224,8 @@ pub struct HttpClient {
     retry: RetryPolicy,
     body_cap: usize,
     counters: Arc<Counters>,
+    /// Secret header values, scrubbed from error bodies in case a server echoes them.
+    secrets: Vec<Secret>,
 }
 
 impl fmt::Debug for HttpClient {
@@ -287,6 +289,7 @@ impl HttpClient {
             retry: RetryPolicy::default(),
             body_cap: DEFAULT_BODY_CAP,
             counters: Arc::default(),
+            secrets: Vec::new(),
         };
         match &instance.url {
             Some(url) => client.with_base_url(url),
@@ -331,6 +334,7 @@ impl HttpClient {
             })?;
         value.set_sensitive(true);
         self.headers.insert(HeaderName::from_static(name), value);
+        self.secrets.push(secret.clone());
         Ok(self)
     }
 
@@ -474,11 +478,28 @@ impl HttpClient {
             Err(HttpError::Status {
                 url: url.to_string(),
                 status: status.as_u16(),
-                snippet: snippet(status, &headers, &body),
+                snippet: self.scrub(snippet(status, &headers, &body)),
                 headers: Box::new(headers),
-                body: body.slice(..body.len().min(ERROR_BODY_KEPT)),
+                body: self
+                    .scrub(
+                        String::from_utf8_lossy(&body[..body.len().min(ERROR_BODY_KEPT)])
+                            .into_owned(),
+                    )
+                    .into(),
             })
         }
+    }
+}
+
+impl HttpClient {
+    /// Replaces any secret this client sends with `[redacted]`.
+    fn scrub(&self, mut text: String) -> String {
+        for secret in &self.secrets {
+            if !secret.expose().is_empty() && text.contains(secret.expose()) {
+                text = text.replace(secret.expose(), "[redacted]");
+            }
+        }
+        text
     }
 }
 

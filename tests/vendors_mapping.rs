@@ -846,3 +846,19 @@ async fn body_over_the_cap_is_refused() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn a_server_echoing_the_token_in_its_error_does_not_leak_it() {
+    let (base, _mock) = serve(|seen| {
+        reply(
+            400,
+            json!({"error": true, "message": format!("bad header {}", seen.header("authorization"))})
+                .to_string(),
+        )
+    })
+    .await;
+    let (ct, _) = connector(&instance("codethreat", Some(base)));
+    let err = ct.scan_status("sc-1").await.unwrap_err();
+    assert!(err.to_string().contains("[redacted]"), "{err}");
+    assert_no_token(&err);
+}

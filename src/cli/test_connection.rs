@@ -99,6 +99,60 @@ async fn test_one(name: &str, instance: &InstanceConfig, width: usize) -> (Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
+
+    /// A one-shot loopback server answering every request with `status` and a JSON body.
+    fn one_shot_server(status: &'static str) -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            if let Ok((mut conn, _)) = listener.accept() {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let body = r#"{"error": true, "message": "Unauthorized"}"#;
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        format!("http://{addr}/ct")
+    }
+
+    #[tokio::test]
+    async fn failing_instance_prints_one_fail_line_with_the_cause_and_its_code() {
+        let url = one_shot_server("401 Unauthorized");
+        let instance = InstanceConfig {
+            vendor: "codethreat".into(),
+            url: Some(url.clone()),
+            region: None,
+            organization: Some("acme".into()),
+            token_file: None,
+            token_env: None,
+            credential: None,
+            token: None,
+            insecure: false,
+            ca_file: None,
+            proxy: None,
+            timeout: None,
+            resolved_token: Some(crate::secret::Secret::new("tok-never-shown")),
+        };
+        let (line, code) = test_one("ct-cloud", &instance, 8).await;
+        assert_eq!(code, EXIT_TOKEN);
+        assert!(
+            line.starts_with(&format!("FAIL ct-cloud  codethreat {url}: ")),
+            "{line}"
+        );
+        assert!(line.contains("Settings → Access Token"), "{line}");
+        assert!(!line.contains("tok-never-shown"), "{line}");
+    }
 
     #[test]
     fn each_failure_kind_has_its_own_exit_code() {
