@@ -862,3 +862,39 @@ async fn a_server_echoing_the_token_in_its_error_does_not_leak_it() {
     assert!(err.to_string().contains("[redacted]"), "{err}");
     assert_no_token(&err);
 }
+
+#[tokio::test]
+async fn codethreat_projects_are_listed_and_resolved_per_contract() {
+    let (base, mock) = serve(|seen| match seen.path.as_str() {
+        "/api/projects" => reply(
+            200,
+            r#"{"data": [{"project_name": "shop", "type": "github"}, {"project_name": "billing", "type": "gitlab"}],
+                "pagination": {"page_size": 100, "total": 2}}"#,
+        ),
+        "/api/project" if seen.query["key"] == "shop" => reply(200, r#"{"type": "github"}"#),
+        _ => reply(404, r#"{"error": true, "message": "not found"}"#),
+    })
+    .await;
+    let (ct, _) = connector(&instance("codethreat", Some(base.clone())));
+    let targets = ct.list_targets().await.unwrap();
+    let names: Vec<_> = targets
+        .iter()
+        .map(|t| (t.name.as_str(), t.kind.as_deref()))
+        .collect();
+    assert_eq!(
+        names,
+        [("shop", Some("github")), ("billing", Some("gitlab"))]
+    );
+    let seen = mock.seen();
+    assert_eq!(seen.len(), 1, "total reached: no second page");
+    assert_eq!(seen[0].query["page"], "1");
+    assert_eq!(seen[0].query["pageSize"], "100");
+    assert_codethreat_headers(&seen[0]);
+
+    let shop = ct.resolve_target("shop").await.unwrap();
+    assert_eq!(shop.kind.as_deref(), Some("github"));
+    assert_eq!(
+        shop.url.as_deref(),
+        Some(format!("{base}/projects/project-details/shop?tenant=acme").as_str())
+    );
+}

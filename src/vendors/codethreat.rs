@@ -240,6 +240,7 @@ impl Vendor for CodeThreat {
     async fn list_targets(&self) -> Result<Vec<Target>, VendorError> {
         let mut targets = Vec::new();
         let size = PROJECTS_PAGE_SIZE.to_string();
+        let mut previous_first: Option<String> = None;
         for page in 1u64.. {
             let page_text = page.to_string();
             let resp = self
@@ -258,6 +259,16 @@ impl Vendor for CodeThreat {
                     detail: "expected {\"data\": [...]} listing projects".to_string(),
                 });
             };
+            let first = data.first().and_then(|p| text_at(p, "/project_name"));
+            if page > 1 && first.is_some() && first == previous_first {
+                return Err(VendorError::Protocol {
+                    vendor: VENDOR,
+                    url: resp.url,
+                    detail: "the server repeats the same page of projects (it ignores page=)"
+                        .to_string(),
+                });
+            }
+            previous_first = first;
             for p in data {
                 if let Some(name) = text_at(p, "/project_name") {
                     targets.push(Target {

@@ -220,9 +220,16 @@ pub(crate) fn from_http(
             url,
             detail: format!("the host name does not resolve: {detail}"),
         },
-        HttpError::Connect { url, detail } | HttpError::Interrupted { url, detail } => {
-            VendorError::Network { url, detail }
-        }
+        HttpError::Connect { url, detail } => VendorError::Network {
+            url,
+            detail: format!(
+                "{detail}; check that the url's host and port are reachable from this machine (firewall, proxy setting)"
+            ),
+        },
+        HttpError::Interrupted { url, detail } => VendorError::Network {
+            url,
+            detail: format!("{detail}; the next run retries"),
+        },
         HttpError::Timeout { url } => VendorError::Network {
             url,
             detail:
