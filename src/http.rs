@@ -402,7 +402,8 @@ impl HttpClient {
         self.send(Method::POST, url, Some(body)).await
     }
 
-    /// Sends with retries; returns the first success or the last error.
+    /// Sends with retries (a body goes out as JSON); returns the first success or the last
+    /// error.
     pub async fn send(
         &self,
         method: Method,
