@@ -8,6 +8,7 @@ use std::process::ExitCode;
 pub mod check_config;
 pub mod simulator;
 pub mod sync;
+pub mod test_connection;
 
 /// Exit code for a bad config file (sysexits.h EX_CONFIG), which systemd and scripts know.
 pub const EXIT_CONFIG: u8 = 78;
@@ -47,6 +48,8 @@ pub enum Command {
     Sync(sync::Args),
     /// Serve both vendors' APIs on loopback with generated findings (for the demo and tests)
     Simulator(simulator::Args),
+    /// Test the connection to one instance or all (exit 2 token, 3 organization, 4 URL, 5 TLS, 6 network)
+    TestConnection(test_connection::Args),
 }
 
 /// Parses arguments, sets up logging and the runtime, runs the subcommand, maps the outcome
@@ -69,6 +72,7 @@ pub fn main() -> ExitCode {
             Command::CheckConfig(a) => check_config::run(&cli.global, a).await,
             Command::Sync(a) => sync::run(&cli.global, a).await,
             Command::Simulator(a) => simulator::run(&cli.global, a).await,
+            Command::TestConnection(a) => test_connection::run(&cli.global, a).await,
         }
     });
     match outcome {

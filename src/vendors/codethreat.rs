@@ -1,13 +1,63 @@
 //! CodeThreat SAST. The contract: ../shared/vendors/codethreat.md.
+//!
+//! Everything the contract fixes (paths, header names, field names, page sizes) is a constant
+//! below or sits in [`map_issue`] / [`map_status`], so a correction is one edit. Lines marked
+//! (P) are proposals in the contract, not yet seen in a CodeThreat client.
 
-use super::VendorSpec;
+use super::{
+    from_http, normalize_time, text_at, FindingPages, ScanRequest, ScanStatus, Target, Vendor,
+    VendorError, VendorSpec,
+};
 use crate::config::InstanceConfig;
+use crate::finding::{Finding, Location, Severity};
+use crate::http::{HttpClient, HttpError, HttpResponse};
+use async_trait::async_trait;
+use base64::Engine as _;
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
 
 pub const SPEC: VendorSpec = VendorSpec {
-    name: "codethreat",
+    name: VENDOR,
     validate,
-    build: |_, _| todo!("vendor helper"),
+    build,
 };
+
+const VENDOR: &str = "codethreat";
+
+// --- The contract -------------------------------------------------------------------------
+/// (C) Personal access token, as `Authorization: Bearer <token>`.
+const AUTH_HEADER: &str = "authorization";
+const AUTH_PREFIX: &str = "Bearer ";
+/// (C) The organization name, exactly as CodeThreat shows it, on every request.
+const ORG_HEADER: &str = "x-ct-organization";
+/// (C) `GET ?key=<organization>`: 200 when token and organization are accepted.
+const ORGANIZATION_PATH: &str = "/api/organization";
+/// (C) `GET ?key=<project>`: 200 when the project exists, 404 when not.
+const PROJECT_PATH: &str = "/api/project";
+/// (P) `GET ?page=<1-based>&pageSize=` → `{"data":[{"project_name","type"}],"pagination":{"total"}}`.
+const PROJECTS_PATH: &str = "/api/projects";
+const PROJECTS_PAGE_SIZE: usize = 100;
+/// (P) `POST` JSON `{"project","branch","tags","metadata"}` → `{"error":false,"scan_id"}`.
+const SCAN_START_PATH: &str = "/api/scan/start";
+/// (C) `GET <path>/<scan id>` → `{"state","progress_data":{"progress"},"logs":[{"message"}]}`.
+const SCAN_STATUS_PATH: &str = "/api/scan/status";
+/// (C) `GET ?q=<base64(JSON {"projectName"})>&pageSize=500[&sid=]` → JSON array of issues.
+const ISSUES_PATH: &str = "/api/scanlog/issues";
+const ISSUES_PAGE_SIZE: &str = "500";
+/// (C) Response header on the first issues page: base64(JSON `{"id","pages"}`).
+///
+/// Our reading of the contract: the first body is the first page; the further pages are the
+/// same query plus `pid=<id>&page=<i>` for i = 1..=pages; `pages == 0` (or no header) means
+/// the first body was everything. An empty further page also ends the listing, so a server
+/// that counts the first body among `pages` is read correctly too.
+const PAGER_HEADER: &str = "x-ct-pager";
+/// (C) The UI page of one scan's issues: `<base>/issues?scan_id=<sid>&projectName=<project>`;
+/// of a project: `<base>/projects/project-details/<project>?tenant=<org>`.
+const UI_ISSUES_PATH: &str = "/issues";
+const UI_PROJECT_PATH: &str = "/projects/project-details";
+/// What the user does about a rejected token.
+const TOKEN_HINT: &str = "generate a new token under Settings → Access Token in CodeThreat (it is shown only once) and update the instance's token";
+// -------------------------------------------------------------------------------------------
 
 /// CodeThreat has no regional default (cloud or self-hosted), and every request names the
 /// organization, so both are required; `region` belongs to Salt Security.
@@ -31,4 +81,745 @@ fn validate(i: &InstanceConfig) -> Vec<String> {
         errors.push("region: is a saltsecurity setting; codethreat takes url instead".to_string());
     }
     errors
+}
+
+fn build(i: &InstanceConfig, http: HttpClient) -> Result<Box<dyn Vendor>, HttpError> {
+    let token = i.resolved_token.as_ref().ok_or_else(|| {
+        HttpError::Setup("no token was resolved for this codethreat instance".to_string())
+    })?;
+    let organization = i.organization.clone().unwrap_or_default();
+    let http = http
+        .with_secret_header(AUTH_HEADER, AUTH_PREFIX, token)?
+        .with_header(ORG_HEADER, &organization)?;
+    Ok(Box::new(CodeThreat { http, organization }))
+}
+
+/// One CodeThreat organization on one server.
+pub struct CodeThreat {
+    http: HttpClient,
+    organization: String,
+}
+
+impl CodeThreat {
+    fn http_error(&self, err: HttpError) -> VendorError {
+        from_http(VENDOR, TOKEN_HINT, err)
+    }
+
+    /// Where a person sees a project's or a scan's issues.
+    fn ui_link(&self, project: &str, scan_id: Option<&str>) -> Option<String> {
+        let url = match scan_id {
+            Some(sid) => self.http.url(
+                UI_ISSUES_PATH,
+                &[("scan_id", sid), ("projectName", project)],
+            ),
+            None => self.http.url(UI_PROJECT_PATH, &[]).map(|mut u| {
+                if let Ok(mut segments) = u.path_segments_mut() {
+                    segments.push(project);
+                }
+                u.query_pairs_mut()
+                    .append_pair("tenant", &self.organization);
+                u
+            }),
+        };
+        url.ok().map(String::from)
+    }
+
+    /// A 404 (or 403) on a project-scoped call: the project is unknown when the server
+    /// answered in JSON, the URL is wrong when it answered with anything else.
+    fn project_error(&self, name: &str, err: HttpError) -> VendorError {
+        match err {
+            HttpError::Status {
+                status: 404,
+                url,
+                body,
+                ..
+            } => {
+                if serde_json::from_slice::<Value>(&body).is_ok() {
+                    VendorError::TargetNotFound {
+                        vendor: VENDOR,
+                        url,
+                        name: name.to_string(),
+                    }
+                } else {
+                    VendorError::WrongUrl {
+                        vendor: VENDOR,
+                        url,
+                        detail: "HTTP 404 without a CodeThreat JSON answer".to_string(),
+                    }
+                }
+            }
+            other => self.http_error(other),
+        }
+    }
+
+    fn json(&self, resp: &HttpResponse) -> Result<Value, VendorError> {
+        parse_json(resp)
+    }
+}
+
+fn parse_json(resp: &HttpResponse) -> Result<Value, VendorError> {
+    if resp.is_html() {
+        return Err(VendorError::WrongUrl {
+            vendor: VENDOR,
+            url: resp.url.clone(),
+            detail: "it answered with an HTML page".to_string(),
+        });
+    }
+    serde_json::from_slice(&resp.body).map_err(|e| VendorError::Protocol {
+        vendor: VENDOR,
+        url: resp.url.clone(),
+        detail: format!("the body is not JSON: {e}"),
+    })
+}
+
+#[async_trait]
+impl Vendor for CodeThreat {
+    fn name(&self) -> &'static str {
+        VENDOR
+    }
+
+    fn base_url(&self) -> &str {
+        self.http.base_url()
+    }
+
+    fn triggers_scans(&self) -> bool {
+        true
+    }
+
+    async fn test_connection(&self) -> Result<(), VendorError> {
+        let org = self.organization.as_str();
+        match self.http.get(ORGANIZATION_PATH, &[("key", org)]).await {
+            Ok(resp) => {
+                if resp.is_html() || serde_json::from_slice::<Value>(&resp.body).is_err() {
+                    return Err(VendorError::WrongUrl {
+                        vendor: VENDOR,
+                        url: resp.url,
+                        detail: "HTTP 200 but not a CodeThreat JSON answer".to_string(),
+                    });
+                }
+                Ok(())
+            }
+            Err(HttpError::Status {
+                url,
+                status,
+                body,
+                snippet,
+                ..
+            }) if status == 403 || status == 404 => {
+                Err(organization_check_error(&url, status, &body, &snippet, org))
+            }
+            Err(e) => Err(self.http_error(e)),
+        }
+    }
+
+    async fn resolve_target(&self, bind_to: &str) -> Result<Target, VendorError> {
+        let resp = self
+            .http
+            .get(PROJECT_PATH, &[("key", bind_to)])
+            .await
+            .map_err(|e| self.project_error(bind_to, e))?;
+        let body = self.json(&resp)?;
+        // Older servers answer 200 with `{"code": 400, …}` for an unknown project.
+        let code = body.get("code").and_then(Value::as_i64);
+        if code.is_some_and(|c| c >= 400)
+            || body.get("error").and_then(Value::as_bool) == Some(true)
+        {
+            return Err(VendorError::TargetNotFound {
+                vendor: VENDOR,
+                url: resp.url,
+                name: bind_to.to_string(),
+            });
+        }
+        Ok(Target {
+            name: bind_to.to_string(),
+            kind: text_at(&body, "/type").or_else(|| text_at(&body, "/result/type")),
+            url: self.ui_link(bind_to, None),
+        })
+    }
+
+    async fn list_targets(&self) -> Result<Vec<Target>, VendorError> {
+        let mut targets = Vec::new();
+        let size = PROJECTS_PAGE_SIZE.to_string();
+        let mut previous_first: Option<String> = None;
+        for page in 1u64.. {
+            let page_text = page.to_string();
+            let resp = self
+                .http
+                .get(
+                    PROJECTS_PATH,
+                    &[("page", page_text.as_str()), ("pageSize", size.as_str())],
+                )
+                .await
+                .map_err(|e| self.http_error(e))?;
+            let body = self.json(&resp)?;
+            let Some(data) = body.get("data").and_then(Value::as_array) else {
+                return Err(VendorError::Protocol {
+                    vendor: VENDOR,
+                    url: resp.url,
+                    detail: "expected {\"data\": [...]} listing projects".to_string(),
+                });
+            };
+            let first = data.first().and_then(|p| text_at(p, "/project_name"));
+            if page > 1 && first.is_some() && first == previous_first {
+                return Err(VendorError::Protocol {
+                    vendor: VENDOR,
+                    url: resp.url,
+                    detail: "the server repeats the same page of projects (it ignores page=)"
+                        .to_string(),
+                });
+            }
+            previous_first = first;
+            for p in data {
+                if let Some(name) = text_at(p, "/project_name") {
+                    targets.push(Target {
+                        url: self.ui_link(&name, None),
+                        kind: text_at(p, "/type"),
+                        name,
+                    });
+                }
+            }
+            let total = body.pointer("/pagination/total").and_then(Value::as_u64);
+            let done = data.len() < PROJECTS_PAGE_SIZE
+                || total.is_some_and(|t| page * PROJECTS_PAGE_SIZE as u64 >= t);
+            if done {
+                break;
+            }
+        }
+        Ok(targets)
+    }
+
+    async fn start_scan(&self, req: &ScanRequest) -> Result<Option<String>, VendorError> {
+        let body = scan_start_body(req);
+        let resp = self
+            .http
+            .post_json(SCAN_START_PATH, &body)
+            .await
+            .map_err(|e| self.project_error(&req.bind_to, e))?;
+        let answer = self.json(&resp)?;
+        if answer.get("error").and_then(Value::as_bool) == Some(true) {
+            return Err(VendorError::Http {
+                vendor: VENDOR,
+                url: resp.url,
+                status: resp.status,
+                message: text_at(&answer, "/message")
+                    .unwrap_or_else(|| "the scan was not started".to_string()),
+            });
+        }
+        match text_at(&answer, "/scan_id") {
+            Some(id) => Ok(Some(id)),
+            None => Err(VendorError::Protocol {
+                vendor: VENDOR,
+                url: resp.url,
+                detail: "the answer has no scan_id".to_string(),
+            }),
+        }
+    }
+
+    async fn scan_status(&self, scan_id: &str) -> Result<ScanStatus, VendorError> {
+        let mut url = self
+            .http
+            .url(SCAN_STATUS_PATH, &[])
+            .map_err(|e| self.http_error(e))?;
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.push(scan_id);
+        }
+        let resp = self
+            .http
+            .send(reqwest::Method::GET, url, None)
+            .await
+            .map_err(|e| self.http_error(e))?;
+        Ok(map_status(&self.json(&resp)?))
+    }
+
+    async fn findings<'a>(
+        &'a self,
+        bind_to: &'a str,
+        scan_id: Option<&'a str>,
+    ) -> Result<Box<dyn FindingPages + 'a>, VendorError> {
+        let mut query = vec![
+            ("q", issues_query(bind_to)),
+            ("pageSize", ISSUES_PAGE_SIZE.to_string()),
+        ];
+        if let Some(sid) = scan_id {
+            query.push(("sid", sid.to_string()));
+        }
+        Ok(Box::new(IssuePages {
+            vendor: self,
+            query,
+            link: self.ui_link(bind_to, scan_id),
+            state: PagerState::First,
+        }))
+    }
+}
+
+/// Reads a 403/404 from the organization check: a JSON answer from CodeThreat means the
+/// organization is unknown or not permitted (unless it talks about the token); anything else
+/// (an HTML page, a bare 404) means the URL does not reach CodeThreat's API.
+fn organization_check_error(
+    url: &str,
+    status: u16,
+    body: &[u8],
+    snippet: &str,
+    organization: &str,
+) -> VendorError {
+    let json = serde_json::from_slice::<Value>(body).ok();
+    match json {
+        Some(_) => {
+            let message = snippet.to_ascii_lowercase();
+            if status == 403
+                && ["token", "unauthori", "expired", "jwt"]
+                    .iter()
+                    .any(|w| message.contains(w))
+            {
+                VendorError::TokenRejected {
+                    vendor: VENDOR,
+                    url: url.to_string(),
+                    status,
+                    hint: TOKEN_HINT,
+                }
+            } else {
+                VendorError::OrganizationRejected {
+                    vendor: VENDOR,
+                    url: url.to_string(),
+                    organization: organization.to_string(),
+                    status,
+                }
+            }
+        }
+        None if status == 403 => VendorError::TokenRejected {
+            vendor: VENDOR,
+            url: url.to_string(),
+            status,
+            hint: TOKEN_HINT,
+        },
+        None => VendorError::WrongUrl {
+            vendor: VENDOR,
+            url: url.to_string(),
+            detail: format!("HTTP {status} without a CodeThreat JSON answer"),
+        },
+    }
+}
+
+/// (P) The JSON body of a branch scan of a bound project. `environment` has no CodeThreat
+/// field, so it is not sent.
+fn scan_start_body(req: &ScanRequest) -> Value {
+    let mut body = json!({
+        "project": req.bind_to,
+        "tags": req.tags,
+        "metadata": req.metadata,
+    });
+    if let Some(branch) = &req.branch {
+        body["branch"] = json!(branch);
+    }
+    body
+}
+
+/// The `q` parameter: base64 of `{"projectName": …}` (standard alphabet, padded, as `btoa`).
+pub fn issues_query(project: &str) -> String {
+    let q = json!({ "projectName": project }).to_string();
+    base64::engine::general_purpose::STANDARD.encode(q)
+}
+
+/// The decoded `x-ct-pager` header.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pager {
+    pub id: String,
+    pub pages: u64,
+}
+
+/// Decodes `x-ct-pager`: base64 (standard or URL-safe, padded or not) of `{"id","pages"}`.
+pub fn decode_pager(header: &str) -> Result<Pager, String> {
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    let header = header.trim();
+    let bytes = [STANDARD, URL_SAFE, STANDARD_NO_PAD, URL_SAFE_NO_PAD]
+        .iter()
+        .find_map(|e| e.decode(header).ok())
+        .ok_or_else(|| format!("{PAGER_HEADER} is not base64"))?;
+    let v: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| format!("{PAGER_HEADER} is not base64 JSON: {e}"))?;
+    let pages = match v.get("pages") {
+        Some(Value::Number(n)) => n.as_u64(),
+        Some(Value::String(s)) => s.parse().ok(),
+        None | Some(Value::Null) => Some(0),
+        _ => None,
+    }
+    .ok_or_else(|| format!("{PAGER_HEADER} has no usable \"pages\""))?;
+    let id = text_at(&v, "/id").unwrap_or_default();
+    if pages > 0 && id.is_empty() {
+        return Err(format!(
+            "{PAGER_HEADER} announces {pages} pages but no \"id\""
+        ));
+    }
+    Ok(Pager { id, pages })
+}
+
+/// (C/P) One CodeThreat issue → a normalized finding. Every field but the issue being a JSON
+/// object is optional: a missing one leaves its part of the finding empty.
+pub fn map_issue(raw: &RawValue, vendor_url: Option<&str>) -> Result<Finding, String> {
+    let v: Value = serde_json::from_str(raw.get()).map_err(|e| e.to_string())?;
+    if !v.is_object() {
+        return Err(format!("an issue is not a JSON object: {}", raw.get()));
+    }
+    let weakness = text_at(&v, "/issue_state/weakness_id");
+    let title = text_at(&v, "/kb_fields/title/en")
+        .or_else(|| text_at(&v, "/kb_fields/title"))
+        .or_else(|| weakness.clone())
+        .unwrap_or_else(|| "CodeThreat issue".to_string());
+    let severity = text_at(&v, "/issue_state/severity")
+        .and_then(|w| Severity::from_vendor_word(&w))
+        .unwrap_or(Severity::Info);
+    Ok(Finding {
+        vendor_id: text_at(&v, "/_id"),
+        title,
+        severity,
+        vendor_status: text_at(&v, "/issue_state/status"),
+        cwe: v.pointer("/kb_fields/cwe").and_then(normalize_cwe),
+        owasp: v.pointer("/kb_fields/owasp2021").and_then(first_text),
+        rule_id: weakness,
+        location: code_location(&v),
+        description: text_at(&v, "/kb_fields/description/en")
+            .or_else(|| text_at(&v, "/kb_fields/description")),
+        remediation: text_at(&v, "/kb_fields/remediation/en")
+            .or_else(|| text_at(&v, "/kb_fields/remediation")),
+        vendor_url: vendor_url.map(str::to_string),
+        vendor_first_seen: normalize_time(v.get("created_at")),
+        vendor_last_seen: normalize_time(v.get("updated_at")),
+        raw: raw.get().to_string(),
+    })
+}
+
+/// `89`, `"89"`, `"cwe-89"`, `"CWE-89: SQL Injection"`, `["CWE-89", …]` → `CWE-89`.
+pub fn normalize_cwe(v: &Value) -> Option<String> {
+    let text = match v {
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.clone(),
+        Value::Array(items) => return items.iter().find_map(normalize_cwe),
+        _ => return None,
+    };
+    let upper = text.trim().to_ascii_uppercase();
+    let digits: String = upper
+        .trim_start_matches("CWE")
+        .trim_start_matches(['-', ':', ' '])
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    (!digits.is_empty()).then(|| format!("CWE-{digits}"))
+}
+
+/// A text value, or the first text of an array (OWASP categories come both ways).
+fn first_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
+        Value::Array(items) => items.iter().find_map(first_text),
+        _ => None,
+    }
+}
+
+/// `issue_state.location`, else `vulnerability_trace` (an object, or a list of trace steps of
+/// which the first — where the tainted data enters — is taken).
+fn code_location(v: &Value) -> Location {
+    let candidates = [
+        v.pointer("/issue_state/location"),
+        v.get("vulnerability_trace").map(|t| match t {
+            Value::Array(steps) => steps.first().unwrap_or(t),
+            _ => t,
+        }),
+    ];
+    for c in candidates.into_iter().flatten() {
+        if let Some(path) = text_at(c, "/file_path") {
+            return Location::Code {
+                path,
+                start_line: line(c.get("start_line")),
+                end_line: line(c.get("end_line")),
+            };
+        }
+    }
+    Location::Unknown
+}
+
+fn line(v: Option<&Value>) -> Option<u32> {
+    match v? {
+        Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// (C) A status answer → where the scan is. `end` is finished, `failed`/`error` failed (with
+/// the last log line as the reason), `queued` waiting; any other word means in progress.
+pub fn map_status(v: &Value) -> ScanStatus {
+    let state = text_at(v, "/state").unwrap_or_default();
+    match state.to_ascii_lowercase().as_str() {
+        "end" => ScanStatus::Finished,
+        "failed" | "error" => ScanStatus::Failed {
+            message: v
+                .get("logs")
+                .and_then(Value::as_array)
+                .and_then(|logs| logs.iter().rev().find_map(|l| text_at(l, "/message"))),
+            state,
+        },
+        "queued" => ScanStatus::Queued,
+        _ => ScanStatus::Running {
+            progress: v
+                .pointer("/progress_data/progress")
+                .and_then(Value::as_f64)
+                .map(|p| p.clamp(0.0, 100.0) as u8),
+        },
+    }
+}
+
+enum PagerState {
+    First,
+    Next { pid: String, page: u64, pages: u64 },
+    Done,
+}
+
+/// Follows `x-ct-pager`, one HTTP page per [`FindingPages::next_page`] call.
+struct IssuePages<'a> {
+    vendor: &'a CodeThreat,
+    query: Vec<(&'static str, String)>,
+    link: Option<String>,
+    state: PagerState,
+}
+
+impl IssuePages<'_> {
+    fn map_page(&self, resp: &HttpResponse) -> Result<Vec<Finding>, VendorError> {
+        let protocol = |detail: String| VendorError::Protocol {
+            vendor: VENDOR,
+            url: resp.url.clone(),
+            detail,
+        };
+        if resp.is_html() {
+            return Err(protocol(
+                "expected a JSON array of issues, got an HTML page".to_string(),
+            ));
+        }
+        let items: Vec<&RawValue> = match serde_json::from_slice(&resp.body) {
+            Ok(items) => items,
+            Err(first) => {
+                // The newer form wraps the array in `{"data": [...]}`; accept it too.
+                #[derive(serde::Deserialize)]
+                struct Wrapped<'b> {
+                    #[serde(borrow)]
+                    data: Vec<&'b RawValue>,
+                }
+                serde_json::from_slice::<Wrapped>(&resp.body)
+                    .map(|w| w.data)
+                    .map_err(|_| protocol(format!("expected a JSON array of issues: {first}")))?
+            }
+        };
+        items
+            .into_iter()
+            .map(|raw| map_issue(raw, self.link.as_deref()).map_err(&protocol))
+            .collect()
+    }
+}
+
+#[async_trait]
+impl FindingPages for IssuePages<'_> {
+    async fn next_page(&mut self) -> Result<Option<Vec<Finding>>, VendorError> {
+        let mut query: Vec<(&str, &str)> =
+            self.query.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let page_text;
+        let next = match &self.state {
+            PagerState::Done => return Ok(None),
+            PagerState::First => None,
+            PagerState::Next { pid, page, pages } => {
+                page_text = page.to_string();
+                query.push(("pid", pid.as_str()));
+                query.push(("page", page_text.as_str()));
+                Some((pid.clone(), *page, *pages))
+            }
+        };
+        let resp = self
+            .vendor
+            .http
+            .get(ISSUES_PATH, &query)
+            .await
+            .map_err(|e| self.vendor.http_error(e))?;
+        let findings = self.map_page(&resp)?;
+        self.state = match next {
+            None => match resp.header(PAGER_HEADER) {
+                None => PagerState::Done,
+                Some(h) => {
+                    let pager = decode_pager(h).map_err(|detail| VendorError::Protocol {
+                        vendor: VENDOR,
+                        url: resp.url.clone(),
+                        detail,
+                    })?;
+                    if pager.pages == 0 {
+                        PagerState::Done
+                    } else {
+                        PagerState::Next {
+                            pid: pager.id,
+                            page: 1,
+                            pages: pager.pages,
+                        }
+                    }
+                }
+            },
+            Some((pid, page, pages)) => {
+                if page >= pages || findings.is_empty() {
+                    PagerState::Done
+                } else {
+                    PagerState::Next {
+                        pid,
+                        page: page + 1,
+                        pages,
+                    }
+                }
+            }
+        };
+        Ok(Some(findings))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(s: &str) -> Box<RawValue> {
+        RawValue::from_string(s.to_string()).unwrap()
+    }
+
+    #[test]
+    fn full_issue_maps_field_by_field() {
+        let text = r#"{"_id":"iss-1","kb_fields":{"title":{"en":"SQL Injection"},"cwe":89,"owasp2021":"A03:2021"},
+            "issue_state":{"weakness_id":"sql_injection","severity":"critical","status":"Open",
+            "location":{"file_path":"src/db.py","start_line":10,"end_line":"12"}},
+            "created_at":"2026-11-01T10:00:00Z","updated_at":1732300000000}"#;
+        let f = map_issue(&raw(text), Some("https://ct/issues?scan_id=s")).unwrap();
+        assert_eq!(f.vendor_id.as_deref(), Some("iss-1"));
+        assert_eq!(f.title, "SQL Injection");
+        assert_eq!(f.severity, Severity::Critical);
+        assert_eq!(f.vendor_status.as_deref(), Some("Open"));
+        assert_eq!(f.cwe.as_deref(), Some("CWE-89"));
+        assert_eq!(f.owasp.as_deref(), Some("A03:2021"));
+        assert_eq!(f.rule_id.as_deref(), Some("sql_injection"));
+        assert_eq!(
+            f.location,
+            Location::Code {
+                path: "src/db.py".into(),
+                start_line: Some(10),
+                end_line: Some(12)
+            }
+        );
+        assert_eq!(f.vendor_url.as_deref(), Some("https://ct/issues?scan_id=s"));
+        assert_eq!(f.vendor_first_seen.as_deref(), Some("2026-11-01T10:00:00Z"));
+        assert_eq!(f.vendor_last_seen.as_deref(), Some("2024-11-22T18:26:40Z"));
+        assert_eq!(f.raw, text);
+    }
+
+    #[test]
+    fn sparse_issue_falls_back_instead_of_failing() {
+        let f = map_issue(
+            &raw(r#"{"issue_state":{"weakness_id":"xss","severity":"bogus"},"vulnerability_trace":[{"file_path":"a.js","start_line":3}]}"#),
+            None,
+        )
+        .unwrap();
+        assert_eq!(f.title, "xss");
+        assert_eq!(f.severity, Severity::Info);
+        assert_eq!(f.vendor_id, None);
+        assert_eq!(
+            f.location,
+            Location::Code {
+                path: "a.js".into(),
+                start_line: Some(3),
+                end_line: None
+            }
+        );
+        let bare = map_issue(&raw("{}"), None).unwrap();
+        assert_eq!(bare.location, Location::Unknown);
+        assert!(map_issue(&raw("[1]"), None).is_err());
+    }
+
+    #[test]
+    fn cwe_spellings_normalize_to_cwe_dash_number() {
+        for v in [
+            json!(89),
+            json!("89"),
+            json!("cwe-89"),
+            json!("CWE-89: SQLi"),
+            json!(["CWE-89"]),
+        ] {
+            assert_eq!(normalize_cwe(&v).as_deref(), Some("CWE-89"), "{v}");
+        }
+        assert_eq!(normalize_cwe(&json!("n/a")), None);
+        assert_eq!(normalize_cwe(&json!(null)), None);
+    }
+
+    #[test]
+    fn status_words_map_to_scan_states() {
+        assert_eq!(map_status(&json!({"state":"end"})), ScanStatus::Finished);
+        assert_eq!(map_status(&json!({"state":"queued"})), ScanStatus::Queued);
+        assert_eq!(
+            map_status(&json!({"state":"running","progress_data":{"progress":42}})),
+            ScanStatus::Running { progress: Some(42) }
+        );
+        assert_eq!(
+            map_status(
+                &json!({"state":"error","logs":[{"message":"a"},{"message":"out of disk"}]})
+            ),
+            ScanStatus::Failed {
+                state: "error".into(),
+                message: Some("out of disk".into())
+            }
+        );
+    }
+
+    #[test]
+    fn pager_header_decodes_and_missing_pages_mean_one_body() {
+        let h = base64::engine::general_purpose::STANDARD.encode(r#"{"id":"p1","pages":3}"#);
+        assert_eq!(
+            decode_pager(&h).unwrap(),
+            Pager {
+                id: "p1".into(),
+                pages: 3
+            }
+        );
+        let h = base64::engine::general_purpose::STANDARD.encode(r#"{"id":"p1","pages":0}"#);
+        assert_eq!(decode_pager(&h).unwrap().pages, 0);
+        assert!(decode_pager("%%%").is_err());
+    }
+
+    #[test]
+    fn issues_query_is_base64_of_the_project_json() {
+        let q = issues_query("shop \"web\"");
+        let decoded = base64::engine::general_purpose::STANDARD.decode(q).unwrap();
+        let v: Value = serde_json::from_slice(&decoded).unwrap();
+        assert_eq!(v, json!({"projectName": "shop \"web\""}));
+    }
+
+    #[test]
+    fn organization_check_tells_org_token_and_url_problems_apart() {
+        let org = organization_check_error(
+            "u",
+            404,
+            br#"{"error":true,"message":"organization acme not found"}"#,
+            "organization acme not found",
+            "acme",
+        );
+        assert!(matches!(
+            org,
+            VendorError::OrganizationRejected { status: 404, .. }
+        ));
+        let org403 = organization_check_error(
+            "u",
+            403,
+            br#"{"message":"not a member of acme"}"#,
+            "not a member of acme",
+            "acme",
+        );
+        assert!(matches!(org403, VendorError::OrganizationRejected { .. }));
+        let token = organization_check_error(
+            "u",
+            403,
+            br#"{"message":"Token expired"}"#,
+            "Token expired",
+            "acme",
+        );
+        assert!(matches!(token, VendorError::TokenRejected { .. }));
+        let url = organization_check_error("u", 404, b"<html>Not Found</html>", "", "acme");
+        assert!(matches!(url, VendorError::WrongUrl { .. }));
+    }
 }

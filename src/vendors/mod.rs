@@ -116,6 +116,9 @@ pub trait Vendor: Send + Sync {
     /// The registry name (`codethreat`), used in the store, exports and messages.
     fn name(&self) -> &'static str;
 
+    /// The base URL requests go to (path prefix included), for messages and `test-connection`.
+    fn base_url(&self) -> &str;
+
     /// True when the vendor runs scans that scansync starts (CodeThreat); false for passive
     /// vendors that only report what they observe (Salt Security).
     fn triggers_scans(&self) -> bool;
@@ -151,6 +154,10 @@ pub trait FindingPages: Send {
     async fn next_page(&mut self) -> Result<Option<Vec<Finding>>, VendorError>;
 }
 
+/// Makes a connector from a validated instance and its HTTP client.
+pub type BuildFn =
+    fn(&InstanceConfig, HttpClient) -> Result<Box<dyn Vendor>, crate::http::HttpError>;
+
 /// How config validation and the daemon reach a vendor by its name.
 pub struct VendorSpec {
     pub name: &'static str,
@@ -158,7 +165,8 @@ pub struct VendorSpec {
     /// strings relative to the instance table, e.g. `organization: is required for codethreat`.
     pub validate: fn(&InstanceConfig) -> Vec<String>,
     /// Builds a connector. Only called on a validated instance.
-    pub build: fn(&InstanceConfig, HttpClient) -> Box<dyn Vendor>,
+    /// Fails only on settings the HTTP layer refuses (a token that cannot be a header value).
+    pub build: BuildFn,
 }
 
 /// Every vendor scansync knows. Adding one: a file in this folder and a line here.
@@ -173,5 +181,157 @@ pub fn spec(name: &str) -> Option<&'static VendorSpec> {
 pub fn connect(instance: &InstanceConfig) -> Result<Box<dyn Vendor>, crate::http::HttpError> {
     let spec = spec(&instance.vendor).expect("validated config names a known vendor");
     let http = HttpClient::for_instance(instance)?;
-    Ok((spec.build)(instance, http))
+    (spec.build)(instance, http)
+}
+
+/// The common reading of an HTTP failure, for the cases a connector has no vendor-specific
+/// meaning for. `token_hint` says where the user gets a new token.
+pub(crate) fn from_http(
+    vendor: &'static str,
+    token_hint: &'static str,
+    err: crate::http::HttpError,
+) -> VendorError {
+    use crate::http::HttpError;
+    match err {
+        HttpError::Status {
+            url,
+            status: status @ (401 | 403),
+            ..
+        } => VendorError::TokenRejected {
+            vendor,
+            url,
+            status,
+            hint: token_hint,
+        },
+        HttpError::Status {
+            url,
+            status,
+            snippet,
+            ..
+        } => VendorError::Http {
+            vendor,
+            url,
+            status,
+            message: snippet,
+        },
+        HttpError::Tls { url, detail } => VendorError::Tls { url, detail },
+        HttpError::Dns { url, detail } => VendorError::WrongUrl {
+            vendor,
+            url,
+            detail: format!("the host name does not resolve: {detail}"),
+        },
+        HttpError::Connect { url, detail } => VendorError::Network {
+            url,
+            detail: format!(
+                "{detail}; check that the url's host and port are reachable from this machine (firewall, proxy setting)"
+            ),
+        },
+        HttpError::Interrupted { url, detail } => VendorError::Network {
+            url,
+            detail: format!("{detail}; the next run retries"),
+        },
+        HttpError::Timeout { url } => VendorError::Network {
+            url,
+            detail:
+                "timed out; check the network path (proxy, firewall) or raise the instance timeout"
+                    .to_string(),
+        },
+        HttpError::BodyTooLarge { url, limit } => VendorError::Protocol {
+            vendor,
+            url,
+            detail: format!("the response is larger than {limit} bytes"),
+        },
+        HttpError::Decode { url, detail } => VendorError::Network { url, detail },
+        HttpError::Setup(detail) => VendorError::WrongUrl {
+            vendor,
+            url: "the configured url".to_string(),
+            detail,
+        },
+    }
+}
+
+/// A vendor time (RFC 3339 text, or epoch seconds/milliseconds) as RFC 3339 UTC; text that
+/// does not parse is kept as the vendor wrote it.
+pub(crate) fn normalize_time(v: Option<&serde_json::Value>) -> Option<String> {
+    use chrono::{DateTime, SecondsFormat, Utc};
+    let utc = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::AutoSi, true);
+    match v? {
+        serde_json::Value::String(s) if !s.trim().is_empty() => Some(
+            DateTime::parse_from_rfc3339(s.trim())
+                .map(|t| utc(t.with_timezone(&Utc)))
+                .unwrap_or_else(|_| s.clone()),
+        ),
+        serde_json::Value::Number(n) => {
+            let n = n.as_i64()?;
+            // Epoch milliseconds are what CodeThreat uses; a 10-digit number is seconds.
+            let t = if n.abs() >= 100_000_000_000 {
+                DateTime::<Utc>::from_timestamp_millis(n)
+            } else {
+                DateTime::<Utc>::from_timestamp(n, 0)
+            };
+            t.map(utc)
+        }
+        _ => None,
+    }
+}
+
+/// Text at a JSON pointer, if it is a non-empty string (numbers are rendered too: ids and
+/// codes come both ways).
+pub(crate) fn text_at(v: &serde_json::Value, pointer: &str) -> Option<String> {
+    match v.pointer(pointer)? {
+        serde_json::Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn vendor_times_become_rfc3339_utc() {
+        assert_eq!(
+            normalize_time(Some(&json!("2026-11-01T12:00:00+02:00"))).as_deref(),
+            Some("2026-11-01T10:00:00Z")
+        );
+        assert_eq!(
+            normalize_time(Some(&json!(1732300000000i64))).as_deref(),
+            Some("2024-11-22T18:26:40Z")
+        );
+        assert_eq!(
+            normalize_time(Some(&json!(1732300000))).as_deref(),
+            Some("2024-11-22T18:26:40Z")
+        );
+        assert_eq!(
+            normalize_time(Some(&json!("last tuesday"))).as_deref(),
+            Some("last tuesday")
+        );
+        assert_eq!(normalize_time(Some(&json!(null))), None);
+        assert_eq!(normalize_time(None), None);
+    }
+
+    #[test]
+    fn http_401_and_403_read_as_token_rejected_with_the_vendor_hint() {
+        let err = from_http(
+            "codethreat",
+            "make a new one",
+            crate::http::HttpError::Status {
+                url: "https://x/api".into(),
+                status: 403,
+                headers: Default::default(),
+                snippet: String::new(),
+                body: Default::default(),
+            },
+        );
+        assert!(matches!(
+            err,
+            VendorError::TokenRejected {
+                status: 403,
+                hint: "make a new one",
+                ..
+            }
+        ));
+    }
 }

@@ -1,13 +1,61 @@
 //! Salt Security API security. The contract: ../shared/vendors/saltsecurity.md.
+//!
+//! Salt is passive: it observes traffic and reports posture gaps, so there is no scan to start;
+//! a sync reads the current gaps of the bound API host. Everything the contract fixes is a
+//! constant below or sits in [`map_gap`], so a correction is one edit. (P) marks proposals.
 
-use super::VendorSpec;
+use super::{
+    from_http, normalize_time, text_at, FindingPages, ScanRequest, ScanStatus, Target, Vendor,
+    VendorError, VendorSpec,
+};
 use crate::config::InstanceConfig;
+use crate::finding::{Finding, Location, Severity};
+use crate::http::{HttpClient, HttpError, HttpResponse};
+use async_trait::async_trait;
+use serde_json::value::RawValue;
+use serde_json::Value;
+use std::collections::BTreeSet;
 
 pub const SPEC: VendorSpec = VendorSpec {
-    name: "saltsecurity",
+    name: VENDOR,
     validate,
-    build: |_, _| todo!("vendor helper"),
+    build,
 };
+
+const VENDOR: &str = "saltsecurity";
+
+// --- The contract -------------------------------------------------------------------------
+/// (C) `Authorization: Bearer <token>` and `Accept: application/json` on every request.
+const AUTH_HEADER: &str = "authorization";
+const AUTH_PREFIX: &str = "Bearer ";
+const ACCEPT_HEADER: &str = "accept";
+const ACCEPT_VALUE: &str = "application/json";
+/// (C) Regional API bases.
+const REGION_BASES: &[(&str, &str)] = &[
+    ("us", "https://api.secured-api.com"),
+    ("eu", "https://api.secured-api-eu.com"),
+];
+/// (C) Posture gaps (the findings): `?limit=&offset=`; (P) `&hostname=<bind_to>`.
+const GAPS_PATH: &str = "/v1/apigovern/posture/gaps";
+const GAPS_PAGE_SIZE: u64 = 100;
+/// (C) The API endpoint inventory, `?limit=&offset=`; items carry (P) `hostname`.
+const INVENTORY_PATH: &str = "/v1/inventory/endpoints";
+const INVENTORY_PAGE_SIZE: u64 = 1000;
+/// (C) The page envelope: `{"response": [ … ], "endOffset": <next offset>}`; an empty
+/// `response` ends the listing.
+const ENVELOPE_ITEMS: &str = "response";
+const ENVELOPE_NEXT: &str = "endOffset";
+/// What the user does about a rejected token.
+const TOKEN_HINT: &str = "create a new access token in the Salt tenant (Settings → API Access / Integrations) with at least read permission for API findings, and update the instance's token";
+// -------------------------------------------------------------------------------------------
+
+/// The API base for a region word, if it is one.
+pub fn region_base(region: &str) -> Option<&'static str> {
+    REGION_BASES
+        .iter()
+        .find(|(r, _)| r.eq_ignore_ascii_case(region))
+        .map(|(_, base)| *base)
+}
 
 /// Salt Security tenants live in a region (or behind an explicit URL); there is no
 /// organization header in its API.
@@ -31,4 +79,380 @@ fn validate(i: &InstanceConfig) -> Vec<String> {
         );
     }
     errors
+}
+
+fn build(i: &InstanceConfig, http: HttpClient) -> Result<Box<dyn Vendor>, HttpError> {
+    let token = i.resolved_token.as_ref().ok_or_else(|| {
+        HttpError::Setup("no token was resolved for this saltsecurity instance".to_string())
+    })?;
+    let http = match (&i.url, i.region.as_deref()) {
+        (Some(_), _) => http,
+        (None, Some(region)) => {
+            let base = region_base(region).ok_or_else(|| {
+                HttpError::Setup(format!("\"{region}\" is not a Salt Security region"))
+            })?;
+            http.with_base_url(base)?
+        }
+        (None, None) => {
+            return Err(HttpError::Setup(
+                "saltsecurity needs region or url".to_string(),
+            ))
+        }
+    };
+    let http = http
+        .with_secret_header(AUTH_HEADER, AUTH_PREFIX, token)?
+        .with_header(ACCEPT_HEADER, ACCEPT_VALUE)?;
+    Ok(Box::new(SaltSecurity { http }))
+}
+
+/// One Salt Security tenant.
+pub struct SaltSecurity {
+    http: HttpClient,
+}
+
+/// One envelope page: the items verbatim, and where the next page starts.
+struct Envelope<'b> {
+    items: Vec<&'b RawValue>,
+    next_offset: u64,
+}
+
+fn parse_envelope(resp: &HttpResponse, offset: u64) -> Result<Envelope<'_>, VendorError> {
+    if resp.is_html() {
+        return Err(VendorError::WrongUrl {
+            vendor: VENDOR,
+            url: resp.url.clone(),
+            detail: "it answered with an HTML page".to_string(),
+        });
+    }
+    // Parse the envelope with its items left raw, so each finding keeps its exact text.
+    let raw: std::collections::HashMap<String, &RawValue> = serde_json::from_slice(&resp.body)
+        .map_err(|e| VendorError::Protocol {
+            vendor: VENDOR,
+            url: resp.url.clone(),
+            detail: format!("expected {{\"{ENVELOPE_ITEMS}\": [...]}}: {e}"),
+        })?;
+    let items: Vec<&RawValue> = match raw.get(ENVELOPE_ITEMS) {
+        Some(r) => serde_json::from_str(r.get()).map_err(|e| VendorError::Protocol {
+            vendor: VENDOR,
+            url: resp.url.clone(),
+            detail: format!("\"{ENVELOPE_ITEMS}\" is not an array: {e}"),
+        })?,
+        None => {
+            return Err(VendorError::Protocol {
+                vendor: VENDOR,
+                url: resp.url.clone(),
+                detail: format!("the answer has no \"{ENVELOPE_ITEMS}\" array"),
+            })
+        }
+    };
+    // A server that omits `endOffset` (or does not move it forward) is read by counting.
+    let next_offset = raw
+        .get(ENVELOPE_NEXT)
+        .and_then(|n| serde_json::from_str::<u64>(n.get()).ok())
+        .filter(|&n| n > offset)
+        .unwrap_or(offset + items.len() as u64);
+    Ok(Envelope { items, next_offset })
+}
+
+impl SaltSecurity {
+    fn http_error(&self, err: HttpError) -> VendorError {
+        match err {
+            HttpError::Status {
+                status: 404, url, ..
+            } => VendorError::WrongUrl {
+                vendor: VENDOR,
+                url,
+                detail: "HTTP 404 on a Salt Security API path".to_string(),
+            },
+            other => from_http(VENDOR, TOKEN_HINT, other),
+        }
+    }
+
+    async fn page(
+        &self,
+        path: &str,
+        limit: u64,
+        offset: u64,
+        hostname: Option<&str>,
+    ) -> Result<HttpResponse, VendorError> {
+        let (limit, offset) = (limit.to_string(), offset.to_string());
+        let mut query = vec![("limit", limit.as_str()), ("offset", offset.as_str())];
+        if let Some(h) = hostname {
+            query.push(("hostname", h));
+        }
+        self.http
+            .get(path, &query)
+            .await
+            .map_err(|e| self.http_error(e))
+    }
+
+    /// Walks the inventory; `stop_at` ends the walk early once that host is seen.
+    async fn inventory_hosts(
+        &self,
+        stop_at: Option<&str>,
+    ) -> Result<BTreeSet<String>, VendorError> {
+        let mut hosts = BTreeSet::new();
+        let mut offset = 0;
+        loop {
+            let resp = self
+                .page(INVENTORY_PATH, INVENTORY_PAGE_SIZE, offset, None)
+                .await?;
+            let env = parse_envelope(&resp, offset)?;
+            if env.items.is_empty() {
+                return Ok(hosts);
+            }
+            for item in &env.items {
+                let v: Value = serde_json::from_str(item.get()).unwrap_or(Value::Null);
+                if let Some(h) = text_at(&v, "/hostname").or_else(|| text_at(&v, "/host")) {
+                    let found = stop_at.is_some_and(|s| s.eq_ignore_ascii_case(&h));
+                    hosts.insert(h);
+                    if found {
+                        return Ok(hosts);
+                    }
+                }
+            }
+            offset = env.next_offset;
+        }
+    }
+}
+
+#[async_trait]
+impl Vendor for SaltSecurity {
+    fn name(&self) -> &'static str {
+        VENDOR
+    }
+
+    fn base_url(&self) -> &str {
+        self.http.base_url()
+    }
+
+    fn triggers_scans(&self) -> bool {
+        false
+    }
+
+    async fn test_connection(&self) -> Result<(), VendorError> {
+        let resp = self.page(GAPS_PATH, 1, 0, None).await?;
+        parse_envelope(&resp, 0).map_err(|e| match e {
+            VendorError::Protocol { url, detail, .. } => VendorError::WrongUrl {
+                vendor: VENDOR,
+                url,
+                detail: format!("not a Salt Security answer: {detail}"),
+            },
+            other => other,
+        })?;
+        Ok(())
+    }
+
+    /// An asset exists when the inventory lists its hostname, or — since inventory and
+    /// findings can lag each other — when Salt reports gaps for it.
+    async fn resolve_target(&self, bind_to: &str) -> Result<Target, VendorError> {
+        let hosts = self.inventory_hosts(Some(bind_to)).await?;
+        let known = hosts.iter().any(|h| h.eq_ignore_ascii_case(bind_to)) || {
+            let resp = self
+                .page(GAPS_PATH, GAPS_PAGE_SIZE, 0, Some(bind_to))
+                .await?;
+            let env = parse_envelope(&resp, 0)?;
+            env.items
+                .iter()
+                .any(|raw| gap_host(raw).is_some_and(|h| h.eq_ignore_ascii_case(bind_to)))
+        };
+        if !known {
+            return Err(VendorError::TargetNotFound {
+                vendor: VENDOR,
+                url: format!("{}{INVENTORY_PATH}", self.http.base_url()),
+                name: bind_to.to_string(),
+            });
+        }
+        Ok(Target {
+            name: bind_to.to_string(),
+            kind: Some("hostname".to_string()),
+            url: None,
+        })
+    }
+
+    async fn list_targets(&self) -> Result<Vec<Target>, VendorError> {
+        Ok(self
+            .inventory_hosts(None)
+            .await?
+            .into_iter()
+            .map(|name| Target {
+                name,
+                kind: Some("hostname".to_string()),
+                url: None,
+            })
+            .collect())
+    }
+
+    /// Passive: nothing to start; the sync reads the current gaps.
+    async fn start_scan(&self, _req: &ScanRequest) -> Result<Option<String>, VendorError> {
+        Ok(None)
+    }
+
+    /// Never called for a passive vendor (no scan id is ever handed out); answers `Finished`
+    /// so a caller that polls anyway proceeds straight to reading findings.
+    async fn scan_status(&self, _scan_id: &str) -> Result<ScanStatus, VendorError> {
+        Ok(ScanStatus::Finished)
+    }
+
+    async fn findings<'a>(
+        &'a self,
+        bind_to: &'a str,
+        _scan_id: Option<&'a str>,
+    ) -> Result<Box<dyn FindingPages + 'a>, VendorError> {
+        Ok(Box::new(GapPages {
+            vendor: self,
+            bind_to,
+            offset: Some(0),
+        }))
+    }
+}
+
+fn gap_host(raw: &RawValue) -> Option<String> {
+    let v: Value = serde_json::from_str(raw.get()).ok()?;
+    text_at(&v, "/hostname")
+}
+
+/// (P) One posture gap → a normalized finding. `category` ("API3:2023 Broken Object Property
+/// Level Authorization") is the OWASP API category; the gap's `name` is the check that fired,
+/// so it is the rule id (many endpoints share it, as SARIF rules expect). Missing fields leave
+/// their part empty; only a non-object fails.
+pub fn map_gap(raw: &RawValue) -> Result<Finding, String> {
+    let v: Value = serde_json::from_str(raw.get()).map_err(|e| e.to_string())?;
+    if !v.is_object() {
+        return Err(format!("a gap is not a JSON object: {}", raw.get()));
+    }
+    let name = text_at(&v, "/name");
+    let method = text_at(&v, "/method").map(|m| m.to_ascii_uppercase());
+    let path = text_at(&v, "/path");
+    let host = text_at(&v, "/hostname");
+    let location = if path.is_some() || host.is_some() {
+        Location::Api {
+            method: method.unwrap_or_default(),
+            path: path.unwrap_or_default(),
+            host: host.unwrap_or_default(),
+        }
+    } else {
+        Location::Unknown
+    };
+    Ok(Finding {
+        vendor_id: text_at(&v, "/id"),
+        title: name
+            .clone()
+            .or_else(|| text_at(&v, "/category"))
+            .unwrap_or_else(|| "Salt Security posture gap".to_string()),
+        severity: text_at(&v, "/severity")
+            .and_then(|w| Severity::from_vendor_word(&w))
+            .unwrap_or(Severity::Info),
+        vendor_status: text_at(&v, "/status"),
+        cwe: None,
+        owasp: text_at(&v, "/category"),
+        rule_id: name,
+        location,
+        description: text_at(&v, "/description"),
+        remediation: text_at(&v, "/remediation"),
+        vendor_url: None,
+        vendor_first_seen: normalize_time(v.get("firstSeen")),
+        vendor_last_seen: normalize_time(v.get("lastSeen")),
+        raw: raw.get().to_string(),
+    })
+}
+
+/// Walks `offset = endOffset` until an empty page, one HTTP page per call.
+struct GapPages<'a> {
+    vendor: &'a SaltSecurity,
+    bind_to: &'a str,
+    /// `None` once the empty page was seen.
+    offset: Option<u64>,
+}
+
+#[async_trait]
+impl FindingPages for GapPages<'_> {
+    async fn next_page(&mut self) -> Result<Option<Vec<Finding>>, VendorError> {
+        let Some(offset) = self.offset else {
+            return Ok(None);
+        };
+        let resp = self
+            .vendor
+            .page(GAPS_PATH, GAPS_PAGE_SIZE, offset, Some(self.bind_to))
+            .await?;
+        let env = parse_envelope(&resp, offset)?;
+        if env.items.is_empty() {
+            self.offset = None;
+            return Ok(None);
+        }
+        let mut findings = Vec::with_capacity(env.items.len());
+        for raw in &env.items {
+            // (P) The server may ignore `hostname`; keep only the bound host's gaps. A gap
+            // without a hostname is trusted to be the server's filtered answer.
+            if gap_host(raw).is_some_and(|h| !h.eq_ignore_ascii_case(self.bind_to)) {
+                continue;
+            }
+            findings.push(map_gap(raw).map_err(|detail| VendorError::Protocol {
+                vendor: VENDOR,
+                url: resp.url.clone(),
+                detail,
+            })?);
+        }
+        self.offset = Some(env.next_offset);
+        Ok(Some(findings))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(s: &str) -> Box<RawValue> {
+        RawValue::from_string(s.to_string()).unwrap()
+    }
+
+    #[test]
+    fn gap_maps_field_by_field() {
+        let text = r#"{"id":"gap-1","name":"Sensitive data exposed in response","severity":"High",
+            "status":"Open","category":"API3:2023 Broken Object Property Level Authorization",
+            "hostname":"payments.example.com","method":"get","path":"/v1/accounts/{id}",
+            "description":"d","remediation":"r","firstSeen":"2026-11-01T10:00:00Z","lastSeen":"2026-11-22T09:00:00+01:00"}"#;
+        let f = map_gap(&raw(text)).unwrap();
+        assert_eq!(f.vendor_id.as_deref(), Some("gap-1"));
+        assert_eq!(f.title, "Sensitive data exposed in response");
+        assert_eq!(
+            f.rule_id.as_deref(),
+            Some("Sensitive data exposed in response")
+        );
+        assert_eq!(f.severity, Severity::High);
+        assert_eq!(f.vendor_status.as_deref(), Some("Open"));
+        assert_eq!(
+            f.owasp.as_deref(),
+            Some("API3:2023 Broken Object Property Level Authorization")
+        );
+        assert_eq!(
+            f.location,
+            Location::Api {
+                method: "GET".into(),
+                path: "/v1/accounts/{id}".into(),
+                host: "payments.example.com".into()
+            }
+        );
+        assert_eq!(f.description.as_deref(), Some("d"));
+        assert_eq!(f.remediation.as_deref(), Some("r"));
+        assert_eq!(f.vendor_first_seen.as_deref(), Some("2026-11-01T10:00:00Z"));
+        assert_eq!(f.vendor_last_seen.as_deref(), Some("2026-11-22T08:00:00Z"));
+        assert_eq!(f.raw, text);
+    }
+
+    #[test]
+    fn sparse_gap_falls_back_instead_of_failing() {
+        let f = map_gap(&raw(r#"{"severity":"Informational"}"#)).unwrap();
+        assert_eq!(f.title, "Salt Security posture gap");
+        assert_eq!(f.severity, Severity::Info);
+        assert_eq!(f.location, Location::Unknown);
+        assert!(map_gap(&raw("3")).is_err());
+    }
+
+    #[test]
+    fn regions_map_to_their_api_bases() {
+        assert_eq!(region_base("us"), Some("https://api.secured-api.com"));
+        assert_eq!(region_base("EU"), Some("https://api.secured-api-eu.com"));
+        assert_eq!(region_base("ap"), None);
+    }
 }
