@@ -1009,3 +1009,6 @@ fn finding_from_row(r: &Row<'_>) -> Result<FindingRow, StoreError> {
         times_seen: r.get::<_, i64>(28)? as u64,
     })
 }
+
+#[cfg(test)]
+mod tests;
