@@ -2,10 +2,54 @@
 //!
 //! Tables (`instances`, `scans`, `sync_runs`, `findings`, `finding_events`) are a documented
 //! interface: operators query the file with `sqlite3`. Schema changes are numbered
-//! migrations in `migrations/`, applied at open.
+//! migrations in `migrations/`, applied at open (each in one transaction, versioned with
+//! `PRAGMA user_version`); a file written by a newer scansync is refused rather than guessed at.
+//! The connection runs in WAL mode (readers such as `scansync findings` never block the
+//! daemon), with foreign keys on, `busy_timeout` 5 s and `synchronous=NORMAL`.
+//!
+//! # Dedup and lifecycle
+//! - A finding row is unique per (scan, fingerprint), the fingerprint being
+//!   [`Finding::fingerprint`] over the run's vendor and `bind_to`. Each page is one
+//!   transaction: a crash between pages keeps every earlier page, and the run row's counters
+//!   always match the pages committed.
+//! - First time a fingerprint is seen: state `new`, event `created`, `counts.new`.
+//! - Known, first time in this run: `new`/`open`/`reopened` become `open` (`counts.open`);
+//!   `fixed` becomes `reopened` (event `reopened`, `counts.reopened`); the local states
+//!   `false_positive` and `accepted` stay (counted as open). A changed severity or vendor
+//!   status adds `severity_changed` / `status_changed` with the old and new words. The row
+//!   always takes the latest payload, `last_seen`, and `times_seen + 1`.
+//! - Seen again within the same run (a repeated or overlapping page): nothing changes — no
+//!   counter, state, event or `times_seen` — so `times_seen` counts runs and
+//!   `counts.seen` counts distinct fingerprints.
+//! - [`Store::finish_run`] with [`RunEnd::Succeeded`] (complete and successful) marks the
+//!   scan's `new`/`open`/`reopened` findings that the run did not see as `fixed` (event
+//!   `fixed`, `counts.fixed`). A failed, interrupted or timed-out run records its state and
+//!   error text and never fixes anything. Local states are never set `fixed`.
+//! - One run per scan at a time is the caller's job (`sync.rs`); should two overlap, a run
+//!   only fixes findings last seen by runs that started before it.
+//!
+//! Events caused by a page import (`created`, `reopened`, `severity_changed`,
+//! `status_changed`) are written by triggers in the schema, which see a row's old and new
+//! values in the same statement; that keeps the import to one `INSERT … ON CONFLICT DO UPDATE
+//! … RETURNING` per finding, no lookup first. `fixed` and `state_set` are written here.
+//!
+//! # Unfinished runs
+//! Opening the store never touches runs, so a reader can open it beside a live daemon. Only
+//! [`Store::recover_unfinished`] marks `running` runs `interrupted`, and only when their owner
+//! is gone: the owner is the process id plus that process's start time (from
+//! `/proc/<pid>/stat`, so a recycled pid is not mistaken for the owner). The owner counts as
+//! alive while `/proc/<pid>/stat` shows the same start time; where `/proc` is missing, only
+//! this process's own runs count as alive.
 
-use crate::finding::{Finding, Severity};
+use crate::finding::{Finding, Location, Severity};
+use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+use std::collections::BTreeMap;
+use std::fmt;
 use std::path::Path;
+use std::time::Duration;
+
+/// The numbered migrations, in order; entry `i` brings the schema to version `i + 1`.
+const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
 
 /// Row id of a `sync_runs` row.
 pub type RunId = i64;
@@ -23,6 +67,15 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("store: {0}")]
     Invalid(String),
+    #[error(
+        "store {path} has schema version {found}, but this scansync knows only up to \
+         version {known}; upgrade scansync, or point it at another store file"
+    )]
+    SchemaTooNew {
+        path: String,
+        found: i64,
+        known: i64,
+    },
 }
 
 /// Who a run is for. Copied onto the run row so history survives config edits.
@@ -144,14 +197,575 @@ pub struct FindingEvent {
     pub at: String,
 }
 
+impl RunState {
+    /// The word in `sync_runs.state`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Running => "running",
+            RunState::Succeeded => "succeeded",
+            RunState::Failed => "failed",
+            RunState::Interrupted => "interrupted",
+            RunState::TimedOut => "timed_out",
+        }
+    }
+
+    fn parse(word: &str) -> Result<RunState, StoreError> {
+        Ok(match word {
+            "running" => RunState::Running,
+            "succeeded" => RunState::Succeeded,
+            "failed" => RunState::Failed,
+            "interrupted" => RunState::Interrupted,
+            "timed_out" => RunState::TimedOut,
+            other => return Err(unknown_word("run state", other)),
+        })
+    }
+}
+
+impl FindingState {
+    /// The word in `findings.state`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingState::New => "new",
+            FindingState::Open => "open",
+            FindingState::Fixed => "fixed",
+            FindingState::Reopened => "reopened",
+            FindingState::FalsePositive => "false_positive",
+            FindingState::Accepted => "accepted",
+        }
+    }
+
+    /// States set by a person rather than by imports; imports never change them.
+    pub fn is_local(self) -> bool {
+        matches!(self, FindingState::FalsePositive | FindingState::Accepted)
+    }
+
+    fn parse(word: &str) -> Result<FindingState, StoreError> {
+        Ok(match word {
+            "new" => FindingState::New,
+            "open" => FindingState::Open,
+            "fixed" => FindingState::Fixed,
+            "reopened" => FindingState::Reopened,
+            "false_positive" => FindingState::FalsePositive,
+            "accepted" => FindingState::Accepted,
+            other => return Err(unknown_word("finding state", other)),
+        })
+    }
+}
+
+impl std::str::FromStr for FindingState {
+    type Err = String;
+    /// Parses the store's words, so CLI filters use the same vocabulary as `sqlite3` queries.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        FindingState::parse(s).map_err(|_| {
+            format!(
+                "\"{s}\" is not a finding state (one of new, open, fixed, reopened, \
+                 false_positive, accepted)"
+            )
+        })
+    }
+}
+
+impl fmt::Display for FindingState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Display for RunState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A word in the file that this code does not know: someone edited the file by hand or a
+/// newer scansync wrote it without a schema bump.
+fn unknown_word(what: &str, word: &str) -> StoreError {
+    StoreError::Invalid(format!(
+        "unknown {what} \"{word}\" in the store file; was it edited by hand?"
+    ))
+}
+
+/// scansync's clock as stored: RFC 3339 UTC with milliseconds, so text order is time order.
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// The start time of process `pid` (field 22 of `/proc/<pid>/stat`), which together with the
+/// pid names one process even when pids are recycled. `None` where `/proc` is unavailable.
+fn process_start_time(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may itself hold spaces or ')'.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(19).map(str::to_owned)
+}
+
+/// Whether the process that began a run is still running (see the module docs).
+fn owner_alive(pid: Option<i64>, started: Option<&str>) -> bool {
+    let Some(pid) = pid.and_then(|p| u32::try_from(p).ok()) else {
+        return false;
+    };
+    if let Some(recorded) = started {
+        if Path::new("/proc/self/stat").exists() {
+            return process_start_time(pid).as_deref() == Some(recorded);
+        }
+    }
+    // Without /proc we cannot tell another process's fate, so only our own runs are alive.
+    pid == std::process::id()
+}
+
+/// Columns of a `sync_runs` row, in the order [`run_from_row`] reads them.
+const RUN_COLUMNS: &str = "id, scan, instance, vendor, bind_to, branch, trigger, state, \
+     vendor_scan_id, started_at, finished_at, seen, new, open, reopened, fixed, pages, error";
+
+/// Columns of a finding as [`finding_from_row`] reads them (`f` = findings, `s` = scans,
+/// `i` = instances).
+const FINDING_COLUMNS: &str = "f.fingerprint, s.name, i.name, i.vendor, s.bind_to, f.state, \
+     f.vendor_id, f.title, f.severity, f.vendor_status, f.cwe, f.owasp, f.rule_id, \
+     f.location_kind, f.file_path, f.start_line, f.end_line, f.http_method, f.api_path, \
+     f.api_host, f.description, f.remediation, f.vendor_url, f.vendor_first_seen, \
+     f.vendor_last_seen, f.raw, f.first_seen, f.last_seen, f.times_seen";
+
+/// Severity words worst first, for `ORDER BY` (the words themselves do not sort).
+const SEVERITY_RANK_SQL: &str = "CASE f.severity WHEN 'critical' THEN 4 WHEN 'high' THEN 3 \
+     WHEN 'medium' THEN 2 WHEN 'low' THEN 1 ELSE 0 END";
+
+/// The page import: one statement per finding. The `WHERE` makes a repeat within the same
+/// run a no-op that returns no row, which is how the caller tells "already counted".
+const UPSERT_FINDING_SQL: &str = "
+INSERT INTO findings (
+    scan_id, fingerprint, state, title, severity, vendor_status, cwe, owasp, rule_id,
+    location_kind, file_path, start_line, end_line, http_method, api_path, api_host,
+    description, remediation, vendor_url, vendor_id, vendor_first_seen, vendor_last_seen, raw,
+    first_seen, last_seen, times_seen, last_run_id)
+VALUES (?1, ?2, 'new', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+        ?18, ?19, ?20, ?21, ?22, ?23, ?23, 1, ?24)
+ON CONFLICT (scan_id, fingerprint) DO UPDATE SET
+    state = CASE findings.state
+                WHEN 'fixed' THEN 'reopened'
+                WHEN 'new' THEN 'open'
+                WHEN 'reopened' THEN 'open'
+                ELSE findings.state
+            END,
+    title = excluded.title,
+    severity = excluded.severity,
+    vendor_status = excluded.vendor_status,
+    cwe = excluded.cwe,
+    owasp = excluded.owasp,
+    rule_id = excluded.rule_id,
+    location_kind = excluded.location_kind,
+    file_path = excluded.file_path,
+    start_line = excluded.start_line,
+    end_line = excluded.end_line,
+    http_method = excluded.http_method,
+    api_path = excluded.api_path,
+    api_host = excluded.api_host,
+    description = excluded.description,
+    remediation = excluded.remediation,
+    vendor_url = excluded.vendor_url,
+    vendor_id = excluded.vendor_id,
+    vendor_first_seen = excluded.vendor_first_seen,
+    vendor_last_seen = excluded.vendor_last_seen,
+    raw = excluded.raw,
+    last_seen = excluded.last_seen,
+    times_seen = findings.times_seen + 1,
+    last_run_id = excluded.last_run_id
+WHERE findings.last_run_id IS NOT excluded.last_run_id
+RETURNING state";
+
+/// What a page import needs to know about its run, read once per page.
+struct RunContext {
+    scan_id: i64,
+    vendor: String,
+    bind_to: String,
+}
+
 /// The store. One writer connection; readers open their own (WAL lets them run beside it).
-pub struct Store {}
+pub struct Store {
+    conn: Connection,
+}
 
 impl Store {
     /// Opens (creating file and parent folder), applies migrations, sets WAL, foreign keys
     /// and busy_timeout. Does not touch runs: see [`Store::recover_unfinished`].
-    pub fn open(_path: &Path) -> Result<Store, StoreError> {
-        todo!("store helper")
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let shown = path.display().to_string();
+        let open_err = |source| StoreError::Open {
+            path: shown.clone(),
+            source,
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StoreError::Invalid(format!(
+                    "cannot create the folder {} for the store: {e}; create it or choose \
+                     another store path",
+                    parent.display()
+                ))
+            })?;
+        }
+        let mut conn = Connection::open(path).map_err(open_err)?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(open_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(open_err)?;
+        conn.set_prepared_statement_cache_capacity(64);
+        migrate(&mut conn, &shown)?;
+        Ok(Store { conn })
+    }
+
+    /// Records the start of a run: the instance and scan rows (created or refreshed from the
+    /// scope) and a `running` run owned by this process.
+    pub fn begin_run(&mut self, scope: &RunScope) -> Result<RunId, StoreError> {
+        let at = now();
+        let pid = std::process::id();
+        let owner_started = process_start_time(pid);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let instance_id: i64 = tx
+            .prepare_cached(
+                "INSERT INTO instances (name, vendor, created_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name) DO UPDATE SET vendor = excluded.vendor
+                 RETURNING id",
+            )?
+            .query_row(params![scope.instance, scope.vendor, at], |r| r.get(0))?;
+        let scan_id: i64 = tx
+            .prepare_cached(
+                "INSERT INTO scans (name, instance_id, bind_to, branch, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (name) DO UPDATE SET instance_id = excluded.instance_id,
+                     bind_to = excluded.bind_to, branch = excluded.branch
+                 RETURNING id",
+            )?
+            .query_row(
+                params![scope.scan, instance_id, scope.bind_to, scope.branch, at],
+                |r| r.get(0),
+            )?;
+        let run: RunId = tx
+            .prepare_cached(
+                "INSERT INTO sync_runs (scan_id, scan, instance, vendor, bind_to, branch,
+                     trigger, state, owner_pid, owner_started, started_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8, ?9, ?10)
+                 RETURNING id",
+            )?
+            .query_row(
+                params![
+                    scan_id,
+                    scope.scan,
+                    scope.instance,
+                    scope.vendor,
+                    scope.bind_to,
+                    scope.branch,
+                    scope.trigger,
+                    pid,
+                    owner_started,
+                    at
+                ],
+                |r| r.get(0),
+            )?;
+        tx.commit()?;
+        Ok(run)
+    }
+
+    /// Records the vendor's scan id on the run before polling starts, so a restarted daemon
+    /// can resume polling that vendor scan instead of starting another.
+    pub fn set_vendor_scan_id(
+        &mut self,
+        run: RunId,
+        vendor_scan_id: &str,
+    ) -> Result<(), StoreError> {
+        let changed = self
+            .conn
+            .prepare_cached("UPDATE sync_runs SET vendor_scan_id = ?2 WHERE id = ?1")?
+            .execute(params![run, vendor_scan_id])?;
+        if changed == 0 {
+            return Err(no_such_run(run));
+        }
+        Ok(())
+    }
+
+    /// Imports one vendor page in one transaction and returns what it changed (see the
+    /// module docs for the rules). The run's counters move in the same transaction.
+    pub fn upsert_page(&mut self, run: RunId, page: &[Finding]) -> Result<RunCounts, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let counts = upsert_page_in(&tx, run, page)?;
+        tx.commit()?;
+        Ok(counts)
+    }
+
+    /// Ends a run in one transaction. Only [`RunEnd::Succeeded`] marks the scan's unseen
+    /// findings `fixed`: a failed or partial run saw only part of the truth.
+    pub fn finish_run(&mut self, run: RunId, end: RunEnd) -> Result<RunRow, StoreError> {
+        let at = now();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let ctx = running_context(&tx, run)?;
+        let (state, error) = match end {
+            RunEnd::Succeeded => (RunState::Succeeded, None),
+            RunEnd::Failed(e) => (RunState::Failed, Some(e)),
+            RunEnd::Interrupted(e) => (RunState::Interrupted, Some(e)),
+            RunEnd::TimedOut(e) => (RunState::TimedOut, Some(e)),
+        };
+        let mut fixed = 0;
+        if state == RunState::Succeeded {
+            tx.prepare_cached(
+                "INSERT INTO finding_events (finding_id, run_id, kind, old_value, new_value, at)
+                 SELECT id, ?2, 'fixed', state, 'fixed', ?3 FROM findings
+                 WHERE scan_id = ?1 AND state IN ('new', 'open', 'reopened') AND last_run_id < ?2",
+            )?
+            .execute(params![ctx.scan_id, run, at])?;
+            fixed = tx
+                .prepare_cached(
+                    "UPDATE findings SET state = 'fixed'
+                     WHERE scan_id = ?1 AND state IN ('new', 'open', 'reopened')
+                       AND last_run_id < ?2",
+                )?
+                .execute(params![ctx.scan_id, run])?;
+        }
+        tx.prepare_cached(
+            "UPDATE sync_runs SET state = ?2, finished_at = ?3, error = ?4, fixed = fixed + ?5
+             WHERE id = ?1",
+        )?
+        .execute(params![run, state.as_str(), at, error, fixed as i64])?;
+        let row = read_run(&tx, run)?.ok_or_else(|| no_such_run(run))?;
+        tx.commit()?;
+        Ok(row)
+    }
+
+    /// Marks `running` runs whose owner process is gone as `interrupted` and returns them
+    /// (with their vendor scan id) so the daemon can resume polling. Runs of live processes,
+    /// this one included, are left alone.
+    pub fn recover_unfinished(&mut self) -> Result<Vec<RunRow>, StoreError> {
+        let at = now();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let candidates: Vec<(RunId, Option<i64>, Option<String>)> = tx
+            .prepare_cached(
+                "SELECT id, owner_pid, owner_started FROM sync_runs
+                 WHERE state = 'running' ORDER BY id",
+            )?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut recovered = Vec::new();
+        for (id, pid, started) in candidates {
+            if owner_alive(pid, started.as_deref()) {
+                continue;
+            }
+            let error = format!(
+                "interrupted: the scansync process (pid {}) that ran it stopped before the run \
+                 finished; pages stored before that are kept",
+                pid.map_or_else(|| "unknown".to_owned(), |p| p.to_string())
+            );
+            tx.prepare_cached(
+                "UPDATE sync_runs SET state = 'interrupted', finished_at = ?2, error = ?3
+                 WHERE id = ?1",
+            )?
+            .execute(params![id, at, error])?;
+            recovered.push(read_run(&tx, id)?.ok_or_else(|| no_such_run(id))?);
+        }
+        tx.commit()?;
+        Ok(recovered)
+    }
+
+    /// One run by id.
+    pub fn run(&self, id: RunId) -> Result<Option<RunRow>, StoreError> {
+        read_run(&self.conn, id)
+    }
+
+    /// Runs, newest first, of one scan or of all.
+    pub fn runs(&self, scan: Option<&str>, limit: usize) -> Result<Vec<RunRow>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let sql = match scan {
+            Some(_) => format!(
+                "SELECT {RUN_COLUMNS} FROM sync_runs WHERE scan = ?1 ORDER BY id DESC LIMIT ?2"
+            ),
+            None => format!(
+                "SELECT {RUN_COLUMNS} FROM sync_runs WHERE ?1 IS NULL ORDER BY id DESC LIMIT ?2"
+            ),
+        };
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let mut rows = stmt.query(params![scan, limit])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(run_from_row(row)?);
+        }
+        Ok(out)
+    }
+
+    /// The newest run of a scan, whatever its state.
+    pub fn last_run(&self, scan: &str) -> Result<Option<RunRow>, StoreError> {
+        Ok(self.runs(Some(scan), 1)?.into_iter().next())
+    }
+
+    /// Streams findings matching `filter` to `f`, worst severity first, then by scan and
+    /// fingerprint, without holding them all in memory (exports of large stores).
+    pub fn for_each_finding<E: From<StoreError>>(
+        &self,
+        filter: &FindingFilter,
+        mut f: impl FnMut(FindingRow) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut conditions = Vec::new();
+        let mut args: Vec<&str> = Vec::new();
+        let mut any_of = |column: &str, words: Vec<&'static str>, args: &mut Vec<&str>| {
+            let marks = vec!["?"; words.len()].join(", ");
+            conditions.push(format!("{column} IN ({marks})"));
+            args.extend(words);
+        };
+        if !filter.states.is_empty() {
+            any_of(
+                "f.state",
+                filter.states.iter().map(|s| s.as_str()).collect(),
+                &mut args,
+            );
+        }
+        if let Some(min) = filter.min_severity {
+            any_of(
+                "f.severity",
+                Severity::ALL
+                    .iter()
+                    .filter(|s| **s >= min)
+                    .map(|s| s.as_str())
+                    .collect(),
+                &mut args,
+            );
+        }
+        if !filter.scans.is_empty() {
+            let marks = vec!["?"; filter.scans.len()].join(", ");
+            conditions.push(format!("s.name IN ({marks})"));
+            args.extend(filter.scans.iter().map(String::as_str));
+        }
+        let where_clause = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conditions.join(" AND "))
+        };
+        let sql = format!(
+            "SELECT {FINDING_COLUMNS} FROM findings f
+             JOIN scans s ON s.id = f.scan_id
+             JOIN instances i ON i.id = s.instance_id
+             {where_clause}
+             ORDER BY {SEVERITY_RANK_SQL} DESC, s.name, f.fingerprint"
+        );
+        let mut stmt = self.conn.prepare(&sql).map_err(StoreError::from)?;
+        let mut rows = stmt
+            .query(rusqlite::params_from_iter(args))
+            .map_err(StoreError::from)?;
+        while let Some(row) = rows.next().map_err(StoreError::from)? {
+            f(finding_from_row(row)?)?;
+        }
+        Ok(())
+    }
+
+    /// [`Store::for_each_finding`] collected, for callers that want them all at once.
+    pub fn findings(&self, filter: &FindingFilter) -> Result<Vec<FindingRow>, StoreError> {
+        let mut out = Vec::new();
+        self.for_each_finding(filter, |row| {
+            out.push(row);
+            Ok::<_, StoreError>(())
+        })?;
+        Ok(out)
+    }
+
+    /// Open findings (`new`, `open`, `reopened`) of a scan by severity, every severity present
+    /// (zero when none), for `scan` thresholds and summaries.
+    pub fn open_by_severity(&self, scan: &str) -> Result<BTreeMap<Severity, u64>, StoreError> {
+        let mut out: BTreeMap<Severity, u64> = Severity::ALL.iter().map(|s| (*s, 0)).collect();
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT f.severity, count(*) FROM findings f JOIN scans s ON s.id = f.scan_id
+             WHERE s.name = ?1 AND f.state IN ('new', 'open', 'reopened')
+             GROUP BY f.severity",
+        )?;
+        let mut rows = stmt.query(params![scan])?;
+        while let Some(row) = rows.next()? {
+            let word: String = row.get(0)?;
+            let severity = word
+                .parse::<Severity>()
+                .map_err(|_| unknown_word("severity", &word))?;
+            out.insert(severity, row.get::<_, i64>(1)? as u64);
+        }
+        Ok(out)
+    }
+
+    /// Sets a person's verdict on a finding. `FalsePositive` and `Accepted` stick through
+    /// re-imports; `Open` clears such a verdict (a finding without one is left as it is).
+    /// Each change is a `state_set` event.
+    pub fn set_local_state(
+        &mut self,
+        scan: &str,
+        fingerprint: &str,
+        state: FindingState,
+    ) -> Result<(), StoreError> {
+        if !(state.is_local() || state == FindingState::Open) {
+            return Err(StoreError::Invalid(format!(
+                "a finding's state can be set to false_positive, accepted or open, not {state}; \
+                 the other states follow from imports"
+            )));
+        }
+        let at = now();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let current: Option<(i64, String)> = tx
+            .prepare_cached(
+                "SELECT f.id, f.state FROM findings f JOIN scans s ON s.id = f.scan_id
+                 WHERE s.name = ?1 AND f.fingerprint = ?2",
+            )?
+            .query_row(params![scan, fingerprint], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let Some((id, old_word)) = current else {
+            return Err(StoreError::Invalid(format!(
+                "scan \"{scan}\" has no finding with fingerprint {fingerprint}; \
+                 list them with `scansync findings --scan {scan}`"
+            )));
+        };
+        let old = FindingState::parse(&old_word)?;
+        let changes = if state.is_local() {
+            old != state
+        } else {
+            old.is_local()
+        };
+        if changes {
+            tx.prepare_cached("UPDATE findings SET state = ?2 WHERE id = ?1")?
+                .execute(params![id, state.as_str()])?;
+            tx.prepare_cached(
+                "INSERT INTO finding_events (finding_id, run_id, kind, old_value, new_value, at)
+                 VALUES (?1, NULL, 'state_set', ?2, ?3, ?4)",
+            )?
+            .execute(params![id, old.as_str(), state.as_str(), at])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// A finding's history, oldest first.
+    pub fn events(&self, scan: &str, fingerprint: &str) -> Result<Vec<FindingEvent>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT e.run_id, e.kind, e.old_value, e.new_value, e.at
+             FROM finding_events e
+             JOIN findings f ON f.id = e.finding_id
+             JOIN scans s ON s.id = f.scan_id
+             WHERE s.name = ?1 AND f.fingerprint = ?2
+             ORDER BY e.id",
+        )?;
+        let events = stmt
+            .query_map(params![scan, fingerprint], |r| {
+                Ok(FindingEvent {
+                    run_id: r.get(0)?,
+                    kind: r.get(1)?,
+                    old_value: r.get(2)?,
+                    new_value: r.get(3)?,
+                    at: r.get(4)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(events)
     }
     pub fn begin_run(&mut self, _scope: &RunScope) -> Result<RunId, StoreError> {
         todo!("store helper")
@@ -194,3 +808,247 @@ impl Store {
         todo!("store helper")
     }
 }
+
+/// Brings the schema up to date, one migration per transaction. The version is re-read
+/// inside the (immediate, so exclusive-writer) transaction so two processes opening a fresh
+/// file at once do not both apply a migration.
+fn migrate(conn: &mut Connection, path: &str) -> Result<(), StoreError> {
+    let known = MIGRATIONS.len() as i64;
+    loop {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version > known {
+            return Err(StoreError::SchemaTooNew {
+                path: path.to_owned(),
+                found: version,
+                known,
+            });
+        }
+        if version == known {
+            return Ok(());
+        }
+        tx.execute_batch(MIGRATIONS[version as usize])?;
+        tx.pragma_update(None, "user_version", version + 1)?;
+        tx.commit()?;
+    }
+}
+
+fn no_such_run(run: RunId) -> StoreError {
+    StoreError::Invalid(format!("no sync run with id {run} in the store"))
+}
+
+/// The run's scope, or an error when the run does not exist or has already ended (a page or
+/// an end for a finished run is a bug in the caller, not something to paper over).
+fn running_context(conn: &Connection, run: RunId) -> Result<RunContext, StoreError> {
+    let found: Option<(i64, String, String, String)> = conn
+        .prepare_cached("SELECT scan_id, vendor, bind_to, state FROM sync_runs WHERE id = ?1")?
+        .query_row(params![run], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .optional()?;
+    let (scan_id, vendor, bind_to, state) = found.ok_or_else(|| no_such_run(run))?;
+    if state != RunState::Running.as_str() {
+        return Err(StoreError::Invalid(format!(
+            "sync run {run} has already ended ({state}); start a new run"
+        )));
+    }
+    Ok(RunContext {
+        scan_id,
+        vendor,
+        bind_to,
+    })
+}
+
+/// The body of [`Store::upsert_page`], inside the caller's transaction (tests drop that
+/// transaction half way to show a page is all or nothing).
+fn upsert_page_in(
+    conn: &Connection,
+    run: RunId,
+    page: &[Finding],
+) -> Result<RunCounts, StoreError> {
+    let ctx = running_context(conn, run)?;
+    let at = now();
+    let mut counts = RunCounts {
+        pages: 1,
+        ..RunCounts::default()
+    };
+    let mut stmt = conn.prepare_cached(UPSERT_FINDING_SQL)?;
+    for finding in page {
+        upsert_finding(&mut stmt, &ctx, run, &at, finding, &mut counts)?;
+    }
+    conn.prepare_cached(
+        "UPDATE sync_runs SET seen = seen + ?2, new = new + ?3, open = open + ?4,
+             reopened = reopened + ?5, pages = pages + 1
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        run,
+        counts.seen as i64,
+        counts.new as i64,
+        counts.open as i64,
+        counts.reopened as i64
+    ])?;
+    Ok(counts)
+}
+
+fn upsert_finding(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    ctx: &RunContext,
+    run: RunId,
+    at: &str,
+    finding: &Finding,
+    counts: &mut RunCounts,
+) -> Result<(), StoreError> {
+    let fingerprint = finding.fingerprint(&ctx.vendor, &ctx.bind_to);
+    let (kind, file_path, start_line, end_line, method, api_path, host) = match &finding.location {
+        Location::Code {
+            path,
+            start_line,
+            end_line,
+        } => (
+            "code",
+            Some(path.as_str()),
+            *start_line,
+            *end_line,
+            None,
+            None,
+            None,
+        ),
+        Location::Api { method, path, host } => (
+            "api",
+            None,
+            None,
+            None,
+            Some(method.as_str()),
+            Some(path.as_str()),
+            Some(host.as_str()),
+        ),
+        Location::Unknown => ("unknown", None, None, None, None, None, None),
+    };
+    let state: Option<String> = stmt
+        .query_row(
+            params![
+                ctx.scan_id,
+                fingerprint,
+                finding.title,
+                finding.severity.as_str(),
+                finding.vendor_status,
+                finding.cwe,
+                finding.owasp,
+                finding.rule_id,
+                kind,
+                file_path,
+                start_line,
+                end_line,
+                method,
+                api_path,
+                host,
+                finding.description,
+                finding.remediation,
+                finding.vendor_url,
+                finding.vendor_id,
+                finding.vendor_first_seen,
+                finding.vendor_last_seen,
+                finding.raw,
+                at,
+                run
+            ],
+            |r| r.get(0),
+        )
+        .optional()?;
+    // No row back: already seen in this run, nothing changed.
+    let Some(state) = state else { return Ok(()) };
+    counts.seen += 1;
+    match FindingState::parse(&state)? {
+        FindingState::New => counts.new += 1,
+        FindingState::Reopened => counts.reopened += 1,
+        _ => counts.open += 1,
+    }
+    Ok(())
+}
+
+fn read_run(conn: &Connection, id: RunId) -> Result<Option<RunRow>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {RUN_COLUMNS} FROM sync_runs WHERE id = ?1"
+    ))?;
+    let mut rows = stmt.query(params![id])?;
+    match rows.next()? {
+        Some(row) => Ok(Some(run_from_row(row)?)),
+        None => Ok(None),
+    }
+}
+
+fn run_from_row(r: &Row<'_>) -> Result<RunRow, StoreError> {
+    let count = |i: usize| -> Result<u64, StoreError> { Ok(r.get::<_, i64>(i)? as u64) };
+    Ok(RunRow {
+        id: r.get(0)?,
+        scan: r.get(1)?,
+        instance: r.get(2)?,
+        vendor: r.get(3)?,
+        bind_to: r.get(4)?,
+        branch: r.get(5)?,
+        trigger: r.get(6)?,
+        state: RunState::parse(&r.get::<_, String>(7)?)?,
+        vendor_scan_id: r.get(8)?,
+        started_at: r.get(9)?,
+        finished_at: r.get(10)?,
+        counts: RunCounts {
+            seen: count(11)?,
+            new: count(12)?,
+            open: count(13)?,
+            reopened: count(14)?,
+            fixed: count(15)?,
+            pages: count(16)?,
+        },
+        error: r.get(17)?,
+    })
+}
+
+fn finding_from_row(r: &Row<'_>) -> Result<FindingRow, StoreError> {
+    let severity_word: String = r.get(8)?;
+    let location = match r.get::<_, String>(13)?.as_str() {
+        "code" => Location::Code {
+            path: r.get::<_, Option<String>>(14)?.unwrap_or_default(),
+            start_line: r.get(15)?,
+            end_line: r.get(16)?,
+        },
+        "api" => Location::Api {
+            method: r.get::<_, Option<String>>(17)?.unwrap_or_default(),
+            path: r.get::<_, Option<String>>(18)?.unwrap_or_default(),
+            host: r.get::<_, Option<String>>(19)?.unwrap_or_default(),
+        },
+        _ => Location::Unknown,
+    };
+    Ok(FindingRow {
+        fingerprint: r.get(0)?,
+        scan: r.get(1)?,
+        instance: r.get(2)?,
+        vendor: r.get(3)?,
+        bind_to: r.get(4)?,
+        state: FindingState::parse(&r.get::<_, String>(5)?)?,
+        finding: Finding {
+            vendor_id: r.get(6)?,
+            title: r.get(7)?,
+            severity: severity_word
+                .parse()
+                .map_err(|_| unknown_word("severity", &severity_word))?,
+            vendor_status: r.get(9)?,
+            cwe: r.get(10)?,
+            owasp: r.get(11)?,
+            rule_id: r.get(12)?,
+            location,
+            description: r.get(20)?,
+            remediation: r.get(21)?,
+            vendor_url: r.get(22)?,
+            vendor_first_seen: r.get(23)?,
+            vendor_last_seen: r.get(24)?,
+            raw: r.get(25)?,
+        },
+        first_seen: r.get(26)?,
+        last_seen: r.get(27)?,
+        times_seen: r.get::<_, i64>(28)? as u64,
+    })
+}
+
+#[cfg(test)]
+mod tests;
