@@ -767,46 +767,6 @@ impl Store {
             .collect::<Result<_, _>>()?;
         Ok(events)
     }
-    pub fn begin_run(&mut self, _scope: &RunScope) -> Result<RunId, StoreError> {
-        todo!("store helper")
-    }
-    pub fn set_vendor_scan_id(&mut self, _run: RunId, _id: &str) -> Result<(), StoreError> {
-        todo!("store helper")
-    }
-    pub fn upsert_page(&mut self, _run: RunId, _page: &[Finding]) -> Result<RunCounts, StoreError> {
-        todo!("store helper")
-    }
-    pub fn finish_run(&mut self, _run: RunId, _end: RunEnd) -> Result<RunRow, StoreError> {
-        todo!("store helper")
-    }
-    pub fn run(&self, _id: RunId) -> Result<Option<RunRow>, StoreError> {
-        todo!("store helper")
-    }
-    pub fn recover_unfinished(&mut self) -> Result<Vec<RunRow>, StoreError> {
-        todo!("store helper")
-    }
-    pub fn open_by_severity(
-        &self,
-        _scan: &str,
-    ) -> Result<std::collections::BTreeMap<Severity, u64>, StoreError> {
-        todo!("store helper")
-    }
-    pub fn runs(&self, _scan: Option<&str>, _limit: usize) -> Result<Vec<RunRow>, StoreError> {
-        todo!("store helper")
-    }
-    pub fn last_run(&self, _scan: &str) -> Result<Option<RunRow>, StoreError> {
-        todo!("store helper")
-    }
-    pub fn for_each_finding<E: From<StoreError>>(
-        &self,
-        _filter: &FindingFilter,
-        _f: impl FnMut(FindingRow) -> Result<(), E>,
-    ) -> Result<(), E> {
-        todo!("store helper")
-    }
-    pub fn findings(&self, _filter: &FindingFilter) -> Result<Vec<FindingRow>, StoreError> {
-        todo!("store helper")
-    }
 }
 
 /// Brings the schema up to date, one migration per transaction. The version is re-read
