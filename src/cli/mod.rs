@@ -6,6 +6,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 pub mod check_config;
+pub mod demo;
+pub mod findings;
+pub mod run;
+pub mod runs;
+pub mod scan;
+mod table;
 
 /// Exit code for a bad config file (sysexits.h EX_CONFIG), which systemd and scripts know.
 pub const EXIT_CONFIG: u8 = 78;
@@ -41,6 +47,16 @@ pub struct Global {
 pub enum Command {
     /// Validate the config file and print a summary (exit 78 on errors)
     CheckConfig(check_config::Args),
+    /// Run the daemon: schedule every enabled scan, sync findings into the store
+    Run(run::Args),
+    /// Run one scan now and wait for it (the `kdt scan` flags), failing on thresholds
+    Scan(scan::Args),
+    /// List findings from the store
+    Findings(findings::Args),
+    /// List recent sync runs from the store
+    Runs(runs::Args),
+    /// Show scansync at work against the built-in simulator: no network, nothing to set up
+    Demo(demo::Args),
 }
 
 /// Parses arguments, sets up logging and the runtime, runs the subcommand, maps the outcome
@@ -61,6 +77,11 @@ pub fn main() -> ExitCode {
     let outcome = runtime.block_on(async move {
         match cli.command {
             Command::CheckConfig(a) => check_config::run(&cli.global, a).await,
+            Command::Run(a) => run::run(&cli.global, a).await,
+            Command::Scan(a) => scan::run(&cli.global, a).await,
+            Command::Findings(a) => findings::run(&cli.global, a).await,
+            Command::Runs(a) => runs::run(&cli.global, a).await,
+            Command::Demo(a) => demo::run(&cli.global, a).await,
         }
     });
     match outcome {
@@ -79,15 +100,8 @@ pub fn main() -> ExitCode {
 }
 
 fn init_logging(global: &Global) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(global.log_level.clone()));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if global.log_format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
+    if let Err(e) = crate::logging::init(&global.log_level, &global.log_format) {
+        eprintln!("error: {e}");
+        std::process::exit(2);
     }
 }
