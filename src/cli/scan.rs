@@ -147,19 +147,7 @@ pub fn pick_scan(config: &Config, tool: &str, project: &str) -> Result<ScanConfi
         [] => Err(PickError::NoInstance {
             tool: tool.to_string(),
         }),
-        [instance] => Ok(ScanConfig {
-            name: format!("{tool}-{project}"),
-            instance: (*instance).clone(),
-            bind_to: project.to_string(),
-            branch: None,
-            environment: None,
-            tags: Vec::new(),
-            metadata: BTreeMap::new(),
-            min_severity: None,
-            enabled: true,
-            schedule: Schedule::Now,
-            timeout: Duration::from_secs(2 * 3600),
-        }),
+        [instance] => Ok(ad_hoc_scan(tool, instance, project)),
         several => Err(PickError::Ambiguous {
             tool: tool.to_string(),
             project: project.to_string(),
@@ -169,6 +157,23 @@ pub fn pick_scan(config: &Config, tool: &str, project: &str) -> Result<ScanConfi
                 .collect::<Vec<_>>()
                 .join(", "),
         }),
+    }
+}
+
+/// A scan made up for `scan -p PROJECT -t TOOL` when the config has none for the project.
+fn ad_hoc_scan(tool: &str, instance: &str, project: &str) -> ScanConfig {
+    ScanConfig {
+        name: format!("{tool}-{project}"),
+        instance: instance.to_string(),
+        bind_to: project.to_string(),
+        branch: None,
+        environment: None,
+        tags: Vec::new(),
+        metadata: BTreeMap::new(),
+        min_severity: None,
+        enabled: true,
+        schedule: Schedule::Now,
+        timeout: Duration::from_secs(2 * 3600),
     }
 }
 
@@ -287,6 +292,85 @@ fn stop_on_signal(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{DaemonConfig, InstanceConfig, StoreConfig};
+
+    fn instance(vendor: &str) -> InstanceConfig {
+        InstanceConfig {
+            vendor: vendor.into(),
+            url: None,
+            region: None,
+            organization: None,
+            token_file: None,
+            token_env: None,
+            credential: None,
+            token: None,
+            insecure: false,
+            ca_file: None,
+            proxy: None,
+            timeout: None,
+            resolved_token: None,
+        }
+    }
+
+    fn config(instances: &[(&str, &str)], scans: &[(&str, &str, &str)]) -> Config {
+        Config {
+            store: StoreConfig {
+                path: "/tmp/s.db".into(),
+            },
+            daemon: DaemonConfig::default(),
+            instances: instances
+                .iter()
+                .map(|(name, vendor)| (name.to_string(), instance(vendor)))
+                .collect(),
+            scans: scans
+                .iter()
+                .map(|(name, inst, bind_to)| ScanConfig {
+                    name: name.to_string(),
+                    schedule: Schedule::Every(Duration::from_secs(3600)),
+                    ..ad_hoc_scan("x", inst, bind_to)
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn configured_scan_on_that_vendor_and_project_is_picked() {
+        let c = config(
+            &[("ct", "codethreat"), ("salt", "saltsecurity")],
+            &[("salt-shop", "salt", "shop"), ("ct-shop", "ct", "shop")],
+        );
+        let s = pick_scan(&c, "codethreat", "shop").unwrap();
+        assert_eq!(s.name, "ct-shop");
+        assert_eq!(s.schedule, Schedule::Every(Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn unconfigured_project_binds_ad_hoc_on_the_only_instance_of_the_vendor() {
+        let c = config(&[("ct", "codethreat"), ("salt", "saltsecurity")], &[]);
+        let s = pick_scan(&c, "codethreat", "shop").unwrap();
+        assert_eq!(
+            (s.name.as_str(), s.instance.as_str(), s.bind_to.as_str()),
+            ("codethreat-shop", "ct", "shop")
+        );
+        assert_eq!(s.schedule, Schedule::Now);
+    }
+
+    #[test]
+    fn several_instances_of_the_vendor_without_a_configured_scan_is_an_error_naming_them() {
+        let c = config(&[("ct-a", "codethreat"), ("ct-b", "codethreat")], &[]);
+        let e = pick_scan(&c, "codethreat", "shop").unwrap_err().to_string();
+        assert!(
+            e.contains("ct-a, ct-b") && e.contains("bind_to = \"shop\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn no_instance_of_the_vendor_is_an_error_saying_what_to_add() {
+        let c = config(&[("salt", "saltsecurity")], &[]);
+        let e = pick_scan(&c, "codethreat", "shop").unwrap_err().to_string();
+        assert!(e.contains("vendor = \"codethreat\""), "{e}");
+    }
 
     fn open(c: u64, h: u64, m: u64, l: u64) -> BTreeMap<Severity, u64> {
         BTreeMap::from([
