@@ -428,7 +428,17 @@ impl Shared {
             let Some(scan) = config.scans.iter().find(|s| s.name == scan_name) else {
                 return Ok(());
             };
-            let Some(next) = scan.schedule.next_after(after.max(Utc::now())) else {
+            let from = after.max(Utc::now());
+            // "Strictly after": an occurrence equal to the one that just fired is not next.
+            let next = scan.schedule.next_after(from).and_then(|n| {
+                if n > after {
+                    Some(n)
+                } else {
+                    scan.schedule
+                        .next_after(after + chrono::Duration::seconds(1))
+                }
+            });
+            let Some(next) = next else {
                 warn!(scan = %scan_name, "the cron schedule has no future occurrence; nothing scheduled");
                 return Ok(());
             };
@@ -696,31 +706,7 @@ pub async fn run(config_path: &Path, control: DaemonControl) -> anyhow::Result<(
 
     // Resume first, so a `now` scan whose run was cut short is polled, not started again
     // (the dispatcher skips a second run of a scan already going).
-    let mut resumed = 0;
-    for row in &recovered {
-        let enabled = config.scans.iter().any(|s| s.name == row.scan && s.enabled);
-        match (&row.vendor_scan_id, enabled) {
-            (Some(id), true) => {
-                info!(
-                    scan = %row.scan,
-                    run_id = row.id,
-                    "run was cut short by a stop; resuming vendor scan {id}"
-                );
-                shared.dispatch(&row.scan, TRIGGER_RESUME, Some(id.clone()), false);
-                resumed += 1;
-            }
-            (Some(_), false) => info!(
-                scan = %row.scan,
-                run_id = row.id,
-                "marked interrupted; not resumed because the scan is no longer enabled"
-            ),
-            (None, _) => info!(
-                scan = %row.scan,
-                run_id = row.id,
-                "marked interrupted; no vendor scan to resume"
-            ),
-        }
-    }
+    let resumed = resume_recovered(&shared, &config, &recovered);
     for scan in config.scans.iter().filter(|s| s.enabled) {
         if let Err(e) = shared.schedule_scan(scan).await {
             error!(scan = %scan.name, "cannot schedule: {e:#}");
@@ -752,33 +738,7 @@ pub async fn run(config_path: &Path, control: DaemonControl) -> anyhow::Result<(
         }
     }
 
-    sd_notify(&[sd_notify::NotifyState::Stopping]);
-    let (config, _) = shared.current();
-    let in_flight = *shared.inflight.borrow();
-    sd_status(&format!(
-        "stopping: waiting for {in_flight} run(s) to commit their current page"
-    ));
-    info!(
-        "stopping: {in_flight} run(s) in flight get up to {}s to commit their current page",
-        config.daemon.shutdown_timeout.as_secs()
-    );
-    let _ = stop_tx.send(true);
-    shared
-        .jobs
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clear();
-    let mut scheduler = shared.scheduler.clone();
-    if let Err(e) = scheduler.shutdown().await {
-        warn!("scheduler shutdown: {e}");
-    }
-    let mut inflight_rx = shared.inflight.subscribe();
-    let drained = tokio::time::timeout(
-        config.daemon.shutdown_timeout,
-        inflight_rx.wait_for(|n| *n == 0),
-    )
-    .await
-    .is_ok();
+    let drained = shut_down(&shared, &stop_tx, &mut control_rx).await;
     if let Some(w) = watchdog {
         w.abort();
     }
@@ -791,4 +751,87 @@ pub async fn run(config_path: &Path, control: DaemonControl) -> anyhow::Result<(
         );
     }
     Ok(())
+}
+
+/// Polls again the vendor scans of runs a previous process left unfinished (now marked
+/// interrupted by the store), each as a new run. Returns how many were resumed.
+fn resume_recovered(shared: &Arc<Shared>, config: &Config, recovered: &[RunRow]) -> usize {
+    let mut resumed = 0;
+    for row in recovered {
+        let enabled = config.scans.iter().any(|s| s.name == row.scan && s.enabled);
+        match (&row.vendor_scan_id, enabled) {
+            (Some(id), true) => {
+                info!(
+                    scan = %row.scan,
+                    run_id = row.id,
+                    "run left unfinished by the previous process; resuming vendor scan {id}"
+                );
+                shared.dispatch(&row.scan, TRIGGER_RESUME, Some(id.clone()), false);
+                resumed += 1;
+            }
+            (Some(_), false) => info!(
+                scan = %row.scan,
+                run_id = row.id,
+                "marked interrupted; not resumed because the scan is no longer enabled"
+            ),
+            (None, _) => info!(
+                scan = %row.scan,
+                run_id = row.id,
+                "marked interrupted; no vendor scan to resume"
+            ),
+        }
+    }
+    resumed
+}
+
+/// Stops scheduling, flips the stop flag (runs commit their page and end interrupted) and
+/// waits up to `shutdown_timeout` for them. True when every run ended in time.
+async fn shut_down(
+    shared: &Arc<Shared>,
+    stop_tx: &watch::Sender<bool>,
+    control_rx: &mut mpsc::UnboundedReceiver<Control>,
+) -> bool {
+    sd_notify(&[sd_notify::NotifyState::Stopping]);
+    let (config, _) = shared.current();
+    let in_flight = *shared.inflight.borrow();
+    sd_status(&format!(
+        "stopping: waiting for {in_flight} run(s) to commit their current page"
+    ));
+    info!(
+        "stopping: {in_flight} run(s) in flight get up to {}s to commit their current page",
+        config.daemon.shutdown_timeout.as_secs()
+    );
+    let _ = stop_tx.send(true);
+    // Jobs hold the shared state; removing them lets it go when `run` returns.
+    let jobs: Vec<Uuid> = shared
+        .jobs
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .drain()
+        .map(|(_, j)| j.id)
+        .collect();
+    for id in jobs {
+        let _ = shared.scheduler.remove(&id).await;
+    }
+    let mut scheduler = shared.scheduler.clone();
+    if let Err(e) = scheduler.shutdown().await {
+        warn!("scheduler shutdown: {e}");
+    }
+    let mut inflight_rx = shared.inflight.subscribe();
+    let drained = tokio::select! {
+        r = tokio::time::timeout(config.daemon.shutdown_timeout, inflight_rx.wait_for(|n| *n == 0)) => r.is_ok(),
+        // A second Ctrl-C / SIGTERM: the operator does not want to wait.
+        _ = async {
+            while let Some(c) = control_rx.recv().await {
+                if c == Control::Stop {
+                    return;
+                }
+            }
+            std::future::pending::<()>().await
+        } => {
+            warn!("asked to stop again: not waiting for runs in flight");
+            false
+        }
+    };
+    drained
 }
