@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::store::{RunRow, RunState, Store};
 use serde_json::{json, Value};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// `--format`: a table for people, JSON Lines for scripts.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -31,17 +31,31 @@ pub struct Args {
     pub store: Option<PathBuf>,
 }
 
-/// The store the read-only commands look at: `--store`, else the config's. With `--store`
-/// the config is not read at all, so the commands work where the tokens are not readable.
+/// The store the read-only commands look at: `--store`, else the config's `[store] path`.
+/// Only that one key is read, so `findings` and `runs` work for an operator who cannot read
+/// the tokens (systemd credentials exist only inside the service).
 pub(crate) fn open_store(global: &Global, store: Option<&PathBuf>) -> anyhow::Result<Store> {
     let path = match store {
         Some(p) => p.clone(),
-        None => {
-            let config = Config::load(&Config::resolve_path(global.config.as_deref()))?;
-            config.store.path
-        }
+        None => store_path_from_config(&Config::resolve_path(global.config.as_deref()))?,
     };
     Ok(Store::open(&path)?)
+}
+
+fn store_path_from_config(config: &Path) -> anyhow::Result<PathBuf> {
+    #[derive(serde::Deserialize)]
+    struct OnlyStore {
+        store: crate::config::StoreConfig,
+    }
+    let text = std::fs::read_to_string(config).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot read {}: {e}; give --config FILE or --store FILE",
+            config.display()
+        )
+    })?;
+    let parsed: OnlyStore = toml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{}: no usable [store] path: {e}", config.display()))?;
+    Ok(parsed.store.path)
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
@@ -199,6 +213,29 @@ mod tests {
                 Value::from(run_state_word(s))
             );
         }
+    }
+
+    #[test]
+    fn store_path_is_read_without_resolving_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.toml");
+        std::fs::write(
+            &config,
+            "[store]\npath = \"/var/lib/scansync/s.db\"\n\n[instances.ct]\nvendor = \"codethreat\"\ncredential = \"absent\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            store_path_from_config(&config).unwrap(),
+            PathBuf::from("/var/lib/scansync/s.db")
+        );
+    }
+
+    #[test]
+    fn missing_config_error_suggests_store_flag() {
+        let e = store_path_from_config(Path::new("/nonexistent/scansync.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--store"), "{e}");
     }
 
     #[test]
