@@ -165,11 +165,11 @@ struct Limits {
 }
 
 impl Limits {
-    fn new(config: &Config) -> Limits {
-        let concurrency = config.daemon.concurrency.max(1);
+    fn new(concurrency: usize, per_instance_concurrency: usize) -> Limits {
+        let concurrency = concurrency.max(1);
         Limits {
             concurrency,
-            per_instance_concurrency: config.daemon.per_instance_concurrency.max(1),
+            per_instance_concurrency: per_instance_concurrency.max(1),
             global: Arc::new(Semaphore::new(concurrency)),
             per_instance: HashMap::new(),
         }
@@ -184,35 +184,43 @@ impl Limits {
     }
 }
 
-struct Shared {
-    config_path: PathBuf,
-    active: RwLock<Active>,
+/// What [`Dispatcher::dispatch`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dispatched {
+    /// Spawned: it runs once its delay passed and the permits are held.
+    Started,
+    /// Not spawned: a run of that scan is still going (or waiting).
+    AlreadyRunning,
+    /// Not spawned: the daemon is stopping.
+    Stopping,
+}
+
+/// The rules every run start goes through, whatever fired it: one run per scan at a time,
+/// the global and per-instance limits, the jitter delay, and stop. Knows nothing of configs
+/// or vendors, so it is tested on its own.
+struct Dispatcher {
     limits: Mutex<Limits>,
     /// Scans with a run in flight (or waiting for a permit).
     running: Mutex<HashSet<String>>,
     /// How many runs are in flight; shutdown waits for zero.
     inflight: watch::Sender<usize>,
     stop: watch::Receiver<bool>,
-    events: broadcast::Sender<DaemonEvent>,
-    scheduler: JobScheduler,
-    jobs: Mutex<HashMap<String, ScanJob>>,
-    next_generation: AtomicU64,
 }
 
 /// Removes a scan from `running` and counts it out of `inflight`, however its task ends.
 struct InflightGuard {
-    shared: Arc<Shared>,
+    dispatcher: Arc<Dispatcher>,
     scan: String,
 }
 
 impl Drop for InflightGuard {
     fn drop(&mut self) {
-        self.shared
+        self.dispatcher
             .running
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&self.scan);
-        self.shared
+        self.dispatcher
             .inflight
             .send_modify(|n| *n = n.saturating_sub(1));
     }
@@ -223,6 +231,114 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
+impl Dispatcher {
+    fn new(
+        concurrency: usize,
+        per_instance_concurrency: usize,
+        stop: watch::Receiver<bool>,
+    ) -> Dispatcher {
+        Dispatcher {
+            limits: Mutex::new(Limits::new(concurrency, per_instance_concurrency)),
+            running: Mutex::new(HashSet::new()),
+            inflight: watch::channel(0).0,
+            stop,
+        }
+    }
+
+    fn is_stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    fn in_flight(&self) -> usize {
+        *self.inflight.borrow()
+    }
+
+    /// New limits from a reloaded config; unchanged numbers keep the semaphores.
+    fn set_limits(&self, concurrency: usize, per_instance_concurrency: usize) {
+        let mut limits = self.limits.lock().unwrap_or_else(|e| e.into_inner());
+        if limits.concurrency != concurrency.max(1)
+            || limits.per_instance_concurrency != per_instance_concurrency.max(1)
+        {
+            *limits = Limits::new(concurrency, per_instance_concurrency);
+        }
+    }
+
+    /// Spawns `run` for `scan` unless a run of it is going; `run` starts after `delay` and
+    /// once a global and an `instance` permit are held. Waiting ends early on stop: nothing
+    /// was started, so nothing is recorded. Returns at once.
+    fn dispatch<F>(
+        self: &Arc<Self>,
+        scan: &str,
+        instance: &str,
+        delay: Duration,
+        span: tracing::Span,
+        run: F,
+    ) -> Dispatched
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        if self.is_stopping() {
+            return Dispatched::Stopping;
+        }
+        if !self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(scan.to_string())
+        {
+            return Dispatched::AlreadyRunning;
+        }
+        self.inflight.send_modify(|n| *n += 1);
+        let guard = InflightGuard {
+            dispatcher: self.clone(),
+            scan: scan.to_string(),
+        };
+        let (global, per_instance) = {
+            let mut limits = self.limits.lock().unwrap_or_else(|e| e.into_inner());
+            (limits.global.clone(), limits.for_instance(instance))
+        };
+        let stop = self.stop.clone();
+        tokio::spawn(
+            async move {
+                let _guard = guard;
+                let permits = tokio::select! {
+                    // Stop wins over a permit that frees up at the same moment.
+                    biased;
+                    _ = stopped(stop) => None,
+                    permits = async {
+                        tokio::time::sleep(delay).await;
+                        let g = global.acquire_owned().await.ok()?;
+                        let i = per_instance.acquire_owned().await.ok()?;
+                        Some((g, i))
+                    } => permits,
+                };
+                if let Some(_permits) = permits {
+                    run.await;
+                }
+            }
+            .instrument(span),
+        );
+        Dispatched::Started
+    }
+
+    /// Waits up to `timeout` for every run in flight to end. True when they all did.
+    async fn drain(&self, timeout: Duration) -> bool {
+        let mut rx = self.inflight.subscribe();
+        let drained = tokio::time::timeout(timeout, rx.wait_for(|n| *n == 0)).await;
+        drained.is_ok()
+    }
+}
+
+struct Shared {
+    config_path: PathBuf,
+    active: RwLock<Active>,
+    dispatcher: Arc<Dispatcher>,
+    events: broadcast::Sender<DaemonEvent>,
+    scheduler: JobScheduler,
+    jobs: Mutex<HashMap<String, ScanJob>>,
+    next_generation: AtomicU64,
+}
+
 impl Shared {
     fn current(&self) -> (Arc<Config>, Arc<SyncContext>) {
         let a = self.active.read().unwrap_or_else(|e| e.into_inner());
@@ -230,10 +346,11 @@ impl Shared {
     }
 
     fn is_stopping(&self) -> bool {
-        *self.stop.borrow()
+        self.dispatcher.is_stopping()
     }
 
-    /// Starts a run of `scan_name` unless one is already going; returns at once.
+    /// Starts a run of `scan_name` (as the current config has it) unless one is already
+    /// going; returns at once.
     fn dispatch(
         self: &Arc<Self>,
         scan_name: &str,
@@ -241,9 +358,6 @@ impl Shared {
         resume_vendor_scan_id: Option<String>,
         jitter: bool,
     ) {
-        if self.is_stopping() {
-            return;
-        }
         let (config, ctx) = self.current();
         let Some(scan) = config
             .scans
@@ -257,67 +371,34 @@ impl Shared {
             );
             return;
         };
-        if !self
-            .running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(scan.name.clone())
-        {
-            info!(
-                scan = %scan.name,
-                trigger,
-                "skipped: the previous run of this scan is still going"
-            );
-            return;
-        }
-        self.inflight.send_modify(|n| *n += 1);
-        let guard = InflightGuard {
-            shared: self.clone(),
-            scan: scan.name.clone(),
-        };
         let delay = if jitter {
             jitter_delay(config.daemon.jitter)
         } else {
             Duration::ZERO
-        };
-        let (global, per_instance) = {
-            let mut limits = self.limits.lock().unwrap_or_else(|e| e.into_inner());
-            (limits.global.clone(), limits.for_instance(&scan.instance))
         };
         let opts = RunOptions {
             trigger: trigger.to_string(),
             resume_vendor_scan_id,
             ..RunOptions::default()
         };
-        let shared = self.clone();
         let span = tracing::info_span!(
             "run",
             scan = %scan.name,
             run_id = tracing::field::Empty,
             trigger = %trigger
         );
-        tokio::spawn(
-            async move {
-                let _guard = guard;
-                let stop = shared.stop.clone();
-                // Waiting (jitter, permits) ends early on stop: nothing was started yet,
-                // so there is nothing to record.
-                let permits = tokio::select! {
-                    _ = stopped(stop) => None,
-                    permits = async {
-                        tokio::time::sleep(delay).await;
-                        let g = global.acquire_owned().await.ok()?;
-                        let i = per_instance.acquire_owned().await.ok()?;
-                        Some((g, i))
-                    } => permits,
-                };
-                let Some(_permits) = permits else {
-                    return;
-                };
-                shared.run_one(&ctx, &scan, opts).await;
-            }
-            .instrument(span),
-        );
+        let shared = self.clone();
+        let name = scan.name.clone();
+        let instance = scan.instance.clone();
+        let run = async move { shared.run_one(&ctx, &scan, opts).await };
+        match self.dispatcher.dispatch(&name, &instance, delay, span, run) {
+            Dispatched::Started | Dispatched::Stopping => {}
+            Dispatched::AlreadyRunning => info!(
+                scan = %name,
+                trigger,
+                "skipped: the previous run of this scan is still going"
+            ),
+        }
     }
 
     async fn run_one(&self, ctx: &SyncContext, scan: &ScanConfig, opts: RunOptions) {
@@ -582,18 +663,13 @@ impl Shared {
                 new.store.path.display()
             )));
         }
-        let mut ctx = SyncContext::new(&new, self.stop.clone()).map_err(ReloadError::Other)?;
+        let mut ctx =
+            SyncContext::new(&new, self.dispatcher.stop.clone()).map_err(ReloadError::Other)?;
         // One writer connection per process: keep the store the runs in flight use.
         ctx.store = old_ctx.store.clone();
         let plan = plan_reload(&old.scans, &new.scans);
-        {
-            let mut limits = self.limits.lock().unwrap_or_else(|e| e.into_inner());
-            if limits.concurrency != new.daemon.concurrency.max(1)
-                || limits.per_instance_concurrency != new.daemon.per_instance_concurrency.max(1)
-            {
-                *limits = Limits::new(&new);
-            }
-        }
+        self.dispatcher
+            .set_limits(new.daemon.concurrency, new.daemon.per_instance_concurrency);
         let new = Arc::new(new);
         *self.active.write().unwrap_or_else(|e| e.into_inner()) = Active {
             config: new.clone(),
@@ -623,7 +699,7 @@ impl Shared {
         let enabled = config.scans.iter().filter(|s| s.enabled).count();
         format!(
             "{enabled} scan(s) scheduled, {} run(s) in flight",
-            *self.inflight.borrow()
+            self.dispatcher.in_flight()
         )
     }
 }
@@ -687,17 +763,17 @@ pub async fn run(config_path: &Path, control: DaemonControl) -> anyhow::Result<(
     };
     let scheduler = JobScheduler::new().await?;
     scheduler.start().await?;
-    let (inflight, _) = watch::channel(0usize);
     let shared = Arc::new(Shared {
         config_path: config_path.to_path_buf(),
-        limits: Mutex::new(Limits::new(&config)),
+        dispatcher: Arc::new(Dispatcher::new(
+            config.daemon.concurrency,
+            config.daemon.per_instance_concurrency,
+            stop_rx,
+        )),
         active: RwLock::new(Active {
             config: Arc::new(config.clone()),
             ctx: Arc::new(ctx),
         }),
-        running: Mutex::new(HashSet::new()),
-        inflight,
-        stop: stop_rx,
         events: events.clone(),
         scheduler,
         jobs: Mutex::new(HashMap::new()),
@@ -747,7 +823,7 @@ pub async fn run(config_path: &Path, control: DaemonControl) -> anyhow::Result<(
     } else {
         warn!(
             "{} run(s) still going after shutdown_timeout; they are marked interrupted at the next start",
-            *shared.inflight.borrow()
+            shared.dispatcher.in_flight()
         );
     }
     Ok(())
@@ -793,7 +869,7 @@ async fn shut_down(
 ) -> bool {
     sd_notify(&[sd_notify::NotifyState::Stopping]);
     let (config, _) = shared.current();
-    let in_flight = *shared.inflight.borrow();
+    let in_flight = shared.dispatcher.in_flight();
     sd_status(&format!(
         "stopping: waiting for {in_flight} run(s) to commit their current page"
     ));
@@ -817,9 +893,8 @@ async fn shut_down(
     if let Err(e) = scheduler.shutdown().await {
         warn!("scheduler shutdown: {e}");
     }
-    let mut inflight_rx = shared.inflight.subscribe();
     let drained = tokio::select! {
-        r = tokio::time::timeout(config.daemon.shutdown_timeout, inflight_rx.wait_for(|n| *n == 0)) => r.is_ok(),
+        drained = shared.dispatcher.drain(config.daemon.shutdown_timeout) => drained,
         // A second Ctrl-C / SIGTERM: the operator does not want to wait.
         _ = async {
             while let Some(c) = control_rx.recv().await {
@@ -834,4 +909,171 @@ async fn shut_down(
         }
     };
     drained
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use tokio::sync::oneshot;
+
+    fn dispatcher(
+        concurrency: usize,
+        per_instance: usize,
+    ) -> (Arc<Dispatcher>, watch::Sender<bool>) {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        (
+            Arc::new(Dispatcher::new(concurrency, per_instance, stop_rx)),
+            stop_tx,
+        )
+    }
+
+    /// A run that reports its start and then waits to be released.
+    fn held_run(
+        started: mpsc::UnboundedSender<&'static str>,
+        name: &'static str,
+    ) -> (
+        impl std::future::Future<Output = ()> + Send,
+        oneshot::Sender<()>,
+    ) {
+        let (release_tx, release_rx) = oneshot::channel::<()>();
+        let run = async move {
+            let _ = started.send(name);
+            let _ = release_rx.await;
+        };
+        (run, release_tx)
+    }
+
+    const LONG: Duration = Duration::from_secs(30);
+
+    #[tokio::test]
+    async fn a_second_dispatch_of_a_running_scan_is_skipped_and_allowed_after_it_ends() {
+        let (d, _stop) = dispatcher(4, 2);
+        let (tx, mut started) = mpsc::unbounded_channel();
+        let (run, release) = held_run(tx.clone(), "first");
+        let span = tracing::Span::none();
+        assert_eq!(
+            d.dispatch("web", "ct", Duration::ZERO, span.clone(), run),
+            Dispatched::Started
+        );
+        assert_eq!(started.recv().await, Some("first"));
+        let (again, _r) = held_run(tx.clone(), "second");
+        assert_eq!(
+            d.dispatch("web", "ct", Duration::ZERO, span.clone(), again),
+            Dispatched::AlreadyRunning
+        );
+        release.send(()).unwrap();
+        assert!(d.drain(LONG).await);
+        let (third, release) = held_run(tx, "third");
+        assert_eq!(
+            d.dispatch("web", "ct", Duration::ZERO, span, third),
+            Dispatched::Started
+        );
+        assert_eq!(started.recv().await, Some("third"));
+        release.send(()).unwrap();
+        assert!(d.drain(LONG).await);
+    }
+
+    /// Two scans on `instances`, with room for one run: the second starts only after the
+    /// first ended.
+    async fn second_waits_for_first(d: Arc<Dispatcher>, instances: [&str; 2]) {
+        let first_done = Arc::new(AtomicBool::new(false));
+        let (tx, mut started) = mpsc::unbounded_channel();
+        let (run, release) = held_run(tx.clone(), "a");
+        let done = first_done.clone();
+        let first = async move {
+            run.await;
+            done.store(true, Ordering::SeqCst);
+        };
+        let seen_done = Arc::new(AtomicBool::new(false));
+        let (seen, done) = (seen_done.clone(), first_done.clone());
+        let second = async move {
+            seen.store(done.load(Ordering::SeqCst), Ordering::SeqCst);
+            let _ = tx.send("b");
+        };
+        d.dispatch(
+            "a",
+            instances[0],
+            Duration::ZERO,
+            tracing::Span::none(),
+            first,
+        );
+        assert_eq!(started.recv().await, Some("a"));
+        d.dispatch(
+            "b",
+            instances[1],
+            Duration::ZERO,
+            tracing::Span::none(),
+            second,
+        );
+        release.send(()).unwrap();
+        assert_eq!(started.recv().await, Some("b"));
+        assert!(
+            seen_done.load(Ordering::SeqCst),
+            "the second run started while the first held the only permit"
+        );
+        assert!(d.drain(LONG).await);
+    }
+
+    #[tokio::test]
+    async fn per_instance_limit_holds_a_run_until_one_on_that_instance_ends() {
+        let (d, _stop) = dispatcher(4, 1);
+        second_waits_for_first(d, ["ct", "ct"]).await;
+    }
+
+    #[tokio::test]
+    async fn global_limit_holds_a_run_on_another_instance_too() {
+        let (d, _stop) = dispatcher(1, 4);
+        second_waits_for_first(d, ["ct", "salt"]).await;
+    }
+
+    #[tokio::test]
+    async fn stop_cancels_runs_still_waiting_for_a_permit() {
+        let (d, stop) = dispatcher(1, 1);
+        let (tx, mut started) = mpsc::unbounded_channel();
+        let (run, release) = held_run(tx, "a");
+        d.dispatch("a", "ct", Duration::ZERO, tracing::Span::none(), run);
+        assert_eq!(started.recv().await, Some("a"));
+        let waiting_ran = Arc::new(AtomicBool::new(false));
+        let flag = waiting_ran.clone();
+        d.dispatch(
+            "b",
+            "ct",
+            Duration::ZERO,
+            tracing::Span::none(),
+            async move {
+                flag.store(true, Ordering::SeqCst);
+            },
+        );
+        stop.send(true).unwrap();
+        release.send(()).unwrap();
+        assert!(d.drain(LONG).await);
+        assert!(!waiting_ran.load(Ordering::SeqCst));
+        assert_eq!(
+            d.dispatch("c", "ct", Duration::ZERO, tracing::Span::none(), async {}),
+            Dispatched::Stopping
+        );
+    }
+
+    #[tokio::test]
+    async fn drain_reports_a_run_that_does_not_end_in_time() {
+        let (d, _stop) = dispatcher(1, 1);
+        let (tx, mut started) = mpsc::unbounded_channel();
+        let (run, _release) = held_run(tx, "stuck");
+        d.dispatch("stuck", "ct", Duration::ZERO, tracing::Span::none(), run);
+        assert_eq!(started.recv().await, Some("stuck"));
+        assert!(!d.drain(Duration::from_millis(20)).await);
+        assert_eq!(d.in_flight(), 1);
+    }
+
+    #[tokio::test]
+    async fn changed_limits_take_effect_for_new_runs() {
+        let (d, _stop) = dispatcher(1, 1);
+        d.set_limits(1, 1);
+        let before = Arc::as_ptr(&d.limits.lock().unwrap().global);
+        d.set_limits(3, 1);
+        let limits = d.limits.lock().unwrap();
+        assert_ne!(Arc::as_ptr(&limits.global), before);
+        assert_eq!(limits.global.available_permits(), 3);
+    }
 }
