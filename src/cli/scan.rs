@@ -22,8 +22,8 @@ Thresholds count open findings at a severity *or worse*: --threshold-high 0 fail
 any high or critical finding; --threshold-med 5 fails when there are more than 5 findings that
 are medium, high or critical.
 
-Exit codes: 0 success (thresholds kept), 1 error (connection, store, bad flags), 3 the run did
-not succeed (failed, timed out, interrupted), 10 a threshold was exceeded, 78 config error.")]
+Exit codes: 0 success (thresholds kept), 1 error (connection, store), 2 bad flags, 3 the run
+did not succeed (failed, timed out, interrupted), 10 a threshold was exceeded, 78 config error.")]
 pub struct Args {
     /// The vendor project (CodeThreat) or API asset (Salt Security): a configured scan's bind_to
     #[arg(short = 'p', long)]
