@@ -1,1 +1,1079 @@
 //! The long-running loop: jobs, signals, sd_notify.
+//!
+//! [`run`] is the whole daemon as a library function; `scansync run`, `scansync demo` and
+//! the tests all drive it, through a [`DaemonHandle`] (stop, reload, events) that signals
+//! feed in production ([`forward_signals`]) and code feeds in-process. There is no second
+//! loop.
+//!
+//! Jobs live on tokio-cron-scheduler, but each one only *fires* into [`Shared::dispatch`],
+//! which enforces the rules the scheduler knows nothing about: one run per scan at a time,
+//! the global and per-instance concurrency limits, and jitter. Cron schedules are armed one
+//! occurrence at a time from [`crate::config::Schedule::next_after`] (time-zone aware), because the
+//! scheduler's own cron jobs keep the UTC offset of the moment they were created and so
+//! drift by an hour across a DST change.
+
+use crate::config::{Config, ConfigErrors, ScanConfig};
+use crate::schedule::{
+    jitter_delay, plan_reload, plan_startup, LastRun, StartupPlan, TRIGGER_RESUME, TRIGGER_SCHEDULE,
+};
+use crate::store::{RunRow, RunState};
+use crate::sync::{run_scan, RunOptions, RunSummary, SyncContext};
+use chrono::{DateTime, Utc};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::{broadcast, mpsc, watch, Semaphore};
+use tokio_cron_scheduler::{Job, JobScheduler};
+use tracing::{error, info, warn, Instrument};
+use uuid::Uuid;
+
+/// What the daemon is asked to do from outside its loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// SIGTERM/SIGINT: stop scheduling, let runs commit their page, exit.
+    Stop,
+    /// SIGHUP: re-read the config, apply it if valid.
+    Reload,
+}
+
+/// What the daemon tells whoever listens (the demo's per-cycle report, tests).
+#[derive(Debug, Clone)]
+pub enum DaemonEvent {
+    /// The store is open and every job is scheduled.
+    Ready,
+    /// A run ended (in any state: succeeded, failed, interrupted, timed out).
+    RunFinished(RunSummary),
+    /// A run could not even be recorded (the store failed).
+    RunError { scan: String, error: String },
+    /// A reload was applied (`true`) or rejected and the old config kept (`false`).
+    Reloaded(bool),
+}
+
+/// Stops, reloads and watches a running daemon. Cheap to clone.
+#[derive(Clone)]
+pub struct DaemonHandle {
+    control: mpsc::UnboundedSender<Control>,
+    events: broadcast::Sender<DaemonEvent>,
+}
+
+impl DaemonHandle {
+    pub fn stop(&self) {
+        let _ = self.control.send(Control::Stop);
+    }
+
+    pub fn reload(&self) {
+        let _ = self.control.send(Control::Reload);
+    }
+
+    /// Events from now on. Subscribe before the daemon starts to see `Ready`.
+    pub fn subscribe(&self) -> broadcast::Receiver<DaemonEvent> {
+        self.events.subscribe()
+    }
+}
+
+/// The daemon's end of a [`DaemonHandle`], consumed by [`run`].
+pub struct DaemonControl {
+    control: mpsc::UnboundedReceiver<Control>,
+    events: broadcast::Sender<DaemonEvent>,
+}
+
+/// A handle and the control end [`run`] takes.
+pub fn channel() -> (DaemonHandle, DaemonControl) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (events, _) = broadcast::channel(256);
+    (
+        DaemonHandle {
+            control: tx,
+            events: events.clone(),
+        },
+        DaemonControl {
+            control: rx,
+            events,
+        },
+    )
+}
+
+/// Forwards SIGTERM and SIGINT as [`Control::Stop`] and SIGHUP as [`Control::Reload`],
+/// from a thread of its own (signal-hook), so no async runtime signal machinery is needed.
+/// Close the returned handle to stop forwarding.
+pub fn forward_signals(handle: DaemonHandle) -> std::io::Result<signal_hook::iterator::Handle> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
+    let signals_handle = signals.handle();
+    std::thread::Builder::new()
+        .name("scansync-signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                match signal {
+                    SIGHUP => {
+                        info!("SIGHUP: reloading the config");
+                        handle.reload();
+                    }
+                    _ => {
+                        info!(
+                            "{}: stopping",
+                            if signal == SIGINT {
+                                "SIGINT"
+                            } else {
+                                "SIGTERM"
+                            }
+                        );
+                        handle.stop();
+                    }
+                }
+            }
+        })?;
+    Ok(signals_handle)
+}
+
+/// Tells systemd (when it started us with `Type=notify`) what is going on. A no-op without
+/// `NOTIFY_SOCKET`; failures are logged at debug and otherwise ignored, since the daemon's
+/// work does not depend on them.
+fn sd_notify(states: &[sd_notify::NotifyState]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::debug!("sd_notify failed: {e}");
+    }
+}
+
+fn sd_status(text: &str) {
+    sd_notify(&[sd_notify::NotifyState::Status(text)]);
+}
+
+/// The config and connectors current runs start with. Replaced whole on reload; runs in
+/// flight keep the `Arc`s they started with.
+struct Active {
+    config: Arc<Config>,
+    ctx: Arc<SyncContext>,
+}
+
+/// One scan's job on the scheduler. `generation` tells a firing job whether it is still the
+/// current one (a reload may have replaced it while it was firing).
+struct ScanJob {
+    generation: u64,
+    id: Uuid,
+}
+
+/// Global and per-instance limits. Replaced when a reload changes the numbers: runs in
+/// flight hold permits of the old semaphores, so for a moment both sets count.
+struct Limits {
+    concurrency: usize,
+    per_instance_concurrency: usize,
+    global: Arc<Semaphore>,
+    per_instance: HashMap<String, Arc<Semaphore>>,
+}
+
+impl Limits {
+    fn new(concurrency: usize, per_instance_concurrency: usize) -> Limits {
+        let concurrency = concurrency.max(1);
+        Limits {
+            concurrency,
+            per_instance_concurrency: per_instance_concurrency.max(1),
+            global: Arc::new(Semaphore::new(concurrency)),
+            per_instance: HashMap::new(),
+        }
+    }
+
+    fn for_instance(&mut self, instance: &str) -> Arc<Semaphore> {
+        let n = self.per_instance_concurrency;
+        self.per_instance
+            .entry(instance.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(n)))
+            .clone()
+    }
+}
+
+/// What [`Dispatcher::dispatch`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dispatched {
+    /// Spawned: it runs once its delay passed and the permits are held.
+    Started,
+    /// Not spawned: a run of that scan is still going (or waiting).
+    AlreadyRunning,
+    /// Not spawned: the daemon is stopping.
+    Stopping,
+}
+
+/// The rules every run start goes through, whatever fired it: one run per scan at a time,
+/// the global and per-instance limits, the jitter delay, and stop. Knows nothing of configs
+/// or vendors, so it is tested on its own.
+struct Dispatcher {
+    limits: Mutex<Limits>,
+    /// Scans with a run in flight (or waiting for a permit).
+    running: Mutex<HashSet<String>>,
+    /// How many runs are in flight; shutdown waits for zero.
+    inflight: watch::Sender<usize>,
+    stop: watch::Receiver<bool>,
+}
+
+/// Removes a scan from `running` and counts it out of `inflight`, however its task ends.
+struct InflightGuard {
+    dispatcher: Arc<Dispatcher>,
+    scan: String,
+}
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.dispatcher
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.scan);
+        self.dispatcher
+            .inflight
+            .send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+/// Resolves when the stop flag is (or becomes) set.
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+impl Dispatcher {
+    fn new(
+        concurrency: usize,
+        per_instance_concurrency: usize,
+        stop: watch::Receiver<bool>,
+    ) -> Dispatcher {
+        Dispatcher {
+            limits: Mutex::new(Limits::new(concurrency, per_instance_concurrency)),
+            running: Mutex::new(HashSet::new()),
+            inflight: watch::channel(0).0,
+            stop,
+        }
+    }
+
+    fn is_stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    fn in_flight(&self) -> usize {
+        *self.inflight.borrow()
+    }
+
+    /// New limits from a reloaded config; unchanged numbers keep the semaphores.
+    fn set_limits(&self, concurrency: usize, per_instance_concurrency: usize) {
+        let mut limits = self.limits.lock().unwrap_or_else(|e| e.into_inner());
+        if limits.concurrency != concurrency.max(1)
+            || limits.per_instance_concurrency != per_instance_concurrency.max(1)
+        {
+            *limits = Limits::new(concurrency, per_instance_concurrency);
+        }
+    }
+
+    /// Spawns `run` for `scan` unless a run of it is going; `run` starts after `delay` and
+    /// once a global and an `instance` permit are held. Waiting ends early on stop: nothing
+    /// was started, so nothing is recorded. Returns at once.
+    fn dispatch<F>(
+        self: &Arc<Self>,
+        scan: &str,
+        instance: &str,
+        delay: Duration,
+        span: tracing::Span,
+        run: F,
+    ) -> Dispatched
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        if self.is_stopping() {
+            return Dispatched::Stopping;
+        }
+        if !self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(scan.to_string())
+        {
+            return Dispatched::AlreadyRunning;
+        }
+        self.inflight.send_modify(|n| *n += 1);
+        let guard = InflightGuard {
+            dispatcher: self.clone(),
+            scan: scan.to_string(),
+        };
+        let (global, per_instance) = {
+            let mut limits = self.limits.lock().unwrap_or_else(|e| e.into_inner());
+            (limits.global.clone(), limits.for_instance(instance))
+        };
+        let stop = self.stop.clone();
+        tokio::spawn(
+            async move {
+                let _guard = guard;
+                let permits = tokio::select! {
+                    // Stop wins over a permit that frees up at the same moment.
+                    biased;
+                    _ = stopped(stop) => None,
+                    permits = async {
+                        tokio::time::sleep(delay).await;
+                        let g = global.acquire_owned().await.ok()?;
+                        let i = per_instance.acquire_owned().await.ok()?;
+                        Some((g, i))
+                    } => permits,
+                };
+                if let Some(_permits) = permits {
+                    run.await;
+                }
+            }
+            .instrument(span),
+        );
+        Dispatched::Started
+    }
+
+    /// Waits up to `timeout` for every run in flight to end. True when they all did.
+    async fn drain(&self, timeout: Duration) -> bool {
+        let mut rx = self.inflight.subscribe();
+        let drained = tokio::time::timeout(timeout, rx.wait_for(|n| *n == 0)).await;
+        drained.is_ok()
+    }
+}
+
+struct Shared {
+    config_path: PathBuf,
+    active: RwLock<Active>,
+    dispatcher: Arc<Dispatcher>,
+    events: broadcast::Sender<DaemonEvent>,
+    scheduler: JobScheduler,
+    jobs: Mutex<HashMap<String, ScanJob>>,
+    next_generation: AtomicU64,
+}
+
+impl Shared {
+    fn current(&self) -> (Arc<Config>, Arc<SyncContext>) {
+        let a = self.active.read().unwrap_or_else(|e| e.into_inner());
+        (a.config.clone(), a.ctx.clone())
+    }
+
+    fn is_stopping(&self) -> bool {
+        self.dispatcher.is_stopping()
+    }
+
+    /// Starts a run of `scan_name` (as the current config has it) unless one is already
+    /// going; returns at once.
+    fn dispatch(
+        self: &Arc<Self>,
+        scan_name: &str,
+        trigger: &str,
+        resume_vendor_scan_id: Option<String>,
+        jitter: bool,
+    ) {
+        let (config, ctx) = self.current();
+        let Some(scan) = config
+            .scans
+            .iter()
+            .find(|s| s.name == scan_name && s.enabled)
+            .cloned()
+        else {
+            info!(
+                scan = scan_name,
+                "not run: the scan is no longer in the config or is disabled"
+            );
+            return;
+        };
+        let delay = if jitter {
+            jitter_delay(config.daemon.jitter)
+        } else {
+            Duration::ZERO
+        };
+        let opts = RunOptions {
+            trigger: trigger.to_string(),
+            resume_vendor_scan_id,
+            ..RunOptions::default()
+        };
+        let span = tracing::info_span!(
+            "run",
+            scan = %scan.name,
+            run_id = tracing::field::Empty,
+            trigger = %trigger
+        );
+        let shared = self.clone();
+        let name = scan.name.clone();
+        let instance = scan.instance.clone();
+        let run = async move { shared.run_one(&ctx, &scan, opts).await };
+        match self.dispatcher.dispatch(&name, &instance, delay, span, run) {
+            Dispatched::Started | Dispatched::Stopping => {}
+            Dispatched::AlreadyRunning => info!(
+                scan = %name,
+                trigger,
+                "skipped: the previous run of this scan is still going"
+            ),
+        }
+    }
+
+    async fn run_one(&self, ctx: &SyncContext, scan: &ScanConfig, opts: RunOptions) {
+        info!(resume = ?opts.resume_vendor_scan_id, "run starting");
+        sd_status(&format!("running scan {}", scan.name));
+        match run_scan(ctx, scan, opts).await {
+            Ok(summary) => {
+                tracing::Span::current().record("run_id", summary.run_id);
+                let c = summary.counts;
+                let line = format!(
+                    "run {} of {} ended {:?}: {} seen, {} new, {} fixed, {} reopened",
+                    summary.run_id, scan.name, summary.state, c.seen, c.new, c.fixed, c.reopened
+                );
+                match (&summary.state, &summary.error) {
+                    (RunState::Succeeded, _) => info!(run_id = summary.run_id, "{line}"),
+                    (_, Some(e)) => warn!(run_id = summary.run_id, "{line}: {e}"),
+                    (_, None) => warn!(run_id = summary.run_id, "{line}"),
+                }
+                sd_status(&line);
+                let _ = self.events.send(DaemonEvent::RunFinished(summary));
+            }
+            Err(e) => {
+                error!("run could not be recorded: {e}");
+                let _ = self.events.send(DaemonEvent::RunError {
+                    scan: scan.name.clone(),
+                    error: e.to_string(),
+                });
+            }
+        }
+    }
+
+    /// The scheduling half of start-up and reload for one enabled scan.
+    async fn schedule_scan(self: &Arc<Self>, scan: &ScanConfig) -> anyhow::Result<()> {
+        let last = {
+            let (_, ctx) = self.current();
+            let store = ctx.store.lock().unwrap_or_else(|e| e.into_inner());
+            store.last_run(&scan.name)?
+        };
+        let plan = plan_startup(&scan.schedule, Utc::now(), last.as_ref().and_then(last_run));
+        match plan {
+            StartupPlan::RunNow { trigger, missed } => {
+                if let Some(at) = missed {
+                    info!(
+                        scan = %scan.name,
+                        "scheduled instant {} passed while scansync was not running and the scan never ran at it; running it now",
+                        at.to_rfc3339()
+                    );
+                }
+                self.dispatch(&scan.name, trigger, None, false);
+            }
+            StartupPlan::Skip(reason) => info!(scan = %scan.name, "not run at start-up: {reason}"),
+            StartupPlan::OnceAt(at) => {
+                let generation = self.new_generation();
+                let shared = self.clone();
+                let name = scan.name.clone();
+                let job = Job::new_one_shot_at_instant_async(instant_for(at), move |_, _| {
+                    let shared = shared.clone();
+                    let name = name.clone();
+                    Box::pin(async move {
+                        wait_until(at).await;
+                        if shared.take_job_if_current(&name, generation) {
+                            shared.dispatch(&name, "at", None, false);
+                        }
+                    })
+                })?;
+                self.add_job(&scan.name, generation, job, false).await?;
+                info!(scan = %scan.name, "scheduled once at {}", at.to_rfc3339());
+            }
+            StartupPlan::Every(every) => {
+                // The scheduler counts whole seconds; below one it would spin.
+                let every = every.max(Duration::from_secs(1));
+                let generation = self.new_generation();
+                let shared = self.clone();
+                let name = scan.name.clone();
+                let job = Job::new_repeated_async(every, move |_, _| {
+                    let shared = shared.clone();
+                    let name = name.clone();
+                    Box::pin(async move {
+                        if shared.job_is_current(&name, generation) {
+                            shared.dispatch(&name, TRIGGER_SCHEDULE, None, true);
+                        }
+                    })
+                })?;
+                self.add_job(&scan.name, generation, job, false).await?;
+                info!(scan = %scan.name, "scheduled every {}s", every.as_secs());
+            }
+            StartupPlan::Cron => {
+                let generation = self.new_generation();
+                self.arm_cron(scan.name.clone(), generation, Utc::now(), false)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Arms the next cron occurrence strictly after `after` as a one-shot job; when it
+    /// fires it runs the scan and arms the following one. Counting from the occurrence that
+    /// fired (not the clock) keeps a job the scheduler fires a little early from firing twice.
+    fn arm_cron(
+        self: &Arc<Self>,
+        scan_name: String,
+        generation: u64,
+        after: DateTime<Utc>,
+        continuing: bool,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send + '_>> {
+        Box::pin(async move {
+            let (config, _) = self.current();
+            let Some(scan) = config.scans.iter().find(|s| s.name == scan_name) else {
+                return Ok(());
+            };
+            let from = after.max(Utc::now());
+            // "Strictly after": an occurrence equal to the one that just fired is not next.
+            let next = scan.schedule.next_after(from).and_then(|n| {
+                if n > after {
+                    Some(n)
+                } else {
+                    scan.schedule
+                        .next_after(after + chrono::Duration::seconds(1))
+                }
+            });
+            let Some(next) = next else {
+                warn!(scan = %scan_name, "the cron schedule has no future occurrence; nothing scheduled");
+                return Ok(());
+            };
+            let shared = self.clone();
+            let name = scan_name.clone();
+            let job = Job::new_one_shot_at_instant_async(instant_for(next), move |_, _| {
+                let shared = shared.clone();
+                let name = name.clone();
+                Box::pin(async move {
+                    wait_until(next).await;
+                    if !shared.job_is_current(&name, generation) {
+                        return;
+                    }
+                    shared.dispatch(&name, TRIGGER_SCHEDULE, None, true);
+                    if let Err(e) = shared.arm_cron(name.clone(), generation, next, true).await {
+                        error!(scan = %name, "cannot schedule the next cron run: {e:#}");
+                    }
+                })
+            })?;
+            if self
+                .add_job(&scan_name, generation, job, continuing)
+                .await?
+            {
+                info!(scan = %scan_name, "next run at {}", next.to_rfc3339());
+            }
+            Ok(())
+        })
+    }
+
+    fn new_generation(&self) -> u64 {
+        self.next_generation.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn job_is_current(&self, scan: &str, generation: u64) -> bool {
+        !self.is_stopping()
+            && self
+                .jobs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(scan)
+                .is_some_and(|j| j.generation == generation)
+    }
+
+    /// For one-shot jobs: true (and forgets the job) when it is still the scan's job.
+    fn take_job_if_current(&self, scan: &str, generation: u64) -> bool {
+        let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        if jobs.get(scan).is_some_and(|j| j.generation == generation) && !self.is_stopping() {
+            jobs.remove(scan);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Adds `job` as the scan's job of `generation`. Returns false (and drops the job) when
+    /// it is stale: a reload moved the scan to a newer generation or removed it while a cron
+    /// chain (`continuing`) was arming its next occurrence.
+    async fn add_job(
+        &self,
+        scan: &str,
+        generation: u64,
+        job: Job,
+        continuing: bool,
+    ) -> anyhow::Result<bool> {
+        let id = self.scheduler.add(job).await?;
+        let (keep, previous) = {
+            let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+            let keep = match jobs.get(scan).map(|j| j.generation) {
+                Some(current) => current == generation || (!continuing && current < generation),
+                None => !continuing,
+            };
+            let previous = if keep {
+                jobs.insert(scan.to_string(), ScanJob { generation, id })
+                    .map(|old| old.id)
+            } else {
+                None
+            };
+            (keep, previous)
+        };
+        if !keep {
+            let _ = self.scheduler.remove(&id).await;
+            return Ok(false);
+        }
+        if let Some(old) = previous.filter(|old| *old != id) {
+            // A cron chain's previous (already fired) one-shot.
+            let _ = self.scheduler.remove(&old).await;
+        }
+        Ok(true)
+    }
+
+    async fn unschedule(&self, scan: &str) {
+        let job = self
+            .jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(scan);
+        if let Some(job) = job {
+            if let Err(e) = self.scheduler.remove(&job.id).await {
+                warn!(scan, "removing the old job failed: {e}");
+            }
+        }
+    }
+
+    /// SIGHUP: the new config if it is valid, the old one (and every error logged) if not.
+    async fn reload(self: &Arc<Self>) {
+        sd_notify(&reloading_states());
+        sd_status("reloading the config");
+        let applied = match self.try_reload().await {
+            Ok(summary) => {
+                info!("config reloaded: {summary}");
+                true
+            }
+            Err(ReloadError::Invalid(errors)) => {
+                for e in &errors.errors {
+                    error!("config reload rejected: {e}");
+                }
+                warn!(
+                    "keeping the previous config ({} error(s) in {})",
+                    errors.errors.len(),
+                    self.config_path.display()
+                );
+                false
+            }
+            Err(ReloadError::Other(e)) => {
+                error!("config reload failed, keeping the previous config: {e:#}");
+                false
+            }
+        };
+        let _ = self.events.send(DaemonEvent::Reloaded(applied));
+        sd_notify(&[sd_notify::NotifyState::Ready]);
+        sd_status(&self.status_line());
+    }
+
+    async fn try_reload(self: &Arc<Self>) -> Result<String, ReloadError> {
+        let new = Config::load(&self.config_path).map_err(ReloadError::Invalid)?;
+        let (old, old_ctx) = self.current();
+        if new.store.path != old.store.path {
+            return Err(ReloadError::Other(anyhow::anyhow!(
+                "store.path changed from {} to {}; moving the store needs a restart (systemctl restart scansync)",
+                old.store.path.display(),
+                new.store.path.display()
+            )));
+        }
+        let mut ctx =
+            SyncContext::new(&new, self.dispatcher.stop.clone()).map_err(ReloadError::Other)?;
+        // One writer connection per process: keep the store the runs in flight use.
+        ctx.store = old_ctx.store.clone();
+        let plan = plan_reload(&old.scans, &new.scans);
+        self.dispatcher
+            .set_limits(new.daemon.concurrency, new.daemon.per_instance_concurrency);
+        let new = Arc::new(new);
+        *self.active.write().unwrap_or_else(|e| e.into_inner()) = Active {
+            config: new.clone(),
+            ctx: Arc::new(ctx),
+        };
+        for name in plan.removed.iter().chain(&plan.rescheduled) {
+            self.unschedule(name).await;
+        }
+        for name in plan.added.iter().chain(&plan.rescheduled) {
+            if let Some(scan) = new.scans.iter().find(|s| &s.name == name) {
+                if let Err(e) = self.schedule_scan(scan).await {
+                    error!(scan = %name, "cannot schedule: {e:#}");
+                }
+            }
+        }
+        Ok(format!(
+            "{} added, {} removed, {} rescheduled, {} unchanged",
+            plan.added.len(),
+            plan.removed.len(),
+            plan.rescheduled.len(),
+            plan.kept.len()
+        ))
+    }
+
+    fn status_line(&self) -> String {
+        let (config, _) = self.current();
+        let enabled = config.scans.iter().filter(|s| s.enabled).count();
+        format!(
+            "{enabled} scan(s) scheduled, {} run(s) in flight",
+            self.dispatcher.in_flight()
+        )
+    }
+}
+
+enum ReloadError {
+    Invalid(ConfigErrors),
+    Other(anyhow::Error),
+}
+
+fn reloading_states() -> Vec<sd_notify::NotifyState<'static>> {
+    let mut states = vec![sd_notify::NotifyState::Reloading];
+    if let Ok(now) = sd_notify::NotifyState::monotonic_usec_now() {
+        states.push(now);
+    }
+    states
+}
+
+fn last_run(row: &RunRow) -> Option<LastRun> {
+    let started_at = DateTime::parse_from_rfc3339(&row.started_at)
+        .ok()?
+        .with_timezone(&Utc);
+    Some(LastRun {
+        state: row.state,
+        started_at,
+    })
+}
+
+/// The scheduler wants an `Instant`; schedules speak wall-clock time.
+fn instant_for(at: DateTime<Utc>) -> Instant {
+    let wait = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+    Instant::now() + wait
+}
+
+/// The scheduler fires one-shot jobs at whole-second resolution, possibly just before the
+/// instant; a scheduled run never starts early.
+async fn wait_until(at: DateTime<Utc>) {
+    if let Ok(wait) = (at - Utc::now()).to_std() {
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// Runs the daemon until [`Control::Stop`] (or until every [`DaemonHandle`] is dropped).
+///
+/// A config that does not validate is returned as [`ConfigErrors`] (the CLI maps it to exit
+/// 78). On stop, runs in flight get `[daemon] shutdown_timeout` to commit their current page
+/// and end as interrupted; a run still going after that is left for the next start to mark
+/// interrupted and resume.
+pub async fn run(config_path: &Path, control: DaemonControl) -> anyhow::Result<()> {
+    let DaemonControl {
+        control: mut control_rx,
+        events,
+    } = control;
+    sd_status("loading the config");
+    let config = Config::load(config_path)?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    sd_status("opening the store");
+    let ctx = SyncContext::new(&config, stop_rx.clone())?;
+    let recovered = {
+        let mut store = ctx.store.lock().unwrap_or_else(|e| e.into_inner());
+        store.recover_unfinished()?
+    };
+    let scheduler = JobScheduler::new().await?;
+    scheduler.start().await?;
+    let shared = Arc::new(Shared {
+        config_path: config_path.to_path_buf(),
+        dispatcher: Arc::new(Dispatcher::new(
+            config.daemon.concurrency,
+            config.daemon.per_instance_concurrency,
+            stop_rx,
+        )),
+        active: RwLock::new(Active {
+            config: Arc::new(config.clone()),
+            ctx: Arc::new(ctx),
+        }),
+        events: events.clone(),
+        scheduler,
+        jobs: Mutex::new(HashMap::new()),
+        next_generation: AtomicU64::new(1),
+    });
+
+    // Resume first, so a `now` scan whose run was cut short is polled, not started again
+    // (the dispatcher skips a second run of a scan already going).
+    let resumed = resume_recovered(&shared, &config, &recovered);
+    for scan in config.scans.iter().filter(|s| s.enabled) {
+        if let Err(e) = shared.schedule_scan(scan).await {
+            error!(scan = %scan.name, "cannot schedule: {e:#}");
+        }
+    }
+    let enabled = config.scans.iter().filter(|s| s.enabled).count();
+    info!(
+        "scansync running: {enabled} scan(s) scheduled, {resumed} run(s) resumed, store {}",
+        config.store.path.display()
+    );
+    sd_notify(&[sd_notify::NotifyState::Ready]);
+    sd_status(&shared.status_line());
+    let _ = events.send(DaemonEvent::Ready);
+
+    let watchdog = sd_notify::watchdog_enabled().map(|period| {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period / 2);
+            loop {
+                tick.tick().await;
+                sd_notify(&[sd_notify::NotifyState::Watchdog]);
+            }
+        })
+    });
+
+    while let Some(c) = control_rx.recv().await {
+        match c {
+            Control::Stop => break,
+            Control::Reload => shared.reload().await,
+        }
+    }
+
+    let drained = shut_down(&shared, &stop_tx, &mut control_rx).await;
+    if let Some(w) = watchdog {
+        w.abort();
+    }
+    if drained {
+        info!("stopped");
+    } else {
+        warn!(
+            "{} run(s) still going after shutdown_timeout; they are marked interrupted at the next start",
+            shared.dispatcher.in_flight()
+        );
+    }
+    Ok(())
+}
+
+/// Polls again the vendor scans of runs a previous process left unfinished (now marked
+/// interrupted by the store), each as a new run. Returns how many were resumed.
+fn resume_recovered(shared: &Arc<Shared>, config: &Config, recovered: &[RunRow]) -> usize {
+    let mut resumed = 0;
+    for row in recovered {
+        let enabled = config.scans.iter().any(|s| s.name == row.scan && s.enabled);
+        match (&row.vendor_scan_id, enabled) {
+            (Some(id), true) => {
+                info!(
+                    scan = %row.scan,
+                    run_id = row.id,
+                    "run left unfinished by the previous process; resuming vendor scan {id}"
+                );
+                shared.dispatch(&row.scan, TRIGGER_RESUME, Some(id.clone()), false);
+                resumed += 1;
+            }
+            (Some(_), false) => info!(
+                scan = %row.scan,
+                run_id = row.id,
+                "marked interrupted; not resumed because the scan is no longer enabled"
+            ),
+            (None, _) => info!(
+                scan = %row.scan,
+                run_id = row.id,
+                "marked interrupted; no vendor scan to resume"
+            ),
+        }
+    }
+    resumed
+}
+
+/// Stops scheduling, flips the stop flag (runs commit their page and end interrupted) and
+/// waits up to `shutdown_timeout` for them. True when every run ended in time.
+async fn shut_down(
+    shared: &Arc<Shared>,
+    stop_tx: &watch::Sender<bool>,
+    control_rx: &mut mpsc::UnboundedReceiver<Control>,
+) -> bool {
+    sd_notify(&[sd_notify::NotifyState::Stopping]);
+    let (config, _) = shared.current();
+    let in_flight = shared.dispatcher.in_flight();
+    sd_status(&format!(
+        "stopping: waiting for {in_flight} run(s) to commit their current page"
+    ));
+    info!(
+        "stopping: {in_flight} run(s) in flight get up to {}s to commit their current page",
+        config.daemon.shutdown_timeout.as_secs()
+    );
+    let _ = stop_tx.send(true);
+    // Jobs hold the shared state; removing them lets it go when `run` returns.
+    let jobs: Vec<Uuid> = shared
+        .jobs
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .drain()
+        .map(|(_, j)| j.id)
+        .collect();
+    for id in jobs {
+        let _ = shared.scheduler.remove(&id).await;
+    }
+    let mut scheduler = shared.scheduler.clone();
+    if let Err(e) = scheduler.shutdown().await {
+        warn!("scheduler shutdown: {e}");
+    }
+    let drained = tokio::select! {
+        drained = shared.dispatcher.drain(config.daemon.shutdown_timeout) => drained,
+        // A second Ctrl-C / SIGTERM: the operator does not want to wait.
+        _ = async {
+            while let Some(c) = control_rx.recv().await {
+                if c == Control::Stop {
+                    return;
+                }
+            }
+            std::future::pending::<()>().await
+        } => {
+            warn!("asked to stop again: not waiting for runs in flight");
+            false
+        }
+    };
+    drained
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use tokio::sync::oneshot;
+
+    fn dispatcher(
+        concurrency: usize,
+        per_instance: usize,
+    ) -> (Arc<Dispatcher>, watch::Sender<bool>) {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        (
+            Arc::new(Dispatcher::new(concurrency, per_instance, stop_rx)),
+            stop_tx,
+        )
+    }
+
+    /// A run that reports its start and then waits to be released.
+    fn held_run(
+        started: mpsc::UnboundedSender<&'static str>,
+        name: &'static str,
+    ) -> (
+        impl std::future::Future<Output = ()> + Send,
+        oneshot::Sender<()>,
+    ) {
+        let (release_tx, release_rx) = oneshot::channel::<()>();
+        let run = async move {
+            let _ = started.send(name);
+            let _ = release_rx.await;
+        };
+        (run, release_tx)
+    }
+
+    const LONG: Duration = Duration::from_secs(30);
+
+    #[tokio::test]
+    async fn a_second_dispatch_of_a_running_scan_is_skipped_and_allowed_after_it_ends() {
+        let (d, _stop) = dispatcher(4, 2);
+        let (tx, mut started) = mpsc::unbounded_channel();
+        let (run, release) = held_run(tx.clone(), "first");
+        let span = tracing::Span::none();
+        assert_eq!(
+            d.dispatch("web", "ct", Duration::ZERO, span.clone(), run),
+            Dispatched::Started
+        );
+        assert_eq!(started.recv().await, Some("first"));
+        let (again, _r) = held_run(tx.clone(), "second");
+        assert_eq!(
+            d.dispatch("web", "ct", Duration::ZERO, span.clone(), again),
+            Dispatched::AlreadyRunning
+        );
+        release.send(()).unwrap();
+        assert!(d.drain(LONG).await);
+        let (third, release) = held_run(tx, "third");
+        assert_eq!(
+            d.dispatch("web", "ct", Duration::ZERO, span, third),
+            Dispatched::Started
+        );
+        assert_eq!(started.recv().await, Some("third"));
+        release.send(()).unwrap();
+        assert!(d.drain(LONG).await);
+    }
+
+    /// Two scans on `instances`, with room for one run: the second starts only after the
+    /// first ended.
+    async fn second_waits_for_first(d: Arc<Dispatcher>, instances: [&str; 2]) {
+        let first_done = Arc::new(AtomicBool::new(false));
+        let (tx, mut started) = mpsc::unbounded_channel();
+        let (run, release) = held_run(tx.clone(), "a");
+        let done = first_done.clone();
+        let first = async move {
+            run.await;
+            done.store(true, Ordering::SeqCst);
+        };
+        let seen_done = Arc::new(AtomicBool::new(false));
+        let (seen, done) = (seen_done.clone(), first_done.clone());
+        let second = async move {
+            seen.store(done.load(Ordering::SeqCst), Ordering::SeqCst);
+            let _ = tx.send("b");
+        };
+        d.dispatch(
+            "a",
+            instances[0],
+            Duration::ZERO,
+            tracing::Span::none(),
+            first,
+        );
+        assert_eq!(started.recv().await, Some("a"));
+        d.dispatch(
+            "b",
+            instances[1],
+            Duration::ZERO,
+            tracing::Span::none(),
+            second,
+        );
+        release.send(()).unwrap();
+        assert_eq!(started.recv().await, Some("b"));
+        assert!(
+            seen_done.load(Ordering::SeqCst),
+            "the second run started while the first held the only permit"
+        );
+        assert!(d.drain(LONG).await);
+    }
+
+    #[tokio::test]
+    async fn per_instance_limit_holds_a_run_until_one_on_that_instance_ends() {
+        let (d, _stop) = dispatcher(4, 1);
+        second_waits_for_first(d, ["ct", "ct"]).await;
+    }
+
+    #[tokio::test]
+    async fn global_limit_holds_a_run_on_another_instance_too() {
+        let (d, _stop) = dispatcher(1, 4);
+        second_waits_for_first(d, ["ct", "salt"]).await;
+    }
+
+    #[tokio::test]
+    async fn stop_cancels_runs_still_waiting_for_a_permit() {
+        let (d, stop) = dispatcher(1, 1);
+        let (tx, mut started) = mpsc::unbounded_channel();
+        let (run, release) = held_run(tx, "a");
+        d.dispatch("a", "ct", Duration::ZERO, tracing::Span::none(), run);
+        assert_eq!(started.recv().await, Some("a"));
+        let waiting_ran = Arc::new(AtomicBool::new(false));
+        let flag = waiting_ran.clone();
+        d.dispatch(
+            "b",
+            "ct",
+            Duration::ZERO,
+            tracing::Span::none(),
+            async move {
+                flag.store(true, Ordering::SeqCst);
+            },
+        );
+        stop.send(true).unwrap();
+        release.send(()).unwrap();
+        assert!(d.drain(LONG).await);
+        assert!(!waiting_ran.load(Ordering::SeqCst));
+        assert_eq!(
+            d.dispatch("c", "ct", Duration::ZERO, tracing::Span::none(), async {}),
+            Dispatched::Stopping
+        );
+    }
+
+    #[tokio::test]
+    async fn drain_reports_a_run_that_does_not_end_in_time() {
+        let (d, _stop) = dispatcher(1, 1);
+        let (tx, mut started) = mpsc::unbounded_channel();
+        let (run, _release) = held_run(tx, "stuck");
+        d.dispatch("stuck", "ct", Duration::ZERO, tracing::Span::none(), run);
+        assert_eq!(started.recv().await, Some("stuck"));
+        assert!(!d.drain(Duration::from_millis(20)).await);
+        assert_eq!(d.in_flight(), 1);
+    }
+
+    #[tokio::test]
+    async fn changed_limits_take_effect_for_new_runs() {
+        let (d, _stop) = dispatcher(1, 1);
+        d.set_limits(1, 1);
+        let before = Arc::as_ptr(&d.limits.lock().unwrap().global);
+        d.set_limits(3, 1);
+        let limits = d.limits.lock().unwrap();
+        assert_ne!(Arc::as_ptr(&limits.global), before);
+        assert_eq!(limits.global.available_permits(), 3);
+    }
+}

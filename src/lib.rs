@@ -10,6 +10,8 @@ pub mod config;
 pub mod daemon;
 pub mod finding;
 pub mod http;
+pub mod logging;
+pub mod schedule;
 pub mod secret;
 pub mod sim;
 pub mod store;

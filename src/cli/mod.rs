@@ -9,6 +9,12 @@ pub mod check_config;
 pub mod simulator;
 pub mod sync;
 pub mod test_connection;
+pub mod demo;
+pub mod findings;
+pub mod run;
+pub mod runs;
+pub mod scan;
+mod table;
 
 /// Exit code for a bad config file (sysexits.h EX_CONFIG), which systemd and scripts know.
 pub const EXIT_CONFIG: u8 = 78;
@@ -50,6 +56,16 @@ pub enum Command {
     Simulator(simulator::Args),
     /// Test the connection to one instance or all (exit 2 token, 3 organization, 4 URL, 5 TLS, 6 network)
     TestConnection(test_connection::Args),
+    /// Run the daemon: schedule every enabled scan, sync findings into the store
+    Run(run::Args),
+    /// Run one scan now and wait for it (the `kdt scan` flags), failing on thresholds
+    Scan(scan::Args),
+    /// List findings from the store
+    Findings(findings::Args),
+    /// List recent sync runs from the store
+    Runs(runs::Args),
+    /// Show scansync at work against the built-in simulator: no network, nothing to set up
+    Demo(demo::Args),
 }
 
 /// Parses arguments, sets up logging and the runtime, runs the subcommand, maps the outcome
@@ -73,6 +89,11 @@ pub fn main() -> ExitCode {
             Command::Sync(a) => sync::run(&cli.global, a).await,
             Command::Simulator(a) => simulator::run(&cli.global, a).await,
             Command::TestConnection(a) => test_connection::run(&cli.global, a).await,
+            Command::Run(a) => run::run(&cli.global, a).await,
+            Command::Scan(a) => scan::run(&cli.global, a).await,
+            Command::Findings(a) => findings::run(&cli.global, a).await,
+            Command::Runs(a) => runs::run(&cli.global, a).await,
+            Command::Demo(a) => demo::run(&cli.global, a).await,
         }
     });
     match outcome {
@@ -91,16 +112,9 @@ pub fn main() -> ExitCode {
 }
 
 fn init_logging(global: &Global) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(global.log_level.clone()));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if global.log_format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
+    if let Err(e) = crate::logging::init(&global.log_level, &global.log_format) {
+        eprintln!("error: {e}");
+        std::process::exit(2);
     }
 }
 

@@ -1,0 +1,245 @@
+//! `scansync findings`: what the store holds, filtered.
+
+use super::runs::{open_store, OutputFormat};
+use super::{table, Global};
+use crate::finding::Severity;
+use crate::store::{FindingFilter, FindingRow, FindingState};
+use serde_json::{json, Value};
+use std::io::{self, Write};
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Only findings of this scan (repeatable)
+    #[arg(long = "scan", value_name = "NAME")]
+    pub scans: Vec<String>,
+    /// Only findings in this state (repeatable): new, open, fixed, reopened, false_positive, accepted
+    #[arg(long = "state", value_name = "STATE", value_parser = parse_state)]
+    pub states: Vec<FindingState>,
+    /// Only findings of this severity or worse: critical, high, medium, low, info
+    #[arg(long, value_name = "SEVERITY")]
+    pub severity: Option<Severity>,
+    /// table, or json (JSON Lines: one finding per line)
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
+    /// Read this SQLite file instead of the config's [store] path
+    #[arg(long, value_name = "FILE")]
+    pub store: Option<PathBuf>,
+}
+
+pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
+    let store = open_store(global, args.store.as_ref())?;
+    let filter = FindingFilter {
+        scans: args.scans,
+        states: args.states,
+        min_severity: args.severity,
+    };
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    let outcome = match args.format {
+        // Streamed: one row in memory at a time, however large the store.
+        OutputFormat::Json => store.for_each_finding(&filter, |row| -> anyhow::Result<()> {
+            writeln!(out, "{}", finding_json(&row))?;
+            Ok(())
+        }),
+        OutputFormat::Table => {
+            let mut rows = Vec::new();
+            store.for_each_finding(&filter, |row| -> anyhow::Result<()> {
+                rows.push(table_row(&row));
+                Ok(())
+            })?;
+            write_table(&mut out, &rows).map_err(anyhow::Error::from)
+        }
+    };
+    match outcome {
+        Err(e) if is_broken_pipe(&e) => return Ok(0),
+        other => other?,
+    }
+    ignore_broken_pipe(out.flush())?;
+    Ok(0)
+}
+
+/// `scansync findings | head` closes the pipe early; that is not an error.
+pub(crate) fn ignore_broken_pipe(r: io::Result<()>) -> io::Result<()> {
+    match r {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<io::Error>()
+        .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+}
+
+/// Parses a finding state as the store writes it.
+pub fn parse_state(word: &str) -> Result<FindingState, String> {
+    match word {
+        "new" => Ok(FindingState::New),
+        "open" => Ok(FindingState::Open),
+        "fixed" => Ok(FindingState::Fixed),
+        "reopened" => Ok(FindingState::Reopened),
+        "false_positive" | "false-positive" => Ok(FindingState::FalsePositive),
+        "accepted" => Ok(FindingState::Accepted),
+        other => Err(format!(
+            "\"{other}\" is not a finding state (one of new, open, fixed, reopened, false_positive, accepted)"
+        )),
+    }
+}
+
+/// The word a finding state is stored and printed as.
+pub fn state_word(state: FindingState) -> &'static str {
+    match state {
+        FindingState::New => "new",
+        FindingState::Open => "open",
+        FindingState::Fixed => "fixed",
+        FindingState::Reopened => "reopened",
+        FindingState::FalsePositive => "false_positive",
+        FindingState::Accepted => "accepted",
+    }
+}
+
+/// One finding as a JSON Lines record. Field names are a fixed interface (scripts, exports).
+pub fn finding_json(r: &FindingRow) -> Value {
+    let f = &r.finding;
+    json!({
+        "fingerprint": r.fingerprint,
+        "scan": r.scan,
+        "instance": r.instance,
+        "vendor": r.vendor,
+        "bind_to": r.bind_to,
+        "severity": f.severity.as_str(),
+        "state": state_word(r.state),
+        "title": f.title,
+        "location": f.location.display(),
+        "location_detail": f.location,
+        "cwe": f.cwe,
+        "owasp": f.owasp,
+        "rule_id": f.rule_id,
+        "vendor_id": f.vendor_id,
+        "vendor_status": f.vendor_status,
+        "vendor_url": f.vendor_url,
+        "first_seen": r.first_seen,
+        "last_seen": r.last_seen,
+        "times_seen": r.times_seen,
+    })
+}
+
+fn table_row(r: &FindingRow) -> Vec<String> {
+    vec![
+        r.fingerprint.chars().take(12).collect(),
+        r.scan.clone(),
+        r.finding.severity.as_str().to_string(),
+        state_word(r.state).to_string(),
+        table::truncate(&r.finding.title, 50),
+        table::truncate(&r.finding.location.display(), 50),
+        r.last_seen.clone(),
+    ]
+}
+
+fn write_table(out: &mut impl Write, rows: &[Vec<String>]) -> io::Result<()> {
+    table::write(
+        out,
+        &[
+            "FINGERPRINT",
+            "SCAN",
+            "SEVERITY",
+            "STATE",
+            "TITLE",
+            "LOCATION",
+            "LAST SEEN",
+        ],
+        rows,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::finding::{Finding, Location};
+
+    fn row() -> FindingRow {
+        FindingRow {
+            fingerprint: "0123456789abcdef0123456789abcdef".into(),
+            scan: "web".into(),
+            instance: "ct".into(),
+            vendor: "codethreat".into(),
+            bind_to: "shop".into(),
+            state: FindingState::FalsePositive,
+            finding: Finding {
+                vendor_id: None,
+                title: "SQL injection".into(),
+                severity: Severity::High,
+                vendor_status: Some("Open".into()),
+                cwe: Some("CWE-89".into()),
+                owasp: None,
+                rule_id: Some("sqli".into()),
+                location: Location::Code {
+                    path: "src/db.rs".into(),
+                    start_line: Some(40),
+                    end_line: Some(42),
+                },
+                description: None,
+                remediation: None,
+                vendor_url: None,
+                vendor_first_seen: None,
+                vendor_last_seen: None,
+                raw: "{}".into(),
+            },
+            first_seen: "2026-03-01T12:00:00Z".into(),
+            last_seen: "2026-03-02T12:00:00Z".into(),
+            times_seen: 3,
+        }
+    }
+
+    #[test]
+    fn finding_json_carries_the_documented_fields() {
+        let v = finding_json(&row());
+        for key in [
+            "fingerprint",
+            "scan",
+            "vendor",
+            "severity",
+            "state",
+            "title",
+            "location",
+            "first_seen",
+            "last_seen",
+        ] {
+            assert!(v.get(key).is_some(), "missing {key}");
+        }
+        assert_eq!(v["state"], "false_positive");
+        assert_eq!(v["severity"], "high");
+        assert_eq!(v["location"], "src/db.rs:40-42");
+        assert_eq!(v["times_seen"], 3);
+    }
+
+    #[test]
+    fn every_state_word_parses_back_to_its_state() {
+        for s in [
+            FindingState::New,
+            FindingState::Open,
+            FindingState::Fixed,
+            FindingState::Reopened,
+            FindingState::FalsePositive,
+            FindingState::Accepted,
+        ] {
+            assert_eq!(parse_state(state_word(s)).unwrap(), s);
+            assert_eq!(serde_json::to_value(s).unwrap(), state_word(s));
+        }
+    }
+
+    #[test]
+    fn unknown_state_is_rejected_with_the_list_of_states() {
+        let e = parse_state("closed").unwrap_err();
+        assert!(e.contains("closed") && e.contains("false_positive"), "{e}");
+    }
+
+    #[test]
+    fn table_shows_a_short_fingerprint_and_the_location() {
+        let mut out = Vec::new();
+        write_table(&mut out, &[table_row(&row())]).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("0123456789ab  web"), "{text}");
+        assert!(text.contains("src/db.rs:40-42"), "{text}");
+    }
+}

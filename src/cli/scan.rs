@@ -1,0 +1,435 @@
+//! `scansync scan`: one scan now, with the flags of `kdt scan`, so a CI step that runs
+//! `kdt scan -p X -t codethreat -b main` switches by changing the binary name.
+
+use super::Global;
+use crate::config::{Config, ScanConfig, Schedule};
+use crate::finding::Severity;
+use crate::store::RunState;
+use crate::sync::{run_scan, Progress, RunOptions, RunSummary, SyncContext};
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Exit code: the run did not succeed (failed, timed out, interrupted).
+pub const EXIT_RUN_FAILED: u8 = 3;
+/// Exit code: the run succeeded but a `--threshold-*` was exceeded.
+pub const EXIT_THRESHOLD: u8 = 10;
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = "\
+Thresholds count open findings at a severity *or worse*: --threshold-high 0 fails when there is
+any high or critical finding; --threshold-med 5 fails when there are more than 5 findings that
+are medium, high or critical.
+
+Exit codes: 0 success (thresholds kept), 1 error (connection, store), 2 bad flags, 3 the run
+did not succeed (failed, timed out, interrupted), 10 a threshold was exceeded, 78 config error.")]
+pub struct Args {
+    /// The vendor project (CodeThreat) or API asset (Salt Security): a configured scan's bind_to
+    #[arg(short = 'p', long)]
+    pub project: String,
+    /// The vendor: codethreat, saltsecurity
+    #[arg(short = 't', long)]
+    pub tool: String,
+    /// Branch to scan (overrides the configured branch)
+    #[arg(short = 'b', long)]
+    pub branch: Option<String>,
+    /// Fail (exit 10) when more than N critical findings are open
+    #[arg(long = "threshold-crit", value_name = "N")]
+    pub threshold_crit: Option<u64>,
+    /// Fail (exit 10) when more than N high-or-critical findings are open
+    #[arg(long = "threshold-high", value_name = "N")]
+    pub threshold_high: Option<u64>,
+    /// Fail (exit 10) when more than N medium-or-worse findings are open
+    #[arg(long = "threshold-med", value_name = "N")]
+    pub threshold_med: Option<u64>,
+    /// Fail (exit 10) when more than N low-or-worse findings are open
+    #[arg(long = "threshold-low", value_name = "N")]
+    pub threshold_low: Option<u64>,
+    /// Return once the vendor scan is started; no waiting, no thresholds
+    #[arg(long = "async")]
+    pub start_only: bool,
+}
+
+/// A `--threshold-*` limit that was exceeded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exceeded {
+    /// The severity the threshold is about ("at or above" this).
+    pub severity: Severity,
+    /// Open findings at that severity or worse.
+    pub count: u64,
+    pub limit: u64,
+}
+
+impl std::fmt::Display for Exceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let flag = match self.severity {
+            Severity::Critical => "crit",
+            Severity::High => "high",
+            Severity::Medium => "med",
+            _ => "low",
+        };
+        let scope = if self.severity == Severity::Critical {
+            "critical".to_string()
+        } else {
+            format!("{} or worse", self.severity)
+        };
+        write!(
+            f,
+            "{} open finding(s) {scope}, more than --threshold-{flag} {}",
+            self.count, self.limit
+        )
+    }
+}
+
+/// The thresholds exceeded by `open` (open findings per severity), worst severity first.
+/// Each threshold counts findings at its severity or worse.
+pub fn exceeded_thresholds(
+    limits: &[(Severity, Option<u64>)],
+    open: &BTreeMap<Severity, u64>,
+) -> Vec<Exceeded> {
+    let mut out: Vec<Exceeded> = limits
+        .iter()
+        .filter_map(|&(severity, limit)| {
+            let limit = limit?;
+            let count = open
+                .iter()
+                .filter(|(s, _)| **s >= severity)
+                .map(|(_, n)| *n)
+                .sum();
+            (count > limit).then_some(Exceeded {
+                severity,
+                count,
+                limit,
+            })
+        })
+        .collect();
+    out.sort_by_key(|e| std::cmp::Reverse(e.severity));
+    out
+}
+
+/// Why `scan` could not pick a scan to run.
+#[derive(Debug, thiserror::Error)]
+pub enum PickError {
+    #[error("no instance with vendor \"{tool}\" in the config; add an [instances.NAME] with vendor = \"{tool}\"")]
+    NoInstance { tool: String },
+    #[error("no configured scan binds to \"{project}\" on a {tool} instance, and there are several {tool} instances ({instances}); add a [[scans]] entry with bind_to = \"{project}\" naming the instance")]
+    Ambiguous {
+        tool: String,
+        project: String,
+        instances: String,
+    },
+}
+
+/// The configured scan whose instance is of vendor `tool` and which binds to `project`; else
+/// an ad hoc one on the only instance of that vendor, named `<tool>-<project>`.
+pub fn pick_scan(config: &Config, tool: &str, project: &str) -> Result<ScanConfig, PickError> {
+    let vendor_of = |instance: &str| config.instances.get(instance).map(|i| i.vendor.as_str());
+    let matching: Vec<&ScanConfig> = config
+        .scans
+        .iter()
+        .filter(|s| s.bind_to == project && vendor_of(&s.instance) == Some(tool))
+        .collect();
+    if let Some(scan) = matching
+        .iter()
+        .find(|s| s.enabled)
+        .or_else(|| matching.first())
+    {
+        return Ok((*scan).clone());
+    }
+    let instances: Vec<&String> = config
+        .instances
+        .iter()
+        .filter(|(_, i)| i.vendor == tool)
+        .map(|(name, _)| name)
+        .collect();
+    match instances.as_slice() {
+        [] => Err(PickError::NoInstance {
+            tool: tool.to_string(),
+        }),
+        [instance] => Ok(ad_hoc_scan(tool, instance, project)),
+        several => Err(PickError::Ambiguous {
+            tool: tool.to_string(),
+            project: project.to_string(),
+            instances: several
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+    }
+}
+
+/// A scan made up for `scan -p PROJECT -t TOOL` when the config has none for the project.
+fn ad_hoc_scan(tool: &str, instance: &str, project: &str) -> ScanConfig {
+    ScanConfig {
+        name: format!("{tool}-{project}"),
+        instance: instance.to_string(),
+        bind_to: project.to_string(),
+        branch: None,
+        environment: None,
+        tags: Vec::new(),
+        metadata: BTreeMap::new(),
+        min_severity: None,
+        enabled: true,
+        schedule: Schedule::Now,
+        timeout: Duration::from_secs(2 * 3600),
+    }
+}
+
+pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
+    let config = Config::load(&Config::resolve_path(global.config.as_deref()))?;
+    let scan = pick_scan(&config, &args.tool, &args.project)?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // Ctrl-C / SIGTERM: the run commits its current page and ends interrupted.
+    let signals = stop_on_signal(stop_tx)?;
+    let ctx = SyncContext::new(&config, stop_rx)?;
+    let progress = std::io::stderr().is_terminal().then(|| {
+        Progress(Arc::new(|line: &str| eprintln!("{line}")) as Arc<dyn Fn(&str) + Send + Sync>)
+    });
+    let opts = RunOptions {
+        trigger: "cli".into(),
+        branch: args.branch.clone(),
+        start_only: args.start_only,
+        progress,
+        ..RunOptions::default()
+    };
+    let summary = run_scan(&ctx, &scan, opts).await;
+    signals.close();
+    let summary = summary?;
+    if args.start_only {
+        println!(
+            "scan {}: vendor scan {} started (run {}); `scansync runs --scan {}` shows it",
+            summary.scan,
+            summary
+                .vendor_scan_id
+                .as_deref()
+                .unwrap_or("(none: passive vendor)"),
+            summary.run_id,
+            summary.scan
+        );
+        return Ok(if summary.error.is_some() {
+            EXIT_RUN_FAILED
+        } else {
+            0
+        });
+    }
+    print_summary(&summary);
+    if summary.state != RunState::Succeeded {
+        eprintln!(
+            "error: run {} ended {}{}",
+            summary.run_id,
+            super::runs::run_state_word(summary.state),
+            summary
+                .error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        );
+        return Ok(EXIT_RUN_FAILED);
+    }
+    let exceeded = exceeded_thresholds(
+        &[
+            (Severity::Critical, args.threshold_crit),
+            (Severity::High, args.threshold_high),
+            (Severity::Medium, args.threshold_med),
+            (Severity::Low, args.threshold_low),
+        ],
+        &summary.open_by_severity,
+    );
+    if exceeded.is_empty() {
+        return Ok(0);
+    }
+    for e in &exceeded {
+        eprintln!("threshold exceeded: {e}");
+    }
+    Ok(EXIT_THRESHOLD)
+}
+
+fn print_summary(s: &RunSummary) {
+    println!(
+        "scan {}: run {} {}{}",
+        s.scan,
+        s.run_id,
+        super::runs::run_state_word(s.state),
+        s.vendor_scan_id
+            .as_deref()
+            .map(|id| format!(" (vendor scan {id})"))
+            .unwrap_or_default()
+    );
+    let c = s.counts;
+    println!(
+        "  seen {}, new {}, fixed {}, reopened {}",
+        c.seen, c.new, c.fixed, c.reopened
+    );
+    let open: Vec<String> = Severity::ALL
+        .iter()
+        .map(|sev| {
+            format!(
+                "{sev} {}",
+                s.open_by_severity.get(sev).copied().unwrap_or(0)
+            )
+        })
+        .collect();
+    println!("  open: {}", open.join(", "));
+}
+
+fn stop_on_signal(
+    stop: tokio::sync::watch::Sender<bool>,
+) -> std::io::Result<signal_hook::iterator::Handle> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    let handle = signals.handle();
+    std::thread::spawn(move || {
+        if signals.forever().next().is_some() {
+            eprintln!("stopping: the run commits its current page and ends interrupted");
+            let _ = stop.send(true);
+        }
+    });
+    Ok(handle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{DaemonConfig, InstanceConfig, StoreConfig};
+
+    fn instance(vendor: &str) -> InstanceConfig {
+        InstanceConfig {
+            vendor: vendor.into(),
+            url: None,
+            region: None,
+            organization: None,
+            token_file: None,
+            token_env: None,
+            credential: None,
+            token: None,
+            insecure: false,
+            ca_file: None,
+            proxy: None,
+            timeout: None,
+            resolved_token: None,
+        }
+    }
+
+    fn config(instances: &[(&str, &str)], scans: &[(&str, &str, &str)]) -> Config {
+        Config {
+            store: StoreConfig {
+                path: "/tmp/s.db".into(),
+            },
+            daemon: DaemonConfig::default(),
+            instances: instances
+                .iter()
+                .map(|(name, vendor)| (name.to_string(), instance(vendor)))
+                .collect(),
+            scans: scans
+                .iter()
+                .map(|(name, inst, bind_to)| ScanConfig {
+                    name: name.to_string(),
+                    schedule: Schedule::Every(Duration::from_secs(3600)),
+                    ..ad_hoc_scan("x", inst, bind_to)
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn configured_scan_on_that_vendor_and_project_is_picked() {
+        let c = config(
+            &[("ct", "codethreat"), ("salt", "saltsecurity")],
+            &[("salt-shop", "salt", "shop"), ("ct-shop", "ct", "shop")],
+        );
+        let s = pick_scan(&c, "codethreat", "shop").unwrap();
+        assert_eq!(s.name, "ct-shop");
+        assert_eq!(s.schedule, Schedule::Every(Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn unconfigured_project_binds_ad_hoc_on_the_only_instance_of_the_vendor() {
+        let c = config(&[("ct", "codethreat"), ("salt", "saltsecurity")], &[]);
+        let s = pick_scan(&c, "codethreat", "shop").unwrap();
+        assert_eq!(
+            (s.name.as_str(), s.instance.as_str(), s.bind_to.as_str()),
+            ("codethreat-shop", "ct", "shop")
+        );
+        assert_eq!(s.schedule, Schedule::Now);
+    }
+
+    #[test]
+    fn several_instances_of_the_vendor_without_a_configured_scan_is_an_error_naming_them() {
+        let c = config(&[("ct-a", "codethreat"), ("ct-b", "codethreat")], &[]);
+        let e = pick_scan(&c, "codethreat", "shop").unwrap_err().to_string();
+        assert!(
+            e.contains("ct-a, ct-b") && e.contains("bind_to = \"shop\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn no_instance_of_the_vendor_is_an_error_saying_what_to_add() {
+        let c = config(&[("salt", "saltsecurity")], &[]);
+        let e = pick_scan(&c, "codethreat", "shop").unwrap_err().to_string();
+        assert!(e.contains("vendor = \"codethreat\""), "{e}");
+    }
+
+    fn open(c: u64, h: u64, m: u64, l: u64) -> BTreeMap<Severity, u64> {
+        BTreeMap::from([
+            (Severity::Critical, c),
+            (Severity::High, h),
+            (Severity::Medium, m),
+            (Severity::Low, l),
+            (Severity::Info, 100),
+        ])
+    }
+
+    #[test]
+    fn threshold_high_zero_fails_on_a_single_critical_finding() {
+        let e = exceeded_thresholds(&[(Severity::High, Some(0))], &open(1, 0, 0, 0));
+        assert_eq!(
+            e,
+            vec![Exceeded {
+                severity: Severity::High,
+                count: 1,
+                limit: 0
+            }]
+        );
+    }
+
+    #[test]
+    fn a_count_equal_to_the_threshold_passes() {
+        let e = exceeded_thresholds(&[(Severity::Medium, Some(6))], &open(1, 2, 3, 50));
+        assert!(e.is_empty(), "{e:?}");
+    }
+
+    #[test]
+    fn every_exceeded_threshold_is_reported_worst_first_and_unset_ones_ignored() {
+        let limits = [
+            (Severity::Low, Some(10)),
+            (Severity::Critical, Some(0)),
+            (Severity::High, None),
+            (Severity::Medium, Some(100)),
+        ];
+        let e = exceeded_thresholds(&limits, &open(2, 3, 4, 5));
+        let got: Vec<(Severity, u64)> = e.iter().map(|x| (x.severity, x.count)).collect();
+        assert_eq!(got, vec![(Severity::Critical, 2), (Severity::Low, 14)]);
+    }
+
+    #[test]
+    fn missing_severities_count_as_zero() {
+        let e = exceeded_thresholds(&[(Severity::Critical, Some(0))], &BTreeMap::new());
+        assert!(e.is_empty());
+    }
+
+    #[test]
+    fn exceeded_message_names_the_flag_the_count_and_the_scope() {
+        let e = Exceeded {
+            severity: Severity::High,
+            count: 5,
+            limit: 2,
+        };
+        assert_eq!(
+            e.to_string(),
+            "5 open finding(s) high or worse, more than --threshold-high 2"
+        );
+    }
+}

@@ -1,0 +1,291 @@
+//! When each scan runs: the pure decisions behind the daemon's jobs, kept apart from the
+//! scheduler so they can be tested without clocks or a store.
+//!
+//! Rules (also in the README):
+//! - `now` runs at start-up unless the store's last run of that scan succeeded: a restart
+//!   does not repeat a completed start-up run, but a run that failed or was interrupted is
+//!   tried again.
+//! - `{ at = … }` in the future runs once at that instant. One already past runs once at
+//!   start-up when the store holds no run of that scan started at or after the instant
+//!   ("missed while scansync was not running"), and is skipped otherwise.
+//! - `{ cron = … }` and `{ every = … }` are periodic; their first run is the first tick, not
+//!   start-up, so restarting the daemon does not hit the vendor again.
+
+use crate::config::{ScanConfig, Schedule};
+use crate::store::RunState;
+use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// What the store remembers about a scan's last run, as far as scheduling cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastRun {
+    pub state: RunState,
+    pub started_at: DateTime<Utc>,
+}
+
+/// What to do with one enabled scan when the daemon starts (or a reload adds it).
+#[derive(Debug, Clone, PartialEq)]
+pub enum StartupPlan {
+    /// Start a run right away, with this trigger; `missed` explains a past `at`.
+    RunNow {
+        trigger: &'static str,
+        missed: Option<DateTime<Utc>>,
+    },
+    /// Nothing to do, for this reason (logged).
+    Skip(String),
+    /// One run at this instant.
+    OnceAt(DateTime<Utc>),
+    /// A run every so long, first one after one interval.
+    Every(Duration),
+    /// A run at each cron occurrence, computed one at a time in the scan's time zone.
+    Cron,
+}
+
+/// The trigger recorded on runs started by a periodic schedule.
+pub const TRIGGER_SCHEDULE: &str = "schedule";
+/// The trigger recorded on a run that polls a vendor scan left by a previous process.
+pub const TRIGGER_RESUME: &str = "resume";
+
+/// Decides what start-up means for a scan with this schedule, given its last run.
+pub fn plan_startup(
+    schedule: &Schedule,
+    now: DateTime<Utc>,
+    last_run: Option<LastRun>,
+) -> StartupPlan {
+    match schedule {
+        Schedule::Now => match last_run {
+            Some(last) if last.state == RunState::Succeeded => StartupPlan::Skip(format!(
+                "schedule \"now\": the last run (started {}) succeeded; not running again after a restart",
+                last.started_at.to_rfc3339()
+            )),
+            _ => StartupPlan::RunNow {
+                trigger: "now",
+                missed: None,
+            },
+        },
+        Schedule::At(at) => {
+            let at = at.with_timezone(&Utc);
+            if at > now {
+                StartupPlan::OnceAt(at)
+            } else if last_run.is_some_and(|l| l.started_at >= at) {
+                StartupPlan::Skip(format!(
+                    "schedule at {}: already ran at or after that instant",
+                    at.to_rfc3339()
+                ))
+            } else {
+                StartupPlan::RunNow {
+                    trigger: "at",
+                    missed: Some(at),
+                }
+            }
+        }
+        Schedule::Every(every) => StartupPlan::Every(*every),
+        Schedule::Cron { .. } => StartupPlan::Cron,
+    }
+}
+
+/// A random delay in `[0, max]`, so scans sharing a tick do not reach a vendor in the same
+/// second.
+pub fn jitter_delay(max: Duration) -> Duration {
+    let max_ms = u64::try_from(max.as_millis()).unwrap_or(u64::MAX);
+    if max_ms == 0 {
+        Duration::ZERO
+    } else {
+        Duration::from_millis(fastrand::u64(0..=max_ms))
+    }
+}
+
+/// How the enabled scans differ between two configs, by what their jobs need.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReloadPlan {
+    /// Newly present (or newly enabled): schedule them.
+    pub added: Vec<String>,
+    /// Gone (or disabled): drop their jobs; runs in flight finish.
+    pub removed: Vec<String>,
+    /// Schedule changed: drop the old job, schedule anew.
+    pub rescheduled: Vec<String>,
+    /// Same schedule: the job stays (its timer is not reset); the next run reads the new
+    /// settings, since jobs look the scan up by name when they fire.
+    pub kept: Vec<String>,
+}
+
+/// Compares the enabled scans of two configs by name and schedule.
+pub fn plan_reload(old: &[ScanConfig], new: &[ScanConfig]) -> ReloadPlan {
+    let enabled = |scans: &[ScanConfig]| -> BTreeMap<String, Schedule> {
+        scans
+            .iter()
+            .filter(|s| s.enabled)
+            .map(|s| (s.name.clone(), s.schedule.clone()))
+            .collect()
+    };
+    let (old, new) = (enabled(old), enabled(new));
+    let mut plan = ReloadPlan::default();
+    for (name, schedule) in &new {
+        match old.get(name) {
+            None => plan.added.push(name.clone()),
+            Some(previous) if previous != schedule => plan.rescheduled.push(name.clone()),
+            Some(_) => plan.kept.push(name.clone()),
+        }
+    }
+    plan.removed = old
+        .keys()
+        .filter(|name| !new.contains_key(*name))
+        .cloned()
+        .collect();
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn last(state: RunState, at: &str) -> Option<LastRun> {
+        Some(LastRun {
+            state,
+            started_at: t(at),
+        })
+    }
+
+    fn scan(name: &str, schedule: Schedule, enabled: bool) -> ScanConfig {
+        ScanConfig {
+            name: name.into(),
+            instance: "ct".into(),
+            bind_to: "p".into(),
+            branch: None,
+            environment: None,
+            tags: vec![],
+            metadata: Default::default(),
+            min_severity: None,
+            enabled,
+            schedule,
+            timeout: Duration::from_secs(7200),
+        }
+    }
+
+    const NOW: &str = "2026-03-01T12:00:00Z";
+
+    #[test]
+    fn now_runs_when_the_scan_never_ran() {
+        assert_eq!(
+            plan_startup(&Schedule::Now, t(NOW), None),
+            StartupPlan::RunNow {
+                trigger: "now",
+                missed: None
+            }
+        );
+    }
+
+    #[test]
+    fn now_is_not_repeated_after_a_restart_when_the_last_run_succeeded() {
+        let plan = plan_startup(
+            &Schedule::Now,
+            t(NOW),
+            last(RunState::Succeeded, "2026-03-01T11:00:00Z"),
+        );
+        assert!(matches!(plan, StartupPlan::Skip(_)), "{plan:?}");
+    }
+
+    #[test]
+    fn now_runs_again_when_the_last_run_was_interrupted_or_failed() {
+        for state in [RunState::Interrupted, RunState::Failed, RunState::TimedOut] {
+            let plan = plan_startup(&Schedule::Now, t(NOW), last(state, "2026-03-01T11:00:00Z"));
+            assert!(
+                matches!(plan, StartupPlan::RunNow { .. }),
+                "{state:?}: {plan:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn future_at_is_scheduled_for_that_instant_in_utc() {
+        let at = chrono::FixedOffset::east_opt(3600)
+            .unwrap()
+            .with_ymd_and_hms(2026, 3, 1, 15, 0, 0)
+            .unwrap();
+        assert_eq!(
+            plan_startup(&Schedule::At(at), t(NOW), None),
+            StartupPlan::OnceAt(t("2026-03-01T14:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn past_at_that_never_ran_runs_once_and_says_it_was_missed() {
+        let at = t("2026-03-01T09:00:00Z").fixed_offset();
+        let plan = plan_startup(
+            &Schedule::At(at),
+            t(NOW),
+            last(RunState::Succeeded, "2026-02-28T09:00:00Z"),
+        );
+        assert_eq!(
+            plan,
+            StartupPlan::RunNow {
+                trigger: "at",
+                missed: Some(t("2026-03-01T09:00:00Z"))
+            }
+        );
+    }
+
+    #[test]
+    fn past_at_that_already_ran_is_skipped() {
+        let at = t("2026-03-01T09:00:00Z").fixed_offset();
+        let plan = plan_startup(
+            &Schedule::At(at),
+            t(NOW),
+            last(RunState::Failed, "2026-03-01T09:00:01Z"),
+        );
+        assert!(matches!(plan, StartupPlan::Skip(_)), "{plan:?}");
+    }
+
+    #[test]
+    fn periodic_schedules_do_not_run_at_start_up() {
+        let every = Duration::from_secs(60);
+        assert_eq!(
+            plan_startup(&Schedule::Every(every), t(NOW), None),
+            StartupPlan::Every(every)
+        );
+        let cron = Schedule::Cron {
+            expr: "0 3 * * *".into(),
+            timezone: chrono_tz::Europe::Berlin,
+        };
+        assert_eq!(plan_startup(&cron, t(NOW), None), StartupPlan::Cron);
+    }
+
+    #[test]
+    fn jitter_stays_within_its_bound_and_zero_means_none() {
+        assert_eq!(jitter_delay(Duration::ZERO), Duration::ZERO);
+        for _ in 0..200 {
+            assert!(jitter_delay(Duration::from_millis(250)) <= Duration::from_millis(250));
+        }
+    }
+
+    #[test]
+    fn reload_plan_sorts_scans_into_added_removed_rescheduled_kept() {
+        let hourly = Schedule::Every(Duration::from_secs(3600));
+        let daily = Schedule::Every(Duration::from_secs(86400));
+        let old = vec![
+            scan("kept", hourly.clone(), true),
+            scan("changed", hourly.clone(), true),
+            scan("gone", hourly.clone(), true),
+            scan("disabled-now", hourly.clone(), true),
+            scan("enabled-now", hourly.clone(), false),
+        ];
+        let new = vec![
+            scan("kept", hourly.clone(), true),
+            scan("changed", daily, true),
+            scan("fresh", Schedule::Now, true),
+            scan("disabled-now", hourly.clone(), false),
+            scan("enabled-now", hourly, true),
+        ];
+        let plan = plan_reload(&old, &new);
+        assert_eq!(plan.added, vec!["enabled-now", "fresh"]);
+        assert_eq!(plan.removed, vec!["disabled-now", "gone"]);
+        assert_eq!(plan.rescheduled, vec!["changed"]);
+        assert_eq!(plan.kept, vec!["kept"]);
+    }
+}
