@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 pub mod check_config;
+pub mod export;
 pub mod sync;
 
 /// Exit code for a bad config file (sysexits.h EX_CONFIG), which systemd and scripts know.
@@ -44,6 +45,8 @@ pub enum Command {
     CheckConfig(check_config::Args),
     /// Run scans now (default: every enabled scan), print a summary, exit 1 if any failed
     Sync(sync::Args),
+    /// Export findings as JSON Lines, CSV or SARIF 2.1.0 (same filters as `findings`)
+    Export(export::Args),
 }
 
 /// Parses arguments, sets up logging and the runtime, runs the subcommand, maps the outcome
@@ -65,6 +68,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::CheckConfig(a) => check_config::run(&cli.global, a).await,
             Command::Sync(a) => sync::run(&cli.global, a).await,
+            Command::Export(a) => export::run(&cli.global, a).await,
         }
     });
     match outcome {

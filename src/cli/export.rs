@@ -1,0 +1,84 @@
+//! `scansync export --format jsonl|csv|sarif [--scan NAME]… [--state WORD]… [--severity WORD]
+//! [--output PATH] [--raw]`: the store's findings as a file other tools read.
+
+use super::Global;
+use crate::config::Config;
+use crate::export::{export_store, parse_state, write_atomically, ExportOptions, Format};
+use crate::finding::Severity;
+use crate::store::{FindingFilter, FindingState, Store};
+use anyhow::Context;
+use std::io::Write;
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Output format
+    #[arg(long, value_enum)]
+    pub format: Format,
+    /// Only this scan (repeatable); default: every scan
+    #[arg(long = "scan", value_name = "NAME")]
+    pub scans: Vec<String>,
+    /// Only findings in this state (repeatable): new, open, fixed, reopened, false_positive,
+    /// accepted; default: every state
+    #[arg(long = "state", value_name = "WORD", value_parser = parse_state)]
+    pub states: Vec<FindingState>,
+    /// Only this severity or worse: critical, high, medium, low, info
+    #[arg(long, value_name = "WORD")]
+    pub severity: Option<Severity>,
+    /// Write here instead of stdout; the file is replaced only once the export is complete
+    #[arg(long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+    /// Add each finding's raw vendor JSON (jsonl only)
+    #[arg(long)]
+    pub raw: bool,
+}
+
+pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
+    if args.raw && args.format != Format::Jsonl {
+        anyhow::bail!("--raw only applies to --format jsonl (CSV and SARIF have no place for the vendor's JSON)");
+    }
+    let path = Config::resolve_path(global.config.as_deref());
+    let config = Config::load(&path)?;
+    let store_path = config.store.path.clone();
+    // SQLite reads block; keep them off the async workers.
+    tokio::task::spawn_blocking(move || export(&store_path, args)).await?
+}
+
+fn export(store_path: &std::path::Path, args: Args) -> anyhow::Result<u8> {
+    if !store_path.exists() {
+        anyhow::bail!(
+            "no store at {}: run `scansync sync` first, or check [store] path in the config",
+            store_path.display()
+        );
+    }
+    let store = Store::open(store_path)?;
+    let filter = FindingFilter {
+        scans: args.scans,
+        states: args.states,
+        min_severity: args.severity,
+    };
+    let opts = ExportOptions { raw: args.raw };
+    let count = match &args.output {
+        Some(out) => {
+            let count = write_atomically(out, |w| {
+                export_store(&store, &filter, args.format, opts, w).map(|(n, _)| n)
+            })?;
+            eprintln!("exported {count} findings to {}", out.display());
+            count
+        }
+        None => {
+            let stdout = std::io::stdout().lock();
+            let (count, mut w) = export_store(
+                &store,
+                &filter,
+                args.format,
+                opts,
+                std::io::BufWriter::new(stdout),
+            )?;
+            w.flush().context("writing the export to stdout")?;
+            count
+        }
+    };
+    tracing::debug!(count, "export finished");
+    Ok(0)
+}
