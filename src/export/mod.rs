@@ -135,7 +135,8 @@ pub struct ExportOptions {
 /// hands the writer back so the caller can flush and sync it.
 pub enum Exporter<W: Write> {
     Jsonl(JsonlWriter<W>),
-    Csv(CsvWriter<W>),
+    /// Boxed: the CSV writer carries its own buffers and would make every variant large.
+    Csv(Box<CsvWriter<W>>),
     Sarif(SarifWriter<W>),
 }
 
@@ -143,7 +144,7 @@ impl<W: Write> Exporter<W> {
     pub fn new(format: Format, opts: ExportOptions, out: W) -> Result<Exporter<W>, ExportError> {
         Ok(match format {
             Format::Jsonl => Exporter::Jsonl(JsonlWriter::new(out, opts.raw)),
-            Format::Csv => Exporter::Csv(CsvWriter::new(out)?),
+            Format::Csv => Exporter::Csv(Box::new(CsvWriter::new(out)?)),
             Format::Sarif => Exporter::Sarif(SarifWriter::new(out)),
         })
     }
