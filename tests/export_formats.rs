@@ -152,7 +152,10 @@ fn fixtures_dir() -> PathBuf {
 fn normalise_version(text: &str) -> String {
     let v = env!("CARGO_PKG_VERSION");
     text.replace(&format!("\"{v}\""), "\"0.0.0-golden\"")
-        .replace(&format!("scansync {v}\""), "scansync 0.0.0-golden\"")
+        .replace(
+            &format!("\"{v} (scansync)\""),
+            "\"0.0.0-golden (scansync)\"",
+        )
 }
 
 fn assert_golden(name: &str, actual: &str) {

@@ -3,8 +3,9 @@
 //! # Shape
 //! One run per vendor (`tool.driver` is the vendor's scanner; scansync, which read and mapped
 //! the findings, is the run's one `tool.extensions` entry). The vendors' hosted APIs report
-//! no engine version, so the driver's `version` reads `via scansync X.Y.Z`: it names the
-//! mapping that produced the run, which is what changes when the output changes.
+//! no engine version, so the driver's `version` reads `X.Y.Z (scansync)`: it names the
+//! mapping that produced the run, which is what changes when the output changes (and it
+//! starts with a number, as the SARIF validator asks of versions).
 //!
 //! Rules: one per vendor rule id, else per CWE, else one `unknown` rule. Each carries the
 //! first finding's title, description and remediation, a `helpUri` (the CWE page, else the
@@ -379,7 +380,7 @@ impl<W: Write> SarifWriter<W> {
             let (name, uri) = vendor_tool(&vendor);
             let mut driver = json!({
                 "name": name,
-                "version": format!("via scansync {}", env!("CARGO_PKG_VERSION")),
+                "version": format!("{} (scansync)", env!("CARGO_PKG_VERSION")),
                 "rules": run.rules.iter().map(Rule::to_json).collect::<Vec<_>>(),
             });
             if let Some(u) = uri {
