@@ -483,3 +483,52 @@ fn golden_and_fresh_sarif_pass_microsofts_validator() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Peak resident memory of this process so far (Linux), in bytes.
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// The exporters' half of the "1,000,000 findings within 64 MiB RSS" (the store's
+/// streaming is the other half, checked end to end after merge). Ignored by default because
+/// it takes a while in a debug build, and it must run alone: other tests in the same process
+/// would raise the peak.
+/// Run: `cargo test --test export_formats -- --ignored --test-threads=1`
+#[test]
+#[ignore]
+fn export_of_a_million_findings_stays_under_64_mib_rss() {
+    let base = fixture();
+    for format in [Format::Jsonl, Format::Csv, Format::Sarif] {
+        let base = base.clone();
+        let rows = (0..1_000_000usize).map(move |i| {
+            let mut r = base[i % base.len()].clone();
+            r.fingerprint = format!("{i:032x}");
+            r
+        });
+        let out = export_rows(rows, format, ExportOptions::default(), CountingSink(0)).unwrap();
+        assert!(out.0 > 100_000_000, "{format:?} wrote only {} bytes", out.0);
+    }
+    let peak = peak_rss().expect("/proc/self/status (Linux only)");
+    eprintln!("peak RSS after 3 x 1,000,000 findings: {} MiB", peak / 1024 / 1024);
+    assert!(
+        peak < 64 * 1024 * 1024,
+        "peak RSS {} MiB",
+        peak / 1024 / 1024
+    );
+}
+
+/// Counts bytes and drops them, so the output itself takes no memory.
+struct CountingSink(u64);
+
+impl std::io::Write for CountingSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
