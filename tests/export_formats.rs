@@ -512,7 +512,10 @@ fn export_of_a_million_findings_stays_under_64_mib_rss() {
         assert!(out.0 > 100_000_000, "{format:?} wrote only {} bytes", out.0);
     }
     let peak = peak_rss().expect("/proc/self/status (Linux only)");
-    eprintln!("peak RSS after 3 x 1,000,000 findings: {} MiB", peak / 1024 / 1024);
+    eprintln!(
+        "peak RSS after 3 x 1,000,000 findings: {} MiB",
+        peak / 1024 / 1024
+    );
     assert!(
         peak < 64 * 1024 * 1024,
         "peak RSS {} MiB",

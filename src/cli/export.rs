@@ -82,3 +82,55 @@ fn export(store_path: &std::path::Path, args: Args) -> anyhow::Result<u8> {
     tracing::debug!(count, "export finished");
     Ok(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Cli, Command};
+    use super::*;
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
+        let cli = Cli::try_parse_from(["scansync", "export"].iter().chain(args))?;
+        match cli.command {
+            Command::Export(a) => Ok(a),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn filters_and_output_parse_into_the_store_filter_types() {
+        let a = parse(&[
+            "--format",
+            "sarif",
+            "--scan",
+            "a",
+            "--scan",
+            "b",
+            "--state",
+            "new",
+            "--state",
+            "false_positive",
+            "--severity",
+            "high",
+            "--output",
+            "out.sarif",
+        ])
+        .unwrap();
+        assert_eq!(a.format, Format::Sarif);
+        assert_eq!(a.scans, ["a", "b"]);
+        assert_eq!(a.states, [FindingState::New, FindingState::FalsePositive]);
+        assert_eq!(a.severity, Some(Severity::High));
+        assert_eq!(a.output, Some(PathBuf::from("out.sarif")));
+        assert!(!a.raw);
+    }
+
+    #[test]
+    fn format_is_required_and_bad_words_are_rejected_with_the_choices() {
+        assert!(parse(&[]).is_err());
+        assert!(parse(&["--format", "xml"]).is_err());
+        let e = parse(&["--format", "csv", "--state", "closed"]).unwrap_err();
+        assert!(e.to_string().contains("one of new"), "{e}");
+        let e = parse(&["--format", "csv", "--severity", "severe"]).unwrap_err();
+        assert!(e.to_string().contains("critical"), "{e}");
+    }
+}
