@@ -6,15 +6,16 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 pub mod check_config;
-pub mod simulator;
-pub mod sync;
-pub mod test_connection;
 pub mod demo;
+pub mod export;
 pub mod findings;
 pub mod run;
 pub mod runs;
 pub mod scan;
+pub mod simulator;
+pub mod sync;
 mod table;
+pub mod test_connection;
 
 /// Exit code for a bad config file (sysexits.h EX_CONFIG), which systemd and scripts know.
 pub const EXIT_CONFIG: u8 = 78;
@@ -66,6 +67,8 @@ pub enum Command {
     Runs(runs::Args),
     /// Show scansync at work against the built-in simulator: no network, nothing to set up
     Demo(demo::Args),
+    /// Export findings as JSON Lines, CSV or SARIF 2.1.0 (same filters as `findings`)
+    Export(export::Args),
 }
 
 /// Parses arguments, sets up logging and the runtime, runs the subcommand, maps the outcome
@@ -94,6 +97,7 @@ pub fn main() -> ExitCode {
             Command::Findings(a) => findings::run(&cli.global, a).await,
             Command::Runs(a) => runs::run(&cli.global, a).await,
             Command::Demo(a) => demo::run(&cli.global, a).await,
+            Command::Export(a) => export::run(&cli.global, a).await,
         }
     });
     match outcome {
