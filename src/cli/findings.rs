@@ -2,9 +2,10 @@
 
 use super::runs::{open_store, OutputFormat};
 use super::{table, Global};
+use crate::export::{parse_state, state_word};
 use crate::finding::Severity;
 use crate::store::{FindingFilter, FindingRow, FindingState};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::io::{self, Write};
 use std::path::PathBuf;
 
@@ -71,57 +72,9 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
         .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
 }
 
-/// Parses a finding state as the store writes it.
-pub fn parse_state(word: &str) -> Result<FindingState, String> {
-    match word {
-        "new" => Ok(FindingState::New),
-        "open" => Ok(FindingState::Open),
-        "fixed" => Ok(FindingState::Fixed),
-        "reopened" => Ok(FindingState::Reopened),
-        "false_positive" | "false-positive" => Ok(FindingState::FalsePositive),
-        "accepted" => Ok(FindingState::Accepted),
-        other => Err(format!(
-            "\"{other}\" is not a finding state (one of new, open, fixed, reopened, false_positive, accepted)"
-        )),
-    }
-}
-
-/// The word a finding state is stored and printed as.
-pub fn state_word(state: FindingState) -> &'static str {
-    match state {
-        FindingState::New => "new",
-        FindingState::Open => "open",
-        FindingState::Fixed => "fixed",
-        FindingState::Reopened => "reopened",
-        FindingState::FalsePositive => "false_positive",
-        FindingState::Accepted => "accepted",
-    }
-}
-
-/// One finding as a JSON Lines record. Field names are a fixed interface (scripts, exports).
+/// One finding as a JSON Lines record: the one mapping, shared with `export`.
 pub fn finding_json(r: &FindingRow) -> Value {
-    let f = &r.finding;
-    json!({
-        "fingerprint": r.fingerprint,
-        "scan": r.scan,
-        "instance": r.instance,
-        "vendor": r.vendor,
-        "bind_to": r.bind_to,
-        "severity": f.severity.as_str(),
-        "state": state_word(r.state),
-        "title": f.title,
-        "location": f.location.display(),
-        "location_detail": f.location,
-        "cwe": f.cwe,
-        "owasp": f.owasp,
-        "rule_id": f.rule_id,
-        "vendor_id": f.vendor_id,
-        "vendor_status": f.vendor_status,
-        "vendor_url": f.vendor_url,
-        "first_seen": r.first_seen,
-        "last_seen": r.last_seen,
-        "times_seen": r.times_seen,
-    })
+    Value::Object(crate::export::finding_json(r, false, false))
 }
 
 fn table_row(r: &FindingRow) -> Vec<String> {

@@ -52,31 +52,14 @@ pub enum Format {
     Sarif,
 }
 
-/// The lifecycle word used in the store, the CLI filters and every export.
+/// The lifecycle word used in the store, the CLI filters and every export (the store's own).
 pub fn state_word(state: FindingState) -> &'static str {
-    match state {
-        FindingState::New => "new",
-        FindingState::Open => "open",
-        FindingState::Fixed => "fixed",
-        FindingState::Reopened => "reopened",
-        FindingState::FalsePositive => "false_positive",
-        FindingState::Accepted => "accepted",
-    }
+    state.as_str()
 }
 
 /// Parses a lifecycle word as the CLI's `--state` takes it.
 pub fn parse_state(word: &str) -> Result<FindingState, String> {
-    match word {
-        "new" => Ok(FindingState::New),
-        "open" => Ok(FindingState::Open),
-        "fixed" => Ok(FindingState::Fixed),
-        "reopened" => Ok(FindingState::Reopened),
-        "false_positive" => Ok(FindingState::FalsePositive),
-        "accepted" => Ok(FindingState::Accepted),
-        other => Err(format!(
-            "\"{other}\" is not a finding state (one of new, open, fixed, reopened, false_positive, accepted)"
-        )),
-    }
+    word.parse()
 }
 
 /// The one JSON shape of a finding row.
