@@ -77,7 +77,7 @@ impl Default for DaemonConfig {
 }
 
 /// `[instances.NAME]`: one vendor tenant and how to reach it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InstanceConfig {
     /// A name from the vendor registry (`codethreat`, `saltsecurity`).

@@ -794,17 +794,8 @@ mod tests {
         let instance = InstanceConfig {
             vendor: "codethreat".into(),
             url: Some("https://example.invalid/prefix/".into()),
-            region: None,
-            organization: None,
-            token_file: None,
-            token_env: None,
-            credential: None,
-            token: None,
-            insecure: false,
-            ca_file: None,
             proxy: Some("http://user:pa55word@proxy.invalid:3128".into()),
-            timeout: None,
-            resolved_token: None,
+            ..Default::default()
         };
         let client = HttpClient::for_instance(&instance)
             .unwrap()

@@ -110,17 +110,10 @@ fn instance(vendor: &str, url: Option<String>) -> InstanceConfig {
     InstanceConfig {
         vendor: vendor.to_string(),
         url,
-        region: None,
         organization: (vendor == "codethreat").then(|| "acme".to_string()),
-        token_file: None,
-        token_env: None,
-        credential: None,
-        token: None,
-        insecure: false,
-        ca_file: None,
-        proxy: None,
         timeout: Some(Duration::from_secs(5)),
         resolved_token: Some(Secret::new(TOKEN)),
+        ..Default::default()
     }
 }
 

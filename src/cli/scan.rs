@@ -297,18 +297,7 @@ mod tests {
     fn instance(vendor: &str) -> InstanceConfig {
         InstanceConfig {
             vendor: vendor.into(),
-            url: None,
-            region: None,
-            organization: None,
-            token_file: None,
-            token_env: None,
-            credential: None,
-            token: None,
-            insecure: false,
-            ca_file: None,
-            proxy: None,
-            timeout: None,
-            resolved_token: None,
+            ..Default::default()
         }
     }
 

@@ -132,17 +132,9 @@ mod tests {
         let instance = InstanceConfig {
             vendor: "codethreat".into(),
             url: Some(url.clone()),
-            region: None,
             organization: Some("acme".into()),
-            token_file: None,
-            token_env: None,
-            credential: None,
-            token: None,
-            insecure: false,
-            ca_file: None,
-            proxy: None,
-            timeout: None,
             resolved_token: Some(crate::secret::Secret::new("tok-never-shown")),
+            ..Default::default()
         };
         let (line, code) = test_one("ct-cloud", &instance, 8).await;
         assert_eq!(code, EXIT_TOKEN);
