@@ -366,7 +366,10 @@ fn organization_check_error(
     match json {
         Some(_) => {
             let message = snippet.to_ascii_lowercase();
+            // An organization refusal may mention the token too ("not permitted for this
+            // token"); naming the organization is what tells it apart from a bad token.
             if status == 403
+                && !message.contains("organization")
                 && ["token", "unauthori", "expired", "jwt"]
                     .iter()
                     .any(|w| message.contains(w))
@@ -811,6 +814,17 @@ mod tests {
             "acme",
         );
         assert!(matches!(org403, VendorError::OrganizationRejected { .. }));
+        let org_for_token = organization_check_error(
+            "u",
+            403,
+            br#"{"message":"organization \"x\" is unknown or not permitted for this token"}"#,
+            "organization \"x\" is unknown or not permitted for this token",
+            "acme",
+        );
+        assert!(matches!(
+            org_for_token,
+            VendorError::OrganizationRejected { .. }
+        ));
         let token = organization_check_error(
             "u",
             403,

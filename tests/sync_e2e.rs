@@ -1,0 +1,428 @@
+//! The real `scansync` binary against the in-process vendor simulator: what lands in the
+//! store is exactly what the simulator served, churn is counted exactly, faults fail runs
+//! without losing or wrongly fixing findings, and the token never leaks.
+
+use scansync::sim::data::project_findings;
+use scansync::sim::{Fault, FaultKind, SimOptions, Simulator};
+use serde_json::Value;
+use std::collections::{BTreeSet, HashSet};
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+const TOKEN: &str = "tok-e2e-9f3b-VERY-SECRET-value";
+
+/// A simulator on its own runtime: the runtime's worker threads serve requests while the test
+/// thread waits for the binary.
+struct Harness {
+    _rt: tokio::runtime::Runtime,
+    sim: Simulator,
+    dir: tempfile::TempDir,
+    opts: SimOptions,
+}
+
+/// One `[[scans]]` entry: name, "ct" or "salt", bound project.
+type ScanDef = (&'static str, &'static str, &'static str);
+
+impl Harness {
+    fn start(opts: SimOptions) -> Harness {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let opts = SimOptions {
+            token: TOKEN.to_string(),
+            ..opts
+        };
+        let sim = rt
+            .block_on(Simulator::start(opts.clone()))
+            .expect("simulator starts");
+        Harness {
+            _rt: rt,
+            sim,
+            dir: tempfile::tempdir().unwrap(),
+            opts,
+        }
+    }
+
+    fn store_path(&self) -> PathBuf {
+        self.dir.path().join("scansync.db")
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.dir.path().join("config.toml")
+    }
+
+    fn write_config(&self, scans: &[ScanDef]) {
+        let q = |s: &str| toml::Value::String(s.to_string()).to_string();
+        let mut text = format!(
+            "[store]\npath = {store}\n\n[daemon]\npoll_interval = \"1s\"\n\n\
+             [instances.ct]\nvendor = \"codethreat\"\nurl = {ct}\norganization = {org}\n\
+             token = {token}\ntimeout = \"10s\"\n\n\
+             [instances.salt]\nvendor = \"saltsecurity\"\nurl = {salt}\ntoken = {token}\n\
+             timeout = \"10s\"\n",
+            store = q(&self.store_path().to_string_lossy()),
+            ct = q(&self.sim.codethreat_url()),
+            salt = q(&self.sim.salt_url()),
+            org = q(&self.opts.organization),
+            token = q(TOKEN),
+        );
+        for (name, instance, bind_to) in scans {
+            text.push_str(&format!(
+                "\n[[scans]]\nname = {}\ninstance = {}\nbind_to = {}\nschedule = \"now\"\n",
+                q(name),
+                q(instance),
+                q(bind_to)
+            ));
+        }
+        std::fs::write(self.config_path(), text).unwrap();
+    }
+
+    fn scansync(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_scansync"))
+            .arg("--config")
+            .arg(self.config_path())
+            .args(args)
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("scansync runs")
+    }
+
+    fn sync(&self) -> Output {
+        self.scansync(&["sync"])
+    }
+
+    /// The simulator's vendor ids for one project at one generation.
+    fn expected(&self, vendor: &str, project: u32, generation: u64) -> BTreeSet<String> {
+        project_findings(
+            self.opts.seed,
+            project,
+            self.opts.findings_per_project,
+            self.opts.churn,
+            generation,
+        )
+        .map(|f| if vendor == "salt" { f.salt_id() } else { f.id })
+        .collect()
+    }
+
+    /// (vendor_id, state) of every stored finding of one scan.
+    fn stored(&self, scan: &str) -> Vec<(String, String)> {
+        let db = rusqlite::Connection::open_with_flags(
+            self.store_path(),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        let mut stmt = db
+            .prepare(
+                "SELECT f.vendor_id, f.state FROM findings f JOIN scans s ON s.id = f.scan_id \
+                 WHERE s.name = ?1",
+            )
+            .unwrap();
+        let rows = stmt
+            .query_map([scan], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        rows
+    }
+
+    fn stored_ids(&self, scan: &str) -> BTreeSet<String> {
+        self.stored(scan).into_iter().map(|(id, _)| id).collect()
+    }
+
+    fn open_ids(&self, scan: &str) -> BTreeSet<String> {
+        self.stored(scan)
+            .into_iter()
+            .filter(|(_, state)| state != "fixed")
+            .map(|(id, _)| id)
+            .collect()
+    }
+
+    /// The runs of one scan, oldest first, as `scansync runs --format json` prints them.
+    fn runs(&self, scan: &str) -> Vec<Value> {
+        let out = self.scansync(&["runs", "--format", "json", "--scan", scan, "--limit", "100"]);
+        assert!(out.status.success(), "runs failed: {}", text(&out));
+        let mut runs: Vec<Value> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        runs.sort_by_key(|r| r["id"].as_i64().unwrap());
+        runs
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(out.status.code(), Some(code), "{}", text(out));
+}
+
+fn options(projects: u32, findings_per_project: u32, churn: f64) -> SimOptions {
+    SimOptions {
+        projects,
+        findings_per_project,
+        churn,
+        scan_seconds: 0.2,
+        seed: 7,
+        ..SimOptions::default()
+    }
+}
+
+fn counter(run: &Value, name: &str) -> u64 {
+    run[name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{name} in {run}"))
+}
+
+#[test]
+fn sync_stores_exactly_the_simulators_findings_and_resync_adds_nothing() {
+    let h = Harness::start(options(3, 2_000, 0.0));
+    let scans = [
+        ("ct-1", "ct", "project-1"),
+        ("ct-2", "ct", "project-2"),
+        ("ct-3", "ct", "project-3"),
+    ];
+    h.write_config(&scans);
+
+    assert_exit(&h.sync(), 0);
+    for (i, (name, _, _)) in scans.iter().enumerate() {
+        let expected = h.expected("ct", i as u32 + 1, 0);
+        assert_eq!(expected.len(), 2_000);
+        assert_eq!(h.stored_ids(name), expected, "scan {name}");
+        let runs = h.runs(name);
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0]["state"], "succeeded");
+        assert_eq!(counter(&runs[0], "new"), 2_000);
+    }
+
+    assert_exit(&h.sync(), 0);
+    for (i, (name, _, _)) in scans.iter().enumerate() {
+        let stored = h.stored(name);
+        assert_eq!(stored.len(), 2_000, "no duplicate rows for {name}");
+        assert!(stored.iter().all(|(_, s)| s != "fixed"), "{name}");
+        assert_eq!(h.open_ids(name), h.expected("ct", i as u32 + 1, 1));
+        let runs = h.runs(name);
+        assert_eq!(runs.len(), 2);
+        let second = &runs[1];
+        assert_eq!(second["state"], "succeeded");
+        assert_eq!(counter(second, "new"), 0, "{second}");
+        assert_eq!(counter(second, "fixed"), 0, "{second}");
+        assert_eq!(counter(second, "reopened"), 0, "{second}");
+        assert_eq!(counter(second, "seen"), 2_000, "{second}");
+    }
+}
+
+/// New, fixed and reopened for each of `generations` consecutive full listings.
+fn expected_counters(sets: &[BTreeSet<String>]) -> Vec<(u64, u64, u64)> {
+    let mut ever: HashSet<String> = HashSet::new();
+    let mut out = Vec::new();
+    for (k, set) in sets.iter().enumerate() {
+        let prev = if k == 0 { None } else { Some(&sets[k - 1]) };
+        let new = set.iter().filter(|id| !ever.contains(*id)).count() as u64;
+        let reopened = set
+            .iter()
+            .filter(|id| ever.contains(*id) && prev.is_some_and(|p| !p.contains(*id)))
+            .count() as u64;
+        let fixed = prev.map_or(0, |p| p.iter().filter(|id| !set.contains(*id)).count()) as u64;
+        out.push((new, fixed, reopened));
+        ever.extend(set.iter().cloned());
+    }
+    out
+}
+
+#[test]
+fn churned_scan_counts_new_fixed_reopened_exactly() {
+    let h = Harness::start(options(2, 400, 20.0));
+    h.write_config(&[
+        ("ct-churn", "ct", "project-1"),
+        ("salt-churn", "salt", "project-2"),
+    ]);
+
+    const RUNS: u64 = 4;
+    for run in 0..RUNS {
+        assert_exit(&h.sync(), 0);
+        assert_eq!(
+            h.open_ids("ct-churn"),
+            h.expected("ct", 1, run),
+            "run {run}"
+        );
+        assert_eq!(
+            h.open_ids("salt-churn"),
+            h.expected("salt", 2, run),
+            "run {run}"
+        );
+        h.sim.advance();
+    }
+
+    for (scan, vendor, project) in [("ct-churn", "ct", 1), ("salt-churn", "salt", 2)] {
+        let sets: Vec<_> = (0..RUNS).map(|g| h.expected(vendor, project, g)).collect();
+        let expected = expected_counters(&sets);
+        // The churn must actually exercise every counter, or this test pins nothing.
+        assert!(expected[1..].iter().all(|&(n, f, _)| n > 0 && f > 0));
+        assert!(expected[1..].iter().any(|&(_, _, r)| r > 0));
+        let runs = h.runs(scan);
+        assert_eq!(runs.len(), RUNS as usize);
+        let got: Vec<_> = runs
+            .iter()
+            .map(|r| {
+                (
+                    counter(r, "new"),
+                    counter(r, "fixed"),
+                    counter(r, "reopened"),
+                )
+            })
+            .collect();
+        assert_eq!(got, expected, "{scan}: (new, fixed, reopened) per run");
+        let ever: BTreeSet<String> = sets.iter().flatten().cloned().collect();
+        assert_eq!(
+            h.stored_ids(scan),
+            ever,
+            "{scan}: every identity ever seen is kept"
+        );
+    }
+}
+
+#[test]
+fn rate_limited_once_then_succeeds() {
+    let mut opts = options(1, 1_200, 0.0);
+    opts.faults = vec![Fault::first(FaultKind::Status429, 1)];
+    let h = Harness::start(opts);
+    h.write_config(&[("ct-1", "ct", "project-1")]);
+
+    assert_exit(&h.sync(), 0);
+    assert_eq!(h.stored_ids("ct-1"), h.expected("ct", 1, 0));
+    let runs = h.runs("ct-1");
+    assert_eq!(runs[0]["state"], "succeeded", "{}", runs[0]);
+}
+
+#[test]
+fn server_error_forever_fails_the_run_records_the_error_and_fixes_nothing() {
+    let h = Harness::start(options(1, 600, 0.0));
+    h.write_config(&[("ct-1", "ct", "project-1"), ("salt-1", "salt", "project-1")]);
+    assert_exit(&h.sync(), 0);
+    let before_ct = h.stored("ct-1");
+    let before_salt = h.stored("salt-1");
+    assert_eq!(before_ct.len(), 600);
+    assert_eq!(before_salt.len(), 600);
+
+    h.sim.set_faults(vec![Fault::always(FaultKind::Status500)]);
+    let out = h.sync();
+    assert_exit(&out, 1);
+
+    for (scan, before) in [("ct-1", before_ct), ("salt-1", before_salt)] {
+        let runs = h.runs(scan);
+        let last = runs.last().unwrap();
+        assert_eq!(last["state"], "failed", "{last}");
+        let error = last["error"].as_str().unwrap_or("");
+        assert!(
+            error.contains("500"),
+            "{scan}: error names the status: {last}"
+        );
+        assert_eq!(counter(last, "fixed"), 0, "{last}");
+        let mut after = h.stored(scan);
+        let mut before = before;
+        after.sort();
+        before.sort();
+        assert_eq!(after, before, "{scan}: a failed run changes no finding");
+    }
+}
+
+#[test]
+fn truncated_page_fails_the_run_and_keeps_earlier_pages() {
+    // Salt Security pages by 100: 2,000 gaps are 20 pages. With this seed and rate the
+    // truncation is deterministic and first hits a page after the first one.
+    let mut opts = options(1, 2_000, 0.0);
+    opts.faults = vec![Fault {
+        kind: FaultKind::Truncated,
+        rate: 0.2,
+        first: None,
+    }];
+    let h = Harness::start(opts);
+    h.write_config(&[("salt-1", "salt", "project-1")]);
+
+    assert_exit(&h.sync(), 1);
+    let runs = h.runs("salt-1");
+    let run = &runs[0];
+    assert_eq!(run["state"], "failed", "{run}");
+    assert!(
+        !run["error"].as_str().unwrap_or("").is_empty(),
+        "the failure is recorded: {run}"
+    );
+    assert_eq!(counter(run, "fixed"), 0, "{run}");
+    let stored = h.stored("salt-1");
+    assert!(stored.iter().all(|(_, s)| s != "fixed"));
+    let ids: BTreeSet<String> = stored.into_iter().map(|(id, _)| id).collect();
+    assert!(
+        !ids.is_empty(),
+        "pages before the truncated one are kept (pages {})",
+        run["pages"]
+    );
+    assert!(ids.len() < 2_000);
+    assert!(ids.is_subset(&h.expected("salt", 1, 0)));
+    assert_eq!(ids.len() as u64, counter(run, "seen"), "{run}");
+    assert_eq!(ids.len() as u64, counter(run, "pages") * 100, "{run}");
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+#[test]
+fn no_output_contains_the_token() {
+    let h = Harness::start(options(1, 300, 0.0));
+    h.write_config(&[("ct-1", "ct", "project-1"), ("salt-1", "salt", "project-1")]);
+    let commands: [&[&str]; 6] = [
+        &["sync"],
+        &["test-connection"],
+        &["check-config"],
+        &["findings"],
+        &["findings", "--format", "json"],
+        &["runs", "--format", "json"],
+    ];
+    for args in commands {
+        let out = Command::new(env!("CARGO_BIN_EXE_scansync"))
+            .arg("--config")
+            .arg(h.config_path())
+            .args(["--log-level", "trace"])
+            .args(args)
+            .env("RUST_LOG", "trace")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        assert!(
+            !contains(&out.stdout, TOKEN),
+            "{args:?} stdout leaks the token"
+        );
+        assert!(
+            !contains(&out.stderr, TOKEN),
+            "{args:?} stderr leaks the token"
+        );
+    }
+    assert!(!h.stored("ct-1").is_empty());
+    for entry in std::fs::read_dir(h.dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path == h.config_path() {
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(
+            !contains(&bytes, TOKEN),
+            "{} holds the token",
+            path.display()
+        );
+    }
+    assert!(h.store_path().exists());
+}

@@ -1,0 +1,220 @@
+//! `scansync test-connection` through the real binary: each failure cause has its own exit
+//! code and a line that names the cause, produced by the simulator or a real loopback socket.
+
+use scansync::sim::{SimOptions, Simulator};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+const TOKEN: &str = "tok-conn-5d2a-SECRET";
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn simulator(rt: &tokio::runtime::Runtime) -> Simulator {
+    rt.block_on(Simulator::start(SimOptions {
+        token: TOKEN.to_string(),
+        projects: 1,
+        findings_per_project: 10,
+        ..SimOptions::default()
+    }))
+    .expect("simulator starts")
+}
+
+/// Writes a config with one CodeThreat instance `ct` and returns its path.
+fn config(dir: &Path, url: &str, organization: &str, token: &str, extra: &str) -> PathBuf {
+    let q = |s: &str| toml::Value::String(s.to_string()).to_string();
+    let text = format!(
+        "[store]\npath = {store}\n\n[instances.ct]\nvendor = \"codethreat\"\nurl = {url}\n\
+         organization = {org}\ntoken = {token}\ntimeout = \"10s\"\n{extra}\n",
+        store = q(&dir.join("scansync.db").to_string_lossy()),
+        url = q(url),
+        org = q(organization),
+        token = q(token),
+    );
+    let path = dir.join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn test_connection(config: &Path) -> (Option<i32>, String) {
+    let out: Output = Command::new(env!("CARGO_BIN_EXE_scansync"))
+        .arg("--config")
+        .arg(config)
+        .arg("test-connection")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("scansync runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let all = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!all.contains(TOKEN), "the token leaked: {all}");
+    (out.status.code(), stdout)
+}
+
+/// The one line printed for instance `ct`.
+fn line(stdout: &str) -> String {
+    stdout
+        .lines()
+        .find(|l| l.contains(" ct "))
+        .unwrap_or_else(|| panic!("no line for instance ct in:\n{stdout}"))
+        .to_string()
+}
+
+#[test]
+fn reachable_instance_with_the_right_token_exits_0() {
+    let rt = runtime();
+    let sim = simulator(&rt);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &sim.codethreat_url(), "sim-org", TOKEN, "");
+    let (code, out) = test_connection(&cfg);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(line(&out).starts_with("ok"), "{out}");
+}
+
+#[test]
+fn rejected_token_exits_2_and_says_token() {
+    let rt = runtime();
+    let sim = simulator(&rt);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &sim.codethreat_url(), "sim-org", "wrong", "");
+    let (code, out) = test_connection(&cfg);
+    assert_eq!(code, Some(2), "{out}");
+    let l = line(&out);
+    assert!(l.starts_with("FAIL"), "{l}");
+    assert!(l.to_lowercase().contains("token"), "{l}");
+}
+
+#[test]
+fn unknown_organization_exits_3_and_says_organization() {
+    let rt = runtime();
+    let sim = simulator(&rt);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &sim.codethreat_url(), "not-our-org", TOKEN, "");
+    let (code, out) = test_connection(&cfg);
+    assert_eq!(code, Some(3), "{out}");
+    let l = line(&out);
+    assert!(l.starts_with("FAIL"), "{l}");
+    assert!(l.to_lowercase().contains("organization"), "{l}");
+}
+
+#[test]
+fn url_without_the_api_exits_4_and_says_url() {
+    let rt = runtime();
+    let sim = simulator(&rt);
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("http://{}/nothing-here", sim.addr());
+    let cfg = config(dir.path(), &url, "sim-org", TOKEN, "");
+    let (code, out) = test_connection(&cfg);
+    assert_eq!(code, Some(4), "{out}");
+    let l = line(&out);
+    assert!(l.starts_with("FAIL"), "{l}");
+    assert!(l.to_lowercase().contains("url"), "{l}");
+}
+
+/// A loopback HTTPS server whose certificate comes from the throwaway CA in
+/// tests/fixtures/tls; it answers every request with a JSON 200.
+async fn tls_server() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_slice_iter(include_bytes!("fixtures/tls/server.pem"))
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(include_bytes!("fixtures/tls/server.key")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                // A client that refuses the certificate ends the handshake: nothing to serve.
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let body = r#"{"name": "sim-org"}"#;
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tls.write_all(resp.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    format!("https://127.0.0.1:{port}")
+}
+
+#[test]
+fn certificate_from_an_unknown_ca_exits_5_and_names_ca_file() {
+    let rt = runtime();
+    let url = rt.block_on(tls_server());
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &url, "sim-org", TOKEN, "");
+    let (code, out) = test_connection(&cfg);
+    assert_eq!(code, Some(5), "{out}");
+    let l = line(&out);
+    assert!(l.starts_with("FAIL"), "{l}");
+    assert!(l.contains("ca_file"), "the hint names the fix: {l}");
+}
+
+#[test]
+fn ca_file_naming_the_private_ca_gets_past_tls() {
+    let rt = runtime();
+    let url = rt.block_on(tls_server());
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls/ca.pem");
+    let extra = format!(
+        "ca_file = {}",
+        toml::Value::String(ca.to_string_lossy().into_owned())
+    );
+    let cfg = config(dir.path(), &url, "sim-org", TOKEN, &extra);
+    let (code, out) = test_connection(&cfg);
+    // The server is no real CodeThreat, so anything but a TLS failure is a pass here.
+    assert_ne!(code, Some(5), "{out}");
+    assert!(!line(&out).contains("certificate"), "{out}");
+}
+
+#[test]
+fn closed_port_exits_6_and_says_it_cannot_connect() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &format!("http://127.0.0.1:{port}"),
+        "sim-org",
+        TOKEN,
+        "",
+    );
+    let (code, out) = test_connection(&cfg);
+    assert_eq!(code, Some(6), "{out}");
+    let l = line(&out);
+    assert!(l.starts_with("FAIL"), "{l}");
+    assert!(l.contains("network error"), "{l}");
+    assert!(l.contains("reachable"), "the hint says what to check: {l}");
+}
