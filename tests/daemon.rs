@@ -342,7 +342,8 @@ async fn sighup_with_a_broken_config_keeps_the_old_scans_running() {
     );
     signal(&child, "HUP");
     wait_for("the rejected reload in the log", || {
-        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("soon"))
+        std::fs::read_to_string(&log)
+            .is_ok_and(|t| t.contains("config reload rejected") && t.contains("\"soon\""))
     })
     .await;
     let after_reload = finished_runs(&store, "tick");
