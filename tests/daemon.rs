@@ -1,0 +1,486 @@
+//! The daemon end to end against the in-process simulator: each schedule kind runs as often
+//! as it should, a killed process resumes its vendor scan, SIGTERM and SIGHUP behave, and
+//! the `scan` and `demo` commands do what their help says. Runs are counted in the store;
+//! nothing here asserts how fast anything is.
+
+use rusqlite::{Connection, OpenFlags};
+use scansync::daemon::{self, DaemonHandle};
+use scansync::sim::{SimOptions, Simulator};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_scansync");
+/// The longest any wait here may take before the test fails: generous for a loaded machine.
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn sim(scan_seconds: f64) -> Simulator {
+    Simulator::start(SimOptions {
+        projects: 2,
+        findings_per_project: 20,
+        scan_seconds,
+        ..SimOptions::default()
+    })
+    .await
+    .expect("simulator starts")
+}
+
+/// A config pointing at `sim` with the simulator's instances and the given `[[scans]]`.
+fn write_config(sim: &Simulator, dir: &Path, scans: &str) -> (PathBuf, PathBuf) {
+    let config = dir.join("config.toml");
+    let store = dir.join("scansync.db");
+    sim.write_config(&config, &store).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let head = &text[..text.find("[[scans]]").expect("generated config has scans")];
+    std::fs::write(&config, format!("{head}{scans}")).unwrap();
+    (config, store)
+}
+
+fn salt_scan(name: &str, project: &str, schedule: &str) -> String {
+    format!(
+        "[[scans]]\nname = \"{name}\"\ninstance = \"sim-salt\"\nbind_to = \"{project}\"\n\
+         schedule = {schedule}\n\n"
+    )
+}
+
+fn ct_scan(name: &str, schedule: &str) -> String {
+    format!(
+        "[[scans]]\nname = \"{name}\"\ninstance = \"sim-codethreat\"\nbind_to = \"project-1\"\n\
+         branch = \"main\"\nschedule = {schedule}\n\n"
+    )
+}
+
+fn db(store: &Path) -> Option<Connection> {
+    if !store.exists() {
+        return None;
+    }
+    let c = Connection::open_with_flags(store, OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
+    c.busy_timeout(Duration::from_secs(5)).ok()?;
+    Some(c)
+}
+
+/// Finished runs of `scan` (any end state), 0 while the store does not exist yet.
+fn finished_runs(store: &Path, scan: &str) -> u64 {
+    db(store)
+        .and_then(|c| {
+            c.query_row(
+                "SELECT count(*) FROM sync_runs WHERE scan = ?1 AND state != 'running'",
+                [scan],
+                |r| r.get::<_, u64>(0),
+            )
+            .ok()
+        })
+        .unwrap_or(0)
+}
+
+/// `(id, state, vendor_scan_id)` of every run of `scan`, oldest first.
+fn runs(store: &Path, scan: &str) -> Vec<(i64, String, Option<String>)> {
+    let Some(c) = db(store) else {
+        return Vec::new();
+    };
+    let Ok(mut stmt) =
+        c.prepare("SELECT id, state, vendor_scan_id FROM sync_runs WHERE scan = ?1 ORDER BY id")
+    else {
+        return Vec::new();
+    };
+    stmt.query_map([scan], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .map(|rows| rows.filter_map(Result::ok).collect())
+        .unwrap_or_default()
+}
+
+/// Polls `cond` until it holds; panics with `what` after [`WAIT`].
+async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < WAIT, "gave up waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The daemon in process, as `scansync run` runs it.
+struct InProcess {
+    handle: DaemonHandle,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+fn start_in_process(config: &Path) -> InProcess {
+    let (handle, control) = daemon::channel();
+    let path = config.to_path_buf();
+    let task = tokio::spawn(async move { daemon::run(&path, control).await });
+    InProcess { handle, task }
+}
+
+impl InProcess {
+    async fn stop(self) {
+        self.handle.stop();
+        tokio::time::timeout(WAIT, self.task)
+            .await
+            .expect("daemon stops")
+            .expect("daemon task does not panic")
+            .expect("daemon ends cleanly");
+    }
+}
+
+/// Runs the daemon with one scan on `schedule` until `want` runs finished, lets it go on
+/// for `settle`, and returns how many runs it recorded (at least `want` of them succeeded).
+async fn runs_of_schedule(schedule: &str, want: u64, settle: Duration) -> u64 {
+    let sim = sim(0.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (config, store) = write_config(&sim, dir.path(), &salt_scan("s", "project-1", schedule));
+    let d = start_in_process(&config);
+    wait_for(&format!("{want} run(s) of {schedule}"), || {
+        finished_runs(&store, "s") >= want
+    })
+    .await;
+    tokio::time::sleep(settle).await;
+    d.stop().await;
+    let all = runs(&store, "s");
+    // Stopping may interrupt a run in flight; every other run must have succeeded.
+    let succeeded = all.iter().filter(|r| r.1 == "succeeded").count() as u64;
+    assert!(succeeded >= want, "{all:?}");
+    sim.shutdown().await;
+    all.len() as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedule_now_runs_exactly_once() {
+    assert_eq!(
+        runs_of_schedule("\"now\"", 1, Duration::from_secs(2)).await,
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedule_at_in_the_past_runs_exactly_once() {
+    let at = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
+    let schedule = format!("{{ at = \"{at}\" }}");
+    assert_eq!(
+        runs_of_schedule(&schedule, 1, Duration::from_secs(2)).await,
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedule_at_in_the_near_future_runs_exactly_once() {
+    let at = (chrono::Utc::now() + chrono::Duration::seconds(2)).to_rfc3339();
+    let schedule = format!("{{ at = \"{at}\" }}");
+    assert_eq!(
+        runs_of_schedule(&schedule, 1, Duration::from_secs(2)).await,
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedule_every_second_runs_repeatedly() {
+    let n = runs_of_schedule("{ every = \"1s\" }", 2, Duration::ZERO).await;
+    assert!(n >= 2, "every 1s ran {n} time(s)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedule_seconds_cron_runs_repeatedly() {
+    let n = runs_of_schedule("{ cron = \"*/1 * * * * *\" }", 2, Duration::ZERO).await;
+    assert!(n >= 2, "cron every second ran {n} time(s)");
+}
+
+/// The real binary as a daemon, stderr to a file.
+fn spawn_daemon(config: &Path, stderr: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(stderr)
+        .unwrap();
+    Command::new(BIN)
+        .arg("--config")
+        .arg(config)
+        .arg("run")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("scansync starts")
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(child.id().to_string())
+        .status()
+        .expect("kill runs")
+        .success();
+    assert!(ok, "kill -{sig} failed");
+}
+
+async fn wait_exit(child: &mut Child) -> ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if start.elapsed() > WAIT {
+            let _ = child.kill();
+            panic!("scansync did not exit");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn scan_starts(sim: &Simulator) -> usize {
+    sim.requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/api/scan/start"))
+        .count()
+}
+
+fn status_polls(sim: &Simulator, sid: &str) -> usize {
+    let suffix = format!("/api/scan/status/{sid}");
+    sim.requests()
+        .iter()
+        .filter(|r| r.path.ends_with(&suffix))
+        .count()
+}
+
+/// Waits for the single run of `scan` to have its vendor scan id, and returns it.
+async fn wait_vendor_scan_id(store: &Path, scan: &str) -> String {
+    let mut sid = None;
+    wait_for("the run's vendor scan id", || {
+        sid = runs(store, scan).into_iter().find_map(|r| r.2);
+        sid.is_some()
+    })
+    .await;
+    sid.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_daemon_resumes_the_same_vendor_scan_after_restart() {
+    let sim = sim(30.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (config, store) = write_config(&sim, dir.path(), &ct_scan("ct", "\"now\""));
+    let log = dir.path().join("stderr.log");
+    let mut first = spawn_daemon(&config, &log);
+    let sid = wait_vendor_scan_id(&store, "ct").await;
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let polls_before = status_polls(&sim, &sid);
+
+    let mut second = spawn_daemon(&config, &log);
+    wait_for("the restarted daemon to poll the same scan", || {
+        status_polls(&sim, &sid) > polls_before
+    })
+    .await;
+    // Give a wrongly started second scan the time to show up.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    signal(&second, "TERM");
+    let status = wait_exit(&mut second).await;
+    assert!(status.success(), "second daemon exited {status}");
+    assert_eq!(scan_starts(&sim), 1, "exactly one vendor scan was started");
+    let all = runs(&store, "ct");
+    assert!(
+        all.iter().all(|r| r.2.as_deref() == Some(sid.as_str())),
+        "every run of the scan tracks vendor scan {sid}: {all:?}"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_run_exits_zero_and_marks_the_run_interrupted() {
+    let sim = sim(30.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (config, store) = write_config(&sim, dir.path(), &ct_scan("ct", "\"now\""));
+    let mut child = spawn_daemon(&config, &dir.path().join("stderr.log"));
+    wait_vendor_scan_id(&store, "ct").await;
+    signal(&child, "TERM");
+    let status = wait_exit(&mut child).await;
+    assert!(status.success(), "scansync exited {status}");
+    let all = runs(&store, "ct");
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0].1, "interrupted");
+    let check: String = db(&store)
+        .unwrap()
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_with_a_new_scan_runs_it() {
+    let sim = sim(0.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let first = salt_scan("one", "project-1", "\"now\"");
+    let (config, store) = write_config(&sim, dir.path(), &first);
+    let mut child = spawn_daemon(&config, &dir.path().join("stderr.log"));
+    wait_for("the first scan's run", || finished_runs(&store, "one") >= 1).await;
+    let (config2, _) = write_config(
+        &sim,
+        dir.path(),
+        &format!("{first}{}", salt_scan("two", "project-2", "\"now\"")),
+    );
+    assert_eq!(config, config2);
+    signal(&child, "HUP");
+    wait_for("the added scan's run", || finished_runs(&store, "two") >= 1).await;
+    signal(&child, "TERM");
+    assert!(wait_exit(&mut child).await.success());
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_with_a_broken_config_keeps_the_old_scans_running() {
+    let sim = sim(0.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (config, store) = write_config(
+        &sim,
+        dir.path(),
+        &salt_scan("tick", "project-1", "{ every = \"1s\" }"),
+    );
+    let log = dir.path().join("stderr.log");
+    let mut child = spawn_daemon(&config, &log);
+    wait_for("a first run", || finished_runs(&store, "tick") >= 1).await;
+    write_config(
+        &sim,
+        dir.path(),
+        &salt_scan("tick", "project-1", "{ every = \"soon\" }"),
+    );
+    signal(&child, "HUP");
+    wait_for("the rejected reload in the log", || {
+        std::fs::read_to_string(&log)
+            .is_ok_and(|t| t.contains("config reload rejected") && t.contains("\"soon\""))
+    })
+    .await;
+    let after_reload = finished_runs(&store, "tick");
+    wait_for("runs after the rejected reload", || {
+        finished_runs(&store, "tick") >= after_reload + 2
+    })
+    .await;
+    assert!(child.try_wait().unwrap().is_none(), "daemon still runs");
+    signal(&child, "TERM");
+    assert!(wait_exit(&mut child).await.success());
+    sim.shutdown().await;
+}
+
+/// `scansync --config C scan ARGS` to completion: (exit code, stdout, stderr).
+async fn scan_cli(config: &Path, args: &[&str]) -> (i32, String, String) {
+    let mut cmd = tokio::process::Command::new(BIN);
+    cmd.arg("--config")
+        .arg(config)
+        .arg("scan")
+        .args(args)
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(WAIT, cmd.output())
+        .await
+        .expect("scansync scan returns")
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const SCAN_ARGS: [&str; 6] = ["-p", "project-1", "-t", "codethreat", "-b", "main"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scan_command_runs_the_matching_scan_and_prints_a_summary() {
+    let sim = sim(0.5).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (config, store) = write_config(&sim, dir.path(), &ct_scan("ct", "\"now\""));
+    let (code, stdout, stderr) = scan_cli(&config, &SCAN_ARGS).await;
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stdout.contains("scan ct: run"), "{stdout}");
+    assert!(stdout.contains("succeeded"), "{stdout}");
+    let all = runs(&store, "ct");
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].1, "succeeded");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scan_command_exits_10_naming_the_exceeded_threshold() {
+    let sim = sim(0.5).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (config, store) = write_config(&sim, dir.path(), &ct_scan("ct", "\"now\""));
+    let (code, stdout, stderr) = scan_cli(
+        &config,
+        &[&SCAN_ARGS[..], &["--threshold-high", "0"]].concat(),
+    )
+    .await;
+    let high: u64 = db(&store)
+        .unwrap()
+        .query_row(
+            "SELECT count(*) FROM findings WHERE severity IN ('high', 'critical')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(high > 0, "the simulator's data has high findings");
+    assert_eq!(code, 10, "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stderr.contains("--threshold-high 0"), "{stderr}");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scan_command_async_returns_after_start_leaving_the_run_to_the_daemon() {
+    let sim = sim(3.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    // Scheduled far ahead: the daemon's only work is the run `scan --async` left.
+    let schedule = "{ at = \"2099-01-01T00:00:00Z\" }";
+    let (config, store) = write_config(&sim, dir.path(), &ct_scan("ct", schedule));
+    let (code, stdout, stderr) = scan_cli(&config, &[&SCAN_ARGS[..], &["--async"]].concat()).await;
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stdout.contains("started"), "{stdout}");
+    let all = runs(&store, "ct");
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0].1, "running", "the run is left for the daemon");
+    let sid = all[0].2.clone().expect("the run has its vendor scan id");
+    assert!(stdout.contains(&sid), "{stdout}");
+    assert_eq!(scan_starts(&sim), 1);
+
+    let d = start_in_process(&config);
+    wait_for("the daemon to finish the started run", || {
+        runs(&store, "ct").iter().any(|r| r.1 == "succeeded")
+    })
+    .await;
+    d.stop().await;
+    assert_eq!(scan_starts(&sim), 1, "the daemon started no second scan");
+    let done = runs(&store, "ct");
+    assert!(
+        done.iter()
+            .filter(|r| r.1 == "succeeded")
+            .all(|r| r.2.as_deref() == Some(sid.as_str())),
+        "{done:?}"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_fills_a_store_with_findings_from_both_vendors() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = tokio::process::Command::new(BIN);
+    cmd.args(["demo", "--cycles", "1", "--every", "1", "--dir"])
+        .arg(dir.path())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(90), cmd.output())
+        .await
+        .expect("demo returns")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "demo: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let store = dir.path().join("scansync.db");
+    assert!(stdout.contains(&store.display().to_string()), "{stdout}");
+    let c = db(&store).expect("demo store exists");
+    let mut stmt = c
+        .prepare(
+            "SELECT DISTINCT i.vendor FROM findings f JOIN scans s ON s.id = f.scan_id \
+             JOIN instances i ON i.id = s.instance_id ORDER BY i.vendor",
+        )
+        .unwrap();
+    let vendors: Vec<String> = stmt
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(vendors, ["codethreat", "saltsecurity"]);
+}
