@@ -1,10 +1,11 @@
 //! `scansync test-connection` through the real binary: each failure cause has its own exit
 //! code and a line that names the cause, produced by the simulator or a real loopback socket.
 
+mod common;
+
 use scansync::sim::{SimOptions, Simulator};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::Arc;
 
 const TOKEN: &str = "tok-conn-5d2a-SECRET";
 
@@ -116,61 +117,10 @@ fn url_without_the_api_exits_4_and_says_url() {
     assert!(l.to_lowercase().contains("url"), "{l}");
 }
 
-/// A loopback HTTPS server whose certificate comes from the throwaway CA in
-/// tests/fixtures/tls; it answers every request with a JSON 200.
-async fn tls_server() -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio_rustls::rustls;
-    use tokio_rustls::rustls::pki_types::pem::PemObject;
-    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs = CertificateDer::pem_slice_iter(include_bytes!("fixtures/tls/server.pem"))
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let key = PrivateKeyDer::from_pem_slice(include_bytes!("fixtures/tls/server.key")).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                // A client that refuses the certificate ends the handshake: nothing to serve.
-                let Ok(mut tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let mut head = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match tls.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let body = r#"{"name": "sim-org"}"#;
-                let resp = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = tls.write_all(resp.as_bytes()).await;
-                let _ = tls.shutdown().await;
-            });
-        }
-    });
-    format!("https://127.0.0.1:{port}")
-}
-
 #[test]
 fn certificate_from_an_unknown_ca_exits_5_and_names_ca_file() {
     let rt = runtime();
-    let url = rt.block_on(tls_server());
+    let url = rt.block_on(common::tls_server("sim-org"));
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), &url, "sim-org", TOKEN, "");
     let (code, out) = test_connection(&cfg);
@@ -183,7 +133,7 @@ fn certificate_from_an_unknown_ca_exits_5_and_names_ca_file() {
 #[test]
 fn ca_file_naming_the_private_ca_gets_past_tls() {
     let rt = runtime();
-    let url = rt.block_on(tls_server());
+    let url = rt.block_on(common::tls_server("sim-org"));
     let dir = tempfile::tempdir().unwrap();
     let ca = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls/ca.pem");
     let extra = format!(

@@ -1,6 +1,8 @@
 //! The connectors against a scripted loopback server that serves the contract's fixtures and
 //! records every request, so each test checks both the request shape and the mapping.
 
+mod common;
+
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
@@ -701,60 +703,6 @@ fn salt_region_picks_the_regional_api_base() {
     }
 }
 
-/// A loopback HTTPS server with a certificate from the test CA in tests/fixtures/tls; it
-/// answers every request with a CodeThreat-like JSON 200.
-async fn tls_server() -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio_rustls::rustls;
-    use tokio_rustls::rustls::pki_types::pem::PemObject;
-    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs = CertificateDer::pem_slice_iter(include_bytes!("fixtures/tls/server.pem"))
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let key = PrivateKeyDer::from_pem_slice(include_bytes!("fixtures/tls/server.key")).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                return;
-            };
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                // A client that refuses the certificate ends the handshake: nothing to serve.
-                let Ok(mut tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let mut head = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match tls.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let body = r#"{"name": "acme"}"#;
-                let resp = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = tls.write_all(resp.as_bytes()).await;
-                let _ = tls.shutdown().await;
-            });
-        }
-    });
-    format!("https://127.0.0.1:{port}")
-}
-
 fn tls_fixture(name: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/tls")
@@ -763,7 +711,7 @@ fn tls_fixture(name: &str) -> std::path::PathBuf {
 
 #[tokio::test]
 async fn tls_certificate_from_an_unknown_ca_is_a_tls_error_with_the_ca_file_hint() {
-    let base = tls_server().await;
+    let base = common::tls_server("acme").await;
     let (ct, http) = connector(&instance("codethreat", Some(base)));
     let err = ct.test_connection().await.unwrap_err();
     assert_no_token(&err);
@@ -774,7 +722,7 @@ async fn tls_certificate_from_an_unknown_ca_is_a_tls_error_with_the_ca_file_hint
 
 #[tokio::test]
 async fn tls_ca_file_makes_a_private_ca_trusted() {
-    let base = tls_server().await;
+    let base = common::tls_server("acme").await;
     let mut inst = instance("codethreat", Some(base));
     inst.ca_file = Some(tls_fixture("ca.pem"));
     connector(&inst).0.test_connection().await.unwrap();
@@ -782,7 +730,7 @@ async fn tls_ca_file_makes_a_private_ca_trusted() {
 
 #[tokio::test]
 async fn tls_insecure_skips_verification() {
-    let base = tls_server().await;
+    let base = common::tls_server("acme").await;
     let mut inst = instance("codethreat", Some(base));
     inst.insecure = true;
     connector(&inst).0.test_connection().await.unwrap();
