@@ -663,10 +663,9 @@ impl Shared {
                 new.store.path.display()
             )));
         }
-        let mut ctx =
-            SyncContext::new(&new, self.dispatcher.stop.clone()).map_err(ReloadError::Other)?;
-        // One writer connection per process: keep the store the runs in flight use.
-        ctx.store = old_ctx.store.clone();
+        // One writer connection per process: the new context keeps the store the runs in
+        // flight use, with new connectors and limits.
+        let ctx = old_ctx.with_config(&new).map_err(ReloadError::Other)?;
         let plan = plan_reload(&old.scans, &new.scans);
         self.dispatcher
             .set_limits(new.daemon.concurrency, new.daemon.per_instance_concurrency);
