@@ -12,6 +12,7 @@ pub mod export;
 pub mod finding;
 pub mod http;
 pub mod logging;
+pub mod metrics;
 pub mod schedule;
 pub mod secret;
 pub mod sim;
