@@ -30,8 +30,16 @@
 //!
 //! Events caused by a page import (`created`, `reopened`, `severity_changed`,
 //! `status_changed`) are written by triggers in the schema, which see a row's old and new
-//! values in the same statement; that keeps the import to one `INSERT … ON CONFLICT DO UPDATE
-//! … RETURNING` per finding, no lookup first. `fixed` and `state_set` are written here.
+//! values in the same statement; that keeps the import to one `INSERT … ON CONFLICT DO UPDATE`
+//! per finding, no lookup first. `fixed` and `state_set` are written here.
+//!
+//! # Cost
+//! The page import is the hot path (a million findings per run happen), so it avoids what
+//! SQLite makes expensive per row: no `RETURNING` (it materialises a temporary table per
+//! statement run) and no `CHECK (x IN (…))` (a temporary b-tree per row written; migration
+//! 0005 spells them as OR-chains). A page's counters come from `changes()` per upsert and
+//! from the `created` / `reopened` events the triggers wrote during the page. BENCHMARKS.md
+//! has the measurements.
 //!
 //! # Unfinished runs
 //! Opening the store never touches runs, so a reader can open it beside a live daemon. Only
@@ -48,8 +56,17 @@ use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
-/// The numbered migrations, in order; entry `i` brings the schema to version `i + 1`.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+/// The numbered migrations, in order, each with the schema version it brings the store to
+/// (the number in its file name). Versions are explicit rather than positions so that
+/// migrations written on parallel branches keep their numbers when merged: each applies in
+/// version order, and `user_version` ends at the last one.
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/0001_init.sql")),
+    (
+        5,
+        include_str!("migrations/0005_checks_without_in_lists.sql"),
+    ),
+];
 
 /// Row id of a `sync_runs` row.
 pub type RunId = i64;
@@ -330,7 +347,7 @@ const SEVERITY_RANK_SQL: &str = "CASE f.severity WHEN 'critical' THEN 4 WHEN 'hi
      WHEN 'medium' THEN 2 WHEN 'low' THEN 1 ELSE 0 END";
 
 /// The page import: one statement per finding. The `WHERE` makes a repeat within the same
-/// run a no-op that returns no row, which is how the caller tells "already counted".
+/// run a no-op that changes no row, which is how the caller tells "already counted".
 const UPSERT_FINDING_SQL: &str = "
 INSERT INTO findings (
     scan_id, fingerprint, state, title, severity, vendor_status, cwe, owasp, rule_id,
@@ -369,8 +386,52 @@ ON CONFLICT (scan_id, fingerprint) DO UPDATE SET
     last_seen = excluded.last_seen,
     times_seen = findings.times_seen + 1,
     last_run_id = excluded.last_run_id
-WHERE findings.last_run_id IS NOT excluded.last_run_id
-RETURNING state";
+WHERE findings.last_run_id IS NOT excluded.last_run_id";
+
+/// How a statement over all of one scan's findings visits them (`finish_run` finding the
+/// unseen ones, `open_by_severity`).
+///
+/// Why: the only index that names the scan is the dedup key (scan, fingerprint), and a walk
+/// along it visits rows in fingerprint order, which is random order in the table: at a
+/// million findings, one random page read per row (3 s where a sequential scan takes 0.4 s).
+/// A scan's rows were mostly inserted together, so their ids usually form a dense range;
+/// then the range is read in id order, and only a scan whose rows are spread thinly over a
+/// much larger table (a small scan beside a big one) walks the index.
+struct ScanRows {
+    first: i64,
+    last: i64,
+    /// Whether the id range is dense enough to read sequentially.
+    by_range: bool,
+}
+
+impl ScanRows {
+    /// A sequential read of the range beats the index walk unless the range holds several
+    /// times more rows than the scan has (a random read costs about seven sequential ones).
+    const MAX_SPREAD: i64 = 4;
+
+    /// Reads the scan's row count and id bounds (from the dedup index alone, no table reads).
+    fn of(conn: &Connection, scan_id: i64) -> Result<ScanRows, StoreError> {
+        let (count, first, last): (i64, Option<i64>, Option<i64>) = conn
+            .prepare_cached("SELECT count(*), min(id), max(id) FROM findings WHERE scan_id = ?1")?
+            .query_row(params![scan_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        let (first, last) = (first.unwrap_or(0), last.unwrap_or(-1));
+        Ok(ScanRows {
+            first,
+            last,
+            by_range: last - first < count.saturating_mul(Self::MAX_SPREAD),
+        })
+    }
+
+    /// The `WHERE` terms selecting the scan's rows, given the parameter names of the scan id
+    /// and the two bounds. The unary `+` keeps the query planner off the other access path.
+    fn sql(&self, scan: &str, first: &str, last: &str) -> String {
+        if self.by_range {
+            format!("id BETWEEN {first} AND {last} AND +scan_id = {scan}")
+        } else {
+            format!("scan_id = {scan} AND +id BETWEEN {first} AND {last}")
+        }
+    }
+}
 
 /// What a page import needs to know about its run, read once per page.
 struct RunContext {
@@ -414,6 +475,28 @@ impl Store {
         conn.set_prepared_statement_cache_capacity(64);
         migrate(&mut conn, &shown)?;
         Ok(Store { conn })
+    }
+
+    /// The connection settings that shape write speed, as `(pragma, value)` in the order they
+    /// must be applied to a new file (`page_size` before anything is written). The ingest
+    /// benchmark's floor copies them, so it measures bare SQLite under the store's settings.
+    pub fn write_pragmas(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        [
+            "page_size",
+            "synchronous",
+            "foreign_keys",
+            "cache_size",
+            "wal_autocheckpoint",
+            "temp_store",
+        ]
+        .iter()
+        .map(|name| {
+            let value: i64 = self
+                .conn
+                .query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))?;
+            Ok((name.to_string(), value))
+        })
+        .collect()
     }
 
     /// Records the start of a run: the instance and scan rows (created or refreshed from the
@@ -514,19 +597,21 @@ impl Store {
         };
         let mut fixed = 0;
         if state == RunState::Succeeded {
-            tx.prepare_cached(
+            let rows = ScanRows::of(&tx, ctx.scan_id)?;
+            tx.prepare_cached(&format!(
                 "INSERT INTO finding_events (finding_id, run_id, kind, old_value, new_value, at)
                  SELECT id, ?2, 'fixed', state, 'fixed', ?3 FROM findings
-                 WHERE scan_id = ?1 AND state IN ('new', 'open', 'reopened') AND last_run_id < ?2",
-            )?
-            .execute(params![ctx.scan_id, run, at])?;
+                 WHERE {} AND state IN ('new', 'open', 'reopened') AND last_run_id < ?2",
+                rows.sql("?1", "?4", "?5")
+            ))?
+            .execute(params![ctx.scan_id, run, at, rows.first, rows.last])?;
             fixed = tx
-                .prepare_cached(
+                .prepare_cached(&format!(
                     "UPDATE findings SET state = 'fixed'
-                     WHERE scan_id = ?1 AND state IN ('new', 'open', 'reopened')
-                       AND last_run_id < ?2",
-                )?
-                .execute(params![ctx.scan_id, run])?;
+                     WHERE {} AND state IN ('new', 'open', 'reopened') AND last_run_id < ?2",
+                    rows.sql("?1", "?3", "?4")
+                ))?
+                .execute(params![ctx.scan_id, run, rows.first, rows.last])?;
         }
         tx.prepare_cached(
             "UPDATE sync_runs SET state = ?2, finished_at = ?3, error = ?4, fixed = fixed + ?5
@@ -677,12 +762,22 @@ impl Store {
     /// (zero when none), for `scan` thresholds and summaries.
     pub fn open_by_severity(&self, scan: &str) -> Result<BTreeMap<Severity, u64>, StoreError> {
         let mut out: BTreeMap<Severity, u64> = Severity::ALL.iter().map(|s| (*s, 0)).collect();
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT f.severity, count(*) FROM findings f JOIN scans s ON s.id = f.scan_id
-             WHERE s.name = ?1 AND f.state IN ('new', 'open', 'reopened')
-             GROUP BY f.severity",
-        )?;
-        let mut rows = stmt.query(params![scan])?;
+        let scan_id: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT id FROM scans WHERE name = ?1")?
+            .query_row(params![scan], |r| r.get(0))
+            .optional()?;
+        let Some(scan_id) = scan_id else {
+            return Ok(out);
+        };
+        let scan_rows = ScanRows::of(&self.conn, scan_id)?;
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT severity, count(*) FROM findings
+             WHERE {} AND state IN ('new', 'open', 'reopened')
+             GROUP BY severity",
+            scan_rows.sql("?1", "?2", "?3")
+        ))?;
+        let mut rows = stmt.query(params![scan_id, scan_rows.first, scan_rows.last])?;
         while let Some(row) = rows.next()? {
             let word: String = row.get(0)?;
             let severity = word
@@ -773,7 +868,7 @@ impl Store {
 /// inside the (immediate, so exclusive-writer) transaction so two processes opening a fresh
 /// file at once do not both apply a migration.
 fn migrate(conn: &mut Connection, path: &str) -> Result<(), StoreError> {
-    let known = MIGRATIONS.len() as i64;
+    let known = MIGRATIONS.last().map_or(0, |(v, _)| *v);
     loop {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -784,11 +879,11 @@ fn migrate(conn: &mut Connection, path: &str) -> Result<(), StoreError> {
                 known,
             });
         }
-        if version == known {
+        let Some((next, sql)) = MIGRATIONS.iter().find(|(v, _)| *v > version) else {
             return Ok(());
-        }
-        tx.execute_batch(MIGRATIONS[version as usize])?;
-        tx.pragma_update(None, "user_version", version + 1)?;
+        };
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", next)?;
         tx.commit()?;
     }
 }
@@ -828,14 +923,33 @@ fn upsert_page_in(
 ) -> Result<RunCounts, StoreError> {
     let ctx = running_context(conn, run)?;
     let at = now();
-    let mut counts = RunCounts {
-        pages: 1,
-        ..RunCounts::default()
-    };
+    // Every event with a higher id than this was written by this page's upserts (the page's
+    // transaction is the only writer).
+    let events_before: i64 = conn
+        .prepare_cached("SELECT coalesce(max(id), 0) FROM finding_events")?
+        .query_row([], |r| r.get(0))?;
+    let mut seen = 0u64;
     let mut stmt = conn.prepare_cached(UPSERT_FINDING_SQL)?;
     for finding in page {
-        upsert_finding(&mut stmt, &ctx, run, &at, finding, &mut counts)?;
+        seen += upsert_finding(&mut stmt, &ctx, run, &at, finding)?;
     }
+    // The triggers wrote one `created` event per inserted row and one `reopened` event per
+    // fixed row seen again; every other counted row was known and stays (or becomes) open.
+    let (new, reopened): (i64, i64) = conn
+        .prepare_cached(
+            "SELECT count(*) FILTER (WHERE kind = 'created'),
+                    count(*) FILTER (WHERE kind = 'reopened')
+             FROM finding_events WHERE id > ?1",
+        )?
+        .query_row(params![events_before], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let counts = RunCounts {
+        seen,
+        new: new as u64,
+        open: seen - (new + reopened) as u64,
+        reopened: reopened as u64,
+        fixed: 0,
+        pages: 1,
+    };
     conn.prepare_cached(
         "UPDATE sync_runs SET seen = seen + ?2, new = new + ?3, open = open + ?4,
              reopened = reopened + ?5, pages = pages + 1
@@ -851,14 +965,15 @@ fn upsert_page_in(
     Ok(counts)
 }
 
+/// Upserts one finding; returns 1 when the row was inserted or updated, 0 when this run had
+/// already seen it.
 fn upsert_finding(
     stmt: &mut rusqlite::CachedStatement<'_>,
     ctx: &RunContext,
     run: RunId,
     at: &str,
     finding: &Finding,
-    counts: &mut RunCounts,
-) -> Result<(), StoreError> {
+) -> Result<u64, StoreError> {
     let fingerprint = finding.fingerprint(&ctx.vendor, &ctx.bind_to);
     let (kind, file_path, start_line, end_line, method, api_path, host) = match &finding.location {
         Location::Code {
@@ -885,46 +1000,33 @@ fn upsert_finding(
         ),
         Location::Unknown => ("unknown", None, None, None, None, None, None),
     };
-    let state: Option<String> = stmt
-        .query_row(
-            params![
-                ctx.scan_id,
-                fingerprint,
-                finding.title,
-                finding.severity.as_str(),
-                finding.vendor_status,
-                finding.cwe,
-                finding.owasp,
-                finding.rule_id,
-                kind,
-                file_path,
-                start_line,
-                end_line,
-                method,
-                api_path,
-                host,
-                finding.description,
-                finding.remediation,
-                finding.vendor_url,
-                finding.vendor_id,
-                finding.vendor_first_seen,
-                finding.vendor_last_seen,
-                finding.raw,
-                at,
-                run
-            ],
-            |r| r.get(0),
-        )
-        .optional()?;
-    // No row back: already seen in this run, nothing changed.
-    let Some(state) = state else { return Ok(()) };
-    counts.seen += 1;
-    match FindingState::parse(&state)? {
-        FindingState::New => counts.new += 1,
-        FindingState::Reopened => counts.reopened += 1,
-        _ => counts.open += 1,
-    }
-    Ok(())
+    let changed = stmt.execute(params![
+        ctx.scan_id,
+        fingerprint,
+        finding.title,
+        finding.severity.as_str(),
+        finding.vendor_status,
+        finding.cwe,
+        finding.owasp,
+        finding.rule_id,
+        kind,
+        file_path,
+        start_line,
+        end_line,
+        method,
+        api_path,
+        host,
+        finding.description,
+        finding.remediation,
+        finding.vendor_url,
+        finding.vendor_id,
+        finding.vendor_first_seen,
+        finding.vendor_last_seen,
+        finding.raw,
+        at,
+        run
+    ])?;
+    Ok(changed as u64)
 }
 
 fn read_run(conn: &Connection, id: RunId) -> Result<Option<RunRow>, StoreError> {

@@ -579,7 +579,7 @@ fn reopening_keeps_data_and_settings() {
     let store = Store::open(&path).unwrap();
     assert_eq!(
         count(&store, "PRAGMA user_version"),
-        MIGRATIONS.len() as i64
+        MIGRATIONS.last().unwrap().0
     );
     assert_eq!(count(&store, "PRAGMA foreign_keys"), 1);
     let mode: String = store
@@ -588,6 +588,121 @@ fn reopening_keeps_data_and_settings() {
         .unwrap();
     assert_eq!(mode, "wal");
     assert_eq!(count(&store, "SELECT count(*) FROM findings"), 3);
+}
+
+/// Every row of a table as text, in id order, for before/after comparisons.
+fn dump(conn: &Connection, table: &str) -> Vec<String> {
+    let mut stmt = conn
+        .prepare(&format!("SELECT * FROM {table} ORDER BY id"))
+        .unwrap();
+    let width = stmt.column_count();
+    stmt.query_map([], |r| {
+        (0..width)
+            .map(|i| Ok(format!("{:?}", r.get_ref(i)?)))
+            .collect::<Result<Vec<_>, _>>()
+            .map(|cells| cells.join("|"))
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
+}
+
+#[test]
+fn version_1_store_is_rebuilt_by_migration_5_with_rows_events_and_cascades_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("scansync.db");
+    let (findings_v1, events_v1) = {
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+        conn.execute_batch(MIGRATIONS[0].1).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute_batch(
+            "INSERT INTO instances VALUES (1, 'ct-main', 'codethreat', 't0');
+             INSERT INTO scans VALUES (1, 'shop', 1, 'shop-project', NULL, 't0');
+             INSERT INTO sync_runs (id, scan_id, scan, instance, vendor, bind_to, trigger, state,
+                 started_at, finished_at, seen, new, pages)
+             VALUES (1, 1, 'shop', 'ct-main', 'codethreat', 'shop-project', 'cli', 'succeeded',
+                 't0', 't1', 2, 2, 1);
+             INSERT INTO findings (id, scan_id, fingerprint, state, title, severity,
+                 vendor_status, location_kind, file_path, start_line, raw, first_seen,
+                 last_seen, times_seen, last_run_id)
+             VALUES (1, 1, 'fp-a', 'new', 'A', 'high', 'Open', 'code', 'a.rs', 3, '{}', 't0',
+                     't0', 1, 1),
+                    (2, 1, 'fp-b', 'fixed', 'B', 'high', 'Open', 'unknown', NULL, NULL, '{}', 't0',
+                     't0', 1, 1);
+             INSERT INTO finding_events (finding_id, run_id, kind, old_value, new_value, at)
+             VALUES (2, 1, 'fixed', 'new', 'fixed', 't1');",
+        )
+        .unwrap();
+        (dump(&conn, "findings"), dump(&conn, "finding_events"))
+    };
+    assert_eq!(events_v1.len(), 3, "two created events and one fixed");
+
+    let mut store = Store::open(&path).unwrap();
+    assert_eq!(
+        count(&store, "PRAGMA user_version"),
+        MIGRATIONS.last().unwrap().0
+    );
+    assert_eq!(dump(&store.conn, "findings"), findings_v1);
+    assert_eq!(dump(&store.conn, "finding_events"), events_v1);
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM sqlite_schema
+             WHERE tbl_name IN ('findings', 'finding_events') AND sql LIKE '% IN (%'"
+        ),
+        0,
+        "no CHECK with an IN list is left on the hot tables"
+    );
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger'"
+        ),
+        4
+    );
+    assert_eq!(
+        count(&store, "SELECT count(*) FROM pragma_foreign_key_check"),
+        0
+    );
+    // The checks still refuse a word outside the vocabulary.
+    assert!(store
+        .conn
+        .execute("UPDATE findings SET state = 'closed' WHERE id = 1", [])
+        .is_err());
+    assert!(store
+        .conn
+        .execute("UPDATE findings SET severity = 'severe' WHERE id = 1", [])
+        .is_err());
+
+    // Imports go on as before: the fixed finding B comes back reopened (trigger; same
+    // severity and status as `finding(1)`, so no other event), a new one is created, and
+    // deleting a finding still deletes its history.
+    let run = store.begin_run(&scope("shop")).unwrap();
+    store
+        .conn
+        .execute(
+            "UPDATE findings SET fingerprint = ?1 WHERE id = 2",
+            params![fp(&finding(1), "shop")],
+        )
+        .unwrap();
+    let counts = store.upsert_page(run, &findings(1..3)).unwrap();
+    assert_eq!((counts.seen, counts.new, counts.reopened), (2, 1, 1));
+    assert_eq!(
+        kinds(&store, "shop", &finding(1)),
+        ["created", "fixed", "reopened"]
+    );
+    store
+        .conn
+        .execute("DELETE FROM findings WHERE id = 2", [])
+        .unwrap();
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM finding_events WHERE finding_id = 2"
+        ),
+        0
+    );
 }
 
 #[test]
