@@ -227,7 +227,8 @@ fn synthetic(i: usize) -> Finding {
 fn limit(path: &Path, findings: &[Finding]) -> Timing {
     let probe = path.with_extension("probe.db");
     drop(Store::open(&probe).expect("probe store"));
-    let (cols, pragmas): (Vec<(String, String)>, Vec<(String, i64)>) = {
+    // (name, declared type) of every column but the id.
+    let cols: Vec<(String, String)> = {
         let c = Connection::open(&probe).unwrap();
         let mut st = c
             .prepare("SELECT name, type FROM pragma_table_info('findings') WHERE name != 'id'")
@@ -237,9 +238,9 @@ fn limit(path: &Path, findings: &[Finding]) -> Timing {
             .unwrap()
             .map(Result::unwrap)
             .collect();
-        let store = Store::open(&probe).unwrap();
-        (cols, store.write_pragmas().unwrap())
+        cols
     };
+    let pragmas = Store::open(&probe).unwrap().write_pragmas().unwrap();
     let fingerprints: Vec<String> = findings
         .iter()
         .map(|f| f.fingerprint("codethreat", "project-1"))
