@@ -7,6 +7,7 @@ use crate::config::{Config, ScanConfig};
 use crate::store::{RunCounts, RunEnd, RunId, RunScope, RunState, Store, StoreError};
 use crate::vendors::{ScanRequest, ScanStatus, Vendor, VendorError};
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -124,15 +125,28 @@ impl SyncContext {
         T: Send + 'static,
         F: FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
     {
+        self.start_store(f).await
+    }
+
+    /// [`SyncContext::with_store`], but `f` starts at once and the returned future only
+    /// collects its result, so the caller can do other work (fetch the next page) meanwhile.
+    /// Dropping the future does not cancel `f`.
+    pub fn start_store<T, F>(&self, f: F) -> impl Future<Output = Result<T, StoreError>> + Send
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
+    {
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || {
+        let task = tokio::task::spawn_blocking(move || {
             let mut guard = store
                 .lock()
                 .map_err(|_| StoreError::Invalid("store lock poisoned by a panic".into()))?;
             f(&mut guard)
-        })
-        .await
-        .map_err(|e| StoreError::Invalid(format!("store task failed: {e}")))?
+        });
+        async move {
+            task.await
+                .map_err(|e| StoreError::Invalid(format!("store task failed: {e}")))?
+        }
     }
 }
 
@@ -329,8 +343,10 @@ enum BodyEnd {
     StartedOnly,
 }
 
-/// trigger → poll → pages. Each page is committed before the next is fetched, so a crash or
-/// stop loses at most the page in flight.
+/// trigger → poll → pages. The next page is fetched while the previous one commits (the
+/// vendor's latency and the JSON work overlap with SQLite's), and each commit is awaited
+/// before the page after it is handed over, so a crash or stop loses at most the pages in
+/// flight and the run row's counters always match the committed pages.
 async fn run_body(
     ctx: &SyncContext,
     vendor: &dyn Vendor,
@@ -398,20 +414,25 @@ async fn run_body(
         .await?;
     let mut page_no = 0u64;
     let mut seen = 0u64;
-    while let Some(mut page) = pages.next_page().await? {
+    let mut committing = None;
+    loop {
+        let next = pages.next_page().await;
+        // Whatever the fetch brought (even an error), the commit in flight ends first.
+        if let Some(commit) = committing.take() {
+            let counts: RunCounts = commit.await?;
+            seen += counts.seen;
+            tracing::debug!(page = page_no, seen, "page stored");
+            progress(&format!("{}: page {page_no}, {seen} findings", scope.scan));
+            if *stop.borrow() {
+                return Err(Stopped::Interrupted);
+            }
+        }
+        let Some(mut page) = next? else { break };
         page_no += 1;
         if let Some(min) = scan.min_severity {
             page.retain(|f| f.severity >= min);
         }
-        let counts = ctx
-            .with_store(move |s| s.upsert_page(run_id, &page))
-            .await?;
-        seen += counts.seen;
-        tracing::debug!(page = page_no, seen, "page stored");
-        progress(&format!("{}: page {page_no}, {seen} findings", scope.scan));
-        if *stop.borrow() {
-            return Err(Stopped::Interrupted);
-        }
+        committing = Some(ctx.start_store(move |s| s.upsert_page(run_id, &page)));
     }
     Ok(BodyEnd::Complete)
 }
