@@ -5,8 +5,8 @@
 //! (P) are proposals in the contract, not yet seen in a CodeThreat client.
 
 use super::{
-    from_http, normalize_time, text_at, FindingPages, ScanRequest, ScanStatus, Target, Vendor,
-    VendorError, VendorSpec,
+    from_http, json_at, normalize_time, text_at, FindingPages, ScanRequest, ScanStatus, Target,
+    Vendor, VendorError, VendorSpec,
 };
 use crate::config::InstanceConfig;
 use crate::finding::{Finding, Location, Severity};
@@ -278,7 +278,7 @@ impl Vendor for CodeThreat {
                     });
                 }
             }
-            let total = body.pointer("/pagination/total").and_then(Value::as_u64);
+            let total = json_at(&body, "/pagination/total").and_then(Value::as_u64);
             let done = data.len() < PROJECTS_PAGE_SIZE
                 || total.is_some_and(|t| page * PROJECTS_PAGE_SIZE as u64 >= t);
             if done {
@@ -476,8 +476,8 @@ pub fn map_issue(raw: &RawValue, vendor_url: Option<&str>) -> Result<Finding, St
         title,
         severity,
         vendor_status: text_at(&v, "/issue_state/status"),
-        cwe: v.pointer("/kb_fields/cwe").and_then(normalize_cwe),
-        owasp: v.pointer("/kb_fields/owasp2021").and_then(first_text),
+        cwe: json_at(&v, "/kb_fields/cwe").and_then(normalize_cwe),
+        owasp: json_at(&v, "/kb_fields/owasp2021").and_then(first_text),
         rule_id: weakness,
         location: code_location(&v),
         description: text_at(&v, "/kb_fields/description/en")
@@ -522,7 +522,7 @@ fn first_text(v: &Value) -> Option<String> {
 /// which the first — where the tainted data enters — is taken).
 fn code_location(v: &Value) -> Location {
     let candidates = [
-        v.pointer("/issue_state/location"),
+        json_at(v, "/issue_state/location"),
         v.get("vulnerability_trace").map(|t| match t {
             Value::Array(steps) => steps.first().unwrap_or(t),
             _ => t,
@@ -563,8 +563,7 @@ pub fn map_status(v: &Value) -> ScanStatus {
         },
         "queued" => ScanStatus::Queued,
         _ => ScanStatus::Running {
-            progress: v
-                .pointer("/progress_data/progress")
+            progress: json_at(v, "/progress_data/progress")
                 .and_then(Value::as_f64)
                 .map(|p| p.clamp(0.0, 100.0) as u8),
         },

@@ -278,17 +278,72 @@ pub(crate) fn normalize_time(v: Option<&serde_json::Value>) -> Option<String> {
 /// Text at a JSON pointer, if it is a non-empty string (numbers are rendered too: ids and
 /// codes come both ways).
 pub(crate) fn text_at(v: &serde_json::Value, pointer: &str) -> Option<String> {
-    match v.pointer(pointer)? {
+    match json_at(v, pointer)? {
         serde_json::Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
         serde_json::Value::Number(n) => Some(n.to_string()),
         _ => None,
     }
 }
 
+/// The value at a JSON pointer, as `Value::pointer` finds it, for the connectors' constant
+/// pointers (object keys and array indices, no `~` escapes).
+///
+/// Why not `Value::pointer`: it unescapes every segment into a new string on every call,
+/// and mapping a finding makes a dozen such calls; in a profile of a 200,000-finding sync
+/// that was half of the mapping's time.
+pub(crate) fn json_at<'a>(
+    v: &'a serde_json::Value,
+    pointer: &str,
+) -> Option<&'a serde_json::Value> {
+    debug_assert!(!pointer.contains('~'), "escaped pointer {pointer}");
+    if pointer.is_empty() {
+        return Some(v);
+    }
+    let mut segments = pointer.split('/');
+    if segments.next() != Some("") {
+        return None;
+    }
+    segments.try_fold(v, |v, segment| match v {
+        serde_json::Value::Object(map) => map.get(segment),
+        serde_json::Value::Array(items) => segment
+            .parse::<usize>()
+            .ok()
+            .filter(|_| !segment.starts_with('+') && (segment == "0" || !segment.starts_with('0')))
+            .and_then(|i| items.get(i)),
+        _ => None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn json_at_finds_what_value_pointer_finds() {
+        let v = json!({"a": {"b": [10, {"c": "x"}], "": 1, "n": null}, "d": "e"});
+        for p in [
+            "",
+            "/a",
+            "/a/b",
+            "/a/b/0",
+            "/a/b/1/c",
+            "/a/b/2",
+            "/a/b/01",
+            "/a/b/+1",
+            "/a/b/x",
+            "/a/",
+            "/a/n",
+            "/a/n/x",
+            "/d",
+            "/d/0",
+            "/z",
+            "a",
+            "/a/b/1/c/d",
+        ] {
+            assert_eq!(json_at(&v, p), v.pointer(p), "pointer {p:?}");
+        }
+    }
 
     #[test]
     fn vendor_times_become_rfc3339_utc() {
