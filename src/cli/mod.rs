@@ -39,9 +39,10 @@ pub struct Global {
     /// Config file [default: $SCANSYNC_CONFIG, else /etc/scansync/config.toml]
     #[arg(long, global = true)]
     pub config: Option<PathBuf>,
-    /// Log level (overridden by RUST_LOG): error, warn, info, debug, trace
-    #[arg(long, global = true, default_value = "info")]
-    pub log_level: String,
+    /// Log level (overridden by RUST_LOG): error, warn, info, debug, trace [default: info;
+    /// warn for `demo`, whose own report is the point]
+    #[arg(long, global = true)]
+    pub log_level: Option<String>,
     /// Log format: text, or json for log shippers
     #[arg(long, global = true, default_value = "text")]
     pub log_format: String,
@@ -75,7 +76,11 @@ pub enum Command {
 /// to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.global);
+    let default_level = match cli.command {
+        Command::Demo(_) => "warn",
+        _ => "info",
+    };
+    init_logging(&cli.global, default_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -115,8 +120,9 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging(global: &Global) {
-    if let Err(e) = crate::logging::init(&global.log_level, &global.log_format) {
+fn init_logging(global: &Global, default_level: &str) {
+    let level = global.log_level.as_deref().unwrap_or(default_level);
+    if let Err(e) = crate::logging::init(level, &global.log_format) {
         eprintln!("error: {e}");
         std::process::exit(2);
     }
