@@ -110,7 +110,7 @@ impl SyncContext {
     fn rebuild_vendors(&mut self, config: &Config) -> anyhow::Result<()> {
         self.vendors.clear();
         for (name, instance) in &config.instances {
-            let vendor = crate::vendors::connect(instance)
+            let vendor = crate::vendors::connect(name, instance)
                 .map_err(|e| anyhow::anyhow!("instance \"{name}\": {e}"))?;
             self.vendors.insert(name.clone(), Arc::from(vendor));
         }
@@ -249,6 +249,7 @@ pub async fn run_scan(
         let scope = scope.clone();
         ctx.with_store(move |s| s.begin_run(&scope)).await?
     };
+    let started = std::time::Instant::now();
     let span = tracing::info_span!("run", scan = %scope.scan, run_id);
     let body = run_body(ctx, vendor.as_ref(), scan, &scope, run_id, &opts);
     let outcome = {
@@ -283,6 +284,11 @@ pub async fn run_scan(
             let _ = ctx
                 .with_store(move |s| s.finish_run(run_id, RunEnd::Failed(msg)))
                 .await;
+            crate::metrics::global().run_finished(
+                &scope.scan,
+                RunState::Failed.as_str(),
+                started.elapsed(),
+            );
             return Err(SyncError::Store(e));
         }
         Err(_) => RunEnd::TimedOut(format!(
@@ -313,6 +319,7 @@ pub async fn run_scan(
         state = ?row.state,
         "run finished"
     );
+    crate::metrics::global().run_finished(&scope.scan, row.state.as_str(), started.elapsed());
     Ok(RunSummary {
         run_id,
         scan: scope.scan,

@@ -82,7 +82,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
 /// Tests one instance: the line to print and its exit code.
 async fn test_one(name: &str, instance: &InstanceConfig, width: usize) -> (String, u8) {
     let vendor_name = instance.vendor.as_str();
-    let connector = match vendors::connect(instance) {
+    let connector = match vendors::connect(name, instance) {
         Ok(c) => c,
         Err(e) => return (format!("FAIL {name:width$}  {vendor_name} {e}"), EXIT_OTHER),
     };

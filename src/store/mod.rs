@@ -147,7 +147,7 @@ pub struct RunRow {
 }
 
 /// A finding's lifecycle state in `findings.state`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FindingState {
     New,
@@ -222,6 +222,16 @@ impl RunState {
 }
 
 impl FindingState {
+    /// Every state, in lifecycle order (metrics show each one, zero included).
+    pub const ALL: [FindingState; 6] = [
+        FindingState::New,
+        FindingState::Open,
+        FindingState::Fixed,
+        FindingState::Reopened,
+        FindingState::FalsePositive,
+        FindingState::Accepted,
+    ];
+
     /// The word in `findings.state`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -691,6 +701,49 @@ impl Store {
             out.insert(severity, row.get::<_, i64>(1)? as u64);
         }
         Ok(out)
+    }
+
+    /// Every scan in the store with its findings counted by state and severity (a scan with
+    /// no findings maps to an empty table), for the metrics endpoint's gauges. One grouped
+    /// query, so a scrape costs one pass over the findings, not one per series.
+    pub fn finding_counts(
+        &self,
+    ) -> Result<BTreeMap<String, BTreeMap<(FindingState, Severity), u64>>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT s.name, f.state, f.severity, count(f.id)
+             FROM scans s LEFT JOIN findings f ON f.scan_id = s.id
+             GROUP BY s.name, f.state, f.severity",
+        )?;
+        let mut rows = stmt.query([])?;
+        let mut out: BTreeMap<String, BTreeMap<(FindingState, Severity), u64>> = BTreeMap::new();
+        while let Some(row) = rows.next()? {
+            let scan: String = row.get(0)?;
+            let counts = out.entry(scan).or_default();
+            let (Some(state), Some(severity)) = (
+                row.get::<_, Option<String>>(1)?,
+                row.get::<_, Option<String>>(2)?,
+            ) else {
+                continue;
+            };
+            let state = FindingState::parse(&state)?;
+            let severity = severity
+                .parse::<Severity>()
+                .map_err(|_| unknown_word("severity", &severity))?;
+            counts.insert((state, severity), row.get::<_, i64>(3)? as u64);
+        }
+        Ok(out)
+    }
+
+    /// When each scan last finished a successful run (RFC 3339 UTC), for scans that ever had
+    /// one. Times are stored with fixed-width milliseconds, so the text maximum is the latest.
+    pub fn last_successful_syncs(&self) -> Result<BTreeMap<String, String>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT scan, max(finished_at) FROM sync_runs
+             WHERE state = 'succeeded' AND finished_at IS NOT NULL
+             GROUP BY scan",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Sets a person's verdict on a finding. `FalsePositive` and `Accepted` stick through
