@@ -46,7 +46,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::finding::Severity;
-use crate::store::FindingState;
+use crate::store::{FindingCounts, FindingState};
 use crate::sync::SyncContext;
 
 /// The media type of [`render`]'s text: the Prometheus text exposition format 0.0.4, which
@@ -270,7 +270,7 @@ fn status_class(status: Option<u16>) -> &'static str {
 #[derive(Debug, Default)]
 pub struct StoreSnapshot {
     /// Every scan with its findings by state and severity.
-    pub findings: BTreeMap<String, BTreeMap<(FindingState, Severity), u64>>,
+    pub findings: BTreeMap<String, FindingCounts>,
     /// Per scan, the end of its latest successful run (RFC 3339).
     pub last_success: BTreeMap<String, String>,
 }

@@ -186,6 +186,9 @@ pub struct FindingFilter {
     pub min_severity: Option<Severity>,
 }
 
+/// Findings of one scan by (state, severity); combinations without findings are absent.
+pub type FindingCounts = BTreeMap<(FindingState, Severity), u64>;
+
 /// A `finding_events` row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FindingEvent {
@@ -706,16 +709,14 @@ impl Store {
     /// Every scan in the store with its findings counted by state and severity (a scan with
     /// no findings maps to an empty table), for the metrics endpoint's gauges. One grouped
     /// query, so a scrape costs one pass over the findings, not one per series.
-    pub fn finding_counts(
-        &self,
-    ) -> Result<BTreeMap<String, BTreeMap<(FindingState, Severity), u64>>, StoreError> {
+    pub fn finding_counts(&self) -> Result<BTreeMap<String, FindingCounts>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT s.name, f.state, f.severity, count(f.id)
              FROM scans s LEFT JOIN findings f ON f.scan_id = s.id
              GROUP BY s.name, f.state, f.severity",
         )?;
         let mut rows = stmt.query([])?;
-        let mut out: BTreeMap<String, BTreeMap<(FindingState, Severity), u64>> = BTreeMap::new();
+        let mut out: BTreeMap<String, FindingCounts> = BTreeMap::new();
         while let Some(row) = rows.next()? {
             let scan: String = row.get(0)?;
             let counts = out.entry(scan).or_default();
