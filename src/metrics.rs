@@ -3,7 +3,8 @@
 //!
 //! Process-wide because every recorder (http.rs, sync.rs, webhooks, server) would otherwise
 //! need a handle threaded through constructors that have nothing else to do with metrics, and
-//! because a reload rebuilds the [`SyncContext`]: counters kept here survive it.
+//! because a reload rebuilds the [`SyncContext`]: counters kept here survive it. The families
+//! and their labels are documented for operators in docs/metrics.md.
 //!
 //! Callers use `metrics::global().<recorder>(…)`; the listener calls [`render`] and serves
 //! the text with [`CONTENT_TYPE`].
@@ -13,8 +14,8 @@
 //!   triggers): counters and histograms in [`Metrics`];
 //! - read from the store at scrape time (findings by scan/state/severity, last successful
 //!   sync per scan): the store is the truth for these, and a gauge kept in memory would be
-//!   wrong after a restart, a reload, or a `scansync findings --set-state` from another
-//!   process.
+//!   wrong after a restart, or after a run by another process (`scansync scan` beside the
+//!   daemon).
 //!
 //! # Families
 //! | name | type | labels |

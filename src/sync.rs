@@ -40,6 +40,11 @@ pub struct RunOptions {
     pub resume_vendor_scan_id: Option<String>,
     /// Return right after the vendor scan is started (`scansync scan --async`).
     pub start_only: bool,
+    /// Stop waiting for the vendor scan at this instant and return as `start_only` does: the
+    /// run stays `running` with its vendor scan id, for a daemon to resume
+    /// (`scansync scan --timeout`). Only the wait for the vendor applies: once the vendor
+    /// scan has finished, its findings are read to the end.
+    pub detach_at: Option<tokio::time::Instant>,
     /// Called with progress lines for a terminal (`sync`'s progress display).
     pub progress: Option<Progress>,
 }
@@ -261,9 +266,9 @@ pub async fn run_scan(
     let _enter = span.enter();
     let end = match outcome {
         Ok(Ok(BodyEnd::Complete)) => RunEnd::Succeeded,
-        Ok(Ok(BodyEnd::StartedOnly)) => {
-            // Left running on purpose: the vendor scan goes on, and a daemon resumes polling
-            // it from the recorded vendor scan id.
+        Ok(Ok(BodyEnd::LeftRunning)) => {
+            // Left running on purpose (`start_only`, `detach_at`): the vendor scan goes on,
+            // and a daemon resumes polling it from the recorded vendor scan id.
             let row = ctx.with_store(move |s| s.run(run_id)).await?;
             let row = row.ok_or_else(|| StoreError::Invalid(format!("run {run_id} vanished")))?;
             return Ok(RunSummary {
@@ -333,7 +338,9 @@ pub async fn run_scan(
 
 enum BodyEnd {
     Complete,
-    StartedOnly,
+    /// The vendor scan was started (or waited for) and is still going; the run stays
+    /// `running`.
+    LeftRunning,
 }
 
 /// trigger → poll → pages. Each page is committed before the next is fetched, so a crash or
@@ -392,9 +399,22 @@ async fn run_body(
         }
         progress(&format!("{}: vendor scan {id} started", scope.scan));
         if opts.start_only {
-            return Ok(BodyEnd::StartedOnly);
+            return Ok(BodyEnd::LeftRunning);
         }
-        poll_until_finished(ctx, vendor, &id, &scope.scan, &mut stop, &progress).await?;
+        let waited = poll_until_finished(
+            ctx,
+            vendor,
+            &id,
+            &scope.scan,
+            &mut stop,
+            opts.detach_at,
+            &progress,
+        )
+        .await?;
+        if waited == Waited::Detached {
+            tracing::info!(vendor_scan_id = %id, "stopped waiting; the run is left for a daemon to resume");
+            return Ok(BodyEnd::LeftRunning);
+        }
         Some(id)
     } else {
         None
@@ -423,17 +443,39 @@ async fn run_body(
     Ok(BodyEnd::Complete)
 }
 
+/// How the wait for a vendor scan ended.
+#[derive(Debug, PartialEq)]
+enum Waited {
+    Finished,
+    /// `detach_at` passed first.
+    Detached,
+}
+
 async fn poll_until_finished(
     ctx: &SyncContext,
     vendor: &dyn Vendor,
     vendor_scan_id: &str,
     scan_name: &str,
     stop: &mut tokio::sync::watch::Receiver<bool>,
+    detach_at: Option<tokio::time::Instant>,
     progress: &impl Fn(&str),
-) -> Result<(), Stopped> {
+) -> Result<Waited, Stopped> {
+    let detach = async {
+        match detach_at {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(detach);
     loop {
-        match vendor.scan_status(vendor_scan_id).await? {
-            ScanStatus::Finished => return Ok(()),
+        // A status call hanging on a slow vendor must not hold the caller past `detach_at`
+        // either; dropping a status read mid-flight is harmless.
+        let status = tokio::select! {
+            status = vendor.scan_status(vendor_scan_id) => status?,
+            _ = &mut detach => return Ok(Waited::Detached),
+        };
+        match status {
+            ScanStatus::Finished => return Ok(Waited::Finished),
             ScanStatus::Failed { state, message } => {
                 return Err(Stopped::Vendor(VendorError::ScanFailed {
                     vendor: vendor.name(),
@@ -451,6 +493,7 @@ async fn poll_until_finished(
         tokio::select! {
             _ = tokio::time::sleep(ctx.poll_interval) => {}
             _ = stop.wait_for(|s| *s) => return Err(Stopped::Interrupted),
+            _ = &mut detach => return Ok(Waited::Detached),
         }
     }
 }

@@ -23,7 +23,7 @@ Exit codes: 0 listed, 1 other error (unknown instance, an HTTP error after retri
 2 token rejected, 3 organization not found or not permitted, 4 wrong URL, 5 TLS failure,
 6 network or timeout, 78 config error.")]
 pub struct Args {
-    /// The instance to list, by its name in [instances]
+    /// The instance to list: its name in the config (as `test-connection` shows it)
     pub instance: String,
     /// table, or json (JSON Lines: one target per line)
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
