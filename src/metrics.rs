@@ -292,10 +292,12 @@ pub async fn render(ctx: &SyncContext) -> anyhow::Result<String> {
         .await?;
     let mut text = global().render_recorded();
     text.push_str(&render_store(&snapshot));
-    // LEAD (after merging the webhooks branch, #7): the outbox depth goes here, read in the
-    // same `with_store` call above (`outbox: s.outbox_depth()?` in StoreSnapshot) and
-    // rendered in `render_store` as a gauge
-    // `scansync_webhook_outbox_depth` — "Webhook deliveries waiting in the outbox".
+    // LEAD, after merging the webhooks branch (#7) — the outbox depth, three edits:
+    //   1. `StoreSnapshot` gains `pub outbox_depth: u64`;
+    //   2. the `with_store` closure above fills it: `outbox_depth: s.outbox_depth()?`;
+    //   3. `render_store` registers a plain `Gauge` named "scansync_webhook_outbox_depth",
+    //      help "Webhook deliveries waiting in the outbox", set to it (and a row in
+    //      docs/metrics.md).
     Ok(text)
 }
 
