@@ -16,7 +16,7 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Sent on every request so vendor operators can tell scansync's traffic apart.
 pub const USER_AGENT: &str = concat!("scansync/", env!("CARGO_PKG_VERSION"));
@@ -226,6 +226,9 @@ pub struct HttpClient {
     counters: Arc<Counters>,
     /// Secret header values, scrubbed from error bodies in case a server echoes them.
     secrets: Vec<Secret>,
+    /// The instance name the metrics file this client's requests under; `None` records
+    /// nothing (a client that is not a vendor instance's).
+    metrics_label: Option<Arc<str>>,
 }
 
 impl fmt::Debug for HttpClient {
@@ -235,6 +238,7 @@ impl fmt::Debug for HttpClient {
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("retry", &self.retry)
             .field("body_cap", &self.body_cap)
+            .field("metrics_label", &self.metrics_label)
             .finish()
     }
 }
@@ -290,6 +294,7 @@ impl HttpClient {
             body_cap: DEFAULT_BODY_CAP,
             counters: Arc::default(),
             secrets: Vec::new(),
+            metrics_label: None,
         };
         match &instance.url {
             Some(url) => client.with_base_url(url),
@@ -336,6 +341,13 @@ impl HttpClient {
         self.headers.insert(HeaderName::from_static(name), value);
         self.secrets.push(secret.clone());
         Ok(self)
+    }
+
+    /// Names the instance this client talks to, so each attempt and retry is counted in
+    /// the metrics under it (`scansync_vendor_requests_total{instance=…}`).
+    pub fn with_metrics_label(mut self, instance: &str) -> Self {
+        self.metrics_label = Some(Arc::from(instance));
+        self
     }
 
     /// Replaces the retry policy (tests use tiny delays).
@@ -412,9 +424,17 @@ impl HttpClient {
     ) -> Result<HttpResponse, HttpError> {
         let mut retry = 0u32;
         loop {
+            let started = Instant::now();
             let result = self
                 .attempt(method.clone(), url.clone(), body.clone())
                 .await;
+            if let Some(instance) = &self.metrics_label {
+                let status = match &result {
+                    Ok(resp) => Some(resp.status),
+                    Err(e) => e.status(),
+                };
+                crate::metrics::global().vendor_request(instance, status, started.elapsed());
+            }
             let err = match result {
                 Ok(resp) => return Ok(resp),
                 Err(e) => e,
@@ -432,6 +452,9 @@ impl HttpClient {
             let wait = self.retry.delay(retry, retry_after);
             tracing::debug!(%method, %url, error = %err, wait_ms = wait.as_millis() as u64, "retrying");
             self.counters.retries.fetch_add(1, Ordering::Relaxed);
+            if let Some(instance) = &self.metrics_label {
+                crate::metrics::global().vendor_retry(instance);
+            }
             self.counters
                 .retry_wait_ms
                 .fetch_add(wait.as_millis() as u64, Ordering::Relaxed);

@@ -40,6 +40,11 @@ pub struct RunOptions {
     pub resume_vendor_scan_id: Option<String>,
     /// Return right after the vendor scan is started (`scansync scan --async`).
     pub start_only: bool,
+    /// Stop waiting for the vendor scan at this instant and return as `start_only` does: the
+    /// run stays `running` with its vendor scan id, for a daemon to resume
+    /// (`scansync scan --timeout`). Only the wait for the vendor applies: once the vendor
+    /// scan has finished, its findings are read to the end.
+    pub detach_at: Option<tokio::time::Instant>,
     /// Called with progress lines for a terminal (`sync`'s progress display).
     pub progress: Option<Progress>,
 }
@@ -110,7 +115,7 @@ impl SyncContext {
     fn rebuild_vendors(&mut self, config: &Config) -> anyhow::Result<()> {
         self.vendors.clear();
         for (name, instance) in &config.instances {
-            let vendor = crate::vendors::connect(instance)
+            let vendor = crate::vendors::connect(name, instance)
                 .map_err(|e| anyhow::anyhow!("instance \"{name}\": {e}"))?;
             self.vendors.insert(name.clone(), Arc::from(vendor));
         }
@@ -249,6 +254,7 @@ pub async fn run_scan(
         let scope = scope.clone();
         ctx.with_store(move |s| s.begin_run(&scope)).await?
     };
+    let started = std::time::Instant::now();
     let span = tracing::info_span!("run", scan = %scope.scan, run_id);
     let body = run_body(ctx, vendor.as_ref(), scan, &scope, run_id, &opts);
     let outcome = {
@@ -260,9 +266,9 @@ pub async fn run_scan(
     let _enter = span.enter();
     let end = match outcome {
         Ok(Ok(BodyEnd::Complete)) => RunEnd::Succeeded,
-        Ok(Ok(BodyEnd::StartedOnly)) => {
-            // Left running on purpose: the vendor scan goes on, and a daemon resumes polling
-            // it from the recorded vendor scan id.
+        Ok(Ok(BodyEnd::LeftRunning)) => {
+            // Left running on purpose (`start_only`, `detach_at`): the vendor scan goes on,
+            // and a daemon resumes polling it from the recorded vendor scan id.
             let row = ctx.with_store(move |s| s.run(run_id)).await?;
             let row = row.ok_or_else(|| StoreError::Invalid(format!("run {run_id} vanished")))?;
             return Ok(RunSummary {
@@ -283,6 +289,11 @@ pub async fn run_scan(
             let _ = ctx
                 .with_store(move |s| s.finish_run(run_id, RunEnd::Failed(msg)))
                 .await;
+            crate::metrics::global().run_finished(
+                &scope.scan,
+                RunState::Failed.as_str(),
+                started.elapsed(),
+            );
             return Err(SyncError::Store(e));
         }
         Err(_) => RunEnd::TimedOut(format!(
@@ -313,6 +324,7 @@ pub async fn run_scan(
         state = ?row.state,
         "run finished"
     );
+    crate::metrics::global().run_finished(&scope.scan, row.state.as_str(), started.elapsed());
     Ok(RunSummary {
         run_id,
         scan: scope.scan,
@@ -326,7 +338,9 @@ pub async fn run_scan(
 
 enum BodyEnd {
     Complete,
-    StartedOnly,
+    /// The vendor scan was started (or waited for) and is still going; the run stays
+    /// `running`.
+    LeftRunning,
 }
 
 /// trigger → poll → pages. Each page is committed before the next is fetched, so a crash or
@@ -385,9 +399,22 @@ async fn run_body(
         }
         progress(&format!("{}: vendor scan {id} started", scope.scan));
         if opts.start_only {
-            return Ok(BodyEnd::StartedOnly);
+            return Ok(BodyEnd::LeftRunning);
         }
-        poll_until_finished(ctx, vendor, &id, &scope.scan, &mut stop, &progress).await?;
+        let waited = poll_until_finished(
+            ctx,
+            vendor,
+            &id,
+            &scope.scan,
+            &mut stop,
+            opts.detach_at,
+            &progress,
+        )
+        .await?;
+        if waited == Waited::Detached {
+            tracing::info!(vendor_scan_id = %id, "stopped waiting; the run is left for a daemon to resume");
+            return Ok(BodyEnd::LeftRunning);
+        }
         Some(id)
     } else {
         None
@@ -416,17 +443,39 @@ async fn run_body(
     Ok(BodyEnd::Complete)
 }
 
+/// How the wait for a vendor scan ended.
+#[derive(Debug, PartialEq)]
+enum Waited {
+    Finished,
+    /// `detach_at` passed first.
+    Detached,
+}
+
 async fn poll_until_finished(
     ctx: &SyncContext,
     vendor: &dyn Vendor,
     vendor_scan_id: &str,
     scan_name: &str,
     stop: &mut tokio::sync::watch::Receiver<bool>,
+    detach_at: Option<tokio::time::Instant>,
     progress: &impl Fn(&str),
-) -> Result<(), Stopped> {
+) -> Result<Waited, Stopped> {
+    let detach = async {
+        match detach_at {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(detach);
     loop {
-        match vendor.scan_status(vendor_scan_id).await? {
-            ScanStatus::Finished => return Ok(()),
+        // A status call hanging on a slow vendor must not hold the caller past `detach_at`
+        // either; dropping a status read mid-flight is harmless.
+        let status = tokio::select! {
+            status = vendor.scan_status(vendor_scan_id) => status?,
+            _ = &mut detach => return Ok(Waited::Detached),
+        };
+        match status {
+            ScanStatus::Finished => return Ok(Waited::Finished),
             ScanStatus::Failed { state, message } => {
                 return Err(Stopped::Vendor(VendorError::ScanFailed {
                     vendor: vendor.name(),
@@ -444,6 +493,7 @@ async fn poll_until_finished(
         tokio::select! {
             _ = tokio::time::sleep(ctx.poll_interval) => {}
             _ = stop.wait_for(|s| *s) => return Err(Stopped::Interrupted),
+            _ = &mut detach => return Ok(Waited::Detached),
         }
     }
 }

@@ -452,6 +452,109 @@ async fn scan_command_async_returns_after_start_leaving_the_run_to_the_daemon() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scan_command_past_its_timeout_prints_the_run_and_leaves_it_to_the_daemon() {
+    // The vendor scan takes 8 s; `--timeout 0.02` (1.2 s) gives up waiting well before.
+    let sim = sim(8.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let schedule = "{ at = \"2099-01-01T00:00:00Z\" }";
+    let (config, store) = write_config(&sim, dir.path(), &ct_scan("ct", schedule));
+    let (code, stdout, stderr) =
+        scan_cli(&config, &[&SCAN_ARGS[..], &["--timeout", "0.02"]].concat()).await;
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    let all = runs(&store, "ct");
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(
+        all[0].1, "running",
+        "the run is left for the daemon, as with --async"
+    );
+    let sid = all[0].2.clone().expect("the run has its vendor scan id");
+    assert!(
+        stdout.contains(&format!("(run {})", all[0].0)) && stdout.contains(&sid),
+        "the run id and vendor scan id are printed: {stdout}"
+    );
+    assert!(
+        stdout.contains("still running after --timeout 0.02"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("open:"),
+        "no summary or thresholds: {stdout}"
+    );
+
+    let d = start_in_process(&config);
+    wait_for("the daemon to finish the run left by --timeout", || {
+        runs(&store, "ct").iter().any(|r| r.1 == "succeeded")
+    })
+    .await;
+    d.stop().await;
+    assert_eq!(
+        scan_starts(&sim),
+        1,
+        "the daemon resumed, it started no second scan"
+    );
+    let done = runs(&store, "ct");
+    assert!(
+        done.iter()
+            .filter(|r| r.1 == "succeeded")
+            .all(|r| r.2.as_deref() == Some(sid.as_str())),
+        "{done:?}"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scan_command_sends_meta_over_the_configured_metadata_and_waits_within_its_timeout() {
+    let sim = sim(0.5).await;
+    let dir = tempfile::tempdir().unwrap();
+    // The configured metadata, partly overridden on the command line.
+    let scan = ct_scan("ct", "\"now\"").replace(
+        "branch = \"main\"\n",
+        "branch = \"main\"\nmetadata = { team = \"payments\", commit = \"from-config\" }\n",
+    );
+    let (config, store) = write_config(&sim, dir.path(), &scan);
+    let (code, stdout, stderr) = scan_cli(
+        &config,
+        &[
+            &SCAN_ARGS[..],
+            &[
+                "-m",
+                "commit=abc123",
+                "--meta",
+                "pipeline=ci=42",
+                "--timeout",
+                "5",
+            ],
+        ]
+        .concat(),
+    )
+    .await;
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    assert!(
+        stdout.contains("succeeded"),
+        "finished within --timeout: {stdout}"
+    );
+    assert_eq!(runs(&store, "ct")[0].1, "succeeded");
+    let started = sim.codethreat_scans();
+    assert_eq!(started.len(), 1);
+    let metadata: std::collections::BTreeMap<&str, &str> = started[0]
+        .metadata
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str().expect("metadata values are strings")))
+        .collect();
+    assert_eq!(
+        metadata,
+        [
+            ("commit", "abc123"),
+            ("pipeline", "ci=42"),
+            ("team", "payments"),
+        ]
+        .into_iter()
+        .collect()
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_fills_a_store_with_findings_from_both_vendors() {
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = tokio::process::Command::new(BIN);

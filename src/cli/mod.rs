@@ -9,6 +9,7 @@ pub mod check_config;
 pub mod demo;
 pub mod export;
 pub mod findings;
+pub mod projects;
 pub mod run;
 pub mod runs;
 pub mod scan;
@@ -70,6 +71,8 @@ pub enum Command {
     Demo(demo::Args),
     /// Export findings as JSON Lines, CSV or SARIF 2.1.0 (same filters as `findings`)
     Export(export::Args),
+    /// List what a scan can bind to on an instance: CodeThreat projects, Salt Security assets
+    Projects(projects::Args),
 }
 
 /// Parses arguments, sets up logging and the runtime, runs the subcommand, maps the outcome
@@ -103,6 +106,7 @@ pub fn main() -> ExitCode {
             Command::Runs(a) => runs::run(&cli.global, a).await,
             Command::Demo(a) => demo::run(&cli.global, a).await,
             Command::Export(a) => export::run(&cli.global, a).await,
+            Command::Projects(a) => projects::run(&cli.global, a).await,
         }
     });
     match outcome {

@@ -22,8 +22,17 @@ Thresholds count open findings at a severity *or worse*: --threshold-high 0 fail
 any high or critical finding; --threshold-med 5 fails when there are more than 5 findings that
 are medium, high or critical.
 
-Exit codes: 0 success (thresholds kept), 1 error (connection, store), 2 bad flags, 3 the run
-did not succeed (failed, timed out, interrupted), 10 a threshold was exceeded, 78 config error.")]
+--timeout MINUTES bounds the wait for the vendor scan (fractions allowed: 0.5 is 30 seconds).
+Past it, scan prints the run id and exits 0 without checking thresholds; the vendor scan goes
+on, the run stays \"running\" with its vendor scan id, and the daemon resumes it at its next
+start, as after --async. It does not apply to vendors whose findings are read without a scan (Salt Security).
+
+-m/--meta KEY=VALUE (repeatable) is sent in the scan request's metadata, over the scan's
+configured metadata for the same key.
+
+Exit codes: 0 success (thresholds kept, or still running past --timeout), 1 error
+(connection, store), 2 bad flags, 3 the run did not succeed (failed, timed out, interrupted),
+10 a threshold was exceeded, 78 config error.")]
 pub struct Args {
     /// The vendor project (CodeThreat) or API asset (Salt Security): a configured scan's bind_to
     #[arg(short = 'p', long)]
@@ -49,6 +58,44 @@ pub struct Args {
     /// Return once the vendor scan is started; no waiting, no thresholds
     #[arg(long = "async")]
     pub start_only: bool,
+    /// Metadata for the vendor scan, KEY=VALUE (repeatable; overrides the scan's configured
+    /// metadata for the same key)
+    #[arg(short = 'm', long = "meta", value_name = "KEY=VALUE", value_parser = parse_meta)]
+    pub meta: Vec<(String, String)>,
+    /// Wait at most this many minutes (fractions allowed) for the vendor scan; past it, print
+    /// the run id, exit 0 and leave the scan to the daemon
+    #[arg(long, value_name = "MINUTES", value_parser = parse_minutes, conflicts_with = "start_only")]
+    pub timeout: Option<Duration>,
+}
+
+/// `KEY=VALUE` → (KEY, VALUE); the value may be empty or hold `=`, the key may not be empty.
+fn parse_meta(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_string(), value.to_string()))
+        }
+        _ => Err(format!("expected KEY=VALUE, got \"{text}\"")),
+    }
+}
+
+/// A wait in minutes as a person writes it: `0.05`, `1.5`, `30`.
+fn minutes_text(wait: Duration) -> String {
+    let text = format!("{:.2}", wait.as_secs_f64() / 60.0);
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// Minutes, fractions allowed (`0.05` is 3 seconds), more than zero.
+fn parse_minutes(text: &str) -> Result<Duration, String> {
+    let minutes: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected a number of minutes, got \"{text}\""))?;
+    if !minutes.is_finite() || minutes <= 0.0 {
+        return Err(format!(
+            "must be more than 0 minutes, got \"{text}\" (use --async not to wait at all)"
+        ));
+    }
+    Duration::try_from_secs_f64(minutes * 60.0).map_err(|_| format!("{text} minutes is too long"))
 }
 
 /// A `--threshold-*` limit that was exceeded.
@@ -178,12 +225,26 @@ fn ad_hoc_scan(tool: &str, instance: &str, project: &str) -> ScanConfig {
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
+    // The deadline counts from the command's start, as a CI step's budget does.
+    let detach_at = args.timeout.map(|t| tokio::time::Instant::now() + t);
     let config = Config::load(&Config::resolve_path(global.config.as_deref()))?;
-    let scan = pick_scan(&config, &args.tool, &args.project)?;
+    let mut scan = pick_scan(&config, &args.tool, &args.project)?;
+    scan.metadata.extend(args.meta.iter().cloned());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     // Ctrl-C / SIGTERM: the run commits its current page and ends interrupted.
     let signals = stop_on_signal(stop_tx)?;
     let ctx = SyncContext::new(&config, stop_rx)?;
+    let passive = ctx
+        .vendors
+        .get(&scan.instance)
+        .is_some_and(|v| !v.triggers_scans());
+    if passive && (!args.meta.is_empty() || args.timeout.is_some()) {
+        eprintln!(
+            "note: {} starts no scans (its findings are read as they are), so --meta and \
+             --timeout have no effect",
+            args.tool
+        );
+    }
     let progress = std::io::stderr().is_terminal().then(|| {
         Progress(Arc::new(|line: &str| eprintln!("{line}")) as Arc<dyn Fn(&str) + Send + Sync>)
     });
@@ -191,6 +252,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
         trigger: "cli".into(),
         branch: args.branch.clone(),
         start_only: args.start_only,
+        detach_at,
         progress,
         ..RunOptions::default()
     };
@@ -213,6 +275,20 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
         } else {
             0
         });
+    }
+    if summary.state == RunState::Running {
+        // Past --timeout: the vendor scan goes on; the run is the daemon's to finish.
+        let minutes = minutes_text(args.timeout.unwrap_or_default());
+        println!(
+            "scan {}: vendor scan {} still running after --timeout {minutes} minute(s) (run {}); \
+             it goes on at the vendor and `scansync run` resumes the run at its next start; \
+             `scansync runs --scan {}` shows it",
+            summary.scan,
+            summary.vendor_scan_id.as_deref().unwrap_or("(unknown)"),
+            summary.run_id,
+            summary.scan
+        );
+        return Ok(0);
     }
     print_summary(&summary);
     if summary.state != RunState::Succeeded {
@@ -320,6 +396,37 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn meta_takes_key_equals_value_and_keeps_equals_signs_in_the_value() {
+        assert_eq!(
+            parse_meta("commit=abc"),
+            Ok(("commit".to_string(), "abc".to_string()))
+        );
+        assert_eq!(
+            parse_meta("query=a=b"),
+            Ok(("query".to_string(), "a=b".to_string()))
+        );
+        assert_eq!(
+            parse_meta("empty="),
+            Ok(("empty".to_string(), String::new()))
+        );
+        assert!(parse_meta("no-equals").is_err());
+        assert!(parse_meta("=value").is_err());
+    }
+
+    #[test]
+    fn timeout_takes_fractional_minutes_above_zero() {
+        assert_eq!(parse_minutes("0.05"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_minutes("30"), Ok(Duration::from_secs(1800)));
+        assert!(parse_minutes("0").is_err());
+        assert!(parse_minutes("-1").is_err());
+        assert!(parse_minutes("NaN").is_err());
+        assert!(parse_minutes("soon").is_err());
+        assert_eq!(minutes_text(Duration::from_secs(3)), "0.05");
+        assert_eq!(minutes_text(Duration::from_secs(90)), "1.5");
+        assert_eq!(minutes_text(Duration::from_secs(1800)), "30");
     }
 
     #[test]

@@ -289,6 +289,11 @@ impl Simulator {
         *lock(&self.shared.faults) = FaultPlan::new(faults);
     }
 
+    /// Every CodeThreat scan started so far (project, branch, metadata), oldest first.
+    pub fn codethreat_scans(&self) -> Vec<codethreat::StartedScan> {
+        lock(&self.shared.codethreat).started_scans()
+    }
+
     /// The most recent vendor requests (up to 10,000), oldest first.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         lock(&self.shared.requests).iter().cloned().collect()

@@ -710,3 +710,52 @@ proptest! {
         prop_assert_eq!(count(&store, "SELECT count(*) FROM finding_events"), *events);
     }
 }
+
+#[test]
+fn finding_counts_group_every_scan_by_state_and_severity() {
+    let (_dir, mut store) = temp_store();
+    // Severity cycles with n: 0..10 is two of each severity.
+    import(&mut store, "shop", &[findings(0..10)], RunEnd::Succeeded);
+    // The second run misses 0..5: those five become fixed, 5..10 open.
+    import(&mut store, "shop", &[findings(5..10)], RunEnd::Succeeded);
+    import(&mut store, "empty", &[], RunEnd::Succeeded);
+    let counts = store.finding_counts().unwrap();
+    assert_eq!(
+        counts.keys().collect::<Vec<_>>(),
+        vec!["empty", "shop"],
+        "a scan without findings is listed too"
+    );
+    assert!(counts["empty"].is_empty());
+    let shop = &counts["shop"];
+    let mut expected = BTreeMap::new();
+    for n in 0..10 {
+        let state = if n < 5 {
+            FindingState::Fixed
+        } else {
+            FindingState::Open
+        };
+        *expected
+            .entry((state, Severity::ALL[n % 5]))
+            .or_insert(0u64) += 1;
+    }
+    assert_eq!(shop, &expected);
+    assert_eq!(shop.values().sum::<u64>(), 10);
+}
+
+#[test]
+fn last_successful_syncs_take_the_latest_success_and_skip_other_ends() {
+    let (_dir, mut store) = temp_store();
+    let first = import(&mut store, "shop", &[findings(0..2)], RunEnd::Succeeded);
+    let second = import(&mut store, "shop", &[findings(0..2)], RunEnd::Succeeded);
+    import(
+        &mut store,
+        "shop",
+        &[],
+        RunEnd::Failed("vendor down".into()),
+    );
+    import(&mut store, "never", &[], RunEnd::Failed("no".into()));
+    let last = store.last_successful_syncs().unwrap();
+    assert_eq!(last.len(), 1, "{last:?}");
+    assert!(second.finished_at >= first.finished_at);
+    assert_eq!(Some(&last["shop"]), second.finished_at.as_ref());
+}
