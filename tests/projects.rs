@@ -153,8 +153,10 @@ async fn rejected_token_exits_2_like_test_connection_for_both_vendors() {
     let sim = sim().await;
     let dir = tempfile::tempdir().unwrap();
     let config = config(&sim, dir.path());
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(&config, text.replace("\"sim-token\"", "\"wrong-token\"")).unwrap();
+    // The simulator's config keeps the token in `<config file name>.token` beside it.
+    let mut token_file = config.file_name().unwrap().to_os_string();
+    token_file.push(".token");
+    std::fs::write(config.with_file_name(token_file), "wrong-token\n").unwrap();
     for instance in ["sim-codethreat", "sim-salt"] {
         let (code, stdout, stderr) = projects(&config, &[instance]).await;
         assert_eq!(code, 2, "{instance}: stdout: {stdout}\nstderr: {stderr}");
