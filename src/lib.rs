@@ -19,3 +19,4 @@ pub mod sim;
 pub mod store;
 pub mod sync;
 pub mod vendors;
+pub mod webhooks;
