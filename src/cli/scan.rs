@@ -322,6 +322,7 @@ mod tests {
                     ..ad_hoc_scan("x", inst, bind_to)
                 })
                 .collect(),
+            webhooks: Default::default(),
         }
     }
 

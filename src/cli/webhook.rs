@@ -144,9 +144,22 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2);
         assert!(lines[0].starts_with("WEBHOOK-ID"), "{text}");
-        assert!(lines[1].starts_with("msg_0123  siem"), "{text}");
-        assert!(lines[1].contains("pending  2"), "{text}");
-        assert!(lines[1].contains("503"), "{text}");
+        let cells: Vec<&str> = lines[1].split_whitespace().collect();
+        assert_eq!(
+            &cells[..9],
+            [
+                "msg_0123",
+                "siem",
+                "findings.new",
+                "7",
+                "pending",
+                "2",
+                "2026-03-01T12:00:00.000Z",
+                "2026-03-01T12:00:09.000Z",
+                "503"
+            ],
+            "{text}"
+        );
     }
 
     #[test]
