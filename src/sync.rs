@@ -300,6 +300,7 @@ pub async fn run_scan(
             let _ = ctx
                 .with_store(move |s| s.finish_run(run_id, RunEnd::Failed(msg)))
                 .await;
+            ctx.outbox.wake();
             return Err(SyncError::Store(e));
         }
         Err(_) => RunEnd::TimedOut(format!(

@@ -100,7 +100,11 @@ fn matching(
     let marks: Vec<String> = (0..words.len()).map(|i| format!("?{}", i + 3)).collect();
     let severity_in = format!("f.severity IN ({})", marks.join(", "));
     let mut args: Vec<rusqlite::types::Value> = vec![scan_id.into(), run.into()];
-    args.extend(words.iter().map(|w| rusqlite::types::Value::from(w.to_string())));
+    args.extend(
+        words
+            .iter()
+            .map(|w| rusqlite::types::Value::from(w.to_string())),
+    );
 
     let total: i64 = conn
         .prepare_cached(&format!(
@@ -149,9 +153,7 @@ pub(super) fn collect_fixed(
     };
     let mut out = Vec::new();
     for (index, route) in routes.iter().enumerate() {
-        if !(route.wants(EventType::FindingsFixed)
-            && route.wants_scan(&scan, branch.as_deref()))
-        {
+        if !(route.wants(EventType::FindingsFixed) && route.wants_scan(&scan, branch.as_deref())) {
             continue;
         }
         let mut m = matching(
@@ -207,12 +209,10 @@ pub(super) fn write_notifications(
                         total: 0,
                     }
                 }
-                EventType::FindingsFixed => {
-                    match fixed.iter().position(|(i, _)| *i == index) {
-                        Some(pos) => fixed.swap_remove(pos).1,
-                        None => continue,
-                    }
-                }
+                EventType::FindingsFixed => match fixed.iter().position(|(i, _)| *i == index) {
+                    Some(pos) => fixed.swap_remove(pos).1,
+                    None => continue,
+                },
                 _ => {
                     let m = matching(conn, event, scan_id, row.id, route.min_severity)?;
                     if m.total == 0 {

@@ -779,7 +779,12 @@ fn new_findings_notify_each_matching_webhook_once_with_its_severity_filter() {
     ]);
     // Severities cycle critical, high, medium, low, info: 0 and 5 are critical.
     let page = findings(0..10);
-    let run = import(&mut store, "shop", std::slice::from_ref(&page), RunEnd::Succeeded);
+    let run = import(
+        &mut store,
+        "shop",
+        std::slice::from_ref(&page),
+        RunEnd::Succeeded,
+    );
     let rows = outbox(&store);
     assert_eq!(
         rows.iter()
@@ -832,7 +837,12 @@ fn a_notification_lists_the_worst_100_findings_and_counts_the_rest() {
 fn fixed_and_reopened_findings_are_notified_by_the_run_that_changed_them() {
     let (_dir, mut store) = temp_store();
     let all = findings(0..6);
-    import(&mut store, "shop", std::slice::from_ref(&all), RunEnd::Succeeded);
+    import(
+        &mut store,
+        "shop",
+        std::slice::from_ref(&all),
+        RunEnd::Succeeded,
+    );
     store.set_webhook_routes(vec![route(
         "changes",
         &[EventType::FindingsFixed, EventType::FindingsReopened],
@@ -856,7 +866,12 @@ fn fixed_and_reopened_findings_are_notified_by_the_run_that_changed_them() {
         .iter()
         .all(|f| f["state"] == "fixed"));
 
-    import(&mut store, "shop", std::slice::from_ref(&all), RunEnd::Succeeded);
+    import(
+        &mut store,
+        "shop",
+        std::slice::from_ref(&all),
+        RunEnd::Succeeded,
+    );
     let rows = outbox(&store);
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[1].1, "findings.reopened");
@@ -876,8 +891,18 @@ fn run_failed_is_sent_for_failed_and_timed_out_runs_but_not_interrupted_ones() {
         &[],
         RunEnd::Failed("HTTP 500 from CodeThreat".into()),
     );
-    import(&mut store, "shop", &[], RunEnd::Interrupted("stopping".into()));
-    import(&mut store, "shop", &[], RunEnd::TimedOut("2h passed".into()));
+    import(
+        &mut store,
+        "shop",
+        &[],
+        RunEnd::Interrupted("stopping".into()),
+    );
+    import(
+        &mut store,
+        "shop",
+        &[],
+        RunEnd::TimedOut("2h passed".into()),
+    );
     let rows = outbox(&store);
     let states: Vec<(&str, &str)> = rows
         .iter()
@@ -893,7 +918,12 @@ fn run_failed_is_sent_for_failed_and_timed_out_runs_but_not_interrupted_ones() {
 #[test]
 fn a_branch_run_notifies_the_webhooks_of_its_configured_scan() {
     let (_dir, mut store) = temp_store();
-    store.set_webhook_routes(vec![route("shop-hook", &[EventType::FindingsNew], None, &["shop"])]);
+    store.set_webhook_routes(vec![route(
+        "shop-hook",
+        &[EventType::FindingsNew],
+        None,
+        &["shop"],
+    )]);
     let mut branch_scope = scope("shop@feature-x");
     branch_scope.branch = Some("feature-x".into());
     let run = store.begin_run(&branch_scope).unwrap();
@@ -916,7 +946,9 @@ fn delivery_bookkeeping_claims_retries_delivers_and_gives_up() {
     let now = chrono::Utc::now();
     let due = store.due_webhook_messages(now, 10).unwrap();
     assert_eq!(due.len(), 2);
-    assert!(due.iter().all(|m| m.msg_id.starts_with("msg_") && m.attempts == 0));
+    assert!(due
+        .iter()
+        .all(|m| m.msg_id.starts_with("msg_") && m.attempts == 0));
     assert_ne!(due[0].msg_id, due[1].msg_id);
     assert!(store.next_webhook_due().unwrap().unwrap() <= now);
 
@@ -935,7 +967,10 @@ fn delivery_bookkeeping_claims_retries_delivers_and_gives_up() {
     let again = store.due_webhook_messages(later, 10).unwrap();
     let retried = again.iter().find(|m| m.id == due[0].id).unwrap();
     assert_eq!(retried.attempts, 1);
-    assert_eq!(retried.msg_id, due[0].msg_id, "the webhook-id never changes");
+    assert_eq!(
+        retried.msg_id, due[0].msg_id,
+        "the webhook-id never changes"
+    );
 
     assert!(store.claim_webhook_message(retried, later, later).unwrap());
     store.webhook_delivered(due[0].id, 204, later).unwrap();
@@ -950,7 +985,10 @@ fn delivery_bookkeeping_claims_retries_delivers_and_gives_up() {
     assert_eq!(undelivered.len(), 1);
     assert_eq!(undelivered[0].state, "gave_up");
     assert_eq!(undelivered[0].last_status, Some(410));
-    assert_eq!(undelivered[0].last_error.as_deref(), Some("gave up: 410 Gone"));
+    assert_eq!(
+        undelivered[0].last_error.as_deref(),
+        Some("gave up: 410 Gone")
+    );
     let all = store.webhook_outbox(true).unwrap();
     assert_eq!(all.len(), 2);
     assert_eq!(all[0].state, "delivered");

@@ -180,7 +180,10 @@ pub struct Outbox {
 impl std::fmt::Debug for Outbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Outbox")
-            .field("webhooks", &self.targets().by_name.keys().collect::<Vec<_>>())
+            .field(
+                "webhooks",
+                &self.targets().by_name.keys().collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -472,7 +475,14 @@ async fn record(
             let created = DateTime::parse_from_rfc3339(&message.created_at)
                 .map(|t| t.with_timezone(&Utc))
                 .unwrap_or(started);
-            match after_failure(created, attempts, Utc::now(), &error, retry_after, permanent) {
+            match after_failure(
+                created,
+                attempts,
+                Utc::now(),
+                &error,
+                retry_after,
+                permanent,
+            ) {
                 AfterFailure::RetryAt(next) => {
                     tracing::warn!(
                         status,
@@ -704,7 +714,10 @@ mod tests {
                     let wait = (next - now).to_std().unwrap();
                     let ceiling = retry_policy().backoff_ceiling(attempts - 1);
                     assert!(wait >= MIN_RETRY_DELAY, "{wait:?}");
-                    assert!(wait <= ceiling.max(MIN_RETRY_DELAY), "{wait:?} > {ceiling:?}");
+                    assert!(
+                        wait <= ceiling.max(MIN_RETRY_DELAY),
+                        "{wait:?} > {ceiling:?}"
+                    );
                 }
                 other => panic!("{other:?}"),
             }
@@ -725,7 +738,14 @@ mod tests {
             "Retry-After: 0 still waits a second"
         );
         assert_eq!(
-            after_failure(created, 1, now, "e", Some(Duration::from_secs(86_400)), false),
+            after_failure(
+                created,
+                1,
+                now,
+                "e",
+                Some(Duration::from_secs(86_400)),
+                false
+            ),
             AfterFailure::RetryAt(now + chrono::Duration::hours(1))
         );
     }

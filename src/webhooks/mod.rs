@@ -80,7 +80,10 @@ impl std::str::FromStr for EventType {
             .find(|e| e.as_str() == s)
             .ok_or_else(|| {
                 let known: Vec<&str> = EventType::ROUTABLE.iter().map(|e| e.as_str()).collect();
-                format!("\"{s}\" is not a webhook event (one of {})", known.join(", "))
+                format!(
+                    "\"{s}\" is not a webhook event (one of {})",
+                    known.join(", ")
+                )
             })
     }
 }

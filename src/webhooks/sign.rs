@@ -90,8 +90,8 @@ mod tests {
     /// The vector of the Standard Webhooks reference libraries' own signing test.
     #[test]
     fn matches_the_standard_webhooks_reference_vector() {
-        let key =
-            SigningKey::from_secret(&Secret::new("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD")).unwrap();
+        let key = SigningKey::from_secret(&Secret::new("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"))
+            .unwrap();
         assert_eq!(
             key.sign(
                 "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk",
