@@ -279,16 +279,6 @@ fn stderr_of(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-fn terminate(child: &Child) {
-    let ok = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill -TERM failed");
-}
-
 async fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
     let start = Instant::now();
     loop {
@@ -436,7 +426,7 @@ async fn refused_twice_with_503_then_accepted_with_one_stable_webhook_id_and_val
     assert_eq!((rows[0].attempts, rows[0].last_status), (3, Some(204)));
     assert!(pending_json(&config).await.is_empty());
 
-    terminate(&daemon);
+    signal(&daemon, "TERM");
     assert!(wait_exit(&mut daemon).await.success());
     let log_text = std::fs::read_to_string(&log).unwrap();
     assert!(
@@ -503,7 +493,7 @@ async fn a_daemon_killed_mid_delivery_delivers_after_restart_with_the_same_webho
     assert!(accepted.verified);
     assert_eq!(accepted.body, sent_before[0].body);
     assert_eq!(accepted.json()["type"], "findings.new");
-    terminate(&second);
+    signal(&second, "TERM");
     assert!(wait_exit(&mut second).await.success());
     assert_no_secret(&std::fs::read_to_string(&log).unwrap());
     sim.shutdown().await;
@@ -561,7 +551,7 @@ async fn a_receiver_with_the_wrong_secret_shows_up_as_failed_deliveries_never_a_
         daemon.try_wait().unwrap().is_none(),
         "the daemon still runs"
     );
-    terminate(&daemon);
+    signal(&daemon, "TERM");
     assert!(wait_exit(&mut daemon).await.success());
     let log_text = std::fs::read_to_string(&log).unwrap();
     assert!(!log_text.contains("panicked"), "{log_text}");
@@ -772,5 +762,76 @@ async fn webhook_test_sends_a_signed_ping_and_exits_by_the_answer() {
         "{}",
         stderr_of(&out)
     );
+    sim.shutdown().await;
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig} failed");
+}
+
+fn succeeded_runs(store: &Path) -> i64 {
+    Connection::open_with_flags(store, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .ok()
+        .and_then(|c| {
+            c.query_row(
+                "SELECT count(*) FROM sync_runs WHERE state = 'succeeded'",
+                [],
+                |r| r.get(0),
+            )
+            .ok()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_added_by_sighup_gets_the_next_runs_new_findings() {
+    let sim = Simulator::start(SimOptions {
+        projects: 1,
+        findings_per_project: 10,
+        churn: 50.0,
+        scan_seconds: 0.0,
+        ..SimOptions::default()
+    })
+    .await
+    .unwrap();
+    let receiver = Receiver::start(SECRET, accept_verified).await;
+    let dir = tempfile::tempdir().unwrap();
+    let scan = salt_scan("s", "project-1").replace("\"now\"", "{ every = \"1s\" }");
+    let (config, store) = write_config(&sim, dir.path(), &scan);
+    let log = dir.path().join("stderr.log");
+    let mut daemon = spawn_daemon(&config, &log);
+    wait_for("a first run", || succeeded_runs(&store) >= 1).await;
+    assert!(outbox(&store).is_empty(), "no webhook, no notification");
+
+    write_config(
+        &sim,
+        dir.path(),
+        &format!("{scan}{}", webhook("hook", &receiver.url("/hook"), "")),
+    );
+    signal(&daemon, "HUP");
+    wait_for("the reload", || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("config reloaded"))
+    })
+    .await;
+    // Half of the asset's findings are replaced: the next run finds new ones.
+    sim.advance();
+    wait_for("a findings.new notification", || {
+        !receiver.received("/hook").is_empty()
+    })
+    .await;
+    let got = receiver.received("/hook");
+    assert!(got[0].verified);
+    let body = got[0].json();
+    assert_eq!(body["type"], "findings.new");
+    assert_eq!(body["data"]["scan"], "s");
+    assert!(!body["data"]["findings"].as_array().unwrap().is_empty());
+    signal(&daemon, "TERM");
+    assert!(wait_exit(&mut daemon).await.success());
     sim.shutdown().await;
 }

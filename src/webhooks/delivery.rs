@@ -317,7 +317,8 @@ async fn attempt(
     }
 }
 
-/// The start of a receiver's error answer, on one line.
+/// The start of a receiver's error answer, on one line, without control characters (it is
+/// printed by `webhook pending`, and a receiver's text must not drive the terminal).
 async fn answer_snippet(mut response: reqwest::Response) -> String {
     let mut buf = Vec::new();
     while buf.len() < ANSWER_SNIPPET {
@@ -327,14 +328,17 @@ async fn answer_snippet(mut response: reqwest::Response) -> String {
         }
     }
     let text = String::from_utf8_lossy(&buf);
-    let line: String = text
-        .split_whitespace()
+    one_line(&text)
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace()
         .collect::<Vec<_>>()
         .join(" ")
         .chars()
+        .filter(|c| !c.is_control())
         .take(ANSWER_SNIPPET)
-        .collect();
-    line
+        .collect()
 }
 
 fn scrub(text: &str, secret: &Secret) -> String {
@@ -789,6 +793,15 @@ mod tests {
             AfterFailure::GiveUp(reason) => assert!(reason.contains("410"), "{reason}"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn receiver_text_is_one_line_without_control_characters() {
+        assert_eq!(
+            one_line("bad\n  signature\x1b[31m red\x07"),
+            "bad signature[31m red"
+        );
+        assert_eq!(one_line(&"x".repeat(500)).len(), ANSWER_SNIPPET);
     }
 
     #[test]
