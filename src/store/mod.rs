@@ -26,7 +26,7 @@
 //!   `fixed`, `counts.fixed`). A failed, interrupted or timed-out run records its state and
 //!   error text and never fixes anything. Local states are never set `fixed`.
 //! - `finish_run` also writes the run's webhook notifications to `webhook_outbox`, in the
-//!   same transaction (see [`outbox`] and [`crate::webhooks`]).
+//!   same transaction (see `outbox.rs` and [`crate::webhooks`]).
 //! - One run per scan at a time is the caller's job (`sync.rs`); should two overlap, a run
 //!   only fixes findings last seen by runs that started before it.
 //!
