@@ -34,6 +34,9 @@ pub struct Config {
     pub instances: BTreeMap<String, InstanceConfig>,
     #[serde(default)]
     pub scans: Vec<ScanConfig>,
+    /// Outgoing notifications, by name (`[webhooks.NAME]`).
+    #[serde(default)]
+    pub webhooks: BTreeMap<String, WebhookConfig>,
 }
 
 /// `[store]`
@@ -135,6 +138,55 @@ pub struct ScanConfig {
     /// A vendor scan still unfinished after this long is marked timed out.
     #[serde(default = "default_scan_timeout", with = "duration_str")]
     pub timeout: Duration,
+}
+
+/// `[webhooks.NAME]`: where notifications about runs are sent, signed the Standard Webhooks
+/// way (see [`crate::webhooks`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// An http(s) URL; notifications are POSTed to it.
+    pub url: String,
+    /// Exactly one of `secret_file` / `secret_env` gives the signing secret. After
+    /// validation `secret_file` holds the path actually read (`%d/` expanded, relative
+    /// paths joined to the config file's folder).
+    pub secret_file: Option<PathBuf>,
+    pub secret_env: Option<String>,
+    /// What to send; default `["findings.new"]`.
+    #[serde(default = "default_webhook_events")]
+    pub events: Vec<crate::webhooks::EventType>,
+    /// Only findings of this severity or worse; default: every severity.
+    pub min_severity: Option<Severity>,
+    /// Only runs of these scans (names of `[[scans]]`); default: every scan.
+    #[serde(default)]
+    pub scans: Vec<String>,
+    /// Per-attempt timeout (connect + answer).
+    #[serde(default = "default_webhook_timeout", with = "duration_str")]
+    pub timeout: Duration,
+    /// The signing secret, read once by validation.
+    #[serde(skip)]
+    pub resolved_secret: Option<Secret>,
+}
+
+fn default_webhook_events() -> Vec<crate::webhooks::EventType> {
+    vec![crate::webhooks::EventType::FindingsNew]
+}
+
+fn default_webhook_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+impl WebhookConfig {
+    /// Where the secret comes from, in words safe to print (never the secret itself).
+    pub fn secret_source(&self) -> String {
+        if let Some(f) = &self.secret_file {
+            format!("secret from file {}", f.display())
+        } else if let Some(v) = &self.secret_env {
+            format!("secret from env {v}")
+        } else {
+            "no secret".to_string()
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -538,7 +590,7 @@ mod opt_duration_str {
 
 type Val<'i> = Spanned<DeValue<'i>>;
 
-const TOP_KEYS: &[&str] = &["store", "daemon", "instances", "scans"];
+const TOP_KEYS: &[&str] = &["store", "daemon", "instances", "scans", "webhooks"];
 const STORE_KEYS: &[&str] = &["path"];
 const DAEMON_KEYS: &[&str] = &[
     "concurrency",
@@ -576,6 +628,16 @@ const SCAN_KEYS: &[&str] = &[
     "timeout",
 ];
 const SCHEDULE_KEYS: &[&str] = &["at", "cron", "timezone", "every"];
+const WEBHOOK_KEYS: &[&str] = &[
+    "url",
+    "secret_file",
+    "secret_env",
+    "events",
+    "min_severity",
+    "scans",
+    "timeout",
+];
+const SECRET_KEYS: &[&str] = &["secret_file", "secret_env"];
 
 /// 1-based line of a byte offset.
 fn line_of(text: &str, span: &Range<usize>) -> usize {
@@ -857,6 +919,32 @@ impl Checker<'_> {
                 _ => self.wrong_type("scans", v, "a list of [[scans]] tables"),
             }
         }
+        let mut webhooks = BTreeMap::new();
+        if let Some(v) = top.get("webhooks") {
+            if let Some(table) = self.table("webhooks", v, "a table of [webhooks.NAME] tables") {
+                // Scans that failed their own checks still count as defined here, so a
+                // webhook naming one is not reported a second time.
+                let defined: Vec<String> = match top.get("scans").map(|v| v.get_ref()) {
+                    Some(DeValue::Array(items)) => items
+                        .iter()
+                        .filter_map(|item| match item.get_ref() {
+                            DeValue::Table(t) => match t.get("name").map(|n| n.get_ref()) {
+                                Some(DeValue::String(name)) => Some(name.to_string()),
+                                _ => None,
+                            },
+                            _ => None,
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                for (name, value) in table.iter() {
+                    let path = format!("webhooks.{}", name.get_ref());
+                    if let Some(webhook) = self.webhook(&path, value, &defined) {
+                        webhooks.insert(name.get_ref().to_string(), webhook);
+                    }
+                }
+            }
+        }
         Config {
             store: store.unwrap_or(StoreConfig {
                 path: PathBuf::new(),
@@ -864,6 +952,175 @@ impl Checker<'_> {
             daemon,
             instances,
             scans,
+            webhooks,
+        }
+    }
+
+    fn webhook(&mut self, path: &str, v: &Val<'_>, scans: &[String]) -> Option<WebhookConfig> {
+        let table = self.table(path, v, "a table ([webhooks.NAME])")?;
+        let span = v.span();
+        let t = Tbl {
+            path,
+            table,
+            span: &span,
+        };
+        self.unknown_keys(t, WEBHOOK_KEYS);
+        let url = match t.get("url") {
+            Some(_) => self.url(t, "url", "https://siem.example.com/hooks/scansync"),
+            None => {
+                self.error(
+                    &t.field("url"),
+                    Some(t.span),
+                    "is required (the http(s) URL notifications are POSTed to)",
+                );
+                None
+            }
+        };
+        let events = match t.get("events") {
+            None => default_webhook_events(),
+            Some(ev) => {
+                // Reports a value that is not a list of strings.
+                self.string_list(t, "events");
+                let items: Vec<&Val<'_>> = match ev.get_ref() {
+                    DeValue::Array(items) => items.iter().collect(),
+                    _ => Vec::new(),
+                };
+                if matches!(ev.get_ref(), DeValue::Array(a) if a.is_empty()) {
+                    self.error(
+                        &t.field("events"),
+                        Some(&ev.span()),
+                        "is empty, so nothing would ever be sent; list at least one of findings.new, findings.fixed, findings.reopened, run.failed (or remove the webhook)",
+                    );
+                }
+                let mut events = Vec::new();
+                for (index, item) in items.into_iter().enumerate() {
+                    let DeValue::String(word) = item.get_ref() else {
+                        continue;
+                    };
+                    match word.parse::<crate::webhooks::EventType>() {
+                        Ok(e) if !events.contains(&e) => events.push(e),
+                        Ok(_) => {}
+                        Err(msg) => self.error(
+                            &format!("{}[{index}]", t.field("events")),
+                            Some(&item.span()),
+                            msg,
+                        ),
+                    }
+                }
+                events
+            }
+        };
+        let min_severity = t.get("min_severity").and_then(|v| {
+            let s = self.string(t, "min_severity")?;
+            match s.parse::<Severity>() {
+                Ok(sev) => Some(sev),
+                Err(e) => {
+                    self.error(&t.field("min_severity"), Some(&v.span()), e);
+                    None
+                }
+            }
+        });
+        let scan_names = self.string_list(t, "scans");
+        if let Some(DeValue::Array(items)) = t.get("scans").map(|v| v.get_ref()) {
+            for (index, item) in items.iter().enumerate() {
+                let DeValue::String(name) = item.get_ref() else {
+                    continue;
+                };
+                if !scans.iter().any(|s| s.as_str() == name.as_ref()) {
+                    let known = if scans.is_empty() {
+                        "none is defined".to_string()
+                    } else {
+                        format!("defined: {}", scans.join(", "))
+                    };
+                    self.error(
+                        &format!("{}[{index}]", t.field("scans")),
+                        Some(&item.span()),
+                        format!("no scan named \"{name}\" ({known})"),
+                    );
+                }
+            }
+        }
+        let mut w = WebhookConfig {
+            url: url.unwrap_or_default(),
+            secret_file: self.string(t, "secret_file").map(PathBuf::from),
+            secret_env: self.string(t, "secret_env"),
+            events,
+            min_severity,
+            scans: scan_names,
+            timeout: self
+                .duration(t, "timeout", false)
+                .unwrap_or_else(default_webhook_timeout),
+            resolved_secret: None,
+        };
+        self.webhook_secret(t, &mut w);
+        Some(w)
+    }
+
+    /// Checks that exactly one secret source is given, reads the secret and checks that it
+    /// makes a signing key. No message ever contains the secret.
+    fn webhook_secret(&mut self, t: Tbl<'_, '_>, w: &mut WebhookConfig) {
+        let mut given: Vec<&str> = SECRET_KEYS
+            .iter()
+            .copied()
+            .filter(|k| t.get(k).is_some())
+            .collect();
+        given.sort_by_key(|k| t.span_of(k).start);
+        match given.as_slice() {
+            [] => {
+                self.error(
+                    t.path,
+                    Some(t.span),
+                    "no signing secret given; set exactly one of secret_file or secret_env",
+                );
+                return;
+            }
+            [_] => {}
+            [_, second, ..] => {
+                self.error(
+                    &t.field(second),
+                    Some(&t.span_of(second)),
+                    format!(
+                        "secret given twice ({}); keep exactly one secret source",
+                        given.join(" and ")
+                    ),
+                );
+                return;
+            }
+        }
+        let (key, read) = if let Some(file) = w.secret_file.clone() {
+            let read = self
+                .secret_from_file(t, "secret_file", "secret", &file)
+                .map(|(path, secret)| {
+                    w.secret_file = Some(path);
+                    secret
+                });
+            ("secret_file", read)
+        } else if let Some(var) = w.secret_env.clone() {
+            ("secret_env", secret_from_env(&var, "secret", "secret_file"))
+        } else {
+            // A source of the wrong type was already reported.
+            return;
+        };
+        let blame = t.get(key).map(|v| v.span());
+        match read.and_then(|secret| {
+            crate::webhooks::sign::SigningKey::from_secret(&secret)
+                .map(|k| (secret, k.len()))
+                .map_err(|e| format!("the secret {e}"))
+        }) {
+            Ok((secret, key_len)) => {
+                if key_len < crate::webhooks::sign::RECOMMENDED_KEY_BYTES {
+                    self.warn(
+                        &t.field(key),
+                        &t.span_of(key),
+                        format!(
+                            "the signing key is {key_len} bytes; Standard Webhooks asks for at least {} random bytes (e.g. `echo \"whsec_$(openssl rand -base64 32)\"`)",
+                            crate::webhooks::sign::RECOMMENDED_KEY_BYTES
+                        ),
+                    );
+                }
+                w.resolved_secret = Some(secret);
+            }
+            Err(msg) => self.error(&t.field(key), blame.as_ref(), msg),
         }
     }
 
@@ -1094,6 +1351,21 @@ impl Checker<'_> {
         file: &Path,
         i: &mut InstanceConfig,
     ) -> Result<Secret, String> {
+        let (path, secret) = self.secret_from_file(t, "token_file", "token", file)?;
+        i.token_file = Some(path);
+        Ok(secret)
+    }
+
+    /// Reads a secret (`what`: "token", "secret") from the file `key` names: `%d/` is the
+    /// systemd credentials folder, relative paths start at the config file's folder, and a
+    /// file readable by group or others is warned about. Returns the path actually read.
+    fn secret_from_file(
+        &mut self,
+        t: Tbl<'_, '_>,
+        key: &str,
+        what: &str,
+        file: &Path,
+    ) -> Result<(PathBuf, Secret), String> {
         let raw = file.to_string_lossy().into_owned();
         let path = match raw.strip_prefix("%d/") {
             Some(rest) => match std::env::var_os("CREDENTIALS_DIRECTORY") {
@@ -1107,15 +1379,15 @@ impl Checker<'_> {
             None => self.base_dir.join(&raw),
         };
         let meta = std::fs::metadata(&path)
-            .map_err(|e| format!("cannot read token file {}: {e}", path.display()))?;
+            .map_err(|e| format!("cannot read {what} file {}: {e}", path.display()))?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             let mode = meta.permissions().mode() & 0o777;
             if mode & 0o077 != 0 {
                 self.warn(
-                    &t.field("token_file"),
-                    &t.span_of("token_file"),
+                    &t.field(key),
+                    &t.span_of(key),
                     format!(
                         "{} is readable by group or others (mode {mode:04o}); run chmod 600 on it",
                         path.display()
@@ -1124,11 +1396,11 @@ impl Checker<'_> {
             }
         }
         #[cfg(not(unix))]
-        let _ = (meta, t);
+        let _ = (meta, t, key);
         let text = std::fs::read_to_string(&path)
-            .map_err(|e| format!("cannot read token file {}: {e}", path.display()))?;
-        i.token_file = Some(path.clone());
-        non_empty(text, &format!("token file {} is empty", path.display()))
+            .map_err(|e| format!("cannot read {what} file {}: {e}", path.display()))?;
+        let secret = non_empty(text, &format!("{what} file {} is empty", path.display()))?;
+        Ok((path, secret))
     }
 
     fn scan(&mut self, path: &str, v: &Val<'_>, instances: &[String]) -> Option<ScanConfig> {
@@ -1307,20 +1579,25 @@ impl Checker<'_> {
 }
 
 fn token_from_env(var: &str) -> Result<Secret, String> {
+    secret_from_env(var, "token", "token_file")
+}
+
+/// Reads a secret (`what`: "token", "secret") from environment variable `var`;
+/// `alternative` is the key to suggest when the variable is unset.
+fn secret_from_env(var: &str, what: &str, alternative: &str) -> Result<Secret, String> {
     let looks_like_name = !var.is_empty()
         && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         && !var.starts_with(|c: char| c.is_ascii_digit());
     if !looks_like_name {
-        // Not echoed: a value here is more likely a pasted token than a variable name.
-        return Err(
-            "is not an environment variable name (letters, digits and _); it names the variable that holds the token, not the token itself"
-                .to_string(),
-        );
+        // Not echoed: a value here is more likely a pasted secret than a variable name.
+        return Err(format!(
+            "is not an environment variable name (letters, digits and _); it names the variable that holds the {what}, not the {what} itself"
+        ));
     }
     match std::env::var(var) {
         Ok(v) if !v.trim().is_empty() => Ok(Secret::new(v.trim_end().to_string())),
         _ => Err(format!(
-            "environment variable {var} is unset or empty; export it before starting scansync (or use token_file)"
+            "environment variable {var} is unset or empty; export it before starting scansync (or use {alternative})"
         )),
     }
 }

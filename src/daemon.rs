@@ -760,6 +760,11 @@ pub async fn run(config_path: &Path, control: DaemonControl) -> anyhow::Result<(
         let mut store = ctx.store.lock().unwrap_or_else(|e| e.into_inner());
         store.recover_unfinished()?
     };
+    // Delivers the webhook outbox (rows left by a previous process first) until stop.
+    let delivery = tokio::spawn(crate::webhooks::run_delivery_task(
+        ctx.clone(),
+        stop_rx.clone(),
+    ));
     let scheduler = JobScheduler::new().await?;
     scheduler.start().await?;
     let shared = Arc::new(Shared {
@@ -817,6 +822,7 @@ pub async fn run(config_path: &Path, control: DaemonControl) -> anyhow::Result<(
     if let Some(w) = watchdog {
         w.abort();
     }
+    stop_delivery(delivery).await;
     if drained {
         info!("stopped");
     } else {
@@ -826,6 +832,17 @@ pub async fn run(config_path: &Path, control: DaemonControl) -> anyhow::Result<(
         );
     }
     Ok(())
+}
+
+/// Lets the webhook delivery task finish the attempt it is making (the stop flag is already
+/// set) for a few seconds, then cuts it off. A row cut off mid-attempt stays in the outbox,
+/// claimed until its lease runs out, and is sent again after the next start.
+async fn stop_delivery(mut delivery: tokio::task::JoinHandle<()>) {
+    const GRACE: Duration = Duration::from_secs(5);
+    if tokio::time::timeout(GRACE, &mut delivery).await.is_err() {
+        warn!("webhook delivery still busy after {}s; the notification in flight is sent again after the next start", GRACE.as_secs());
+        delivery.abort();
+    }
 }
 
 /// Polls again the vendor scans of runs a previous process left unfinished (now marked

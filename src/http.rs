@@ -153,7 +153,7 @@ impl RetryPolicy {
 
     /// The wait before the next attempt: the server's `Retry-After` when it gave one
     /// (capped), else the jittered backoff.
-    fn delay(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
+    pub fn delay(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
         match retry_after {
             Some(d) => d.min(self.max_retry_after),
             None => self.backoff(retry),
@@ -213,6 +213,17 @@ pub fn looks_like_html(headers: &HeaderMap, body: &[u8]) -> bool {
     by_type || start.trim_start().starts_with("<!doctype html") || start.contains("<html")
 }
 
+/// The settings every scansync client starts from: user agent, connect timeout, the
+/// whole-request `timeout`, and TLS verification on (rustls with the system's roots).
+/// [`HttpClient::for_instance`] adds an instance's CA, proxy and redirect policy; the webhook
+/// sender ([`crate::webhooks::delivery`]) adds its own redirect policy.
+pub fn client_builder(timeout: Duration) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(timeout)
+}
+
 /// A client bound to one instance's base URL (path prefix included), with its token header
 /// redaction, timeouts and retry policy.
 #[derive(Clone)]
@@ -247,10 +258,7 @@ impl HttpClient {
     /// Builds the client for an instance: base URL (`url`; vendors without one set theirs via
     /// [`HttpClient::with_base_url`]), timeouts, `insecure`, `ca_file`, `proxy`.
     pub fn for_instance(instance: &InstanceConfig) -> Result<HttpClient, HttpError> {
-        let mut builder = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(instance.timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT))
+        let mut builder = client_builder(instance.timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT))
             .gzip(true)
             .redirect(same_host_redirects());
         if instance.insecure {
@@ -633,8 +641,9 @@ fn chain_text(e: &(dyn StdError + 'static)) -> String {
     parts.join(": ")
 }
 
-/// Sorts a transport error by cause, from its source chain.
-fn classify(url: &Url, e: &reqwest::Error) -> HttpError {
+/// Sorts a transport error by cause, from its source chain. `url` is only used in the
+/// message, so a caller may pass a redacted one.
+pub(crate) fn classify(url: &Url, e: &reqwest::Error) -> HttpError {
     let url_text = url.to_string();
     // The reqwest message repeats the URL; the chain below it says what happened.
     let detail = e.source().map(chain_text).unwrap_or_else(|| e.to_string());

@@ -274,6 +274,8 @@ pub struct StoreSnapshot {
     pub findings: BTreeMap<String, FindingCounts>,
     /// Per scan, the end of its latest successful run (RFC 3339).
     pub last_success: BTreeMap<String, String>,
+    /// Webhook notifications not yet delivered (nor given up).
+    pub outbox_depth: u64,
 }
 
 /// The text exposition of every metric, including those read from the store at scrape time
@@ -287,23 +289,18 @@ pub async fn render(ctx: &SyncContext) -> anyhow::Result<String> {
             Ok(StoreSnapshot {
                 findings: s.finding_counts()?,
                 last_success: s.last_successful_syncs()?,
+                outbox_depth: s.outbox_depth()?,
             })
         })
         .await?;
     let mut text = global().render_recorded();
     text.push_str(&render_store(&snapshot));
-    // LEAD, after merging the webhooks branch (#7) — the outbox depth, three edits:
-    //   1. `StoreSnapshot` gains `pub outbox_depth: u64`;
-    //   2. the `with_store` closure above fills it: `outbox_depth: s.outbox_depth()?`;
-    //   3. `render_store` registers a plain `Gauge` named "scansync_webhook_outbox_depth",
-    //      help "Webhook deliveries waiting in the outbox", set to it (and a row in
-    //      docs/metrics.md).
     Ok(text)
 }
 
 /// The store-backed families: findings (every state × severity of every scan, zeros
-/// included, so a count that drops to zero reads as 0 rather than disappearing) and the
-/// last successful sync time.
+/// included, so a count that drops to zero reads as 0 rather than disappearing), the last
+/// successful sync time and the webhook outbox depth.
 pub fn render_store(snapshot: &StoreSnapshot) -> String {
     let findings: Family<FindingLabels, Gauge> = Family::default();
     for (scan, counts) in &snapshot.findings {
@@ -330,7 +327,14 @@ pub fn render_store(snapshot: &StoreSnapshot) -> String {
                 .set(at.timestamp_millis() as f64 / 1000.0);
         }
     }
+    let outbox: Gauge = Gauge::default();
+    outbox.set(i64::try_from(snapshot.outbox_depth).unwrap_or(i64::MAX));
     let mut registry = Registry::default();
+    registry.register(
+        "scansync_webhook_outbox_depth",
+        "Webhook notifications waiting in the outbox for delivery",
+        outbox,
+    );
     registry.register(
         "scansync_findings",
         "Findings in the store, by scan, lifecycle state and severity",
@@ -471,6 +475,7 @@ mod tests {
                 "shop".to_string(),
                 "2026-01-02T03:04:05.250Z".to_string(),
             )]),
+            outbox_depth: 2,
         };
         let text = render_store(&snapshot);
         let series = |scan: &str| {
@@ -488,6 +493,7 @@ mod tests {
             text.contains("scansync_findings{scan=\"shop\",state=\"fixed\",severity=\"high\"} 0\n"),
             "{text}"
         );
+        assert!(text.contains("scansync_webhook_outbox_depth 2\n"), "{text}");
         assert!(
             text.contains(
                 "scansync_last_successful_sync_timestamp_seconds{scan=\"shop\"} 1767323045.25\n"

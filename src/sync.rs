@@ -27,6 +27,12 @@ pub struct SyncContext {
     /// Flipped to true when the process is asked to stop: runs finish their current page,
     /// commit, and end as `interrupted`.
     pub stop: tokio::sync::watch::Receiver<bool>,
+    /// The configured webhooks and the delivery task's wake-up; shared by every clone, so a
+    /// reload reaches the task. Runs write their notifications through the store (see
+    /// [`crate::store::Store::set_webhook_routes`]) and [`Outbox::wake`] the task.
+    ///
+    /// [`Outbox::wake`]: crate::webhooks::Outbox::wake
+    pub outbox: crate::webhooks::Outbox,
 }
 
 /// How one run is started.
@@ -90,13 +96,15 @@ impl SyncContext {
         config: &Config,
         stop: tokio::sync::watch::Receiver<bool>,
     ) -> anyhow::Result<SyncContext> {
-        let store = Store::open(&config.store.path)?;
+        let mut store = Store::open(&config.store.path)?;
+        store.set_webhook_routes(crate::webhooks::routes(config));
         let mut ctx = SyncContext {
             store: Arc::new(Mutex::new(store)),
             vendors: BTreeMap::new(),
             poll_interval: config.daemon.poll_interval,
             limits: RunLimits::new(config),
             stop,
+            outbox: crate::webhooks::Outbox::new(config)?,
         };
         ctx.rebuild_vendors(config)?;
         Ok(ctx)
@@ -104,11 +112,20 @@ impl SyncContext {
 
     /// Rebuilds connectors and limits from a (re)loaded config, keeping the store. Runs in
     /// flight hold their own clone of the old context and finish with the old connectors.
+    /// Webhooks are shared state: once this returns, every run that finishes (in flight or
+    /// not) notifies the new webhooks, and the delivery task sends to the new targets.
     pub fn with_config(&self, config: &Config) -> anyhow::Result<SyncContext> {
         let mut ctx = self.clone();
         ctx.poll_interval = config.daemon.poll_interval;
         ctx.limits = RunLimits::new(config);
+        let targets = crate::webhooks::Outbox::prepare(config)?;
         ctx.rebuild_vendors(config)?;
+        // Nothing below can fail: the reload is all or nothing.
+        ctx.outbox.install(targets);
+        ctx.store
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .set_webhook_routes(crate::webhooks::routes(config));
         Ok(ctx)
     }
 
@@ -294,6 +311,7 @@ pub async fn run_scan(
                 RunState::Failed.as_str(),
                 started.elapsed(),
             );
+            ctx.outbox.wake();
             return Err(SyncError::Store(e));
         }
         Err(_) => RunEnd::TimedOut(format!(
@@ -316,6 +334,8 @@ pub async fn run_scan(
             Ok((row, open))
         })
         .await?;
+    // The run's notifications (if any) were committed with its end.
+    ctx.outbox.wake();
     tracing::info!(
         new = row.counts.new,
         open = row.counts.open,

@@ -17,6 +17,11 @@ fn scan(name: &str, extra: &str) -> String {
     format!("\n[[scans]]\nname = \"{name}\"\ninstance = \"ct\"\nbind_to = \"proj\"\n{extra}\n")
 }
 
+/// A `[webhooks.siem]` table starting on line 10 after STORE and CT; `extra` starts on line 13.
+fn webhook(extra: &str) -> String {
+    format!("{STORE}{CT}\n[webhooks.siem]\nurl = \"https://siem.example/hooks\"\nsecret_env = \"SCANSYNC_TEST_TOKEN\"\n{extra}\n")
+}
+
 fn ok_scan(name: &str) -> String {
     scan(name, "schedule = \"now\"")
 }
@@ -256,6 +261,86 @@ fn corpus() -> Vec<Case> {
             "error: instances.ct.insecure: must be true or false, not a string (line 9)",
         ),
         case(
+            "unknown key in a webhook",
+            webhook("evnts = [\"findings.new\"]"),
+            "error: webhooks.siem.evnts: unknown key; did you mean \"events\"? (line 13)",
+        ),
+        case(
+            "webhook without url",
+            webhook("").replace("url = \"https://siem.example/hooks\"\n", ""),
+            "error: webhooks.siem.url: is required (the http(s) URL notifications are POSTed to) (line 10)",
+        ),
+        case(
+            "webhook url that is not http(s)",
+            webhook("").replace("https://siem.example/hooks", "ftp://siem.example/hooks"),
+            "error: webhooks.siem.url: \"ftp://siem.example/hooks\" is not an http(s) URL",
+        ),
+        case(
+            "webhook without secret",
+            webhook("").replace("secret_env = \"SCANSYNC_TEST_TOKEN\"\n", ""),
+            "error: webhooks.siem: no signing secret given; set exactly one of secret_file or secret_env (line 10)",
+        ),
+        case(
+            "webhook with two secrets",
+            webhook("secret_file = \"/run/hook-secret\""),
+            "error: webhooks.siem.secret_file: secret given twice (secret_env and secret_file); keep exactly one secret source (line 13)",
+        ),
+        case(
+            "webhook secret_env unset",
+            webhook("").replace(TOKEN_VAR, "SCANSYNC_TEST_UNSET_VAR"),
+            "error: webhooks.siem.secret_env: environment variable SCANSYNC_TEST_UNSET_VAR is unset or empty; export it before starting scansync (or use secret_file) (line 12)",
+        ),
+        case(
+            "webhook secret_file missing",
+            webhook("").replace("secret_env = \"SCANSYNC_TEST_TOKEN\"", "secret_file = \"/nonexistent/scansync/hook-secret\""),
+            "error: webhooks.siem.secret_file: cannot read secret file /nonexistent/scansync/hook-secret",
+        ),
+        case(
+            "webhook %d secret_file without CREDENTIALS_DIRECTORY",
+            webhook("").replace("secret_env = \"SCANSYNC_TEST_TOKEN\"", "secret_file = \"%d/hook-secret\""),
+            "error: webhooks.siem.secret_file: \"%d/hook-secret\" needs $CREDENTIALS_DIRECTORY, which is unset",
+        ),
+        case(
+            "webhook with an unknown event",
+            webhook("events = [\"findings.new\", \"findings.created\"]"),
+            "error: webhooks.siem.events[1]: \"findings.created\" is not a webhook event (one of findings.new, findings.fixed, findings.reopened, run.failed) (line 13)",
+        ),
+        case(
+            "webhook with no events",
+            webhook("events = []"),
+            "error: webhooks.siem.events: is empty, so nothing would ever be sent",
+        ),
+        case(
+            "webhook events that are not a list",
+            webhook("events = \"findings.new\""),
+            "error: webhooks.siem.events: must be a list of strings, not a string (line 13)",
+        ),
+        case(
+            "webhook with a bad min_severity",
+            webhook("min_severity = \"severe\""),
+            "error: webhooks.siem.min_severity: \"severe\" is not a severity (one of critical, high, medium, low, info) (line 13)",
+        ),
+        case(
+            "webhook naming a missing scan",
+            webhook("scans = [\"nightly\"]"),
+            "error: webhooks.siem.scans[0]: no scan named \"nightly\" (none is defined) (line 13)",
+        ),
+        case(
+            "webhook naming a scan that is not defined among others",
+            format!("{}{}", webhook("scans = [\"a\", \"b\"]"), ok_scan("a")),
+            "error: webhooks.siem.scans[1]: no scan named \"b\" (defined: a) (line 13)",
+        ),
+        case(
+            "webhook with a bad timeout",
+            webhook("timeout = \"10\""),
+            "error: webhooks.siem.timeout: \"10\" lacks a unit",
+        ),
+        case(
+            "webhooks that is not a table",
+            format!("webhooks = 1\n{STORE}{CT}"),
+            "error: webhooks: must be a table of [webhooks.NAME] tables, not an integer (line 1)",
+        ),
+        case(
             "not TOML at all",
             format!("{base}[[scans]\n"),
             "not valid TOML",
@@ -462,6 +547,10 @@ fn the_example_config_passes_check_config() {
         &[
             ("CODETHREAT_TOKEN", "ct-example"),
             ("SALT_TOKEN", "salt-example"),
+            (
+                "SCANSYNC_WEBHOOK_SECRET",
+                "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+            ),
         ],
     );
     let (stdout, stderr) = text(&out);
@@ -481,6 +570,72 @@ fn the_example_config_passes_check_config() {
         );
     }
     assert!(stdout.contains("next 2030-01-15T00:00:00Z"), "{stdout}");
+    assert!(stdout.contains("webhooks (1):"), "{stdout}");
+    assert!(
+        stdout.contains("findings.new, findings.reopened, run.failed"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_webhook_secret_never_appears_in_check_config_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "whsec_c2NhbnN5bmMtd2ViaG9vay1zZWNyZXQtMTIzNDU2Nzg5MA==";
+    let broken = "whsec_not*base64!HOOKSECRET";
+    let secret_file = dir.path().join("hook-secret");
+    std::fs::write(&secret_file, format!("{secret}\n")).unwrap();
+    let via_file = webhook("").replace(
+        "secret_env = \"SCANSYNC_TEST_TOKEN\"",
+        &format!("secret_file = \"{}\"", secret_file.display()),
+    );
+    let via_env = webhook("").replace(TOKEN_VAR, "SCANSYNC_TEST_HOOK_SECRET");
+    for (config, value, ok) in [
+        (&via_file, secret, true),
+        (&via_env, secret, true),
+        (&via_env, broken, false),
+        // A secret pasted where the variable name belongs.
+        (&webhook("").replace(TOKEN_VAR, broken), broken, false),
+    ] {
+        let out = check(dir.path(), config, &[("SCANSYNC_TEST_HOOK_SECRET", value)]);
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.success(), ok, "{stderr}\n{config}");
+        assert!(
+            !stdout.contains(value) && !stderr.contains(value) && !stderr.contains("HOOKSECRET"),
+            "secret printed for config:\n{config}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        );
+        if ok {
+            assert!(stdout.contains("webhooks (1):"), "{stdout}");
+            assert!(stdout.contains("https://siem.example/…"), "{stdout}");
+        }
+    }
+    let out = check(
+        dir.path(),
+        &via_env,
+        &[("SCANSYNC_TEST_HOOK_SECRET", broken)],
+    );
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(
+        stderr.contains("error: webhooks.siem.secret_env: the secret starts with whsec_ but the rest is not valid base64"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_short_webhook_secret_warns_but_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = check(
+        dir.path(),
+        &webhook("").replace(TOKEN_VAR, "SCANSYNC_TEST_HOOK_SECRET"),
+        &[("SCANSYNC_TEST_HOOK_SECRET", "short")],
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning: webhooks.siem.secret_env: the signing key is 5 bytes; Standard Webhooks asks for at least 24"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("findings.new"), "{stdout}");
 }
 
 #[test]

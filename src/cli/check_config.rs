@@ -98,6 +98,31 @@ pub fn summary(path: &std::path::Path, config: &Config, now: DateTime<Utc>) -> S
         })
         .collect();
     write_rows(&mut out, &rows);
+
+    if !config.webhooks.is_empty() {
+        let _ = writeln!(out, "webhooks ({}):", config.webhooks.len());
+        let rows: Vec<[String; 4]> = config
+            .webhooks
+            .iter()
+            .map(|(name, w)| {
+                // Only scheme, host and port: webhook URLs often carry a token in the path.
+                let url = reqwest::Url::parse(&w.url)
+                    .map(|u| crate::webhooks::delivery::shown_url(&u))
+                    .unwrap_or_default();
+                let events: Vec<&str> = w.events.iter().map(|e| e.as_str()).collect();
+                let mut filters = vec![w.secret_source()];
+                if let Some(min) = w.min_severity {
+                    filters.push(format!("{min} or worse"));
+                }
+                if !w.scans.is_empty() {
+                    filters.push(format!("scans {}", w.scans.join(", ")));
+                }
+                filters.push(format!("timeout {}", format_duration(w.timeout)));
+                [name.clone(), url, events.join(", "), filters.join("  ")]
+            })
+            .collect();
+        write_rows(&mut out, &rows);
+    }
     out
 }
 

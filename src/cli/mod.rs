@@ -17,6 +17,7 @@ pub mod simulator;
 pub mod sync;
 mod table;
 pub mod test_connection;
+pub mod webhook;
 
 /// Exit code for a bad config file (sysexits.h EX_CONFIG), which systemd and scripts know.
 pub const EXIT_CONFIG: u8 = 78;
@@ -73,6 +74,8 @@ pub enum Command {
     Export(export::Args),
     /// List what a scan can bind to on an instance: CodeThreat projects, Salt Security assets
     Projects(projects::Args),
+    /// Outgoing webhook notifications: send a test ping, list what is not delivered yet
+    Webhook(webhook::Args),
 }
 
 /// Parses arguments, sets up logging and the runtime, runs the subcommand, maps the outcome
@@ -107,6 +110,7 @@ pub fn main() -> ExitCode {
             Command::Demo(a) => demo::run(&cli.global, a).await,
             Command::Export(a) => export::run(&cli.global, a).await,
             Command::Projects(a) => projects::run(&cli.global, a).await,
+            Command::Webhook(a) => webhook::run(&cli.global, a).await,
         }
     });
     match outcome {

@@ -291,6 +291,9 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
         return Ok(0);
     }
     print_summary(&summary);
+    // The run's webhook notifications were committed with its end: try them now, for a few
+    // seconds at most; what is left stays in the outbox for the daemon.
+    crate::webhooks::deliver_before_exit(&ctx).await;
     if summary.state != RunState::Succeeded {
         eprintln!(
             "error: run {} ended {}{}",
@@ -395,6 +398,7 @@ mod tests {
                     ..ad_hoc_scan("x", inst, bind_to)
                 })
                 .collect(),
+            webhooks: Default::default(),
         }
     }
 

@@ -1,7 +1,7 @@
 //! The SQLite store: the only module that holds SQL.
 //!
-//! Tables (`instances`, `scans`, `sync_runs`, `findings`, `finding_events`) are a documented
-//! interface: operators query the file with `sqlite3`. Schema changes are numbered
+//! Tables (`instances`, `scans`, `sync_runs`, `findings`, `finding_events`, `webhook_outbox`)
+//! are a documented interface: operators query the file with `sqlite3`. Schema changes are numbered
 //! migrations in `migrations/`, applied at open (each in one transaction, versioned with
 //! `PRAGMA user_version`); a file written by a newer scansync is refused rather than guessed at.
 //! The connection runs in WAL mode (readers such as `scansync findings` never block the
@@ -25,6 +25,8 @@
 //!   scan's `new`/`open`/`reopened` findings that the run did not see as `fixed` (event
 //!   `fixed`, `counts.fixed`). A failed, interrupted or timed-out run records its state and
 //!   error text and never fixes anything. Local states are never set `fixed`.
+//! - `finish_run` also writes the run's webhook notifications to `webhook_outbox`, in the
+//!   same transaction (see `outbox.rs` and [`crate::webhooks`]).
 //! - One run per scan at a time is the caller's job (`sync.rs`); should two overlap, a run
 //!   only fixes findings last seen by runs that started before it.
 //!
@@ -49,7 +51,13 @@ use std::path::Path;
 use std::time::Duration;
 
 /// The numbered migrations, in order; entry `i` brings the schema to version `i + 1`.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_init.sql"),
+    include_str!("migrations/0002_webhooks.sql"),
+];
+
+mod outbox;
+pub use outbox::{OutboxMessage, OutboxRow};
 
 /// Row id of a `sync_runs` row.
 pub type RunId = i64;
@@ -300,7 +308,12 @@ fn unknown_word(what: &str, word: &str) -> StoreError {
 
 /// scansync's clock as stored: RFC 3339 UTC with milliseconds, so text order is time order.
 fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    stamp(chrono::Utc::now())
+}
+
+/// A time as the store writes it (see [`now`]).
+fn stamp(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// The start time of process `pid` (field 22 of `/proc/<pid>/stat`), which together with the
@@ -395,6 +408,8 @@ struct RunContext {
 /// The store. One writer connection; readers open their own (WAL lets them run beside it).
 pub struct Store {
     conn: Connection,
+    /// The webhooks `finish_run` writes notifications for (see [`Store::set_webhook_routes`]).
+    webhook_routes: Vec<crate::webhooks::Route>,
 }
 
 impl Store {
@@ -426,7 +441,10 @@ impl Store {
             .map_err(open_err)?;
         conn.set_prepared_statement_cache_capacity(64);
         migrate(&mut conn, &shown)?;
-        Ok(Store { conn })
+        Ok(Store {
+            conn,
+            webhook_routes: Vec::new(),
+        })
     }
 
     /// Records the start of a run: the instance and scan rows (created or refreshed from the
@@ -512,7 +530,9 @@ impl Store {
     }
 
     /// Ends a run in one transaction. Only [`RunEnd::Succeeded`] marks the scan's unseen
-    /// findings `fixed`: a failed or partial run saw only part of the truth.
+    /// findings `fixed`: a failed or partial run saw only part of the truth. The run's webhook
+    /// notifications are written in the same transaction, so they exist exactly when the
+    /// run's end does.
     pub fn finish_run(&mut self, run: RunId, end: RunEnd) -> Result<RunRow, StoreError> {
         let at = now();
         let tx = self
@@ -526,7 +546,11 @@ impl Store {
             RunEnd::TimedOut(e) => (RunState::TimedOut, Some(e)),
         };
         let mut fixed = 0;
+        let mut fixed_notes = Vec::new();
         if state == RunState::Succeeded {
+            if !self.webhook_routes.is_empty() {
+                fixed_notes = outbox::collect_fixed(&tx, &self.webhook_routes, ctx.scan_id, run)?;
+            }
             tx.prepare_cached(
                 "INSERT INTO finding_events (finding_id, run_id, kind, old_value, new_value, at)
                  SELECT id, ?2, 'fixed', state, 'fixed', ?3 FROM findings
@@ -547,6 +571,16 @@ impl Store {
         )?
         .execute(params![run, state.as_str(), at, error, fixed as i64])?;
         let row = read_run(&tx, run)?.ok_or_else(|| no_such_run(run))?;
+        if !self.webhook_routes.is_empty() {
+            outbox::write_notifications(
+                &tx,
+                &self.webhook_routes,
+                ctx.scan_id,
+                &row,
+                &at,
+                fixed_notes,
+            )?;
+        }
         tx.commit()?;
         Ok(row)
     }
