@@ -15,6 +15,7 @@ pub mod logging;
 pub mod metrics;
 pub mod schedule;
 pub mod secret;
+pub mod server;
 pub mod sim;
 pub mod store;
 pub mod sync;

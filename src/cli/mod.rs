@@ -16,6 +16,7 @@ pub mod simulator;
 pub mod sync;
 mod table;
 pub mod test_connection;
+pub mod webhook_secret;
 
 /// Exit code for a bad config file (sysexits.h EX_CONFIG), which systemd and scripts know.
 pub const EXIT_CONFIG: u8 = 78;
@@ -69,6 +70,8 @@ pub enum Command {
     Demo(demo::Args),
     /// Export findings as JSON Lines, CSV or SARIF 2.1.0 (same filters as `findings`)
     Export(export::Args),
+    /// Print a new random secret for a scan's webhook (32 bytes, URL-safe base64)
+    WebhookSecret(webhook_secret::Args),
 }
 
 /// Parses arguments, sets up logging and the runtime, runs the subcommand, maps the outcome
@@ -98,6 +101,7 @@ pub fn main() -> ExitCode {
             Command::Runs(a) => runs::run(&cli.global, a).await,
             Command::Demo(a) => demo::run(&cli.global, a).await,
             Command::Export(a) => export::run(&cli.global, a).await,
+            Command::WebhookSecret(a) => webhook_secret::run(&cli.global, a).await,
         }
     });
     match outcome {

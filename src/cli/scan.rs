@@ -174,6 +174,7 @@ fn ad_hoc_scan(tool: &str, instance: &str, project: &str) -> ScanConfig {
         enabled: true,
         schedule: Schedule::Now,
         timeout: Duration::from_secs(2 * 3600),
+        webhook: None,
     }
 }
 
@@ -319,6 +320,7 @@ mod tests {
                     ..ad_hoc_scan("x", inst, bind_to)
                 })
                 .collect(),
+            server: None,
         }
     }
 

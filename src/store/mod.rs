@@ -41,6 +41,9 @@
 //! alive while `/proc/<pid>/stat` shows the same start time; where `/proc` is missing, only
 //! this process's own runs count as alive.
 
+mod listener;
+pub use listener::Claim;
+
 use crate::finding::{Finding, Location, Severity};
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use std::collections::BTreeMap;
@@ -48,8 +51,14 @@ use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
-/// The numbered migrations, in order; entry `i` brings the schema to version `i + 1`.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+/// The numbered migrations, in order, each with the schema version it brings the store to
+/// (the number in its file name). Versions are explicit rather than positions so that
+/// migrations written on parallel branches keep their numbers when merged: each applies in
+/// version order, and `user_version` ends at the last one.
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/0001_init.sql")),
+    (3, include_str!("migrations/0003_hook_deliveries.sql")),
+];
 
 /// Row id of a `sync_runs` row.
 pub type RunId = i64;
@@ -773,7 +782,7 @@ impl Store {
 /// inside the (immediate, so exclusive-writer) transaction so two processes opening a fresh
 /// file at once do not both apply a migration.
 fn migrate(conn: &mut Connection, path: &str) -> Result<(), StoreError> {
-    let known = MIGRATIONS.len() as i64;
+    let known = MIGRATIONS.last().map_or(0, |(v, _)| *v);
     loop {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -784,11 +793,11 @@ fn migrate(conn: &mut Connection, path: &str) -> Result<(), StoreError> {
                 known,
             });
         }
-        if version == known {
+        let Some((next, sql)) = MIGRATIONS.iter().find(|(v, _)| *v > version) else {
             return Ok(());
-        }
-        tx.execute_batch(MIGRATIONS[version as usize])?;
-        tx.pragma_update(None, "user_version", version + 1)?;
+        };
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", next)?;
         tx.commit()?;
     }
 }
