@@ -1457,7 +1457,11 @@ impl Checker<'_> {
     /// Exactly one of `secret_file` and `secret_env`, read. The path is returned for files.
     fn webhook_secret(&mut self, t: Tbl<'_, '_>) -> Option<(Option<PathBuf>, Secret)> {
         let keys = ["secret_file", "secret_env"];
-        let mut given: Vec<&str> = keys.iter().copied().filter(|k| t.get(k).is_some()).collect();
+        let mut given: Vec<&str> = keys
+            .iter()
+            .copied()
+            .filter(|k| t.get(k).is_some())
+            .collect();
         given.sort_by_key(|k| t.span_of(k).start);
         match given.as_slice() {
             [] => {

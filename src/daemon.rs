@@ -13,10 +13,10 @@
 //! drift by an hour across a DST change.
 
 use crate::config::{Config, ConfigErrors, ScanConfig};
-use crate::server::{Backend, Listener, TriggerError, Triggered, TRIGGER_WEBHOOK};
 use crate::schedule::{
     jitter_delay, plan_reload, plan_startup, LastRun, StartupPlan, TRIGGER_RESUME, TRIGGER_SCHEDULE,
 };
+use crate::server::{Backend, Listener, TriggerError, Triggered, TRIGGER_WEBHOOK};
 use crate::store::{RunEnd, RunId, RunRow, RunState, StoreError};
 use crate::sync::{run_scan, RunOptions, RunSummary, SyncContext};
 use chrono::{DateTime, Utc};
@@ -585,7 +585,10 @@ impl Shared {
         let discard = |why: &'static str| {
             let ctx = ctx.clone();
             async move {
-                match ctx.with_store(move |s| s.discard_unstarted_run(run_id)).await {
+                match ctx
+                    .with_store(move |s| s.discard_unstarted_run(run_id))
+                    .await
+                {
                     Ok(_) => {}
                     Err(e) => warn!("cannot remove run {run_id} ({why}): {e}"),
                 }
@@ -1110,7 +1113,10 @@ async fn open_store(
         let opened = tokio::task::spawn_blocking(move || SyncContext::new(&c, s)).await?;
         match opened {
             Ok(ctx) => return Ok(Some(ctx)),
-            Err(e) if e.downcast_ref::<StoreError>().is_some_and(StoreError::is_busy) => {
+            Err(e)
+                if e.downcast_ref::<StoreError>()
+                    .is_some_and(StoreError::is_busy) =>
+            {
                 if !logged {
                     warn!(
                         "the store {} is locked by another process; waiting for it (retrying every {}s): {e}",
@@ -1372,6 +1378,113 @@ mod tests {
         assert_eq!(started.recv().await, Some("stuck"));
         assert!(!d.drain(Duration::from_millis(20)).await);
         assert_eq!(d.in_flight(), 1);
+    }
+
+    fn boxed(f: impl std::future::Future<Output = ()> + Send + 'static) -> BoxedRun {
+        Box::pin(f)
+    }
+
+    #[tokio::test]
+    async fn a_push_while_running_queues_one_run_and_later_pushes_join_it() {
+        let (d, _stop) = dispatcher(4, 2);
+        let (tx, mut started) = mpsc::unbounded_channel();
+        let (first, release_first) = held_run(tx.clone(), "first");
+        let span = tracing::Span::none;
+        assert_eq!(
+            d.dispatch_or_queue("web", "ct", span(), 1, boxed(first), boxed(async {})),
+            Dispatched::Started
+        );
+        assert_eq!(started.recv().await, Some("first"));
+        let (second, release_second) = held_run(tx.clone(), "second");
+        assert_eq!(
+            d.dispatch_or_queue("web", "ct", span(), 2, boxed(second), boxed(async {})),
+            Dispatched::Queued
+        );
+        let (third, _r) = held_run(tx.clone(), "third");
+        assert_eq!(
+            d.dispatch_or_queue("web", "ct", span(), 3, boxed(third), boxed(async {})),
+            Dispatched::Joined(2)
+        );
+        // A schedule firing meanwhile is still skipped, not queued.
+        let (scheduled, _r) = held_run(tx.clone(), "scheduled");
+        assert_eq!(
+            d.dispatch("web", "ct", Duration::ZERO, span(), scheduled),
+            Dispatched::AlreadyRunning
+        );
+        // Another scan (or branch: another key) is not affected.
+        let (other, release_other) = held_run(tx.clone(), "other");
+        assert_eq!(
+            d.dispatch_or_queue("web@dev", "ct", span(), 4, boxed(other), boxed(async {})),
+            Dispatched::Started
+        );
+        assert_eq!(started.recv().await, Some("other"));
+        release_other.send(()).unwrap();
+
+        release_first.send(()).unwrap();
+        assert_eq!(started.recv().await, Some("second"));
+        assert_eq!(
+            d.in_flight(),
+            1,
+            "the follow-up runs in the first run's slot"
+        );
+        release_second.send(()).unwrap();
+        assert!(d.drain(LONG).await);
+        // The scan is free again: the next push starts at once.
+        let (fourth, release) = held_run(tx, "fourth");
+        assert_eq!(
+            d.dispatch_or_queue("web", "ct", span(), 5, boxed(fourth), boxed(async {})),
+            Dispatched::Started
+        );
+        assert_eq!(started.recv().await, Some("fourth"));
+        release.send(()).unwrap();
+        assert!(d.drain(LONG).await);
+        assert!(started.try_recv().is_err(), "no other run started");
+    }
+
+    #[tokio::test]
+    async fn stop_cancels_a_queued_run_through_its_cancelled_future() {
+        let (d, stop) = dispatcher(4, 2);
+        let (tx, mut started) = mpsc::unbounded_channel();
+        let (first, release_first) = held_run(tx.clone(), "first");
+        d.dispatch_or_queue(
+            "web",
+            "ct",
+            tracing::Span::none(),
+            1,
+            boxed(first),
+            boxed(async {}),
+        );
+        assert_eq!(started.recv().await, Some("first"));
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let flag = cancelled.clone();
+        let (second, _r) = held_run(tx, "second");
+        assert_eq!(
+            d.dispatch_or_queue(
+                "web",
+                "ct",
+                tracing::Span::none(),
+                2,
+                boxed(second),
+                boxed(async move { flag.store(true, Ordering::SeqCst) })
+            ),
+            Dispatched::Queued
+        );
+        stop.send(true).unwrap();
+        release_first.send(()).unwrap();
+        assert!(d.drain(LONG).await);
+        assert!(cancelled.load(Ordering::SeqCst));
+        assert!(started.try_recv().is_err(), "the queued run never started");
+        assert_eq!(
+            d.dispatch_or_queue(
+                "web",
+                "ct",
+                tracing::Span::none(),
+                3,
+                boxed(async {}),
+                boxed(async {})
+            ),
+            Dispatched::Stopping
+        );
     }
 
     #[tokio::test]

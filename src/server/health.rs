@@ -99,25 +99,39 @@ pub(super) async fn metrics(State(state): State<Arc<ServerState>>, headers: Head
         if !verify::bearer(given, token.expose()) {
             return (
                 StatusCode::UNAUTHORIZED,
-                [(header::WWW_AUTHENTICATE, "Bearer realm=\"scansync metrics\"")],
+                [(
+                    header::WWW_AUTHENTICATE,
+                    "Bearer realm=\"scansync metrics\"",
+                )],
                 "a bearer token is required (metrics_token_file)\n",
             )
                 .into_response();
         }
     }
     let Some(backend) = state.backend() else {
-        return (StatusCode::SERVICE_UNAVAILABLE, "the store is not open yet\n").into_response();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the store is not open yet\n",
+        )
+            .into_response();
     };
     let (_, ctx) = backend.current();
     match crate::metrics::render(&ctx).await {
         Ok(text) => (
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
             text,
         )
             .into_response(),
         Err(e) => {
             tracing::warn!("metrics: rendering failed: {e:#}");
-            (StatusCode::INTERNAL_SERVER_ERROR, format!("metrics failed: {e}\n")).into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("metrics failed: {e}\n"),
+            )
+                .into_response()
         }
     }
 }

@@ -59,9 +59,10 @@ pub(super) async fn hook(
     let mut response = (answer.status, Json(answer.body)).into_response();
     if answer.status == StatusCode::PAYLOAD_TOO_LARGE {
         // Whatever of the body is still unread is not worth keeping the connection for.
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+        response.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
     }
     response
 }
@@ -108,7 +109,11 @@ async fn handle(
 fn not_found() -> Answer {
     // The same answer for "no such scan" and "no webhook": a sender learns nothing of the
     // config. The log tells the operator which.
-    Answer::error(StatusCode::NOT_FOUND, "not_found", "no webhook for this scan")
+    Answer::error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no webhook for this scan",
+    )
 }
 
 /// From the body on; `Err` is an answer that ends the request early (already logged).
@@ -132,14 +137,20 @@ async fn accept(
         BodyError::Timeout => refuse(
             StatusCode::REQUEST_TIMEOUT,
             "bad_request",
-            &format!("the body did not arrive within {}s", BODY_READ_TIMEOUT.as_secs()),
+            &format!(
+                "the body did not arrive within {}s",
+                BODY_READ_TIMEOUT.as_secs()
+            ),
         ),
         BodyError::Broken(e) => refuse(StatusCode::BAD_REQUEST, "bad_request", &e),
     })?;
-    let secret = webhook
-        .secret
-        .as_ref()
-        .ok_or_else(|| refuse(StatusCode::UNAUTHORIZED, "unauthorized", "no secret is configured"))?;
+    let secret = webhook.secret.as_ref().ok_or_else(|| {
+        refuse(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "no secret is configured",
+        )
+    })?;
     verify_signature(webhook.platform, headers, secret.expose(), &body)
         .map_err(|reason| refuse(StatusCode::UNAUTHORIZED, "unauthorized", &reason))?;
 
@@ -149,7 +160,9 @@ async fn accept(
         Event::Push => {}
         Event::Other(event) => {
             info!(scan = %scan.name, event = %event, "webhook event is not a push; nothing started");
-            return Ok(ignored(&format!("event \"{event}\" starts nothing; only pushes do")));
+            return Ok(ignored(&format!(
+                "event \"{event}\" starts nothing; only pushes do"
+            )));
         }
     }
     let changes = platform::changes(webhook.platform, &body)
@@ -245,7 +258,11 @@ async fn accept(
             if let Some(e) = failure {
                 warn!(scan = %scan.name, "webhook push: another branch's run did not start: {e}");
             }
-            let result = if first["result"] == "queued" { "queued" } else { "started" };
+            let result = if first["result"] == "queued" {
+                "queued"
+            } else {
+                "started"
+            };
             Ok(Answer {
                 status: StatusCode::ACCEPTED,
                 result,
@@ -262,13 +279,19 @@ async fn accept(
             // Nothing started: forget the delivery, so the sender's retry is not a "replay".
             if let Some(id) = &delivery {
                 let (name, id) = (scan.name.clone(), id.clone());
-                let _ = ctx.with_store(move |s| s.release_delivery(&name, &id)).await;
+                let _ = ctx
+                    .with_store(move |s| s.release_delivery(&name, &id))
+                    .await;
             }
             let reason = match failure {
                 Some(TriggerError::Stopping) | None => "scansync is stopping".to_string(),
                 Some(TriggerError::Failed(e)) => format!("the run could not be started: {e}"),
             };
-            Err(refuse(StatusCode::SERVICE_UNAVAILABLE, "unavailable", &reason))
+            Err(refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                &reason,
+            ))
         }
     }
 }
@@ -296,9 +319,12 @@ fn verify_signature(
             secret.as_bytes(),
             body,
         ),
-        Platform::Bitbucket => {
-            verify::hex_hmac("X-Hub-Signature", h("X-Hub-Signature"), secret.as_bytes(), body)
-        }
+        Platform::Bitbucket => verify::hex_hmac(
+            "X-Hub-Signature",
+            h("X-Hub-Signature"),
+            secret.as_bytes(),
+            body,
+        ),
         Platform::Gitlab => match h("webhook-signature") {
             Some(signature) => verify::standard_webhooks(
                 verify::StandardSignature {
@@ -334,7 +360,8 @@ async fn read_body(headers: &HeaderMap, mut body: Body) -> Result<Bytes, BodyErr
         let mut kept: Vec<u8> = Vec::new();
         let mut total = 0usize;
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| BodyError::Broken(format!("reading the body failed: {e}")))?;
+            let frame =
+                frame.map_err(|e| BodyError::Broken(format!("reading the body failed: {e}")))?;
             let Ok(data) = frame.into_data() else {
                 continue;
             };

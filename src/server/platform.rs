@@ -206,7 +206,10 @@ mod tests {
         let gh = headers(&[("x-github-event", "push")]);
         assert_eq!(event(Platform::Github, &gh), Ok(Event::Push));
         let ping = headers(&[("x-github-event", "ping")]);
-        assert_eq!(event(Platform::Github, &ping), Ok(Event::Other("ping".into())));
+        assert_eq!(
+            event(Platform::Github, &ping),
+            Ok(Event::Other("ping".into()))
+        );
         let gl = headers(&[("x-gitlab-event", "Push Hook")]);
         assert_eq!(event(Platform::Gitlab, &gl), Ok(Event::Push));
         let tag = headers(&[("x-gitlab-event", "Tag Push Hook")]);
@@ -216,7 +219,10 @@ mod tests {
             assert_eq!(event(Platform::Bitbucket, &bb), Ok(Event::Push));
         }
         let diag = headers(&[("x-event-key", "diagnostics:ping")]);
-        assert!(matches!(event(Platform::Bitbucket, &diag), Ok(Event::Other(_))));
+        assert!(matches!(
+            event(Platform::Bitbucket, &diag),
+            Ok(Event::Other(_))
+        ));
         // The event header of another platform does not count.
         assert!(event(Platform::Gitlab, &gh).is_err());
     }
@@ -229,13 +235,22 @@ mod tests {
             Some("72d3162e-cc78-11e3-81ab-4c9367dc0958")
         );
         let cloud = headers(&[("x-request-uuid", "u-1")]);
-        assert_eq!(delivery_id(Platform::Bitbucket, &cloud).as_deref(), Some("u-1"));
+        assert_eq!(
+            delivery_id(Platform::Bitbucket, &cloud).as_deref(),
+            Some("u-1")
+        );
         let dc = headers(&[("x-request-id", "r-1")]);
-        assert_eq!(delivery_id(Platform::Bitbucket, &dc).as_deref(), Some("r-1"));
+        assert_eq!(
+            delivery_id(Platform::Bitbucket, &dc).as_deref(),
+            Some("r-1")
+        );
         let gl = headers(&[("idempotency-key", "k-1"), ("webhook-id", "w-1")]);
         assert_eq!(delivery_id(Platform::Gitlab, &gl).as_deref(), Some("w-1"));
         let gl_plain = headers(&[("idempotency-key", "k-1")]);
-        assert_eq!(delivery_id(Platform::Gitlab, &gl_plain).as_deref(), Some("k-1"));
+        assert_eq!(
+            delivery_id(Platform::Gitlab, &gl_plain).as_deref(),
+            Some("k-1")
+        );
         assert_eq!(delivery_id(Platform::Github, &HeaderMap::new()), None);
     }
 

@@ -31,7 +31,10 @@ pub fn server_config(
         .map_err(|e| {
             (
                 TlsFile::Cert,
-                format!("cannot read a PEM certificate chain from {}: {e}", cert.display()),
+                format!(
+                    "cannot read a PEM certificate chain from {}: {e}",
+                    cert.display()
+                ),
             )
         })?;
     if certs.is_empty() {
@@ -87,8 +90,7 @@ mod tests {
 
     #[test]
     fn swapped_missing_or_mismatched_files_name_the_file_at_fault() {
-        let (which, msg) =
-            check_files(&fixture("server.key"), &fixture("server.key")).unwrap_err();
+        let (which, msg) = check_files(&fixture("server.key"), &fixture("server.key")).unwrap_err();
         assert_eq!(which, TlsFile::Cert, "{msg}");
         let (which, _) = check_files(&fixture("server.pem"), &fixture("missing.key")).unwrap_err();
         assert_eq!(which, TlsFile::Key);

@@ -25,7 +25,8 @@ pub fn hex_hmac(
     secret: &[u8],
     body: &[u8],
 ) -> Result<(), String> {
-    let value = header.ok_or_else(|| format!("no {header_name} header (is the secret set on the webhook?)"))?;
+    let value = header
+        .ok_or_else(|| format!("no {header_name} header (is the secret set on the webhook?)"))?;
     let hex_sig = value
         .trim()
         .strip_prefix("sha256=")
@@ -34,8 +35,9 @@ pub fn hex_hmac(
         .map_err(|_| format!("{header_name} is not of the form sha256=<hex>"))?;
     let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length");
     mac.update(body);
-    mac.verify_slice(&sig)
-        .map_err(|_| format!("{header_name} does not match the body (wrong secret, or the body was changed)"))
+    mac.verify_slice(&sig).map_err(|_| {
+        format!("{header_name} does not match the body (wrong secret, or the body was changed)")
+    })
 }
 
 /// GitLab's `X-Gitlab-Token`: the secret itself. Compared as SHA-256 digests so that even
@@ -120,7 +122,10 @@ pub fn standard_webhooks(
     if any {
         Ok(())
     } else {
-        Err("webhook-signature does not match (wrong signing token, or the body was changed)".to_string())
+        Err(
+            "webhook-signature does not match (wrong signing token, or the body was changed)"
+                .to_string(),
+        )
     }
 }
 
@@ -149,7 +154,12 @@ mod tests {
     fn a_hex_hmac_computed_elsewhere_is_accepted() {
         let header = format!("sha256={BODY_HMAC}");
         assert_eq!(
-            hex_hmac("X-Hub-Signature-256", Some(&header), SECRET.as_bytes(), BODY),
+            hex_hmac(
+                "X-Hub-Signature-256",
+                Some(&header),
+                SECRET.as_bytes(),
+                BODY
+            ),
             Ok(())
         );
         // Upper-case hex is the same signature.
@@ -161,7 +171,13 @@ mod tests {
     fn github_documents_this_signature_for_hello_world() {
         // The example in GitHub's "Validating webhook deliveries" page.
         let header = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
-        assert!(hex_hmac("X-Hub-Signature-256", Some(header), SECRET.as_bytes(), b"Hello, World!").is_ok());
+        assert!(hex_hmac(
+            "X-Hub-Signature-256",
+            Some(header),
+            SECRET.as_bytes(),
+            b"Hello, World!"
+        )
+        .is_ok());
     }
 
     #[test]
@@ -223,7 +239,10 @@ mod tests {
     #[test]
     fn the_standard_webhooks_test_vector_verifies() {
         let now = 1_614_265_330;
-        assert_eq!(standard_webhooks(sw(SW_SIG), SW_SECRET, SW_BODY, now), Ok(()));
+        assert_eq!(
+            standard_webhooks(sw(SW_SIG), SW_SECRET, SW_BODY, now),
+            Ok(())
+        );
         // Among several signatures (secret rotation), one match is enough.
         let several = format!("v1,bm90IGl0 {SW_SIG} v2,whatever");
         assert!(standard_webhooks(sw(&several), SW_SECRET, SW_BODY, now).is_ok());

@@ -249,7 +249,8 @@ mod tests {
         let ok = s.begin_run(&scope("web")).unwrap();
         s.finish_run(ok, RunEnd::Succeeded).unwrap();
         let bad = s.begin_run(&scope("web")).unwrap();
-        s.finish_run(bad, RunEnd::Failed("vendor down".into())).unwrap();
+        s.finish_run(bad, RunEnd::Failed("vendor down".into()))
+            .unwrap();
         let failed_only = s.begin_run(&scope("api")).unwrap();
         s.finish_run(failed_only, RunEnd::Failed("x".into()))
             .unwrap();
