@@ -3,7 +3,8 @@
 //!
 //! Data flows one way: [`config`] → scheduler ([`daemon`]) → connector ([`vendors`], over
 //! [`http`]) → normalized [`finding`] → [`store`]. [`sync`] is the one place where connectors
-//! and the store meet; the CLI ([`cli`]) and the daemon both go through it.
+//! and the store meet; the CLI ([`cli`]), the daemon and its optional listener ([`server`],
+//! webhook-triggered scans, health, metrics) all go through it.
 
 pub mod cli;
 pub mod config;

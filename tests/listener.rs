@@ -673,3 +673,31 @@ async fn metrics_require_the_bearer_token_when_one_is_set() {
     d.stop().await;
     sim.shutdown().await;
 }
+
+#[test]
+fn webhook_secret_prints_a_new_url_safe_secret_each_time() {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_scansync"))
+            .arg("webhook-secret")
+            .args(args)
+            .env_remove("SCANSYNC_CONFIG")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .trim_end()
+            .to_string()
+    };
+    let (a, b) = (run(&[]), run(&[]));
+    assert_ne!(a, b);
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(&a)
+        .expect("URL-safe base64 without padding");
+    assert_eq!(bytes.len(), 32);
+    let token = run(&["--signing-token"]);
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(token.strip_prefix("whsec_").expect("whsec_ prefix"))
+        .unwrap();
+    assert_eq!(key.len(), 32);
+}

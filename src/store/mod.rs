@@ -1,6 +1,7 @@
 //! The SQLite store: the only module that holds SQL.
 //!
-//! Tables (`instances`, `scans`, `sync_runs`, `findings`, `finding_events`) are a documented
+//! Tables (`instances`, `scans`, `sync_runs`, `findings`, `finding_events`, and the
+//! listener's `hook_deliveries` and `readiness_probe`) are a documented
 //! interface: operators query the file with `sqlite3`. Schema changes are numbered
 //! migrations in `migrations/`, applied at open (each in one transaction, versioned with
 //! `PRAGMA user_version`); a file written by a newer scansync is refused rather than guessed at.
