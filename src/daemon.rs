@@ -6,8 +6,10 @@
 //! loop.
 //!
 //! Jobs live on tokio-cron-scheduler, but each one only *fires* into [`Shared::dispatch`],
-//! which enforces the rules the scheduler knows nothing about: one run per scan at a time,
-//! the global and per-instance concurrency limits, and jitter. Cron schedules are armed one
+//! which enforces the rules the scheduler knows nothing about: one run per scan at a time
+//! (a webhook push may queue one more behind it), the global and per-instance concurrency
+//! limits, and jitter. With `[server]`, the listener ([`crate::server`]) is started before the
+//! store is opened and handed the daemon once it is ready. Cron schedules are armed one
 //! occurrence at a time from [`crate::config::Schedule::next_after`] (time-zone aware), because the
 //! scheduler's own cron jobs keep the UTC offset of the moment they were created and so
 //! drift by an hour across a DST change.
