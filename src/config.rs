@@ -14,6 +14,7 @@ use chrono::{DateTime, FixedOffset, Utc};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -37,6 +38,77 @@ pub struct Config {
     /// Outgoing notifications, by name (`[webhooks.NAME]`).
     #[serde(default)]
     pub webhooks: BTreeMap<String, WebhookConfig>,
+    /// The optional HTTP listener; `None` (no `[server]` table) means no listener at all.
+    #[serde(default)]
+    pub server: Option<ServerConfig>,
+}
+
+/// `[server]`: the listener for webhook-triggered scans, `/healthz`, `/readyz` and
+/// `/metrics`. Read once at start-up: changing it needs a restart (a reload says so).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// An IP address and port, e.g. `127.0.0.1:8787` (port 0 picks a free one).
+    pub listen: SocketAddr,
+    /// PEM certificate chain and private key; both or neither. With them the listener speaks
+    /// only HTTPS. Relative to the config file's folder.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    /// A reverse proxy terminates TLS in front of the listener: binding outside loopback
+    /// without TLS is then expected and not warned about.
+    #[serde(default)]
+    pub behind_proxy: bool,
+    /// A file holding the bearer token `GET /metrics` requires; no file, no token needed.
+    pub metrics_token_file: Option<PathBuf>,
+    /// The token, read once by validation from `metrics_token_file`.
+    #[serde(skip)]
+    pub metrics_token: Option<Secret>,
+}
+
+/// The platform a scan's webhook comes from; it decides the signature, event and payload
+/// format the listener expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Platform {
+    Github,
+    Gitlab,
+    /// Bitbucket Cloud and Bitbucket Data Center (their payloads are told apart by event).
+    Bitbucket,
+}
+
+impl Platform {
+    pub const ALL: [Platform; 3] = [Platform::Github, Platform::Gitlab, Platform::Bitbucket];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Platform::Github => "github",
+            Platform::Gitlab => "gitlab",
+            Platform::Bitbucket => "bitbucket",
+        }
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A scan's `webhook = { … }`: pushes to matching branches start the scan at once.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScanHookConfig {
+    pub platform: Platform,
+    /// Exactly one of `secret_file`, `secret_env` gives the shared secret. After validation
+    /// `secret_file` is the path actually read (relative paths joined to the config folder).
+    pub secret_file: Option<PathBuf>,
+    pub secret_env: Option<String>,
+    /// Branch name globs (`*` within one path segment, `**` across `/`, `?` one character),
+    /// as GitHub's branch filters write them: `["main", "release/*"]`.
+    pub branches: Vec<String>,
+    /// The secret, read once by validation.
+    #[serde(skip)]
+    pub secret: Option<Secret>,
 }
 
 /// `[store]`
@@ -138,6 +210,9 @@ pub struct ScanConfig {
     /// A vendor scan still unfinished after this long is marked timed out.
     #[serde(default = "default_scan_timeout", with = "duration_str")]
     pub timeout: Duration,
+    /// Pushes that start this scan (served by `[server]` at `POST /hooks/<name>`).
+    #[serde(default)]
+    pub webhook: Option<ScanHookConfig>,
 }
 
 /// `[webhooks.NAME]`: where notifications about runs are sent, signed the Standard Webhooks
@@ -590,7 +665,25 @@ mod opt_duration_str {
 
 type Val<'i> = Spanned<DeValue<'i>>;
 
-const TOP_KEYS: &[&str] = &["store", "daemon", "instances", "scans", "webhooks"];
+const TOP_KEYS: &[&str] = &[
+    "store",
+    "daemon",
+    "instances",
+    "scans",
+    "webhooks",
+    "server",
+];
+const SERVER_KEYS: &[&str] = &[
+    "listen",
+    "tls_cert_file",
+    "tls_key_file",
+    "behind_proxy",
+    "metrics_token_file",
+];
+const SCAN_HOOK_KEYS: &[&str] = &["platform", "secret_file", "secret_env", "branches"];
+/// Shorter webhook secrets are accepted but warned about (`scansync webhook-secret` makes 43
+/// characters).
+const MIN_WEBHOOK_SECRET_LEN: usize = 16;
 const STORE_KEYS: &[&str] = &["path"];
 const DAEMON_KEYS: &[&str] = &[
     "concurrency",
@@ -626,6 +719,7 @@ const SCAN_KEYS: &[&str] = &[
     "enabled",
     "schedule",
     "timeout",
+    "webhook",
 ];
 const SCHEDULE_KEYS: &[&str] = &["at", "cron", "timezone", "every"];
 const WEBHOOK_KEYS: &[&str] = &[
@@ -945,6 +1039,7 @@ impl Checker<'_> {
                 }
             }
         }
+        let server = top.get("server").and_then(|v| self.server(v));
         Config {
             store: store.unwrap_or(StoreConfig {
                 path: PathBuf::new(),
@@ -953,6 +1048,7 @@ impl Checker<'_> {
             instances,
             scans,
             webhooks,
+            server,
         }
     }
 
@@ -1059,55 +1155,15 @@ impl Checker<'_> {
     /// Checks that exactly one secret source is given, reads the secret and checks that it
     /// makes a signing key. No message ever contains the secret.
     fn webhook_secret(&mut self, t: Tbl<'_, '_>, w: &mut WebhookConfig) {
-        let mut given: Vec<&str> = SECRET_KEYS
-            .iter()
-            .copied()
-            .filter(|k| t.get(k).is_some())
-            .collect();
-        given.sort_by_key(|k| t.span_of(k).start);
-        match given.as_slice() {
-            [] => {
-                self.error(
-                    t.path,
-                    Some(t.span),
-                    "no signing secret given; set exactly one of secret_file or secret_env",
-                );
-                return;
-            }
-            [_] => {}
-            [_, second, ..] => {
-                self.error(
-                    &t.field(second),
-                    Some(&t.span_of(second)),
-                    format!(
-                        "secret given twice ({}); keep exactly one secret source",
-                        given.join(" and ")
-                    ),
-                );
-                return;
-            }
-        }
-        let (key, read) = if let Some(file) = w.secret_file.clone() {
-            let read = self
-                .secret_from_file(t, "secret_file", "secret", &file)
-                .map(|(path, secret)| {
-                    w.secret_file = Some(path);
-                    secret
-                });
-            ("secret_file", read)
-        } else if let Some(var) = w.secret_env.clone() {
-            ("secret_env", secret_from_env(&var, "secret", "secret_file"))
-        } else {
-            // A source of the wrong type was already reported.
+        let Some((key, path, secret)) = self.secret_source(
+            t,
+            "no signing secret given; set exactly one of secret_file or secret_env",
+        ) else {
             return;
         };
-        let blame = t.get(key).map(|v| v.span());
-        match read.and_then(|secret| {
-            crate::webhooks::sign::SigningKey::from_secret(&secret)
-                .map(|k| (secret, k.len()))
-                .map_err(|e| format!("the secret {e}"))
-        }) {
-            Ok((secret, key_len)) => {
+        match crate::webhooks::sign::SigningKey::from_secret(&secret) {
+            Ok(k) => {
+                let key_len = k.len();
                 if key_len < crate::webhooks::sign::RECOMMENDED_KEY_BYTES {
                     self.warn(
                         &t.field(key),
@@ -1118,9 +1174,66 @@ impl Checker<'_> {
                         ),
                     );
                 }
+                if path.is_some() {
+                    w.secret_file = path;
+                }
                 w.resolved_secret = Some(secret);
             }
-            Err(msg) => self.error(&t.field(key), blame.as_ref(), msg),
+            Err(e) => {
+                let blame = t.get(key).map(|v| v.span());
+                self.error(&t.field(key), blame.as_ref(), format!("the secret {e}"));
+            }
+        }
+    }
+
+    /// Reads the secret of a table that takes exactly one of `secret_file` / `secret_env`
+    /// (an outgoing webhook, a scan's incoming one): the key it came from, the file actually
+    /// read, and the secret. Every problem is reported; `missing` says what to do when
+    /// neither key is set.
+    fn secret_source(
+        &mut self,
+        t: Tbl<'_, '_>,
+        missing: &str,
+    ) -> Option<(&'static str, Option<PathBuf>, Secret)> {
+        let mut given: Vec<&'static str> = SECRET_KEYS
+            .iter()
+            .copied()
+            .filter(|k| t.get(k).is_some())
+            .collect();
+        given.sort_by_key(|k| t.span_of(k).start);
+        match given.as_slice() {
+            [] => {
+                self.error(t.path, Some(t.span), missing);
+                return None;
+            }
+            [_] => {}
+            [_, second, ..] => {
+                self.error(
+                    &t.field(second),
+                    Some(&t.span_of(second)),
+                    format!(
+                        "secret given twice ({}); keep exactly one",
+                        given.join(" and ")
+                    ),
+                );
+                return None;
+            }
+        }
+        let key = given[0];
+        let raw = self.string(t, key)?;
+        let read = if key == "secret_file" {
+            self.secret_from_file(t, key, "secret", Path::new(&raw))
+                .map(|(path, secret)| (Some(path), secret))
+        } else {
+            secret_from_env(&raw, "secret", "secret_file").map(|secret| (None, secret))
+        };
+        match read {
+            Ok((path, secret)) => Some((key, path, secret)),
+            Err(msg) => {
+                let span = t.get(key).map(|v| v.span());
+                self.error(&t.field(key), span.as_ref(), msg);
+                None
+            }
         }
     }
 
@@ -1378,27 +1491,9 @@ impl Checker<'_> {
             },
             None => self.base_dir.join(&raw),
         };
-        let meta = std::fs::metadata(&path)
-            .map_err(|e| format!("cannot read {what} file {}: {e}", path.display()))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = meta.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
-                self.warn(
-                    &t.field(key),
-                    &t.span_of(key),
-                    format!(
-                        "{} is readable by group or others (mode {mode:04o}); run chmod 600 on it",
-                        path.display()
-                    ),
-                );
-            }
-        }
-        #[cfg(not(unix))]
-        let _ = (meta, t, key);
         let text = std::fs::read_to_string(&path)
             .map_err(|e| format!("cannot read {what} file {}: {e}", path.display()))?;
+        self.warn_if_readable_by_others(t, key, &path);
         let secret = non_empty(text, &format!("{what} file {} is empty", path.display()))?;
         Ok((path, secret))
     }
@@ -1468,7 +1563,214 @@ impl Checker<'_> {
             timeout: self
                 .duration(t, "timeout", false)
                 .unwrap_or_else(default_scan_timeout),
+            webhook: t
+                .get("webhook")
+                .and_then(|v| self.scan_hook(&t.field("webhook"), v)),
         })
+    }
+
+    fn server(&mut self, v: &Val<'_>) -> Option<ServerConfig> {
+        let table = self.table("server", v, "a table ([server])")?;
+        let span = v.span();
+        let t = Tbl {
+            path: "server",
+            table,
+            span: &span,
+        };
+        self.unknown_keys(t, SERVER_KEYS);
+        let listen = self
+            .required_string(t, "listen", "the address to listen on, e.g. \"127.0.0.1:8787\"")
+            .and_then(|s| match s.trim().parse::<SocketAddr>() {
+                Ok(addr) => Some(addr),
+                Err(_) => {
+                    let span = t.get("listen").map(|v| v.span());
+                    self.error(
+                        &t.field("listen"),
+                        span.as_ref(),
+                        format!(
+                            "\"{s}\" is not an IP address and port; write e.g. \"127.0.0.1:8787\", \"0.0.0.0:8787\" or \"[::1]:8787\" (host names are not resolved)"
+                        ),
+                    );
+                    None
+                }
+            });
+        let cert = self.path(t, "tls_cert_file");
+        let key = self.path(t, "tls_key_file");
+        let behind_proxy = self.boolean(t, "behind_proxy").unwrap_or(false);
+        match (&cert, &key) {
+            (Some(cert), Some(key)) => {
+                if let Err((which, e)) = crate::server::tls::check_files(cert, key) {
+                    let field = if which == crate::server::tls::TlsFile::Cert {
+                        "tls_cert_file"
+                    } else {
+                        "tls_key_file"
+                    };
+                    let span = t.get(field).map(|v| v.span());
+                    self.error(&t.field(field), span.as_ref(), e);
+                }
+                self.warn_if_readable_by_others(t, "tls_key_file", key);
+            }
+            (Some(_), None) | (None, Some(_)) => {
+                let (given, missing) = if cert.is_some() {
+                    ("tls_cert_file", "tls_key_file")
+                } else {
+                    ("tls_key_file", "tls_cert_file")
+                };
+                self.error(
+                    &t.field(missing),
+                    Some(&t.span_of(given)),
+                    format!("is required when {given} is set: give both (HTTPS) or neither"),
+                );
+            }
+            (None, None) => {}
+        }
+        let metrics_token_file = t.get("metrics_token_file").and_then(|v| {
+            let raw = self.string(t, "metrics_token_file")?;
+            match self.secret_from_file(t, "metrics_token_file", "metrics token", Path::new(&raw)) {
+                Ok((path, secret)) => Some((path, secret)),
+                Err(e) => {
+                    self.error(&t.field("metrics_token_file"), Some(&v.span()), e);
+                    None
+                }
+            }
+        });
+        let listen = listen?;
+        if !listen.ip().is_loopback() && cert.is_none() && !behind_proxy {
+            self.warn(
+                &t.field("listen"),
+                &t.span_of("listen"),
+                format!(
+                    "{listen} is reachable from other machines over plain HTTP: webhook payloads and the metrics token travel unencrypted; set tls_cert_file and tls_key_file, or behind_proxy = true when a TLS-terminating proxy is in front"
+                ),
+            );
+        }
+        let (metrics_token_file, metrics_token) = match metrics_token_file {
+            Some((path, secret)) => (Some(path), Some(secret)),
+            None => (None, None),
+        };
+        Some(ServerConfig {
+            listen,
+            tls_cert_file: cert,
+            tls_key_file: key,
+            behind_proxy,
+            metrics_token_file,
+            metrics_token,
+        })
+    }
+
+    fn scan_hook(&mut self, path: &str, v: &Val<'_>) -> Option<ScanHookConfig> {
+        let table = self.table(
+            path,
+            v,
+            "a table ({ platform = \"github\", secret_env = \"...\", branches = [\"main\"] })",
+        )?;
+        let span = v.span();
+        let t = Tbl {
+            path,
+            table,
+            span: &span,
+        };
+        self.unknown_keys(t, SCAN_HOOK_KEYS);
+        let names: Vec<&str> = Platform::ALL.iter().map(|p| p.as_str()).collect();
+        let platform = self
+            .required_string(t, "platform", &names.join(", "))
+            .and_then(|p| match Platform::ALL.iter().find(|k| k.as_str() == p) {
+                Some(k) => Some(*k),
+                None => {
+                    let hint = match closest(&p, &names) {
+                        Some(k) => format!("did you mean \"{k}\"?"),
+                        None => format!("use one of {}", names.join(", ")),
+                    };
+                    let span = t.get("platform").map(|v| v.span());
+                    self.error(
+                        &t.field("platform"),
+                        span.as_ref(),
+                        format!("\"{p}\" is not a webhook platform; {hint}"),
+                    );
+                    None
+                }
+            });
+        let branches = match t.get("branches") {
+            None => {
+                self.error(
+                    &t.field("branches"),
+                    Some(t.span),
+                    "is required: the branches whose pushes start this scan, e.g. [\"main\", \"release/*\"] ([\"**\"] for every branch)",
+                );
+                None
+            }
+            Some(bv) => {
+                let list = self.string_list(t, "branches");
+                if matches!(bv.get_ref(), DeValue::Array(items) if items.is_empty()) {
+                    self.error(
+                        &t.field("branches"),
+                        Some(&bv.span()),
+                        "is empty, so no push would ever start the scan; list at least one branch (glob), e.g. [\"main\"]",
+                    );
+                }
+                if let Some(bad) = list.iter().position(|b| b.trim().is_empty()) {
+                    self.error(
+                        &format!("{}[{bad}]", t.field("branches")),
+                        Some(&bv.span()),
+                        "must not be empty",
+                    );
+                }
+                Some(list)
+            }
+        };
+        let secret = self.scan_hook_secret(t);
+        Some(ScanHookConfig {
+            platform: platform?,
+            secret_file: secret.as_ref().and_then(|(p, _)| p.clone()),
+            // Read (and type-checked) by webhook_secret; only its name is kept here.
+            secret_env: match t.get("secret_env").map(|v| v.get_ref()) {
+                Some(DeValue::String(name)) => Some(name.to_string()),
+                _ => None,
+            },
+            branches: branches?,
+            secret: Some(secret?.1),
+        })
+    }
+
+    /// Exactly one of `secret_file` and `secret_env`, read. The path is returned for files.
+    fn scan_hook_secret(&mut self, t: Tbl<'_, '_>) -> Option<(Option<PathBuf>, Secret)> {
+        let (key, path, secret) = self.secret_source(
+            t,
+            "no secret given; set secret_file or secret_env (make one with `scansync webhook-secret`)",
+        )?;
+        if secret.expose().len() < MIN_WEBHOOK_SECRET_LEN {
+            self.warn(
+                &t.field(key),
+                &t.span_of(key),
+                format!(
+                    "the webhook secret is shorter than {MIN_WEBHOOK_SECRET_LEN} characters and easy to guess; make a new one with `scansync webhook-secret`"
+                ),
+            );
+        }
+        Some((path, secret))
+    }
+
+    /// Warns (naming `key`) when `path` is readable by group or others.
+    fn warn_if_readable_by_others(&mut self, t: Tbl<'_, '_>, key: &str, path: &Path) {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            if let Ok(meta) = std::fs::metadata(path) {
+                let mode = meta.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
+                    self.warn(
+                        &t.field(key),
+                        &t.span_of(key),
+                        format!(
+                            "{} is readable by group or others (mode {mode:04o}); run chmod 600 on it",
+                            path.display()
+                        ),
+                    );
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = (t, key, path);
     }
 
     fn string_list(&mut self, t: Tbl<'_, '_>, key: &str) -> Vec<String> {

@@ -6,8 +6,10 @@
 //! loop.
 //!
 //! Jobs live on tokio-cron-scheduler, but each one only *fires* into [`Shared::dispatch`],
-//! which enforces the rules the scheduler knows nothing about: one run per scan at a time,
-//! the global and per-instance concurrency limits, and jitter. Cron schedules are armed one
+//! which enforces the rules the scheduler knows nothing about: one run per scan at a time
+//! (a webhook push may queue one more behind it), the global and per-instance concurrency
+//! limits, and jitter. With `[server]`, the listener ([`crate::server`]) is started before the
+//! store is opened and handed the daemon once it is ready. Cron schedules are armed one
 //! occurrence at a time from [`crate::config::Schedule::next_after`] (time-zone aware), because the
 //! scheduler's own cron jobs keep the UTC offset of the moment they were created and so
 //! drift by an hour across a DST change.
@@ -16,12 +18,16 @@ use crate::config::{Config, ConfigErrors, ScanConfig};
 use crate::schedule::{
     jitter_delay, plan_reload, plan_startup, LastRun, StartupPlan, TRIGGER_RESUME, TRIGGER_SCHEDULE,
 };
-use crate::store::{RunRow, RunState};
+use crate::server::{Backend, Listener, TriggerError, Triggered, TRIGGER_WEBHOOK};
+use crate::store::{RunEnd, RunId, RunRow, RunState, StoreError};
 use crate::sync::{run_scan, RunOptions, RunSummary, SyncContext};
 use chrono::{DateTime, Utc};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, watch, Semaphore};
@@ -41,6 +47,8 @@ pub enum Control {
 /// What the daemon tells whoever listens (the demo's per-cycle report, tests).
 #[derive(Debug, Clone)]
 pub enum DaemonEvent {
+    /// The `[server]` listener is bound to this address (before the store is opened).
+    Listening(SocketAddr),
     /// The store is open and every job is scheduled.
     Ready,
     /// A run ended (in any state: succeeded, failed, interrupted, timed out).
@@ -184,42 +192,69 @@ impl Limits {
     }
 }
 
-/// What [`Dispatcher::dispatch`] did.
+/// What [`Dispatcher::dispatch`] and [`Dispatcher::dispatch_or_queue`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Dispatched {
     /// Spawned: it runs once its delay passed and the permits are held.
     Started,
     /// Not spawned: a run of that scan is still going (or waiting).
     AlreadyRunning,
+    /// Queued behind the run in flight: it starts when that one ends.
+    Queued,
+    /// Not queued: a run already waits behind the one in flight; this is its tag.
+    Joined(RunId),
     /// Not spawned: the daemon is stopping.
     Stopping,
 }
 
-/// The rules every run start goes through, whatever fired it: one run per scan at a time,
-/// the global and per-instance limits, the jitter delay, and stop. Knows nothing of configs
-/// or vendors, so it is tested on its own.
+type BoxedRun = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A run the dispatcher may start: `run` once its delay passed and permits are held, or
+/// `cancelled` instead when stop comes first (to close a run row already begun).
+struct PendingRun {
+    instance: String,
+    delay: Duration,
+    span: tracing::Span,
+    run: BoxedRun,
+    cancelled: Option<BoxedRun>,
+}
+
+/// The one run allowed to wait behind a scan's run in flight (webhook pushes), with the
+/// tag (run id) later pushes are told.
+struct FollowUp {
+    tag: RunId,
+    job: PendingRun,
+}
+
+/// The rules every run start goes through, whatever fired it: one run per scan at a time
+/// (at most one more waiting, for webhooks), the global and per-instance limits, the jitter
+/// delay, and stop. Knows nothing of configs or vendors, so it is tested on its own.
 struct Dispatcher {
     limits: Mutex<Limits>,
-    /// Scans with a run in flight (or waiting for a permit).
-    running: Mutex<HashSet<String>>,
-    /// How many runs are in flight; shutdown waits for zero.
+    /// Scans with a run in flight (or waiting for a permit), each with its waiting follow-up.
+    running: Mutex<HashMap<String, Option<FollowUp>>>,
+    /// How many scans have runs in flight; shutdown waits for zero.
     inflight: watch::Sender<usize>,
     stop: watch::Receiver<bool>,
 }
 
-/// Removes a scan from `running` and counts it out of `inflight`, however its task ends.
+/// Counts a scan's task out of `inflight` however it ends, and removes the scan from
+/// `running` unless the task already did (a panicking run must not block the scan forever).
 struct InflightGuard {
     dispatcher: Arc<Dispatcher>,
     scan: String,
+    armed: bool,
 }
 
 impl Drop for InflightGuard {
     fn drop(&mut self) {
-        self.dispatcher
-            .running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.scan);
+        if self.armed {
+            self.dispatcher
+                .running
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&self.scan);
+        }
         self.dispatcher
             .inflight
             .send_modify(|n| *n = n.saturating_sub(1));
@@ -239,7 +274,7 @@ impl Dispatcher {
     ) -> Dispatcher {
         Dispatcher {
             limits: Mutex::new(Limits::new(concurrency, per_instance_concurrency)),
-            running: Mutex::new(HashSet::new()),
+            running: Mutex::new(HashMap::new()),
             inflight: watch::channel(0).0,
             stop,
         }
@@ -275,50 +310,135 @@ impl Dispatcher {
         run: F,
     ) -> Dispatched
     where
-        F: std::future::Future<Output = ()> + Send + 'static,
+        F: Future<Output = ()> + Send + 'static,
     {
         if self.is_stopping() {
             return Dispatched::Stopping;
         }
-        if !self
-            .running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(scan.to_string())
         {
-            return Dispatched::AlreadyRunning;
-        }
-        self.inflight.send_modify(|n| *n += 1);
-        let guard = InflightGuard {
-            dispatcher: self.clone(),
-            scan: scan.to_string(),
-        };
-        let (global, per_instance) = {
-            let mut limits = self.limits.lock().unwrap_or_else(|e| e.into_inner());
-            (limits.global.clone(), limits.for_instance(instance))
-        };
-        let stop = self.stop.clone();
-        tokio::spawn(
-            async move {
-                let _guard = guard;
-                let permits = tokio::select! {
-                    // Stop wins over a permit that frees up at the same moment.
-                    biased;
-                    _ = stopped(stop) => None,
-                    permits = async {
-                        tokio::time::sleep(delay).await;
-                        let g = global.acquire_owned().await.ok()?;
-                        let i = per_instance.acquire_owned().await.ok()?;
-                        Some((g, i))
-                    } => permits,
-                };
-                if let Some(_permits) = permits {
-                    run.await;
-                }
+            let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+            if running.contains_key(scan) {
+                return Dispatched::AlreadyRunning;
             }
-            .instrument(span),
+            running.insert(scan.to_string(), None);
+        }
+        self.spawn(
+            scan,
+            PendingRun {
+                instance: instance.to_string(),
+                delay,
+                span,
+                run: Box::pin(run),
+                cancelled: None,
+            },
         );
         Dispatched::Started
+    }
+
+    /// Like [`Dispatcher::dispatch`] without delay, but a scan with a run in flight gets
+    /// `run` queued behind it instead of skipped: at most one run waits per scan, and a
+    /// second one is not queued ([`Dispatched::Joined`] names the one waiting). `cancelled`
+    /// runs instead of `run` when stop comes before `run` could start.
+    fn dispatch_or_queue(
+        self: &Arc<Self>,
+        scan: &str,
+        instance: &str,
+        span: tracing::Span,
+        tag: RunId,
+        run: BoxedRun,
+        cancelled: BoxedRun,
+    ) -> Dispatched {
+        if self.is_stopping() {
+            return Dispatched::Stopping;
+        }
+        let job = PendingRun {
+            instance: instance.to_string(),
+            delay: Duration::ZERO,
+            span,
+            run,
+            cancelled: Some(cancelled),
+        };
+        {
+            let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+            match running.get_mut(scan) {
+                Some(Some(waiting)) => return Dispatched::Joined(waiting.tag),
+                Some(slot @ None) => {
+                    *slot = Some(FollowUp { tag, job });
+                    return Dispatched::Queued;
+                }
+                None => {
+                    running.insert(scan.to_string(), None);
+                }
+            }
+        }
+        self.spawn(scan, job);
+        Dispatched::Started
+    }
+
+    /// The task of one scan: its job, then each follow-up queued meanwhile, then the scan
+    /// leaves `running` (in the same lock as the last look for a follow-up, so a push that
+    /// comes just then either is queued and run here, or finds the scan free).
+    fn spawn(self: &Arc<Self>, scan: &str, first: PendingRun) {
+        self.inflight.send_modify(|n| *n += 1);
+        let mut guard = InflightGuard {
+            dispatcher: self.clone(),
+            scan: scan.to_string(),
+            armed: true,
+        };
+        let dispatcher = self.clone();
+        let scan = scan.to_string();
+        tokio::spawn(async move {
+            let mut job = first;
+            loop {
+                dispatcher.run_job(job).await;
+                let mut running = dispatcher.running.lock().unwrap_or_else(|e| e.into_inner());
+                match running.get_mut(&scan).and_then(Option::take) {
+                    Some(next) => job = next.job,
+                    None => {
+                        running.remove(&scan);
+                        guard.armed = false;
+                        break;
+                    }
+                }
+            }
+            drop(guard);
+        });
+    }
+
+    /// Waits for the delay and the permits, then runs the job; on stop, its `cancelled`.
+    async fn run_job(&self, job: PendingRun) {
+        let PendingRun {
+            instance,
+            delay,
+            span,
+            run,
+            cancelled,
+        } = job;
+        let (global, per_instance) = {
+            let mut limits = self.limits.lock().unwrap_or_else(|e| e.into_inner());
+            (limits.global.clone(), limits.for_instance(&instance))
+        };
+        let stop = self.stop.clone();
+        async move {
+            let permits = tokio::select! {
+                // Stop wins over a permit that frees up at the same moment.
+                biased;
+                _ = stopped(stop) => None,
+                permits = async {
+                    tokio::time::sleep(delay).await;
+                    let g = global.acquire_owned().await.ok()?;
+                    let i = per_instance.acquire_owned().await.ok()?;
+                    Some((g, i))
+                } => permits,
+            };
+            match (permits, cancelled) {
+                (Some(_permits), _) => run.await,
+                (None, Some(cancelled)) => cancelled.await,
+                (None, None) => {}
+            }
+        }
+        .instrument(span)
+        .await
     }
 
     /// Waits up to `timeout` for every run in flight to end. True when they all did.
@@ -337,6 +457,8 @@ struct Shared {
     scheduler: JobScheduler,
     jobs: Mutex<HashMap<String, ScanJob>>,
     next_generation: AtomicU64,
+    /// True from the moment every job is scheduled until stop (what `/readyz` reports).
+    scheduling: AtomicBool,
 }
 
 impl Shared {
@@ -392,12 +514,112 @@ impl Shared {
         let instance = scan.instance.clone();
         let run = async move { shared.run_one(&ctx, &scan, opts).await };
         match self.dispatcher.dispatch(&name, &instance, delay, span, run) {
-            Dispatched::Started | Dispatched::Stopping => {}
+            Dispatched::Started
+            | Dispatched::Stopping
+            | Dispatched::Queued
+            | Dispatched::Joined(_) => {}
             Dispatched::AlreadyRunning => info!(
                 scan = %name,
                 trigger,
                 "skipped: the previous run of this scan is still going"
             ),
+        }
+    }
+
+    /// A webhook push: a run of `scan_name` on `branch` now, or queued behind the run in
+    /// flight of that scan and branch. The run row is begun here, before the run waits, so
+    /// the sender is told its id; a row that turns out not to be needed (a run already
+    /// waits, or the daemon is stopping) is deleted again.
+    async fn trigger_webhook(
+        self: &Arc<Self>,
+        scan_name: &str,
+        branch: &str,
+    ) -> Result<Triggered, TriggerError> {
+        if self.is_stopping() {
+            return Err(TriggerError::Stopping);
+        }
+        let (config, ctx) = self.current();
+        let scan = config
+            .scans
+            .iter()
+            .find(|s| s.name == scan_name && s.enabled)
+            .cloned()
+            .ok_or_else(|| {
+                TriggerError::Failed(format!(
+                    "scan \"{scan_name}\" is no longer in the config or is disabled"
+                ))
+            })?;
+        let opts = RunOptions {
+            trigger: TRIGGER_WEBHOOK.to_string(),
+            branch: Some(branch.to_string()),
+            ..RunOptions::default()
+        };
+        let key = crate::sync::store_scan_name(&scan, &opts);
+        let run_id = crate::sync::begin_run(&ctx, &scan, &opts)
+            .await
+            .map_err(|e| TriggerError::Failed(e.to_string()))?;
+        let opts = RunOptions {
+            run_id: Some(run_id),
+            ..opts
+        };
+        let span = tracing::info_span!("run", scan = %key, run_id, trigger = TRIGGER_WEBHOOK);
+        let run = {
+            let (shared, ctx, scan) = (self.clone(), ctx.clone(), scan.clone());
+            async move { shared.run_one(&ctx, &scan, opts).await }
+        };
+        let cancelled = {
+            let ctx = ctx.clone();
+            async move {
+                let end = RunEnd::Interrupted("scansync stopped before the run could start".into());
+                if let Err(e) = ctx.with_store(move |s| s.finish_run(run_id, end)).await {
+                    warn!("cannot close run {run_id}: {e}");
+                }
+            }
+        };
+        let dispatched = self.dispatcher.dispatch_or_queue(
+            &key,
+            &scan.instance,
+            span,
+            run_id,
+            Box::pin(run),
+            Box::pin(cancelled),
+        );
+        let discard = |why: &'static str| {
+            let ctx = ctx.clone();
+            async move {
+                match ctx
+                    .with_store(move |s| s.discard_unstarted_run(run_id))
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(e) => warn!("cannot remove run {run_id} ({why}): {e}"),
+                }
+            }
+        };
+        match dispatched {
+            Dispatched::Started => Ok(Triggered {
+                run_id,
+                queued: false,
+            }),
+            Dispatched::Queued => {
+                info!(scan = %key, run_id, "a run of this scan is going; this one waits for it");
+                Ok(Triggered {
+                    run_id,
+                    queued: true,
+                })
+            }
+            Dispatched::Joined(waiting) => {
+                discard("a run already waits").await;
+                info!(scan = %key, run_id = waiting, "a run of this scan already waits; the push joins it");
+                Ok(Triggered {
+                    run_id: waiting,
+                    queued: true,
+                })
+            }
+            Dispatched::Stopping | Dispatched::AlreadyRunning => {
+                discard("stopping").await;
+                Err(TriggerError::Stopping)
+            }
         }
     }
 
@@ -656,6 +878,9 @@ impl Shared {
     async fn try_reload(self: &Arc<Self>) -> Result<String, ReloadError> {
         let new = Config::load(&self.config_path).map_err(ReloadError::Invalid)?;
         let (old, old_ctx) = self.current();
+        if new.server != old.server {
+            warn!("[server] changed; the listener keeps its address, TLS files and metrics token until scansync restarts (webhook settings of scans apply now)");
+        }
         if new.store.path != old.store.path {
             return Err(ReloadError::Other(anyhow::anyhow!(
                 "store.path changed from {} to {}; moving the store needs a restart (systemctl restart scansync)",
@@ -700,6 +925,24 @@ impl Shared {
             "{enabled} scan(s) scheduled, {} run(s) in flight",
             self.dispatcher.in_flight()
         )
+    }
+}
+
+/// The daemon as the listener sees it.
+struct DaemonBackend(Arc<Shared>);
+
+#[async_trait::async_trait]
+impl Backend for DaemonBackend {
+    fn current(&self) -> (Arc<Config>, Arc<SyncContext>) {
+        self.0.current()
+    }
+
+    fn scheduler_running(&self) -> bool {
+        self.0.scheduling.load(Ordering::SeqCst) && !self.0.is_stopping()
+    }
+
+    async fn trigger(&self, scan: &ScanConfig, branch: &str) -> Result<Triggered, TriggerError> {
+        self.0.trigger_webhook(&scan.name, branch).await
     }
 }
 
@@ -753,9 +996,24 @@ pub async fn run(config_path: &Path, control: DaemonControl) -> anyhow::Result<(
     } = control;
     sd_status("loading the config");
     let config = Config::load(config_path)?;
+    // Before the store: `/healthz` answers at once and `/readyz` says 503 until ready.
+    let listener = match &config.server {
+        Some(server) => {
+            let listener = Listener::start(server).await?;
+            let _ = events.send(DaemonEvent::Listening(listener.local_addr()));
+            Some(listener)
+        }
+        None => None,
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     sd_status("opening the store");
-    let ctx = SyncContext::new(&config, stop_rx.clone())?;
+    let Some(ctx) = open_store(&config, stop_rx.clone(), &mut control_rx).await? else {
+        info!("stopped before the store was open");
+        if let Some(listener) = listener {
+            listener.shutdown().await;
+        }
+        return Ok(());
+    };
     let recovered = {
         let mut store = ctx.store.lock().unwrap_or_else(|e| e.into_inner());
         store.recover_unfinished()?
@@ -782,6 +1040,7 @@ pub async fn run(config_path: &Path, control: DaemonControl) -> anyhow::Result<(
         scheduler,
         jobs: Mutex::new(HashMap::new()),
         next_generation: AtomicU64::new(1),
+        scheduling: AtomicBool::new(false),
     });
 
     // Resume first, so a `now` scan whose run was cut short is polled, not started again
@@ -797,6 +1056,10 @@ pub async fn run(config_path: &Path, control: DaemonControl) -> anyhow::Result<(
         "scansync running: {enabled} scan(s) scheduled, {resumed} run(s) resumed, store {}",
         config.store.path.display()
     );
+    shared.scheduling.store(true, Ordering::SeqCst);
+    if let Some(listener) = &listener {
+        listener.set_backend(Arc::new(DaemonBackend(shared.clone())));
+    }
     sd_notify(&[sd_notify::NotifyState::Ready]);
     sd_status(&shared.status_line());
     let _ = events.send(DaemonEvent::Ready);
@@ -818,11 +1081,16 @@ pub async fn run(config_path: &Path, control: DaemonControl) -> anyhow::Result<(
         }
     }
 
+    shared.scheduling.store(false, Ordering::SeqCst);
     let drained = shut_down(&shared, &stop_tx, &mut control_rx).await;
     if let Some(w) = watchdog {
         w.abort();
     }
     stop_delivery(delivery).await;
+    // After the drain, so `/readyz` says 503 (not a refused connection) while runs commit.
+    if let Some(listener) = listener {
+        listener.shutdown().await;
+    }
     if drained {
         info!("stopped");
     } else {
@@ -842,6 +1110,55 @@ async fn stop_delivery(mut delivery: tokio::task::JoinHandle<()>) {
     if tokio::time::timeout(GRACE, &mut delivery).await.is_err() {
         warn!("webhook delivery still busy after {}s; the notification in flight is sent again after the next start", GRACE.as_secs());
         delivery.abort();
+    }
+}
+
+/// How often opening a store that another process holds locked is tried again.
+const STORE_RETRY: Duration = Duration::from_secs(1);
+
+/// Opens the store and builds the connectors, off the async workers (opening may wait on
+/// SQLite's busy timeout). A store locked by another process (a backup, another scansync
+/// migrating it) is waited for, logged, while the listener answers `/readyz` with 503;
+/// any other failure ends the start. `None` when asked to stop while waiting.
+async fn open_store(
+    config: &Config,
+    stop: watch::Receiver<bool>,
+    control_rx: &mut mpsc::UnboundedReceiver<Control>,
+) -> anyhow::Result<Option<SyncContext>> {
+    let config = Arc::new(config.clone());
+    let mut logged = false;
+    loop {
+        let (c, s) = (config.clone(), stop.clone());
+        let opened = tokio::task::spawn_blocking(move || SyncContext::new(&c, s)).await?;
+        match opened {
+            Ok(ctx) => return Ok(Some(ctx)),
+            Err(e)
+                if e.downcast_ref::<StoreError>()
+                    .is_some_and(StoreError::is_busy) =>
+            {
+                if !logged {
+                    warn!(
+                        "the store {} is locked by another process; waiting for it (retrying every {}s): {e}",
+                        config.store.path.display(),
+                        STORE_RETRY.as_secs()
+                    );
+                    sd_status("waiting for the store: locked by another process");
+                    logged = true;
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        let deadline = tokio::time::sleep(STORE_RETRY);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                _ = &mut deadline => break,
+                c = control_rx.recv() => match c {
+                    Some(Control::Stop) | None => return Ok(None),
+                    Some(Control::Reload) => info!("reload ignored while waiting for the store; send it again once scansync is ready"),
+                },
+            }
+        }
     }
 }
 
@@ -1080,6 +1397,113 @@ mod tests {
         assert_eq!(started.recv().await, Some("stuck"));
         assert!(!d.drain(Duration::from_millis(20)).await);
         assert_eq!(d.in_flight(), 1);
+    }
+
+    fn boxed(f: impl std::future::Future<Output = ()> + Send + 'static) -> BoxedRun {
+        Box::pin(f)
+    }
+
+    #[tokio::test]
+    async fn a_push_while_running_queues_one_run_and_later_pushes_join_it() {
+        let (d, _stop) = dispatcher(4, 2);
+        let (tx, mut started) = mpsc::unbounded_channel();
+        let (first, release_first) = held_run(tx.clone(), "first");
+        let span = tracing::Span::none;
+        assert_eq!(
+            d.dispatch_or_queue("web", "ct", span(), 1, boxed(first), boxed(async {})),
+            Dispatched::Started
+        );
+        assert_eq!(started.recv().await, Some("first"));
+        let (second, release_second) = held_run(tx.clone(), "second");
+        assert_eq!(
+            d.dispatch_or_queue("web", "ct", span(), 2, boxed(second), boxed(async {})),
+            Dispatched::Queued
+        );
+        let (third, _r) = held_run(tx.clone(), "third");
+        assert_eq!(
+            d.dispatch_or_queue("web", "ct", span(), 3, boxed(third), boxed(async {})),
+            Dispatched::Joined(2)
+        );
+        // A schedule firing meanwhile is still skipped, not queued.
+        let (scheduled, _r) = held_run(tx.clone(), "scheduled");
+        assert_eq!(
+            d.dispatch("web", "ct", Duration::ZERO, span(), scheduled),
+            Dispatched::AlreadyRunning
+        );
+        // Another scan (or branch: another key) is not affected.
+        let (other, release_other) = held_run(tx.clone(), "other");
+        assert_eq!(
+            d.dispatch_or_queue("web@dev", "ct", span(), 4, boxed(other), boxed(async {})),
+            Dispatched::Started
+        );
+        assert_eq!(started.recv().await, Some("other"));
+        release_other.send(()).unwrap();
+
+        release_first.send(()).unwrap();
+        assert_eq!(started.recv().await, Some("second"));
+        assert_eq!(
+            d.in_flight(),
+            1,
+            "the follow-up runs in the first run's slot"
+        );
+        release_second.send(()).unwrap();
+        assert!(d.drain(LONG).await);
+        // The scan is free again: the next push starts at once.
+        let (fourth, release) = held_run(tx, "fourth");
+        assert_eq!(
+            d.dispatch_or_queue("web", "ct", span(), 5, boxed(fourth), boxed(async {})),
+            Dispatched::Started
+        );
+        assert_eq!(started.recv().await, Some("fourth"));
+        release.send(()).unwrap();
+        assert!(d.drain(LONG).await);
+        assert!(started.try_recv().is_err(), "no other run started");
+    }
+
+    #[tokio::test]
+    async fn stop_cancels_a_queued_run_through_its_cancelled_future() {
+        let (d, stop) = dispatcher(4, 2);
+        let (tx, mut started) = mpsc::unbounded_channel();
+        let (first, release_first) = held_run(tx.clone(), "first");
+        d.dispatch_or_queue(
+            "web",
+            "ct",
+            tracing::Span::none(),
+            1,
+            boxed(first),
+            boxed(async {}),
+        );
+        assert_eq!(started.recv().await, Some("first"));
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let flag = cancelled.clone();
+        let (second, _r) = held_run(tx, "second");
+        assert_eq!(
+            d.dispatch_or_queue(
+                "web",
+                "ct",
+                tracing::Span::none(),
+                2,
+                boxed(second),
+                boxed(async move { flag.store(true, Ordering::SeqCst) })
+            ),
+            Dispatched::Queued
+        );
+        stop.send(true).unwrap();
+        release_first.send(()).unwrap();
+        assert!(d.drain(LONG).await);
+        assert!(cancelled.load(Ordering::SeqCst));
+        assert!(started.try_recv().is_err(), "the queued run never started");
+        assert_eq!(
+            d.dispatch_or_queue(
+                "web",
+                "ct",
+                tracing::Span::none(),
+                3,
+                boxed(async {}),
+                boxed(async {})
+            ),
+            Dispatched::Stopping
+        );
     }
 
     #[tokio::test]

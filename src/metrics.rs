@@ -177,7 +177,7 @@ impl Default for Metrics {
         );
         registry.register(
             "scansync_webhook_triggers",
-            "Requests to POST /hooks/<scan>, by scan and result (started, queued, duplicate, ignored, unauthorized, not_found, bad_request)",
+            "Requests to POST /hooks/<scan>, by scan and result (started, queued, duplicate, ignored, unauthorized, not_found, bad_request, unavailable)",
             m.webhook_triggers.clone(),
         );
         Metrics { registry, ..m }
@@ -237,7 +237,7 @@ impl Metrics {
     }
 
     /// A request to `POST /hooks/<scan>` was answered: `result` is started, queued,
-    /// duplicate, ignored, unauthorized, not_found or bad_request.
+    /// duplicate, ignored, unauthorized, not_found, bad_request or unavailable (503).
     pub fn webhook_trigger(&self, scan: &str, result: &str) {
         self.webhook_triggers
             .get_or_create(&TriggerLabels {

@@ -53,6 +53,10 @@ pub struct RunOptions {
     pub detach_at: Option<tokio::time::Instant>,
     /// Called with progress lines for a terminal (`sync`'s progress display).
     pub progress: Option<Progress>,
+    /// A run row already begun with [`begin_run`] for this run (same scan and options):
+    /// the listener creates it before the run waits for its turn, to answer the webhook
+    /// with the run id at once.
+    pub run_id: Option<RunId>,
 }
 
 /// A sink for human progress lines; `None` when output is not a terminal.
@@ -206,17 +210,39 @@ impl RunLimits {
     }
 }
 
+/// The name a run of `scan` with `opts` is stored under: the scan's name, or `name@branch`
+/// for a branch other than the configured one. Runs under one name never overlap.
+pub fn store_scan_name(scan: &ScanConfig, opts: &RunOptions) -> String {
+    match (&opts.branch, &scan.branch) {
+        (Some(b), configured) if configured.as_deref() != Some(b.as_str()) => {
+            format!("{}@{}", scan.name, b)
+        }
+        _ => scan.name.clone(),
+    }
+}
+
+/// Records the start of a run of `scan` now (a `running` row) and returns its id, for a
+/// caller that hands the id out before the run gets its permits; pass it on in
+/// [`RunOptions::run_id`].
+pub async fn begin_run(
+    ctx: &SyncContext,
+    scan: &ScanConfig,
+    opts: &RunOptions,
+) -> Result<RunId, SyncError> {
+    let vendor = ctx
+        .vendors
+        .get(&scan.instance)
+        .ok_or_else(|| SyncError::NoConnector(scan.name.clone(), scan.instance.clone()))?;
+    let scope = scope_for(scan, vendor.name(), opts);
+    Ok(ctx.with_store(move |s| s.begin_run(&scope)).await?)
+}
+
 /// The store-side identity of a run. A branch other than the configured one gets its own
 /// lifecycle (`name@branch`): a CI scan of a feature branch must not mark the main branch's
 /// findings fixed.
 pub fn scope_for(scan: &ScanConfig, vendor: &str, opts: &RunOptions) -> RunScope {
     let branch = opts.branch.clone().or_else(|| scan.branch.clone());
-    let store_scan = match (&opts.branch, &scan.branch) {
-        (Some(b), configured) if configured.as_deref() != Some(b.as_str()) => {
-            format!("{}@{}", scan.name, b)
-        }
-        _ => scan.name.clone(),
-    };
+    let store_scan = store_scan_name(scan, opts);
     RunScope {
         scan: store_scan,
         instance: scan.instance.clone(),
@@ -267,9 +293,12 @@ pub async fn run_scan(
     let scope = scope_for(scan, vendor.name(), &opts);
     let _permits = ctx.limits.acquire(&scan.instance).await;
 
-    let run_id = {
-        let scope = scope.clone();
-        ctx.with_store(move |s| s.begin_run(&scope)).await?
+    let run_id = match opts.run_id {
+        Some(id) => id,
+        None => {
+            let scope = scope.clone();
+            ctx.with_store(move |s| s.begin_run(&scope)).await?
+        }
     };
     let started = std::time::Instant::now();
     let span = tracing::info_span!("run", scan = %scope.scan, run_id);

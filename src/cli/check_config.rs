@@ -38,6 +38,30 @@ pub fn summary(path: &std::path::Path, config: &Config, now: DateTime<Utc>) -> S
         format_duration(d.shutdown_timeout)
     );
 
+    match &config.server {
+        Some(server) => {
+            let mut line = format!(
+                "server: {}://{}",
+                if server.tls_cert_file.is_some() {
+                    "https"
+                } else {
+                    "http"
+                },
+                server.listen
+            );
+            if server.behind_proxy {
+                line.push_str(", behind a proxy");
+            }
+            if let Some(f) = &server.metrics_token_file {
+                let _ = write!(line, ", /metrics needs the token from {}", f.display());
+            }
+            let _ = writeln!(out, "{line}");
+        }
+        None => {
+            let _ = writeln!(out, "server: none (no [server] table)");
+        }
+    }
+
     let _ = writeln!(out, "instances ({}):", config.instances.len());
     let rows: Vec<[String; 4]> = config
         .instances
@@ -82,6 +106,14 @@ pub fn summary(path: &std::path::Path, config: &Config, now: DateTime<Utc>) -> S
             }
             if let Some(e) = &s.environment {
                 let _ = write!(target, " (environment {e})");
+            }
+            if let Some(w) = &s.webhook {
+                let _ = write!(
+                    target,
+                    " (webhook {} {})",
+                    w.platform,
+                    w.branches.join(", ")
+                );
             }
             let next = if !s.enabled {
                 "disabled".to_string()

@@ -18,6 +18,7 @@ pub mod sync;
 mod table;
 pub mod test_connection;
 pub mod webhook;
+pub mod webhook_secret;
 
 /// Exit code for a bad config file (sysexits.h EX_CONFIG), which systemd and scripts know.
 pub const EXIT_CONFIG: u8 = 78;
@@ -76,6 +77,8 @@ pub enum Command {
     Projects(projects::Args),
     /// Outgoing webhook notifications: send a test ping, list what is not delivered yet
     Webhook(webhook::Args),
+    /// Print a new random secret for a scan's webhook (32 bytes, URL-safe base64)
+    WebhookSecret(webhook_secret::Args),
 }
 
 /// Parses arguments, sets up logging and the runtime, runs the subcommand, maps the outcome
@@ -111,6 +114,7 @@ pub fn main() -> ExitCode {
             Command::Export(a) => export::run(&cli.global, a).await,
             Command::Projects(a) => projects::run(&cli.global, a).await,
             Command::Webhook(a) => webhook::run(&cli.global, a).await,
+            Command::WebhookSecret(a) => webhook_secret::run(&cli.global, a).await,
         }
     });
     match outcome {

@@ -221,6 +221,7 @@ fn ad_hoc_scan(tool: &str, instance: &str, project: &str) -> ScanConfig {
         enabled: true,
         schedule: Schedule::Now,
         timeout: Duration::from_secs(2 * 3600),
+        webhook: None,
     }
 }
 
@@ -399,6 +400,7 @@ mod tests {
                 })
                 .collect(),
             webhooks: Default::default(),
+            server: None,
         }
     }
 

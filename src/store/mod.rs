@@ -1,7 +1,8 @@
 //! The SQLite store: the only module that holds SQL.
 //!
-//! Tables (`instances`, `scans`, `sync_runs`, `findings`, `finding_events`, `webhook_outbox`)
-//! are a documented interface: operators query the file with `sqlite3`. Schema changes are numbered
+//! Tables (`instances`, `scans`, `sync_runs`, `findings`, `finding_events`,
+//! `webhook_outbox`, and the listener's `hook_deliveries` and `readiness_probe`) are a
+//! documented interface: operators query the file with `sqlite3`. Schema changes are numbered
 //! migrations in `migrations/`, applied at open (each in one transaction, versioned with
 //! `PRAGMA user_version`); a file written by a newer scansync is refused rather than guessed at.
 //! The connection runs in WAL mode (readers such as `scansync findings` never block the
@@ -43,6 +44,9 @@
 //! alive while `/proc/<pid>/stat` shows the same start time; where `/proc` is missing, only
 //! this process's own runs count as alive.
 
+mod listener;
+pub use listener::Claim;
+
 use crate::finding::{Finding, Location, Severity};
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use std::collections::BTreeMap;
@@ -50,10 +54,14 @@ use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
-/// The numbered migrations, in order; entry `i` brings the schema to version `i + 1`.
-const MIGRATIONS: &[&str] = &[
-    include_str!("migrations/0001_init.sql"),
-    include_str!("migrations/0002_webhooks.sql"),
+/// The numbered migrations, in order, each with the schema version it brings the store to
+/// (the number in its file name). Versions are explicit rather than positions so that
+/// migrations written on parallel branches keep their numbers when merged: each applies in
+/// version order, and `user_version` ends at the last one.
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/0001_init.sql")),
+    (2, include_str!("migrations/0002_webhooks.sql")),
+    (3, include_str!("migrations/0003_hook_deliveries.sql")),
 ];
 
 mod outbox;
@@ -869,7 +877,7 @@ impl Store {
 /// inside the (immediate, so exclusive-writer) transaction so two processes opening a fresh
 /// file at once do not both apply a migration.
 fn migrate(conn: &mut Connection, path: &str) -> Result<(), StoreError> {
-    let known = MIGRATIONS.len() as i64;
+    let known = MIGRATIONS.last().map_or(0, |(v, _)| *v);
     loop {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -880,11 +888,11 @@ fn migrate(conn: &mut Connection, path: &str) -> Result<(), StoreError> {
                 known,
             });
         }
-        if version == known {
+        let Some((next, sql)) = MIGRATIONS.iter().find(|(v, _)| *v > version) else {
             return Ok(());
-        }
-        tx.execute_batch(MIGRATIONS[version as usize])?;
-        tx.pragma_update(None, "user_version", version + 1)?;
+        };
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", next)?;
         tx.commit()?;
     }
 }
