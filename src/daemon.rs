@@ -7,9 +7,10 @@
 //!
 //! Jobs live on tokio-cron-scheduler, but each one only *fires* into [`Shared::dispatch`],
 //! which enforces the rules the scheduler knows nothing about: one run per scan at a time
-//! (a webhook push may queue one more behind it), the global and per-instance concurrency
-//! limits, and jitter. With `[server]`, the listener ([`crate::server`]) is started before the
-//! store is opened and handed the daemon once it is ready. Cron schedules are armed one
+//! (a webhook push may queue one more behind it), jitter, and stop. The global and
+//! per-instance concurrency limits are [`crate::sync::RunLimits`], which every run takes in
+//! [`run_scan`], whoever started it. With `[server]`, the listener ([`crate::server`]) is
+//! started before the store is opened and handed the daemon once it is ready. Cron schedules are armed one
 //! occurrence at a time from [`crate::config::Schedule::next_after`] (time-zone aware), because the
 //! scheduler's own cron jobs keep the UTC offset of the moment they were created and so
 //! drift by an hour across a DST change.
@@ -19,8 +20,8 @@ use crate::schedule::{
     jitter_delay, plan_reload, plan_startup, LastRun, StartupPlan, TRIGGER_RESUME, TRIGGER_SCHEDULE,
 };
 use crate::server::{Backend, Listener, TriggerError, Triggered, TRIGGER_WEBHOOK};
-use crate::store::{RunEnd, RunId, RunRow, RunState, StoreError};
-use crate::sync::{run_scan, RunOptions, RunSummary, SyncContext};
+use crate::store::{RunId, RunRow, RunState, StoreError};
+use crate::sync::{run_scan, RunOptions, RunSummary, SyncContext, SyncError};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::future::Future;
@@ -30,7 +31,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
-use tokio::sync::{broadcast, mpsc, watch, Semaphore};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_cron_scheduler::{Job, JobScheduler};
 use tracing::{error, info, warn, Instrument};
 use uuid::Uuid;
@@ -163,39 +164,10 @@ struct ScanJob {
     id: Uuid,
 }
 
-/// Global and per-instance limits. Replaced when a reload changes the numbers: runs in
-/// flight hold permits of the old semaphores, so for a moment both sets count.
-struct Limits {
-    concurrency: usize,
-    per_instance_concurrency: usize,
-    global: Arc<Semaphore>,
-    per_instance: HashMap<String, Arc<Semaphore>>,
-}
-
-impl Limits {
-    fn new(concurrency: usize, per_instance_concurrency: usize) -> Limits {
-        let concurrency = concurrency.max(1);
-        Limits {
-            concurrency,
-            per_instance_concurrency: per_instance_concurrency.max(1),
-            global: Arc::new(Semaphore::new(concurrency)),
-            per_instance: HashMap::new(),
-        }
-    }
-
-    fn for_instance(&mut self, instance: &str) -> Arc<Semaphore> {
-        let n = self.per_instance_concurrency;
-        self.per_instance
-            .entry(instance.to_string())
-            .or_insert_with(|| Arc::new(Semaphore::new(n)))
-            .clone()
-    }
-}
-
 /// What [`Dispatcher::dispatch`] and [`Dispatcher::dispatch_or_queue`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Dispatched {
-    /// Spawned: it runs once its delay passed and the permits are held.
+    /// Spawned: it runs once its delay passed.
     Started,
     /// Not spawned: a run of that scan is still going (or waiting).
     AlreadyRunning,
@@ -209,10 +181,9 @@ enum Dispatched {
 
 type BoxedRun = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// A run the dispatcher may start: `run` once its delay passed and permits are held, or
-/// `cancelled` instead when stop comes first (to close a run row already begun).
+/// A run the dispatcher may start: `run` once its delay passed, or `cancelled` instead when
+/// stop comes first (to close a run row already begun).
 struct PendingRun {
-    instance: String,
     delay: Duration,
     span: tracing::Span,
     run: BoxedRun,
@@ -226,12 +197,13 @@ struct FollowUp {
     job: PendingRun,
 }
 
-/// The rules every run start goes through, whatever fired it: one run per scan at a time
-/// (at most one more waiting, for webhooks), the global and per-instance limits, the jitter
-/// delay, and stop. Knows nothing of configs or vendors, so it is tested on its own.
+/// The rules every daemon run start goes through, whatever fired it: one run per scan at a
+/// time (at most one more waiting, for webhooks), the jitter delay, and stop. Knows nothing
+/// of configs or vendors, so it is tested on its own. The concurrency limits are not here:
+/// the runs take them ([`crate::sync::RunLimits`]), so the CLI's runs count too.
 struct Dispatcher {
-    limits: Mutex<Limits>,
-    /// Scans with a run in flight (or waiting for a permit), each with its waiting follow-up.
+    /// Scans with a run in flight (or waiting for its delay or a permit), each with its
+    /// waiting follow-up.
     running: Mutex<HashMap<String, Option<FollowUp>>>,
     /// How many scans have runs in flight; shutdown waits for zero.
     inflight: watch::Sender<usize>,
@@ -267,13 +239,8 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
 }
 
 impl Dispatcher {
-    fn new(
-        concurrency: usize,
-        per_instance_concurrency: usize,
-        stop: watch::Receiver<bool>,
-    ) -> Dispatcher {
+    fn new(stop: watch::Receiver<bool>) -> Dispatcher {
         Dispatcher {
-            limits: Mutex::new(Limits::new(concurrency, per_instance_concurrency)),
             running: Mutex::new(HashMap::new()),
             inflight: watch::channel(0).0,
             stop,
@@ -288,23 +255,12 @@ impl Dispatcher {
         *self.inflight.borrow()
     }
 
-    /// New limits from a reloaded config; unchanged numbers keep the semaphores.
-    fn set_limits(&self, concurrency: usize, per_instance_concurrency: usize) {
-        let mut limits = self.limits.lock().unwrap_or_else(|e| e.into_inner());
-        if limits.concurrency != concurrency.max(1)
-            || limits.per_instance_concurrency != per_instance_concurrency.max(1)
-        {
-            *limits = Limits::new(concurrency, per_instance_concurrency);
-        }
-    }
-
-    /// Spawns `run` for `scan` unless a run of it is going; `run` starts after `delay` and
-    /// once a global and an `instance` permit are held. Waiting ends early on stop: nothing
-    /// was started, so nothing is recorded. Returns at once.
+    /// Spawns `run` for `scan` unless a run of it is going; `run` starts after `delay`.
+    /// Waiting ends early on stop: nothing was started, so nothing is recorded. Returns at
+    /// once.
     fn dispatch<F>(
         self: &Arc<Self>,
         scan: &str,
-        instance: &str,
         delay: Duration,
         span: tracing::Span,
         run: F,
@@ -325,7 +281,6 @@ impl Dispatcher {
         self.spawn(
             scan,
             PendingRun {
-                instance: instance.to_string(),
                 delay,
                 span,
                 run: Box::pin(run),
@@ -342,7 +297,6 @@ impl Dispatcher {
     fn dispatch_or_queue(
         self: &Arc<Self>,
         scan: &str,
-        instance: &str,
         span: tracing::Span,
         tag: RunId,
         run: BoxedRun,
@@ -352,7 +306,6 @@ impl Dispatcher {
             return Dispatched::Stopping;
         }
         let job = PendingRun {
-            instance: instance.to_string(),
             delay: Duration::ZERO,
             span,
             run,
@@ -405,36 +358,27 @@ impl Dispatcher {
         });
     }
 
-    /// Waits for the delay and the permits, then runs the job; on stop, its `cancelled`.
+    /// Waits for the delay, then runs the job; on stop, its `cancelled` instead. Stop while
+    /// the job waits for its permits is the job's own to handle ([`run_scan`] does).
     async fn run_job(&self, job: PendingRun) {
         let PendingRun {
-            instance,
             delay,
             span,
             run,
             cancelled,
         } = job;
-        let (global, per_instance) = {
-            let mut limits = self.limits.lock().unwrap_or_else(|e| e.into_inner());
-            (limits.global.clone(), limits.for_instance(&instance))
-        };
         let stop = self.stop.clone();
         async move {
-            let permits = tokio::select! {
-                // Stop wins over a permit that frees up at the same moment.
+            let go = tokio::select! {
+                // Stop wins over a delay that ends at the same moment.
                 biased;
-                _ = stopped(stop) => None,
-                permits = async {
-                    tokio::time::sleep(delay).await;
-                    let g = global.acquire_owned().await.ok()?;
-                    let i = per_instance.acquire_owned().await.ok()?;
-                    Some((g, i))
-                } => permits,
+                _ = stopped(stop) => false,
+                _ = tokio::time::sleep(delay) => true,
             };
-            match (permits, cancelled) {
-                (Some(_permits), _) => run.await,
-                (None, Some(cancelled)) => cancelled.await,
-                (None, None) => {}
+            match (go, cancelled) {
+                (true, _) => run.await,
+                (false, Some(cancelled)) => cancelled.await,
+                (false, None) => {}
             }
         }
         .instrument(span)
@@ -511,9 +455,8 @@ impl Shared {
         );
         let shared = self.clone();
         let name = scan.name.clone();
-        let instance = scan.instance.clone();
         let run = async move { shared.run_one(&ctx, &scan, opts).await };
-        match self.dispatcher.dispatch(&name, &instance, delay, span, run) {
+        match self.dispatcher.dispatch(&name, delay, span, run) {
             Dispatched::Started
             | Dispatched::Stopping
             | Dispatched::Queued
@@ -567,18 +510,17 @@ impl Shared {
             let (shared, ctx, scan) = (self.clone(), ctx.clone(), scan.clone());
             async move { shared.run_one(&ctx, &scan, opts).await }
         };
+        // Queued and never started: closed as a run stopped while waiting for a permit is.
         let cancelled = {
             let ctx = ctx.clone();
             async move {
-                let end = RunEnd::Interrupted("scansync stopped before the run could start".into());
-                if let Err(e) = ctx.with_store(move |s| s.finish_run(run_id, end)).await {
+                if let Err(e) = crate::sync::end_unstarted_run(&ctx, run_id).await {
                     warn!("cannot close run {run_id}: {e}");
                 }
             }
         };
         let dispatched = self.dispatcher.dispatch_or_queue(
             &key,
-            &scan.instance,
             span,
             run_id,
             Box::pin(run),
@@ -641,6 +583,9 @@ impl Shared {
                 }
                 sd_status(&line);
                 let _ = self.events.send(DaemonEvent::RunFinished(summary));
+            }
+            Err(SyncError::StoppedBeforeStart(_)) => {
+                info!("not started: scansync is stopping");
             }
             Err(e) => {
                 error!("run could not be recorded: {e}");
@@ -892,8 +837,6 @@ impl Shared {
         // flight use, with new connectors and limits.
         let ctx = old_ctx.with_config(&new).map_err(ReloadError::Other)?;
         let plan = plan_reload(&old.scans, &new.scans);
-        self.dispatcher
-            .set_limits(new.daemon.concurrency, new.daemon.per_instance_concurrency);
         let new = Arc::new(new);
         *self.active.write().unwrap_or_else(|e| e.into_inner()) = Active {
             config: new.clone(),
@@ -1027,11 +970,7 @@ pub async fn run(config_path: &Path, control: DaemonControl) -> anyhow::Result<(
     scheduler.start().await?;
     let shared = Arc::new(Shared {
         config_path: config_path.to_path_buf(),
-        dispatcher: Arc::new(Dispatcher::new(
-            config.daemon.concurrency,
-            config.daemon.per_instance_concurrency,
-            stop_rx,
-        )),
+        dispatcher: Arc::new(Dispatcher::new(stop_rx)),
         active: RwLock::new(Active {
             config: Arc::new(config.clone()),
             ctx: Arc::new(ctx),
@@ -1250,15 +1189,9 @@ mod tests {
     use std::sync::atomic::AtomicBool;
     use tokio::sync::oneshot;
 
-    fn dispatcher(
-        concurrency: usize,
-        per_instance: usize,
-    ) -> (Arc<Dispatcher>, watch::Sender<bool>) {
+    fn dispatcher() -> (Arc<Dispatcher>, watch::Sender<bool>) {
         let (stop_tx, stop_rx) = watch::channel(false);
-        (
-            Arc::new(Dispatcher::new(concurrency, per_instance, stop_rx)),
-            stop_tx,
-        )
+        (Arc::new(Dispatcher::new(stop_rx)), stop_tx)
     }
 
     /// A run that reports its start and then waits to be released.
@@ -1281,25 +1214,25 @@ mod tests {
 
     #[tokio::test]
     async fn a_second_dispatch_of_a_running_scan_is_skipped_and_allowed_after_it_ends() {
-        let (d, _stop) = dispatcher(4, 2);
+        let (d, _stop) = dispatcher();
         let (tx, mut started) = mpsc::unbounded_channel();
         let (run, release) = held_run(tx.clone(), "first");
         let span = tracing::Span::none();
         assert_eq!(
-            d.dispatch("web", "ct", Duration::ZERO, span.clone(), run),
+            d.dispatch("web", Duration::ZERO, span.clone(), run),
             Dispatched::Started
         );
         assert_eq!(started.recv().await, Some("first"));
         let (again, _r) = held_run(tx.clone(), "second");
         assert_eq!(
-            d.dispatch("web", "ct", Duration::ZERO, span.clone(), again),
+            d.dispatch("web", Duration::ZERO, span.clone(), again),
             Dispatched::AlreadyRunning
         );
         release.send(()).unwrap();
         assert!(d.drain(LONG).await);
         let (third, release) = held_run(tx, "third");
         assert_eq!(
-            d.dispatch("web", "ct", Duration::ZERO, span, third),
+            d.dispatch("web", Duration::ZERO, span, third),
             Dispatched::Started
         );
         assert_eq!(started.recv().await, Some("third"));
@@ -1307,93 +1240,32 @@ mod tests {
         assert!(d.drain(LONG).await);
     }
 
-    /// Two scans on `instances`, with room for one run: the second starts only after the
-    /// first ended.
-    async fn second_waits_for_first(d: Arc<Dispatcher>, instances: [&str; 2]) {
-        let first_done = Arc::new(AtomicBool::new(false));
-        let (tx, mut started) = mpsc::unbounded_channel();
-        let (run, release) = held_run(tx.clone(), "a");
-        let done = first_done.clone();
-        let first = async move {
-            run.await;
-            done.store(true, Ordering::SeqCst);
-        };
-        let seen_done = Arc::new(AtomicBool::new(false));
-        let (seen, done) = (seen_done.clone(), first_done.clone());
-        let second = async move {
-            seen.store(done.load(Ordering::SeqCst), Ordering::SeqCst);
-            let _ = tx.send("b");
-        };
-        d.dispatch(
-            "a",
-            instances[0],
-            Duration::ZERO,
-            tracing::Span::none(),
-            first,
-        );
-        assert_eq!(started.recv().await, Some("a"));
-        d.dispatch(
-            "b",
-            instances[1],
-            Duration::ZERO,
-            tracing::Span::none(),
-            second,
-        );
-        release.send(()).unwrap();
-        assert_eq!(started.recv().await, Some("b"));
-        assert!(
-            seen_done.load(Ordering::SeqCst),
-            "the second run started while the first held the only permit"
-        );
-        assert!(d.drain(LONG).await);
-    }
-
     #[tokio::test]
-    async fn per_instance_limit_holds_a_run_until_one_on_that_instance_ends() {
-        let (d, _stop) = dispatcher(4, 1);
-        second_waits_for_first(d, ["ct", "ct"]).await;
-    }
-
-    #[tokio::test]
-    async fn global_limit_holds_a_run_on_another_instance_too() {
-        let (d, _stop) = dispatcher(1, 4);
-        second_waits_for_first(d, ["ct", "salt"]).await;
-    }
-
-    #[tokio::test]
-    async fn stop_cancels_runs_still_waiting_for_a_permit() {
-        let (d, stop) = dispatcher(1, 1);
-        let (tx, mut started) = mpsc::unbounded_channel();
-        let (run, release) = held_run(tx, "a");
-        d.dispatch("a", "ct", Duration::ZERO, tracing::Span::none(), run);
-        assert_eq!(started.recv().await, Some("a"));
+    async fn stop_cancels_runs_still_waiting_for_their_delay() {
+        let (d, stop) = dispatcher();
         let waiting_ran = Arc::new(AtomicBool::new(false));
         let flag = waiting_ran.clone();
-        d.dispatch(
-            "b",
-            "ct",
-            Duration::ZERO,
-            tracing::Span::none(),
-            async move {
+        assert_eq!(
+            d.dispatch("a", LONG, tracing::Span::none(), async move {
                 flag.store(true, Ordering::SeqCst);
-            },
+            }),
+            Dispatched::Started
         );
         stop.send(true).unwrap();
-        release.send(()).unwrap();
-        assert!(d.drain(LONG).await);
+        assert!(d.drain(LONG).await, "stop ends the wait at once");
         assert!(!waiting_ran.load(Ordering::SeqCst));
         assert_eq!(
-            d.dispatch("c", "ct", Duration::ZERO, tracing::Span::none(), async {}),
+            d.dispatch("c", Duration::ZERO, tracing::Span::none(), async {}),
             Dispatched::Stopping
         );
     }
 
     #[tokio::test]
     async fn drain_reports_a_run_that_does_not_end_in_time() {
-        let (d, _stop) = dispatcher(1, 1);
+        let (d, _stop) = dispatcher();
         let (tx, mut started) = mpsc::unbounded_channel();
         let (run, _release) = held_run(tx, "stuck");
-        d.dispatch("stuck", "ct", Duration::ZERO, tracing::Span::none(), run);
+        d.dispatch("stuck", Duration::ZERO, tracing::Span::none(), run);
         assert_eq!(started.recv().await, Some("stuck"));
         assert!(!d.drain(Duration::from_millis(20)).await);
         assert_eq!(d.in_flight(), 1);
@@ -1405,35 +1277,35 @@ mod tests {
 
     #[tokio::test]
     async fn a_push_while_running_queues_one_run_and_later_pushes_join_it() {
-        let (d, _stop) = dispatcher(4, 2);
+        let (d, _stop) = dispatcher();
         let (tx, mut started) = mpsc::unbounded_channel();
         let (first, release_first) = held_run(tx.clone(), "first");
         let span = tracing::Span::none;
         assert_eq!(
-            d.dispatch_or_queue("web", "ct", span(), 1, boxed(first), boxed(async {})),
+            d.dispatch_or_queue("web", span(), 1, boxed(first), boxed(async {})),
             Dispatched::Started
         );
         assert_eq!(started.recv().await, Some("first"));
         let (second, release_second) = held_run(tx.clone(), "second");
         assert_eq!(
-            d.dispatch_or_queue("web", "ct", span(), 2, boxed(second), boxed(async {})),
+            d.dispatch_or_queue("web", span(), 2, boxed(second), boxed(async {})),
             Dispatched::Queued
         );
         let (third, _r) = held_run(tx.clone(), "third");
         assert_eq!(
-            d.dispatch_or_queue("web", "ct", span(), 3, boxed(third), boxed(async {})),
+            d.dispatch_or_queue("web", span(), 3, boxed(third), boxed(async {})),
             Dispatched::Joined(2)
         );
         // A schedule firing meanwhile is still skipped, not queued.
         let (scheduled, _r) = held_run(tx.clone(), "scheduled");
         assert_eq!(
-            d.dispatch("web", "ct", Duration::ZERO, span(), scheduled),
+            d.dispatch("web", Duration::ZERO, span(), scheduled),
             Dispatched::AlreadyRunning
         );
         // Another scan (or branch: another key) is not affected.
         let (other, release_other) = held_run(tx.clone(), "other");
         assert_eq!(
-            d.dispatch_or_queue("web@dev", "ct", span(), 4, boxed(other), boxed(async {})),
+            d.dispatch_or_queue("web@dev", span(), 4, boxed(other), boxed(async {})),
             Dispatched::Started
         );
         assert_eq!(started.recv().await, Some("other"));
@@ -1451,7 +1323,7 @@ mod tests {
         // The scan is free again: the next push starts at once.
         let (fourth, release) = held_run(tx, "fourth");
         assert_eq!(
-            d.dispatch_or_queue("web", "ct", span(), 5, boxed(fourth), boxed(async {})),
+            d.dispatch_or_queue("web", span(), 5, boxed(fourth), boxed(async {})),
             Dispatched::Started
         );
         assert_eq!(started.recv().await, Some("fourth"));
@@ -1462,12 +1334,11 @@ mod tests {
 
     #[tokio::test]
     async fn stop_cancels_a_queued_run_through_its_cancelled_future() {
-        let (d, stop) = dispatcher(4, 2);
+        let (d, stop) = dispatcher();
         let (tx, mut started) = mpsc::unbounded_channel();
         let (first, release_first) = held_run(tx.clone(), "first");
         d.dispatch_or_queue(
             "web",
-            "ct",
             tracing::Span::none(),
             1,
             boxed(first),
@@ -1480,7 +1351,6 @@ mod tests {
         assert_eq!(
             d.dispatch_or_queue(
                 "web",
-                "ct",
                 tracing::Span::none(),
                 2,
                 boxed(second),
@@ -1496,7 +1366,6 @@ mod tests {
         assert_eq!(
             d.dispatch_or_queue(
                 "web",
-                "ct",
                 tracing::Span::none(),
                 3,
                 boxed(async {}),
@@ -1504,16 +1373,5 @@ mod tests {
             ),
             Dispatched::Stopping
         );
-    }
-
-    #[tokio::test]
-    async fn changed_limits_take_effect_for_new_runs() {
-        let (d, _stop) = dispatcher(1, 1);
-        d.set_limits(1, 1);
-        let before = Arc::as_ptr(&d.limits.lock().unwrap().global);
-        d.set_limits(3, 1);
-        let limits = d.limits.lock().unwrap();
-        assert_ne!(Arc::as_ptr(&limits.global), before);
-        assert_eq!(limits.global.available_permits(), 3);
     }
 }
