@@ -10,10 +10,16 @@
 //! (a webhook push may queue one more behind it), jitter, and stop. The global and
 //! per-instance concurrency limits are [`crate::sync::RunLimits`], which every run takes in
 //! [`run_scan`], whoever started it. With `[server]`, the listener ([`crate::server`]) is
-//! started before the store is opened and handed the daemon once it is ready. Cron schedules are armed one
-//! occurrence at a time from [`crate::config::Schedule::next_after`] (time-zone aware), because the
-//! scheduler's own cron jobs keep the UTC offset of the moment they were created and so
-//! drift by an hour across a DST change.
+//! started before the store is opened and handed the daemon once it is ready. Cron
+//! schedules are armed one occurrence at a time from
+//! [`crate::config::Schedule::next_after`] (time-zone aware), because the scheduler's own
+//! cron jobs keep the UTC offset of the moment they were created and so drift by an hour
+//! across a DST change.
+//!
+//! Runs that another process left `running` and then exited (`scansync scan --async` and
+//! `--timeout` do so on purpose, a killed daemon by accident) are taken over at start-up,
+//! every minute (`ADOPT_EVERY`) and on reload (`Shared::adopt_abandoned`): a new run polls
+//! the vendor scan already going.
 
 use crate::config::{Config, ConfigErrors, ScanConfig};
 use crate::schedule::{
@@ -417,13 +423,7 @@ impl Shared {
 
     /// Starts a run of `scan_name` (as the current config has it) unless one is already
     /// going; returns at once.
-    fn dispatch(
-        self: &Arc<Self>,
-        scan_name: &str,
-        trigger: &str,
-        resume_vendor_scan_id: Option<String>,
-        jitter: bool,
-    ) {
+    fn dispatch(self: &Arc<Self>, scan_name: &str, trigger: &str, jitter: bool) {
         let (config, ctx) = self.current();
         let Some(scan) = config
             .scans
@@ -444,7 +444,6 @@ impl Shared {
         };
         let opts = RunOptions {
             trigger: trigger.to_string(),
-            resume_vendor_scan_id,
             ..RunOptions::default()
         };
         let span = tracing::info_span!(
@@ -565,8 +564,87 @@ impl Shared {
         }
     }
 
+    /// Takes over the runs that processes which are gone left `running`: `scansync scan
+    /// --async` and `--timeout` leave theirs on purpose, a killed daemon by accident. A run
+    /// with a vendor scan id, of a scan the config has (or the ad hoc scan `scan` made up),
+    /// is finished by a new run that polls that vendor scan, started no second time; the
+    /// others are marked interrupted. Runs of live processes (pid and start time) are not
+    /// touched, and a run of a scan that is busy here waits for the next sweep. Called at
+    /// start-up, every [`ADOPT_EVERY`] and on reload; returns how many runs were taken over.
+    async fn adopt_abandoned(self: &Arc<Self>) -> Result<usize, StoreError> {
+        let (config, ctx) = self.current();
+        let abandoned = ctx.with_store(|s| s.abandoned_runs()).await?;
+        let mut adopted = 0;
+        for row in abandoned {
+            match scan_for_abandoned(&config, &row) {
+                Ok(scan) => adopted += usize::from(self.dispatch_adoption(&ctx, scan, &row)),
+                Err(why) => {
+                    let id = row.id;
+                    if let Some(row) = ctx
+                        .with_store(move |s| s.interrupt_abandoned_run(id))
+                        .await?
+                    {
+                        info!(
+                            scan = %row.scan,
+                            run_id = row.id,
+                            "run left unfinished by a process that is gone: marked interrupted, not resumed: {why}"
+                        );
+                    }
+                }
+            }
+        }
+        Ok(adopted)
+    }
+
+    /// Starts the run that takes `row` over, unless a run of that scan (and branch) is going
+    /// here: then the row stays as it is for the next sweep. True when started.
+    fn dispatch_adoption(
+        self: &Arc<Self>,
+        ctx: &Arc<SyncContext>,
+        scan: ScanConfig,
+        row: &RunRow,
+    ) -> bool {
+        let opts = RunOptions {
+            trigger: TRIGGER_RESUME.to_string(),
+            branch: row.branch.clone(),
+            adopt_run: Some(row.id),
+            ..RunOptions::default()
+        };
+        let key = crate::sync::store_scan_name(&scan, &opts);
+        let span = tracing::info_span!(
+            "run",
+            scan = %key,
+            run_id = tracing::field::Empty,
+            trigger = TRIGGER_RESUME
+        );
+        let run = {
+            let (shared, ctx) = (self.clone(), ctx.clone());
+            async move { shared.run_one(&ctx, &scan, opts).await }
+        };
+        match self.dispatcher.dispatch(&key, Duration::ZERO, span, run) {
+            Dispatched::Started => {
+                info!(
+                    scan = %key,
+                    run_id = row.id,
+                    "run left unfinished by a process that is gone; resuming its vendor scan {}",
+                    row.vendor_scan_id.as_deref().unwrap_or("?")
+                );
+                true
+            }
+            Dispatched::AlreadyRunning => {
+                tracing::debug!(
+                    scan = %key,
+                    run_id = row.id,
+                    "run left unfinished by a process that is gone; taken over once the run of this scan in flight ends"
+                );
+                false
+            }
+            Dispatched::Stopping | Dispatched::Queued | Dispatched::Joined(_) => false,
+        }
+    }
+
     async fn run_one(&self, ctx: &SyncContext, scan: &ScanConfig, opts: RunOptions) {
-        info!(resume = ?opts.resume_vendor_scan_id, "run starting");
+        info!(adopt_run = ?opts.adopt_run, "run starting");
         sd_status(&format!("running scan {}", scan.name));
         match run_scan(ctx, scan, opts).await {
             Ok(summary) => {
@@ -587,6 +665,7 @@ impl Shared {
             Err(SyncError::StoppedBeforeStart(_)) => {
                 info!("not started: scansync is stopping");
             }
+            Err(e @ SyncError::NotAbandoned(_)) => info!("not taken over: {e}"),
             Err(e) => {
                 error!("run could not be recorded: {e}");
                 let _ = self.events.send(DaemonEvent::RunError {
@@ -614,7 +693,7 @@ impl Shared {
                         at.to_rfc3339()
                     );
                 }
-                self.dispatch(&scan.name, trigger, None, false);
+                self.dispatch(&scan.name, trigger, false);
             }
             StartupPlan::Skip(reason) => info!(scan = %scan.name, "not run at start-up: {reason}"),
             StartupPlan::OnceAt(at) => {
@@ -627,7 +706,7 @@ impl Shared {
                     Box::pin(async move {
                         wait_until(at).await;
                         if shared.take_job_if_current(&name, generation) {
-                            shared.dispatch(&name, "at", None, false);
+                            shared.dispatch(&name, "at", false);
                         }
                     })
                 })?;
@@ -645,7 +724,7 @@ impl Shared {
                     let name = name.clone();
                     Box::pin(async move {
                         if shared.job_is_current(&name, generation) {
-                            shared.dispatch(&name, TRIGGER_SCHEDULE, None, true);
+                            shared.dispatch(&name, TRIGGER_SCHEDULE, true);
                         }
                     })
                 })?;
@@ -700,7 +779,7 @@ impl Shared {
                     if !shared.job_is_current(&name, generation) {
                         return;
                     }
-                    shared.dispatch(&name, TRIGGER_SCHEDULE, None, true);
+                    shared.dispatch(&name, TRIGGER_SCHEDULE, true);
                     if let Err(e) = shared.arm_cron(name.clone(), generation, next, true).await {
                         error!(scan = %name, "cannot schedule the next cron run: {e:#}");
                     }
@@ -815,6 +894,12 @@ impl Shared {
                 false
             }
         };
+        // SIGHUP also picks up runs left by `scan --async` now, not at the next sweep.
+        match self.adopt_abandoned().await {
+            Ok(0) => {}
+            Ok(n) => info!("{n} run(s) left unfinished by other processes taken over"),
+            Err(e) => warn!("cannot look for runs left unfinished by other processes: {e}"),
+        }
         let _ = self.events.send(DaemonEvent::Reloaded(applied));
         sd_notify(&[sd_notify::NotifyState::Ready]);
         sd_status(&self.status_line());
@@ -957,10 +1042,6 @@ pub async fn run(config_path: &Path, control: DaemonControl) -> anyhow::Result<(
         }
         return Ok(());
     };
-    let recovered = {
-        let mut store = ctx.store.lock().unwrap_or_else(|e| e.into_inner());
-        store.recover_unfinished()?
-    };
     // Delivers the webhook outbox (rows left by a previous process first) until stop.
     let delivery = tokio::spawn(crate::webhooks::run_delivery_task(
         ctx.clone(),
@@ -984,7 +1065,7 @@ pub async fn run(config_path: &Path, control: DaemonControl) -> anyhow::Result<(
 
     // Resume first, so a `now` scan whose run was cut short is polled, not started again
     // (the dispatcher skips a second run of a scan already going).
-    let resumed = resume_recovered(&shared, &config, &recovered);
+    let resumed = shared.adopt_abandoned().await?;
     for scan in config.scans.iter().filter(|s| s.enabled) {
         if let Err(e) = shared.schedule_scan(scan).await {
             error!(scan = %scan.name, "cannot schedule: {e:#}");
@@ -1013,10 +1094,21 @@ pub async fn run(config_path: &Path, control: DaemonControl) -> anyhow::Result<(
         })
     });
 
-    while let Some(c) = control_rx.recv().await {
-        match c {
-            Control::Stop => break,
-            Control::Reload => shared.reload().await,
+    // The first sweep was at start-up; an idle daemon wakes once per period for it.
+    let mut adopt_tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + ADOPT_EVERY, ADOPT_EVERY);
+    adopt_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            c = control_rx.recv() => match c {
+                Some(Control::Reload) => shared.reload().await,
+                Some(Control::Stop) | None => break,
+            },
+            _ = adopt_tick.tick() => {
+                if let Err(e) = shared.adopt_abandoned().await {
+                    warn!("cannot look for runs left unfinished by other processes: {e}");
+                }
+            }
         }
     }
 
@@ -1051,6 +1143,11 @@ async fn stop_delivery(mut delivery: tokio::task::JoinHandle<()>) {
         delivery.abort();
     }
 }
+
+/// How often the running daemon looks for runs that processes which are gone left
+/// `running` ([`Shared::adopt_abandoned`]): a minute is soon for a CI job that left a scan
+/// with `scansync scan --async`, and the look is one read of an index. SIGHUP looks at once.
+const ADOPT_EVERY: Duration = Duration::from_secs(60);
 
 /// How often opening a store that another process holds locked is tried again.
 const STORE_RETRY: Duration = Duration::from_secs(1);
@@ -1101,35 +1198,37 @@ async fn open_store(
     }
 }
 
-/// Polls again the vendor scans of runs a previous process left unfinished (now marked
-/// interrupted by the store), each as a new run. Returns how many were resumed.
-fn resume_recovered(shared: &Arc<Shared>, config: &Config, recovered: &[RunRow]) -> usize {
-    let mut resumed = 0;
-    for row in recovered {
-        let enabled = config.scans.iter().any(|s| s.name == row.scan && s.enabled);
-        match (&row.vendor_scan_id, enabled) {
-            (Some(id), true) => {
-                info!(
-                    scan = %row.scan,
-                    run_id = row.id,
-                    "run left unfinished by the previous process; resuming vendor scan {id}"
-                );
-                shared.dispatch(&row.scan, TRIGGER_RESUME, Some(id.clone()), false);
-                resumed += 1;
-            }
-            (Some(_), false) => info!(
-                scan = %row.scan,
-                run_id = row.id,
-                "marked interrupted; not resumed because the scan is no longer enabled"
-            ),
-            (None, _) => info!(
-                scan = %row.scan,
-                run_id = row.id,
-                "marked interrupted; no vendor scan to resume"
-            ),
-        }
+/// The scan a run left `running` by a process that is gone belongs to: the configured scan
+/// of that name (`name@branch` for another branch) on that instance, enabled or not (the
+/// vendor scan is already running; only its result is read), else the ad hoc
+/// `<vendor>-<project>` scan `scansync scan` makes up when the config has none. `Err` says
+/// why the run cannot be resumed.
+fn scan_for_abandoned(config: &Config, row: &RunRow) -> Result<ScanConfig, String> {
+    if row.vendor_scan_id.is_none() {
+        return Err("it had not started a vendor scan".into());
     }
-    resumed
+    let opts = RunOptions {
+        branch: row.branch.clone(),
+        ..RunOptions::default()
+    };
+    let same = |scan: &ScanConfig| {
+        scan.instance == row.instance && crate::sync::store_scan_name(scan, &opts) == row.scan
+    };
+    if let Some(scan) = config.scans.iter().find(|s| same(s)) {
+        return Ok(scan.clone());
+    }
+    let vendor_matches = config
+        .instances
+        .get(&row.instance)
+        .is_some_and(|i| i.vendor == row.vendor);
+    let ad_hoc = ScanConfig::ad_hoc(&row.vendor, &row.instance, &row.bind_to);
+    if vendor_matches && same(&ad_hoc) {
+        return Ok(ad_hoc);
+    }
+    Err(format!(
+        "the config has no scan \"{}\" on instance \"{}\"",
+        row.scan, row.instance
+    ))
 }
 
 /// Stops scheduling, flips the stop flag (runs commit their page and end interrupted) and
@@ -1373,5 +1472,88 @@ mod tests {
             ),
             Dispatched::Stopping
         );
+    }
+
+    fn config_with_scans(scans: Vec<ScanConfig>) -> Config {
+        let instance = |vendor: &str| crate::config::InstanceConfig {
+            vendor: vendor.into(),
+            ..Default::default()
+        };
+        Config {
+            store: crate::config::StoreConfig {
+                path: "/tmp/unused.db".into(),
+            },
+            daemon: Default::default(),
+            instances: [("ct".to_string(), instance("codethreat"))]
+                .into_iter()
+                .chain([("ct2".to_string(), instance("codethreat"))])
+                .collect(),
+            scans,
+            webhooks: Default::default(),
+            server: None,
+        }
+    }
+
+    fn left_running(scan: &str, instance: &str, branch: Option<&str>) -> RunRow {
+        RunRow {
+            id: 7,
+            scan: scan.into(),
+            instance: instance.into(),
+            vendor: "codethreat".into(),
+            bind_to: "project-1".into(),
+            branch: branch.map(Into::into),
+            trigger: "cli".into(),
+            state: RunState::Running,
+            vendor_scan_id: Some("vs-1".into()),
+            started_at: "2026-01-01T00:00:00.000Z".into(),
+            finished_at: None,
+            counts: Default::default(),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn a_left_run_belongs_to_the_configured_scan_of_its_name_branch_and_instance() {
+        let web = ScanConfig {
+            name: "web".into(),
+            branch: Some("main".into()),
+            enabled: false,
+            ..ScanConfig::ad_hoc("codethreat", "ct", "project-1")
+        };
+        let config = config_with_scans(vec![web]);
+        let found = scan_for_abandoned(&config, &left_running("web", "ct", Some("main")));
+        assert_eq!(
+            found.map(|s| s.name),
+            Ok("web".into()),
+            "disabled scans too"
+        );
+        let branch = scan_for_abandoned(&config, &left_running("web@dev", "ct", Some("dev")));
+        assert_eq!(branch.map(|s| s.name), Ok("web".into()));
+        assert!(
+            scan_for_abandoned(&config, &left_running("web", "ct2", Some("main"))).is_err(),
+            "another instance's vendor scan id means nothing on this one"
+        );
+        assert!(scan_for_abandoned(&config, &left_running("gone", "ct", None)).is_err());
+        let mut no_vendor_scan = left_running("web", "ct", Some("main"));
+        no_vendor_scan.vendor_scan_id = None;
+        assert!(scan_for_abandoned(&config, &no_vendor_scan).is_err());
+    }
+
+    #[test]
+    fn a_left_run_of_an_ad_hoc_scan_gets_the_same_ad_hoc_scan() {
+        let config = config_with_scans(Vec::new());
+        let row = left_running("codethreat-project-1@main", "ct2", Some("main"));
+        let scan = scan_for_abandoned(&config, &row).expect("ad hoc");
+        assert_eq!(
+            (
+                scan.name.as_str(),
+                scan.instance.as_str(),
+                scan.bind_to.as_str()
+            ),
+            ("codethreat-project-1", "ct2", "project-1")
+        );
+        let mut other_vendor = row.clone();
+        other_vendor.vendor = "saltsecurity".into();
+        assert!(scan_for_abandoned(&config, &other_vendor).is_err());
     }
 }

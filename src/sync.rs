@@ -44,8 +44,15 @@ pub struct RunOptions {
     pub trigger: String,
     /// Overrides the scan's configured branch (`scansync scan -b`, webhooks).
     pub branch: Option<String>,
-    /// Poll this vendor scan instead of starting a new one (resume after a restart).
+    /// Poll this vendor scan instead of starting a new one.
     pub resume_vendor_scan_id: Option<String>,
+    /// Take over this run, which a process that is gone left `running` with its vendor scan
+    /// (`scansync scan --async` or `--timeout`, a killed daemon): once this run holds its
+    /// permits, that row is marked `interrupted` and this run polls its vendor scan instead
+    /// of starting one. Taking the row only then leaves it to the next daemon when this one
+    /// is stopped while waiting. [`SyncError::NotAbandoned`] when another process took it
+    /// over first.
+    pub adopt_run: Option<RunId>,
     /// Return right after the vendor scan is started (`scansync scan --async`).
     pub start_only: bool,
     /// Stop waiting for the vendor scan at this instant and return as `start_only` does: the
@@ -98,6 +105,10 @@ pub enum SyncError {
     /// permit): nothing was started at the vendor and nothing was recorded.
     #[error("scan \"{0}\" did not run: scansync was asked to stop before the run could start")]
     StoppedBeforeStart(String),
+    /// [`RunOptions::adopt_run`] named a run that ended or that a live process owns by the
+    /// time this run could take it over: nothing to do.
+    #[error("run {0} is no longer left unfinished: another process took it over or it ended")]
+    NotAbandoned(RunId),
 }
 
 impl SyncContext {
@@ -352,7 +363,7 @@ impl From<StoreError> for Stopped {
 pub async fn run_scan(
     ctx: &SyncContext,
     scan: &ScanConfig,
-    opts: RunOptions,
+    mut opts: RunOptions,
 ) -> Result<RunSummary, SyncError> {
     let vendor = ctx
         .vendors
@@ -367,6 +378,15 @@ pub async fn run_scan(
             None => Err(SyncError::StoppedBeforeStart(scope.scan)),
         };
     };
+    if let Some(left) = opts.adopt_run {
+        let taken = ctx
+            .with_store(move |s| s.interrupt_abandoned_run(left))
+            .await?;
+        match taken.and_then(|row| row.vendor_scan_id) {
+            Some(id) => opts.resume_vendor_scan_id = Some(id),
+            None => return Err(SyncError::NotAbandoned(left)),
+        }
+    }
 
     let run_id = match opts.run_id {
         Some(id) => id,
@@ -494,7 +514,7 @@ async fn run_body(
     let vendor_scan_id = if vendor.triggers_scans() {
         let id = match &opts.resume_vendor_scan_id {
             Some(id) => {
-                tracing::info!(vendor_scan_id = %id, "resuming the vendor scan started before the restart");
+                tracing::info!(vendor_scan_id = %id, "polling the vendor scan started earlier");
                 id.clone()
             }
             None => {
