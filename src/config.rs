@@ -215,6 +215,28 @@ pub struct ScanConfig {
     pub webhook: Option<ScanHookConfig>,
 }
 
+impl ScanConfig {
+    /// The scan `scansync scan -p PROJECT -t TOOL` makes up when the config has none bound to
+    /// the project: `<tool>-<project>` on `instance`. The daemon makes the same one to finish
+    /// a run of it that `scan --async` or `--timeout` left.
+    pub fn ad_hoc(tool: &str, instance: &str, project: &str) -> ScanConfig {
+        ScanConfig {
+            name: format!("{tool}-{project}"),
+            instance: instance.to_string(),
+            bind_to: project.to_string(),
+            branch: None,
+            environment: None,
+            tags: Vec::new(),
+            metadata: BTreeMap::new(),
+            min_severity: None,
+            enabled: true,
+            schedule: Schedule::Now,
+            timeout: Duration::from_secs(2 * 3600),
+            webhook: None,
+        }
+    }
+}
+
 /// `[webhooks.NAME]`: where notifications about runs are sent, signed the Standard Webhooks
 /// way (see [`crate::webhooks`]).
 #[derive(Debug, Clone, Deserialize)]

@@ -7,20 +7,27 @@
 //!
 //! Jobs live on tokio-cron-scheduler, but each one only *fires* into [`Shared::dispatch`],
 //! which enforces the rules the scheduler knows nothing about: one run per scan at a time
-//! (a webhook push may queue one more behind it), the global and per-instance concurrency
-//! limits, and jitter. With `[server]`, the listener ([`crate::server`]) is started before the
-//! store is opened and handed the daemon once it is ready. Cron schedules are armed one
-//! occurrence at a time from [`crate::config::Schedule::next_after`] (time-zone aware), because the
-//! scheduler's own cron jobs keep the UTC offset of the moment they were created and so
-//! drift by an hour across a DST change.
+//! (a webhook push may queue one more behind it), jitter, and stop. The global and
+//! per-instance concurrency limits are [`crate::sync::RunLimits`], which every run takes in
+//! [`run_scan`], whoever started it. With `[server]`, the listener ([`crate::server`]) is
+//! started before the store is opened and handed the daemon once it is ready. Cron
+//! schedules are armed one occurrence at a time from
+//! [`crate::config::Schedule::next_after`] (time-zone aware), because the scheduler's own
+//! cron jobs keep the UTC offset of the moment they were created and so drift by an hour
+//! across a DST change.
+//!
+//! Runs that another process left `running` and then exited (`scansync scan --async` and
+//! `--timeout` do so on purpose, a killed daemon by accident) are taken over at start-up,
+//! every minute (`ADOPT_EVERY`) and on reload (`Shared::adopt_abandoned`): a new run polls
+//! the vendor scan already going.
 
 use crate::config::{Config, ConfigErrors, ScanConfig};
 use crate::schedule::{
     jitter_delay, plan_reload, plan_startup, LastRun, StartupPlan, TRIGGER_RESUME, TRIGGER_SCHEDULE,
 };
 use crate::server::{Backend, Listener, TriggerError, Triggered, TRIGGER_WEBHOOK};
-use crate::store::{RunEnd, RunId, RunRow, RunState, StoreError};
-use crate::sync::{run_scan, RunOptions, RunSummary, SyncContext};
+use crate::store::{RunId, RunRow, RunState, StoreError};
+use crate::sync::{run_scan, RunOptions, RunSummary, SyncContext, SyncError};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::future::Future;
@@ -30,7 +37,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
-use tokio::sync::{broadcast, mpsc, watch, Semaphore};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_cron_scheduler::{Job, JobScheduler};
 use tracing::{error, info, warn, Instrument};
 use uuid::Uuid;
@@ -163,39 +170,10 @@ struct ScanJob {
     id: Uuid,
 }
 
-/// Global and per-instance limits. Replaced when a reload changes the numbers: runs in
-/// flight hold permits of the old semaphores, so for a moment both sets count.
-struct Limits {
-    concurrency: usize,
-    per_instance_concurrency: usize,
-    global: Arc<Semaphore>,
-    per_instance: HashMap<String, Arc<Semaphore>>,
-}
-
-impl Limits {
-    fn new(concurrency: usize, per_instance_concurrency: usize) -> Limits {
-        let concurrency = concurrency.max(1);
-        Limits {
-            concurrency,
-            per_instance_concurrency: per_instance_concurrency.max(1),
-            global: Arc::new(Semaphore::new(concurrency)),
-            per_instance: HashMap::new(),
-        }
-    }
-
-    fn for_instance(&mut self, instance: &str) -> Arc<Semaphore> {
-        let n = self.per_instance_concurrency;
-        self.per_instance
-            .entry(instance.to_string())
-            .or_insert_with(|| Arc::new(Semaphore::new(n)))
-            .clone()
-    }
-}
-
 /// What [`Dispatcher::dispatch`] and [`Dispatcher::dispatch_or_queue`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Dispatched {
-    /// Spawned: it runs once its delay passed and the permits are held.
+    /// Spawned: it runs once its delay passed.
     Started,
     /// Not spawned: a run of that scan is still going (or waiting).
     AlreadyRunning,
@@ -209,10 +187,9 @@ enum Dispatched {
 
 type BoxedRun = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// A run the dispatcher may start: `run` once its delay passed and permits are held, or
-/// `cancelled` instead when stop comes first (to close a run row already begun).
+/// A run the dispatcher may start: `run` once its delay passed, or `cancelled` instead when
+/// stop comes first (to close a run row already begun).
 struct PendingRun {
-    instance: String,
     delay: Duration,
     span: tracing::Span,
     run: BoxedRun,
@@ -226,12 +203,13 @@ struct FollowUp {
     job: PendingRun,
 }
 
-/// The rules every run start goes through, whatever fired it: one run per scan at a time
-/// (at most one more waiting, for webhooks), the global and per-instance limits, the jitter
-/// delay, and stop. Knows nothing of configs or vendors, so it is tested on its own.
+/// The rules every daemon run start goes through, whatever fired it: one run per scan at a
+/// time (at most one more waiting, for webhooks), the jitter delay, and stop. Knows nothing
+/// of configs or vendors, so it is tested on its own. The concurrency limits are not here:
+/// the runs take them ([`crate::sync::RunLimits`]), so the CLI's runs count too.
 struct Dispatcher {
-    limits: Mutex<Limits>,
-    /// Scans with a run in flight (or waiting for a permit), each with its waiting follow-up.
+    /// Scans with a run in flight (or waiting for its delay or a permit), each with its
+    /// waiting follow-up.
     running: Mutex<HashMap<String, Option<FollowUp>>>,
     /// How many scans have runs in flight; shutdown waits for zero.
     inflight: watch::Sender<usize>,
@@ -267,13 +245,8 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
 }
 
 impl Dispatcher {
-    fn new(
-        concurrency: usize,
-        per_instance_concurrency: usize,
-        stop: watch::Receiver<bool>,
-    ) -> Dispatcher {
+    fn new(stop: watch::Receiver<bool>) -> Dispatcher {
         Dispatcher {
-            limits: Mutex::new(Limits::new(concurrency, per_instance_concurrency)),
             running: Mutex::new(HashMap::new()),
             inflight: watch::channel(0).0,
             stop,
@@ -288,23 +261,12 @@ impl Dispatcher {
         *self.inflight.borrow()
     }
 
-    /// New limits from a reloaded config; unchanged numbers keep the semaphores.
-    fn set_limits(&self, concurrency: usize, per_instance_concurrency: usize) {
-        let mut limits = self.limits.lock().unwrap_or_else(|e| e.into_inner());
-        if limits.concurrency != concurrency.max(1)
-            || limits.per_instance_concurrency != per_instance_concurrency.max(1)
-        {
-            *limits = Limits::new(concurrency, per_instance_concurrency);
-        }
-    }
-
-    /// Spawns `run` for `scan` unless a run of it is going; `run` starts after `delay` and
-    /// once a global and an `instance` permit are held. Waiting ends early on stop: nothing
-    /// was started, so nothing is recorded. Returns at once.
+    /// Spawns `run` for `scan` unless a run of it is going; `run` starts after `delay`.
+    /// Waiting ends early on stop: nothing was started, so nothing is recorded. Returns at
+    /// once.
     fn dispatch<F>(
         self: &Arc<Self>,
         scan: &str,
-        instance: &str,
         delay: Duration,
         span: tracing::Span,
         run: F,
@@ -325,7 +287,6 @@ impl Dispatcher {
         self.spawn(
             scan,
             PendingRun {
-                instance: instance.to_string(),
                 delay,
                 span,
                 run: Box::pin(run),
@@ -342,7 +303,6 @@ impl Dispatcher {
     fn dispatch_or_queue(
         self: &Arc<Self>,
         scan: &str,
-        instance: &str,
         span: tracing::Span,
         tag: RunId,
         run: BoxedRun,
@@ -352,7 +312,6 @@ impl Dispatcher {
             return Dispatched::Stopping;
         }
         let job = PendingRun {
-            instance: instance.to_string(),
             delay: Duration::ZERO,
             span,
             run,
@@ -405,36 +364,27 @@ impl Dispatcher {
         });
     }
 
-    /// Waits for the delay and the permits, then runs the job; on stop, its `cancelled`.
+    /// Waits for the delay, then runs the job; on stop, its `cancelled` instead. Stop while
+    /// the job waits for its permits is the job's own to handle ([`run_scan`] does).
     async fn run_job(&self, job: PendingRun) {
         let PendingRun {
-            instance,
             delay,
             span,
             run,
             cancelled,
         } = job;
-        let (global, per_instance) = {
-            let mut limits = self.limits.lock().unwrap_or_else(|e| e.into_inner());
-            (limits.global.clone(), limits.for_instance(&instance))
-        };
         let stop = self.stop.clone();
         async move {
-            let permits = tokio::select! {
-                // Stop wins over a permit that frees up at the same moment.
+            let go = tokio::select! {
+                // Stop wins over a delay that ends at the same moment.
                 biased;
-                _ = stopped(stop) => None,
-                permits = async {
-                    tokio::time::sleep(delay).await;
-                    let g = global.acquire_owned().await.ok()?;
-                    let i = per_instance.acquire_owned().await.ok()?;
-                    Some((g, i))
-                } => permits,
+                _ = stopped(stop) => false,
+                _ = tokio::time::sleep(delay) => true,
             };
-            match (permits, cancelled) {
-                (Some(_permits), _) => run.await,
-                (None, Some(cancelled)) => cancelled.await,
-                (None, None) => {}
+            match (go, cancelled) {
+                (true, _) => run.await,
+                (false, Some(cancelled)) => cancelled.await,
+                (false, None) => {}
             }
         }
         .instrument(span)
@@ -473,13 +423,7 @@ impl Shared {
 
     /// Starts a run of `scan_name` (as the current config has it) unless one is already
     /// going; returns at once.
-    fn dispatch(
-        self: &Arc<Self>,
-        scan_name: &str,
-        trigger: &str,
-        resume_vendor_scan_id: Option<String>,
-        jitter: bool,
-    ) {
+    fn dispatch(self: &Arc<Self>, scan_name: &str, trigger: &str, jitter: bool) {
         let (config, ctx) = self.current();
         let Some(scan) = config
             .scans
@@ -500,7 +444,6 @@ impl Shared {
         };
         let opts = RunOptions {
             trigger: trigger.to_string(),
-            resume_vendor_scan_id,
             ..RunOptions::default()
         };
         let span = tracing::info_span!(
@@ -511,9 +454,8 @@ impl Shared {
         );
         let shared = self.clone();
         let name = scan.name.clone();
-        let instance = scan.instance.clone();
         let run = async move { shared.run_one(&ctx, &scan, opts).await };
-        match self.dispatcher.dispatch(&name, &instance, delay, span, run) {
+        match self.dispatcher.dispatch(&name, delay, span, run) {
             Dispatched::Started
             | Dispatched::Stopping
             | Dispatched::Queued
@@ -567,18 +509,17 @@ impl Shared {
             let (shared, ctx, scan) = (self.clone(), ctx.clone(), scan.clone());
             async move { shared.run_one(&ctx, &scan, opts).await }
         };
+        // Queued and never started: closed as a run stopped while waiting for a permit is.
         let cancelled = {
             let ctx = ctx.clone();
             async move {
-                let end = RunEnd::Interrupted("scansync stopped before the run could start".into());
-                if let Err(e) = ctx.with_store(move |s| s.finish_run(run_id, end)).await {
+                if let Err(e) = crate::sync::end_unstarted_run(&ctx, run_id).await {
                     warn!("cannot close run {run_id}: {e}");
                 }
             }
         };
         let dispatched = self.dispatcher.dispatch_or_queue(
             &key,
-            &scan.instance,
             span,
             run_id,
             Box::pin(run),
@@ -623,8 +564,87 @@ impl Shared {
         }
     }
 
+    /// Takes over the runs that processes which are gone left `running`: `scansync scan
+    /// --async` and `--timeout` leave theirs on purpose, a killed daemon by accident. A run
+    /// with a vendor scan id, of a scan the config has (or the ad hoc scan `scan` made up),
+    /// is finished by a new run that polls that vendor scan, started no second time; the
+    /// others are marked interrupted. Runs of live processes (pid and start time) are not
+    /// touched, and a run of a scan that is busy here waits for the next sweep. Called at
+    /// start-up, every [`ADOPT_EVERY`] and on reload; returns how many runs were taken over.
+    async fn adopt_abandoned(self: &Arc<Self>) -> Result<usize, StoreError> {
+        let (config, ctx) = self.current();
+        let abandoned = ctx.with_store(|s| s.abandoned_runs()).await?;
+        let mut adopted = 0;
+        for row in abandoned {
+            match scan_for_abandoned(&config, &row) {
+                Ok(scan) => adopted += usize::from(self.dispatch_adoption(&ctx, scan, &row)),
+                Err(why) => {
+                    let id = row.id;
+                    if let Some(row) = ctx
+                        .with_store(move |s| s.interrupt_abandoned_run(id))
+                        .await?
+                    {
+                        info!(
+                            scan = %row.scan,
+                            run_id = row.id,
+                            "run left unfinished by a process that is gone: marked interrupted, not resumed: {why}"
+                        );
+                    }
+                }
+            }
+        }
+        Ok(adopted)
+    }
+
+    /// Starts the run that takes `row` over, unless a run of that scan (and branch) is going
+    /// here: then the row stays as it is for the next sweep. True when started.
+    fn dispatch_adoption(
+        self: &Arc<Self>,
+        ctx: &Arc<SyncContext>,
+        scan: ScanConfig,
+        row: &RunRow,
+    ) -> bool {
+        let opts = RunOptions {
+            trigger: TRIGGER_RESUME.to_string(),
+            branch: row.branch.clone(),
+            adopt_run: Some(row.id),
+            ..RunOptions::default()
+        };
+        let key = crate::sync::store_scan_name(&scan, &opts);
+        let span = tracing::info_span!(
+            "run",
+            scan = %key,
+            run_id = tracing::field::Empty,
+            trigger = TRIGGER_RESUME
+        );
+        let run = {
+            let (shared, ctx) = (self.clone(), ctx.clone());
+            async move { shared.run_one(&ctx, &scan, opts).await }
+        };
+        match self.dispatcher.dispatch(&key, Duration::ZERO, span, run) {
+            Dispatched::Started => {
+                info!(
+                    scan = %key,
+                    run_id = row.id,
+                    "run left unfinished by a process that is gone; resuming its vendor scan {}",
+                    row.vendor_scan_id.as_deref().unwrap_or("?")
+                );
+                true
+            }
+            Dispatched::AlreadyRunning => {
+                tracing::debug!(
+                    scan = %key,
+                    run_id = row.id,
+                    "run left unfinished by a process that is gone; taken over once the run of this scan in flight ends"
+                );
+                false
+            }
+            Dispatched::Stopping | Dispatched::Queued | Dispatched::Joined(_) => false,
+        }
+    }
+
     async fn run_one(&self, ctx: &SyncContext, scan: &ScanConfig, opts: RunOptions) {
-        info!(resume = ?opts.resume_vendor_scan_id, "run starting");
+        info!(adopt_run = ?opts.adopt_run, "run starting");
         sd_status(&format!("running scan {}", scan.name));
         match run_scan(ctx, scan, opts).await {
             Ok(summary) => {
@@ -642,6 +662,10 @@ impl Shared {
                 sd_status(&line);
                 let _ = self.events.send(DaemonEvent::RunFinished(summary));
             }
+            Err(SyncError::StoppedBeforeStart(_)) => {
+                info!("not started: scansync is stopping");
+            }
+            Err(e @ SyncError::NotAbandoned(_)) => info!("not taken over: {e}"),
             Err(e) => {
                 error!("run could not be recorded: {e}");
                 let _ = self.events.send(DaemonEvent::RunError {
@@ -669,7 +693,7 @@ impl Shared {
                         at.to_rfc3339()
                     );
                 }
-                self.dispatch(&scan.name, trigger, None, false);
+                self.dispatch(&scan.name, trigger, false);
             }
             StartupPlan::Skip(reason) => info!(scan = %scan.name, "not run at start-up: {reason}"),
             StartupPlan::OnceAt(at) => {
@@ -682,7 +706,7 @@ impl Shared {
                     Box::pin(async move {
                         wait_until(at).await;
                         if shared.take_job_if_current(&name, generation) {
-                            shared.dispatch(&name, "at", None, false);
+                            shared.dispatch(&name, "at", false);
                         }
                     })
                 })?;
@@ -700,7 +724,7 @@ impl Shared {
                     let name = name.clone();
                     Box::pin(async move {
                         if shared.job_is_current(&name, generation) {
-                            shared.dispatch(&name, TRIGGER_SCHEDULE, None, true);
+                            shared.dispatch(&name, TRIGGER_SCHEDULE, true);
                         }
                     })
                 })?;
@@ -755,7 +779,7 @@ impl Shared {
                     if !shared.job_is_current(&name, generation) {
                         return;
                     }
-                    shared.dispatch(&name, TRIGGER_SCHEDULE, None, true);
+                    shared.dispatch(&name, TRIGGER_SCHEDULE, true);
                     if let Err(e) = shared.arm_cron(name.clone(), generation, next, true).await {
                         error!(scan = %name, "cannot schedule the next cron run: {e:#}");
                     }
@@ -870,6 +894,12 @@ impl Shared {
                 false
             }
         };
+        // SIGHUP also picks up runs left by `scan --async` now, not at the next sweep.
+        match self.adopt_abandoned().await {
+            Ok(0) => {}
+            Ok(n) => info!("{n} run(s) left unfinished by other processes taken over"),
+            Err(e) => warn!("cannot look for runs left unfinished by other processes: {e}"),
+        }
         let _ = self.events.send(DaemonEvent::Reloaded(applied));
         sd_notify(&[sd_notify::NotifyState::Ready]);
         sd_status(&self.status_line());
@@ -892,8 +922,6 @@ impl Shared {
         // flight use, with new connectors and limits.
         let ctx = old_ctx.with_config(&new).map_err(ReloadError::Other)?;
         let plan = plan_reload(&old.scans, &new.scans);
-        self.dispatcher
-            .set_limits(new.daemon.concurrency, new.daemon.per_instance_concurrency);
         let new = Arc::new(new);
         *self.active.write().unwrap_or_else(|e| e.into_inner()) = Active {
             config: new.clone(),
@@ -1014,10 +1042,6 @@ pub async fn run(config_path: &Path, control: DaemonControl) -> anyhow::Result<(
         }
         return Ok(());
     };
-    let recovered = {
-        let mut store = ctx.store.lock().unwrap_or_else(|e| e.into_inner());
-        store.recover_unfinished()?
-    };
     // Delivers the webhook outbox (rows left by a previous process first) until stop.
     let delivery = tokio::spawn(crate::webhooks::run_delivery_task(
         ctx.clone(),
@@ -1027,11 +1051,7 @@ pub async fn run(config_path: &Path, control: DaemonControl) -> anyhow::Result<(
     scheduler.start().await?;
     let shared = Arc::new(Shared {
         config_path: config_path.to_path_buf(),
-        dispatcher: Arc::new(Dispatcher::new(
-            config.daemon.concurrency,
-            config.daemon.per_instance_concurrency,
-            stop_rx,
-        )),
+        dispatcher: Arc::new(Dispatcher::new(stop_rx)),
         active: RwLock::new(Active {
             config: Arc::new(config.clone()),
             ctx: Arc::new(ctx),
@@ -1045,7 +1065,7 @@ pub async fn run(config_path: &Path, control: DaemonControl) -> anyhow::Result<(
 
     // Resume first, so a `now` scan whose run was cut short is polled, not started again
     // (the dispatcher skips a second run of a scan already going).
-    let resumed = resume_recovered(&shared, &config, &recovered);
+    let resumed = shared.adopt_abandoned().await?;
     for scan in config.scans.iter().filter(|s| s.enabled) {
         if let Err(e) = shared.schedule_scan(scan).await {
             error!(scan = %scan.name, "cannot schedule: {e:#}");
@@ -1074,10 +1094,21 @@ pub async fn run(config_path: &Path, control: DaemonControl) -> anyhow::Result<(
         })
     });
 
-    while let Some(c) = control_rx.recv().await {
-        match c {
-            Control::Stop => break,
-            Control::Reload => shared.reload().await,
+    // The first sweep was at start-up; an idle daemon wakes once per period for it.
+    let mut adopt_tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + ADOPT_EVERY, ADOPT_EVERY);
+    adopt_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            c = control_rx.recv() => match c {
+                Some(Control::Reload) => shared.reload().await,
+                Some(Control::Stop) | None => break,
+            },
+            _ = adopt_tick.tick() => {
+                if let Err(e) = shared.adopt_abandoned().await {
+                    warn!("cannot look for runs left unfinished by other processes: {e}");
+                }
+            }
         }
     }
 
@@ -1112,6 +1143,11 @@ async fn stop_delivery(mut delivery: tokio::task::JoinHandle<()>) {
         delivery.abort();
     }
 }
+
+/// How often the running daemon looks for runs that processes which are gone left
+/// `running` ([`Shared::adopt_abandoned`]): a minute is soon for a CI job that left a scan
+/// with `scansync scan --async`, and the look is one read of an index. SIGHUP looks at once.
+const ADOPT_EVERY: Duration = Duration::from_secs(60);
 
 /// How often opening a store that another process holds locked is tried again.
 const STORE_RETRY: Duration = Duration::from_secs(1);
@@ -1162,35 +1198,37 @@ async fn open_store(
     }
 }
 
-/// Polls again the vendor scans of runs a previous process left unfinished (now marked
-/// interrupted by the store), each as a new run. Returns how many were resumed.
-fn resume_recovered(shared: &Arc<Shared>, config: &Config, recovered: &[RunRow]) -> usize {
-    let mut resumed = 0;
-    for row in recovered {
-        let enabled = config.scans.iter().any(|s| s.name == row.scan && s.enabled);
-        match (&row.vendor_scan_id, enabled) {
-            (Some(id), true) => {
-                info!(
-                    scan = %row.scan,
-                    run_id = row.id,
-                    "run left unfinished by the previous process; resuming vendor scan {id}"
-                );
-                shared.dispatch(&row.scan, TRIGGER_RESUME, Some(id.clone()), false);
-                resumed += 1;
-            }
-            (Some(_), false) => info!(
-                scan = %row.scan,
-                run_id = row.id,
-                "marked interrupted; not resumed because the scan is no longer enabled"
-            ),
-            (None, _) => info!(
-                scan = %row.scan,
-                run_id = row.id,
-                "marked interrupted; no vendor scan to resume"
-            ),
-        }
+/// The scan a run left `running` by a process that is gone belongs to: the configured scan
+/// of that name (`name@branch` for another branch) on that instance, enabled or not (the
+/// vendor scan is already running; only its result is read), else the ad hoc
+/// `<vendor>-<project>` scan `scansync scan` makes up when the config has none. `Err` says
+/// why the run cannot be resumed.
+fn scan_for_abandoned(config: &Config, row: &RunRow) -> Result<ScanConfig, String> {
+    if row.vendor_scan_id.is_none() {
+        return Err("it had not started a vendor scan".into());
     }
-    resumed
+    let opts = RunOptions {
+        branch: row.branch.clone(),
+        ..RunOptions::default()
+    };
+    let same = |scan: &ScanConfig| {
+        scan.instance == row.instance && crate::sync::store_scan_name(scan, &opts) == row.scan
+    };
+    if let Some(scan) = config.scans.iter().find(|s| same(s)) {
+        return Ok(scan.clone());
+    }
+    let vendor_matches = config
+        .instances
+        .get(&row.instance)
+        .is_some_and(|i| i.vendor == row.vendor);
+    let ad_hoc = ScanConfig::ad_hoc(&row.vendor, &row.instance, &row.bind_to);
+    if vendor_matches && same(&ad_hoc) {
+        return Ok(ad_hoc);
+    }
+    Err(format!(
+        "the config has no scan \"{}\" on instance \"{}\"",
+        row.scan, row.instance
+    ))
 }
 
 /// Stops scheduling, flips the stop flag (runs commit their page and end interrupted) and
@@ -1250,15 +1288,9 @@ mod tests {
     use std::sync::atomic::AtomicBool;
     use tokio::sync::oneshot;
 
-    fn dispatcher(
-        concurrency: usize,
-        per_instance: usize,
-    ) -> (Arc<Dispatcher>, watch::Sender<bool>) {
+    fn dispatcher() -> (Arc<Dispatcher>, watch::Sender<bool>) {
         let (stop_tx, stop_rx) = watch::channel(false);
-        (
-            Arc::new(Dispatcher::new(concurrency, per_instance, stop_rx)),
-            stop_tx,
-        )
+        (Arc::new(Dispatcher::new(stop_rx)), stop_tx)
     }
 
     /// A run that reports its start and then waits to be released.
@@ -1281,25 +1313,25 @@ mod tests {
 
     #[tokio::test]
     async fn a_second_dispatch_of_a_running_scan_is_skipped_and_allowed_after_it_ends() {
-        let (d, _stop) = dispatcher(4, 2);
+        let (d, _stop) = dispatcher();
         let (tx, mut started) = mpsc::unbounded_channel();
         let (run, release) = held_run(tx.clone(), "first");
         let span = tracing::Span::none();
         assert_eq!(
-            d.dispatch("web", "ct", Duration::ZERO, span.clone(), run),
+            d.dispatch("web", Duration::ZERO, span.clone(), run),
             Dispatched::Started
         );
         assert_eq!(started.recv().await, Some("first"));
         let (again, _r) = held_run(tx.clone(), "second");
         assert_eq!(
-            d.dispatch("web", "ct", Duration::ZERO, span.clone(), again),
+            d.dispatch("web", Duration::ZERO, span.clone(), again),
             Dispatched::AlreadyRunning
         );
         release.send(()).unwrap();
         assert!(d.drain(LONG).await);
         let (third, release) = held_run(tx, "third");
         assert_eq!(
-            d.dispatch("web", "ct", Duration::ZERO, span, third),
+            d.dispatch("web", Duration::ZERO, span, third),
             Dispatched::Started
         );
         assert_eq!(started.recv().await, Some("third"));
@@ -1307,93 +1339,32 @@ mod tests {
         assert!(d.drain(LONG).await);
     }
 
-    /// Two scans on `instances`, with room for one run: the second starts only after the
-    /// first ended.
-    async fn second_waits_for_first(d: Arc<Dispatcher>, instances: [&str; 2]) {
-        let first_done = Arc::new(AtomicBool::new(false));
-        let (tx, mut started) = mpsc::unbounded_channel();
-        let (run, release) = held_run(tx.clone(), "a");
-        let done = first_done.clone();
-        let first = async move {
-            run.await;
-            done.store(true, Ordering::SeqCst);
-        };
-        let seen_done = Arc::new(AtomicBool::new(false));
-        let (seen, done) = (seen_done.clone(), first_done.clone());
-        let second = async move {
-            seen.store(done.load(Ordering::SeqCst), Ordering::SeqCst);
-            let _ = tx.send("b");
-        };
-        d.dispatch(
-            "a",
-            instances[0],
-            Duration::ZERO,
-            tracing::Span::none(),
-            first,
-        );
-        assert_eq!(started.recv().await, Some("a"));
-        d.dispatch(
-            "b",
-            instances[1],
-            Duration::ZERO,
-            tracing::Span::none(),
-            second,
-        );
-        release.send(()).unwrap();
-        assert_eq!(started.recv().await, Some("b"));
-        assert!(
-            seen_done.load(Ordering::SeqCst),
-            "the second run started while the first held the only permit"
-        );
-        assert!(d.drain(LONG).await);
-    }
-
     #[tokio::test]
-    async fn per_instance_limit_holds_a_run_until_one_on_that_instance_ends() {
-        let (d, _stop) = dispatcher(4, 1);
-        second_waits_for_first(d, ["ct", "ct"]).await;
-    }
-
-    #[tokio::test]
-    async fn global_limit_holds_a_run_on_another_instance_too() {
-        let (d, _stop) = dispatcher(1, 4);
-        second_waits_for_first(d, ["ct", "salt"]).await;
-    }
-
-    #[tokio::test]
-    async fn stop_cancels_runs_still_waiting_for_a_permit() {
-        let (d, stop) = dispatcher(1, 1);
-        let (tx, mut started) = mpsc::unbounded_channel();
-        let (run, release) = held_run(tx, "a");
-        d.dispatch("a", "ct", Duration::ZERO, tracing::Span::none(), run);
-        assert_eq!(started.recv().await, Some("a"));
+    async fn stop_cancels_runs_still_waiting_for_their_delay() {
+        let (d, stop) = dispatcher();
         let waiting_ran = Arc::new(AtomicBool::new(false));
         let flag = waiting_ran.clone();
-        d.dispatch(
-            "b",
-            "ct",
-            Duration::ZERO,
-            tracing::Span::none(),
-            async move {
+        assert_eq!(
+            d.dispatch("a", LONG, tracing::Span::none(), async move {
                 flag.store(true, Ordering::SeqCst);
-            },
+            }),
+            Dispatched::Started
         );
         stop.send(true).unwrap();
-        release.send(()).unwrap();
-        assert!(d.drain(LONG).await);
+        assert!(d.drain(LONG).await, "stop ends the wait at once");
         assert!(!waiting_ran.load(Ordering::SeqCst));
         assert_eq!(
-            d.dispatch("c", "ct", Duration::ZERO, tracing::Span::none(), async {}),
+            d.dispatch("c", Duration::ZERO, tracing::Span::none(), async {}),
             Dispatched::Stopping
         );
     }
 
     #[tokio::test]
     async fn drain_reports_a_run_that_does_not_end_in_time() {
-        let (d, _stop) = dispatcher(1, 1);
+        let (d, _stop) = dispatcher();
         let (tx, mut started) = mpsc::unbounded_channel();
         let (run, _release) = held_run(tx, "stuck");
-        d.dispatch("stuck", "ct", Duration::ZERO, tracing::Span::none(), run);
+        d.dispatch("stuck", Duration::ZERO, tracing::Span::none(), run);
         assert_eq!(started.recv().await, Some("stuck"));
         assert!(!d.drain(Duration::from_millis(20)).await);
         assert_eq!(d.in_flight(), 1);
@@ -1405,35 +1376,35 @@ mod tests {
 
     #[tokio::test]
     async fn a_push_while_running_queues_one_run_and_later_pushes_join_it() {
-        let (d, _stop) = dispatcher(4, 2);
+        let (d, _stop) = dispatcher();
         let (tx, mut started) = mpsc::unbounded_channel();
         let (first, release_first) = held_run(tx.clone(), "first");
         let span = tracing::Span::none;
         assert_eq!(
-            d.dispatch_or_queue("web", "ct", span(), 1, boxed(first), boxed(async {})),
+            d.dispatch_or_queue("web", span(), 1, boxed(first), boxed(async {})),
             Dispatched::Started
         );
         assert_eq!(started.recv().await, Some("first"));
         let (second, release_second) = held_run(tx.clone(), "second");
         assert_eq!(
-            d.dispatch_or_queue("web", "ct", span(), 2, boxed(second), boxed(async {})),
+            d.dispatch_or_queue("web", span(), 2, boxed(second), boxed(async {})),
             Dispatched::Queued
         );
         let (third, _r) = held_run(tx.clone(), "third");
         assert_eq!(
-            d.dispatch_or_queue("web", "ct", span(), 3, boxed(third), boxed(async {})),
+            d.dispatch_or_queue("web", span(), 3, boxed(third), boxed(async {})),
             Dispatched::Joined(2)
         );
         // A schedule firing meanwhile is still skipped, not queued.
         let (scheduled, _r) = held_run(tx.clone(), "scheduled");
         assert_eq!(
-            d.dispatch("web", "ct", Duration::ZERO, span(), scheduled),
+            d.dispatch("web", Duration::ZERO, span(), scheduled),
             Dispatched::AlreadyRunning
         );
         // Another scan (or branch: another key) is not affected.
         let (other, release_other) = held_run(tx.clone(), "other");
         assert_eq!(
-            d.dispatch_or_queue("web@dev", "ct", span(), 4, boxed(other), boxed(async {})),
+            d.dispatch_or_queue("web@dev", span(), 4, boxed(other), boxed(async {})),
             Dispatched::Started
         );
         assert_eq!(started.recv().await, Some("other"));
@@ -1451,7 +1422,7 @@ mod tests {
         // The scan is free again: the next push starts at once.
         let (fourth, release) = held_run(tx, "fourth");
         assert_eq!(
-            d.dispatch_or_queue("web", "ct", span(), 5, boxed(fourth), boxed(async {})),
+            d.dispatch_or_queue("web", span(), 5, boxed(fourth), boxed(async {})),
             Dispatched::Started
         );
         assert_eq!(started.recv().await, Some("fourth"));
@@ -1462,12 +1433,11 @@ mod tests {
 
     #[tokio::test]
     async fn stop_cancels_a_queued_run_through_its_cancelled_future() {
-        let (d, stop) = dispatcher(4, 2);
+        let (d, stop) = dispatcher();
         let (tx, mut started) = mpsc::unbounded_channel();
         let (first, release_first) = held_run(tx.clone(), "first");
         d.dispatch_or_queue(
             "web",
-            "ct",
             tracing::Span::none(),
             1,
             boxed(first),
@@ -1480,7 +1450,6 @@ mod tests {
         assert_eq!(
             d.dispatch_or_queue(
                 "web",
-                "ct",
                 tracing::Span::none(),
                 2,
                 boxed(second),
@@ -1496,7 +1465,6 @@ mod tests {
         assert_eq!(
             d.dispatch_or_queue(
                 "web",
-                "ct",
                 tracing::Span::none(),
                 3,
                 boxed(async {}),
@@ -1506,14 +1474,86 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn changed_limits_take_effect_for_new_runs() {
-        let (d, _stop) = dispatcher(1, 1);
-        d.set_limits(1, 1);
-        let before = Arc::as_ptr(&d.limits.lock().unwrap().global);
-        d.set_limits(3, 1);
-        let limits = d.limits.lock().unwrap();
-        assert_ne!(Arc::as_ptr(&limits.global), before);
-        assert_eq!(limits.global.available_permits(), 3);
+    fn config_with_scans(scans: Vec<ScanConfig>) -> Config {
+        let instance = |vendor: &str| crate::config::InstanceConfig {
+            vendor: vendor.into(),
+            ..Default::default()
+        };
+        Config {
+            store: crate::config::StoreConfig {
+                path: "/tmp/unused.db".into(),
+            },
+            daemon: Default::default(),
+            instances: [("ct".to_string(), instance("codethreat"))]
+                .into_iter()
+                .chain([("ct2".to_string(), instance("codethreat"))])
+                .collect(),
+            scans,
+            webhooks: Default::default(),
+            server: None,
+        }
+    }
+
+    fn left_running(scan: &str, instance: &str, branch: Option<&str>) -> RunRow {
+        RunRow {
+            id: 7,
+            scan: scan.into(),
+            instance: instance.into(),
+            vendor: "codethreat".into(),
+            bind_to: "project-1".into(),
+            branch: branch.map(Into::into),
+            trigger: "cli".into(),
+            state: RunState::Running,
+            vendor_scan_id: Some("vs-1".into()),
+            started_at: "2026-01-01T00:00:00.000Z".into(),
+            finished_at: None,
+            counts: Default::default(),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn a_left_run_belongs_to_the_configured_scan_of_its_name_branch_and_instance() {
+        let web = ScanConfig {
+            name: "web".into(),
+            branch: Some("main".into()),
+            enabled: false,
+            ..ScanConfig::ad_hoc("codethreat", "ct", "project-1")
+        };
+        let config = config_with_scans(vec![web]);
+        let found = scan_for_abandoned(&config, &left_running("web", "ct", Some("main")));
+        assert_eq!(
+            found.map(|s| s.name),
+            Ok("web".into()),
+            "disabled scans too"
+        );
+        let branch = scan_for_abandoned(&config, &left_running("web@dev", "ct", Some("dev")));
+        assert_eq!(branch.map(|s| s.name), Ok("web".into()));
+        assert!(
+            scan_for_abandoned(&config, &left_running("web", "ct2", Some("main"))).is_err(),
+            "another instance's vendor scan id means nothing on this one"
+        );
+        assert!(scan_for_abandoned(&config, &left_running("gone", "ct", None)).is_err());
+        let mut no_vendor_scan = left_running("web", "ct", Some("main"));
+        no_vendor_scan.vendor_scan_id = None;
+        assert!(scan_for_abandoned(&config, &no_vendor_scan).is_err());
+    }
+
+    #[test]
+    fn a_left_run_of_an_ad_hoc_scan_gets_the_same_ad_hoc_scan() {
+        let config = config_with_scans(Vec::new());
+        let row = left_running("codethreat-project-1@main", "ct2", Some("main"));
+        let scan = scan_for_abandoned(&config, &row).expect("ad hoc");
+        assert_eq!(
+            (
+                scan.name.as_str(),
+                scan.instance.as_str(),
+                scan.bind_to.as_str()
+            ),
+            ("codethreat-project-1", "ct2", "project-1")
+        );
+        let mut other_vendor = row.clone();
+        other_vendor.vendor = "saltsecurity".into();
+        assert!(scan_for_abandoned(&config, &other_vendor).is_err());
     }
 }

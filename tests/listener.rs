@@ -2,10 +2,14 @@
 //! simulator, with `[server]` on a loopback port. Pushes from each platform, signed here
 //! with the scan's secret as the platform would, start runs on their branch; tampered,
 //! replayed, foreign-branch, oversized and non-push deliveries start nothing; `/readyz`
-//! follows the store; HTTPS and the metrics token work. Runs are counted in the store.
+//! follows the store; HTTPS and the metrics token work; `/metrics`, read with a Prometheus
+//! text-format parser, moves by what a run did. Runs are counted in the store.
+
+mod common;
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
+use prometheus_parse::Scrape;
 use rusqlite::{Connection, OpenFlags};
 use scansync::daemon::{self, DaemonEvent, DaemonHandle};
 use scansync::sim::{SimOptions, Simulator};
@@ -670,6 +674,113 @@ async fn metrics_require_the_bearer_token_when_one_is_set() {
             .as_u16(),
         200
     );
+    d.stop().await;
+    sim.shutdown().await;
+}
+
+/// `GET /metrics`: 200 with the content type Prometheus expects, parsed; the text too.
+async fn scrape(url: &str) -> (String, Scrape) {
+    let resp = reqwest::Client::new().get(url).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(
+        resp.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = resp.text().await.unwrap();
+    let parsed = common::parse_exposition(&text);
+    (text, parsed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_over_http_move_by_what_a_run_did_and_findings_match_the_store() {
+    let sim = sim(0.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    // A scan and an instance of this test's own: the registry is shared by every test here.
+    let scans = hook_scan(dir.path(), "mh", "github", GITHUB_SECRET);
+    let (config, store) = write_config(&sim, dir.path(), "", &scans);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("sim-codethreat", "mh-ct")).unwrap();
+    let mut d = start(&config).await;
+    d.ready().await;
+    let metrics = d.url("/metrics");
+    let runs_ok = [("scan", "mh"), ("outcome", "succeeded")];
+    let requests_ok = [("instance", "mh-ct"), ("status_class", "2xx")];
+
+    let (before_text, before) = scrape(&metrics).await;
+    common::promtool_check(&before_text);
+    assert_eq!(
+        common::counter(&before, "scansync_runs_total", &runs_ok),
+        0.0
+    );
+    assert_eq!(
+        common::counter(&before, "scansync_vendor_requests_total", &requests_ok),
+        0.0
+    );
+
+    let push = fixture("github_push.json");
+    let r = post(
+        &d.url("/hooks/mh"),
+        &github_headers("push", "metrics-1", &push),
+        push,
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.json);
+    let run = finished_run(&store, r.json["run_id"].as_i64().unwrap()).await;
+    assert_eq!(run.3, "succeeded");
+
+    let (text, after) = scrape(&metrics).await;
+    common::promtool_check(&text);
+    assert_eq!(
+        common::counter(&after, "scansync_runs_total", &runs_ok),
+        1.0,
+        "{text}"
+    );
+    // Every request the simulator saw came from this daemon's one instance, all 2xx.
+    let served = sim.requests().len() as f64;
+    assert!(served > 0.0);
+    assert_eq!(
+        common::counter(&after, "scansync_vendor_requests_total", &requests_ok),
+        served,
+        "{text}"
+    );
+
+    // The findings gauge is the store's own count, zeros included.
+    let db = db(&store);
+    let mut stmt = db
+        .prepare(
+            "SELECT f.state, f.severity, count(*) FROM findings f \
+             JOIN scans s ON s.id = f.scan_id WHERE s.name = 'mh' GROUP BY 1, 2",
+        )
+        .unwrap();
+    let stored: std::collections::BTreeMap<(String, String), f64> = stmt
+        .query_map([], |r| {
+            Ok(((r.get(0)?, r.get(1)?), r.get::<_, i64>(2)? as f64))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(
+        stored.values().sum::<f64>() > 0.0,
+        "the run stored findings"
+    );
+    for state in [
+        "new",
+        "open",
+        "fixed",
+        "reopened",
+        "false_positive",
+        "accepted",
+    ] {
+        for severity in ["critical", "high", "medium", "low", "info"] {
+            let labels = [("scan", "mh"), ("state", state), ("severity", severity)];
+            let key = (state.to_string(), severity.to_string());
+            assert_eq!(
+                common::gauge(&after, "scansync_findings", &labels),
+                Some(stored.get(&key).copied().unwrap_or(0.0)),
+                "{labels:?}"
+            );
+        }
+    }
     d.stop().await;
     sim.shutdown().await;
 }

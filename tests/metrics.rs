@@ -6,7 +6,10 @@
 //! The registry is process-wide and tests in this file run in parallel, so each test gives
 //! its instances and scans names of its own and reads only those series.
 
-use prometheus_parse::{LineInfo, Scrape, Value};
+mod common;
+
+use common::{counter, promtool_check, value};
+use prometheus_parse::Scrape;
 use rusqlite::{Connection, OpenFlags};
 use scansync::config::Config;
 use scansync::metrics;
@@ -96,85 +99,11 @@ impl Setup {
     }
 }
 
-/// Renders and parses, refusing any line the parser does not recognize as help, type or
-/// sample, and any sample of a family without a `# TYPE` line.
+/// Renders and parses (see [`common::parse_exposition`]).
 async fn scrape(ctx: &SyncContext) -> (String, Scrape) {
     let text = metrics::render(ctx).await.expect("render");
-    let mut typed = Vec::new();
-    for line in text.lines() {
-        match LineInfo::parse(line) {
-            LineInfo::Doc { .. } => {}
-            LineInfo::Type { metric_name, .. } => {
-                typed.push(metric_name.trim_end_matches("_bucket").to_string())
-            }
-            LineInfo::Sample { metric_name, .. } => assert!(
-                typed.iter().any(|t| metric_name.starts_with(t.as_str())),
-                "sample without a # TYPE line: {line}"
-            ),
-            LineInfo::Empty | LineInfo::Ignored => panic!("unrecognized line {line:?}"),
-        }
-    }
-    let parsed = Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("parses");
+    let parsed = common::parse_exposition(&text);
     (text, parsed)
-}
-
-/// The value of the sample of `metric` whose labels are exactly `labels`.
-fn value(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let matching: Vec<f64> = scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == metric)
-        .filter(|s| {
-            s.labels.len() == labels.len() && labels.iter().all(|(k, v)| s.labels.get(k) == Some(v))
-        })
-        .map(|s| match s.value {
-            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => v,
-            ref other => panic!("{metric} is not a single value: {other:?}"),
-        })
-        .collect();
-    assert!(matching.len() <= 1, "duplicate series {metric} {labels:?}");
-    matching.first().copied()
-}
-
-/// Like [`value`], also checking the family's type.
-fn counter(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
-    if let Some(s) = scrape.samples.iter().find(|s| s.metric == metric) {
-        assert!(
-            matches!(s.value, Value::Counter(_)),
-            "{metric} must be typed counter: {s:?}"
-        );
-    }
-    value(scrape, metric, labels).unwrap_or(0.0)
-}
-
-fn promtool_check(text: &str) {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let Ok(mut child) = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-    else {
-        println!("promtool check metrics: skipped (promtool is not on PATH; Debian package `prometheus`)");
-        return;
-    };
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics failed ({}):\n{}{}\n--- the text ---\n{text}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    println!("promtool check metrics: ok");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

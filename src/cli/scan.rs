@@ -2,7 +2,7 @@
 //! `kdt scan -p X -t codethreat -b main` switches by changing the binary name.
 
 use super::Global;
-use crate::config::{Config, ScanConfig, Schedule};
+use crate::config::{Config, ScanConfig};
 use crate::finding::Severity;
 use crate::store::RunState;
 use crate::sync::{run_scan, Progress, RunOptions, RunSummary, SyncContext};
@@ -24,8 +24,9 @@ are medium, high or critical.
 
 --timeout MINUTES bounds the wait for the vendor scan (fractions allowed: 0.5 is 30 seconds).
 Past it, scan prints the run id and exits 0 without checking thresholds; the vendor scan goes
-on, the run stays \"running\" with its vendor scan id, and the daemon resumes it at its next
-start, as after --async. It does not apply to vendors whose findings are read without a scan (Salt Security).
+on, the run stays \"running\" with its vendor scan id, and a running daemon takes it over
+within a minute (at once on SIGHUP; a stopped one at its next start), as after --async. It
+does not apply to vendors whose findings are read without a scan (Salt Security).
 
 -m/--meta KEY=VALUE (repeatable) is sent in the scan request's metadata, over the scan's
 configured metadata for the same key.
@@ -194,7 +195,7 @@ pub fn pick_scan(config: &Config, tool: &str, project: &str) -> Result<ScanConfi
         [] => Err(PickError::NoInstance {
             tool: tool.to_string(),
         }),
-        [instance] => Ok(ad_hoc_scan(tool, instance, project)),
+        [instance] => Ok(ScanConfig::ad_hoc(tool, instance, project)),
         several => Err(PickError::Ambiguous {
             tool: tool.to_string(),
             project: project.to_string(),
@@ -204,24 +205,6 @@ pub fn pick_scan(config: &Config, tool: &str, project: &str) -> Result<ScanConfi
                 .collect::<Vec<_>>()
                 .join(", "),
         }),
-    }
-}
-
-/// A scan made up for `scan -p PROJECT -t TOOL` when the config has none for the project.
-fn ad_hoc_scan(tool: &str, instance: &str, project: &str) -> ScanConfig {
-    ScanConfig {
-        name: format!("{tool}-{project}"),
-        instance: instance.to_string(),
-        bind_to: project.to_string(),
-        branch: None,
-        environment: None,
-        tags: Vec::new(),
-        metadata: BTreeMap::new(),
-        min_severity: None,
-        enabled: true,
-        schedule: Schedule::Now,
-        timeout: Duration::from_secs(2 * 3600),
-        webhook: None,
     }
 }
 
@@ -282,7 +265,8 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
         let minutes = minutes_text(args.timeout.unwrap_or_default());
         println!(
             "scan {}: vendor scan {} still running after --timeout {minutes} minute(s) (run {}); \
-             it goes on at the vendor and `scansync run` resumes the run at its next start; \
+             it goes on at the vendor and a running daemon (`scansync run`) takes the run over \
+             within a minute (a stopped one at its next start); \
              `scansync runs --scan {}` shows it",
             summary.scan,
             summary.vendor_scan_id.as_deref().unwrap_or("(unknown)"),
@@ -372,7 +356,7 @@ fn stop_on_signal(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{DaemonConfig, InstanceConfig, StoreConfig};
+    use crate::config::{DaemonConfig, InstanceConfig, Schedule, StoreConfig};
 
     fn instance(vendor: &str) -> InstanceConfig {
         InstanceConfig {
@@ -396,7 +380,7 @@ mod tests {
                 .map(|(name, inst, bind_to)| ScanConfig {
                     name: name.to_string(),
                     schedule: Schedule::Every(Duration::from_secs(3600)),
-                    ..ad_hoc_scan("x", inst, bind_to)
+                    ..ScanConfig::ad_hoc("x", inst, bind_to)
                 })
                 .collect(),
             webhooks: Default::default(),

@@ -38,8 +38,8 @@
 //!
 //! # Unfinished runs
 //! Opening the store never touches runs, so a reader can open it beside a live daemon. Only
-//! [`Store::recover_unfinished`] marks `running` runs `interrupted`, and only when their owner
-//! is gone: the owner is the process id plus that process's start time (from
+//! [`Store::recover_unfinished`] and [`Store::interrupt_abandoned_run`] mark `running` runs
+//! `interrupted`, and only when their owner is gone: the owner is the process id plus that process's start time (from
 //! `/proc/<pid>/stat`, so a recycled pid is not mistaken for the owner). The owner counts as
 //! alive while `/proc/<pid>/stat` shows the same start time; where `/proc` is missing, only
 //! this process's own runs count as alive.
@@ -594,39 +594,61 @@ impl Store {
     }
 
     /// Marks `running` runs whose owner process is gone as `interrupted` and returns them
-    /// (with their vendor scan id) so the daemon can resume polling. Runs of live processes,
-    /// this one included, are left alone.
+    /// (with their vendor scan id). Runs of live processes, this one included, are left
+    /// alone. For a caller that will not resume them itself; the daemon takes runs over one
+    /// at a time ([`Store::abandoned_runs`], [`Store::interrupt_abandoned_run`]).
     pub fn recover_unfinished(&mut self) -> Result<Vec<RunRow>, StoreError> {
         let at = now();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let candidates: Vec<(RunId, Option<i64>, Option<String>)> = tx
-            .prepare_cached(
-                "SELECT id, owner_pid, owner_started FROM sync_runs
-                 WHERE state = 'running' ORDER BY id",
-            )?
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-            .collect::<Result<_, _>>()?;
         let mut recovered = Vec::new();
-        for (id, pid, started) in candidates {
-            if owner_alive(pid, started.as_deref()) {
-                continue;
+        for (id, (pid, started)) in running_runs(&tx)? {
+            if !owner_alive(pid, started.as_deref()) {
+                recovered.push(interrupt_run(&tx, id, pid, &at)?);
             }
-            let error = format!(
-                "interrupted: the scansync process (pid {}) that ran it stopped before the run \
-                 finished; pages stored before that are kept",
-                pid.map_or_else(|| "unknown".to_owned(), |p| p.to_string())
-            );
-            tx.prepare_cached(
-                "UPDATE sync_runs SET state = 'interrupted', finished_at = ?2, error = ?3
-                 WHERE id = ?1",
-            )?
-            .execute(params![id, at, error])?;
-            recovered.push(read_run(&tx, id)?.ok_or_else(|| no_such_run(id))?);
         }
         tx.commit()?;
         Ok(recovered)
+    }
+
+    /// `running` runs whose owner process is gone (`scansync scan --async` and `--timeout`
+    /// leave theirs on purpose, a killed process by accident), oldest first, unchanged.
+    /// Read-only: one look at the partial index of running runs, cheap enough to ask every
+    /// minute. Take one over with [`Store::interrupt_abandoned_run`].
+    pub fn abandoned_runs(&self) -> Result<Vec<RunRow>, StoreError> {
+        let mut out = Vec::new();
+        for (id, (pid, started)) in running_runs(&self.conn)? {
+            if !owner_alive(pid, started.as_deref()) {
+                out.push(read_run(&self.conn, id)?.ok_or_else(|| no_such_run(id))?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Marks run `id` `interrupted` when it is still `running` and its owner is gone, and
+    /// returns it (with its vendor scan id, for the run that takes it over). `None` when it
+    /// ended meanwhile or a live process owns it: another process took it over first.
+    pub fn interrupt_abandoned_run(&mut self, id: RunId) -> Result<Option<RunRow>, StoreError> {
+        let at = now();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let owner: Option<Owner> = tx
+            .prepare_cached(
+                "SELECT owner_pid, owner_started FROM sync_runs
+                 WHERE id = ?1 AND state = 'running'",
+            )?
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let row = match owner {
+            Some((pid, started)) if !owner_alive(pid, started.as_deref()) => {
+                Some(interrupt_run(&tx, id, pid, &at)?)
+            }
+            _ => None,
+        };
+        tx.commit()?;
+        Ok(row)
     }
 
     /// One run by id.
@@ -895,6 +917,42 @@ fn migrate(conn: &mut Connection, path: &str) -> Result<(), StoreError> {
         tx.pragma_update(None, "user_version", next)?;
         tx.commit()?;
     }
+}
+
+/// A run's owner as `begin_run` recorded it: process id and that process's start time.
+type Owner = (Option<i64>, Option<String>);
+
+/// `(id, owner)` of every `running` run, oldest first (the partial index
+/// `sync_runs_running`).
+fn running_runs(conn: &Connection) -> Result<Vec<(RunId, Owner)>, StoreError> {
+    let rows = conn
+        .prepare_cached(
+            "SELECT id, owner_pid, owner_started FROM sync_runs
+             WHERE state = 'running' ORDER BY id",
+        )?
+        .query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+/// Ends run `id`, whose owner process `pid` is gone, as `interrupted` and returns it.
+fn interrupt_run(
+    conn: &Connection,
+    id: RunId,
+    pid: Option<i64>,
+    at: &str,
+) -> Result<RunRow, StoreError> {
+    let error = format!(
+        "interrupted: the scansync process (pid {}) that ran it stopped before the run \
+         finished; pages stored before that are kept",
+        pid.map_or_else(|| "unknown".to_owned(), |p| p.to_string())
+    );
+    conn.prepare_cached(
+        "UPDATE sync_runs SET state = 'interrupted', finished_at = ?2, error = ?3
+         WHERE id = ?1",
+    )?
+    .execute(params![id, at, error])?;
+    read_run(conn, id)?.ok_or_else(|| no_such_run(id))
 }
 
 fn no_such_run(run: RunId) -> StoreError {

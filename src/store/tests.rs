@@ -522,6 +522,65 @@ fn recover_unfinished_interrupts_a_dead_owners_run_and_keeps_its_vendor_scan_id(
 }
 
 #[test]
+fn abandoned_runs_are_listed_unchanged_and_taken_over_once() {
+    let (_dir, mut store) = temp_store();
+    let dead = store.begin_run(&scope("shop")).unwrap();
+    store.set_vendor_scan_id(dead, "vs-7").unwrap();
+    let live = store.begin_run(&scope("billing")).unwrap();
+    let ended = store.begin_run(&scope("web")).unwrap();
+    store.finish_run(ended, RunEnd::Succeeded).unwrap();
+    // Another process began `dead` and is gone: same pid, another start time.
+    store
+        .conn
+        .execute(
+            "UPDATE sync_runs SET owner_started = 'not-a-start-time' WHERE id = ?1",
+            [dead],
+        )
+        .unwrap();
+
+    let listed = store.abandoned_runs().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, dead);
+    assert_eq!(
+        listed[0].state,
+        RunState::Running,
+        "listing changes nothing"
+    );
+    assert_eq!(listed[0].vendor_scan_id.as_deref(), Some("vs-7"));
+    assert_eq!(store.run(dead).unwrap().unwrap().state, RunState::Running);
+
+    let taken = store
+        .interrupt_abandoned_run(dead)
+        .unwrap()
+        .expect("taken over");
+    assert_eq!(taken.state, RunState::Interrupted);
+    assert_eq!(taken.vendor_scan_id.as_deref(), Some("vs-7"));
+    assert!(taken
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("stopped before the run finished"));
+    assert!(
+        store.interrupt_abandoned_run(dead).unwrap().is_none(),
+        "only once"
+    );
+    assert!(
+        store.interrupt_abandoned_run(live).unwrap().is_none(),
+        "owner alive"
+    );
+    assert!(
+        store.interrupt_abandoned_run(ended).unwrap().is_none(),
+        "already ended"
+    );
+    assert_eq!(store.run(live).unwrap().unwrap().state, RunState::Running);
+    assert_eq!(
+        store.run(ended).unwrap().unwrap().state,
+        RunState::Succeeded
+    );
+    assert!(store.abandoned_runs().unwrap().is_empty());
+}
+
+#[test]
 fn opening_the_store_leaves_a_live_writers_running_run_alone() {
     let (dir, mut writer) = temp_store();
     let run = writer.begin_run(&scope("shop")).unwrap();
