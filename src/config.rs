@@ -14,6 +14,7 @@ use chrono::{DateTime, FixedOffset, Utc};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -34,6 +35,80 @@ pub struct Config {
     pub instances: BTreeMap<String, InstanceConfig>,
     #[serde(default)]
     pub scans: Vec<ScanConfig>,
+    /// Outgoing notifications, by name (`[webhooks.NAME]`).
+    #[serde(default)]
+    pub webhooks: BTreeMap<String, WebhookConfig>,
+    /// The optional HTTP listener; `None` (no `[server]` table) means no listener at all.
+    #[serde(default)]
+    pub server: Option<ServerConfig>,
+}
+
+/// `[server]`: the listener for webhook-triggered scans, `/healthz`, `/readyz` and
+/// `/metrics`. Read once at start-up: changing it needs a restart (a reload says so).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// An IP address and port, e.g. `127.0.0.1:8787` (port 0 picks a free one).
+    pub listen: SocketAddr,
+    /// PEM certificate chain and private key; both or neither. With them the listener speaks
+    /// only HTTPS. Relative to the config file's folder.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    /// A reverse proxy terminates TLS in front of the listener: binding outside loopback
+    /// without TLS is then expected and not warned about.
+    #[serde(default)]
+    pub behind_proxy: bool,
+    /// A file holding the bearer token `GET /metrics` requires; no file, no token needed.
+    pub metrics_token_file: Option<PathBuf>,
+    /// The token, read once by validation from `metrics_token_file`.
+    #[serde(skip)]
+    pub metrics_token: Option<Secret>,
+}
+
+/// The platform a scan's webhook comes from; it decides the signature, event and payload
+/// format the listener expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Platform {
+    Github,
+    Gitlab,
+    /// Bitbucket Cloud and Bitbucket Data Center (their payloads are told apart by event).
+    Bitbucket,
+}
+
+impl Platform {
+    pub const ALL: [Platform; 3] = [Platform::Github, Platform::Gitlab, Platform::Bitbucket];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Platform::Github => "github",
+            Platform::Gitlab => "gitlab",
+            Platform::Bitbucket => "bitbucket",
+        }
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A scan's `webhook = { … }`: pushes to matching branches start the scan at once.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScanHookConfig {
+    pub platform: Platform,
+    /// Exactly one of `secret_file`, `secret_env` gives the shared secret. After validation
+    /// `secret_file` is the path actually read (relative paths joined to the config folder).
+    pub secret_file: Option<PathBuf>,
+    pub secret_env: Option<String>,
+    /// Branch name globs (`*` within one path segment, `**` across `/`, `?` one character),
+    /// as GitHub's branch filters write them: `["main", "release/*"]`.
+    pub branches: Vec<String>,
+    /// The secret, read once by validation.
+    #[serde(skip)]
+    pub secret: Option<Secret>,
 }
 
 /// `[store]`
@@ -135,6 +210,80 @@ pub struct ScanConfig {
     /// A vendor scan still unfinished after this long is marked timed out.
     #[serde(default = "default_scan_timeout", with = "duration_str")]
     pub timeout: Duration,
+    /// Pushes that start this scan (served by `[server]` at `POST /hooks/<name>`).
+    #[serde(default)]
+    pub webhook: Option<ScanHookConfig>,
+}
+
+impl ScanConfig {
+    /// The scan `scansync scan -p PROJECT -t TOOL` makes up when the config has none bound to
+    /// the project: `<tool>-<project>` on `instance`. The daemon makes the same one to finish
+    /// a run of it that `scan --async` or `--timeout` left.
+    pub fn ad_hoc(tool: &str, instance: &str, project: &str) -> ScanConfig {
+        ScanConfig {
+            name: format!("{tool}-{project}"),
+            instance: instance.to_string(),
+            bind_to: project.to_string(),
+            branch: None,
+            environment: None,
+            tags: Vec::new(),
+            metadata: BTreeMap::new(),
+            min_severity: None,
+            enabled: true,
+            schedule: Schedule::Now,
+            timeout: Duration::from_secs(2 * 3600),
+            webhook: None,
+        }
+    }
+}
+
+/// `[webhooks.NAME]`: where notifications about runs are sent, signed the Standard Webhooks
+/// way (see [`crate::webhooks`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// An http(s) URL; notifications are POSTed to it.
+    pub url: String,
+    /// Exactly one of `secret_file` / `secret_env` gives the signing secret. After
+    /// validation `secret_file` holds the path actually read (`%d/` expanded, relative
+    /// paths joined to the config file's folder).
+    pub secret_file: Option<PathBuf>,
+    pub secret_env: Option<String>,
+    /// What to send; default `["findings.new"]`.
+    #[serde(default = "default_webhook_events")]
+    pub events: Vec<crate::webhooks::EventType>,
+    /// Only findings of this severity or worse; default: every severity.
+    pub min_severity: Option<Severity>,
+    /// Only runs of these scans (names of `[[scans]]`); default: every scan.
+    #[serde(default)]
+    pub scans: Vec<String>,
+    /// Per-attempt timeout (connect + answer).
+    #[serde(default = "default_webhook_timeout", with = "duration_str")]
+    pub timeout: Duration,
+    /// The signing secret, read once by validation.
+    #[serde(skip)]
+    pub resolved_secret: Option<Secret>,
+}
+
+fn default_webhook_events() -> Vec<crate::webhooks::EventType> {
+    vec![crate::webhooks::EventType::FindingsNew]
+}
+
+fn default_webhook_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+impl WebhookConfig {
+    /// Where the secret comes from, in words safe to print (never the secret itself).
+    pub fn secret_source(&self) -> String {
+        if let Some(f) = &self.secret_file {
+            format!("secret from file {}", f.display())
+        } else if let Some(v) = &self.secret_env {
+            format!("secret from env {v}")
+        } else {
+            "no secret".to_string()
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -538,7 +687,25 @@ mod opt_duration_str {
 
 type Val<'i> = Spanned<DeValue<'i>>;
 
-const TOP_KEYS: &[&str] = &["store", "daemon", "instances", "scans"];
+const TOP_KEYS: &[&str] = &[
+    "store",
+    "daemon",
+    "instances",
+    "scans",
+    "webhooks",
+    "server",
+];
+const SERVER_KEYS: &[&str] = &[
+    "listen",
+    "tls_cert_file",
+    "tls_key_file",
+    "behind_proxy",
+    "metrics_token_file",
+];
+const SCAN_HOOK_KEYS: &[&str] = &["platform", "secret_file", "secret_env", "branches"];
+/// Shorter webhook secrets are accepted but warned about (`scansync webhook-secret` makes 43
+/// characters).
+const MIN_WEBHOOK_SECRET_LEN: usize = 16;
 const STORE_KEYS: &[&str] = &["path"];
 const DAEMON_KEYS: &[&str] = &[
     "concurrency",
@@ -574,8 +741,19 @@ const SCAN_KEYS: &[&str] = &[
     "enabled",
     "schedule",
     "timeout",
+    "webhook",
 ];
 const SCHEDULE_KEYS: &[&str] = &["at", "cron", "timezone", "every"];
+const WEBHOOK_KEYS: &[&str] = &[
+    "url",
+    "secret_file",
+    "secret_env",
+    "events",
+    "min_severity",
+    "scans",
+    "timeout",
+];
+const SECRET_KEYS: &[&str] = &["secret_file", "secret_env"];
 
 /// 1-based line of a byte offset.
 fn line_of(text: &str, span: &Range<usize>) -> usize {
@@ -857,6 +1035,33 @@ impl Checker<'_> {
                 _ => self.wrong_type("scans", v, "a list of [[scans]] tables"),
             }
         }
+        let mut webhooks = BTreeMap::new();
+        if let Some(v) = top.get("webhooks") {
+            if let Some(table) = self.table("webhooks", v, "a table of [webhooks.NAME] tables") {
+                // Scans that failed their own checks still count as defined here, so a
+                // webhook naming one is not reported a second time.
+                let defined: Vec<String> = match top.get("scans").map(|v| v.get_ref()) {
+                    Some(DeValue::Array(items)) => items
+                        .iter()
+                        .filter_map(|item| match item.get_ref() {
+                            DeValue::Table(t) => match t.get("name").map(|n| n.get_ref()) {
+                                Some(DeValue::String(name)) => Some(name.to_string()),
+                                _ => None,
+                            },
+                            _ => None,
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                for (name, value) in table.iter() {
+                    let path = format!("webhooks.{}", name.get_ref());
+                    if let Some(webhook) = self.webhook(&path, value, &defined) {
+                        webhooks.insert(name.get_ref().to_string(), webhook);
+                    }
+                }
+            }
+        }
+        let server = top.get("server").and_then(|v| self.server(v));
         Config {
             store: store.unwrap_or(StoreConfig {
                 path: PathBuf::new(),
@@ -864,6 +1069,193 @@ impl Checker<'_> {
             daemon,
             instances,
             scans,
+            webhooks,
+            server,
+        }
+    }
+
+    fn webhook(&mut self, path: &str, v: &Val<'_>, scans: &[String]) -> Option<WebhookConfig> {
+        let table = self.table(path, v, "a table ([webhooks.NAME])")?;
+        let span = v.span();
+        let t = Tbl {
+            path,
+            table,
+            span: &span,
+        };
+        self.unknown_keys(t, WEBHOOK_KEYS);
+        let url = match t.get("url") {
+            Some(_) => self.url(t, "url", "https://siem.example.com/hooks/scansync"),
+            None => {
+                self.error(
+                    &t.field("url"),
+                    Some(t.span),
+                    "is required (the http(s) URL notifications are POSTed to)",
+                );
+                None
+            }
+        };
+        let events = match t.get("events") {
+            None => default_webhook_events(),
+            Some(ev) => {
+                // Reports a value that is not a list of strings.
+                self.string_list(t, "events");
+                let items: Vec<&Val<'_>> = match ev.get_ref() {
+                    DeValue::Array(items) => items.iter().collect(),
+                    _ => Vec::new(),
+                };
+                if matches!(ev.get_ref(), DeValue::Array(a) if a.is_empty()) {
+                    self.error(
+                        &t.field("events"),
+                        Some(&ev.span()),
+                        "is empty, so nothing would ever be sent; list at least one of findings.new, findings.fixed, findings.reopened, run.failed (or remove the webhook)",
+                    );
+                }
+                let mut events = Vec::new();
+                for (index, item) in items.into_iter().enumerate() {
+                    let DeValue::String(word) = item.get_ref() else {
+                        continue;
+                    };
+                    match word.parse::<crate::webhooks::EventType>() {
+                        Ok(e) if !events.contains(&e) => events.push(e),
+                        Ok(_) => {}
+                        Err(msg) => self.error(
+                            &format!("{}[{index}]", t.field("events")),
+                            Some(&item.span()),
+                            msg,
+                        ),
+                    }
+                }
+                events
+            }
+        };
+        let min_severity = t.get("min_severity").and_then(|v| {
+            let s = self.string(t, "min_severity")?;
+            match s.parse::<Severity>() {
+                Ok(sev) => Some(sev),
+                Err(e) => {
+                    self.error(&t.field("min_severity"), Some(&v.span()), e);
+                    None
+                }
+            }
+        });
+        let scan_names = self.string_list(t, "scans");
+        if let Some(DeValue::Array(items)) = t.get("scans").map(|v| v.get_ref()) {
+            for (index, item) in items.iter().enumerate() {
+                let DeValue::String(name) = item.get_ref() else {
+                    continue;
+                };
+                if !scans.iter().any(|s| s.as_str() == name.as_ref()) {
+                    let known = if scans.is_empty() {
+                        "none is defined".to_string()
+                    } else {
+                        format!("defined: {}", scans.join(", "))
+                    };
+                    self.error(
+                        &format!("{}[{index}]", t.field("scans")),
+                        Some(&item.span()),
+                        format!("no scan named \"{name}\" ({known})"),
+                    );
+                }
+            }
+        }
+        let mut w = WebhookConfig {
+            url: url.unwrap_or_default(),
+            secret_file: self.string(t, "secret_file").map(PathBuf::from),
+            secret_env: self.string(t, "secret_env"),
+            events,
+            min_severity,
+            scans: scan_names,
+            timeout: self
+                .duration(t, "timeout", false)
+                .unwrap_or_else(default_webhook_timeout),
+            resolved_secret: None,
+        };
+        self.webhook_secret(t, &mut w);
+        Some(w)
+    }
+
+    /// Checks that exactly one secret source is given, reads the secret and checks that it
+    /// makes a signing key. No message ever contains the secret.
+    fn webhook_secret(&mut self, t: Tbl<'_, '_>, w: &mut WebhookConfig) {
+        let Some((key, path, secret)) = self.secret_source(
+            t,
+            "no signing secret given; set exactly one of secret_file or secret_env",
+        ) else {
+            return;
+        };
+        match crate::webhooks::sign::SigningKey::from_secret(&secret) {
+            Ok(k) => {
+                let key_len = k.len();
+                if key_len < crate::webhooks::sign::RECOMMENDED_KEY_BYTES {
+                    self.warn(
+                        &t.field(key),
+                        &t.span_of(key),
+                        format!(
+                            "the signing key is {key_len} bytes; Standard Webhooks asks for at least {} random bytes (e.g. `echo \"whsec_$(openssl rand -base64 32)\"`)",
+                            crate::webhooks::sign::RECOMMENDED_KEY_BYTES
+                        ),
+                    );
+                }
+                if path.is_some() {
+                    w.secret_file = path;
+                }
+                w.resolved_secret = Some(secret);
+            }
+            Err(e) => {
+                let blame = t.get(key).map(|v| v.span());
+                self.error(&t.field(key), blame.as_ref(), format!("the secret {e}"));
+            }
+        }
+    }
+
+    /// Reads the secret of a table that takes exactly one of `secret_file` / `secret_env`
+    /// (an outgoing webhook, a scan's incoming one): the key it came from, the file actually
+    /// read, and the secret. Every problem is reported; `missing` says what to do when
+    /// neither key is set.
+    fn secret_source(
+        &mut self,
+        t: Tbl<'_, '_>,
+        missing: &str,
+    ) -> Option<(&'static str, Option<PathBuf>, Secret)> {
+        let mut given: Vec<&'static str> = SECRET_KEYS
+            .iter()
+            .copied()
+            .filter(|k| t.get(k).is_some())
+            .collect();
+        given.sort_by_key(|k| t.span_of(k).start);
+        match given.as_slice() {
+            [] => {
+                self.error(t.path, Some(t.span), missing);
+                return None;
+            }
+            [_] => {}
+            [_, second, ..] => {
+                self.error(
+                    &t.field(second),
+                    Some(&t.span_of(second)),
+                    format!(
+                        "secret given twice ({}); keep exactly one",
+                        given.join(" and ")
+                    ),
+                );
+                return None;
+            }
+        }
+        let key = given[0];
+        let raw = self.string(t, key)?;
+        let read = if key == "secret_file" {
+            self.secret_from_file(t, key, "secret", Path::new(&raw))
+                .map(|(path, secret)| (Some(path), secret))
+        } else {
+            secret_from_env(&raw, "secret", "secret_file").map(|secret| (None, secret))
+        };
+        match read {
+            Ok((path, secret)) => Some((key, path, secret)),
+            Err(msg) => {
+                let span = t.get(key).map(|v| v.span());
+                self.error(&t.field(key), span.as_ref(), msg);
+                None
+            }
         }
     }
 
@@ -1094,6 +1486,21 @@ impl Checker<'_> {
         file: &Path,
         i: &mut InstanceConfig,
     ) -> Result<Secret, String> {
+        let (path, secret) = self.secret_from_file(t, "token_file", "token", file)?;
+        i.token_file = Some(path);
+        Ok(secret)
+    }
+
+    /// Reads a secret (`what`: "token", "secret") from the file `key` names: `%d/` is the
+    /// systemd credentials folder, relative paths start at the config file's folder, and a
+    /// file readable by group or others is warned about. Returns the path actually read.
+    fn secret_from_file(
+        &mut self,
+        t: Tbl<'_, '_>,
+        key: &str,
+        what: &str,
+        file: &Path,
+    ) -> Result<(PathBuf, Secret), String> {
         let raw = file.to_string_lossy().into_owned();
         let path = match raw.strip_prefix("%d/") {
             Some(rest) => match std::env::var_os("CREDENTIALS_DIRECTORY") {
@@ -1106,29 +1513,11 @@ impl Checker<'_> {
             },
             None => self.base_dir.join(&raw),
         };
-        let meta = std::fs::metadata(&path)
-            .map_err(|e| format!("cannot read token file {}: {e}", path.display()))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = meta.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
-                self.warn(
-                    &t.field("token_file"),
-                    &t.span_of("token_file"),
-                    format!(
-                        "{} is readable by group or others (mode {mode:04o}); run chmod 600 on it",
-                        path.display()
-                    ),
-                );
-            }
-        }
-        #[cfg(not(unix))]
-        let _ = (meta, t);
         let text = std::fs::read_to_string(&path)
-            .map_err(|e| format!("cannot read token file {}: {e}", path.display()))?;
-        i.token_file = Some(path.clone());
-        non_empty(text, &format!("token file {} is empty", path.display()))
+            .map_err(|e| format!("cannot read {what} file {}: {e}", path.display()))?;
+        self.warn_if_readable_by_others(t, key, &path);
+        let secret = non_empty(text, &format!("{what} file {} is empty", path.display()))?;
+        Ok((path, secret))
     }
 
     fn scan(&mut self, path: &str, v: &Val<'_>, instances: &[String]) -> Option<ScanConfig> {
@@ -1196,7 +1585,214 @@ impl Checker<'_> {
             timeout: self
                 .duration(t, "timeout", false)
                 .unwrap_or_else(default_scan_timeout),
+            webhook: t
+                .get("webhook")
+                .and_then(|v| self.scan_hook(&t.field("webhook"), v)),
         })
+    }
+
+    fn server(&mut self, v: &Val<'_>) -> Option<ServerConfig> {
+        let table = self.table("server", v, "a table ([server])")?;
+        let span = v.span();
+        let t = Tbl {
+            path: "server",
+            table,
+            span: &span,
+        };
+        self.unknown_keys(t, SERVER_KEYS);
+        let listen = self
+            .required_string(t, "listen", "the address to listen on, e.g. \"127.0.0.1:8787\"")
+            .and_then(|s| match s.trim().parse::<SocketAddr>() {
+                Ok(addr) => Some(addr),
+                Err(_) => {
+                    let span = t.get("listen").map(|v| v.span());
+                    self.error(
+                        &t.field("listen"),
+                        span.as_ref(),
+                        format!(
+                            "\"{s}\" is not an IP address and port; write e.g. \"127.0.0.1:8787\", \"0.0.0.0:8787\" or \"[::1]:8787\" (host names are not resolved)"
+                        ),
+                    );
+                    None
+                }
+            });
+        let cert = self.path(t, "tls_cert_file");
+        let key = self.path(t, "tls_key_file");
+        let behind_proxy = self.boolean(t, "behind_proxy").unwrap_or(false);
+        match (&cert, &key) {
+            (Some(cert), Some(key)) => {
+                if let Err((which, e)) = crate::server::tls::check_files(cert, key) {
+                    let field = if which == crate::server::tls::TlsFile::Cert {
+                        "tls_cert_file"
+                    } else {
+                        "tls_key_file"
+                    };
+                    let span = t.get(field).map(|v| v.span());
+                    self.error(&t.field(field), span.as_ref(), e);
+                }
+                self.warn_if_readable_by_others(t, "tls_key_file", key);
+            }
+            (Some(_), None) | (None, Some(_)) => {
+                let (given, missing) = if cert.is_some() {
+                    ("tls_cert_file", "tls_key_file")
+                } else {
+                    ("tls_key_file", "tls_cert_file")
+                };
+                self.error(
+                    &t.field(missing),
+                    Some(&t.span_of(given)),
+                    format!("is required when {given} is set: give both (HTTPS) or neither"),
+                );
+            }
+            (None, None) => {}
+        }
+        let metrics_token_file = t.get("metrics_token_file").and_then(|v| {
+            let raw = self.string(t, "metrics_token_file")?;
+            match self.secret_from_file(t, "metrics_token_file", "metrics token", Path::new(&raw)) {
+                Ok((path, secret)) => Some((path, secret)),
+                Err(e) => {
+                    self.error(&t.field("metrics_token_file"), Some(&v.span()), e);
+                    None
+                }
+            }
+        });
+        let listen = listen?;
+        if !listen.ip().is_loopback() && cert.is_none() && !behind_proxy {
+            self.warn(
+                &t.field("listen"),
+                &t.span_of("listen"),
+                format!(
+                    "{listen} is reachable from other machines over plain HTTP: webhook payloads and the metrics token travel unencrypted; set tls_cert_file and tls_key_file, or behind_proxy = true when a TLS-terminating proxy is in front"
+                ),
+            );
+        }
+        let (metrics_token_file, metrics_token) = match metrics_token_file {
+            Some((path, secret)) => (Some(path), Some(secret)),
+            None => (None, None),
+        };
+        Some(ServerConfig {
+            listen,
+            tls_cert_file: cert,
+            tls_key_file: key,
+            behind_proxy,
+            metrics_token_file,
+            metrics_token,
+        })
+    }
+
+    fn scan_hook(&mut self, path: &str, v: &Val<'_>) -> Option<ScanHookConfig> {
+        let table = self.table(
+            path,
+            v,
+            "a table ({ platform = \"github\", secret_env = \"...\", branches = [\"main\"] })",
+        )?;
+        let span = v.span();
+        let t = Tbl {
+            path,
+            table,
+            span: &span,
+        };
+        self.unknown_keys(t, SCAN_HOOK_KEYS);
+        let names: Vec<&str> = Platform::ALL.iter().map(|p| p.as_str()).collect();
+        let platform = self
+            .required_string(t, "platform", &names.join(", "))
+            .and_then(|p| match Platform::ALL.iter().find(|k| k.as_str() == p) {
+                Some(k) => Some(*k),
+                None => {
+                    let hint = match closest(&p, &names) {
+                        Some(k) => format!("did you mean \"{k}\"?"),
+                        None => format!("use one of {}", names.join(", ")),
+                    };
+                    let span = t.get("platform").map(|v| v.span());
+                    self.error(
+                        &t.field("platform"),
+                        span.as_ref(),
+                        format!("\"{p}\" is not a webhook platform; {hint}"),
+                    );
+                    None
+                }
+            });
+        let branches = match t.get("branches") {
+            None => {
+                self.error(
+                    &t.field("branches"),
+                    Some(t.span),
+                    "is required: the branches whose pushes start this scan, e.g. [\"main\", \"release/*\"] ([\"**\"] for every branch)",
+                );
+                None
+            }
+            Some(bv) => {
+                let list = self.string_list(t, "branches");
+                if matches!(bv.get_ref(), DeValue::Array(items) if items.is_empty()) {
+                    self.error(
+                        &t.field("branches"),
+                        Some(&bv.span()),
+                        "is empty, so no push would ever start the scan; list at least one branch (glob), e.g. [\"main\"]",
+                    );
+                }
+                if let Some(bad) = list.iter().position(|b| b.trim().is_empty()) {
+                    self.error(
+                        &format!("{}[{bad}]", t.field("branches")),
+                        Some(&bv.span()),
+                        "must not be empty",
+                    );
+                }
+                Some(list)
+            }
+        };
+        let secret = self.scan_hook_secret(t);
+        Some(ScanHookConfig {
+            platform: platform?,
+            secret_file: secret.as_ref().and_then(|(p, _)| p.clone()),
+            // Read (and type-checked) by webhook_secret; only its name is kept here.
+            secret_env: match t.get("secret_env").map(|v| v.get_ref()) {
+                Some(DeValue::String(name)) => Some(name.to_string()),
+                _ => None,
+            },
+            branches: branches?,
+            secret: Some(secret?.1),
+        })
+    }
+
+    /// Exactly one of `secret_file` and `secret_env`, read. The path is returned for files.
+    fn scan_hook_secret(&mut self, t: Tbl<'_, '_>) -> Option<(Option<PathBuf>, Secret)> {
+        let (key, path, secret) = self.secret_source(
+            t,
+            "no secret given; set secret_file or secret_env (make one with `scansync webhook-secret`)",
+        )?;
+        if secret.expose().len() < MIN_WEBHOOK_SECRET_LEN {
+            self.warn(
+                &t.field(key),
+                &t.span_of(key),
+                format!(
+                    "the webhook secret is shorter than {MIN_WEBHOOK_SECRET_LEN} characters and easy to guess; make a new one with `scansync webhook-secret`"
+                ),
+            );
+        }
+        Some((path, secret))
+    }
+
+    /// Warns (naming `key`) when `path` is readable by group or others.
+    fn warn_if_readable_by_others(&mut self, t: Tbl<'_, '_>, key: &str, path: &Path) {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            if let Ok(meta) = std::fs::metadata(path) {
+                let mode = meta.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
+                    self.warn(
+                        &t.field(key),
+                        &t.span_of(key),
+                        format!(
+                            "{} is readable by group or others (mode {mode:04o}); run chmod 600 on it",
+                            path.display()
+                        ),
+                    );
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = (t, key, path);
     }
 
     fn string_list(&mut self, t: Tbl<'_, '_>, key: &str) -> Vec<String> {
@@ -1307,20 +1903,25 @@ impl Checker<'_> {
 }
 
 fn token_from_env(var: &str) -> Result<Secret, String> {
+    secret_from_env(var, "token", "token_file")
+}
+
+/// Reads a secret (`what`: "token", "secret") from environment variable `var`;
+/// `alternative` is the key to suggest when the variable is unset.
+fn secret_from_env(var: &str, what: &str, alternative: &str) -> Result<Secret, String> {
     let looks_like_name = !var.is_empty()
         && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         && !var.starts_with(|c: char| c.is_ascii_digit());
     if !looks_like_name {
-        // Not echoed: a value here is more likely a pasted token than a variable name.
-        return Err(
-            "is not an environment variable name (letters, digits and _); it names the variable that holds the token, not the token itself"
-                .to_string(),
-        );
+        // Not echoed: a value here is more likely a pasted secret than a variable name.
+        return Err(format!(
+            "is not an environment variable name (letters, digits and _); it names the variable that holds the {what}, not the {what} itself"
+        ));
     }
     match std::env::var(var) {
         Ok(v) if !v.trim().is_empty() => Ok(Secret::new(v.trim_end().to_string())),
         _ => Err(format!(
-            "environment variable {var} is unset or empty; export it before starting scansync (or use token_file)"
+            "environment variable {var} is unset or empty; export it before starting scansync (or use {alternative})"
         )),
     }
 }

@@ -6,25 +6,38 @@
 //! loop.
 //!
 //! Jobs live on tokio-cron-scheduler, but each one only *fires* into [`Shared::dispatch`],
-//! which enforces the rules the scheduler knows nothing about: one run per scan at a time,
-//! the global and per-instance concurrency limits, and jitter. Cron schedules are armed one
-//! occurrence at a time from [`crate::config::Schedule::next_after`] (time-zone aware), because the
-//! scheduler's own cron jobs keep the UTC offset of the moment they were created and so
-//! drift by an hour across a DST change.
+//! which enforces the rules the scheduler knows nothing about: one run per scan at a time
+//! (a webhook push may queue one more behind it), jitter, and stop. The global and
+//! per-instance concurrency limits are [`crate::sync::RunLimits`], which every run takes in
+//! [`run_scan`], whoever started it. With `[server]`, the listener ([`crate::server`]) is
+//! started before the store is opened and handed the daemon once it is ready. Cron
+//! schedules are armed one occurrence at a time from
+//! [`crate::config::Schedule::next_after`] (time-zone aware), because the scheduler's own
+//! cron jobs keep the UTC offset of the moment they were created and so drift by an hour
+//! across a DST change.
+//!
+//! Runs that another process left `running` and then exited (`scansync scan --async` and
+//! `--timeout` do so on purpose, a killed daemon by accident) are taken over at start-up,
+//! every minute (`ADOPT_EVERY`) and on reload (`Shared::adopt_abandoned`): a new run polls
+//! the vendor scan already going.
 
 use crate::config::{Config, ConfigErrors, ScanConfig};
 use crate::schedule::{
     jitter_delay, plan_reload, plan_startup, LastRun, StartupPlan, TRIGGER_RESUME, TRIGGER_SCHEDULE,
 };
-use crate::store::{RunRow, RunState};
-use crate::sync::{run_scan, RunOptions, RunSummary, SyncContext};
+use crate::server::{Backend, Listener, TriggerError, Triggered, TRIGGER_WEBHOOK};
+use crate::store::{RunId, RunRow, RunState, StoreError};
+use crate::sync::{run_scan, RunOptions, RunSummary, SyncContext, SyncError};
 use chrono::{DateTime, Utc};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
-use tokio::sync::{broadcast, mpsc, watch, Semaphore};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_cron_scheduler::{Job, JobScheduler};
 use tracing::{error, info, warn, Instrument};
 use uuid::Uuid;
@@ -41,6 +54,8 @@ pub enum Control {
 /// What the daemon tells whoever listens (the demo's per-cycle report, tests).
 #[derive(Debug, Clone)]
 pub enum DaemonEvent {
+    /// The `[server]` listener is bound to this address (before the store is opened).
+    Listening(SocketAddr),
     /// The store is open and every job is scheduled.
     Ready,
     /// A run ended (in any state: succeeded, failed, interrupted, timed out).
@@ -155,71 +170,69 @@ struct ScanJob {
     id: Uuid,
 }
 
-/// Global and per-instance limits. Replaced when a reload changes the numbers: runs in
-/// flight hold permits of the old semaphores, so for a moment both sets count.
-struct Limits {
-    concurrency: usize,
-    per_instance_concurrency: usize,
-    global: Arc<Semaphore>,
-    per_instance: HashMap<String, Arc<Semaphore>>,
-}
-
-impl Limits {
-    fn new(concurrency: usize, per_instance_concurrency: usize) -> Limits {
-        let concurrency = concurrency.max(1);
-        Limits {
-            concurrency,
-            per_instance_concurrency: per_instance_concurrency.max(1),
-            global: Arc::new(Semaphore::new(concurrency)),
-            per_instance: HashMap::new(),
-        }
-    }
-
-    fn for_instance(&mut self, instance: &str) -> Arc<Semaphore> {
-        let n = self.per_instance_concurrency;
-        self.per_instance
-            .entry(instance.to_string())
-            .or_insert_with(|| Arc::new(Semaphore::new(n)))
-            .clone()
-    }
-}
-
-/// What [`Dispatcher::dispatch`] did.
+/// What [`Dispatcher::dispatch`] and [`Dispatcher::dispatch_or_queue`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Dispatched {
-    /// Spawned: it runs once its delay passed and the permits are held.
+    /// Spawned: it runs once its delay passed.
     Started,
     /// Not spawned: a run of that scan is still going (or waiting).
     AlreadyRunning,
+    /// Queued behind the run in flight: it starts when that one ends.
+    Queued,
+    /// Not queued: a run already waits behind the one in flight; this is its tag.
+    Joined(RunId),
     /// Not spawned: the daemon is stopping.
     Stopping,
 }
 
-/// The rules every run start goes through, whatever fired it: one run per scan at a time,
-/// the global and per-instance limits, the jitter delay, and stop. Knows nothing of configs
-/// or vendors, so it is tested on its own.
+type BoxedRun = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A run the dispatcher may start: `run` once its delay passed, or `cancelled` instead when
+/// stop comes first (to close a run row already begun).
+struct PendingRun {
+    delay: Duration,
+    span: tracing::Span,
+    run: BoxedRun,
+    cancelled: Option<BoxedRun>,
+}
+
+/// The one run allowed to wait behind a scan's run in flight (webhook pushes), with the
+/// tag (run id) later pushes are told.
+struct FollowUp {
+    tag: RunId,
+    job: PendingRun,
+}
+
+/// The rules every daemon run start goes through, whatever fired it: one run per scan at a
+/// time (at most one more waiting, for webhooks), the jitter delay, and stop. Knows nothing
+/// of configs or vendors, so it is tested on its own. The concurrency limits are not here:
+/// the runs take them ([`crate::sync::RunLimits`]), so the CLI's runs count too.
 struct Dispatcher {
-    limits: Mutex<Limits>,
-    /// Scans with a run in flight (or waiting for a permit).
-    running: Mutex<HashSet<String>>,
-    /// How many runs are in flight; shutdown waits for zero.
+    /// Scans with a run in flight (or waiting for its delay or a permit), each with its
+    /// waiting follow-up.
+    running: Mutex<HashMap<String, Option<FollowUp>>>,
+    /// How many scans have runs in flight; shutdown waits for zero.
     inflight: watch::Sender<usize>,
     stop: watch::Receiver<bool>,
 }
 
-/// Removes a scan from `running` and counts it out of `inflight`, however its task ends.
+/// Counts a scan's task out of `inflight` however it ends, and removes the scan from
+/// `running` unless the task already did (a panicking run must not block the scan forever).
 struct InflightGuard {
     dispatcher: Arc<Dispatcher>,
     scan: String,
+    armed: bool,
 }
 
 impl Drop for InflightGuard {
     fn drop(&mut self) {
-        self.dispatcher
-            .running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.scan);
+        if self.armed {
+            self.dispatcher
+                .running
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&self.scan);
+        }
         self.dispatcher
             .inflight
             .send_modify(|n| *n = n.saturating_sub(1));
@@ -232,14 +245,9 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
 }
 
 impl Dispatcher {
-    fn new(
-        concurrency: usize,
-        per_instance_concurrency: usize,
-        stop: watch::Receiver<bool>,
-    ) -> Dispatcher {
+    fn new(stop: watch::Receiver<bool>) -> Dispatcher {
         Dispatcher {
-            limits: Mutex::new(Limits::new(concurrency, per_instance_concurrency)),
-            running: Mutex::new(HashSet::new()),
+            running: Mutex::new(HashMap::new()),
             inflight: watch::channel(0).0,
             stop,
         }
@@ -253,72 +261,134 @@ impl Dispatcher {
         *self.inflight.borrow()
     }
 
-    /// New limits from a reloaded config; unchanged numbers keep the semaphores.
-    fn set_limits(&self, concurrency: usize, per_instance_concurrency: usize) {
-        let mut limits = self.limits.lock().unwrap_or_else(|e| e.into_inner());
-        if limits.concurrency != concurrency.max(1)
-            || limits.per_instance_concurrency != per_instance_concurrency.max(1)
-        {
-            *limits = Limits::new(concurrency, per_instance_concurrency);
-        }
-    }
-
-    /// Spawns `run` for `scan` unless a run of it is going; `run` starts after `delay` and
-    /// once a global and an `instance` permit are held. Waiting ends early on stop: nothing
-    /// was started, so nothing is recorded. Returns at once.
+    /// Spawns `run` for `scan` unless a run of it is going; `run` starts after `delay`.
+    /// Waiting ends early on stop: nothing was started, so nothing is recorded. Returns at
+    /// once.
     fn dispatch<F>(
         self: &Arc<Self>,
         scan: &str,
-        instance: &str,
         delay: Duration,
         span: tracing::Span,
         run: F,
     ) -> Dispatched
     where
-        F: std::future::Future<Output = ()> + Send + 'static,
+        F: Future<Output = ()> + Send + 'static,
     {
         if self.is_stopping() {
             return Dispatched::Stopping;
         }
-        if !self
-            .running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(scan.to_string())
         {
-            return Dispatched::AlreadyRunning;
-        }
-        self.inflight.send_modify(|n| *n += 1);
-        let guard = InflightGuard {
-            dispatcher: self.clone(),
-            scan: scan.to_string(),
-        };
-        let (global, per_instance) = {
-            let mut limits = self.limits.lock().unwrap_or_else(|e| e.into_inner());
-            (limits.global.clone(), limits.for_instance(instance))
-        };
-        let stop = self.stop.clone();
-        tokio::spawn(
-            async move {
-                let _guard = guard;
-                let permits = tokio::select! {
-                    // Stop wins over a permit that frees up at the same moment.
-                    biased;
-                    _ = stopped(stop) => None,
-                    permits = async {
-                        tokio::time::sleep(delay).await;
-                        let g = global.acquire_owned().await.ok()?;
-                        let i = per_instance.acquire_owned().await.ok()?;
-                        Some((g, i))
-                    } => permits,
-                };
-                if let Some(_permits) = permits {
-                    run.await;
-                }
+            let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+            if running.contains_key(scan) {
+                return Dispatched::AlreadyRunning;
             }
-            .instrument(span),
+            running.insert(scan.to_string(), None);
+        }
+        self.spawn(
+            scan,
+            PendingRun {
+                delay,
+                span,
+                run: Box::pin(run),
+                cancelled: None,
+            },
         );
         Dispatched::Started
+    }
+
+    /// Like [`Dispatcher::dispatch`] without delay, but a scan with a run in flight gets
+    /// `run` queued behind it instead of skipped: at most one run waits per scan, and a
+    /// second one is not queued ([`Dispatched::Joined`] names the one waiting). `cancelled`
+    /// runs instead of `run` when stop comes before `run` could start.
+    fn dispatch_or_queue(
+        self: &Arc<Self>,
+        scan: &str,
+        span: tracing::Span,
+        tag: RunId,
+        run: BoxedRun,
+        cancelled: BoxedRun,
+    ) -> Dispatched {
+        if self.is_stopping() {
+            return Dispatched::Stopping;
+        }
+        let job = PendingRun {
+            delay: Duration::ZERO,
+            span,
+            run,
+            cancelled: Some(cancelled),
+        };
+        {
+            let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+            match running.get_mut(scan) {
+                Some(Some(waiting)) => return Dispatched::Joined(waiting.tag),
+                Some(slot @ None) => {
+                    *slot = Some(FollowUp { tag, job });
+                    return Dispatched::Queued;
+                }
+                None => {
+                    running.insert(scan.to_string(), None);
+                }
+            }
+        }
+        self.spawn(scan, job);
+        Dispatched::Started
+    }
+
+    /// The task of one scan: its job, then each follow-up queued meanwhile, then the scan
+    /// leaves `running` (in the same lock as the last look for a follow-up, so a push that
+    /// comes just then either is queued and run here, or finds the scan free).
+    fn spawn(self: &Arc<Self>, scan: &str, first: PendingRun) {
+        self.inflight.send_modify(|n| *n += 1);
+        let mut guard = InflightGuard {
+            dispatcher: self.clone(),
+            scan: scan.to_string(),
+            armed: true,
+        };
+        let dispatcher = self.clone();
+        let scan = scan.to_string();
+        tokio::spawn(async move {
+            let mut job = first;
+            loop {
+                dispatcher.run_job(job).await;
+                let mut running = dispatcher.running.lock().unwrap_or_else(|e| e.into_inner());
+                match running.get_mut(&scan).and_then(Option::take) {
+                    Some(next) => job = next.job,
+                    None => {
+                        running.remove(&scan);
+                        guard.armed = false;
+                        break;
+                    }
+                }
+            }
+            drop(guard);
+        });
+    }
+
+    /// Waits for the delay, then runs the job; on stop, its `cancelled` instead. Stop while
+    /// the job waits for its permits is the job's own to handle ([`run_scan`] does).
+    async fn run_job(&self, job: PendingRun) {
+        let PendingRun {
+            delay,
+            span,
+            run,
+            cancelled,
+        } = job;
+        let stop = self.stop.clone();
+        async move {
+            let go = tokio::select! {
+                // Stop wins over a delay that ends at the same moment.
+                biased;
+                _ = stopped(stop) => false,
+                _ = tokio::time::sleep(delay) => true,
+            };
+            match (go, cancelled) {
+                (true, _) => run.await,
+                (false, Some(cancelled)) => cancelled.await,
+                (false, None) => {}
+            }
+        }
+        .instrument(span)
+        .await
     }
 
     /// Waits up to `timeout` for every run in flight to end. True when they all did.
@@ -337,6 +407,8 @@ struct Shared {
     scheduler: JobScheduler,
     jobs: Mutex<HashMap<String, ScanJob>>,
     next_generation: AtomicU64,
+    /// True from the moment every job is scheduled until stop (what `/readyz` reports).
+    scheduling: AtomicBool,
 }
 
 impl Shared {
@@ -351,13 +423,7 @@ impl Shared {
 
     /// Starts a run of `scan_name` (as the current config has it) unless one is already
     /// going; returns at once.
-    fn dispatch(
-        self: &Arc<Self>,
-        scan_name: &str,
-        trigger: &str,
-        resume_vendor_scan_id: Option<String>,
-        jitter: bool,
-    ) {
+    fn dispatch(self: &Arc<Self>, scan_name: &str, trigger: &str, jitter: bool) {
         let (config, ctx) = self.current();
         let Some(scan) = config
             .scans
@@ -378,7 +444,6 @@ impl Shared {
         };
         let opts = RunOptions {
             trigger: trigger.to_string(),
-            resume_vendor_scan_id,
             ..RunOptions::default()
         };
         let span = tracing::info_span!(
@@ -389,10 +454,12 @@ impl Shared {
         );
         let shared = self.clone();
         let name = scan.name.clone();
-        let instance = scan.instance.clone();
         let run = async move { shared.run_one(&ctx, &scan, opts).await };
-        match self.dispatcher.dispatch(&name, &instance, delay, span, run) {
-            Dispatched::Started | Dispatched::Stopping => {}
+        match self.dispatcher.dispatch(&name, delay, span, run) {
+            Dispatched::Started
+            | Dispatched::Stopping
+            | Dispatched::Queued
+            | Dispatched::Joined(_) => {}
             Dispatched::AlreadyRunning => info!(
                 scan = %name,
                 trigger,
@@ -401,8 +468,183 @@ impl Shared {
         }
     }
 
+    /// A webhook push: a run of `scan_name` on `branch` now, or queued behind the run in
+    /// flight of that scan and branch. The run row is begun here, before the run waits, so
+    /// the sender is told its id; a row that turns out not to be needed (a run already
+    /// waits, or the daemon is stopping) is deleted again.
+    async fn trigger_webhook(
+        self: &Arc<Self>,
+        scan_name: &str,
+        branch: &str,
+    ) -> Result<Triggered, TriggerError> {
+        if self.is_stopping() {
+            return Err(TriggerError::Stopping);
+        }
+        let (config, ctx) = self.current();
+        let scan = config
+            .scans
+            .iter()
+            .find(|s| s.name == scan_name && s.enabled)
+            .cloned()
+            .ok_or_else(|| {
+                TriggerError::Failed(format!(
+                    "scan \"{scan_name}\" is no longer in the config or is disabled"
+                ))
+            })?;
+        let opts = RunOptions {
+            trigger: TRIGGER_WEBHOOK.to_string(),
+            branch: Some(branch.to_string()),
+            ..RunOptions::default()
+        };
+        let key = crate::sync::store_scan_name(&scan, &opts);
+        let run_id = crate::sync::begin_run(&ctx, &scan, &opts)
+            .await
+            .map_err(|e| TriggerError::Failed(e.to_string()))?;
+        let opts = RunOptions {
+            run_id: Some(run_id),
+            ..opts
+        };
+        let span = tracing::info_span!("run", scan = %key, run_id, trigger = TRIGGER_WEBHOOK);
+        let run = {
+            let (shared, ctx, scan) = (self.clone(), ctx.clone(), scan.clone());
+            async move { shared.run_one(&ctx, &scan, opts).await }
+        };
+        // Queued and never started: closed as a run stopped while waiting for a permit is.
+        let cancelled = {
+            let ctx = ctx.clone();
+            async move {
+                if let Err(e) = crate::sync::end_unstarted_run(&ctx, run_id).await {
+                    warn!("cannot close run {run_id}: {e}");
+                }
+            }
+        };
+        let dispatched = self.dispatcher.dispatch_or_queue(
+            &key,
+            span,
+            run_id,
+            Box::pin(run),
+            Box::pin(cancelled),
+        );
+        let discard = |why: &'static str| {
+            let ctx = ctx.clone();
+            async move {
+                match ctx
+                    .with_store(move |s| s.discard_unstarted_run(run_id))
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(e) => warn!("cannot remove run {run_id} ({why}): {e}"),
+                }
+            }
+        };
+        match dispatched {
+            Dispatched::Started => Ok(Triggered {
+                run_id,
+                queued: false,
+            }),
+            Dispatched::Queued => {
+                info!(scan = %key, run_id, "a run of this scan is going; this one waits for it");
+                Ok(Triggered {
+                    run_id,
+                    queued: true,
+                })
+            }
+            Dispatched::Joined(waiting) => {
+                discard("a run already waits").await;
+                info!(scan = %key, run_id = waiting, "a run of this scan already waits; the push joins it");
+                Ok(Triggered {
+                    run_id: waiting,
+                    queued: true,
+                })
+            }
+            Dispatched::Stopping | Dispatched::AlreadyRunning => {
+                discard("stopping").await;
+                Err(TriggerError::Stopping)
+            }
+        }
+    }
+
+    /// Takes over the runs that processes which are gone left `running`: `scansync scan
+    /// --async` and `--timeout` leave theirs on purpose, a killed daemon by accident. A run
+    /// with a vendor scan id, of a scan the config has (or the ad hoc scan `scan` made up),
+    /// is finished by a new run that polls that vendor scan, started no second time; the
+    /// others are marked interrupted. Runs of live processes (pid and start time) are not
+    /// touched, and a run of a scan that is busy here waits for the next sweep. Called at
+    /// start-up, every [`ADOPT_EVERY`] and on reload; returns how many runs were taken over.
+    async fn adopt_abandoned(self: &Arc<Self>) -> Result<usize, StoreError> {
+        let (config, ctx) = self.current();
+        let abandoned = ctx.with_store(|s| s.abandoned_runs()).await?;
+        let mut adopted = 0;
+        for row in abandoned {
+            match scan_for_abandoned(&config, &row) {
+                Ok(scan) => adopted += usize::from(self.dispatch_adoption(&ctx, scan, &row)),
+                Err(why) => {
+                    let id = row.id;
+                    if let Some(row) = ctx
+                        .with_store(move |s| s.interrupt_abandoned_run(id))
+                        .await?
+                    {
+                        info!(
+                            scan = %row.scan,
+                            run_id = row.id,
+                            "run left unfinished by a process that is gone: marked interrupted, not resumed: {why}"
+                        );
+                    }
+                }
+            }
+        }
+        Ok(adopted)
+    }
+
+    /// Starts the run that takes `row` over, unless a run of that scan (and branch) is going
+    /// here: then the row stays as it is for the next sweep. True when started.
+    fn dispatch_adoption(
+        self: &Arc<Self>,
+        ctx: &Arc<SyncContext>,
+        scan: ScanConfig,
+        row: &RunRow,
+    ) -> bool {
+        let opts = RunOptions {
+            trigger: TRIGGER_RESUME.to_string(),
+            branch: row.branch.clone(),
+            adopt_run: Some(row.id),
+            ..RunOptions::default()
+        };
+        let key = crate::sync::store_scan_name(&scan, &opts);
+        let span = tracing::info_span!(
+            "run",
+            scan = %key,
+            run_id = tracing::field::Empty,
+            trigger = TRIGGER_RESUME
+        );
+        let run = {
+            let (shared, ctx) = (self.clone(), ctx.clone());
+            async move { shared.run_one(&ctx, &scan, opts).await }
+        };
+        match self.dispatcher.dispatch(&key, Duration::ZERO, span, run) {
+            Dispatched::Started => {
+                info!(
+                    scan = %key,
+                    run_id = row.id,
+                    "run left unfinished by a process that is gone; resuming its vendor scan {}",
+                    row.vendor_scan_id.as_deref().unwrap_or("?")
+                );
+                true
+            }
+            Dispatched::AlreadyRunning => {
+                tracing::debug!(
+                    scan = %key,
+                    run_id = row.id,
+                    "run left unfinished by a process that is gone; taken over once the run of this scan in flight ends"
+                );
+                false
+            }
+            Dispatched::Stopping | Dispatched::Queued | Dispatched::Joined(_) => false,
+        }
+    }
+
     async fn run_one(&self, ctx: &SyncContext, scan: &ScanConfig, opts: RunOptions) {
-        info!(resume = ?opts.resume_vendor_scan_id, "run starting");
+        info!(adopt_run = ?opts.adopt_run, "run starting");
         sd_status(&format!("running scan {}", scan.name));
         match run_scan(ctx, scan, opts).await {
             Ok(summary) => {
@@ -420,6 +662,10 @@ impl Shared {
                 sd_status(&line);
                 let _ = self.events.send(DaemonEvent::RunFinished(summary));
             }
+            Err(SyncError::StoppedBeforeStart(_)) => {
+                info!("not started: scansync is stopping");
+            }
+            Err(e @ SyncError::NotAbandoned(_)) => info!("not taken over: {e}"),
             Err(e) => {
                 error!("run could not be recorded: {e}");
                 let _ = self.events.send(DaemonEvent::RunError {
@@ -447,7 +693,7 @@ impl Shared {
                         at.to_rfc3339()
                     );
                 }
-                self.dispatch(&scan.name, trigger, None, false);
+                self.dispatch(&scan.name, trigger, false);
             }
             StartupPlan::Skip(reason) => info!(scan = %scan.name, "not run at start-up: {reason}"),
             StartupPlan::OnceAt(at) => {
@@ -460,7 +706,7 @@ impl Shared {
                     Box::pin(async move {
                         wait_until(at).await;
                         if shared.take_job_if_current(&name, generation) {
-                            shared.dispatch(&name, "at", None, false);
+                            shared.dispatch(&name, "at", false);
                         }
                     })
                 })?;
@@ -478,7 +724,7 @@ impl Shared {
                     let name = name.clone();
                     Box::pin(async move {
                         if shared.job_is_current(&name, generation) {
-                            shared.dispatch(&name, TRIGGER_SCHEDULE, None, true);
+                            shared.dispatch(&name, TRIGGER_SCHEDULE, true);
                         }
                     })
                 })?;
@@ -533,7 +779,7 @@ impl Shared {
                     if !shared.job_is_current(&name, generation) {
                         return;
                     }
-                    shared.dispatch(&name, TRIGGER_SCHEDULE, None, true);
+                    shared.dispatch(&name, TRIGGER_SCHEDULE, true);
                     if let Err(e) = shared.arm_cron(name.clone(), generation, next, true).await {
                         error!(scan = %name, "cannot schedule the next cron run: {e:#}");
                     }
@@ -648,6 +894,12 @@ impl Shared {
                 false
             }
         };
+        // SIGHUP also picks up runs left by `scan --async` now, not at the next sweep.
+        match self.adopt_abandoned().await {
+            Ok(0) => {}
+            Ok(n) => info!("{n} run(s) left unfinished by other processes taken over"),
+            Err(e) => warn!("cannot look for runs left unfinished by other processes: {e}"),
+        }
         let _ = self.events.send(DaemonEvent::Reloaded(applied));
         sd_notify(&[sd_notify::NotifyState::Ready]);
         sd_status(&self.status_line());
@@ -656,6 +908,9 @@ impl Shared {
     async fn try_reload(self: &Arc<Self>) -> Result<String, ReloadError> {
         let new = Config::load(&self.config_path).map_err(ReloadError::Invalid)?;
         let (old, old_ctx) = self.current();
+        if new.server != old.server {
+            warn!("[server] changed; the listener keeps its address, TLS files and metrics token until scansync restarts (webhook settings of scans apply now)");
+        }
         if new.store.path != old.store.path {
             return Err(ReloadError::Other(anyhow::anyhow!(
                 "store.path changed from {} to {}; moving the store needs a restart (systemctl restart scansync)",
@@ -667,8 +922,6 @@ impl Shared {
         // flight use, with new connectors and limits.
         let ctx = old_ctx.with_config(&new).map_err(ReloadError::Other)?;
         let plan = plan_reload(&old.scans, &new.scans);
-        self.dispatcher
-            .set_limits(new.daemon.concurrency, new.daemon.per_instance_concurrency);
         let new = Arc::new(new);
         *self.active.write().unwrap_or_else(|e| e.into_inner()) = Active {
             config: new.clone(),
@@ -700,6 +953,24 @@ impl Shared {
             "{enabled} scan(s) scheduled, {} run(s) in flight",
             self.dispatcher.in_flight()
         )
+    }
+}
+
+/// The daemon as the listener sees it.
+struct DaemonBackend(Arc<Shared>);
+
+#[async_trait::async_trait]
+impl Backend for DaemonBackend {
+    fn current(&self) -> (Arc<Config>, Arc<SyncContext>) {
+        self.0.current()
+    }
+
+    fn scheduler_running(&self) -> bool {
+        self.0.scheduling.load(Ordering::SeqCst) && !self.0.is_stopping()
+    }
+
+    async fn trigger(&self, scan: &ScanConfig, branch: &str) -> Result<Triggered, TriggerError> {
+        self.0.trigger_webhook(&scan.name, branch).await
     }
 }
 
@@ -753,22 +1024,34 @@ pub async fn run(config_path: &Path, control: DaemonControl) -> anyhow::Result<(
     } = control;
     sd_status("loading the config");
     let config = Config::load(config_path)?;
+    // Before the store: `/healthz` answers at once and `/readyz` says 503 until ready.
+    let listener = match &config.server {
+        Some(server) => {
+            let listener = Listener::start(server).await?;
+            let _ = events.send(DaemonEvent::Listening(listener.local_addr()));
+            Some(listener)
+        }
+        None => None,
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     sd_status("opening the store");
-    let ctx = SyncContext::new(&config, stop_rx.clone())?;
-    let recovered = {
-        let mut store = ctx.store.lock().unwrap_or_else(|e| e.into_inner());
-        store.recover_unfinished()?
+    let Some(ctx) = open_store(&config, stop_rx.clone(), &mut control_rx).await? else {
+        info!("stopped before the store was open");
+        if let Some(listener) = listener {
+            listener.shutdown().await;
+        }
+        return Ok(());
     };
+    // Delivers the webhook outbox (rows left by a previous process first) until stop.
+    let delivery = tokio::spawn(crate::webhooks::run_delivery_task(
+        ctx.clone(),
+        stop_rx.clone(),
+    ));
     let scheduler = JobScheduler::new().await?;
     scheduler.start().await?;
     let shared = Arc::new(Shared {
         config_path: config_path.to_path_buf(),
-        dispatcher: Arc::new(Dispatcher::new(
-            config.daemon.concurrency,
-            config.daemon.per_instance_concurrency,
-            stop_rx,
-        )),
+        dispatcher: Arc::new(Dispatcher::new(stop_rx)),
         active: RwLock::new(Active {
             config: Arc::new(config.clone()),
             ctx: Arc::new(ctx),
@@ -777,11 +1060,12 @@ pub async fn run(config_path: &Path, control: DaemonControl) -> anyhow::Result<(
         scheduler,
         jobs: Mutex::new(HashMap::new()),
         next_generation: AtomicU64::new(1),
+        scheduling: AtomicBool::new(false),
     });
 
     // Resume first, so a `now` scan whose run was cut short is polled, not started again
     // (the dispatcher skips a second run of a scan already going).
-    let resumed = resume_recovered(&shared, &config, &recovered);
+    let resumed = shared.adopt_abandoned().await?;
     for scan in config.scans.iter().filter(|s| s.enabled) {
         if let Err(e) = shared.schedule_scan(scan).await {
             error!(scan = %scan.name, "cannot schedule: {e:#}");
@@ -792,6 +1076,10 @@ pub async fn run(config_path: &Path, control: DaemonControl) -> anyhow::Result<(
         "scansync running: {enabled} scan(s) scheduled, {resumed} run(s) resumed, store {}",
         config.store.path.display()
     );
+    shared.scheduling.store(true, Ordering::SeqCst);
+    if let Some(listener) = &listener {
+        listener.set_backend(Arc::new(DaemonBackend(shared.clone())));
+    }
     sd_notify(&[sd_notify::NotifyState::Ready]);
     sd_status(&shared.status_line());
     let _ = events.send(DaemonEvent::Ready);
@@ -806,16 +1094,33 @@ pub async fn run(config_path: &Path, control: DaemonControl) -> anyhow::Result<(
         })
     });
 
-    while let Some(c) = control_rx.recv().await {
-        match c {
-            Control::Stop => break,
-            Control::Reload => shared.reload().await,
+    // The first sweep was at start-up; an idle daemon wakes once per period for it.
+    let mut adopt_tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + ADOPT_EVERY, ADOPT_EVERY);
+    adopt_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            c = control_rx.recv() => match c {
+                Some(Control::Reload) => shared.reload().await,
+                Some(Control::Stop) | None => break,
+            },
+            _ = adopt_tick.tick() => {
+                if let Err(e) = shared.adopt_abandoned().await {
+                    warn!("cannot look for runs left unfinished by other processes: {e}");
+                }
+            }
         }
     }
 
+    shared.scheduling.store(false, Ordering::SeqCst);
     let drained = shut_down(&shared, &stop_tx, &mut control_rx).await;
     if let Some(w) = watchdog {
         w.abort();
+    }
+    stop_delivery(delivery).await;
+    // After the drain, so `/readyz` says 503 (not a refused connection) while runs commit.
+    if let Some(listener) = listener {
+        listener.shutdown().await;
     }
     if drained {
         info!("stopped");
@@ -828,35 +1133,102 @@ pub async fn run(config_path: &Path, control: DaemonControl) -> anyhow::Result<(
     Ok(())
 }
 
-/// Polls again the vendor scans of runs a previous process left unfinished (now marked
-/// interrupted by the store), each as a new run. Returns how many were resumed.
-fn resume_recovered(shared: &Arc<Shared>, config: &Config, recovered: &[RunRow]) -> usize {
-    let mut resumed = 0;
-    for row in recovered {
-        let enabled = config.scans.iter().any(|s| s.name == row.scan && s.enabled);
-        match (&row.vendor_scan_id, enabled) {
-            (Some(id), true) => {
-                info!(
-                    scan = %row.scan,
-                    run_id = row.id,
-                    "run left unfinished by the previous process; resuming vendor scan {id}"
-                );
-                shared.dispatch(&row.scan, TRIGGER_RESUME, Some(id.clone()), false);
-                resumed += 1;
+/// Lets the webhook delivery task finish the attempt it is making (the stop flag is already
+/// set) for a few seconds, then cuts it off. A row cut off mid-attempt stays in the outbox,
+/// claimed until its lease runs out, and is sent again after the next start.
+async fn stop_delivery(mut delivery: tokio::task::JoinHandle<()>) {
+    const GRACE: Duration = Duration::from_secs(5);
+    if tokio::time::timeout(GRACE, &mut delivery).await.is_err() {
+        warn!("webhook delivery still busy after {}s; the notification in flight is sent again after the next start", GRACE.as_secs());
+        delivery.abort();
+    }
+}
+
+/// How often the running daemon looks for runs that processes which are gone left
+/// `running` ([`Shared::adopt_abandoned`]): a minute is soon for a CI job that left a scan
+/// with `scansync scan --async`, and the look is one read of an index. SIGHUP looks at once.
+const ADOPT_EVERY: Duration = Duration::from_secs(60);
+
+/// How often opening a store that another process holds locked is tried again.
+const STORE_RETRY: Duration = Duration::from_secs(1);
+
+/// Opens the store and builds the connectors, off the async workers (opening may wait on
+/// SQLite's busy timeout). A store locked by another process (a backup, another scansync
+/// migrating it) is waited for, logged, while the listener answers `/readyz` with 503;
+/// any other failure ends the start. `None` when asked to stop while waiting.
+async fn open_store(
+    config: &Config,
+    stop: watch::Receiver<bool>,
+    control_rx: &mut mpsc::UnboundedReceiver<Control>,
+) -> anyhow::Result<Option<SyncContext>> {
+    let config = Arc::new(config.clone());
+    let mut logged = false;
+    loop {
+        let (c, s) = (config.clone(), stop.clone());
+        let opened = tokio::task::spawn_blocking(move || SyncContext::new(&c, s)).await?;
+        match opened {
+            Ok(ctx) => return Ok(Some(ctx)),
+            Err(e)
+                if e.downcast_ref::<StoreError>()
+                    .is_some_and(StoreError::is_busy) =>
+            {
+                if !logged {
+                    warn!(
+                        "the store {} is locked by another process; waiting for it (retrying every {}s): {e}",
+                        config.store.path.display(),
+                        STORE_RETRY.as_secs()
+                    );
+                    sd_status("waiting for the store: locked by another process");
+                    logged = true;
+                }
             }
-            (Some(_), false) => info!(
-                scan = %row.scan,
-                run_id = row.id,
-                "marked interrupted; not resumed because the scan is no longer enabled"
-            ),
-            (None, _) => info!(
-                scan = %row.scan,
-                run_id = row.id,
-                "marked interrupted; no vendor scan to resume"
-            ),
+            Err(e) => return Err(e),
+        }
+        let deadline = tokio::time::sleep(STORE_RETRY);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                _ = &mut deadline => break,
+                c = control_rx.recv() => match c {
+                    Some(Control::Stop) | None => return Ok(None),
+                    Some(Control::Reload) => info!("reload ignored while waiting for the store; send it again once scansync is ready"),
+                },
+            }
         }
     }
-    resumed
+}
+
+/// The scan a run left `running` by a process that is gone belongs to: the configured scan
+/// of that name (`name@branch` for another branch) on that instance, enabled or not (the
+/// vendor scan is already running; only its result is read), else the ad hoc
+/// `<vendor>-<project>` scan `scansync scan` makes up when the config has none. `Err` says
+/// why the run cannot be resumed.
+fn scan_for_abandoned(config: &Config, row: &RunRow) -> Result<ScanConfig, String> {
+    if row.vendor_scan_id.is_none() {
+        return Err("it had not started a vendor scan".into());
+    }
+    let opts = RunOptions {
+        branch: row.branch.clone(),
+        ..RunOptions::default()
+    };
+    let same = |scan: &ScanConfig| {
+        scan.instance == row.instance && crate::sync::store_scan_name(scan, &opts) == row.scan
+    };
+    if let Some(scan) = config.scans.iter().find(|s| same(s)) {
+        return Ok(scan.clone());
+    }
+    let vendor_matches = config
+        .instances
+        .get(&row.instance)
+        .is_some_and(|i| i.vendor == row.vendor);
+    let ad_hoc = ScanConfig::ad_hoc(&row.vendor, &row.instance, &row.bind_to);
+    if vendor_matches && same(&ad_hoc) {
+        return Ok(ad_hoc);
+    }
+    Err(format!(
+        "the config has no scan \"{}\" on instance \"{}\"",
+        row.scan, row.instance
+    ))
 }
 
 /// Stops scheduling, flips the stop flag (runs commit their page and end interrupted) and
@@ -916,15 +1288,9 @@ mod tests {
     use std::sync::atomic::AtomicBool;
     use tokio::sync::oneshot;
 
-    fn dispatcher(
-        concurrency: usize,
-        per_instance: usize,
-    ) -> (Arc<Dispatcher>, watch::Sender<bool>) {
+    fn dispatcher() -> (Arc<Dispatcher>, watch::Sender<bool>) {
         let (stop_tx, stop_rx) = watch::channel(false);
-        (
-            Arc::new(Dispatcher::new(concurrency, per_instance, stop_rx)),
-            stop_tx,
-        )
+        (Arc::new(Dispatcher::new(stop_rx)), stop_tx)
     }
 
     /// A run that reports its start and then waits to be released.
@@ -947,25 +1313,25 @@ mod tests {
 
     #[tokio::test]
     async fn a_second_dispatch_of_a_running_scan_is_skipped_and_allowed_after_it_ends() {
-        let (d, _stop) = dispatcher(4, 2);
+        let (d, _stop) = dispatcher();
         let (tx, mut started) = mpsc::unbounded_channel();
         let (run, release) = held_run(tx.clone(), "first");
         let span = tracing::Span::none();
         assert_eq!(
-            d.dispatch("web", "ct", Duration::ZERO, span.clone(), run),
+            d.dispatch("web", Duration::ZERO, span.clone(), run),
             Dispatched::Started
         );
         assert_eq!(started.recv().await, Some("first"));
         let (again, _r) = held_run(tx.clone(), "second");
         assert_eq!(
-            d.dispatch("web", "ct", Duration::ZERO, span.clone(), again),
+            d.dispatch("web", Duration::ZERO, span.clone(), again),
             Dispatched::AlreadyRunning
         );
         release.send(()).unwrap();
         assert!(d.drain(LONG).await);
         let (third, release) = held_run(tx, "third");
         assert_eq!(
-            d.dispatch("web", "ct", Duration::ZERO, span, third),
+            d.dispatch("web", Duration::ZERO, span, third),
             Dispatched::Started
         );
         assert_eq!(started.recv().await, Some("third"));
@@ -973,106 +1339,221 @@ mod tests {
         assert!(d.drain(LONG).await);
     }
 
-    /// Two scans on `instances`, with room for one run: the second starts only after the
-    /// first ended.
-    async fn second_waits_for_first(d: Arc<Dispatcher>, instances: [&str; 2]) {
-        let first_done = Arc::new(AtomicBool::new(false));
-        let (tx, mut started) = mpsc::unbounded_channel();
-        let (run, release) = held_run(tx.clone(), "a");
-        let done = first_done.clone();
-        let first = async move {
-            run.await;
-            done.store(true, Ordering::SeqCst);
-        };
-        let seen_done = Arc::new(AtomicBool::new(false));
-        let (seen, done) = (seen_done.clone(), first_done.clone());
-        let second = async move {
-            seen.store(done.load(Ordering::SeqCst), Ordering::SeqCst);
-            let _ = tx.send("b");
-        };
-        d.dispatch(
-            "a",
-            instances[0],
-            Duration::ZERO,
-            tracing::Span::none(),
-            first,
-        );
-        assert_eq!(started.recv().await, Some("a"));
-        d.dispatch(
-            "b",
-            instances[1],
-            Duration::ZERO,
-            tracing::Span::none(),
-            second,
-        );
-        release.send(()).unwrap();
-        assert_eq!(started.recv().await, Some("b"));
-        assert!(
-            seen_done.load(Ordering::SeqCst),
-            "the second run started while the first held the only permit"
-        );
-        assert!(d.drain(LONG).await);
-    }
-
     #[tokio::test]
-    async fn per_instance_limit_holds_a_run_until_one_on_that_instance_ends() {
-        let (d, _stop) = dispatcher(4, 1);
-        second_waits_for_first(d, ["ct", "ct"]).await;
-    }
-
-    #[tokio::test]
-    async fn global_limit_holds_a_run_on_another_instance_too() {
-        let (d, _stop) = dispatcher(1, 4);
-        second_waits_for_first(d, ["ct", "salt"]).await;
-    }
-
-    #[tokio::test]
-    async fn stop_cancels_runs_still_waiting_for_a_permit() {
-        let (d, stop) = dispatcher(1, 1);
-        let (tx, mut started) = mpsc::unbounded_channel();
-        let (run, release) = held_run(tx, "a");
-        d.dispatch("a", "ct", Duration::ZERO, tracing::Span::none(), run);
-        assert_eq!(started.recv().await, Some("a"));
+    async fn stop_cancels_runs_still_waiting_for_their_delay() {
+        let (d, stop) = dispatcher();
         let waiting_ran = Arc::new(AtomicBool::new(false));
         let flag = waiting_ran.clone();
-        d.dispatch(
-            "b",
-            "ct",
-            Duration::ZERO,
-            tracing::Span::none(),
-            async move {
+        assert_eq!(
+            d.dispatch("a", LONG, tracing::Span::none(), async move {
                 flag.store(true, Ordering::SeqCst);
-            },
+            }),
+            Dispatched::Started
         );
         stop.send(true).unwrap();
-        release.send(()).unwrap();
-        assert!(d.drain(LONG).await);
+        assert!(d.drain(LONG).await, "stop ends the wait at once");
         assert!(!waiting_ran.load(Ordering::SeqCst));
         assert_eq!(
-            d.dispatch("c", "ct", Duration::ZERO, tracing::Span::none(), async {}),
+            d.dispatch("c", Duration::ZERO, tracing::Span::none(), async {}),
             Dispatched::Stopping
         );
     }
 
     #[tokio::test]
     async fn drain_reports_a_run_that_does_not_end_in_time() {
-        let (d, _stop) = dispatcher(1, 1);
+        let (d, _stop) = dispatcher();
         let (tx, mut started) = mpsc::unbounded_channel();
         let (run, _release) = held_run(tx, "stuck");
-        d.dispatch("stuck", "ct", Duration::ZERO, tracing::Span::none(), run);
+        d.dispatch("stuck", Duration::ZERO, tracing::Span::none(), run);
         assert_eq!(started.recv().await, Some("stuck"));
         assert!(!d.drain(Duration::from_millis(20)).await);
         assert_eq!(d.in_flight(), 1);
     }
 
+    fn boxed(f: impl std::future::Future<Output = ()> + Send + 'static) -> BoxedRun {
+        Box::pin(f)
+    }
+
     #[tokio::test]
-    async fn changed_limits_take_effect_for_new_runs() {
-        let (d, _stop) = dispatcher(1, 1);
-        d.set_limits(1, 1);
-        let before = Arc::as_ptr(&d.limits.lock().unwrap().global);
-        d.set_limits(3, 1);
-        let limits = d.limits.lock().unwrap();
-        assert_ne!(Arc::as_ptr(&limits.global), before);
-        assert_eq!(limits.global.available_permits(), 3);
+    async fn a_push_while_running_queues_one_run_and_later_pushes_join_it() {
+        let (d, _stop) = dispatcher();
+        let (tx, mut started) = mpsc::unbounded_channel();
+        let (first, release_first) = held_run(tx.clone(), "first");
+        let span = tracing::Span::none;
+        assert_eq!(
+            d.dispatch_or_queue("web", span(), 1, boxed(first), boxed(async {})),
+            Dispatched::Started
+        );
+        assert_eq!(started.recv().await, Some("first"));
+        let (second, release_second) = held_run(tx.clone(), "second");
+        assert_eq!(
+            d.dispatch_or_queue("web", span(), 2, boxed(second), boxed(async {})),
+            Dispatched::Queued
+        );
+        let (third, _r) = held_run(tx.clone(), "third");
+        assert_eq!(
+            d.dispatch_or_queue("web", span(), 3, boxed(third), boxed(async {})),
+            Dispatched::Joined(2)
+        );
+        // A schedule firing meanwhile is still skipped, not queued.
+        let (scheduled, _r) = held_run(tx.clone(), "scheduled");
+        assert_eq!(
+            d.dispatch("web", Duration::ZERO, span(), scheduled),
+            Dispatched::AlreadyRunning
+        );
+        // Another scan (or branch: another key) is not affected.
+        let (other, release_other) = held_run(tx.clone(), "other");
+        assert_eq!(
+            d.dispatch_or_queue("web@dev", span(), 4, boxed(other), boxed(async {})),
+            Dispatched::Started
+        );
+        assert_eq!(started.recv().await, Some("other"));
+        release_other.send(()).unwrap();
+
+        release_first.send(()).unwrap();
+        assert_eq!(started.recv().await, Some("second"));
+        assert_eq!(
+            d.in_flight(),
+            1,
+            "the follow-up runs in the first run's slot"
+        );
+        release_second.send(()).unwrap();
+        assert!(d.drain(LONG).await);
+        // The scan is free again: the next push starts at once.
+        let (fourth, release) = held_run(tx, "fourth");
+        assert_eq!(
+            d.dispatch_or_queue("web", span(), 5, boxed(fourth), boxed(async {})),
+            Dispatched::Started
+        );
+        assert_eq!(started.recv().await, Some("fourth"));
+        release.send(()).unwrap();
+        assert!(d.drain(LONG).await);
+        assert!(started.try_recv().is_err(), "no other run started");
+    }
+
+    #[tokio::test]
+    async fn stop_cancels_a_queued_run_through_its_cancelled_future() {
+        let (d, stop) = dispatcher();
+        let (tx, mut started) = mpsc::unbounded_channel();
+        let (first, release_first) = held_run(tx.clone(), "first");
+        d.dispatch_or_queue(
+            "web",
+            tracing::Span::none(),
+            1,
+            boxed(first),
+            boxed(async {}),
+        );
+        assert_eq!(started.recv().await, Some("first"));
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let flag = cancelled.clone();
+        let (second, _r) = held_run(tx, "second");
+        assert_eq!(
+            d.dispatch_or_queue(
+                "web",
+                tracing::Span::none(),
+                2,
+                boxed(second),
+                boxed(async move { flag.store(true, Ordering::SeqCst) })
+            ),
+            Dispatched::Queued
+        );
+        stop.send(true).unwrap();
+        release_first.send(()).unwrap();
+        assert!(d.drain(LONG).await);
+        assert!(cancelled.load(Ordering::SeqCst));
+        assert!(started.try_recv().is_err(), "the queued run never started");
+        assert_eq!(
+            d.dispatch_or_queue(
+                "web",
+                tracing::Span::none(),
+                3,
+                boxed(async {}),
+                boxed(async {})
+            ),
+            Dispatched::Stopping
+        );
+    }
+
+    fn config_with_scans(scans: Vec<ScanConfig>) -> Config {
+        let instance = |vendor: &str| crate::config::InstanceConfig {
+            vendor: vendor.into(),
+            ..Default::default()
+        };
+        Config {
+            store: crate::config::StoreConfig {
+                path: "/tmp/unused.db".into(),
+            },
+            daemon: Default::default(),
+            instances: [("ct".to_string(), instance("codethreat"))]
+                .into_iter()
+                .chain([("ct2".to_string(), instance("codethreat"))])
+                .collect(),
+            scans,
+            webhooks: Default::default(),
+            server: None,
+        }
+    }
+
+    fn left_running(scan: &str, instance: &str, branch: Option<&str>) -> RunRow {
+        RunRow {
+            id: 7,
+            scan: scan.into(),
+            instance: instance.into(),
+            vendor: "codethreat".into(),
+            bind_to: "project-1".into(),
+            branch: branch.map(Into::into),
+            trigger: "cli".into(),
+            state: RunState::Running,
+            vendor_scan_id: Some("vs-1".into()),
+            started_at: "2026-01-01T00:00:00.000Z".into(),
+            finished_at: None,
+            counts: Default::default(),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn a_left_run_belongs_to_the_configured_scan_of_its_name_branch_and_instance() {
+        let web = ScanConfig {
+            name: "web".into(),
+            branch: Some("main".into()),
+            enabled: false,
+            ..ScanConfig::ad_hoc("codethreat", "ct", "project-1")
+        };
+        let config = config_with_scans(vec![web]);
+        let found = scan_for_abandoned(&config, &left_running("web", "ct", Some("main")));
+        assert_eq!(
+            found.map(|s| s.name),
+            Ok("web".into()),
+            "disabled scans too"
+        );
+        let branch = scan_for_abandoned(&config, &left_running("web@dev", "ct", Some("dev")));
+        assert_eq!(branch.map(|s| s.name), Ok("web".into()));
+        assert!(
+            scan_for_abandoned(&config, &left_running("web", "ct2", Some("main"))).is_err(),
+            "another instance's vendor scan id means nothing on this one"
+        );
+        assert!(scan_for_abandoned(&config, &left_running("gone", "ct", None)).is_err());
+        let mut no_vendor_scan = left_running("web", "ct", Some("main"));
+        no_vendor_scan.vendor_scan_id = None;
+        assert!(scan_for_abandoned(&config, &no_vendor_scan).is_err());
+    }
+
+    #[test]
+    fn a_left_run_of_an_ad_hoc_scan_gets_the_same_ad_hoc_scan() {
+        let config = config_with_scans(Vec::new());
+        let row = left_running("codethreat-project-1@main", "ct2", Some("main"));
+        let scan = scan_for_abandoned(&config, &row).expect("ad hoc");
+        assert_eq!(
+            (
+                scan.name.as_str(),
+                scan.instance.as_str(),
+                scan.bind_to.as_str()
+            ),
+            ("codethreat-project-1", "ct2", "project-1")
+        );
+        let mut other_vendor = row.clone();
+        other_vendor.vendor = "saltsecurity".into();
+        assert!(scan_for_abandoned(&config, &other_vendor).is_err());
     }
 }

@@ -16,7 +16,7 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Sent on every request so vendor operators can tell scansync's traffic apart.
 pub const USER_AGENT: &str = concat!("scansync/", env!("CARGO_PKG_VERSION"));
@@ -153,7 +153,7 @@ impl RetryPolicy {
 
     /// The wait before the next attempt: the server's `Retry-After` when it gave one
     /// (capped), else the jittered backoff.
-    fn delay(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
+    pub fn delay(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
         match retry_after {
             Some(d) => d.min(self.max_retry_after),
             None => self.backoff(retry),
@@ -213,6 +213,17 @@ pub fn looks_like_html(headers: &HeaderMap, body: &[u8]) -> bool {
     by_type || start.trim_start().starts_with("<!doctype html") || start.contains("<html")
 }
 
+/// The settings every scansync client starts from: user agent, connect timeout, the
+/// whole-request `timeout`, and TLS verification on (rustls with the system's roots).
+/// [`HttpClient::for_instance`] adds an instance's CA, proxy and redirect policy; the webhook
+/// sender ([`crate::webhooks::delivery`]) adds its own redirect policy.
+pub fn client_builder(timeout: Duration) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(timeout)
+}
+
 /// A client bound to one instance's base URL (path prefix included), with its token header
 /// redaction, timeouts and retry policy.
 #[derive(Clone)]
@@ -226,6 +237,9 @@ pub struct HttpClient {
     counters: Arc<Counters>,
     /// Secret header values, scrubbed from error bodies in case a server echoes them.
     secrets: Vec<Secret>,
+    /// The instance name the metrics file this client's requests under; `None` records
+    /// nothing (a client that is not a vendor instance's).
+    metrics_label: Option<Arc<str>>,
 }
 
 impl fmt::Debug for HttpClient {
@@ -235,6 +249,7 @@ impl fmt::Debug for HttpClient {
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("retry", &self.retry)
             .field("body_cap", &self.body_cap)
+            .field("metrics_label", &self.metrics_label)
             .finish()
     }
 }
@@ -243,10 +258,7 @@ impl HttpClient {
     /// Builds the client for an instance: base URL (`url`; vendors without one set theirs via
     /// [`HttpClient::with_base_url`]), timeouts, `insecure`, `ca_file`, `proxy`.
     pub fn for_instance(instance: &InstanceConfig) -> Result<HttpClient, HttpError> {
-        let mut builder = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(instance.timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT))
+        let mut builder = client_builder(instance.timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT))
             .gzip(true)
             .redirect(same_host_redirects());
         if instance.insecure {
@@ -290,6 +302,7 @@ impl HttpClient {
             body_cap: DEFAULT_BODY_CAP,
             counters: Arc::default(),
             secrets: Vec::new(),
+            metrics_label: None,
         };
         match &instance.url {
             Some(url) => client.with_base_url(url),
@@ -336,6 +349,13 @@ impl HttpClient {
         self.headers.insert(HeaderName::from_static(name), value);
         self.secrets.push(secret.clone());
         Ok(self)
+    }
+
+    /// Names the instance this client talks to, so each attempt and retry is counted in
+    /// the metrics under it (`scansync_vendor_requests_total{instance=…}`).
+    pub fn with_metrics_label(mut self, instance: &str) -> Self {
+        self.metrics_label = Some(Arc::from(instance));
+        self
     }
 
     /// Replaces the retry policy (tests use tiny delays).
@@ -412,9 +432,17 @@ impl HttpClient {
     ) -> Result<HttpResponse, HttpError> {
         let mut retry = 0u32;
         loop {
+            let started = Instant::now();
             let result = self
                 .attempt(method.clone(), url.clone(), body.clone())
                 .await;
+            if let Some(instance) = &self.metrics_label {
+                let status = match &result {
+                    Ok(resp) => Some(resp.status),
+                    Err(e) => e.status(),
+                };
+                crate::metrics::global().vendor_request(instance, status, started.elapsed());
+            }
             let err = match result {
                 Ok(resp) => return Ok(resp),
                 Err(e) => e,
@@ -432,6 +460,9 @@ impl HttpClient {
             let wait = self.retry.delay(retry, retry_after);
             tracing::debug!(%method, %url, error = %err, wait_ms = wait.as_millis() as u64, "retrying");
             self.counters.retries.fetch_add(1, Ordering::Relaxed);
+            if let Some(instance) = &self.metrics_label {
+                crate::metrics::global().vendor_retry(instance);
+            }
             self.counters
                 .retry_wait_ms
                 .fetch_add(wait.as_millis() as u64, Ordering::Relaxed);
@@ -610,8 +641,9 @@ fn chain_text(e: &(dyn StdError + 'static)) -> String {
     parts.join(": ")
 }
 
-/// Sorts a transport error by cause, from its source chain.
-fn classify(url: &Url, e: &reqwest::Error) -> HttpError {
+/// Sorts a transport error by cause, from its source chain. `url` is only used in the
+/// message, so a caller may pass a redacted one.
+pub(crate) fn classify(url: &Url, e: &reqwest::Error) -> HttpError {
     let url_text = url.to_string();
     // The reqwest message repeats the URL; the chain below it says what happened.
     let detail = e.source().map(chain_text).unwrap_or_else(|| e.to_string());

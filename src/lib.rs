@@ -3,7 +3,9 @@
 //!
 //! Data flows one way: [`config`] → scheduler ([`daemon`]) → connector ([`vendors`], over
 //! [`http`]) → normalized [`finding`] → [`store`]. [`sync`] is the one place where connectors
-//! and the store meet; the CLI ([`cli`]) and the daemon both go through it.
+//! and the store meet; the CLI ([`cli`]), the daemon and its optional listener ([`server`],
+//! webhook-triggered scans, health, metrics) all go through it. A run's end also writes its
+//! [`webhooks`] notifications to the store's outbox, which a delivery task sends.
 
 pub mod cli;
 pub mod config;
@@ -15,7 +17,9 @@ pub mod logging;
 pub mod metrics;
 pub mod schedule;
 pub mod secret;
+pub mod server;
 pub mod sim;
 pub mod store;
 pub mod sync;
 pub mod vendors;
+pub mod webhooks;

@@ -46,6 +46,22 @@ pub fn choose_format(
     }
 }
 
+/// The filter for `--log-level`: a bare level is scansync's own, while dependencies stay at
+/// `warn` (their `info` lines, like the scheduler's "Job creator created", mean nothing to
+/// an operator). A full directive (`warn,hyper=debug`, `trace,scansync=debug`) is taken as
+/// written.
+pub fn filter_directives(level: &str) -> String {
+    let level = level.trim();
+    if level.contains('=') || level.contains(',') {
+        return level.to_string();
+    }
+    match level.to_ascii_lowercase().as_str() {
+        // Quieter than warn applies to everything, or errors from dependencies would show.
+        "error" | "off" => level.to_string(),
+        _ => format!("warn,scansync={level}"),
+    }
+}
+
 /// Installs the global subscriber. `RUST_LOG` wins over `level` so one module can be
 /// turned up without touching the unit file. Calling it twice is harmless (tests, demo).
 pub fn init(level: &str, requested_format: &str) -> Result<(), LoggingError> {
@@ -54,7 +70,8 @@ pub fn init(level: &str, requested_format: &str) -> Result<(), LoggingError> {
         std::env::var_os("JOURNAL_STREAM").is_some(),
         std::io::stderr().is_terminal(),
     )?;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(filter_directives(level)));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -94,6 +111,14 @@ mod tests {
             choose_format("text", false, false).unwrap(),
             LogFormat::Plain
         );
+    }
+
+    #[test]
+    fn a_bare_level_is_scansyncs_and_dependencies_stay_at_warn() {
+        assert_eq!(filter_directives("info"), "warn,scansync=info");
+        assert_eq!(filter_directives("debug"), "warn,scansync=debug");
+        assert_eq!(filter_directives("error"), "error");
+        assert_eq!(filter_directives("warn,hyper=debug"), "warn,hyper=debug");
     }
 
     #[test]

@@ -2,18 +2,124 @@
 //! webhook outbox and the listener record into, rendered by `GET /metrics`.
 //!
 //! Process-wide because every recorder (http.rs, sync.rs, webhooks, server) would otherwise
-//! need a handle threaded through constructors that have nothing else to do with metrics.
+//! need a handle threaded through constructors that have nothing else to do with metrics, and
+//! because a reload rebuilds the [`SyncContext`]: counters kept here survive it. The families
+//! and their labels are documented for operators in docs/metrics.md.
 //!
-//! INTERFACE (fixed so parallel work can call it; bodies filled by the metrics work):
-//! callers use `metrics::global().<recorder>(…)`; the listener calls [`render`].
+//! Callers use `metrics::global().<recorder>(…)`; the listener calls [`render`] and serves
+//! the text with [`CONTENT_TYPE`].
+//!
+//! Two kinds of families:
+//! - recorded as things happen (runs, vendor requests, retries, webhook deliveries and
+//!   triggers): counters and histograms in [`Metrics`];
+//! - read from the store at scrape time (findings by scan/state/severity, last successful
+//!   sync per scan): the store is the truth for these, and a gauge kept in memory would be
+//!   wrong after a restart, or after a run by another process (`scansync scan` beside the
+//!   daemon).
+//!
+//! # Families
+//! | name | type | labels |
+//! | --- | --- | --- |
+//! | `scansync_runs_total` | counter | `scan`, `outcome` (succeeded, failed, interrupted, timed_out) |
+//! | `scansync_run_duration_seconds` | histogram | `scan` |
+//! | `scansync_findings` | gauge | `scan`, `state`, `severity` (every combination, zeros included) |
+//! | `scansync_last_successful_sync_timestamp_seconds` | gauge | `scan` |
+//! | `scansync_vendor_requests_total` | counter | `instance`, `status_class` (2xx, 3xx, 4xx, 5xx, error) |
+//! | `scansync_vendor_request_duration_seconds` | histogram | `instance` |
+//! | `scansync_vendor_retries_total` | counter | `instance` |
+//! | `scansync_webhook_deliveries_total` | counter | `webhook`, `outcome` |
+//! | `scansync_webhook_triggers_total` | counter | `scan`, `result` |
+//!
+//! `scan` is the store's scan name: a branch scanned apart from the configured one shows as
+//! `name@branch`, as in `scansync findings` and `scansync runs`.
 
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
+use prometheus_client::encoding::text::encode_registry;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::finding::Severity;
+use crate::store::{FindingCounts, FindingState};
 use crate::sync::SyncContext;
 
+/// The media type of [`render`]'s text: the Prometheus text exposition format 0.0.4, which
+/// every Prometheus-compatible scraper reads and `promtool check metrics` validates.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Run durations: vendor scans take from seconds (a passive vendor's listing) to hours.
+const RUN_DURATION_BUCKETS: [f64; 14] = [
+    1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0, 14400.0,
+    28800.0,
+];
+/// Vendor request latencies: a status poll is milliseconds, a 500-finding page can take
+/// seconds, and anything near the request timeout (60 s by default) is a problem.
+const REQUEST_DURATION_BUCKETS: [f64; 13] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RunLabels {
+    scan: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ScanLabels {
+    scan: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    instance: String,
+    status_class: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InstanceLabels {
+    instance: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeliveryLabels {
+    webhook: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TriggerLabels {
+    scan: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FindingLabels {
+    scan: String,
+    state: &'static str,
+    severity: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
 /// The registry and its metric families.
-#[derive(Debug, Default)]
-pub struct Metrics {}
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    runs: Family<RunLabels, Counter>,
+    run_duration: HistogramFamily<ScanLabels>,
+    vendor_requests: Family<RequestLabels, Counter>,
+    vendor_request_duration: HistogramFamily<InstanceLabels>,
+    vendor_retries: Family<InstanceLabels, Counter>,
+    webhook_deliveries: Family<DeliveryLabels, Counter>,
+    webhook_triggers: Family<TriggerLabels, Counter>,
+}
 
 /// The one registry of this process.
 pub fn global() -> &'static Metrics {
@@ -21,39 +127,378 @@ pub fn global() -> &'static Metrics {
     GLOBAL.get_or_init(Metrics::default)
 }
 
+impl Default for Metrics {
+    fn default() -> Self {
+        let run_duration: HistogramFamily<ScanLabels> =
+            Family::new_with_constructor(|| Histogram::new(RUN_DURATION_BUCKETS));
+        let vendor_request_duration: HistogramFamily<InstanceLabels> =
+            Family::new_with_constructor(|| Histogram::new(REQUEST_DURATION_BUCKETS));
+        let m = Metrics {
+            registry: Registry::default(),
+            runs: Family::default(),
+            run_duration,
+            vendor_requests: Family::default(),
+            vendor_request_duration,
+            vendor_retries: Family::default(),
+            webhook_deliveries: Family::default(),
+            webhook_triggers: Family::default(),
+        };
+        let mut registry = Registry::default();
+        // Counter names are given without `_total`: the encoder appends it to the samples.
+        registry.register(
+            "scansync_runs",
+            "Sync runs that ended, by scan and outcome (succeeded, failed, interrupted, timed_out)",
+            m.runs.clone(),
+        );
+        registry.register(
+            "scansync_run_duration_seconds",
+            "How long sync runs took from start to end, by scan",
+            m.run_duration.clone(),
+        );
+        registry.register(
+            "scansync_vendor_requests",
+            "HTTP requests to vendor instances (each attempt, retries included), by instance and status class (2xx, 3xx, 4xx, 5xx, or error when no response came)",
+            m.vendor_requests.clone(),
+        );
+        registry.register(
+            "scansync_vendor_request_duration_seconds",
+            "Latency of HTTP requests to vendor instances, body read included, by instance",
+            m.vendor_request_duration.clone(),
+        );
+        registry.register(
+            "scansync_vendor_retries",
+            "Retries of HTTP requests to vendor instances, by instance",
+            m.vendor_retries.clone(),
+        );
+        registry.register(
+            "scansync_webhook_deliveries",
+            "Outgoing webhook delivery attempts, by webhook and outcome (delivered, retry, gave_up)",
+            m.webhook_deliveries.clone(),
+        );
+        registry.register(
+            "scansync_webhook_triggers",
+            "Requests to POST /hooks/<scan>, by scan and result (started, queued, duplicate, ignored, unauthorized, not_found, bad_request, unavailable)",
+            m.webhook_triggers.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+}
+
 impl Metrics {
     /// A sync run ended: `outcome` is the run state word (succeeded, failed, interrupted,
     /// timed_out).
     pub fn run_finished(&self, scan: &str, outcome: &str, duration: Duration) {
-        let _ = (scan, outcome, duration);
+        self.runs
+            .get_or_create(&RunLabels {
+                scan: scan.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+        self.run_duration
+            .get_or_create(&ScanLabels {
+                scan: scan.to_string(),
+            })
+            .observe(duration.as_secs_f64());
     }
 
     /// One HTTP attempt to a vendor instance finished; `status` is the HTTP status, or `None`
     /// when no response came (connect error, timeout).
     pub fn vendor_request(&self, instance: &str, status: Option<u16>, latency: Duration) {
-        let _ = (instance, status, latency);
+        self.vendor_requests
+            .get_or_create(&RequestLabels {
+                instance: instance.to_string(),
+                status_class: status_class(status),
+            })
+            .inc();
+        self.vendor_request_duration
+            .get_or_create(&InstanceLabels {
+                instance: instance.to_string(),
+            })
+            .observe(latency.as_secs_f64());
     }
 
     /// The HTTP client is about to retry a request to `instance`.
     pub fn vendor_retry(&self, instance: &str) {
-        let _ = instance;
+        self.vendor_retries
+            .get_or_create(&InstanceLabels {
+                instance: instance.to_string(),
+            })
+            .inc();
     }
 
     /// One webhook delivery attempt ended: `outcome` is delivered, retry or gave_up.
     pub fn webhook_delivery(&self, webhook: &str, outcome: &str) {
-        let _ = (webhook, outcome);
+        self.webhook_deliveries
+            .get_or_create(&DeliveryLabels {
+                webhook: webhook.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
     }
 
     /// A request to `POST /hooks/<scan>` was answered: `result` is started, queued,
-    /// duplicate, ignored, unauthorized, not_found or bad_request.
+    /// duplicate, ignored, unauthorized, not_found, bad_request or unavailable (503).
     pub fn webhook_trigger(&self, scan: &str, result: &str) {
-        let _ = (scan, result);
+        self.webhook_triggers
+            .get_or_create(&TriggerLabels {
+                scan: scan.to_string(),
+                result: result.to_string(),
+            })
+            .inc();
     }
+
+    /// The recorded families (not the store-backed ones) in the Prometheus text format.
+    pub fn render_recorded(&self) -> String {
+        let mut openmetrics = String::new();
+        encode_registry(&mut openmetrics, &self.registry).expect("writing to a String");
+        to_prometheus_text(&openmetrics)
+    }
+}
+
+/// `2xx` … `5xx` for an HTTP status, `error` when no response came (or a status outside
+/// 200..=599, which no well-behaved server sends).
+fn status_class(status: Option<u16>) -> &'static str {
+    match status {
+        Some(200..=299) => "2xx",
+        Some(300..=399) => "3xx",
+        Some(400..=499) => "4xx",
+        Some(500..=599) => "5xx",
+        _ => "error",
+    }
+}
+
+/// What the store says at scrape time.
+#[derive(Debug, Default)]
+pub struct StoreSnapshot {
+    /// Every scan with its findings by state and severity.
+    pub findings: BTreeMap<String, FindingCounts>,
+    /// Per scan, the end of its latest successful run (RFC 3339).
+    pub last_success: BTreeMap<String, String>,
+    /// Webhook notifications not yet delivered (nor given up).
+    pub outbox_depth: u64,
 }
 
 /// The text exposition of every metric, including those read from the store at scrape time
 /// (findings by scan/state/severity, last successful sync per scan, outbox depth).
+///
+/// The store is read through [`SyncContext::with_store`], off the async workers; a scrape
+/// waits at most for the page transaction in flight.
 pub async fn render(ctx: &SyncContext) -> anyhow::Result<String> {
-    let _ = ctx;
-    Ok(String::new())
+    let snapshot = ctx
+        .with_store(|s| {
+            Ok(StoreSnapshot {
+                findings: s.finding_counts()?,
+                last_success: s.last_successful_syncs()?,
+                outbox_depth: s.outbox_depth()?,
+            })
+        })
+        .await?;
+    let mut text = global().render_recorded();
+    text.push_str(&render_store(&snapshot));
+    Ok(text)
+}
+
+/// The store-backed families: findings (every state × severity of every scan, zeros
+/// included, so a count that drops to zero reads as 0 rather than disappearing), the last
+/// successful sync time and the webhook outbox depth.
+pub fn render_store(snapshot: &StoreSnapshot) -> String {
+    let findings: Family<FindingLabels, Gauge> = Family::default();
+    for (scan, counts) in &snapshot.findings {
+        for state in FindingState::ALL {
+            for severity in Severity::ALL {
+                let n = counts.get(&(state, severity)).copied().unwrap_or(0);
+                findings
+                    .get_or_create(&FindingLabels {
+                        scan: scan.clone(),
+                        state: state.as_str(),
+                        severity: severity.as_str(),
+                    })
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
+        }
+    }
+    let last_success: Family<ScanLabels, Gauge<f64, AtomicU64>> = Family::default();
+    for (scan, at) in &snapshot.last_success {
+        // A time the store cannot parse was written by hand; leaving the series out is
+        // better than a made-up value.
+        if let Ok(at) = chrono::DateTime::parse_from_rfc3339(at) {
+            last_success
+                .get_or_create(&ScanLabels { scan: scan.clone() })
+                .set(at.timestamp_millis() as f64 / 1000.0);
+        }
+    }
+    let outbox: Gauge = Gauge::default();
+    outbox.set(i64::try_from(snapshot.outbox_depth).unwrap_or(i64::MAX));
+    let mut registry = Registry::default();
+    registry.register(
+        "scansync_webhook_outbox_depth",
+        "Webhook notifications waiting in the outbox for delivery",
+        outbox,
+    );
+    registry.register(
+        "scansync_findings",
+        "Findings in the store, by scan, lifecycle state and severity",
+        findings,
+    );
+    registry.register(
+        "scansync_last_successful_sync_timestamp_seconds",
+        "When the latest successful sync run of each scan ended, in Unix seconds",
+        last_success,
+    );
+    let mut openmetrics = String::new();
+    encode_registry(&mut openmetrics, &registry).expect("writing to a String");
+    to_prometheus_text(&openmetrics)
+}
+
+/// Turns prometheus-client's OpenMetrics text (without the `# EOF` line, which
+/// `encode_registry` leaves out) into the Prometheus text format 0.0.4.
+///
+/// The two differ, for what this module registers, only in counters: OpenMetrics names the
+/// family `x` in `# HELP`/`# TYPE` and its sample `x_total`, while the Prometheus format
+/// names both `x_total`; a Prometheus-format parser (and `promtool check metrics`) reads the
+/// OpenMetrics form as an untyped metric without help. `# UNIT` lines are dropped (a comment
+/// there anyway; units are in the names).
+fn to_prometheus_text(openmetrics: &str) -> String {
+    let mut out = String::with_capacity(openmetrics.len() + 256);
+    let mut pending_help: Option<(&str, &str)> = None;
+    let flush = |out: &mut String, help: Option<(&str, &str)>| {
+        if let Some((name, text)) = help {
+            let _ = writeln!(out, "# HELP {name} {text}");
+        }
+    };
+    for line in openmetrics.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            flush(&mut out, pending_help.take());
+            let (name, text) = rest.split_once(' ').unwrap_or((rest, ""));
+            pending_help = Some((name, text));
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, ""));
+            let renamed = if kind == "counter" && !name.ends_with("_total") {
+                format!("{name}_total")
+            } else {
+                name.to_string()
+            };
+            match pending_help.take() {
+                Some((help_name, text)) if help_name == name => {
+                    let _ = writeln!(out, "# HELP {renamed} {text}");
+                }
+                other => flush(&mut out, other),
+            }
+            let _ = writeln!(out, "# TYPE {renamed} {kind}");
+        } else if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        } else {
+            flush(&mut out, pending_help.take());
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    flush(&mut out, pending_help.take());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_classes_cover_every_status_and_no_response() {
+        assert_eq!(status_class(Some(200)), "2xx");
+        assert_eq!(status_class(Some(204)), "2xx");
+        assert_eq!(status_class(Some(302)), "3xx");
+        assert_eq!(status_class(Some(429)), "4xx");
+        assert_eq!(status_class(Some(503)), "5xx");
+        assert_eq!(status_class(None), "error");
+        assert_eq!(status_class(Some(99)), "error");
+    }
+
+    #[test]
+    fn counters_are_named_with_total_in_help_and_type_lines() {
+        let m = Metrics::default();
+        m.run_finished("shop", "succeeded", Duration::from_millis(1500));
+        m.vendor_retry("ct");
+        let text = m.render_recorded();
+        assert!(
+            text.contains("# HELP scansync_runs_total Sync runs"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE scansync_runs_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("scansync_runs_total{scan=\"shop\",outcome=\"succeeded\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("scansync_vendor_retries_total{instance=\"ct\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE scansync_run_duration_seconds histogram\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("scansync_run_duration_seconds_bucket{le=\"5.0\",scan=\"shop\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("# UNIT") && !text.contains("# EOF"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn conversion_renames_only_counter_families_and_keeps_everything_else() {
+        let om = "# HELP a_seconds A help.\n# TYPE a_seconds gauge\n# UNIT a_seconds seconds\n\
+                  a_seconds 1.5\n# HELP b B help with spaces.\n# TYPE b counter\n\
+                  b_total{x=\"# HELP y\"} 2\n# EOF\n";
+        assert_eq!(
+            to_prometheus_text(om),
+            "# HELP a_seconds A help.\n# TYPE a_seconds gauge\na_seconds 1.5\n\
+             # HELP b_total B help with spaces.\n# TYPE b_total counter\n\
+             b_total{x=\"# HELP y\"} 2\n"
+        );
+    }
+
+    #[test]
+    fn findings_are_rendered_for_every_state_and_severity_with_zeros() {
+        let snapshot = StoreSnapshot {
+            findings: BTreeMap::from([
+                (
+                    "shop".to_string(),
+                    BTreeMap::from([((FindingState::Open, Severity::High), 3)]),
+                ),
+                ("empty".to_string(), BTreeMap::new()),
+            ]),
+            last_success: BTreeMap::from([(
+                "shop".to_string(),
+                "2026-01-02T03:04:05.250Z".to_string(),
+            )]),
+            outbox_depth: 2,
+        };
+        let text = render_store(&snapshot);
+        let series = |scan: &str| {
+            text.lines()
+                .filter(|l| l.starts_with(&format!("scansync_findings{{scan=\"{scan}\"")))
+                .count()
+        };
+        assert_eq!(series("shop"), 30, "{text}");
+        assert_eq!(series("empty"), 30, "{text}");
+        assert!(
+            text.contains("scansync_findings{scan=\"shop\",state=\"open\",severity=\"high\"} 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("scansync_findings{scan=\"shop\",state=\"fixed\",severity=\"high\"} 0\n"),
+            "{text}"
+        );
+        assert!(text.contains("scansync_webhook_outbox_depth 2\n"), "{text}");
+        assert!(
+            text.contains(
+                "scansync_last_successful_sync_timestamp_seconds{scan=\"shop\"} 1767323045.25\n"
+            ),
+            "{text}"
+        );
+    }
 }

@@ -165,6 +165,7 @@ mod tests {
             enabled,
             schedule,
             timeout: Duration::from_secs(7200),
+            webhook: None,
         }
     }
 

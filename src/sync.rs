@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The store, shared by every run in the process. SQLite has one writer at a time anyway;
 /// the mutex makes that explicit and keeps each page's transaction whole.
@@ -23,11 +24,18 @@ pub struct SyncContext {
     pub vendors: BTreeMap<String, Arc<dyn Vendor>>,
     /// How often a vendor scan's status is polled.
     pub poll_interval: Duration,
-    /// Global and per-instance bounds on runs in flight.
+    /// Global and per-instance bounds on runs in flight, shared by every clone (a reload
+    /// that changes the numbers makes new ones; see [`RunLimits::reloaded`]).
     pub limits: RunLimits,
     /// Flipped to true when the process is asked to stop: runs finish their current page,
     /// commit, and end as `interrupted`.
     pub stop: tokio::sync::watch::Receiver<bool>,
+    /// The configured webhooks and the delivery task's wake-up; shared by every clone, so a
+    /// reload reaches the task. Runs write their notifications through the store (see
+    /// [`crate::store::Store::set_webhook_routes`]) and [`Outbox::wake`] the task.
+    ///
+    /// [`Outbox::wake`]: crate::webhooks::Outbox::wake
+    pub outbox: crate::webhooks::Outbox,
 }
 
 /// How one run is started.
@@ -37,12 +45,28 @@ pub struct RunOptions {
     pub trigger: String,
     /// Overrides the scan's configured branch (`scansync scan -b`, webhooks).
     pub branch: Option<String>,
-    /// Poll this vendor scan instead of starting a new one (resume after a restart).
+    /// Poll this vendor scan instead of starting a new one.
     pub resume_vendor_scan_id: Option<String>,
+    /// Take over this run, which a process that is gone left `running` with its vendor scan
+    /// (`scansync scan --async` or `--timeout`, a killed daemon): once this run holds its
+    /// permits, that row is marked `interrupted` and this run polls its vendor scan instead
+    /// of starting one. Taking the row only then leaves it to the next daemon when this one
+    /// is stopped while waiting. [`SyncError::NotAbandoned`] when another process took it
+    /// over first.
+    pub adopt_run: Option<RunId>,
     /// Return right after the vendor scan is started (`scansync scan --async`).
     pub start_only: bool,
+    /// Stop waiting for the vendor scan at this instant and return as `start_only` does: the
+    /// run stays `running` with its vendor scan id, for a daemon to resume
+    /// (`scansync scan --timeout`). Only the wait for the vendor applies: once the vendor
+    /// scan has finished, its findings are read to the end.
+    pub detach_at: Option<tokio::time::Instant>,
     /// Called with progress lines for a terminal (`sync`'s progress display).
     pub progress: Option<Progress>,
+    /// A run row already begun with [`begin_run`] for this run (same scan and options):
+    /// the listener creates it before the run waits for its turn, to answer the webhook
+    /// with the run id at once.
+    pub run_id: Option<RunId>,
 }
 
 /// A sink for human progress lines; `None` when output is not a terminal.
@@ -78,6 +102,14 @@ pub enum SyncError {
     NoConnector(String, String),
     #[error(transparent)]
     Vendor(#[from] VendorError),
+    /// The process was asked to stop while the run waited for its turn (a concurrency
+    /// permit): nothing was started at the vendor and nothing was recorded.
+    #[error("scan \"{0}\" did not run: scansync was asked to stop before the run could start")]
+    StoppedBeforeStart(String),
+    /// [`RunOptions::adopt_run`] named a run that ended or that a live process owns by the
+    /// time this run could take it over: nothing to do.
+    #[error("run {0} is no longer left unfinished: another process took it over or it ended")]
+    NotAbandoned(RunId),
 }
 
 impl SyncContext {
@@ -86,13 +118,15 @@ impl SyncContext {
         config: &Config,
         stop: tokio::sync::watch::Receiver<bool>,
     ) -> anyhow::Result<SyncContext> {
-        let store = Store::open(&config.store.path)?;
+        let mut store = Store::open(&config.store.path)?;
+        store.set_webhook_routes(crate::webhooks::routes(config));
         let mut ctx = SyncContext {
             store: Arc::new(Mutex::new(store)),
             vendors: BTreeMap::new(),
             poll_interval: config.daemon.poll_interval,
-            limits: RunLimits::new(config),
+            limits: RunLimits::from_config(config),
             stop,
+            outbox: crate::webhooks::Outbox::new(config)?,
         };
         ctx.rebuild_vendors(config)?;
         Ok(ctx)
@@ -100,18 +134,27 @@ impl SyncContext {
 
     /// Rebuilds connectors and limits from a (re)loaded config, keeping the store. Runs in
     /// flight hold their own clone of the old context and finish with the old connectors.
+    /// Webhooks are shared state: once this returns, every run that finishes (in flight or
+    /// not) notifies the new webhooks, and the delivery task sends to the new targets.
     pub fn with_config(&self, config: &Config) -> anyhow::Result<SyncContext> {
         let mut ctx = self.clone();
         ctx.poll_interval = config.daemon.poll_interval;
-        ctx.limits = RunLimits::new(config);
+        ctx.limits = self.limits.reloaded(config);
+        let targets = crate::webhooks::Outbox::prepare(config)?;
         ctx.rebuild_vendors(config)?;
+        // Nothing below can fail: the reload is all or nothing.
+        ctx.outbox.install(targets);
+        ctx.store
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .set_webhook_routes(crate::webhooks::routes(config));
         Ok(ctx)
     }
 
     fn rebuild_vendors(&mut self, config: &Config) -> anyhow::Result<()> {
         self.vendors.clear();
         for (name, instance) in &config.instances {
-            let vendor = crate::vendors::connect(instance)
+            let vendor = crate::vendors::connect(name, instance)
                 .map_err(|e| anyhow::anyhow!("instance \"{name}\": {e}"))?;
             self.vendors.insert(name.clone(), Arc::from(vendor));
         }
@@ -151,51 +194,141 @@ impl SyncContext {
 }
 
 /// Bounds on runs in flight: one across all scans, one per instance, so a burst of
-/// schedules never floods a vendor. Shared by every caller of [`run_scan`].
+/// schedules, pushes and CLI runs never floods a vendor. The one limiter of the process:
+/// [`run_scan`] takes its permits, whoever calls it (`sync`, `scan`, the daemon's schedules,
+/// webhook-triggered and resumed runs), and holds them for the run's whole life.
 #[derive(Clone)]
 pub struct RunLimits {
-    global: Arc<tokio::sync::Semaphore>,
-    per_instance: BTreeMap<String, Arc<tokio::sync::Semaphore>>,
+    concurrency: usize,
+    per_instance_concurrency: usize,
+    global: Arc<Semaphore>,
+    /// Made on first use, so an instance added by a reload needs no special case.
+    per_instance: Arc<Mutex<BTreeMap<String, Arc<Semaphore>>>>,
+}
+
+/// The permits a run holds until it ends; dropping them lets the next run in.
+pub struct RunPermits {
+    _instance: OwnedSemaphorePermit,
+    _global: OwnedSemaphorePermit,
 }
 
 impl RunLimits {
-    pub fn new(config: &Config) -> RunLimits {
+    /// `concurrency` runs at once in all, `per_instance_concurrency` per instance (each at
+    /// least 1).
+    pub fn new(concurrency: usize, per_instance_concurrency: usize) -> RunLimits {
+        let concurrency = concurrency.max(1);
         RunLimits {
-            global: Arc::new(tokio::sync::Semaphore::new(
-                config.daemon.concurrency.max(1),
-            )),
-            per_instance: config
-                .instances
-                .keys()
-                .map(|name| {
-                    let n = config.daemon.per_instance_concurrency.max(1);
-                    (name.clone(), Arc::new(tokio::sync::Semaphore::new(n)))
-                })
-                .collect(),
+            concurrency,
+            per_instance_concurrency: per_instance_concurrency.max(1),
+            global: Arc::new(Semaphore::new(concurrency)),
+            per_instance: Arc::default(),
         }
     }
 
-    async fn acquire(
+    /// The limits of `[daemon]`.
+    pub fn from_config(config: &Config) -> RunLimits {
+        RunLimits::new(
+            config.daemon.concurrency,
+            config.daemon.per_instance_concurrency,
+        )
+    }
+
+    /// The limits after a reload to `config`: these very semaphores when the numbers did not
+    /// change (runs in flight keep counting against them), fresh ones for new runs when they
+    /// did (runs in flight finish on the old ones, so for a moment both sets count).
+    pub fn reloaded(&self, config: &Config) -> RunLimits {
+        let new = RunLimits::from_config(config);
+        if (new.concurrency, new.per_instance_concurrency)
+            == (self.concurrency, self.per_instance_concurrency)
+        {
+            self.clone()
+        } else {
+            new
+        }
+    }
+
+    fn instance(&self, instance: &str) -> Arc<Semaphore> {
+        let n = self.per_instance_concurrency;
+        self.per_instance
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(instance.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(n)))
+            .clone()
+    }
+
+    /// Waits for an `instance` permit, then a global one. `None` when `stop` is (or becomes)
+    /// set first: the caller starts nothing. Stop wins over a permit that frees up at the
+    /// same moment.
+    pub async fn acquire(
         &self,
         instance: &str,
-    ) -> (
-        tokio::sync::OwnedSemaphorePermit,
-        Option<tokio::sync::OwnedSemaphorePermit>,
-    ) {
-        // The instance permit first: waiting for a busy vendor must not hold a global slot
-        // that a run against an idle vendor could use.
-        let inst = match self.per_instance.get(instance) {
-            Some(s) => Some(s.clone().acquire_owned().await.expect("never closed")),
-            None => None,
+        stop: &mut tokio::sync::watch::Receiver<bool>,
+    ) -> Option<RunPermits> {
+        let (per_instance, global) = (self.instance(instance), self.global.clone());
+        let stop_requested = async {
+            if stop.wait_for(|s| *s).await.is_err() {
+                // The sender is gone: nobody can ask this run to stop any more.
+                std::future::pending::<()>().await;
+            }
         };
-        let global = self
-            .global
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("never closed");
-        (global, inst)
+        tokio::select! {
+            biased;
+            _ = stop_requested => None,
+            permits = async {
+                // The instance permit first: waiting for a busy vendor must not hold a global
+                // slot that a run against an idle vendor could use.
+                let instance = per_instance.acquire_owned().await.ok()?;
+                let global = global.acquire_owned().await.ok()?;
+                Some(RunPermits { _instance: instance, _global: global })
+            } => permits,
+        }
     }
+}
+
+/// The name a run of `scan` with `opts` is stored under: the scan's name, or `name@branch`
+/// for a branch other than the configured one. Runs under one name never overlap.
+pub fn store_scan_name(scan: &ScanConfig, opts: &RunOptions) -> String {
+    match (&opts.branch, &scan.branch) {
+        (Some(b), configured) if configured.as_deref() != Some(b.as_str()) => {
+            format!("{}@{}", scan.name, b)
+        }
+        _ => scan.name.clone(),
+    }
+}
+
+/// Records the start of a run of `scan` now (a `running` row) and returns its id, for a
+/// caller that hands the id out before the run gets its permits; pass it on in
+/// [`RunOptions::run_id`]. A run stopped before it could start ends that row `interrupted`
+/// ([`end_unstarted_run`]).
+pub async fn begin_run(
+    ctx: &SyncContext,
+    scan: &ScanConfig,
+    opts: &RunOptions,
+) -> Result<RunId, SyncError> {
+    let vendor = ctx
+        .vendors
+        .get(&scan.instance)
+        .ok_or_else(|| SyncError::NoConnector(scan.name.clone(), scan.instance.clone()))?;
+    let scope = scope_for(scan, vendor.name(), opts);
+    Ok(ctx.with_store(move |s| s.begin_run(&scope)).await?)
+}
+
+/// Ends a run row begun with [`begin_run`] whose run never started because the process is
+/// stopping: `interrupted` with the reason, nothing fetched, nothing marked fixed. The row
+/// stays rather than vanish, since whoever triggered the run was told its id.
+pub async fn end_unstarted_run(ctx: &SyncContext, run_id: RunId) -> Result<RunSummary, SyncError> {
+    let end = RunEnd::Interrupted("scansync stopped before the run could start".into());
+    let row = ctx.with_store(move |s| s.finish_run(run_id, end)).await?;
+    Ok(RunSummary {
+        run_id,
+        scan: row.scan,
+        state: row.state,
+        vendor_scan_id: row.vendor_scan_id,
+        counts: row.counts,
+        open_by_severity: BTreeMap::new(),
+        error: row.error,
+    })
 }
 
 /// The store-side identity of a run. A branch other than the configured one gets its own
@@ -203,12 +336,7 @@ impl RunLimits {
 /// findings fixed.
 pub fn scope_for(scan: &ScanConfig, vendor: &str, opts: &RunOptions) -> RunScope {
     let branch = opts.branch.clone().or_else(|| scan.branch.clone());
-    let store_scan = match (&opts.branch, &scan.branch) {
-        (Some(b), configured) if configured.as_deref() != Some(b.as_str()) => {
-            format!("{}@{}", scan.name, b)
-        }
-        _ => scan.name.clone(),
-    };
+    let store_scan = store_scan_name(scan, opts);
     RunScope {
         scan: store_scan,
         instance: scan.instance.clone(),
@@ -249,7 +377,7 @@ impl From<StoreError> for Stopped {
 pub async fn run_scan(
     ctx: &SyncContext,
     scan: &ScanConfig,
-    opts: RunOptions,
+    mut opts: RunOptions,
 ) -> Result<RunSummary, SyncError> {
     let vendor = ctx
         .vendors
@@ -257,12 +385,31 @@ pub async fn run_scan(
         .cloned()
         .ok_or_else(|| SyncError::NoConnector(scan.name.clone(), scan.instance.clone()))?;
     let scope = scope_for(scan, vendor.name(), &opts);
-    let _permits = ctx.limits.acquire(&scan.instance).await;
-
-    let run_id = {
-        let scope = scope.clone();
-        ctx.with_store(move |s| s.begin_run(&scope)).await?
+    let mut stop = ctx.stop.clone();
+    let Some(_permits) = ctx.limits.acquire(&scan.instance, &mut stop).await else {
+        return match opts.run_id {
+            Some(run_id) => end_unstarted_run(ctx, run_id).await,
+            None => Err(SyncError::StoppedBeforeStart(scope.scan)),
+        };
     };
+    if let Some(left) = opts.adopt_run {
+        let taken = ctx
+            .with_store(move |s| s.interrupt_abandoned_run(left))
+            .await?;
+        match taken.and_then(|row| row.vendor_scan_id) {
+            Some(id) => opts.resume_vendor_scan_id = Some(id),
+            None => return Err(SyncError::NotAbandoned(left)),
+        }
+    }
+
+    let run_id = match opts.run_id {
+        Some(id) => id,
+        None => {
+            let scope = scope.clone();
+            ctx.with_store(move |s| s.begin_run(&scope)).await?
+        }
+    };
+    let started = std::time::Instant::now();
     let span = tracing::info_span!("run", scan = %scope.scan, run_id);
     let body = run_body(ctx, vendor.as_ref(), scan, &scope, run_id, &opts);
     let outcome = {
@@ -274,9 +421,9 @@ pub async fn run_scan(
     let _enter = span.enter();
     let end = match outcome {
         Ok(Ok(BodyEnd::Complete)) => RunEnd::Succeeded,
-        Ok(Ok(BodyEnd::StartedOnly)) => {
-            // Left running on purpose: the vendor scan goes on, and a daemon resumes polling
-            // it from the recorded vendor scan id.
+        Ok(Ok(BodyEnd::LeftRunning)) => {
+            // Left running on purpose (`start_only`, `detach_at`): the vendor scan goes on,
+            // and a daemon resumes polling it from the recorded vendor scan id.
             let row = ctx.with_store(move |s| s.run(run_id)).await?;
             let row = row.ok_or_else(|| StoreError::Invalid(format!("run {run_id} vanished")))?;
             return Ok(RunSummary {
@@ -297,6 +444,12 @@ pub async fn run_scan(
             let _ = ctx
                 .with_store(move |s| s.finish_run(run_id, RunEnd::Failed(msg)))
                 .await;
+            crate::metrics::global().run_finished(
+                &scope.scan,
+                RunState::Failed.as_str(),
+                started.elapsed(),
+            );
+            ctx.outbox.wake();
             return Err(SyncError::Store(e));
         }
         Err(_) => RunEnd::TimedOut(format!(
@@ -319,6 +472,8 @@ pub async fn run_scan(
             Ok((row, open))
         })
         .await?;
+    // The run's notifications (if any) were committed with its end.
+    ctx.outbox.wake();
     tracing::info!(
         new = row.counts.new,
         open = row.counts.open,
@@ -327,6 +482,7 @@ pub async fn run_scan(
         state = ?row.state,
         "run finished"
     );
+    crate::metrics::global().run_finished(&scope.scan, row.state.as_str(), started.elapsed());
     Ok(RunSummary {
         run_id,
         scan: scope.scan,
@@ -340,7 +496,9 @@ pub async fn run_scan(
 
 enum BodyEnd {
     Complete,
-    StartedOnly,
+    /// The vendor scan was started (or waited for) and is still going; the run stays
+    /// `running`.
+    LeftRunning,
 }
 
 /// trigger → poll → pages. The next page is fetched while the previous one commits (the
@@ -372,7 +530,7 @@ async fn run_body(
     let vendor_scan_id = if vendor.triggers_scans() {
         let id = match &opts.resume_vendor_scan_id {
             Some(id) => {
-                tracing::info!(vendor_scan_id = %id, "resuming the vendor scan started before the restart");
+                tracing::info!(vendor_scan_id = %id, "polling the vendor scan started earlier");
                 id.clone()
             }
             None => {
@@ -401,9 +559,22 @@ async fn run_body(
         }
         progress(&format!("{}: vendor scan {id} started", scope.scan));
         if opts.start_only {
-            return Ok(BodyEnd::StartedOnly);
+            return Ok(BodyEnd::LeftRunning);
         }
-        poll_until_finished(ctx, vendor, &id, &scope.scan, &mut stop, &progress).await?;
+        let waited = poll_until_finished(
+            ctx,
+            vendor,
+            &id,
+            &scope.scan,
+            &mut stop,
+            opts.detach_at,
+            &progress,
+        )
+        .await?;
+        if waited == Waited::Detached {
+            tracing::info!(vendor_scan_id = %id, "stopped waiting; the run is left for a daemon to resume");
+            return Ok(BodyEnd::LeftRunning);
+        }
         Some(id)
     } else {
         None
@@ -437,17 +608,39 @@ async fn run_body(
     Ok(BodyEnd::Complete)
 }
 
+/// How the wait for a vendor scan ended.
+#[derive(Debug, PartialEq)]
+enum Waited {
+    Finished,
+    /// `detach_at` passed first.
+    Detached,
+}
+
 async fn poll_until_finished(
     ctx: &SyncContext,
     vendor: &dyn Vendor,
     vendor_scan_id: &str,
     scan_name: &str,
     stop: &mut tokio::sync::watch::Receiver<bool>,
+    detach_at: Option<tokio::time::Instant>,
     progress: &impl Fn(&str),
-) -> Result<(), Stopped> {
+) -> Result<Waited, Stopped> {
+    let detach = async {
+        match detach_at {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(detach);
     loop {
-        match vendor.scan_status(vendor_scan_id).await? {
-            ScanStatus::Finished => return Ok(()),
+        // A status call hanging on a slow vendor must not hold the caller past `detach_at`
+        // either; dropping a status read mid-flight is harmless.
+        let status = tokio::select! {
+            status = vendor.scan_status(vendor_scan_id) => status?,
+            _ = &mut detach => return Ok(Waited::Detached),
+        };
+        match status {
+            ScanStatus::Finished => return Ok(Waited::Finished),
             ScanStatus::Failed { state, message } => {
                 return Err(Stopped::Vendor(VendorError::ScanFailed {
                     vendor: vendor.name(),
@@ -465,6 +658,122 @@ async fn poll_until_finished(
         tokio::select! {
             _ = tokio::time::sleep(ctx.poll_interval) => {}
             _ = stop.wait_for(|s| *s) => return Err(Stopped::Interrupted),
+            _ = &mut detach => return Ok(Waited::Detached),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{DaemonConfig, StoreConfig};
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+    use tokio::sync::watch;
+
+    /// Polls `f` once: its output if it is ready without waiting.
+    fn now_or_never<F: Future>(f: F) -> Option<F::Output> {
+        let mut f = std::pin::pin!(f);
+        match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(out) => Some(out),
+            Poll::Pending => None,
+        }
+    }
+
+    /// Permits for `instance` if they are free right now; `None` if the run would wait.
+    fn try_acquire(limits: &RunLimits, instance: &str) -> Option<RunPermits> {
+        let (_stop, mut rx) = watch::channel(false);
+        now_or_never(limits.acquire(instance, &mut rx)).map(|p| p.expect("not stopped"))
+    }
+
+    fn config(concurrency: usize, per_instance_concurrency: usize) -> Config {
+        Config {
+            store: StoreConfig {
+                path: "/tmp/unused.db".into(),
+            },
+            daemon: DaemonConfig {
+                concurrency,
+                per_instance_concurrency,
+                ..DaemonConfig::default()
+            },
+            instances: BTreeMap::new(),
+            scans: Vec::new(),
+            webhooks: BTreeMap::new(),
+            server: None,
+        }
+    }
+
+    #[test]
+    fn the_per_instance_limit_holds_a_run_until_one_on_that_instance_ends() {
+        let limits = RunLimits::new(4, 1);
+        let first = try_acquire(&limits, "ct").expect("free");
+        assert!(try_acquire(&limits, "ct").is_none(), "ct is busy");
+        let _other = try_acquire(&limits, "salt").expect("another instance is not held up");
+        drop(first);
+        assert!(try_acquire(&limits, "ct").is_some());
+    }
+
+    #[test]
+    fn the_global_limit_holds_a_run_on_another_instance_too() {
+        let limits = RunLimits::new(1, 4);
+        let first = try_acquire(&limits, "ct").expect("free");
+        assert!(try_acquire(&limits, "salt").is_none());
+        drop(first);
+        assert!(try_acquire(&limits, "salt").is_some());
+    }
+
+    #[test]
+    fn a_run_waiting_for_a_busy_instance_holds_no_global_slot() {
+        let limits = RunLimits::new(2, 1);
+        let (_stop, mut rx) = watch::channel(false);
+        let first = try_acquire(&limits, "ct").expect("free");
+        let mut waiting = std::pin::pin!(limits.acquire("ct", &mut rx));
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(waiting.as_mut().poll(&mut cx).is_pending());
+        // The second global slot is still free for a run against an idle vendor.
+        let salt = try_acquire(&limits, "salt").expect("a global slot is free");
+        drop(salt);
+        drop(first);
+        assert!(matches!(
+            waiting.as_mut().poll(&mut cx),
+            Poll::Ready(Some(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn stop_ends_a_wait_for_a_permit_with_nothing_acquired() {
+        let limits = RunLimits::new(1, 1);
+        let (stop, rx) = watch::channel(false);
+        let held = try_acquire(&limits, "ct").expect("free");
+        let waiter = {
+            let (limits, mut rx) = (limits.clone(), rx.clone());
+            tokio::spawn(async move { limits.acquire("ct", &mut rx).await.is_some() })
+        };
+        stop.send(true).unwrap();
+        assert!(!waiter.await.unwrap(), "the wait ended without permits");
+        drop(held);
+        // Stop wins over permits that are free at the same moment.
+        let mut rx = rx;
+        assert!(limits.acquire("ct", &mut rx).await.is_none());
+    }
+
+    #[test]
+    fn a_reload_with_other_numbers_gives_new_runs_new_semaphores() {
+        let limits = RunLimits::from_config(&config(1, 1));
+        let in_flight = try_acquire(&limits, "ct").expect("free");
+
+        let same = limits.reloaded(&config(1, 1));
+        assert!(
+            try_acquire(&same, "ct").is_none(),
+            "unchanged numbers: the run in flight still counts"
+        );
+
+        let more = limits.reloaded(&config(3, 2));
+        let a = try_acquire(&more, "ct").expect("new semaphores");
+        let b = try_acquire(&more, "ct").expect("per instance 2");
+        assert!(try_acquire(&more, "ct").is_none(), "per instance 2 holds");
+        let c = try_acquire(&more, "salt").expect("global 3");
+        assert!(try_acquire(&more, "salt2").is_none(), "global 3 holds");
+        drop((a, b, c, in_flight));
     }
 }

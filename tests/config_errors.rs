@@ -17,6 +17,11 @@ fn scan(name: &str, extra: &str) -> String {
     format!("\n[[scans]]\nname = \"{name}\"\ninstance = \"ct\"\nbind_to = \"proj\"\n{extra}\n")
 }
 
+/// A `[webhooks.siem]` table starting on line 10 after STORE and CT; `extra` starts on line 13.
+fn webhook(extra: &str) -> String {
+    format!("{STORE}{CT}\n[webhooks.siem]\nurl = \"https://siem.example/hooks\"\nsecret_env = \"SCANSYNC_TEST_TOKEN\"\n{extra}\n")
+}
+
 fn ok_scan(name: &str) -> String {
     scan(name, "schedule = \"now\"")
 }
@@ -256,6 +261,166 @@ fn corpus() -> Vec<Case> {
             "error: instances.ct.insecure: must be true or false, not a string (line 9)",
         ),
         case(
+            "unknown key in a webhook",
+            webhook("evnts = [\"findings.new\"]"),
+            "error: webhooks.siem.evnts: unknown key; did you mean \"events\"? (line 13)",
+        ),
+        case(
+            "webhook without url",
+            webhook("").replace("url = \"https://siem.example/hooks\"\n", ""),
+            "error: webhooks.siem.url: is required (the http(s) URL notifications are POSTed to) (line 10)",
+        ),
+        case(
+            "webhook url that is not http(s)",
+            webhook("").replace("https://siem.example/hooks", "ftp://siem.example/hooks"),
+            "error: webhooks.siem.url: \"ftp://siem.example/hooks\" is not an http(s) URL",
+        ),
+        case(
+            "webhook without secret",
+            webhook("").replace("secret_env = \"SCANSYNC_TEST_TOKEN\"\n", ""),
+            "error: webhooks.siem: no signing secret given; set exactly one of secret_file or secret_env (line 10)",
+        ),
+        case(
+            "webhook with two secrets",
+            webhook("secret_file = \"/run/hook-secret\""),
+            "error: webhooks.siem.secret_file: secret given twice (secret_env and secret_file); keep exactly one (line 13)",
+        ),
+        case(
+            "webhook secret_env unset",
+            webhook("").replace(TOKEN_VAR, "SCANSYNC_TEST_UNSET_VAR"),
+            "error: webhooks.siem.secret_env: environment variable SCANSYNC_TEST_UNSET_VAR is unset or empty; export it before starting scansync (or use secret_file) (line 12)",
+        ),
+        case(
+            "webhook secret_file missing",
+            webhook("").replace("secret_env = \"SCANSYNC_TEST_TOKEN\"", "secret_file = \"/nonexistent/scansync/hook-secret\""),
+            "error: webhooks.siem.secret_file: cannot read secret file /nonexistent/scansync/hook-secret",
+        ),
+        case(
+            "webhook %d secret_file without CREDENTIALS_DIRECTORY",
+            webhook("").replace("secret_env = \"SCANSYNC_TEST_TOKEN\"", "secret_file = \"%d/hook-secret\""),
+            "error: webhooks.siem.secret_file: \"%d/hook-secret\" needs $CREDENTIALS_DIRECTORY, which is unset",
+        ),
+        case(
+            "webhook with an unknown event",
+            webhook("events = [\"findings.new\", \"findings.created\"]"),
+            "error: webhooks.siem.events[1]: \"findings.created\" is not a webhook event (one of findings.new, findings.fixed, findings.reopened, run.failed) (line 13)",
+        ),
+        case(
+            "webhook with no events",
+            webhook("events = []"),
+            "error: webhooks.siem.events: is empty, so nothing would ever be sent",
+        ),
+        case(
+            "webhook events that are not a list",
+            webhook("events = \"findings.new\""),
+            "error: webhooks.siem.events: must be a list of strings, not a string (line 13)",
+        ),
+        case(
+            "webhook with a bad min_severity",
+            webhook("min_severity = \"severe\""),
+            "error: webhooks.siem.min_severity: \"severe\" is not a severity (one of critical, high, medium, low, info) (line 13)",
+        ),
+        case(
+            "webhook naming a missing scan",
+            webhook("scans = [\"nightly\"]"),
+            "error: webhooks.siem.scans[0]: no scan named \"nightly\" (none is defined) (line 13)",
+        ),
+        case(
+            "webhook naming a scan that is not defined among others",
+            format!("{}{}", webhook("scans = [\"a\", \"b\"]"), ok_scan("a")),
+            "error: webhooks.siem.scans[1]: no scan named \"b\" (defined: a) (line 13)",
+        ),
+        case(
+            "webhook with a bad timeout",
+            webhook("timeout = \"10\""),
+            "error: webhooks.siem.timeout: \"10\" lacks a unit",
+        ),
+        case(
+            "webhooks that is not a table",
+            format!("webhooks = 1\n{STORE}{CT}"),
+            "error: webhooks: must be a table of [webhooks.NAME] tables, not an integer (line 1)",
+        ),
+        case(
+            "unknown key in server",
+            format!("{base}\n[server]\nlisten = \"127.0.0.1:8787\"\nlisen = \"x\"\n"),
+            "error: server.lisen: unknown key; did you mean \"listen\"? (line 12)",
+        ),
+        case(
+            "server listen that is not an IP and port",
+            format!("{base}\n[server]\nlisten = \"localhost:8787\"\n"),
+            "error: server.listen: \"localhost:8787\" is not an IP address and port; write e.g. \"127.0.0.1:8787\"",
+        ),
+        case(
+            "server without listen",
+            format!("{base}\n[server]\nbehind_proxy = true\n"),
+            "error: server.listen: is required (the address to listen on, e.g. \"127.0.0.1:8787\") (line 10)",
+        ),
+        case(
+            "tls_cert_file without tls_key_file",
+            format!("{base}\n[server]\nlisten = \"127.0.0.1:8787\"\ntls_cert_file = \"cert.pem\"\n"),
+            "error: server.tls_key_file: is required when tls_cert_file is set: give both (HTTPS) or neither (line 12)",
+        ),
+        case(
+            "tls files that cannot be read",
+            format!("{base}\n[server]\nlisten = \"127.0.0.1:8787\"\ntls_cert_file = \"/nonexistent/cert.pem\"\ntls_key_file = \"/nonexistent/key.pem\"\n"),
+            "error: server.tls_cert_file: cannot read a PEM certificate chain from /nonexistent/cert.pem",
+        ),
+        case(
+            "behind_proxy that is not a boolean",
+            format!("{base}\n[server]\nlisten = \"127.0.0.1:8787\"\nbehind_proxy = \"yes\"\n"),
+            "error: server.behind_proxy: must be true or false, not a string (line 12)",
+        ),
+        case(
+            "metrics_token_file that cannot be read",
+            format!("{base}\n[server]\nlisten = \"127.0.0.1:8787\"\nmetrics_token_file = \"/nonexistent/metrics-token\"\n"),
+            "error: server.metrics_token_file: cannot read metrics token file /nonexistent/metrics-token",
+        ),
+        case(
+            "webhook with a misspelt platform",
+            format!("{base}{}", scan("a", "schedule = \"now\"\nwebhook = { platform = \"githb\", secret_env = \"SCANSYNC_TEST_TOKEN\", branches = [\"main\"] }")),
+            "error: scans[0].webhook.platform: \"githb\" is not a webhook platform; did you mean \"github\"? (line 15)",
+        ),
+        case(
+            "webhook without a secret",
+            format!("{base}{}", scan("a", "schedule = \"now\"\nwebhook = { platform = \"gitlab\", branches = [\"main\"] }")),
+            "error: scans[0].webhook: no secret given; set secret_file or secret_env (make one with `scansync webhook-secret`) (line 15)",
+        ),
+        case(
+            "webhook with two secrets",
+            format!("{base}{}", scan("a", "schedule = \"now\"\nwebhook = { platform = \"gitlab\", secret_env = \"SCANSYNC_TEST_TOKEN\", secret_file = \"s\", branches = [\"main\"] }")),
+            "error: scans[0].webhook.secret_file: secret given twice (secret_env and secret_file); keep exactly one (line 15)",
+        ),
+        case(
+            "webhook secret_env unset",
+            format!("{base}{}", scan("a", "schedule = \"now\"\nwebhook = { platform = \"bitbucket\", secret_env = \"SCANSYNC_TEST_UNSET_VAR\", branches = [\"main\"] }")),
+            "error: scans[0].webhook.secret_env: environment variable SCANSYNC_TEST_UNSET_VAR is unset or empty; export it before starting scansync (or use secret_file)",
+        ),
+        case(
+            "webhook secret_file missing",
+            format!("{base}{}", scan("a", "schedule = \"now\"\nwebhook = { platform = \"github\", secret_file = \"/nonexistent/hook-secret\", branches = [\"main\"] }")),
+            "error: scans[0].webhook.secret_file: cannot read secret file /nonexistent/hook-secret",
+        ),
+        case(
+            "webhook without branches",
+            format!("{base}{}", scan("a", "schedule = \"now\"\nwebhook = { platform = \"github\", secret_env = \"SCANSYNC_TEST_TOKEN\" }")),
+            "error: scans[0].webhook.branches: is required: the branches whose pushes start this scan",
+        ),
+        case(
+            "webhook with no branches",
+            format!("{base}{}", scan("a", "schedule = \"now\"\nwebhook = { platform = \"github\", secret_env = \"SCANSYNC_TEST_TOKEN\", branches = [] }")),
+            "error: scans[0].webhook.branches: is empty, so no push would ever start the scan",
+        ),
+        case(
+            "unknown key in a webhook",
+            format!("{base}{}", scan("a", "schedule = \"now\"\nwebhook = { platform = \"github\", secret_env = \"SCANSYNC_TEST_TOKEN\", branch = [\"main\"] }")),
+            "error: scans[0].webhook.branch: unknown key; did you mean \"branches\"? (line 15)",
+        ),
+        case(
+            "webhook that is not a table",
+            format!("{base}{}", scan("a", "schedule = \"now\"\nwebhook = \"github\"")),
+            "error: scans[0].webhook: must be a table",
+        ),
+        case(
             "not TOML at all",
             format!("{base}[[scans]\n"),
             "not valid TOML",
@@ -462,6 +627,11 @@ fn the_example_config_passes_check_config() {
         &[
             ("CODETHREAT_TOKEN", "ct-example"),
             ("SALT_TOKEN", "salt-example"),
+            (
+                "SCANSYNC_WEBHOOK_SECRET",
+                "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+            ),
+            ("PAYMENTS_WEBHOOK_SECRET", "example-webhook-secret-4f1c9a"),
         ],
     );
     let (stdout, stderr) = text(&out);
@@ -481,6 +651,150 @@ fn the_example_config_passes_check_config() {
         );
     }
     assert!(stdout.contains("next 2030-01-15T00:00:00Z"), "{stdout}");
+    assert!(stdout.contains("webhooks (1):"), "{stdout}");
+    assert!(
+        stdout.contains("findings.new, findings.reopened, run.failed"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("server: http://127.0.0.1:8787"), "{stdout}");
+    assert!(
+        stdout.contains("webhook github main, release/*"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_webhook_secret_never_appears_in_check_config_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "whsec_c2NhbnN5bmMtd2ViaG9vay1zZWNyZXQtMTIzNDU2Nzg5MA==";
+    let broken = "whsec_not*base64!HOOKSECRET";
+    let secret_file = dir.path().join("hook-secret");
+    std::fs::write(&secret_file, format!("{secret}\n")).unwrap();
+    let via_file = webhook("").replace(
+        "secret_env = \"SCANSYNC_TEST_TOKEN\"",
+        &format!("secret_file = \"{}\"", secret_file.display()),
+    );
+    let via_env = webhook("").replace(TOKEN_VAR, "SCANSYNC_TEST_HOOK_SECRET");
+    for (config, value, ok) in [
+        (&via_file, secret, true),
+        (&via_env, secret, true),
+        (&via_env, broken, false),
+        // A secret pasted where the variable name belongs.
+        (&webhook("").replace(TOKEN_VAR, broken), broken, false),
+    ] {
+        let out = check(dir.path(), config, &[("SCANSYNC_TEST_HOOK_SECRET", value)]);
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.success(), ok, "{stderr}\n{config}");
+        assert!(
+            !stdout.contains(value) && !stderr.contains(value) && !stderr.contains("HOOKSECRET"),
+            "secret printed for config:\n{config}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        );
+        if ok {
+            assert!(stdout.contains("webhooks (1):"), "{stdout}");
+            assert!(stdout.contains("https://siem.example/…"), "{stdout}");
+        }
+    }
+    let out = check(
+        dir.path(),
+        &via_env,
+        &[("SCANSYNC_TEST_HOOK_SECRET", broken)],
+    );
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(
+        stderr.contains("error: webhooks.siem.secret_env: the secret starts with whsec_ but the rest is not valid base64"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_short_webhook_secret_warns_but_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = check(
+        dir.path(),
+        &webhook("").replace(TOKEN_VAR, "SCANSYNC_TEST_HOOK_SECRET"),
+        &[("SCANSYNC_TEST_HOOK_SECRET", "short")],
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning: webhooks.siem.secret_env: the signing key is 5 bytes; Standard Webhooks asks for at least 24"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("findings.new"), "{stdout}");
+}
+
+#[test]
+fn a_listener_outside_loopback_without_tls_warns_unless_behind_a_proxy() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = "\n[server]\nlisten = \"0.0.0.0:8787\"\n";
+    let out = check(dir.path(), &format!("{STORE}{CT}{server}"), &[]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(
+            "warning: server.listen: 0.0.0.0:8787 is reachable from other machines over plain HTTP"
+        ) && stderr.contains("(line 11)"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("server: http://0.0.0.0:8787"), "{stdout}");
+    let proxied = format!("{STORE}{CT}{server}behind_proxy = true\n");
+    let out = check(dir.path(), &proxied, &[]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("warning:"), "{stderr}");
+    let loopback = format!("{STORE}{CT}\n[server]\nlisten = \"[::1]:8787\"\n");
+    let out = check(dir.path(), &loopback, &[]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("warning:"), "{stderr}");
+}
+
+#[test]
+fn webhook_secrets_and_the_metrics_token_never_appear_in_check_config_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "hook-secret-91c2e7d4aa";
+    let short = "short-7a1";
+    std::fs::write(dir.path().join("hook-secret"), format!("{secret}\n")).unwrap();
+    std::fs::write(
+        dir.path().join("metrics-token"),
+        format!("{secret}-metrics\n"),
+    )
+    .unwrap();
+    let configs = [
+        format!(
+            "{STORE}{CT}\n[server]\nlisten = \"127.0.0.1:8787\"\nmetrics_token_file = \"metrics-token\"\n{}",
+            scan("a", "schedule = \"now\"\nwebhook = { platform = \"github\", secret_file = \"hook-secret\", branches = [\"main\"] }")
+        ),
+        format!(
+            "{STORE}{CT}{}",
+            scan("a", "schedule = \"now\"\nwebhook = { platform = \"gitlab\", secret_env = \"HOOK_SECRET\", branches = [\"main\"] }")
+        ),
+        // A pasted secret where the variable name belongs, next to another error.
+        format!(
+            "{STORE}{CT}{}",
+            scan("a", "schedule = \"soon\"\nwebhook = { platform = \"gitlab\", secret_env = \"hook-secret-91c2e7d4aa\", branches = [\"main\"] }")
+        ),
+        format!(
+            "{STORE}{CT}{}",
+            scan("a", "schedule = \"now\"\nwebhook = { platform = \"gitlab\", secret_env = \"SHORT_SECRET\", branches = [\"main\"] }")
+        ),
+    ];
+    let mut warned_short = false;
+    for config in &configs {
+        let out = check(
+            dir.path(),
+            config,
+            &[("HOOK_SECRET", secret), ("SHORT_SECRET", short)],
+        );
+        let (stdout, stderr) = text(&out);
+        assert!(
+            !stdout.contains(secret) && !stderr.contains(secret) && !stderr.contains(short),
+            "secret printed for config:\n{config}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        );
+        warned_short |= stderr.contains("warning: scans[0].webhook.secret_env: the webhook secret is shorter than 16 characters");
+    }
+    assert!(warned_short, "a short secret is warned about");
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //! nothing here asserts how fast anything is.
 
 use rusqlite::{Connection, OpenFlags};
-use scansync::daemon::{self, DaemonHandle};
+use scansync::daemon::{self, DaemonEvent, DaemonHandle};
 use scansync::sim::{SimOptions, Simulator};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -101,16 +101,54 @@ async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 struct InProcess {
     handle: DaemonHandle,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    events: tokio::sync::broadcast::Receiver<DaemonEvent>,
 }
 
 fn start_in_process(config: &Path) -> InProcess {
     let (handle, control) = daemon::channel();
+    let events = handle.subscribe();
     let path = config.to_path_buf();
     let task = tokio::spawn(async move { daemon::run(&path, control).await });
-    InProcess { handle, task }
+    InProcess {
+        handle,
+        task,
+        events,
+    }
 }
 
 impl InProcess {
+    /// Waits for the first event `pick` accepts.
+    async fn event<T>(&mut self, what: &str, mut pick: impl FnMut(DaemonEvent) -> Option<T>) -> T {
+        loop {
+            match tokio::time::timeout(WAIT, self.events.recv()).await {
+                Ok(Ok(event)) => {
+                    if let Some(found) = pick(event) {
+                        return found;
+                    }
+                }
+                other => panic!("no {what} event: {other:?}"),
+            }
+        }
+    }
+
+    async fn ready(&mut self) {
+        self.event("Ready", |e| matches!(e, DaemonEvent::Ready).then_some(()))
+            .await
+    }
+
+    /// As SIGHUP does; returns once the reload (and the look for runs to take over that
+    /// comes with it) is done.
+    async fn reload(&mut self) {
+        self.handle.reload();
+        let applied = self
+            .event("Reloaded", |e| match e {
+                DaemonEvent::Reloaded(applied) => Some(applied),
+                _ => None,
+            })
+            .await;
+        assert!(applied, "the unchanged config reloads");
+    }
+
     async fn stop(self) {
         self.handle.stop();
         tokio::time::timeout(WAIT, self.task)
@@ -447,6 +485,196 @@ async fn scan_command_async_returns_after_start_leaving_the_run_to_the_daemon() 
             .filter(|r| r.1 == "succeeded")
             .all(|r| r.2.as_deref() == Some(sid.as_str())),
         "{done:?}"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scan_command_past_its_timeout_prints_the_run_and_leaves_it_to_the_daemon() {
+    // The vendor scan takes 8 s; `--timeout 0.02` (1.2 s) gives up waiting well before.
+    let sim = sim(8.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let schedule = "{ at = \"2099-01-01T00:00:00Z\" }";
+    let (config, store) = write_config(&sim, dir.path(), &ct_scan("ct", schedule));
+    let (code, stdout, stderr) =
+        scan_cli(&config, &[&SCAN_ARGS[..], &["--timeout", "0.02"]].concat()).await;
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    let all = runs(&store, "ct");
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(
+        all[0].1, "running",
+        "the run is left for the daemon, as with --async"
+    );
+    let sid = all[0].2.clone().expect("the run has its vendor scan id");
+    assert!(
+        stdout.contains(&format!("(run {})", all[0].0)) && stdout.contains(&sid),
+        "the run id and vendor scan id are printed: {stdout}"
+    );
+    assert!(
+        stdout.contains("still running after --timeout 0.02"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("open:"),
+        "no summary or thresholds: {stdout}"
+    );
+
+    let d = start_in_process(&config);
+    wait_for("the daemon to finish the run left by --timeout", || {
+        runs(&store, "ct").iter().any(|r| r.1 == "succeeded")
+    })
+    .await;
+    d.stop().await;
+    assert_eq!(
+        scan_starts(&sim),
+        1,
+        "the daemon resumed, it started no second scan"
+    );
+    let done = runs(&store, "ct");
+    assert!(
+        done.iter()
+            .filter(|r| r.1 == "succeeded")
+            .all(|r| r.2.as_deref() == Some(sid.as_str())),
+        "{done:?}"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_daemon_takes_over_the_run_scan_async_left_without_a_second_vendor_scan() {
+    let sim = sim(3.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    // Scheduled far ahead: the daemon's only work is the run `scan --async` leaves.
+    let schedule = "{ at = \"2099-01-01T00:00:00Z\" }";
+    let (config, store) = write_config(&sim, dir.path(), &ct_scan("ct", schedule));
+    let mut d = start_in_process(&config);
+    d.ready().await;
+
+    let (code, stdout, stderr) = scan_cli(&config, &[&SCAN_ARGS[..], &["--async"]].concat()).await;
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    let left = runs(&store, "ct");
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0].1, "running");
+    let sid = left[0].2.clone().expect("the run has its vendor scan id");
+    assert_eq!(scan_starts(&sim), 1);
+
+    // The daemon looks every minute; SIGHUP (here: its in-process twin) makes it look now.
+    d.reload().await;
+    wait_for("the daemon to finish the run scan --async left", || {
+        runs(&store, "ct").iter().any(|r| r.1 == "succeeded")
+    })
+    .await;
+    d.stop().await;
+    assert_eq!(scan_starts(&sim), 1, "the daemon started no second scan");
+    let done = runs(&store, "ct");
+    assert_eq!(
+        done.len(),
+        2,
+        "the left run and the one that took it over: {done:?}"
+    );
+    assert_eq!(done[0].1, "interrupted", "{done:?}");
+    assert_eq!(done[1].1, "succeeded", "{done:?}");
+    assert!(
+        done.iter().all(|r| r.2.as_deref() == Some(sid.as_str())),
+        "both track vendor scan {sid}: {done:?}"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_daemon_leaves_the_run_of_a_live_scan_command_alone() {
+    // Long enough that the scan command is still waiting when the daemon looks.
+    let sim = sim(8.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let schedule = "{ at = \"2099-01-01T00:00:00Z\" }";
+    let (config, store) = write_config(&sim, dir.path(), &ct_scan("ct", schedule));
+    let mut d = start_in_process(&config);
+    d.ready().await;
+
+    let mut cli = tokio::process::Command::new(BIN);
+    cli.arg("--config")
+        .arg(&config)
+        .arg("scan")
+        .args(SCAN_ARGS)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let cli = cli.spawn().expect("scansync scan starts");
+    wait_vendor_scan_id(&store, "ct").await;
+    d.reload().await;
+    let mid = runs(&store, "ct");
+    assert_eq!(mid.len(), 1, "{mid:?}");
+    assert_eq!(
+        mid[0].1, "running",
+        "the scan command still owns its run: {mid:?}"
+    );
+
+    let out = tokio::time::timeout(WAIT, cli.wait_with_output())
+        .await
+        .expect("scansync scan returns")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    d.stop().await;
+    let done = runs(&store, "ct");
+    assert_eq!(done.len(), 1, "nothing was taken over: {done:?}");
+    assert_eq!(done[0].1, "succeeded");
+    assert_eq!(scan_starts(&sim), 1);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scan_command_sends_meta_over_the_configured_metadata_and_waits_within_its_timeout() {
+    let sim = sim(0.5).await;
+    let dir = tempfile::tempdir().unwrap();
+    // The configured metadata, partly overridden on the command line.
+    let scan = ct_scan("ct", "\"now\"").replace(
+        "branch = \"main\"\n",
+        "branch = \"main\"\nmetadata = { team = \"payments\", commit = \"from-config\" }\n",
+    );
+    let (config, store) = write_config(&sim, dir.path(), &scan);
+    let (code, stdout, stderr) = scan_cli(
+        &config,
+        &[
+            &SCAN_ARGS[..],
+            &[
+                "-m",
+                "commit=abc123",
+                "--meta",
+                "pipeline=ci=42",
+                "--timeout",
+                "5",
+            ],
+        ]
+        .concat(),
+    )
+    .await;
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    assert!(
+        stdout.contains("succeeded"),
+        "finished within --timeout: {stdout}"
+    );
+    assert_eq!(runs(&store, "ct")[0].1, "succeeded");
+    let started = sim.codethreat_scans();
+    assert_eq!(started.len(), 1);
+    let metadata: std::collections::BTreeMap<&str, &str> = started[0]
+        .metadata
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str().expect("metadata values are strings")))
+        .collect();
+    assert_eq!(
+        metadata,
+        [
+            ("commit", "abc123"),
+            ("pipeline", "ci=42"),
+            ("team", "payments"),
+        ]
+        .into_iter()
+        .collect()
     );
     sim.shutdown().await;
 }

@@ -758,7 +758,17 @@ async fn write_config_points_both_vendors_at_the_simulator() {
     assert_eq!(ct["vendor"].as_str(), Some("codethreat"));
     assert_eq!(ct["url"].as_str().unwrap(), sim.codethreat_url());
     assert_eq!(ct["organization"].as_str(), Some(ORG));
-    assert_eq!(ct["token"].as_str(), Some(TOKEN));
+    // The token sits in a private file beside the config, not inline.
+    let token_file = ct["token_file"].as_str().unwrap();
+    assert_eq!(
+        config["instances"]["sim-salt"]["token_file"].as_str(),
+        Some(token_file)
+    );
+    let token_path = dir.path().join(token_file);
+    assert_eq!(std::fs::read_to_string(&token_path).unwrap().trim(), TOKEN);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&token_path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o077, 0, "token file mode {mode:o}");
     let salt = &config["instances"]["sim-salt"];
     assert_eq!(salt["vendor"].as_str(), Some("saltsecurity"));
     assert_eq!(salt["url"].as_str().unwrap(), sim.salt_url());

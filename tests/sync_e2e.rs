@@ -340,14 +340,10 @@ fn server_error_forever_fails_the_run_records_the_error_and_fixes_nothing() {
 
 #[test]
 fn truncated_page_fails_the_run_and_keeps_earlier_pages() {
-    // Salt Security pages by 100: 2,000 gaps are 20 pages. With this seed and rate the
-    // truncation is deterministic and first hits a page after the first one.
+    // Salt Security pages by 100: 2,000 gaps are 20 pages. The fifth listing request is cut:
+    // the asset lookup in the inventory is the first, so that is the fourth gaps page.
     let mut opts = options(1, 2_000, 0.0);
-    opts.faults = vec![Fault {
-        kind: FaultKind::Truncated,
-        rate: 0.2,
-        first: None,
-    }];
+    opts.faults = vec![Fault::nth(FaultKind::Truncated, 5)];
     let h = Harness::start(opts);
     h.write_config(&[("salt-1", "salt", "project-1")]);
 
@@ -372,6 +368,11 @@ fn truncated_page_fails_the_run_and_keeps_earlier_pages() {
     assert!(ids.is_subset(&h.expected("salt", 1, 0)));
     assert_eq!(ids.len() as u64, counter(run, "seen"), "{run}");
     assert_eq!(ids.len() as u64, counter(run, "pages") * 100, "{run}");
+    assert_eq!(
+        counter(run, "pages"),
+        3,
+        "pages 1-3 committed, the 4th cut: {run}"
+    );
 }
 
 fn contains(haystack: &[u8], needle: &str) -> bool {

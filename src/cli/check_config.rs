@@ -38,6 +38,30 @@ pub fn summary(path: &std::path::Path, config: &Config, now: DateTime<Utc>) -> S
         format_duration(d.shutdown_timeout)
     );
 
+    match &config.server {
+        Some(server) => {
+            let mut line = format!(
+                "server: {}://{}",
+                if server.tls_cert_file.is_some() {
+                    "https"
+                } else {
+                    "http"
+                },
+                server.listen
+            );
+            if server.behind_proxy {
+                line.push_str(", behind a proxy");
+            }
+            if let Some(f) = &server.metrics_token_file {
+                let _ = write!(line, ", /metrics needs the token from {}", f.display());
+            }
+            let _ = writeln!(out, "{line}");
+        }
+        None => {
+            let _ = writeln!(out, "server: none (no [server] table)");
+        }
+    }
+
     let _ = writeln!(out, "instances ({}):", config.instances.len());
     let rows: Vec<[String; 4]> = config
         .instances
@@ -83,6 +107,14 @@ pub fn summary(path: &std::path::Path, config: &Config, now: DateTime<Utc>) -> S
             if let Some(e) = &s.environment {
                 let _ = write!(target, " (environment {e})");
             }
+            if let Some(w) = &s.webhook {
+                let _ = write!(
+                    target,
+                    " (webhook {} {})",
+                    w.platform,
+                    w.branches.join(", ")
+                );
+            }
             let next = if !s.enabled {
                 "disabled".to_string()
             } else {
@@ -98,6 +130,31 @@ pub fn summary(path: &std::path::Path, config: &Config, now: DateTime<Utc>) -> S
         })
         .collect();
     write_rows(&mut out, &rows);
+
+    if !config.webhooks.is_empty() {
+        let _ = writeln!(out, "webhooks ({}):", config.webhooks.len());
+        let rows: Vec<[String; 4]> = config
+            .webhooks
+            .iter()
+            .map(|(name, w)| {
+                // Only scheme, host and port: webhook URLs often carry a token in the path.
+                let url = reqwest::Url::parse(&w.url)
+                    .map(|u| crate::webhooks::delivery::shown_url(&u))
+                    .unwrap_or_default();
+                let events: Vec<&str> = w.events.iter().map(|e| e.as_str()).collect();
+                let mut filters = vec![w.secret_source()];
+                if let Some(min) = w.min_severity {
+                    filters.push(format!("{min} or worse"));
+                }
+                if !w.scans.is_empty() {
+                    filters.push(format!("scans {}", w.scans.join(", ")));
+                }
+                filters.push(format!("timeout {}", format_duration(w.timeout)));
+                [name.clone(), url, events.join(", "), filters.join("  ")]
+            })
+            .collect();
+        write_rows(&mut out, &rows);
+    }
     out
 }
 

@@ -271,6 +271,12 @@ pub fn demo_config(
             })
             .ok_or(DemoConfigError::MissingVendor(vendor))?;
         let mut scan = scan.as_table().cloned().unwrap_or_default();
+        if vendor == "saltsecurity" {
+            // The simulator derives both vendors' data from the project number; a different
+            // project keeps the two report lines from showing the same counts.
+            scan.insert("bind_to".into(), Value::String("project-2".into()));
+            scan.insert("name".into(), Value::String("salt-project-2".into()));
+        }
         let mut schedule = Table::new();
         schedule.insert(
             "every".into(),
@@ -337,7 +343,7 @@ schedule = { cron = "0 * * * *", timezone = "UTC" }
     #[test]
     fn demo_config_keeps_one_scan_per_vendor_on_a_short_every() {
         let (text, names) = demo_config(SIM, Duration::from_secs(3)).unwrap();
-        assert_eq!(names, vec!["ct-one", "salt-one"]);
+        assert_eq!(names, vec!["ct-one", "salt-project-2"]);
         let doc: toml::Table = text.parse().unwrap();
         let scans = doc["scans"].as_array().unwrap();
         assert_eq!(scans.len(), 2);

@@ -168,14 +168,7 @@ mod tests {
 
     #[test]
     fn every_state_word_parses_back_to_its_state() {
-        for s in [
-            FindingState::New,
-            FindingState::Open,
-            FindingState::Fixed,
-            FindingState::Reopened,
-            FindingState::FalsePositive,
-            FindingState::Accepted,
-        ] {
+        for s in FindingState::ALL {
             assert_eq!(parse_state(state_word(s)).unwrap(), s);
             assert_eq!(serde_json::to_value(s).unwrap(), state_word(s));
         }

@@ -9,6 +9,7 @@ pub mod check_config;
 pub mod demo;
 pub mod export;
 pub mod findings;
+pub mod projects;
 pub mod run;
 pub mod runs;
 pub mod scan;
@@ -16,6 +17,8 @@ pub mod simulator;
 pub mod sync;
 mod table;
 pub mod test_connection;
+pub mod webhook;
+pub mod webhook_secret;
 
 /// Exit code for a bad config file (sysexits.h EX_CONFIG), which systemd and scripts know.
 pub const EXIT_CONFIG: u8 = 78;
@@ -39,9 +42,10 @@ pub struct Global {
     /// Config file [default: $SCANSYNC_CONFIG, else /etc/scansync/config.toml]
     #[arg(long, global = true)]
     pub config: Option<PathBuf>,
-    /// Log level (overridden by RUST_LOG): error, warn, info, debug, trace
-    #[arg(long, global = true, default_value = "info")]
-    pub log_level: String,
+    /// Log level (overridden by RUST_LOG): error, warn, info, debug, trace [default: info;
+    /// warn for `demo`, whose own report is the point]
+    #[arg(long, global = true)]
+    pub log_level: Option<String>,
     /// Log format: text, or json for log shippers
     #[arg(long, global = true, default_value = "text")]
     pub log_format: String,
@@ -69,13 +73,23 @@ pub enum Command {
     Demo(demo::Args),
     /// Export findings as JSON Lines, CSV or SARIF 2.1.0 (same filters as `findings`)
     Export(export::Args),
+    /// List what a scan can bind to on an instance: CodeThreat projects, Salt Security assets
+    Projects(projects::Args),
+    /// Outgoing webhook notifications: send a test ping, list what is not delivered yet
+    Webhook(webhook::Args),
+    /// Print a new random secret for a scan's webhook (32 bytes, URL-safe base64)
+    WebhookSecret(webhook_secret::Args),
 }
 
 /// Parses arguments, sets up logging and the runtime, runs the subcommand, maps the outcome
 /// to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.global);
+    let default_level = match cli.command {
+        Command::Demo(_) => "warn",
+        _ => "info",
+    };
+    init_logging(&cli.global, default_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -98,6 +112,9 @@ pub fn main() -> ExitCode {
             Command::Runs(a) => runs::run(&cli.global, a).await,
             Command::Demo(a) => demo::run(&cli.global, a).await,
             Command::Export(a) => export::run(&cli.global, a).await,
+            Command::Projects(a) => projects::run(&cli.global, a).await,
+            Command::Webhook(a) => webhook::run(&cli.global, a).await,
+            Command::WebhookSecret(a) => webhook_secret::run(&cli.global, a).await,
         }
     });
     match outcome {
@@ -115,8 +132,9 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging(global: &Global) {
-    if let Err(e) = crate::logging::init(&global.log_level, &global.log_format) {
+fn init_logging(global: &Global, default_level: &str) {
+    let level = global.log_level.as_deref().unwrap_or(default_level);
+    if let Err(e) = crate::logging::init(level, &global.log_format) {
         eprintln!("error: {e}");
         std::process::exit(2);
     }

@@ -2,7 +2,7 @@
 //! `kdt scan -p X -t codethreat -b main` switches by changing the binary name.
 
 use super::Global;
-use crate::config::{Config, ScanConfig, Schedule};
+use crate::config::{Config, ScanConfig};
 use crate::finding::Severity;
 use crate::store::RunState;
 use crate::sync::{run_scan, Progress, RunOptions, RunSummary, SyncContext};
@@ -22,8 +22,18 @@ Thresholds count open findings at a severity *or worse*: --threshold-high 0 fail
 any high or critical finding; --threshold-med 5 fails when there are more than 5 findings that
 are medium, high or critical.
 
-Exit codes: 0 success (thresholds kept), 1 error (connection, store), 2 bad flags, 3 the run
-did not succeed (failed, timed out, interrupted), 10 a threshold was exceeded, 78 config error.")]
+--timeout MINUTES bounds the wait for the vendor scan (fractions allowed: 0.5 is 30 seconds).
+Past it, scan prints the run id and exits 0 without checking thresholds; the vendor scan goes
+on, the run stays \"running\" with its vendor scan id, and a running daemon takes it over
+within a minute (at once on SIGHUP; a stopped one at its next start), as after --async. It
+does not apply to vendors whose findings are read without a scan (Salt Security).
+
+-m/--meta KEY=VALUE (repeatable) is sent in the scan request's metadata, over the scan's
+configured metadata for the same key.
+
+Exit codes: 0 success (thresholds kept, or still running past --timeout), 1 error
+(connection, store), 2 bad flags, 3 the run did not succeed (failed, timed out, interrupted),
+10 a threshold was exceeded, 78 config error.")]
 pub struct Args {
     /// The vendor project (CodeThreat) or API asset (Salt Security): a configured scan's bind_to
     #[arg(short = 'p', long)]
@@ -49,6 +59,44 @@ pub struct Args {
     /// Return once the vendor scan is started; no waiting, no thresholds
     #[arg(long = "async")]
     pub start_only: bool,
+    /// Metadata for the vendor scan, KEY=VALUE (repeatable; overrides the scan's configured
+    /// metadata for the same key)
+    #[arg(short = 'm', long = "meta", value_name = "KEY=VALUE", value_parser = parse_meta)]
+    pub meta: Vec<(String, String)>,
+    /// Wait at most this many minutes (fractions allowed) for the vendor scan; past it, print
+    /// the run id, exit 0 and leave the scan to the daemon
+    #[arg(long, value_name = "MINUTES", value_parser = parse_minutes, conflicts_with = "start_only")]
+    pub timeout: Option<Duration>,
+}
+
+/// `KEY=VALUE` → (KEY, VALUE); the value may be empty or hold `=`, the key may not be empty.
+fn parse_meta(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_string(), value.to_string()))
+        }
+        _ => Err(format!("expected KEY=VALUE, got \"{text}\"")),
+    }
+}
+
+/// A wait in minutes as a person writes it: `0.05`, `1.5`, `30`.
+fn minutes_text(wait: Duration) -> String {
+    let text = format!("{:.2}", wait.as_secs_f64() / 60.0);
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// Minutes, fractions allowed (`0.05` is 3 seconds), more than zero.
+fn parse_minutes(text: &str) -> Result<Duration, String> {
+    let minutes: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected a number of minutes, got \"{text}\""))?;
+    if !minutes.is_finite() || minutes <= 0.0 {
+        return Err(format!(
+            "must be more than 0 minutes, got \"{text}\" (use --async not to wait at all)"
+        ));
+    }
+    Duration::try_from_secs_f64(minutes * 60.0).map_err(|_| format!("{text} minutes is too long"))
 }
 
 /// A `--threshold-*` limit that was exceeded.
@@ -147,7 +195,7 @@ pub fn pick_scan(config: &Config, tool: &str, project: &str) -> Result<ScanConfi
         [] => Err(PickError::NoInstance {
             tool: tool.to_string(),
         }),
-        [instance] => Ok(ad_hoc_scan(tool, instance, project)),
+        [instance] => Ok(ScanConfig::ad_hoc(tool, instance, project)),
         several => Err(PickError::Ambiguous {
             tool: tool.to_string(),
             project: project.to_string(),
@@ -160,30 +208,27 @@ pub fn pick_scan(config: &Config, tool: &str, project: &str) -> Result<ScanConfi
     }
 }
 
-/// A scan made up for `scan -p PROJECT -t TOOL` when the config has none for the project.
-fn ad_hoc_scan(tool: &str, instance: &str, project: &str) -> ScanConfig {
-    ScanConfig {
-        name: format!("{tool}-{project}"),
-        instance: instance.to_string(),
-        bind_to: project.to_string(),
-        branch: None,
-        environment: None,
-        tags: Vec::new(),
-        metadata: BTreeMap::new(),
-        min_severity: None,
-        enabled: true,
-        schedule: Schedule::Now,
-        timeout: Duration::from_secs(2 * 3600),
-    }
-}
-
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
+    // The deadline counts from the command's start, as a CI step's budget does.
+    let detach_at = args.timeout.map(|t| tokio::time::Instant::now() + t);
     let config = Config::load(&Config::resolve_path(global.config.as_deref()))?;
-    let scan = pick_scan(&config, &args.tool, &args.project)?;
+    let mut scan = pick_scan(&config, &args.tool, &args.project)?;
+    scan.metadata.extend(args.meta.iter().cloned());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     // Ctrl-C / SIGTERM: the run commits its current page and ends interrupted.
     let signals = stop_on_signal(stop_tx)?;
     let ctx = SyncContext::new(&config, stop_rx)?;
+    let passive = ctx
+        .vendors
+        .get(&scan.instance)
+        .is_some_and(|v| !v.triggers_scans());
+    if passive && (!args.meta.is_empty() || args.timeout.is_some()) {
+        eprintln!(
+            "note: {} starts no scans (its findings are read as they are), so --meta and \
+             --timeout have no effect",
+            args.tool
+        );
+    }
     let progress = std::io::stderr().is_terminal().then(|| {
         Progress(Arc::new(|line: &str| eprintln!("{line}")) as Arc<dyn Fn(&str) + Send + Sync>)
     });
@@ -191,6 +236,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
         trigger: "cli".into(),
         branch: args.branch.clone(),
         start_only: args.start_only,
+        detach_at,
         progress,
         ..RunOptions::default()
     };
@@ -214,7 +260,25 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
             0
         });
     }
+    if summary.state == RunState::Running {
+        // Past --timeout: the vendor scan goes on; the run is the daemon's to finish.
+        let minutes = minutes_text(args.timeout.unwrap_or_default());
+        println!(
+            "scan {}: vendor scan {} still running after --timeout {minutes} minute(s) (run {}); \
+             it goes on at the vendor and a running daemon (`scansync run`) takes the run over \
+             within a minute (a stopped one at its next start); \
+             `scansync runs --scan {}` shows it",
+            summary.scan,
+            summary.vendor_scan_id.as_deref().unwrap_or("(unknown)"),
+            summary.run_id,
+            summary.scan
+        );
+        return Ok(0);
+    }
     print_summary(&summary);
+    // The run's webhook notifications were committed with its end: try them now, for a few
+    // seconds at most; what is left stays in the outbox for the daemon.
+    crate::webhooks::deliver_before_exit(&ctx).await;
     if summary.state != RunState::Succeeded {
         eprintln!(
             "error: run {} ended {}{}",
@@ -292,7 +356,7 @@ fn stop_on_signal(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{DaemonConfig, InstanceConfig, StoreConfig};
+    use crate::config::{DaemonConfig, InstanceConfig, Schedule, StoreConfig};
 
     fn instance(vendor: &str) -> InstanceConfig {
         InstanceConfig {
@@ -316,10 +380,43 @@ mod tests {
                 .map(|(name, inst, bind_to)| ScanConfig {
                     name: name.to_string(),
                     schedule: Schedule::Every(Duration::from_secs(3600)),
-                    ..ad_hoc_scan("x", inst, bind_to)
+                    ..ScanConfig::ad_hoc("x", inst, bind_to)
                 })
                 .collect(),
+            webhooks: Default::default(),
+            server: None,
         }
+    }
+
+    #[test]
+    fn meta_takes_key_equals_value_and_keeps_equals_signs_in_the_value() {
+        assert_eq!(
+            parse_meta("commit=abc"),
+            Ok(("commit".to_string(), "abc".to_string()))
+        );
+        assert_eq!(
+            parse_meta("query=a=b"),
+            Ok(("query".to_string(), "a=b".to_string()))
+        );
+        assert_eq!(
+            parse_meta("empty="),
+            Ok(("empty".to_string(), String::new()))
+        );
+        assert!(parse_meta("no-equals").is_err());
+        assert!(parse_meta("=value").is_err());
+    }
+
+    #[test]
+    fn timeout_takes_fractional_minutes_above_zero() {
+        assert_eq!(parse_minutes("0.05"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_minutes("30"), Ok(Duration::from_secs(1800)));
+        assert!(parse_minutes("0").is_err());
+        assert!(parse_minutes("-1").is_err());
+        assert!(parse_minutes("NaN").is_err());
+        assert!(parse_minutes("soon").is_err());
+        assert_eq!(minutes_text(Duration::from_secs(3)), "0.05");
+        assert_eq!(minutes_text(Duration::from_secs(90)), "1.5");
+        assert_eq!(minutes_text(Duration::from_secs(1800)), "30");
     }
 
     #[test]

@@ -38,7 +38,8 @@ pub struct Args {
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
     /// Inject a fault: KIND[:RATE], KIND one of 429, 500, timeout, truncated, html; RATE a
-    /// probability (0.1), a percent (10%) or xN (first N requests only). Repeatable.
+    /// probability (0.1), a percent (10%), xN (first N requests only) or @N (the Nth request
+    /// only; `KIND@N` works too). Repeatable.
     #[arg(long = "fault", value_name = "KIND[:RATE]")]
     pub faults: Vec<Fault>,
     /// Write a scansync config pointing at this simulator to PATH (store in a fresh temp folder)

@@ -48,6 +48,9 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     for s in &summaries {
         println!("{}", summary_line(s));
     }
+    // The runs' webhook notifications were committed with their ends: try them now, for a
+    // few seconds at most; what is left stays in the outbox for the daemon.
+    crate::webhooks::deliver_before_exit(&ctx).await;
     let all_ok = summaries.iter().all(|s| s.state == RunState::Succeeded);
     Ok(if all_ok { 0 } else { 1 })
 }

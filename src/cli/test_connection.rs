@@ -4,6 +4,7 @@
 use super::Global;
 use crate::config::{Config, InstanceConfig};
 use crate::vendors::{self, VendorError};
+use std::path::Path;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -46,21 +47,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     let path = Config::resolve_path(global.config.as_deref());
     let config = Config::load(&path)?;
     let selected: Vec<(&String, &InstanceConfig)> = match &args.instance {
-        Some(name) => match config.instances.get_key_value(name) {
-            Some(pair) => vec![pair],
-            None => {
-                let known: Vec<&str> = config.instances.keys().map(String::as_str).collect();
-                anyhow::bail!(
-                    "no instance named \"{name}\" in {} (known: {})",
-                    path.display(),
-                    if known.is_empty() {
-                        "none".to_string()
-                    } else {
-                        known.join(", ")
-                    }
-                );
-            }
-        },
+        Some(name) => vec![named_instance(&config, &path, name)?],
         None => config.instances.iter().collect(),
     };
     if selected.is_empty() {
@@ -79,10 +66,30 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     Ok(first_failure.unwrap_or(EXIT_OK))
 }
 
+/// The instance `name` of the config loaded from `path`, or an error naming the known ones.
+pub(crate) fn named_instance<'c>(
+    config: &'c Config,
+    path: &Path,
+    name: &str,
+) -> anyhow::Result<(&'c String, &'c InstanceConfig)> {
+    config.instances.get_key_value(name).ok_or_else(|| {
+        let known: Vec<&str> = config.instances.keys().map(String::as_str).collect();
+        anyhow::anyhow!(
+            "no instance named \"{name}\" in {} (known: {})",
+            path.display(),
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
+        )
+    })
+}
+
 /// Tests one instance: the line to print and its exit code.
 async fn test_one(name: &str, instance: &InstanceConfig, width: usize) -> (String, u8) {
     let vendor_name = instance.vendor.as_str();
-    let connector = match vendors::connect(instance) {
+    let connector = match vendors::connect(name, instance) {
         Ok(c) => c,
         Err(e) => return (format!("FAIL {name:width$}  {vendor_name} {e}"), EXIT_OTHER),
     };

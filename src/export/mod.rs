@@ -288,14 +288,7 @@ mod tests {
 
     #[test]
     fn every_state_word_parses_back() {
-        for s in [
-            FindingState::New,
-            FindingState::Open,
-            FindingState::Fixed,
-            FindingState::Reopened,
-            FindingState::FalsePositive,
-            FindingState::Accepted,
-        ] {
+        for s in FindingState::ALL {
             assert_eq!(parse_state(state_word(s)), Ok(s));
             assert_eq!(
                 serde_json::to_value(s).unwrap(),

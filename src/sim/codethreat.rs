@@ -50,11 +50,37 @@ struct CtScan {
     project_name: String,
     generation: u64,
     branch: Option<String>,
+    /// P: the `metadata` object of a JSON scan start, kept for tests to read back.
+    metadata: serde_json::Map<String, serde_json::Value>,
     started: Instant,
     started_epoch_ms: i64,
 }
 
+/// A scan as the simulated tenant received it, for tests ([`super::Simulator::codethreat_scans`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StartedScan {
+    pub scan_id: String,
+    pub project: String,
+    pub branch: Option<String>,
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
 impl CtState {
+    /// Every scan started so far, oldest first.
+    pub(crate) fn started_scans(&self) -> Vec<StartedScan> {
+        let mut scans: Vec<(&String, &CtScan)> = self.scans.iter().collect();
+        scans.sort_by_key(|(_, scan)| scan.started);
+        scans
+            .into_iter()
+            .map(|(id, scan)| StartedScan {
+                scan_id: id.clone(),
+                project: scan.project_name.clone(),
+                branch: scan.branch.clone(),
+                metadata: scan.metadata.clone(),
+            })
+            .collect()
+    }
+
     pub(crate) fn new(projects: u32) -> CtState {
         CtState {
             projects: (1..=projects)
@@ -268,6 +294,9 @@ fn page_params(q: &HashMap<String, String>) -> Result<(u32, u32), Response> {
 struct ScanRequest {
     project: String,
     branch: Option<String>,
+    /// P: an object; anything else is refused as a malformed request.
+    #[serde(default)]
+    metadata: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Multipart (CodeThreat's CLI uploading a zip) or JSON (scansync on a bound project).
@@ -287,6 +316,7 @@ async fn scan_start(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Byte
         ScanRequest {
             project: project.clone(),
             branch: fields.get("branch").cloned(),
+            metadata: serde_json::Map::new(),
         }
     } else {
         match serde_json::from_slice::<ScanRequest>(&body) {
@@ -332,6 +362,7 @@ fn start_scan(s: &Shared, request: ScanRequest) -> Response {
         project_name: project.name.clone(),
         generation: project.next_generation,
         branch: request.branch,
+        metadata: request.metadata,
         started: Instant::now(),
         started_epoch_ms: chrono::Utc::now().timestamp_millis(),
     };

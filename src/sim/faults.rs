@@ -49,6 +49,9 @@ pub struct Fault {
     /// When set, the fault hits only the first N matching requests (and `rate` is ignored):
     /// "429 once, then success".
     pub first: Option<u32>,
+    /// When set, the fault hits only the Nth matching request (1-based; `rate` and `first`
+    /// are ignored): "the third findings page is cut", whatever the seed.
+    pub nth: Option<u32>,
 }
 
 impl Fault {
@@ -58,6 +61,7 @@ impl Fault {
             kind,
             rate: 1.0,
             first: None,
+            nth: None,
         }
     }
 
@@ -67,6 +71,17 @@ impl Fault {
             kind,
             rate: 1.0,
             first: Some(n),
+            nth: None,
+        }
+    }
+
+    /// A fault on the `n`th matching request only (1-based).
+    pub fn nth(kind: FaultKind, n: u32) -> Fault {
+        Fault {
+            kind,
+            rate: 1.0,
+            first: None,
+            nth: Some(n),
         }
     }
 }
@@ -76,18 +91,22 @@ impl Fault {
 pub enum FaultParseError {
     #[error("unknown fault kind \"{0}\" (use 429, 500, timeout, truncated or html)")]
     UnknownKind(String),
-    #[error("bad fault rate \"{0}\" (use a probability like 0.1, a percent like 10%, or xN for the first N requests)")]
+    #[error("bad fault rate \"{0}\" (use a probability like 0.1, a percent like 10%, xN for the first N requests, or @N for the Nth request only)")]
     BadRate(String),
 }
 
 impl FromStr for Fault {
     type Err = FaultParseError;
 
-    /// `KIND[:RATE]`, RATE being `0.1`, `10%` or `xN`.
+    /// `KIND[:RATE]`, RATE being `0.1`, `10%`, `xN` (first N) or `@N` (the Nth only); `KIND@N`
+    /// is short for `KIND:@N`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (kind_word, rate_word) = match s.split_once(':') {
             Some((k, r)) => (k, Some(r)),
-            None => (s, None),
+            None => match s.find('@') {
+                Some(at) => (&s[..at], Some(&s[at..])),
+                None => (s, None),
+            },
         };
         let kind = match kind_word.trim().to_ascii_lowercase().as_str() {
             "429" => FaultKind::Status429,
@@ -105,6 +124,13 @@ impl FromStr for Fault {
             let n: u32 = n.parse().map_err(|_| bad())?;
             return Ok(Fault::first(kind, n));
         }
+        if let Some(n) = rate_word.strip_prefix('@') {
+            let n: u32 = n.parse().map_err(|_| bad())?;
+            if n == 0 {
+                return Err(bad());
+            }
+            return Ok(Fault::nth(kind, n));
+        }
         let rate = match rate_word.strip_suffix('%') {
             Some(pct) => pct.trim().parse::<f64>().map_err(|_| bad())? / 100.0,
             None => rate_word.parse::<f64>().map_err(|_| bad())?,
@@ -116,15 +142,17 @@ impl FromStr for Fault {
             kind,
             rate,
             first: None,
+            nth: None,
         })
     }
 }
 
 impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.first {
-            Some(n) => write!(f, "{}:x{n}", self.kind.word()),
-            None => write!(f, "{}:{}", self.kind.word(), self.rate),
+        match (self.nth, self.first) {
+            (Some(n), _) => write!(f, "{}@{n}", self.kind.word()),
+            (None, Some(n)) => write!(f, "{}:x{n}", self.kind.word()),
+            (None, None) => write!(f, "{}:{}", self.kind.word(), self.rate),
         }
     }
 }
@@ -152,9 +180,10 @@ impl FaultPlan {
             }
             let n = self.seen[i];
             self.seen[i] += 1;
-            let fires = match fault.first {
-                Some(limit) => n < limit as u64,
-                None => {
+            let fires = match (fault.nth, fault.first) {
+                (Some(nth), _) => n + 1 == nth as u64,
+                (None, Some(limit)) => n < limit as u64,
+                (None, None) => {
                     fault.rate >= 1.0
                         || super::data::unit(super::data::hash(&[0xFA17, seed, i as u64, n]))
                             < fault.rate
@@ -196,6 +225,18 @@ mod tests {
         let mut plan = FaultPlan::new(vec![Fault::first(FaultKind::Status429, 2)]);
         let fired: Vec<bool> = (0..5).map(|_| plan.decide(1, false).is_some()).collect();
         assert_eq!(fired, [true, true, false, false, false]);
+    }
+
+    #[test]
+    fn at_n_fires_on_the_nth_request_only_and_round_trips() {
+        let fault: Fault = "truncated@3".parse().unwrap();
+        assert_eq!(fault, Fault::nth(FaultKind::Truncated, 3));
+        assert_eq!("truncated:@3".parse::<Fault>().unwrap(), fault);
+        assert_eq!(fault.to_string().parse::<Fault>().unwrap(), fault);
+        assert!("500@0".parse::<Fault>().is_err());
+        let mut plan = FaultPlan::new(vec![fault]);
+        let fired: Vec<bool> = (0..5).map(|_| plan.decide(1, true).is_some()).collect();
+        assert_eq!(fired, [false, false, true, false, false]);
     }
 
     #[test]

@@ -289,18 +289,33 @@ impl Simulator {
         *lock(&self.shared.faults) = FaultPlan::new(faults);
     }
 
+    /// Every CodeThreat scan started so far (project, branch, metadata), oldest first.
+    pub fn codethreat_scans(&self) -> Vec<codethreat::StartedScan> {
+        lock(&self.shared.codethreat).started_scans()
+    }
+
     /// The most recent vendor requests (up to 10,000), oldest first.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         lock(&self.shared.requests).iter().cloned().collect()
     }
 
     /// Writes a scansync config pointing at this simulator: one instance of each vendor, one
-    /// scan each, the store at `store_path` (the SQLite file).
+    /// scan each, the store at `store_path` (the SQLite file). The token goes to a file
+    /// beside it (`<config file name>.token`, mode 0600) that the config names with
+    /// `token_file`, so the generated config shows the way operators should keep tokens and
+    /// loads without the inline-token warning.
     pub fn write_config(&self, path: &Path, store_path: &Path) -> io::Result<()> {
-        std::fs::write(path, self.config_toml(store_path))
+        let mut token_name = path.file_name().unwrap_or_default().to_os_string();
+        token_name.push(".token");
+        let token_path = path.with_file_name(&token_name);
+        write_private(&token_path, &self.shared.opts.token)?;
+        std::fs::write(
+            path,
+            self.config_toml(store_path, &token_name.to_string_lossy()),
+        )
     }
 
-    fn config_toml(&self, store_path: &Path) -> String {
+    fn config_toml(&self, store_path: &Path, token_file: &str) -> String {
         let q = |s: &str| toml::Value::String(s.to_string()).to_string();
         let o = &self.shared.opts;
         format!(
@@ -315,12 +330,12 @@ impl Simulator {
              vendor = \"codethreat\"\n\
              url = {ct}\n\
              organization = {org}\n\
-             token = {token}  # inline: fine for a local simulator\n\
+             token_file = {token}\n\
              \n\
              [instances.sim-salt]\n\
              vendor = \"saltsecurity\"\n\
              url = {salt}\n\
-             token = {token}  # inline: fine for a local simulator\n\
+             token_file = {token}\n\
              \n\
              [[scans]]\n\
              name = \"codethreat-project-1\"\n\
@@ -338,7 +353,7 @@ impl Simulator {
             ct = q(&self.codethreat_url()),
             salt = q(&self.salt_url()),
             org = q(&o.organization),
-            token = q(&o.token),
+            token = q(token_file),
         )
     }
 
@@ -539,4 +554,19 @@ async fn gate(s: Arc<Shared>, vendor: SimVendor, req: Request, next: Next) -> Re
             Response::from_parts(parts, Body::from(bytes.slice(..bytes.len() / 2)))
         }
     }
+}
+
+/// Writes `text` to a new file readable by its owner only (scansync warns about token files
+/// that group or others can read).
+fn write_private(path: &Path, text: &str) -> io::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options.open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.write_all(b"\n")
 }

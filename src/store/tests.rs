@@ -522,6 +522,65 @@ fn recover_unfinished_interrupts_a_dead_owners_run_and_keeps_its_vendor_scan_id(
 }
 
 #[test]
+fn abandoned_runs_are_listed_unchanged_and_taken_over_once() {
+    let (_dir, mut store) = temp_store();
+    let dead = store.begin_run(&scope("shop")).unwrap();
+    store.set_vendor_scan_id(dead, "vs-7").unwrap();
+    let live = store.begin_run(&scope("billing")).unwrap();
+    let ended = store.begin_run(&scope("web")).unwrap();
+    store.finish_run(ended, RunEnd::Succeeded).unwrap();
+    // Another process began `dead` and is gone: same pid, another start time.
+    store
+        .conn
+        .execute(
+            "UPDATE sync_runs SET owner_started = 'not-a-start-time' WHERE id = ?1",
+            [dead],
+        )
+        .unwrap();
+
+    let listed = store.abandoned_runs().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, dead);
+    assert_eq!(
+        listed[0].state,
+        RunState::Running,
+        "listing changes nothing"
+    );
+    assert_eq!(listed[0].vendor_scan_id.as_deref(), Some("vs-7"));
+    assert_eq!(store.run(dead).unwrap().unwrap().state, RunState::Running);
+
+    let taken = store
+        .interrupt_abandoned_run(dead)
+        .unwrap()
+        .expect("taken over");
+    assert_eq!(taken.state, RunState::Interrupted);
+    assert_eq!(taken.vendor_scan_id.as_deref(), Some("vs-7"));
+    assert!(taken
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("stopped before the run finished"));
+    assert!(
+        store.interrupt_abandoned_run(dead).unwrap().is_none(),
+        "only once"
+    );
+    assert!(
+        store.interrupt_abandoned_run(live).unwrap().is_none(),
+        "owner alive"
+    );
+    assert!(
+        store.interrupt_abandoned_run(ended).unwrap().is_none(),
+        "already ended"
+    );
+    assert_eq!(store.run(live).unwrap().unwrap().state, RunState::Running);
+    assert_eq!(
+        store.run(ended).unwrap().unwrap().state,
+        RunState::Succeeded
+    );
+    assert!(store.abandoned_runs().unwrap().is_empty());
+}
+
+#[test]
 fn opening_the_store_leaves_a_live_writers_running_run_alone() {
     let (dir, mut writer) = temp_store();
     let run = writer.begin_run(&scope("shop")).unwrap();
@@ -824,4 +883,338 @@ proptest! {
         prop_assert_eq!(run.counts.pages, order.len() as u64);
         prop_assert_eq!(count(&store, "SELECT count(*) FROM finding_events"), *events);
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// The webhook outbox.
+
+use crate::webhooks::{EventType, Route};
+
+fn route(name: &str, events: &[EventType], min: Option<Severity>, scans: &[&str]) -> Route {
+    Route {
+        name: name.into(),
+        events: events.to_vec(),
+        min_severity: min,
+        scans: scans.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+/// `(webhook, event_type, payload)` of every outbox row, oldest first.
+fn outbox(store: &Store) -> Vec<(String, String, serde_json::Value)> {
+    let mut stmt = store
+        .conn
+        .prepare("SELECT webhook, event_type, payload FROM webhook_outbox ORDER BY id")
+        .unwrap();
+    stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+        ))
+    })
+    .unwrap()
+    .map(|r| {
+        let (w, e, p) = r.unwrap();
+        (w, e, serde_json::from_str(&p).unwrap())
+    })
+    .collect()
+}
+
+fn listed_fingerprints(payload: &serde_json::Value) -> Vec<String> {
+    payload["data"]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["fingerprint"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn without_webhooks_finishing_a_run_writes_no_notification() {
+    let (_dir, mut store) = temp_store();
+    import(&mut store, "shop", &[findings(0..5)], RunEnd::Succeeded);
+    assert_eq!(count(&store, "SELECT count(*) FROM webhook_outbox"), 0);
+    assert_eq!(store.outbox_depth().unwrap(), 0);
+}
+
+#[test]
+fn new_findings_notify_each_matching_webhook_once_with_its_severity_filter() {
+    let (_dir, mut store) = temp_store();
+    store.set_webhook_routes(vec![
+        route("all", &[EventType::FindingsNew], None, &[]),
+        route(
+            "critical-only",
+            &[EventType::FindingsNew],
+            Some(Severity::Critical),
+            &[],
+        ),
+        route("other-scan", &[EventType::FindingsNew], None, &["api"]),
+        route("fixes-only", &[EventType::FindingsFixed], None, &[]),
+    ]);
+    // Severities cycle critical, high, medium, low, info: 0 and 5 are critical.
+    let page = findings(0..10);
+    let run = import(
+        &mut store,
+        "shop",
+        std::slice::from_ref(&page),
+        RunEnd::Succeeded,
+    );
+    let rows = outbox(&store);
+    assert_eq!(
+        rows.iter()
+            .map(|(w, e, _)| (w.as_str(), e.as_str()))
+            .collect::<Vec<_>>(),
+        [("all", "findings.new"), ("critical-only", "findings.new")]
+    );
+    let all = &rows[0].2;
+    assert_eq!(all["type"], "findings.new");
+    assert_eq!(all["data"]["scan"], "shop");
+    assert_eq!(all["data"]["run_id"], run.id);
+    assert_eq!(all["data"]["counts"]["new"], 10);
+    assert_eq!(all["data"]["more"], 0);
+    assert_eq!(listed_fingerprints(all).len(), 10);
+    assert_eq!(all["data"]["findings"][0]["severity"], "critical");
+    let critical = &rows[1].2;
+    let mut want = vec![fp(&page[0], "shop"), fp(&page[5], "shop")];
+    want.sort();
+    assert_eq!(listed_fingerprints(critical), want);
+    assert_eq!(store.outbox_depth().unwrap(), 2);
+
+    // The next run sees the same findings: nothing is new, nothing is sent.
+    import(&mut store, "shop", &[page], RunEnd::Succeeded);
+    assert_eq!(outbox(&store).len(), 2);
+}
+
+#[test]
+fn a_notification_lists_the_worst_100_findings_and_counts_the_rest() {
+    let (_dir, mut store) = temp_store();
+    store.set_webhook_routes(vec![route("all", &[EventType::FindingsNew], None, &[])]);
+    import(&mut store, "shop", &[findings(0..150)], RunEnd::Succeeded);
+    let rows = outbox(&store);
+    assert_eq!(rows.len(), 1);
+    let payload = &rows[0].2;
+    assert_eq!(listed_fingerprints(payload).len(), 100);
+    assert_eq!(payload["data"]["more"], 50);
+    // 30 of each severity: the 100 listed are every critical, high and medium one, plus 10 low.
+    let severities: Vec<&str> = payload["data"]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["severity"].as_str().unwrap())
+        .collect();
+    assert_eq!(severities.iter().filter(|s| **s == "critical").count(), 30);
+    assert_eq!(severities.iter().filter(|s| **s == "low").count(), 10);
+    assert!(!severities.contains(&"info"));
+}
+
+#[test]
+fn fixed_and_reopened_findings_are_notified_by_the_run_that_changed_them() {
+    let (_dir, mut store) = temp_store();
+    let all = findings(0..6);
+    import(
+        &mut store,
+        "shop",
+        std::slice::from_ref(&all),
+        RunEnd::Succeeded,
+    );
+    store.set_webhook_routes(vec![route(
+        "changes",
+        &[EventType::FindingsFixed, EventType::FindingsReopened],
+        None,
+        &[],
+    )]);
+    let fixing = import(&mut store, "shop", &[all[..4].to_vec()], RunEnd::Succeeded);
+    let rows = outbox(&store);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].1, "findings.fixed");
+    let mut want = vec![fp(&all[4], "shop"), fp(&all[5], "shop")];
+    want.sort();
+    let mut got = listed_fingerprints(&rows[0].2);
+    got.sort();
+    assert_eq!(got, want);
+    assert_eq!(rows[0].2["data"]["run_id"], fixing.id);
+    assert_eq!(rows[0].2["data"]["counts"]["fixed"], 2);
+    assert!(rows[0].2["data"]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|f| f["state"] == "fixed"));
+
+    import(
+        &mut store,
+        "shop",
+        std::slice::from_ref(&all),
+        RunEnd::Succeeded,
+    );
+    let rows = outbox(&store);
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1].1, "findings.reopened");
+    let mut got = listed_fingerprints(&rows[1].2);
+    got.sort();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn run_failed_is_sent_for_failed_and_timed_out_runs_but_not_interrupted_ones() {
+    let (_dir, mut store) = temp_store();
+    store.set_webhook_routes(vec![route("ops", &[EventType::RunFailed], None, &[])]);
+    import(&mut store, "shop", &[findings(0..3)], RunEnd::Succeeded);
+    import(
+        &mut store,
+        "shop",
+        &[],
+        RunEnd::Failed("HTTP 500 from CodeThreat".into()),
+    );
+    import(
+        &mut store,
+        "shop",
+        &[],
+        RunEnd::Interrupted("stopping".into()),
+    );
+    import(
+        &mut store,
+        "shop",
+        &[],
+        RunEnd::TimedOut("2h passed".into()),
+    );
+    let rows = outbox(&store);
+    let states: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|(_, e, p)| (e.as_str(), p["data"]["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        states,
+        [("run.failed", "failed"), ("run.failed", "timed_out")]
+    );
+    assert_eq!(rows[0].2["data"]["error"], "HTTP 500 from CodeThreat");
+}
+
+#[test]
+fn a_branch_run_notifies_the_webhooks_of_its_configured_scan() {
+    let (_dir, mut store) = temp_store();
+    store.set_webhook_routes(vec![route(
+        "shop-hook",
+        &[EventType::FindingsNew],
+        None,
+        &["shop"],
+    )]);
+    let mut branch_scope = scope("shop@feature-x");
+    branch_scope.branch = Some("feature-x".into());
+    let run = store.begin_run(&branch_scope).unwrap();
+    store.upsert_page(run, &findings(0..2)).unwrap();
+    store.finish_run(run, RunEnd::Succeeded).unwrap();
+    let rows = outbox(&store);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].2["data"]["scan"], "shop@feature-x");
+    assert_eq!(rows[0].2["data"]["branch"], "feature-x");
+}
+
+#[test]
+fn delivery_bookkeeping_claims_retries_delivers_and_gives_up() {
+    let (_dir, mut store) = temp_store();
+    store.set_webhook_routes(vec![
+        route("a", &[EventType::FindingsNew], None, &[]),
+        route("b", &[EventType::FindingsNew], None, &[]),
+    ]);
+    import(&mut store, "shop", &[findings(0..2)], RunEnd::Succeeded);
+    let now = chrono::Utc::now();
+    let due = store.due_webhook_messages(now, 10).unwrap();
+    assert_eq!(due.len(), 2);
+    assert!(due
+        .iter()
+        .all(|m| m.msg_id.starts_with("msg_") && m.attempts == 0));
+    assert_ne!(due[0].msg_id, due[1].msg_id);
+    assert!(store.next_webhook_due().unwrap().unwrap() <= now);
+
+    // A claim takes the row out of the due set until its lease ends; a second claim based
+    // on the same read loses.
+    let lease = now + chrono::Duration::seconds(15);
+    assert!(store.claim_webhook_message(&due[0], now, lease).unwrap());
+    assert!(!store.claim_webhook_message(&due[0], now, lease).unwrap());
+    assert_eq!(store.due_webhook_messages(now, 10).unwrap().len(), 1);
+
+    // A failed attempt: due again later, with the attempt counted and the error kept.
+    let later = now + chrono::Duration::seconds(30);
+    store
+        .webhook_retry(due[0].id, Some(503), "HTTP 503 Service Unavailable", later)
+        .unwrap();
+    let again = store.due_webhook_messages(later, 10).unwrap();
+    let retried = again.iter().find(|m| m.id == due[0].id).unwrap();
+    assert_eq!(retried.attempts, 1);
+    assert_eq!(
+        retried.msg_id, due[0].msg_id,
+        "the webhook-id never changes"
+    );
+
+    assert!(store.claim_webhook_message(retried, later, later).unwrap());
+    store.webhook_delivered(due[0].id, 204, later).unwrap();
+    assert!(store.claim_webhook_message(&due[1], now, lease).unwrap());
+    store
+        .webhook_gave_up(due[1].id, Some(410), "gave up: 410 Gone", later)
+        .unwrap();
+
+    assert_eq!(store.outbox_depth().unwrap(), 0);
+    assert_eq!(store.next_webhook_due().unwrap(), None);
+    let undelivered = store.webhook_outbox(false).unwrap();
+    assert_eq!(undelivered.len(), 1);
+    assert_eq!(undelivered[0].state, "gave_up");
+    assert_eq!(undelivered[0].last_status, Some(410));
+    assert_eq!(
+        undelivered[0].last_error.as_deref(),
+        Some("gave up: 410 Gone")
+    );
+    let all = store.webhook_outbox(true).unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0].state, "delivered");
+    assert_eq!(all[0].attempts, 2);
+    assert!(all[0].delivered_at.is_some());
+}
+
+#[test]
+fn finding_counts_group_every_scan_by_state_and_severity() {
+    let (_dir, mut store) = temp_store();
+    // Severity cycles with n: 0..10 is two of each severity.
+    import(&mut store, "shop", &[findings(0..10)], RunEnd::Succeeded);
+    // The second run misses 0..5: those five become fixed, 5..10 open.
+    import(&mut store, "shop", &[findings(5..10)], RunEnd::Succeeded);
+    import(&mut store, "empty", &[], RunEnd::Succeeded);
+    let counts = store.finding_counts().unwrap();
+    assert_eq!(
+        counts.keys().collect::<Vec<_>>(),
+        vec!["empty", "shop"],
+        "a scan without findings is listed too"
+    );
+    assert!(counts["empty"].is_empty());
+    let shop = &counts["shop"];
+    let mut expected = BTreeMap::new();
+    for n in 0..10 {
+        let state = if n < 5 {
+            FindingState::Fixed
+        } else {
+            FindingState::Open
+        };
+        *expected
+            .entry((state, Severity::ALL[n % 5]))
+            .or_insert(0u64) += 1;
+    }
+    assert_eq!(shop, &expected);
+    assert_eq!(shop.values().sum::<u64>(), 10);
+}
+
+#[test]
+fn last_successful_syncs_take_the_latest_success_and_skip_other_ends() {
+    let (_dir, mut store) = temp_store();
+    let first = import(&mut store, "shop", &[findings(0..2)], RunEnd::Succeeded);
+    let second = import(&mut store, "shop", &[findings(0..2)], RunEnd::Succeeded);
+    import(
+        &mut store,
+        "shop",
+        &[],
+        RunEnd::Failed("vendor down".into()),
+    );
+    import(&mut store, "never", &[], RunEnd::Failed("no".into()));
+    let last = store.last_successful_syncs().unwrap();
+    assert_eq!(last.len(), 1, "{last:?}");
+    assert!(second.finished_at >= first.finished_at);
+    assert_eq!(Some(&last["shop"]), second.finished_at.as_ref());
 }

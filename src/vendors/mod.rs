@@ -177,10 +177,14 @@ pub fn spec(name: &str) -> Option<&'static VendorSpec> {
     REGISTRY.iter().find(|s| s.name == name)
 }
 
-/// Connector for a validated instance.
-pub fn connect(instance: &InstanceConfig) -> Result<Box<dyn Vendor>, crate::http::HttpError> {
+/// Connector for a validated instance; `name` is its key in `[instances]`, under which its
+/// HTTP requests are counted in the metrics.
+pub fn connect(
+    name: &str,
+    instance: &InstanceConfig,
+) -> Result<Box<dyn Vendor>, crate::http::HttpError> {
     let spec = spec(&instance.vendor).expect("validated config names a known vendor");
-    let http = HttpClient::for_instance(instance)?;
+    let http = HttpClient::for_instance(instance)?.with_metrics_label(name);
     (spec.build)(instance, http)
 }
 

@@ -1,5 +1,11 @@
-//! Helpers shared by integration tests: a loopback TLS server for the certificate checks.
+//! Helpers shared by integration tests: a loopback TLS server for the certificate checks,
+//! and reading Prometheus' text format back (a parser, typed look-ups, `promtool`).
+//!
+//! Each test crate that says `mod common;` uses a part of this file; the rest would be dead
+//! code there.
+#![allow(dead_code)]
 
+use prometheus_parse::{LineInfo, Scrape, Value};
 use std::sync::Arc;
 
 /// A loopback HTTPS server with a certificate from the test CA in tests/fixtures/tls; it
@@ -54,4 +60,96 @@ pub async fn tls_server(organization: &'static str) -> String {
         }
     });
     format!("https://127.0.0.1:{port}")
+}
+
+/// Parses an exposition with a Prometheus text-format parser, refusing any line it does not
+/// recognize as help, type or sample, and any sample of a family without a `# TYPE` line.
+pub fn parse_exposition(text: &str) -> Scrape {
+    let mut typed = Vec::new();
+    for line in text.lines() {
+        match LineInfo::parse(line) {
+            LineInfo::Doc { .. } => {}
+            LineInfo::Type { metric_name, .. } => {
+                typed.push(metric_name.trim_end_matches("_bucket").to_string())
+            }
+            LineInfo::Sample { metric_name, .. } => assert!(
+                typed.iter().any(|t| metric_name.starts_with(t.as_str())),
+                "sample without a # TYPE line: {line}"
+            ),
+            LineInfo::Empty | LineInfo::Ignored => panic!("unrecognized line {line:?}"),
+        }
+    }
+    Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("parses")
+}
+
+/// The value of the sample of `metric` whose labels are exactly `labels`.
+pub fn value(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let matching: Vec<f64> = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == metric)
+        .filter(|s| {
+            s.labels.len() == labels.len() && labels.iter().all(|(k, v)| s.labels.get(k) == Some(v))
+        })
+        .map(|s| match s.value {
+            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => v,
+            ref other => panic!("{metric} is not a single value: {other:?}"),
+        })
+        .collect();
+    assert!(matching.len() <= 1, "duplicate series {metric} {labels:?}");
+    matching.first().copied()
+}
+
+/// Like [`value`] (0 for a series not there yet), also checking the family is a counter.
+pub fn counter(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    if let Some(s) = scrape.samples.iter().find(|s| s.metric == metric) {
+        assert!(
+            matches!(s.value, Value::Counter(_)),
+            "{metric} must be typed counter: {s:?}"
+        );
+    }
+    value(scrape, metric, labels).unwrap_or(0.0)
+}
+
+/// Like [`value`], also checking the family is a gauge.
+pub fn gauge(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    if let Some(s) = scrape.samples.iter().find(|s| s.metric == metric) {
+        assert!(
+            matches!(s.value, Value::Gauge(_)),
+            "{metric} must be typed gauge: {s:?}"
+        );
+    }
+    value(scrape, metric, labels)
+}
+
+/// `promtool check metrics` on `text` where promtool is installed (Debian package
+/// `prometheus`; CI installs it); says so and returns where it is not.
+pub fn promtool_check(text: &str) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let Ok(mut child) = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    else {
+        println!("promtool check metrics: skipped (promtool is not on PATH; Debian package `prometheus`)");
+        return;
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed ({}):\n{}{}\n--- the text ---\n{text}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("promtool check metrics: ok");
 }

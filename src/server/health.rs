@@ -1,0 +1,130 @@
+//! `GET /healthz`, `GET /readyz` and `GET /metrics`: what a supervisor, a load balancer and
+//! Prometheus ask.
+
+use super::{verify, ServerState};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long `/readyz` waits for the store before calling it not ready: a page transaction of
+/// a run holds it for milliseconds; seconds means something is wrong.
+const STORE_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The process is up and serving. Nothing else is checked: a restart would not fix a busy
+/// vendor or a locked store.
+pub(super) async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// 200 when the store takes a write and the scheduler runs; 503 otherwise (also while the
+/// store is still being opened). The body says which part is not ready, and how long ago
+/// each configured scan last synced successfully.
+pub(super) async fn readyz(State(state): State<Arc<ServerState>>) -> Response {
+    let Some(backend) = state.backend() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "ready": false,
+                "store": "not open yet",
+                "scheduler": "not running",
+                "scans": {},
+            })),
+        )
+            .into_response();
+    };
+    let (config, ctx) = backend.current();
+    let scheduler = backend.scheduler_running();
+    let check = tokio::time::timeout(
+        STORE_CHECK_TIMEOUT,
+        ctx.with_store(|s| {
+            s.probe_writable()?;
+            s.last_success_by_scan()
+        }),
+    )
+    .await;
+    let (store, last) = match check {
+        Ok(Ok(last)) => ("writable".to_string(), Some(last)),
+        Ok(Err(e)) => {
+            tracing::warn!("readyz: the store is not writable: {e}");
+            (format!("not writable: {e}"), None)
+        }
+        Err(_) => (
+            format!(
+                "no answer within {}s (locked by another process?)",
+                STORE_CHECK_TIMEOUT.as_secs()
+            ),
+            None,
+        ),
+    };
+    let now = Utc::now();
+    let mut scans = Map::new();
+    for scan in config.scans.iter().filter(|s| s.enabled) {
+        let age = last
+            .as_ref()
+            .and_then(|l| l.get(&scan.name))
+            .and_then(|at| DateTime::parse_from_rfc3339(at).ok())
+            .map(|at| (now - at.with_timezone(&Utc)).num_seconds().max(0));
+        scans.insert(
+            scan.name.clone(),
+            json!({ "last_success_age_seconds": age }),
+        );
+    }
+    let ready = last.is_some() && scheduler;
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "ready": ready,
+        "store": store,
+        "scheduler": if scheduler { "running" } else { "not running" },
+        "scans": Value::Object(scans),
+    });
+    (status, Json(body)).into_response()
+}
+
+/// The Prometheus text exposition; with `metrics_token_file` set, only for
+/// `Authorization: Bearer <token>`.
+pub(super) async fn metrics(State(state): State<Arc<ServerState>>, headers: HeaderMap) -> Response {
+    if let Some(token) = &state.metrics_token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if !verify::bearer(given, token.expose()) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(
+                    header::WWW_AUTHENTICATE,
+                    "Bearer realm=\"scansync metrics\"",
+                )],
+                "a bearer token is required (metrics_token_file)\n",
+            )
+                .into_response();
+        }
+    }
+    let Some(backend) = state.backend() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the store is not open yet\n",
+        )
+            .into_response();
+    };
+    let (_, ctx) = backend.current();
+    match crate::metrics::render(&ctx).await {
+        Ok(text) => ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response(),
+        Err(e) => {
+            tracing::warn!("metrics: rendering failed: {e:#}");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("metrics failed: {e}\n"),
+            )
+                .into_response()
+        }
+    }
+}

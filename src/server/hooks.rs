@@ -1,0 +1,384 @@
+//! `POST /hooks/<scan>`: a push on GitHub, GitLab or Bitbucket starts the scan bound to it.
+//!
+//! Order matters: find the scan (404) → read the body within its cap and time (413/408) →
+//! verify the signature on the raw bytes (401) → only then look at the event (200, nothing
+//! started, for anything but a push) and parse the body (400) → match the branch (200,
+//! nothing started, when no pattern matches) → remember the delivery id (200 `duplicate`
+//! for a repeat) → start or queue the run (202 with its id). Every answer is logged with the
+//! scan and the reason, and counted in the `webhook_trigger` metric; the secret never is.
+
+use super::platform::{self, Change, Event};
+use super::{glob, verify, Backend, ServerState, TriggerError, Triggered, BODY_READ_TIMEOUT};
+use crate::config::{Platform, ScanConfig, ScanHookConfig};
+use crate::store::Claim;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use http_body_util::BodyExt;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{info, warn};
+
+/// The largest body accepted (GitHub push payloads are far below this for normal pushes).
+pub const MAX_BODY: usize = 1024 * 1024;
+/// A body a little over the cap is read to its end and dropped before answering 413, so the
+/// sender (which may still be writing) reads the answer instead of a reset connection. Past
+/// this the connection is simply closed.
+const DRAIN_LIMIT: usize = 8 * MAX_BODY;
+/// How long a delivery id is remembered.
+pub const DELIVERY_MEMORY: Duration = Duration::from_secs(24 * 3600);
+
+/// One answer: its status, its metric word, its body, and the reason for the log.
+struct Answer {
+    status: StatusCode,
+    result: &'static str,
+    body: serde_json::Value,
+}
+
+impl Answer {
+    fn error(status: StatusCode, result: &'static str, message: &str) -> Answer {
+        Answer {
+            status,
+            result,
+            body: json!({ "error": message }),
+        }
+    }
+}
+
+pub(super) async fn hook(
+    State(state): State<Arc<ServerState>>,
+    Path(scan): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let (label, answer) = handle(&state, &scan, &headers, body).await;
+    crate::metrics::global().webhook_trigger(&label, answer.result);
+    let mut response = (answer.status, Json(answer.body)).into_response();
+    if answer.status == StatusCode::PAYLOAD_TOO_LARGE {
+        // Whatever of the body is still unread is not worth keeping the connection for.
+        response.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+    }
+    response
+}
+
+/// The answer, and the scan label to count it under: the scan's name when it is configured,
+/// empty otherwise (names in URLs are the sender's choice and must not grow the metrics).
+async fn handle(
+    state: &ServerState,
+    scan_name: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> (String, Answer) {
+    let Some(backend) = state.backend() else {
+        warn!(scan = ?scan_name, "webhook refused (503): scansync is starting, the store is not open yet");
+        return (
+            String::new(),
+            Answer::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "scansync is starting; try again shortly",
+            ),
+        );
+    };
+    let (config, _) = backend.current();
+    let Some(scan) = config.scans.iter().find(|s| s.name == scan_name) else {
+        warn!(scan = ?scan_name, "webhook refused (404): no scan of that name");
+        return (String::new(), not_found());
+    };
+    let label = scan.name.clone();
+    let Some(webhook) = &scan.webhook else {
+        warn!(scan = %scan.name, "webhook refused (404): the scan has no webhook = {{ ... }}");
+        return (label, not_found());
+    };
+    if !scan.enabled {
+        warn!(scan = %scan.name, "webhook refused (404): the scan is disabled");
+        return (label, not_found());
+    }
+    let answer = match accept(&*backend, scan, webhook, headers, body).await {
+        Ok(a) | Err(a) => a,
+    };
+    (label, answer)
+}
+
+fn not_found() -> Answer {
+    // The same answer for "no such scan" and "no webhook": a sender learns nothing of the
+    // config. The log tells the operator which.
+    Answer::error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no webhook for this scan",
+    )
+}
+
+/// From the body on; `Err` is an answer that ends the request early (already logged).
+async fn accept(
+    backend: &dyn Backend,
+    scan: &ScanConfig,
+    webhook: &ScanHookConfig,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Answer, Answer> {
+    let refuse = |status: StatusCode, result: &'static str, reason: &str| {
+        warn!(scan = %scan.name, platform = %webhook.platform, "webhook refused ({}): {reason}", status.as_u16());
+        Answer::error(status, result, reason)
+    };
+    let body = read_body(headers, body).await.map_err(|e| match e {
+        BodyError::TooLarge => refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "bad_request",
+            &format!("the body is larger than {} bytes", MAX_BODY),
+        ),
+        BodyError::Timeout => refuse(
+            StatusCode::REQUEST_TIMEOUT,
+            "bad_request",
+            &format!(
+                "the body did not arrive within {}s",
+                BODY_READ_TIMEOUT.as_secs()
+            ),
+        ),
+        BodyError::Broken(e) => refuse(StatusCode::BAD_REQUEST, "bad_request", &e),
+    })?;
+    let secret = webhook.secret.as_ref().ok_or_else(|| {
+        refuse(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "no secret is configured",
+        )
+    })?;
+    verify_signature(webhook.platform, headers, secret.expose(), &body)
+        .map_err(|reason| refuse(StatusCode::UNAUTHORIZED, "unauthorized", &reason))?;
+
+    match platform::event(webhook.platform, headers)
+        .map_err(|reason| refuse(StatusCode::BAD_REQUEST, "bad_request", &reason))?
+    {
+        Event::Push => {}
+        Event::Other(event) => {
+            info!(scan = %scan.name, event = %event, "webhook event is not a push; nothing started");
+            return Ok(ignored(&format!(
+                "event \"{event}\" starts nothing; only pushes do"
+            )));
+        }
+    }
+    let changes = platform::changes(webhook.platform, &body)
+        .map_err(|reason| refuse(StatusCode::BAD_REQUEST, "bad_request", &reason))?;
+    let mut branches: Vec<String> = Vec::new();
+    let mut skipped: Vec<String> = Vec::new();
+    for change in changes {
+        match change {
+            Change::Branch(b) if glob::matches_any(&webhook.branches, &b) => {
+                if !branches.contains(&b) {
+                    branches.push(b);
+                }
+            }
+            Change::Branch(b) => skipped.push(format!("branch \"{b}\" is not in branches")),
+            Change::Deleted(b) => skipped.push(format!("branch \"{b}\" was deleted")),
+            Change::NotABranch(r) => skipped.push(format!("\"{r}\" is not a branch")),
+        }
+    }
+    if branches.is_empty() {
+        let reason = if skipped.is_empty() {
+            "the push changed no ref".to_string()
+        } else {
+            skipped.join("; ")
+        };
+        info!(scan = %scan.name, "webhook push starts nothing: {reason}");
+        return Ok(ignored(&reason));
+    }
+
+    let delivery = platform::delivery_id(webhook.platform, headers);
+    let (_, ctx) = backend.current();
+    if let Some(id) = &delivery {
+        let (name, id2) = (scan.name.clone(), id.clone());
+        match ctx
+            .with_store(move |s| s.claim_delivery(&name, &id2, DELIVERY_MEMORY))
+            .await
+        {
+            Ok(Claim::New) => {}
+            Ok(Claim::Duplicate {
+                run_id,
+                received_at,
+            }) => {
+                info!(scan = %scan.name, delivery = %id, "webhook delivery already received at {received_at}; nothing started");
+                return Ok(Answer {
+                    status: StatusCode::OK,
+                    result: "duplicate",
+                    body: json!({ "result": "duplicate", "delivery": id, "run_id": run_id }),
+                });
+            }
+            Err(e) => {
+                return Err(refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    &format!("the store cannot record the delivery: {e}"),
+                ))
+            }
+        }
+    } else {
+        info!(scan = %scan.name, "webhook push carries no delivery id; it cannot be told from a replay");
+    }
+
+    let mut runs = Vec::new();
+    let mut failure = None;
+    for branch in &branches {
+        match backend.trigger(scan, branch).await {
+            Ok(Triggered { run_id, queued }) => {
+                let result = if queued { "queued" } else { "started" };
+                info!(
+                    scan = %scan.name,
+                    branch = %branch,
+                    run_id,
+                    delivery = delivery.as_deref().unwrap_or("-"),
+                    "webhook push: run {result}"
+                );
+                runs.push(json!({ "branch": branch, "run_id": run_id, "result": result }));
+            }
+            Err(e) => failure = Some(e),
+        }
+    }
+    let first = runs.first().cloned();
+    if let (Some(id), Some(first)) = (&delivery, &first) {
+        if let Some(run) = first["run_id"].as_i64() {
+            let (name, id) = (scan.name.clone(), id.clone());
+            if let Err(e) = ctx
+                .with_store(move |s| s.set_delivery_run(&name, &id, run))
+                .await
+            {
+                warn!(scan = %scan.name, "cannot note the delivery's run: {e}");
+            }
+        }
+    }
+    match (first, failure) {
+        (Some(first), failure) => {
+            if let Some(e) = failure {
+                warn!(scan = %scan.name, "webhook push: another branch's run did not start: {e}");
+            }
+            let result = if first["result"] == "queued" {
+                "queued"
+            } else {
+                "started"
+            };
+            Ok(Answer {
+                status: StatusCode::ACCEPTED,
+                result,
+                body: json!({
+                    "result": result,
+                    "scan": scan.name,
+                    "branch": first["branch"],
+                    "run_id": first["run_id"],
+                    "runs": runs,
+                }),
+            })
+        }
+        (None, failure) => {
+            // Nothing started: forget the delivery, so the sender's retry is not a "replay".
+            if let Some(id) = &delivery {
+                let (name, id) = (scan.name.clone(), id.clone());
+                let _ = ctx
+                    .with_store(move |s| s.release_delivery(&name, &id))
+                    .await;
+            }
+            let reason = match failure {
+                Some(TriggerError::Stopping) | None => "scansync is stopping".to_string(),
+                Some(TriggerError::Failed(e)) => format!("the run could not be started: {e}"),
+            };
+            Err(refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                &reason,
+            ))
+        }
+    }
+}
+
+fn ignored(reason: &str) -> Answer {
+    Answer {
+        status: StatusCode::OK,
+        result: "ignored",
+        body: json!({ "result": "ignored", "reason": reason }),
+    }
+}
+
+/// The platform's signature check over the raw body.
+fn verify_signature(
+    platform: Platform,
+    headers: &HeaderMap,
+    secret: &str,
+    body: &[u8],
+) -> Result<(), String> {
+    let h = |name| platform::header(headers, name);
+    match platform {
+        Platform::Github => verify::hex_hmac(
+            "X-Hub-Signature-256",
+            h("X-Hub-Signature-256"),
+            secret.as_bytes(),
+            body,
+        ),
+        Platform::Bitbucket => verify::hex_hmac(
+            "X-Hub-Signature",
+            h("X-Hub-Signature"),
+            secret.as_bytes(),
+            body,
+        ),
+        Platform::Gitlab => match h("webhook-signature") {
+            Some(signature) => verify::standard_webhooks(
+                verify::StandardSignature {
+                    id: h("webhook-id"),
+                    timestamp: h("webhook-timestamp"),
+                    signature,
+                },
+                secret,
+                body,
+                chrono::Utc::now().timestamp(),
+            ),
+            None => verify::gitlab_token(h("X-Gitlab-Token"), secret),
+        },
+    }
+}
+
+enum BodyError {
+    TooLarge,
+    Timeout,
+    Broken(String),
+}
+
+/// The body, at most [`MAX_BODY`] bytes, within [`BODY_READ_TIMEOUT`].
+async fn read_body(headers: &HeaderMap, mut body: Body) -> Result<Bytes, BodyError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > DRAIN_LIMIT as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    let read = async {
+        let mut kept: Vec<u8> = Vec::new();
+        let mut total = 0usize;
+        while let Some(frame) = body.frame().await {
+            let frame =
+                frame.map_err(|e| BodyError::Broken(format!("reading the body failed: {e}")))?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            total += data.len();
+            if total <= MAX_BODY {
+                kept.extend_from_slice(&data);
+            } else if total > DRAIN_LIMIT {
+                return Err(BodyError::TooLarge);
+            }
+        }
+        if total > MAX_BODY {
+            Err(BodyError::TooLarge)
+        } else {
+            Ok(Bytes::from(kept))
+        }
+    };
+    tokio::time::timeout(BODY_READ_TIMEOUT, read)
+        .await
+        .unwrap_or(Err(BodyError::Timeout))
+}

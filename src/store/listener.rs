@@ -1,0 +1,302 @@
+//! What the listener keeps in the store: the replay guard for webhook deliveries, the
+//! readiness probe, and the last successful sync of each scan for `/readyz`.
+
+use super::{now, RunId, Store, StoreError, TransactionBehavior};
+use rusqlite::{params, OptionalExtension};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// What [`Store::claim_delivery`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// First time seen (within the keep window): recorded, go ahead.
+    New,
+    /// Seen before at `received_at`; `run_id` is the run it started, when one was recorded.
+    Duplicate {
+        run_id: Option<RunId>,
+        received_at: String,
+    },
+}
+
+impl StoreError {
+    /// True when another connection held the write lock past `busy_timeout`: the file is
+    /// fine, just taken (a backup, another scansync migrating it), so waiting is worth it.
+    /// The daemon waits on this at start-up while its listener answers `/readyz` with 503.
+    pub fn is_busy(&self) -> bool {
+        let e = match self {
+            StoreError::Open { source, .. } => source,
+            StoreError::Sqlite(e) => e,
+            _ => return false,
+        };
+        matches!(
+            e.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        )
+    }
+}
+
+impl Store {
+    /// Records a webhook delivery id for `scan` unless it is already there. Deliveries older
+    /// than `keep` are forgotten first, in the same transaction, so the table stays small
+    /// and an id is refused for exactly `keep` after it was first accepted.
+    pub fn claim_delivery(
+        &mut self,
+        scan: &str,
+        delivery_id: &str,
+        keep: Duration,
+    ) -> Result<Claim, StoreError> {
+        let at = now();
+        let cutoff = cutoff(keep);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.prepare_cached("DELETE FROM hook_deliveries WHERE received_at < ?1")?
+            .execute(params![cutoff])?;
+        let inserted = tx
+            .prepare_cached(
+                "INSERT INTO hook_deliveries (scan, delivery_id, received_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (scan, delivery_id) DO NOTHING",
+            )?
+            .execute(params![scan, delivery_id, at])?;
+        let claim = if inserted == 1 {
+            Claim::New
+        } else {
+            let (run_id, received_at) = tx
+                .prepare_cached(
+                    "SELECT run_id, received_at FROM hook_deliveries
+                     WHERE scan = ?1 AND delivery_id = ?2",
+                )?
+                .query_row(params![scan, delivery_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Claim::Duplicate {
+                run_id,
+                received_at,
+            }
+        };
+        tx.commit()?;
+        Ok(claim)
+    }
+
+    /// Notes the run a claimed delivery started (or joined), for the answer to a repeat.
+    pub fn set_delivery_run(
+        &mut self,
+        scan: &str,
+        delivery_id: &str,
+        run: RunId,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "UPDATE hook_deliveries SET run_id = ?3 WHERE scan = ?1 AND delivery_id = ?2",
+            )?
+            .execute(params![scan, delivery_id, run])?;
+        Ok(())
+    }
+
+    /// Forgets a claimed delivery that started nothing (the daemon was stopping), so the
+    /// sender's retry is not taken for a replay.
+    pub fn release_delivery(&mut self, scan: &str, delivery_id: &str) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("DELETE FROM hook_deliveries WHERE scan = ?1 AND delivery_id = ?2")?
+            .execute(params![scan, delivery_id])?;
+        Ok(())
+    }
+
+    /// Deletes a run row that was begun but never got to do anything (no vendor scan, no
+    /// page): a webhook run that turned out not to be needed. Returns false, and leaves the
+    /// row alone, when the run already did something.
+    pub fn discard_unstarted_run(&mut self, run: RunId) -> Result<bool, StoreError> {
+        let deleted = self
+            .conn
+            .prepare_cached(
+                "DELETE FROM sync_runs WHERE id = ?1 AND state = 'running'
+                   AND vendor_scan_id IS NULL AND pages = 0",
+            )?
+            .execute(params![run])?;
+        Ok(deleted == 1)
+    }
+
+    /// A real write, as cheap as one can be: updates the one row of `readiness_probe`. Fails
+    /// when the file is read-only, the disk is full or another process holds the write lock
+    /// past `busy_timeout`, which is what `/readyz` wants to know.
+    pub fn probe_writable(&mut self) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO readiness_probe (id, checked_at) VALUES (1, ?1)
+                 ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
+            )?
+            .execute(params![now()])?;
+        Ok(())
+    }
+
+    /// When each scan last finished a successful run (RFC 3339 UTC), by scan name as stored
+    /// (a branch other than the configured one is `name@branch`).
+    pub fn last_success_by_scan(&self) -> Result<BTreeMap<String, String>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT scan, max(finished_at) FROM sync_runs
+             WHERE state = 'succeeded' AND finished_at IS NOT NULL GROUP BY scan",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The run a delivery is recorded with, if any (tests and diagnostics).
+    pub fn delivery_run(&self, scan: &str, delivery_id: &str) -> Result<Option<RunId>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT run_id FROM hook_deliveries WHERE scan = ?1 AND delivery_id = ?2",
+            )?
+            .query_row(params![scan, delivery_id], |r| r.get(0))
+            .optional()?
+            .flatten())
+    }
+}
+
+/// The stored-time text `keep` ago, in the same format as [`now`], so text order is time order.
+fn cutoff(keep: Duration) -> String {
+    let keep = chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::MAX);
+    let at = chrono::Utc::now()
+        .checked_sub_signed(keep)
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{RunEnd, RunScope};
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        (dir, store)
+    }
+
+    fn scope(scan: &str) -> RunScope {
+        RunScope {
+            scan: scan.into(),
+            instance: "ct".into(),
+            vendor: "codethreat".into(),
+            bind_to: "p".into(),
+            branch: Some("main".into()),
+            trigger: "webhook".into(),
+        }
+    }
+
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    #[test]
+    fn a_delivery_id_is_new_once_then_a_duplicate_with_its_run() {
+        let (_d, mut s) = store();
+        assert_eq!(s.claim_delivery("web", "d-1", DAY).unwrap(), Claim::New);
+        let run = s.begin_run(&scope("web")).unwrap();
+        s.set_delivery_run("web", "d-1", run).unwrap();
+        match s.claim_delivery("web", "d-1", DAY).unwrap() {
+            Claim::Duplicate { run_id, .. } => assert_eq!(run_id, Some(run)),
+            Claim::New => panic!("a repeat must be a duplicate"),
+        }
+        // Another scan, or another id, is a different delivery.
+        assert_eq!(s.claim_delivery("api", "d-1", DAY).unwrap(), Claim::New);
+        assert_eq!(s.claim_delivery("web", "d-2", DAY).unwrap(), Claim::New);
+    }
+
+    #[test]
+    fn a_delivery_older_than_the_keep_window_is_forgotten() {
+        let (_d, mut s) = store();
+        assert_eq!(s.claim_delivery("web", "d-1", DAY).unwrap(), Claim::New);
+        s.conn
+            .execute(
+                "UPDATE hook_deliveries SET received_at = '2000-01-01T00:00:00.000Z'",
+                [],
+            )
+            .unwrap();
+        assert_eq!(s.claim_delivery("web", "d-1", DAY).unwrap(), Claim::New);
+        let rows: i64 = s
+            .conn
+            .query_row("SELECT count(*) FROM hook_deliveries", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 1);
+    }
+
+    #[test]
+    fn a_released_delivery_can_be_claimed_again() {
+        let (_d, mut s) = store();
+        assert_eq!(s.claim_delivery("web", "d-1", DAY).unwrap(), Claim::New);
+        s.release_delivery("web", "d-1").unwrap();
+        assert_eq!(s.claim_delivery("web", "d-1", DAY).unwrap(), Claim::New);
+    }
+
+    #[test]
+    fn only_a_run_that_did_nothing_yet_can_be_discarded() {
+        let (_d, mut s) = store();
+        let idle = s.begin_run(&scope("web")).unwrap();
+        s.claim_delivery("web", "d-1", DAY).unwrap();
+        s.set_delivery_run("web", "d-1", idle).unwrap();
+        assert!(s.discard_unstarted_run(idle).unwrap());
+        assert!(s.run(idle).unwrap().is_none());
+        assert_eq!(s.delivery_run("web", "d-1").unwrap(), None);
+
+        let started = s.begin_run(&scope("web")).unwrap();
+        s.set_vendor_scan_id(started, "vs-1").unwrap();
+        assert!(!s.discard_unstarted_run(started).unwrap());
+        s.finish_run(started, RunEnd::Failed("x".into())).unwrap();
+        assert!(!s.discard_unstarted_run(started).unwrap());
+        assert!(s.run(started).unwrap().is_some());
+    }
+
+    #[test]
+    fn last_success_by_scan_ignores_runs_that_did_not_succeed() {
+        let (_d, mut s) = store();
+        let ok = s.begin_run(&scope("web")).unwrap();
+        s.finish_run(ok, RunEnd::Succeeded).unwrap();
+        let bad = s.begin_run(&scope("web")).unwrap();
+        s.finish_run(bad, RunEnd::Failed("vendor down".into()))
+            .unwrap();
+        let failed_only = s.begin_run(&scope("api")).unwrap();
+        s.finish_run(failed_only, RunEnd::Failed("x".into()))
+            .unwrap();
+        let last = s.last_success_by_scan().unwrap();
+        assert_eq!(last.len(), 1);
+        assert_eq!(
+            Some(&last["web"]),
+            s.run(ok).unwrap().unwrap().finished_at.as_ref()
+        );
+    }
+
+    #[test]
+    fn the_readiness_probe_writes_one_row() {
+        let (_d, mut s) = store();
+        s.probe_writable().unwrap();
+        s.probe_writable().unwrap();
+        let rows: i64 = s
+            .conn
+            .query_row("SELECT count(*) FROM readiness_probe", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 1);
+    }
+
+    #[test]
+    fn migrations_apply_in_version_order_and_end_at_the_last_version() {
+        let versions: Vec<i64> = super::super::MIGRATIONS.iter().map(|(v, _)| *v).collect();
+        assert_eq!(versions.first(), Some(&1));
+        assert!(versions.windows(2).all(|w| w[0] < w[1]), "{versions:?}");
+        let (_d, s) = store();
+        let v: i64 = s
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, *versions.last().unwrap());
+    }
+
+    #[test]
+    fn a_store_at_version_1_is_brought_up_to_the_last_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.execute_batch(super::super::MIGRATIONS[0].1).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+        }
+        let mut s = Store::open(&path).unwrap();
+        assert_eq!(s.claim_delivery("web", "d", DAY).unwrap(), Claim::New);
+    }
+}

@@ -1,0 +1,814 @@
+//! The listener end to end: a daemon (in process, as `scansync run` runs it) against the
+//! simulator, with `[server]` on a loopback port. Pushes from each platform, signed here
+//! with the scan's secret as the platform would, start runs on their branch; tampered,
+//! replayed, foreign-branch, oversized and non-push deliveries start nothing; `/readyz`
+//! follows the store; HTTPS and the metrics token work; `/metrics`, read with a Prometheus
+//! text-format parser, moves by what a run did. Runs are counted in the store.
+
+mod common;
+
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use prometheus_parse::Scrape;
+use rusqlite::{Connection, OpenFlags};
+use scansync::daemon::{self, DaemonEvent, DaemonHandle};
+use scansync::sim::{SimOptions, Simulator};
+use serde_json::Value;
+use sha2::Sha256;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The longest any wait here may take before the test fails: generous for a loaded machine.
+const WAIT: Duration = Duration::from_secs(60);
+const GITHUB_SECRET: &str = "gh-secret-5d0b8f1e2a7c4d93";
+const BITBUCKET_SECRET: &str = "bb-secret-77a01c9e4f2d6b38";
+/// A Standard Webhooks signing token, which GitLab also accepts as a plain secret token.
+const GITLAB_SECRET: &str = "whsec_c2NhbnN5bmMtdGVzdC1zaWduaW5nLWtleS0zMmI=";
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/hooks")
+            .join(name),
+    )
+    .unwrap()
+}
+
+/// Hex HMAC-SHA256, computed here, independently of the listener's own check.
+fn hex_hmac(secret: &[u8], body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).unwrap();
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+async fn sim(scan_seconds: f64) -> Simulator {
+    Simulator::start(SimOptions {
+        projects: 2,
+        findings_per_project: 10,
+        scan_seconds,
+        ..SimOptions::default()
+    })
+    .await
+    .expect("simulator starts")
+}
+
+/// A CodeThreat scan on `main` with a webhook (and a schedule that does not fire in a
+/// test); the secret goes to a file beside the config.
+fn hook_scan(dir: &Path, name: &str, platform: &str, secret: &str) -> String {
+    let file = format!("{name}-secret");
+    std::fs::write(dir.join(&file), format!("{secret}\n")).unwrap();
+    format!(
+        "[[scans]]\nname = \"{name}\"\ninstance = \"sim-codethreat\"\nbind_to = \"project-1\"\n\
+         branch = \"main\"\nschedule = {{ every = \"24h\" }}\n\
+         webhook = {{ platform = \"{platform}\", secret_file = \"{file}\", branches = [\"main\", \"release/*\"] }}\n\n"
+    )
+}
+
+/// A config pointing at `sim`, with `[server]` (port chosen by the system) and `scans`.
+fn write_config(
+    sim: &Simulator,
+    dir: &Path,
+    server_extra: &str,
+    scans: &str,
+) -> (PathBuf, PathBuf) {
+    let config = dir.join("config.toml");
+    let store = dir.join("scansync.db");
+    sim.write_config(&config, &store).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let head = &text[..text.find("[[scans]]").expect("generated config has scans")];
+    std::fs::write(
+        &config,
+        format!("{head}[server]\nlisten = \"127.0.0.1:0\"\n{server_extra}\n{scans}"),
+    )
+    .unwrap();
+    (config, store)
+}
+
+struct Daemon {
+    handle: DaemonHandle,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    addr: SocketAddr,
+    events: tokio::sync::broadcast::Receiver<DaemonEvent>,
+}
+
+/// Starts the daemon in process and waits until its listener is bound.
+async fn start(config: &Path) -> Daemon {
+    let (handle, control) = daemon::channel();
+    let mut events = handle.subscribe();
+    let path = config.to_path_buf();
+    let task = tokio::spawn(async move { daemon::run(&path, control).await });
+    let addr = loop {
+        match tokio::time::timeout(WAIT, events.recv()).await {
+            Ok(Ok(DaemonEvent::Listening(addr))) => break addr,
+            Ok(Ok(_)) => continue,
+            other => panic!("no Listening event: {other:?}"),
+        }
+    };
+    Daemon {
+        handle,
+        task,
+        addr,
+        events,
+    }
+}
+
+impl Daemon {
+    async fn ready(&mut self) {
+        loop {
+            match tokio::time::timeout(WAIT, self.events.recv()).await {
+                Ok(Ok(DaemonEvent::Ready)) => return,
+                Ok(Ok(_)) => continue,
+                other => panic!("no Ready event: {other:?}"),
+            }
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    async fn stop(self) {
+        self.handle.stop();
+        tokio::time::timeout(WAIT, self.task)
+            .await
+            .expect("daemon stops")
+            .expect("daemon task does not panic")
+            .expect("daemon ends cleanly");
+    }
+}
+
+fn db(store: &Path) -> Connection {
+    let c = Connection::open_with_flags(store, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    c.busy_timeout(Duration::from_secs(5)).unwrap();
+    c
+}
+
+/// `(id, scan, branch, trigger, state)` of every run started by a webhook, oldest first.
+fn webhook_runs(store: &Path) -> Vec<(i64, String, Option<String>, String, String)> {
+    let c = db(store);
+    let mut stmt = c
+        .prepare(
+            "SELECT id, scan, branch, trigger, state FROM sync_runs
+             WHERE trigger = 'webhook' ORDER BY id",
+        )
+        .unwrap();
+    stmt.query_map([], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+    })
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
+}
+
+/// Waits until run `id` has ended and returns its `(scan, branch, trigger, state)`.
+async fn finished_run(store: &Path, id: i64) -> (String, Option<String>, String, String) {
+    let start = Instant::now();
+    loop {
+        if let Some(r) = webhook_runs(store).into_iter().find(|r| r.0 == id) {
+            if r.4 != "running" {
+                return (r.1, r.2, r.3, r.4);
+            }
+        }
+        assert!(start.elapsed() < WAIT, "run {id} did not end");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+struct Reply {
+    status: u16,
+    json: Value,
+}
+
+async fn post(url: &str, headers: &[(&str, String)], body: impl Into<reqwest::Body>) -> Reply {
+    let mut req = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json");
+    for (k, v) in headers {
+        req = req.header(*k, v);
+    }
+    let resp = req.body(body).send().await.expect("the listener answers");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    Reply {
+        status,
+        json: serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    }
+}
+
+fn github_headers(event: &str, delivery: &str, body: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("X-GitHub-Event", event.to_string()),
+        ("X-GitHub-Delivery", delivery.to_string()),
+        (
+            "X-Hub-Signature-256",
+            format!(
+                "sha256={}",
+                hex_hmac(GITHUB_SECRET.as_bytes(), body.as_bytes())
+            ),
+        ),
+        ("User-Agent", "GitHub-Hookshot/8c9b3e1".to_string()),
+    ]
+}
+
+fn on_branch(payload: &str, from: &str, to: &str) -> String {
+    assert!(payload.contains(from), "fixture lacks {from}");
+    payload.replace(from, to)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn github_push_starts_a_run_on_its_branch_and_nothing_else_does() {
+    let sim = sim(0.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let scans = format!(
+        "{}[[scans]]\nname = \"plain\"\ninstance = \"sim-salt\"\nbind_to = \"project-1\"\nschedule = {{ every = \"24h\" }}\n",
+        hook_scan(dir.path(), "gh", "github", GITHUB_SECRET)
+    );
+    let (config, store) = write_config(&sim, dir.path(), "", &scans);
+    let mut d = start(&config).await;
+    d.ready().await;
+    let hook = d.url("/hooks/gh");
+    let push = on_branch(
+        &fixture("github_push.json"),
+        "\"ref\": \"refs/heads/main\"",
+        "\"ref\": \"refs/heads/release/1.2\"",
+    );
+
+    let r = post(&hook, &github_headers("push", "d-1", &push), push.clone()).await;
+    assert_eq!(r.status, 202, "{}", r.json);
+    assert_eq!(r.json["result"], "started", "{}", r.json);
+    assert_eq!(r.json["branch"], "release/1.2");
+    let run_id = r.json["run_id"].as_i64().expect("a run id");
+    let (scan, branch, trigger, state) = finished_run(&store, run_id).await;
+    assert_eq!(
+        scan, "gh@release/1.2",
+        "another branch keeps its own lifecycle"
+    );
+    assert_eq!(branch.as_deref(), Some("release/1.2"));
+    assert_eq!(trigger, "webhook");
+    assert_eq!(state, "succeeded");
+
+    // One byte changed after signing: refused.
+    let headers = github_headers("push", "d-2", &push);
+    let tampered = push.replacen("release/1.2", "release/1.3", 1);
+    assert_eq!(push.len(), tampered.len());
+    let r = post(&hook, &headers, tampered).await;
+    assert_eq!(r.status, 401, "{}", r.json);
+
+    // The same delivery again: recognised, nothing started.
+    let r = post(&hook, &github_headers("push", "d-1", &push), push.clone()).await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    assert_eq!(r.json["result"], "duplicate");
+    assert_eq!(r.json["run_id"].as_i64(), Some(run_id));
+
+    // A branch outside `branches`, a tag, a ping: 200, nothing started.
+    let feature = on_branch(&push, "refs/heads/release/1.2", "refs/heads/feature/login");
+    let r = post(&hook, &github_headers("push", "d-3", &feature), feature).await;
+    assert_eq!(
+        (r.status, r.json["result"].as_str()),
+        (200, Some("ignored")),
+        "{}",
+        r.json
+    );
+    let tag = on_branch(&push, "refs/heads/release/1.2", "refs/tags/v1.2.0");
+    let r = post(&hook, &github_headers("push", "d-4", &tag), tag).await;
+    assert_eq!(
+        (r.status, r.json["result"].as_str()),
+        (200, Some("ignored")),
+        "{}",
+        r.json
+    );
+    let ping = fixture("github_ping.json");
+    let r = post(&hook, &github_headers("ping", "d-5", &ping), ping).await;
+    assert_eq!(
+        (r.status, r.json["result"].as_str()),
+        (200, Some("ignored")),
+        "{}",
+        r.json
+    );
+
+    // No signature; a body that is not a push payload (signed); unknown scan; no webhook.
+    let r = post(&hook, &[("X-GitHub-Event", "push".into())], push.clone()).await;
+    assert_eq!(r.status, 401);
+    let junk = "{\"zen\": \"not a push\"}".to_string();
+    let r = post(&hook, &github_headers("push", "d-6", &junk), junk).await;
+    assert_eq!(r.status, 400, "{}", r.json);
+    let r = post(
+        &d.url("/hooks/nope"),
+        &github_headers("push", "d-7", &push),
+        push.clone(),
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    let r = post(
+        &d.url("/hooks/plain"),
+        &github_headers("push", "d-8", &push),
+        push.clone(),
+    )
+    .await;
+    assert_eq!(r.status, 404);
+
+    // 2 MiB, correctly signed: too large, refused before anything else.
+    let big = format!(
+        "{{\"ref\": \"refs/heads/main\", \"pad\": \"{}\"}}",
+        "x".repeat(2 << 20)
+    );
+    let r = post(&hook, &github_headers("push", "d-9", &big), big).await;
+    assert_eq!(r.status, 413, "{}", r.json);
+
+    // After all of that, still the one run.
+    let runs = webhook_runs(&store);
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    d.stop().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gitlab_push_with_a_secret_token_or_a_signing_token_starts_a_run() {
+    let sim = sim(0.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let scans = hook_scan(dir.path(), "gl", "gitlab", GITLAB_SECRET);
+    let (config, store) = write_config(&sim, dir.path(), "", &scans);
+    let mut d = start(&config).await;
+    d.ready().await;
+    let hook = d.url("/hooks/gl");
+    let push = fixture("gitlab_push.json");
+    let token_headers = |key: &str| {
+        vec![
+            ("X-Gitlab-Event", "Push Hook".to_string()),
+            ("X-Gitlab-Token", GITLAB_SECRET.to_string()),
+            ("Idempotency-Key", key.to_string()),
+            ("User-Agent", "GitLab/18.2.0".to_string()),
+        ]
+    };
+
+    // The plain secret token: the header equals the secret.
+    let r = post(&hook, &token_headers("k-1"), push.clone()).await;
+    assert_eq!(r.status, 202, "{}", r.json);
+    let first = r.json["run_id"].as_i64().unwrap();
+    let (scan, branch, _, state) = finished_run(&store, first).await;
+    assert_eq!((scan.as_str(), branch.as_deref()), ("gl", Some("main")));
+    assert_eq!(state, "succeeded");
+    let mut wrong = token_headers("k-2");
+    wrong[1].1 = "whsec_bm90LXRoZS1zZWNyZXQ=".to_string();
+    assert_eq!(post(&hook, &wrong, push.clone()).await.status, 401);
+    let r = post(&hook, &token_headers("k-1"), push.clone()).await;
+    assert_eq!(r.json["result"], "duplicate", "{}", r.json);
+
+    // The signing token (Standard Webhooks): HMAC of "id.timestamp.body" with the decoded key.
+    let release = on_branch(
+        &push,
+        "\"ref\": \"refs/heads/main\"",
+        "\"ref\": \"refs/heads/release/2026.05\"",
+    );
+    let id = "msg_2xK9v1";
+    let ts = chrono::Utc::now().timestamp().to_string();
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(GITLAB_SECRET.strip_prefix("whsec_").unwrap())
+        .unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}.{ts}.{release}").as_bytes());
+    let sig = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    let signed = vec![
+        ("X-Gitlab-Event", "Push Hook".to_string()),
+        ("webhook-id", id.to_string()),
+        ("webhook-timestamp", ts.clone()),
+        ("webhook-signature", format!("v1,{sig}")),
+        ("Idempotency-Key", id.to_string()),
+    ];
+    let mut tampered = release.clone().into_bytes();
+    tampered[10] ^= 0x20;
+    assert_eq!(post(&hook, &signed, tampered).await.status, 401);
+    let r = post(&hook, &signed, release).await;
+    assert_eq!(r.status, 202, "{}", r.json);
+    let second = r.json["run_id"].as_i64().unwrap();
+    let (scan, branch, trigger, _) = finished_run(&store, second).await;
+    assert_eq!(scan, "gl@release/2026.05");
+    assert_eq!(branch.as_deref(), Some("release/2026.05"));
+    assert_eq!(trigger, "webhook");
+    assert_eq!(webhook_runs(&store).len(), 2);
+    d.stop().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bitbucket_cloud_and_data_center_pushes_start_runs() {
+    let sim = sim(0.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let scans = hook_scan(dir.path(), "bb", "bitbucket", BITBUCKET_SECRET);
+    let (config, store) = write_config(&sim, dir.path(), "", &scans);
+    let mut d = start(&config).await;
+    d.ready().await;
+    let hook = d.url("/hooks/bb");
+    let sign = |body: &str| {
+        format!(
+            "sha256={}",
+            hex_hmac(BITBUCKET_SECRET.as_bytes(), body.as_bytes())
+        )
+    };
+
+    let cloud = fixture("bitbucket_cloud_push.json");
+    let cloud_headers = vec![
+        ("X-Event-Key", "repo:push".to_string()),
+        (
+            "X-Request-UUID",
+            "7b1f3c2e-8d4a-4e6b-9f0a-1c2d3e4f5a6b".to_string(),
+        ),
+        (
+            "X-Hook-UUID",
+            "{0b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c3d4e}".to_string(),
+        ),
+        ("X-Attempt-Number", "1".to_string()),
+        ("X-Hub-Signature", sign(&cloud)),
+        ("User-Agent", "Bitbucket-Webhooks/2.0".to_string()),
+    ];
+    let mut tampered = cloud.clone().into_bytes();
+    let at = cloud.find("709d658d").unwrap();
+    tampered[at] = b'8';
+    assert_eq!(post(&hook, &cloud_headers, tampered).await.status, 401);
+    let r = post(&hook, &cloud_headers, cloud.clone()).await;
+    assert_eq!(r.status, 202, "{}", r.json);
+    let (scan, branch, _, _) = finished_run(&store, r.json["run_id"].as_i64().unwrap()).await;
+    assert_eq!((scan.as_str(), branch.as_deref()), ("bb", Some("main")));
+    let r = post(&hook, &cloud_headers, cloud).await;
+    assert_eq!(r.json["result"], "duplicate", "{}", r.json);
+
+    let dc = on_branch(
+        &on_branch(
+            &fixture("bitbucket_dc_refs_changed.json"),
+            "\"displayId\": \"main\"",
+            "\"displayId\": \"release/7\"",
+        ),
+        "refs/heads/main",
+        "refs/heads/release/7",
+    );
+    let dc_headers = vec![
+        ("X-Event-Key", "repo:refs_changed".to_string()),
+        (
+            "X-Request-Id",
+            "3f0c9a1e-2b7d-4c58-a6e9-0d1b2c3a4f5e".to_string(),
+        ),
+        ("X-Hub-Signature", sign(&dc)),
+    ];
+    let mut tampered = dc.clone().into_bytes();
+    let last = tampered.len() - 3;
+    tampered[last] ^= 1;
+    assert_eq!(post(&hook, &dc_headers, tampered).await.status, 401);
+    let r = post(&hook, &dc_headers, dc.clone()).await;
+    assert_eq!(r.status, 202, "{}", r.json);
+    let (scan, branch, _, state) = finished_run(&store, r.json["run_id"].as_i64().unwrap()).await;
+    assert_eq!(
+        (scan.as_str(), branch.as_deref()),
+        ("bb@release/7", Some("release/7"))
+    );
+    assert_eq!(state, "succeeded");
+
+    // Data Center's "Test connection" button.
+    let ping = "{\"test\": true}".to_string();
+    let ping_headers = vec![
+        ("X-Event-Key", "diagnostics:ping".to_string()),
+        ("X-Request-Id", "ping-1".to_string()),
+        ("X-Hub-Signature", sign(&ping)),
+    ];
+    let r = post(&hook, &ping_headers, ping).await;
+    assert_eq!(
+        (r.status, r.json["result"].as_str()),
+        (200, Some("ignored"))
+    );
+    assert_eq!(webhook_runs(&store).len(), 2);
+    d.stop().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_while_a_run_is_going_queue_exactly_one_more_run() {
+    // Long enough vendor scans that the pushes below arrive while the first runs.
+    let sim = sim(5.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let scans = hook_scan(dir.path(), "gh", "github", GITHUB_SECRET);
+    let (config, store) = write_config(&sim, dir.path(), "", &scans);
+    let mut d = start(&config).await;
+    d.ready().await;
+    let hook = d.url("/hooks/gh");
+    let push = fixture("github_push.json");
+    let mut ids = Vec::new();
+    let mut results = Vec::new();
+    for n in 0..4 {
+        let r = post(
+            &hook,
+            &github_headers("push", &format!("q-{n}"), &push),
+            push.clone(),
+        )
+        .await;
+        assert_eq!(r.status, 202, "{}", r.json);
+        ids.push(r.json["run_id"].as_i64().unwrap());
+        results.push(r.json["result"].as_str().unwrap().to_string());
+    }
+    assert_eq!(results, ["started", "queued", "queued", "queued"]);
+    assert_ne!(ids[0], ids[1]);
+    assert_eq!(
+        ids[1..],
+        [ids[1]; 3],
+        "later pushes join the one waiting run"
+    );
+    for id in [ids[0], ids[1]] {
+        assert_eq!(finished_run(&store, id).await.3, "succeeded");
+    }
+    let runs = webhook_runs(&store);
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    d.stop().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_is_503_until_the_store_is_open_then_200() {
+    let sim = sim(0.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let scans = hook_scan(dir.path(), "gh", "github", GITHUB_SECRET);
+    let (config, store) = write_config(&sim, dir.path(), "", &scans);
+    // Another process (here: this test) holds the store's write lock, as a backup would.
+    drop(scansync::store::Store::open(&store).unwrap());
+    let lock = Connection::open(&store).unwrap();
+    lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+
+    let d = start(&config).await;
+    let client = reqwest::Client::new();
+    let health = client.get(d.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    let ready = client.get(d.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status().as_u16(), 503);
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["ready"], false, "{body}");
+    let push = fixture("github_push.json");
+    let r = post(
+        &d.url("/hooks/gh"),
+        &github_headers("push", "early", &push),
+        push.clone(),
+    )
+    .await;
+    assert_eq!(r.status, 503, "{}", r.json);
+
+    lock.execute_batch("COMMIT").unwrap();
+    drop(lock);
+    let start = Instant::now();
+    let body = loop {
+        let resp = client.get(d.url("/readyz")).send().await.unwrap();
+        if resp.status().as_u16() == 200 {
+            break resp.json::<Value>().await.unwrap();
+        }
+        assert!(start.elapsed() < WAIT, "/readyz never became 200");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(body["ready"], true, "{body}");
+    assert_eq!(body["store"], "writable");
+    assert_eq!(body["scheduler"], "running");
+    assert!(
+        body["scans"]["gh"]["last_success_age_seconds"].is_null(),
+        "no run yet: {body}"
+    );
+    // A run later, the age is a number.
+    let r = post(
+        &d.url("/hooks/gh"),
+        &github_headers("push", "later", &push),
+        push,
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.json);
+    finished_run(&store, r.json["run_id"].as_i64().unwrap()).await;
+    let body: Value = client
+        .get(d.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        body["scans"]["gh"]["last_success_age_seconds"].is_u64(),
+        "{body}"
+    );
+    d.stop().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listener_speaks_https_with_the_configured_certificate() {
+    let sim = sim(0.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let tls = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls");
+    let extra = format!(
+        "tls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
+        tls.join("server.pem").display(),
+        tls.join("server.key").display()
+    );
+    let (config, _) = write_config(&sim, dir.path(), &extra, "");
+    let mut d = start(&config).await;
+    d.ready().await;
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(tls.join("ca.pem")).unwrap()).unwrap();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .build()
+        .unwrap();
+    let url = format!("https://{}/readyz", d.addr);
+    let resp = client
+        .get(&url)
+        .send()
+        .await
+        .expect("HTTPS with the test CA");
+    assert_eq!(resp.status().as_u16(), 200);
+    // Without the CA the certificate is not trusted; plain HTTP gets no answer.
+    assert!(reqwest::Client::new().get(&url).send().await.is_err());
+    assert!(reqwest::Client::new()
+        .get(d.url("/healthz"))
+        .send()
+        .await
+        .is_err());
+    d.stop().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_require_the_bearer_token_when_one_is_set() {
+    let sim = sim(0.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("metrics-token"), "scrape-token-3b9d\n").unwrap();
+    let (config, _) = write_config(
+        &sim,
+        dir.path(),
+        "metrics_token_file = \"metrics-token\"\n",
+        "",
+    );
+    let mut d = start(&config).await;
+    d.ready().await;
+    let client = reqwest::Client::new();
+    let url = d.url("/metrics");
+    let none = client.get(&url).send().await.unwrap();
+    assert_eq!(none.status().as_u16(), 401);
+    assert!(none.headers().contains_key("www-authenticate"));
+    let wrong = client
+        .get(&url)
+        .bearer_auth("scrape-token-3b9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status().as_u16(), 401);
+    let right = client
+        .get(&url)
+        .bearer_auth("scrape-token-3b9d")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(right.status().as_u16(), 200);
+    assert_eq!(
+        right.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    // Health needs no token.
+    assert_eq!(
+        client
+            .get(d.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    d.stop().await;
+    sim.shutdown().await;
+}
+
+/// `GET /metrics`: 200 with the content type Prometheus expects, parsed; the text too.
+async fn scrape(url: &str) -> (String, Scrape) {
+    let resp = reqwest::Client::new().get(url).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(
+        resp.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = resp.text().await.unwrap();
+    let parsed = common::parse_exposition(&text);
+    (text, parsed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_over_http_move_by_what_a_run_did_and_findings_match_the_store() {
+    let sim = sim(0.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    // A scan and an instance of this test's own: the registry is shared by every test here.
+    let scans = hook_scan(dir.path(), "mh", "github", GITHUB_SECRET);
+    let (config, store) = write_config(&sim, dir.path(), "", &scans);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("sim-codethreat", "mh-ct")).unwrap();
+    let mut d = start(&config).await;
+    d.ready().await;
+    let metrics = d.url("/metrics");
+    let runs_ok = [("scan", "mh"), ("outcome", "succeeded")];
+    let requests_ok = [("instance", "mh-ct"), ("status_class", "2xx")];
+
+    let (before_text, before) = scrape(&metrics).await;
+    common::promtool_check(&before_text);
+    assert_eq!(
+        common::counter(&before, "scansync_runs_total", &runs_ok),
+        0.0
+    );
+    assert_eq!(
+        common::counter(&before, "scansync_vendor_requests_total", &requests_ok),
+        0.0
+    );
+
+    let push = fixture("github_push.json");
+    let r = post(
+        &d.url("/hooks/mh"),
+        &github_headers("push", "metrics-1", &push),
+        push,
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.json);
+    let run = finished_run(&store, r.json["run_id"].as_i64().unwrap()).await;
+    assert_eq!(run.3, "succeeded");
+
+    let (text, after) = scrape(&metrics).await;
+    common::promtool_check(&text);
+    assert_eq!(
+        common::counter(&after, "scansync_runs_total", &runs_ok),
+        1.0,
+        "{text}"
+    );
+    // Every request the simulator saw came from this daemon's one instance, all 2xx.
+    let served = sim.requests().len() as f64;
+    assert!(served > 0.0);
+    assert_eq!(
+        common::counter(&after, "scansync_vendor_requests_total", &requests_ok),
+        served,
+        "{text}"
+    );
+
+    // The findings gauge is the store's own count, zeros included.
+    let db = db(&store);
+    let mut stmt = db
+        .prepare(
+            "SELECT f.state, f.severity, count(*) FROM findings f \
+             JOIN scans s ON s.id = f.scan_id WHERE s.name = 'mh' GROUP BY 1, 2",
+        )
+        .unwrap();
+    let stored: std::collections::BTreeMap<(String, String), f64> = stmt
+        .query_map([], |r| {
+            Ok(((r.get(0)?, r.get(1)?), r.get::<_, i64>(2)? as f64))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(
+        stored.values().sum::<f64>() > 0.0,
+        "the run stored findings"
+    );
+    for state in [
+        "new",
+        "open",
+        "fixed",
+        "reopened",
+        "false_positive",
+        "accepted",
+    ] {
+        for severity in ["critical", "high", "medium", "low", "info"] {
+            let labels = [("scan", "mh"), ("state", state), ("severity", severity)];
+            let key = (state.to_string(), severity.to_string());
+            assert_eq!(
+                common::gauge(&after, "scansync_findings", &labels),
+                Some(stored.get(&key).copied().unwrap_or(0.0)),
+                "{labels:?}"
+            );
+        }
+    }
+    d.stop().await;
+    sim.shutdown().await;
+}
+
+#[test]
+fn webhook_secret_prints_a_new_url_safe_secret_each_time() {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_scansync"))
+            .arg("webhook-secret")
+            .args(args)
+            .env_remove("SCANSYNC_CONFIG")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .trim_end()
+            .to_string()
+    };
+    let (a, b) = (run(&[]), run(&[]));
+    assert_ne!(a, b);
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(&a)
+        .expect("URL-safe base64 without padding");
+    assert_eq!(bytes.len(), 32);
+    let token = run(&["--signing-token"]);
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(token.strip_prefix("whsec_").expect("whsec_ prefix"))
+        .unwrap();
+    assert_eq!(key.len(), 32);
+}
