@@ -41,7 +41,7 @@
 //! The page import is the hot path (a million findings per run happen), so it avoids what
 //! SQLite makes expensive per row: no `RETURNING` (it materialises a temporary table per
 //! statement run) and no `CHECK (x IN (…))` (a temporary b-tree per row written; migration
-//! 0005 spells them as OR-chains). A page's counters come from `changes()` per upsert and
+//! 0004 spells them as OR-chains). A page's counters come from `changes()` per upsert and
 //! from the `created` / `reopened` events the triggers wrote during the page. BENCHMARKS.md
 //! has the measurements.
 //!
@@ -72,8 +72,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("migrations/0002_webhooks.sql")),
     (3, include_str!("migrations/0003_hook_deliveries.sql")),
     (
-        5,
-        include_str!("migrations/0005_checks_without_in_lists.sql"),
+        4,
+        include_str!("migrations/0004_checks_without_in_lists.sql"),
     ),
 ];
 

@@ -1,4 +1,4 @@
--- scansync store, schema version 5: `findings` and `finding_events` with their CHECK
+-- scansync store, schema version 4: `findings` and `finding_events` with their CHECK
 -- constraints written as OR-chains of equalities instead of IN lists. Same columns, same
 -- accepted values, same indexes and triggers.
 --
