@@ -43,7 +43,7 @@ pub(super) async fn readyz(State(state): State<Arc<ServerState>>) -> Response {
         STORE_CHECK_TIMEOUT,
         ctx.with_store(|s| {
             s.probe_writable()?;
-            s.last_success_by_scan()
+            s.last_successful_syncs()
         }),
     )
     .await;

@@ -3,7 +3,6 @@
 
 use super::{now, RunId, Store, StoreError, TransactionBehavior};
 use rusqlite::{params, OptionalExtension};
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// What [`Store::claim_delivery`] found.
@@ -127,17 +126,6 @@ impl Store {
         Ok(())
     }
 
-    /// When each scan last finished a successful run (RFC 3339 UTC), by scan name as stored
-    /// (a branch other than the configured one is `name@branch`).
-    pub fn last_success_by_scan(&self) -> Result<BTreeMap<String, String>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT scan, max(finished_at) FROM sync_runs
-             WHERE state = 'succeeded' AND finished_at IS NOT NULL GROUP BY scan",
-        )?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
     /// The run a delivery is recorded with, if any (tests and diagnostics).
     pub fn delivery_run(&self, scan: &str, delivery_id: &str) -> Result<Option<RunId>, StoreError> {
         Ok(self
@@ -254,7 +242,7 @@ mod tests {
         let failed_only = s.begin_run(&scope("api")).unwrap();
         s.finish_run(failed_only, RunEnd::Failed("x".into()))
             .unwrap();
-        let last = s.last_success_by_scan().unwrap();
+        let last = s.last_successful_syncs().unwrap();
         assert_eq!(last.len(), 1);
         assert_eq!(
             Some(&last["web"]),
