@@ -213,6 +213,7 @@ fn synthetic(i: usize) -> Finding {
         vendor_first_seen: Some("2026-11-01T10:00:00Z".into()),
         vendor_last_seen: Some("2026-11-22T08:00:00Z".into()),
         raw,
+        verdict: None,
     }
 }
 

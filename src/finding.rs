@@ -149,6 +149,37 @@ pub struct Finding {
     pub vendor_last_seen: Option<String>,
     /// The vendor's JSON for this finding, verbatim.
     pub raw: String,
+    /// What the vendor's status word means for the lifecycle (see [`Verdict`]); `None` when
+    /// the vendor gave no word or one the connector does not know, read as "still there".
+    #[serde(default)]
+    pub verdict: Option<Verdict>,
+}
+
+/// A vendor status word read into the lifecycle. Each connector maps its own words (one table
+/// per vendor in `docs/vendors/`); the store applies the verdict when a page is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Open, re-check, in progress: the problem is there.
+    Active,
+    /// Fixed or resolved at the vendor: the finding becomes `fixed` although it is listed.
+    Resolved,
+    /// Marked a false positive at the vendor: `false_positive`, unless triaged locally.
+    FalsePositive,
+    /// Accepted or ignored at the vendor: `accepted`, unless triaged locally.
+    Accepted,
+}
+
+impl Verdict {
+    /// The word stored in `findings.vendor_verdict`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Active => "active",
+            Verdict::Resolved => "resolved",
+            Verdict::FalsePositive => "false_positive",
+            Verdict::Accepted => "accepted",
+        }
+    }
 }
 
 impl Finding {
@@ -231,6 +262,7 @@ mod tests {
             vendor_first_seen: None,
             vendor_last_seen: None,
             raw: "{}".into(),
+            verdict: None,
         }
     }
 

@@ -28,6 +28,7 @@ fn finding(title: &str, severity: Severity, location: Location) -> Finding {
         vendor_first_seen: None,
         vendor_last_seen: None,
         raw: "{}".into(),
+        verdict: None,
     }
 }
 

@@ -49,6 +49,7 @@ fn page(p: usize) -> Vec<Finding> {
             vendor_first_seen: None,
             vendor_last_seen: None,
             raw: format!("{{\"id\":{n},\"pad\":\"{}\"}}", "x".repeat(400)),
+            verdict: None,
         })
         .collect()
 }

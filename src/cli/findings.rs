@@ -137,6 +137,7 @@ mod tests {
                 vendor_first_seen: None,
                 vendor_last_seen: None,
                 raw: "{}".into(),
+                verdict: None,
             },
             first_seen: "2026-03-01T12:00:00Z".into(),
             last_seen: "2026-03-02T12:00:00Z".into(),

@@ -39,7 +39,8 @@ pub fn exit_code(err: &VendorError) -> u8 {
         VendorError::Network { .. } => EXIT_NETWORK,
         VendorError::Http { .. }
         | VendorError::TargetNotFound { .. }
-        | VendorError::ScanFailed { .. } => EXIT_OTHER,
+        | VendorError::ScanFailed { .. }
+        | VendorError::IncompleteListing { .. } => EXIT_OTHER,
     }
 }
 

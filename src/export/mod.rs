@@ -228,6 +228,7 @@ pub(crate) mod testrows {
                 vendor_first_seen: None,
                 vendor_last_seen: None,
                 raw: r#"{"_id":"66b0c0ffee","severity":"High"}"#.into(),
+                verdict: None,
             },
             first_seen: "2026-11-01T10:00:00Z".into(),
             last_seen: "2026-11-20T10:00:00Z".into(),

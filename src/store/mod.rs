@@ -1286,6 +1286,7 @@ fn finding_from_row(r: &Row<'_>) -> Result<FindingRow, StoreError> {
             vendor_first_seen: r.get(23)?,
             vendor_last_seen: r.get(24)?,
             raw: r.get(25)?,
+            verdict: None,
         },
         first_seen: r.get(26)?,
         last_seen: r.get(27)?,

@@ -42,6 +42,7 @@ fn finding(n: usize) -> Finding {
         vendor_first_seen: None,
         vendor_last_seen: None,
         raw: format!("{{\"id\":{n}}}"),
+        verdict: None,
     }
 }
 

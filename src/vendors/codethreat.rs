@@ -488,6 +488,7 @@ pub fn map_issue(raw: &RawValue, vendor_url: Option<&str>) -> Result<Finding, St
         vendor_first_seen: normalize_time(v.get("created_at")),
         vendor_last_seen: normalize_time(v.get("updated_at")),
         raw: raw.get().to_string(),
+        verdict: None,
     })
 }
 

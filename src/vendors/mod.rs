@@ -66,6 +66,16 @@ pub enum VendorError {
         url: String,
         detail: String,
     },
+    /// The listing cannot be trusted to be whole: the vendor's own pager contradicts what
+    /// came back (a short or empty page before the last announced one, a repeated page, a
+    /// first page that is full but announces no more). The run that read it fails and marks
+    /// nothing fixed; the pages it stored stay.
+    #[error("{vendor} gave an incomplete listing at {url}: {detail}; nothing was marked fixed, the next run tries again")]
+    IncompleteListing {
+        vendor: &'static str,
+        url: String,
+        detail: String,
+    },
     /// The vendor reported the scan itself as failed.
     #[error("{vendor} scan {scan_id} ended in state \"{state}\"{}", .message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
     ScanFailed {

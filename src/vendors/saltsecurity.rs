@@ -354,6 +354,7 @@ pub fn map_gap(raw: &RawValue) -> Result<Finding, String> {
         vendor_first_seen: normalize_time(v.get("firstSeen")),
         vendor_last_seen: normalize_time(v.get("lastSeen")),
         raw: raw.get().to_string(),
+        verdict: None,
     })
 }
 

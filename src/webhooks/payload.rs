@@ -130,6 +130,7 @@ mod tests {
                 vendor_first_seen: None,
                 vendor_last_seen: None,
                 raw: "{\"secret_field\":1}".into(),
+                verdict: None,
             },
             first_seen: "2026-03-01T12:04:00.000Z".into(),
             last_seen: "2026-03-01T12:04:00.000Z".into(),
