@@ -137,6 +137,9 @@ pub struct DaemonConfig {
     /// How often a vendor scan's status is polled.
     #[serde(with = "duration_str")]
     pub poll_interval: Duration,
+    /// The mass-fix guard: when one complete run would fix more than this share of a scan's
+    /// findings (or all of them), the fixes are held one run (`missing`). `1.0` turns it off.
+    pub fix_guard: f64,
 }
 
 impl Default for DaemonConfig {
@@ -147,6 +150,7 @@ impl Default for DaemonConfig {
             shutdown_timeout: Duration::from_secs(30),
             jitter: Duration::ZERO,
             poll_interval: Duration::from_secs(5),
+            fix_guard: crate::store::DEFAULT_FIX_GUARD,
         }
     }
 }
@@ -202,8 +206,12 @@ pub struct ScanConfig {
     pub tags: Vec<String>,
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
-    /// Findings below this severity are not stored.
+    /// Findings below this severity are not reported: not notified, not counted for
+    /// thresholds. They are stored and tracked all the same, so changing it fixes nothing.
     pub min_severity: Option<Severity>,
+    /// Overrides `[daemon] fix_guard` for this scan.
+    #[serde(default)]
+    pub fix_guard: Option<f64>,
     #[serde(default = "yes")]
     pub enabled: bool,
     pub schedule: Schedule,
@@ -229,6 +237,7 @@ impl ScanConfig {
             tags: Vec::new(),
             metadata: BTreeMap::new(),
             min_severity: None,
+            fix_guard: None,
             enabled: true,
             schedule: Schedule::Now,
             timeout: Duration::from_secs(2 * 3600),
@@ -713,6 +722,7 @@ const DAEMON_KEYS: &[&str] = &[
     "shutdown_timeout",
     "jitter",
     "poll_interval",
+    "fix_guard",
 ];
 const INSTANCE_KEYS: &[&str] = &[
     "vendor",
@@ -738,6 +748,7 @@ const SCAN_KEYS: &[&str] = &[
     "tags",
     "metadata",
     "min_severity",
+    "fix_guard",
     "enabled",
     "schedule",
     "timeout",
@@ -881,6 +892,32 @@ impl Checker<'_> {
             DeValue::Boolean(b) => Some(*b),
             _ => {
                 self.wrong_type(&t.field(key), v, "true or false");
+                None
+            }
+        }
+    }
+
+    /// A share: a number from 0 (exclusive) to 1 (inclusive), such as `0.5`.
+    fn share(&mut self, t: Tbl<'_, '_>, key: &str) -> Option<f64> {
+        let v = t.get(key)?;
+        let expected = "a share between 0 and 1, such as 0.5 (1.0 turns the guard off)";
+        let x = match v.get_ref() {
+            DeValue::Float(f) => f.as_str().parse::<f64>().ok(),
+            DeValue::Integer(i) => i.as_str().parse::<f64>().ok(),
+            _ => None,
+        };
+        match x {
+            Some(x) if x > 0.0 && x <= 1.0 => Some(x),
+            Some(x) => {
+                self.error(
+                    &t.field(key),
+                    Some(&v.span()),
+                    format!("{x} is out of range; must be {expected}"),
+                );
+                None
+            }
+            None => {
+                self.wrong_type(&t.field(key), v, expected);
                 None
             }
         }
@@ -1335,6 +1372,9 @@ impl Checker<'_> {
         if let Some(x) = self.duration(t, "poll_interval", false) {
             d.poll_interval = x;
         }
+        if let Some(x) = self.share(t, "fix_guard") {
+            d.fix_guard = x;
+        }
         d
     }
 
@@ -1580,6 +1620,7 @@ impl Checker<'_> {
             tags,
             metadata,
             min_severity,
+            fix_guard: self.share(t, "fix_guard"),
             enabled: self.boolean(t, "enabled").unwrap_or(true),
             schedule: schedule.unwrap_or(Schedule::Now),
             timeout: self

@@ -18,7 +18,7 @@
 //!
 //! Runs that another process left `running` and then exited (`scansync scan --async` and
 //! `--timeout` do so on purpose, a killed daemon by accident) are taken over at start-up,
-//! every minute (`ADOPT_EVERY`) and on reload (`Shared::adopt_abandoned`): a new run polls
+//! every heartbeat period (`store::heartbeat_every`) and on reload (`Shared::adopt_abandoned`): a new run polls
 //! the vendor scan already going.
 
 use crate::config::{Config, ConfigErrors, ScanConfig};
@@ -570,7 +570,7 @@ impl Shared {
     /// is finished by a new run that polls that vendor scan, started no second time; the
     /// others are marked interrupted. Runs of live processes (pid and start time) are not
     /// touched, and a run of a scan that is busy here waits for the next sweep. Called at
-    /// start-up, every [`ADOPT_EVERY`] and on reload; returns how many runs were taken over.
+    /// start-up, every [`crate::store::heartbeat_every`] and on reload; returns how many runs were taken over.
     async fn adopt_abandoned(self: &Arc<Self>) -> Result<usize, StoreError> {
         let (config, ctx) = self.current();
         let abandoned = ctx.with_store(|s| s.abandoned_runs()).await?;
@@ -580,8 +580,9 @@ impl Shared {
                 Ok(scan) => adopted += usize::from(self.dispatch_adoption(&ctx, scan, &row)),
                 Err(why) => {
                     let id = row.id;
+                    let reason = format!("interrupted: the process that ran it is gone, and it cannot be resumed here: {why}");
                     if let Some(row) = ctx
-                        .with_store(move |s| s.interrupt_abandoned_run(id))
+                        .with_store(move |s| s.end_abandoned_run(id, &reason))
                         .await?
                     {
                         info!(
@@ -713,7 +714,11 @@ impl Shared {
                 self.add_job(&scan.name, generation, job, false).await?;
                 info!(scan = %scan.name, "scheduled once at {}", at.to_rfc3339());
             }
-            StartupPlan::Every(every) => {
+            StartupPlan::Every { every, run_now } => {
+                if run_now {
+                    info!(scan = %scan.name, "never ran, or its last run started an interval or more ago: running it now");
+                    self.dispatch(&scan.name, TRIGGER_SCHEDULE, false);
+                }
                 // The scheduler counts whole seconds; below one it would spin.
                 let every = every.max(Duration::from_secs(1));
                 let generation = self.new_generation();
@@ -1095,8 +1100,9 @@ pub async fn run(config_path: &Path, control: DaemonControl) -> anyhow::Result<(
     });
 
     // The first sweep was at start-up; an idle daemon wakes once per period for it.
+    let adopt_every = crate::store::heartbeat_every();
     let mut adopt_tick =
-        tokio::time::interval_at(tokio::time::Instant::now() + ADOPT_EVERY, ADOPT_EVERY);
+        tokio::time::interval_at(tokio::time::Instant::now() + adopt_every, adopt_every);
     adopt_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -1122,6 +1128,9 @@ pub async fn run(config_path: &Path, control: DaemonControl) -> anyhow::Result<(
     if let Some(listener) = listener {
         listener.shutdown().await;
     }
+    // Goodbye to the store: runs left waiting on a vendor scan are adopted by the next start
+    // (or another daemon) at once rather than after the heartbeat expires.
+    shared.current().1.release().await;
     if drained {
         info!("stopped");
     } else {
@@ -1143,11 +1152,6 @@ async fn stop_delivery(mut delivery: tokio::task::JoinHandle<()>) {
         delivery.abort();
     }
 }
-
-/// How often the running daemon looks for runs that processes which are gone left
-/// `running` ([`Shared::adopt_abandoned`]): a minute is soon for a CI job that left a scan
-/// with `scansync scan --async`, and the look is one read of an index. SIGHUP looks at once.
-const ADOPT_EVERY: Duration = Duration::from_secs(60);
 
 /// How often opening a store that another process holds locked is tried again.
 const STORE_RETRY: Duration = Duration::from_secs(1);
@@ -1204,8 +1208,15 @@ async fn open_store(
 /// `<vendor>-<project>` scan `scansync scan` makes up when the config has none. `Err` says
 /// why the run cannot be resumed.
 fn scan_for_abandoned(config: &Config, row: &RunRow) -> Result<ScanConfig, String> {
-    if row.vendor_scan_id.is_none() {
-        return Err("it had not started a vendor scan".into());
+    let vendor_matches = config
+        .instances
+        .get(&row.instance)
+        .is_some_and(|i| i.vendor == row.vendor);
+    if !vendor_matches {
+        return Err(format!(
+            "the config has no {} instance \"{}\"",
+            row.vendor, row.instance
+        ));
     }
     let opts = RunOptions {
         branch: row.branch.clone(),
@@ -1214,21 +1225,22 @@ fn scan_for_abandoned(config: &Config, row: &RunRow) -> Result<ScanConfig, Strin
     let same = |scan: &ScanConfig| {
         scan.instance == row.instance && crate::sync::store_scan_name(scan, &opts) == row.scan
     };
-    if let Some(scan) = config.scans.iter().find(|s| same(s)) {
-        return Ok(scan.clone());
+    // The binding stored with the run, not today's config: the run reads what it started
+    // (the vendor scan of that project), under the name it was stored as. The config's scan
+    // of that name lends the rest (timeout, notifications).
+    let mut scan = config
+        .scans
+        .iter()
+        .find(|s| same(s))
+        .cloned()
+        .unwrap_or_else(|| ScanConfig::ad_hoc(&row.vendor, &row.instance, &row.bind_to));
+    scan.bind_to = row.bind_to.clone();
+    if !same(&scan) {
+        // A scan renamed or rebranched since: keep the stored name.
+        scan.name = row.scan.clone();
+        scan.branch = row.branch.clone();
     }
-    let vendor_matches = config
-        .instances
-        .get(&row.instance)
-        .is_some_and(|i| i.vendor == row.vendor);
-    let ad_hoc = ScanConfig::ad_hoc(&row.vendor, &row.instance, &row.bind_to);
-    if vendor_matches && same(&ad_hoc) {
-        return Ok(ad_hoc);
-    }
-    Err(format!(
-        "the config has no scan \"{}\" on instance \"{}\"",
-        row.scan, row.instance
-    ))
+    Ok(scan)
 }
 
 /// Stops scheduling, flips the stop flag (runs commit their page and end interrupted) and

@@ -183,51 +183,82 @@ impl Verdict {
 }
 
 impl Finding {
-    /// The stable identity of the real problem behind this finding, as 32 hex characters.
+    /// The stable identity of the real problem behind this finding within its scan, as 32
+    /// hex characters: recipe 2 ([`FINGERPRINT_RECIPE`]), SHA-256 over `|`-joined parts,
+    /// truncated to 128 bits:
     ///
-    /// Recipe (version 1), SHA-256 over `|`-joined parts, truncated to 128 bits:
-    /// - with a stable vendor id: `v1 | vendor | bind_to | id:<vendor id>`. The vendor already
-    ///   tracks the problem across scans; trusting it keeps two identical-looking problems apart.
-    /// - otherwise: `v1 | vendor | bind_to | <rule id, else CWE, else ""> | <where> | <title>`
-    ///   where `<where>` is the file path (code) or `METHOD host path` (API) and the title is
+    /// `v2 | <rule id, else CWE, else ""> | <where> | <title>` and, for the second and later
+    /// findings of one listing with those same parts, `| #<n>` (n = 1, 2, …).
+    ///
+    /// - `<where>` is `code:<file path>` or `api:<METHOD> <host> <path>`; the title is
     ///   lowercased with runs of white space folded to one space.
-    ///
-    /// The line number is deliberately not an input: code moves when unrelated lines are
-    /// added above it, and a finding that moved 30 lines is still the same finding. Changing
-    /// this recipe changes every fingerprint, so it is versioned (`v1`).
-    pub fn fingerprint(&self, vendor: &str, bind_to: &str) -> String {
+    /// - No vendor, instance or project: the scan already scopes a row, and renaming an
+    ///   instance must not fork every finding.
+    /// - No vendor id: neither contract confirms a stable one (CodeThreat's `_id`, Salt's `id`
+    ///   are proposals), and an identity resting on a proposal breaks when the proposal does.
+    ///   The id is kept as an attribute and only tells a repeated page from a second finding.
+    /// - No line number: code moves when unrelated lines are added above it, and a finding
+    ///   that moved 30 lines is still the same finding (DefectDojo's line-in-hash splits it).
+    ///   Two findings of one rule, file and title are told apart by `occurrence`, their order
+    ///   of appearance in the listing, which survives line shifts as long as their relative
+    ///   order does. The trade-off: when a third such finding appears, the numbering of the
+    ///   ones after it shifts, so one of them may carry another's history; the counts stay
+    ///   right (one new, none fixed), which a merge (SecObserve's single hash) would get wrong.
+    pub fn fingerprint(&self, occurrence: u32) -> String {
         let mut h = Sha256::new();
         let mut part = |s: &str| {
             h.update(s.as_bytes());
             h.update(b"|");
         };
-        part("v1");
-        part(vendor);
-        part(bind_to);
-        match &self.vendor_id {
-            Some(id) => part(&format!("id:{id}")),
-            None => {
-                part(
-                    self.rule_id
-                        .as_deref()
-                        .or(self.cwe.as_deref())
-                        .unwrap_or(""),
-                );
-                match &self.location {
-                    Location::Code { path, .. } => part(&format!("code:{path}")),
-                    Location::Api { method, path, host } => part(&format!(
-                        "api:{} {host} {path}",
-                        method.to_ascii_uppercase()
-                    )),
-                    Location::Unknown => part("none:"),
-                }
-                part(&normalize_title(&self.title));
-            }
+        part("v2");
+        part(
+            self.rule_id
+                .as_deref()
+                .or(self.cwe.as_deref())
+                .unwrap_or(""),
+        );
+        match &self.location {
+            Location::Code { path, .. } => part(&format!("code:{path}")),
+            Location::Api { method, path, host } => part(&format!(
+                "api:{} {host} {path}",
+                method.to_ascii_uppercase()
+            )),
+            Location::Unknown => part("none:"),
+        }
+        part(&normalize_title(&self.title));
+        if occurrence > 0 {
+            part(&format!("#{occurrence}"));
         }
         let digest = h.finalize();
         hex::encode(&digest[..16])
     }
+
+    /// Whether `self` and `other`, which share a fingerprint base, are the same sighting (a
+    /// page served twice, pages that overlap) rather than two findings: the same vendor id
+    /// when both have one, else the same lines.
+    pub fn same_sighting(&self, other_vendor_id: Option<&str>, other_lines: (Option<u32>, Option<u32>)) -> bool {
+        match (self.vendor_id.as_deref(), other_vendor_id) {
+            (Some(a), Some(b)) => a == b,
+            _ => self.lines() == other_lines,
+        }
+    }
+
+    /// `(start, end)` line of a code location.
+    pub fn lines(&self) -> (Option<u32>, Option<u32>) {
+        match &self.location {
+            Location::Code {
+                start_line,
+                end_line,
+                ..
+            } => (*start_line, *end_line),
+            _ => (None, None),
+        }
+    }
 }
+
+/// The fingerprint recipe new rows are keyed with (see [`Finding::fingerprint`]); stored on
+/// every row as `fingerprint_version`.
+pub const FINGERPRINT_RECIPE: i64 = 2;
 
 /// Lowercase and fold white space, so cosmetic title edits by the vendor do not fork a finding.
 fn normalize_title(title: &str) -> String {
@@ -268,8 +299,8 @@ mod tests {
 
     #[test]
     fn finding_that_moved_thirty_lines_keeps_its_fingerprint() {
-        let a = code_finding(10).fingerprint("codethreat", "shop");
-        let b = code_finding(40).fingerprint("codethreat", "shop");
+        let a = code_finding(10).fingerprint(0);
+        let b = code_finding(40).fingerprint(0);
         assert_eq!(a, b);
         assert_eq!(a.len(), 32);
     }
@@ -277,15 +308,15 @@ mod tests {
     #[test]
     fn title_case_and_spacing_do_not_fork_a_finding() {
         let mut f = code_finding(1);
-        let a = f.fingerprint("codethreat", "shop");
+        let a = f.fingerprint(0);
         f.title = "sql injection".into();
-        assert_eq!(a, f.fingerprint("codethreat", "shop"));
+        assert_eq!(a, f.fingerprint(0));
     }
 
     #[test]
-    fn different_file_rule_project_or_vendor_is_a_different_finding() {
+    fn different_file_rule_or_title_is_a_different_finding() {
         let base = code_finding(1);
-        let fp = base.fingerprint("codethreat", "shop");
+        let fp = base.fingerprint(0);
         let mut other_file = base.clone();
         other_file.location = Location::Code {
             path: "src/api.rs".into(),
@@ -294,22 +325,37 @@ mod tests {
         };
         let mut other_rule = base.clone();
         other_rule.rule_id = Some("xss".into());
-        assert_ne!(fp, other_file.fingerprint("codethreat", "shop"));
-        assert_ne!(fp, other_rule.fingerprint("codethreat", "shop"));
-        assert_ne!(fp, base.fingerprint("codethreat", "billing"));
-        assert_ne!(fp, base.fingerprint("saltsecurity", "shop"));
+        let mut other_title = base.clone();
+        other_title.title = "Blind SQL injection".into();
+        assert_ne!(fp, other_file.fingerprint(0));
+        assert_ne!(fp, other_rule.fingerprint(0));
+        assert_ne!(fp, other_title.fingerprint(0));
     }
 
     #[test]
-    fn stable_vendor_id_alone_decides_identity() {
+    fn the_vendor_id_is_no_part_of_identity_but_tells_sightings_apart() {
         let mut a = code_finding(1);
-        a.vendor_id = Some("gap-1".into());
-        let mut b = code_finding(99);
-        b.vendor_id = Some("gap-1".into());
-        b.title = "renamed by the vendor".into();
-        assert_eq!(a.fingerprint("s", "p"), b.fingerprint("s", "p"));
-        b.vendor_id = Some("gap-2".into());
-        assert_ne!(a.fingerprint("s", "p"), b.fingerprint("s", "p"));
+        a.vendor_id = Some("66b0c0ffee".into());
+        let mut b = code_finding(1);
+        b.vendor_id = Some("another-id".into());
+        assert_eq!(a.fingerprint(0), b.fingerprint(0));
+        assert!(!a.same_sighting(b.vendor_id.as_deref(), b.lines()));
+        assert!(a.same_sighting(Some("66b0c0ffee"), (None, None)));
+        // Without ids, the lines decide.
+        let c = code_finding(1);
+        assert!(c.same_sighting(None, (Some(1), Some(3))));
+        assert!(!c.same_sighting(None, (Some(9), Some(11))));
+    }
+
+    #[test]
+    fn a_second_occurrence_has_its_own_fingerprint() {
+        let f = code_finding(1);
+        assert_ne!(f.fingerprint(0), f.fingerprint(1));
+        assert_ne!(f.fingerprint(1), f.fingerprint(2));
+        // Pinned by an independent SHA-256 (Python's hashlib) of the recipe's text: recipe 2
+        // must not change silently, stored fingerprints depend on it.
+        assert_eq!(f.fingerprint(0), "fba6b15b4755c21fea414e3d1e092a57");
+        assert_eq!(f.fingerprint(1), "d2112725a67e0969d830367d66396477");
     }
 
     #[test]

@@ -36,8 +36,10 @@ pub enum StartupPlan {
     Skip(String),
     /// One run at this instant.
     OnceAt(DateTime<Utc>),
-    /// A run every so long, first one after one interval.
-    Every(Duration),
+    /// A run every so long. `run_now`: the scan never ran, or its last run started an
+    /// interval or more ago, so one runs at once (a nightly restart must not starve an
+    /// `every = "24h"` scan); otherwise the first comes one interval after start-up.
+    Every { every: Duration, run_now: bool },
     /// A run at each cron occurrence, computed one at a time in the scan's time zone.
     Cron,
 }
@@ -80,7 +82,12 @@ pub fn plan_startup(
                 }
             }
         }
-        Schedule::Every(every) => StartupPlan::Every(*every),
+        Schedule::Every(every) => StartupPlan::Every {
+            every: *every,
+            run_now: last_run.is_none_or(|last| {
+                chrono::Duration::from_std(*every).is_ok_and(|d| last.started_at + d <= now)
+            }),
+        },
         Schedule::Cron { .. } => StartupPlan::Cron,
     }
 }
@@ -244,12 +251,37 @@ mod tests {
     }
 
     #[test]
-    fn periodic_schedules_do_not_run_at_start_up() {
-        let every = Duration::from_secs(60);
+    fn an_every_scan_runs_at_start_up_when_it_never_ran_or_is_overdue() {
+        let every = Duration::from_secs(3600);
+        let plan = |last| plan_startup(&Schedule::Every(every), t(NOW), last);
         assert_eq!(
-            plan_startup(&Schedule::Every(every), t(NOW), None),
-            StartupPlan::Every(every)
+            plan(None),
+            StartupPlan::Every {
+                every,
+                run_now: true
+            }
         );
+        // NOW is 2026-03-01T12:00:00Z.
+        assert_eq!(
+            plan(last(RunState::Succeeded, "2026-03-01T11:00:00Z")),
+            StartupPlan::Every {
+                every,
+                run_now: true
+            },
+            "exactly one interval ago is due"
+        );
+        assert_eq!(
+            plan(last(RunState::Failed, "2026-03-01T11:00:01Z")),
+            StartupPlan::Every {
+                every,
+                run_now: false
+            },
+            "started less than an interval ago: the first run comes one interval on"
+        );
+    }
+
+    #[test]
+    fn cron_schedules_do_not_run_at_start_up() {
         let cron = Schedule::Cron {
             expr: "0 3 * * *".into(),
             timezone: chrono_tz::Europe::Berlin,

@@ -4,7 +4,7 @@
 //! and the listener all start runs through [`run_scan`]; there is no second path.
 
 use crate::config::{Config, ScanConfig};
-use crate::store::{RunCounts, RunEnd, RunId, RunScope, RunState, Store, StoreError};
+use crate::store::{RunCounts, RunEnd, RunId, RunScope, RunState, ScanClaim, Store, StoreError};
 use crate::vendors::{ScanRequest, ScanStatus, Vendor, VendorError};
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -24,6 +24,8 @@ pub struct SyncContext {
     pub vendors: BTreeMap<String, Arc<dyn Vendor>>,
     /// How often a vendor scan's status is polled.
     pub poll_interval: Duration,
+    /// `[daemon] fix_guard`, for scans without their own.
+    pub fix_guard: f64,
     /// Global and per-instance bounds on runs in flight, shared by every clone (a reload
     /// that changes the numbers makes new ones; see [`RunLimits::reloaded`]).
     pub limits: RunLimits,
@@ -63,10 +65,26 @@ pub struct RunOptions {
     pub detach_at: Option<tokio::time::Instant>,
     /// Called with progress lines for a terminal (`sync`'s progress display).
     pub progress: Option<Progress>,
+    /// Do not wait when another run holds the scan: return [`SyncError::Busy`] at once
+    /// (`scan --no-wait`, `sync --no-wait`).
+    pub no_wait: bool,
+    /// Called once when the run has to wait for another run of its scan, with the other
+    /// run's id (if known) and who runs it.
+    pub on_wait: Option<WaitNotice>,
     /// A run row already begun with [`begin_run`] for this run (same scan and options):
     /// the listener creates it before the run waits for its turn, to answer the webhook
     /// with the run id at once.
     pub run_id: Option<RunId>,
+}
+
+/// Told that a run waits for another run of the same scan: `(scan, run id, owner label)`.
+#[derive(Clone)]
+pub struct WaitNotice(pub Arc<dyn Fn(&str, Option<RunId>, &str) + Send + Sync>);
+
+impl std::fmt::Debug for WaitNotice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WaitNotice")
+    }
 }
 
 /// A sink for human progress lines; `None` when output is not a terminal.
@@ -107,9 +125,16 @@ pub enum SyncError {
     #[error("scan \"{0}\" did not run: scansync was asked to stop before the run could start")]
     StoppedBeforeStart(String),
     /// [`RunOptions::adopt_run`] named a run that ended or that a live process owns by the
-    /// time this run could take it over: nothing to do.
+    /// time this run could take it over (or whose scan is busy): nothing to do now.
     #[error("run {0} is no longer left unfinished: another process took it over or it ended")]
     NotAbandoned(RunId),
+    /// [`RunOptions::no_wait`] and another run holds the scan.
+    #[error("scan \"{scan}\" is being run by run {} ({owner}); not waiting", .run_id.map_or_else(|| "?".to_string(), |r| r.to_string()))]
+    Busy {
+        scan: String,
+        run_id: Option<RunId>,
+        owner: String,
+    },
 }
 
 impl SyncContext {
@@ -124,12 +149,52 @@ impl SyncContext {
             store: Arc::new(Mutex::new(store)),
             vendors: BTreeMap::new(),
             poll_interval: config.daemon.poll_interval,
+            fix_guard: config.daemon.fix_guard,
             limits: RunLimits::from_config(config),
             stop,
             outbox: crate::webhooks::Outbox::new(config)?,
         };
         ctx.rebuild_vendors(config)?;
+        ctx.start_heartbeat();
         Ok(ctx)
+    }
+
+    /// Keeps this process's owner row and scan leases alive while the store is in use (see
+    /// [`crate::store::heartbeat_every`]). The task holds the store weakly and ends with it.
+    /// Outside a tokio runtime (some tests) there is no heartbeat: leases then last their
+    /// full TTL.
+    fn start_heartbeat(&self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let store = Arc::downgrade(&self.store);
+        runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(crate::store::heartbeat_every()).await;
+                let Some(store) = store.upgrade() else { return };
+                let beat = tokio::task::spawn_blocking(move || {
+                    store.lock().unwrap_or_else(|e| e.into_inner()).heartbeat()
+                })
+                .await;
+                match beat {
+                    Ok(Ok(lost)) => {
+                        for scan in lost {
+                            tracing::warn!(scan = %scan, "another process took this scan's lease: the run here stores nothing more");
+                        }
+                    }
+                    Ok(Err(e)) => tracing::warn!("store heartbeat failed: {e}; retrying"),
+                    Err(_) => return,
+                }
+            }
+        });
+    }
+
+    /// Says goodbye to the store before the process exits: releases its leases and owner
+    /// row, so runs it leaves `running` on purpose are adopted by a daemon at once.
+    pub async fn release(&self) {
+        if let Err(e) = self.with_store(|s| s.release_owner()).await {
+            tracing::warn!("could not release this process's leases: {e}; they expire by themselves");
+        }
     }
 
     /// Rebuilds connectors and limits from a (re)loaded config, keeping the store. Runs in
@@ -139,6 +204,7 @@ impl SyncContext {
     pub fn with_config(&self, config: &Config) -> anyhow::Result<SyncContext> {
         let mut ctx = self.clone();
         ctx.poll_interval = config.daemon.poll_interval;
+        ctx.fix_guard = config.daemon.fix_guard;
         ctx.limits = self.limits.reloaded(config);
         let targets = crate::webhooks::Outbox::prepare(config)?;
         ctx.rebuild_vendors(config)?;
@@ -310,8 +376,8 @@ pub async fn begin_run(
         .vendors
         .get(&scan.instance)
         .ok_or_else(|| SyncError::NoConnector(scan.name.clone(), scan.instance.clone()))?;
-    let scope = scope_for(scan, vendor.name(), opts);
-    Ok(ctx.with_store(move |s| s.begin_run(&scope)).await?)
+    let scope = scope_for(scan, vendor.name(), opts, ctx.fix_guard);
+    Ok(ctx.with_store(move |s| s.begin_queued_run(&scope)).await?)
 }
 
 /// Ends a run row begun with [`begin_run`] whose run never started because the process is
@@ -334,7 +400,12 @@ pub async fn end_unstarted_run(ctx: &SyncContext, run_id: RunId) -> Result<RunSu
 /// The store-side identity of a run. A branch other than the configured one gets its own
 /// lifecycle (`name@branch`): a CI scan of a feature branch must not mark the main branch's
 /// findings fixed.
-pub fn scope_for(scan: &ScanConfig, vendor: &str, opts: &RunOptions) -> RunScope {
+pub fn scope_for(
+    scan: &ScanConfig,
+    vendor: &str,
+    opts: &RunOptions,
+    default_fix_guard: f64,
+) -> RunScope {
     let branch = opts.branch.clone().or_else(|| scan.branch.clone());
     let store_scan = store_scan_name(scan, opts);
     RunScope {
@@ -348,6 +419,8 @@ pub fn scope_for(scan: &ScanConfig, vendor: &str, opts: &RunOptions) -> RunScope
         } else {
             opts.trigger.clone()
         },
+        fix_guard: scan.fix_guard.unwrap_or(default_fix_guard),
+        min_severity: scan.min_severity,
     }
 }
 
@@ -356,6 +429,9 @@ enum Stopped {
     Vendor(VendorError),
     Store(StoreError),
     Interrupted,
+    /// Asked to stop while a vendor scan it started (or resumed) is still the source of
+    /// truth: the run is left `running` for adoption, never thrown away.
+    Detached,
 }
 
 impl From<VendorError> for Stopped {
@@ -371,9 +447,12 @@ impl From<StoreError> for Stopped {
 
 /// Runs one scan to its end (or to `start_only`), recording everything on a run row.
 ///
-/// Vendor failures end the run as `failed` with the error on the run row (and in the
-/// summary); only a store failure is returned as an error. A run that is stopped (SIGTERM)
-/// commits the page it has, ends as `interrupted`, and never marks anything fixed.
+/// The run first holds its scan's lease (waiting while another run of the scan, in any
+/// process, holds it; see [`crate::store::ScanClaim`]). Vendor failures end the run as
+/// `failed` with the error on the run row (and in the summary); only a store failure is
+/// returned as an error. A run that is stopped (SIGTERM) commits the page it has and never
+/// marks anything fixed: while a vendor scan it started is the source of its findings it
+/// stays `running` for a daemon to adopt, otherwise it ends `interrupted`.
 pub async fn run_scan(
     ctx: &SyncContext,
     scan: &ScanConfig,
@@ -384,7 +463,7 @@ pub async fn run_scan(
         .get(&scan.instance)
         .cloned()
         .ok_or_else(|| SyncError::NoConnector(scan.name.clone(), scan.instance.clone()))?;
-    let scope = scope_for(scan, vendor.name(), &opts);
+    let mut scope = scope_for(scan, vendor.name(), &opts, ctx.fix_guard);
     let mut stop = ctx.stop.clone();
     let Some(_permits) = ctx.limits.acquire(&scan.instance, &mut stop).await else {
         return match opts.run_id {
@@ -392,21 +471,48 @@ pub async fn run_scan(
             None => Err(SyncError::StoppedBeforeStart(scope.scan)),
         };
     };
-    if let Some(left) = opts.adopt_run {
-        let taken = ctx
-            .with_store(move |s| s.interrupt_abandoned_run(left))
-            .await?;
-        match taken.and_then(|row| row.vendor_scan_id) {
+    let run_id = if let Some(left) = opts.adopt_run {
+        let taken = ctx.with_store(move |s| s.adopt_run(left)).await?;
+        let Some(Ok(row)) = taken else {
+            return Err(SyncError::NotAbandoned(left));
+        };
+        // The run goes on by what it was started with, whatever the config says now.
+        scope.scan = row.scan.clone();
+        scope.bind_to = row.bind_to.clone();
+        scope.branch = row.branch.clone();
+        match row.vendor_scan_id {
             Some(id) => opts.resume_vendor_scan_id = Some(id),
-            None => return Err(SyncError::NotAbandoned(left)),
+            None if vendor.triggers_scans() => {
+                let end = RunEnd::Interrupted(
+                    "the process that ran it stopped before a vendor scan was started; \
+                     pages stored before that are kept"
+                        .into(),
+                );
+                let row = ctx.with_store(move |s| s.finish_run(left, end)).await?;
+                ctx.outbox.wake();
+                return Ok(RunSummary {
+                    run_id: left,
+                    scan: row.scan,
+                    state: row.state,
+                    vendor_scan_id: None,
+                    counts: row.counts,
+                    open_by_severity: BTreeMap::new(),
+                    error: row.error,
+                });
+            }
+            None => {}
         }
-    }
-
-    let run_id = match opts.run_id {
-        Some(id) => id,
-        None => {
-            let scope = scope.clone();
-            ctx.with_store(move |s| s.begin_run(&scope)).await?
+        left
+    } else {
+        match claim_scan(ctx, &scope, &opts, &mut stop).await {
+            Ok(run_id) => run_id,
+            Err(e @ SyncError::StoppedBeforeStart(_)) => {
+                return match opts.run_id {
+                    Some(run_id) => end_unstarted_run(ctx, run_id).await,
+                    None => Err(e),
+                }
+            }
+            Err(e) => return Err(e),
         }
     };
     let started = std::time::Instant::now();
@@ -421,11 +527,23 @@ pub async fn run_scan(
     let _enter = span.enter();
     let end = match outcome {
         Ok(Ok(BodyEnd::Complete)) => RunEnd::Succeeded,
-        Ok(Ok(BodyEnd::LeftRunning)) => {
-            // Left running on purpose (`start_only`, `detach_at`): the vendor scan goes on,
-            // and a daemon resumes polling it from the recorded vendor scan id.
-            let row = ctx.with_store(move |s| s.run(run_id)).await?;
+        Ok(Ok(BodyEnd::LeftRunning)) | Ok(Err(Stopped::Detached)) => {
+            // Left running: on purpose (`start_only`, `detach_at`) or because scansync is
+            // stopping while the vendor scan goes on. The lease is let go; a daemon adopts
+            // the run and polls the same vendor scan.
+            let row = ctx
+                .with_store(move |s| {
+                    s.detach_run(run_id)?;
+                    s.run(run_id)
+                })
+                .await?;
             let row = row.ok_or_else(|| StoreError::Invalid(format!("run {run_id} vanished")))?;
+            if matches!(outcome, Ok(Err(Stopped::Detached))) {
+                tracing::info!(
+                    vendor_scan_id = row.vendor_scan_id.as_deref().unwrap_or("?"),
+                    "stopping while the vendor scan runs: the run is left for the next start or another daemon to finish"
+                );
+            }
             return Ok(RunSummary {
                 run_id,
                 scan: scope.scan,
@@ -439,11 +557,13 @@ pub async fn run_scan(
         Ok(Err(Stopped::Interrupted)) => RunEnd::Interrupted("scansync was asked to stop".into()),
         Ok(Err(Stopped::Vendor(e))) => RunEnd::Failed(e.to_string()),
         Ok(Err(Stopped::Store(e))) => {
-            // Try to record the failure; the store error itself is what the caller sees.
-            let msg = e.to_string();
-            let _ = ctx
-                .with_store(move |s| s.finish_run(run_id, RunEnd::Failed(msg)))
-                .await;
+            // Try to record the end; the store error itself is what the caller sees. A run
+            // that lost its lease ends interrupted (its owner row may be another's now).
+            let end = match &e {
+                StoreError::LeaseLost(_) => RunEnd::Interrupted(e.to_string()),
+                _ => RunEnd::Failed(e.to_string()),
+            };
+            let _ = ctx.with_store(move |s| s.finish_run(run_id, end)).await;
             crate::metrics::global().run_finished(
                 &scope.scan,
                 RunState::Failed.as_str(),
@@ -465,20 +585,32 @@ pub async fn run_scan(
         }
     }
     let store_scan = scope.scan.clone();
-    let (row, open_by_severity) = ctx
+    let (row, mut open_by_severity) = ctx
         .with_store(move |s| {
             let row = s.finish_run(run_id, end)?;
             let open = s.open_by_severity(&store_scan)?;
             Ok((row, open))
         })
         .await?;
+    // `min_severity` decides what is reported and counted for thresholds, never what the
+    // run saw: the findings below it are stored and tracked, and not counted here.
+    if let Some(min) = scan.min_severity {
+        open_by_severity.retain(|severity, _| *severity >= min);
+    }
     // The run's notifications (if any) were committed with its end.
     ctx.outbox.wake();
+    if row.counts.missing > 0 {
+        tracing::warn!(
+            missing = row.counts.missing,
+            "the listing lacked more of the scan's findings than fix_guard allows: they are marked missing, not fixed, until the next complete run confirms"
+        );
+    }
     tracing::info!(
         new = row.counts.new,
         open = row.counts.open,
         fixed = row.counts.fixed,
         reopened = row.counts.reopened,
+        missing = row.counts.missing,
         state = ?row.state,
         "run finished"
     );
@@ -492,6 +624,69 @@ pub async fn run_scan(
         open_by_severity,
         error: row.error,
     })
+}
+
+/// How often a run waiting for its scan's lease looks again.
+const LEASE_POLL: Duration = Duration::from_millis(500);
+
+/// Begins the run (or takes the run row begun for it) and holds its scan's lease, waiting
+/// while another run holds it: says so once through [`RunOptions::on_wait`], returns
+/// [`SyncError::Busy`] with [`RunOptions::no_wait`], and [`SyncError::StoppedBeforeStart`]
+/// when asked to stop meanwhile.
+async fn claim_scan(
+    ctx: &SyncContext,
+    scope: &RunScope,
+    opts: &RunOptions,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> Result<RunId, SyncError> {
+    let mut told = false;
+    loop {
+        let attempt = {
+            let (scope, queued) = (scope.clone(), opts.run_id);
+            ctx.with_store(move |s| match queued {
+                Some(run) => s.claim_scan(&scope.scan, run).map(|c| (run, c)),
+                None => match s.begin_run(&scope) {
+                    Ok(run) => Ok((run, ScanClaim::Claimed)),
+                    Err(StoreError::ScanBusy { run_id, owner, .. }) => Ok((
+                        0,
+                        ScanClaim::Held {
+                            run_id,
+                            owner_label: owner,
+                            expires_at: String::new(),
+                        },
+                    )),
+                    Err(e) => Err(e),
+                },
+            })
+            .await?
+        };
+        let (run_id, owner) = match attempt {
+            (run, ScanClaim::Claimed) => return Ok(run),
+            (_, ScanClaim::Held {
+                run_id,
+                owner_label,
+                ..
+            }) => (run_id, owner_label),
+        };
+        if opts.no_wait {
+            return Err(SyncError::Busy {
+                scan: scope.scan.clone(),
+                run_id,
+                owner,
+            });
+        }
+        if !told {
+            told = true;
+            tracing::info!(scan = %scope.scan, other_run = ?run_id, owner = %owner, "another run of this scan is going; waiting for it");
+            if let Some(notice) = &opts.on_wait {
+                (notice.0)(&scope.scan, run_id, &owner);
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(LEASE_POLL) => {}
+            _ = stop.wait_for(|s| *s) => return Err(SyncError::StoppedBeforeStart(scope.scan.clone())),
+        }
+    }
 }
 
 enum BodyEnd {
@@ -520,7 +715,11 @@ async fn run_body(
     };
     let mut stop = ctx.stop.clone();
     if *stop.borrow() {
-        return Err(Stopped::Interrupted);
+        return Err(if opts.resume_vendor_scan_id.is_some() {
+            Stopped::Detached
+        } else {
+            Stopped::Interrupted
+        });
     }
 
     // An unknown asset must fail the run: a "complete" empty listing would mark every
@@ -595,14 +794,19 @@ async fn run_body(
             tracing::debug!(page = page_no, seen, "page stored");
             progress(&format!("{}: page {page_no}, {seen} findings", scope.scan));
             if *stop.borrow() {
-                return Err(Stopped::Interrupted);
+                // The vendor scan's findings can be read again from its start by whoever
+                // adopts the run; a passive vendor's listing cannot, so that run ends.
+                return Err(if vendor_scan_id.is_some() {
+                    Stopped::Detached
+                } else {
+                    Stopped::Interrupted
+                });
             }
         }
-        let Some(mut page) = next? else { break };
+        let Some(page) = next? else { break };
         page_no += 1;
-        if let Some(min) = scan.min_severity {
-            page.retain(|f| f.severity >= min);
-        }
+        // Every page is stored whole: `min_severity` filters what is reported, not what the
+        // run saw (a filter that dropped findings here would have them marked fixed).
         committing = Some(ctx.start_store(move |s| s.upsert_page(run_id, &page)));
     }
     Ok(BodyEnd::Complete)
@@ -657,7 +861,7 @@ async fn poll_until_finished(
         }
         tokio::select! {
             _ = tokio::time::sleep(ctx.poll_interval) => {}
-            _ = stop.wait_for(|s| *s) => return Err(Stopped::Interrupted),
+            _ = stop.wait_for(|s| *s) => return Err(Stopped::Detached),
             _ = &mut detach => return Ok(Waited::Detached),
         }
     }

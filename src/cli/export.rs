@@ -45,13 +45,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
 }
 
 fn export(store_path: &std::path::Path, args: Args) -> anyhow::Result<u8> {
-    if !store_path.exists() {
-        anyhow::bail!(
-            "no store at {}: run `scansync sync` first, or check [store] path in the config",
-            store_path.display()
-        );
-    }
-    let store = Store::open(store_path)?;
+    let store = Store::open_read_only(store_path)?;
     let filter = FindingFilter {
         scans: args.scans,
         states: args.states,

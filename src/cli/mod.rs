@@ -22,6 +22,8 @@ pub mod webhook_secret;
 
 /// Exit code for a bad config file (sysexits.h EX_CONFIG), which systemd and scripts know.
 pub const EXIT_CONFIG: u8 = 78;
+/// Exit code (EX_TEMPFAIL): another run of the scan is going and `--no-wait` was given.
+pub const EXIT_BUSY: u8 = 75;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -126,6 +128,22 @@ pub fn main() -> ExitCode {
                 }
                 return ExitCode::from(EXIT_CONFIG);
             }
+            if let Some(err) = e.downcast_ref::<crate::store::StoreError>() {
+                if matches!(
+                    err,
+                    crate::store::StoreError::SchemaTooNew { .. }
+                        | crate::store::StoreError::SchemaTooOld { .. }
+                ) {
+                    eprintln!("error: {err}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            }
+            if let Some(busy @ crate::sync::SyncError::Busy { .. }) =
+                e.downcast_ref::<crate::sync::SyncError>()
+            {
+                eprintln!("error: {busy}");
+                return ExitCode::from(EXIT_BUSY);
+            }
             eprintln!("error: {e:#}");
             ExitCode::from(1)
         }
@@ -138,6 +156,16 @@ fn init_logging(global: &Global, default_level: &str) {
         eprintln!("error: {e}");
         std::process::exit(2);
     }
+}
+
+/// The `on_wait` of a one-shot command: says on stderr which run it waits for.
+pub fn print_wait_notice() -> crate::sync::WaitNotice {
+    crate::sync::WaitNotice(std::sync::Arc::new(
+        |scan: &str, run: Option<crate::store::RunId>, owner: &str| {
+            let run = run.map_or_else(|| "?".to_string(), |r| r.to_string());
+            eprintln!("waiting for run {run} of {scan} ({owner}) to end");
+        },
+    ))
 }
 
 /// A stop flag flipped by SIGINT/SIGTERM, for one-shot commands: runs in flight commit the

@@ -39,7 +39,7 @@ pub(crate) fn open_store(global: &Global, store: Option<&PathBuf>) -> anyhow::Re
         Some(p) => p.clone(),
         None => store_path_from_config(&Config::resolve_path(global.config.as_deref()))?,
     };
-    Ok(Store::open(&path)?)
+    Ok(Store::open_read_only(&path)?)
 }
 
 fn store_path_from_config(config: &Path) -> anyhow::Result<PathBuf> {
@@ -55,7 +55,12 @@ fn store_path_from_config(config: &Path) -> anyhow::Result<PathBuf> {
     })?;
     let parsed: OnlyStore = toml::from_str(&text)
         .map_err(|e| anyhow::anyhow!("{}: no usable [store] path: {e}", config.display()))?;
-    Ok(parsed.store.path)
+    // Relative to the config file's folder, as `Config::load` reads it for every other
+    // command.
+    Ok(match config.parent() {
+        Some(dir) if parsed.store.path.is_relative() => dir.join(&parsed.store.path),
+        _ => parsed.store.path,
+    })
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {

@@ -33,7 +33,11 @@ configured metadata for the same key.
 
 Exit codes: 0 success (thresholds kept, or still running past --timeout), 1 error
 (connection, store), 2 bad flags, 3 the run did not succeed (failed, timed out, interrupted),
-10 a threshold was exceeded, 78 config error.")]
+10 a threshold was exceeded, 75 another run of the scan is going and --no-wait was given,
+78 config error.
+
+When another run of the same scan is going (a daemon's schedule, another CI job), scan waits
+for it and says \"waiting for run N of SCAN\" on stderr; --no-wait exits 75 instead.")]
 pub struct Args {
     /// The vendor project (CodeThreat) or API asset (Salt Security): a configured scan's bind_to
     #[arg(short = 'p', long)]
@@ -67,6 +71,10 @@ pub struct Args {
     /// the run id, exit 0 and leave the scan to the daemon
     #[arg(long, value_name = "MINUTES", value_parser = parse_minutes, conflicts_with = "start_only")]
     pub timeout: Option<Duration>,
+    /// When another run of this scan is going (the daemon, another CI job), exit 75 instead
+    /// of waiting for it
+    #[arg(long)]
+    pub no_wait: bool,
 }
 
 /// `KEY=VALUE` → (KEY, VALUE); the value may be empty or hold `=`, the key may not be empty.
@@ -238,10 +246,15 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
         start_only: args.start_only,
         detach_at,
         progress,
+        no_wait: args.no_wait,
+        on_wait: Some(super::print_wait_notice()),
         ..RunOptions::default()
     };
     let summary = run_scan(&ctx, &scan, opts).await;
     signals.close();
+    if summary.is_err() || args.start_only {
+        ctx.release().await;
+    }
     let summary = summary?;
     if args.start_only {
         println!(
@@ -273,12 +286,14 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
             summary.run_id,
             summary.scan
         );
+        ctx.release().await;
         return Ok(0);
     }
     print_summary(&summary);
     // The run's webhook notifications were committed with its end: try them now, for a few
     // seconds at most; what is left stays in the outbox for the daemon.
     crate::webhooks::deliver_before_exit(&ctx).await;
+    ctx.release().await;
     if summary.state != RunState::Succeeded {
         eprintln!(
             "error: run {} ended {}{}",

@@ -12,6 +12,10 @@ pub struct Args {
     /// A scan to run (repeatable); default: every enabled scan
     #[arg(long = "scan", value_name = "NAME")]
     pub scans: Vec<String>,
+    /// When another run of a scan is going (the daemon, a CI job), exit 75 instead of
+    /// waiting for it
+    #[arg(long)]
+    pub no_wait: bool,
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
@@ -20,7 +24,6 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     let selected = select_scans(&config, &args.scans)?;
     let stop = super::stop_on_signals()?;
     let ctx = SyncContext::new(&config, stop)?;
-    ctx.with_store(|s| s.recover_unfinished()).await?;
 
     let progress = std::io::stderr().is_terminal().then(|| {
         Progress(Arc::new(|line: &str| {
@@ -33,13 +36,23 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
         let opts = RunOptions {
             trigger: "cli".into(),
             progress: progress.clone(),
+            no_wait: args.no_wait,
+            on_wait: Some(super::print_wait_notice()),
             ..RunOptions::default()
         };
         tasks.spawn(async move { run_scan(&ctx, &scan, opts).await });
     }
     let mut summaries = Vec::new();
+    let mut busy = None;
     while let Some(joined) = tasks.join_next().await {
-        summaries.push(joined??);
+        match joined? {
+            Ok(summary) => summaries.push(summary),
+            Err(e @ crate::sync::SyncError::Busy { .. }) => busy = Some(e),
+            Err(e) => {
+                ctx.release().await;
+                return Err(e.into());
+            }
+        }
     }
     if progress.is_some() {
         eprint!("\r\x1b[2K");
@@ -51,6 +64,10 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     // The runs' webhook notifications were committed with their ends: try them now, for a
     // few seconds at most; what is left stays in the outbox for the daemon.
     crate::webhooks::deliver_before_exit(&ctx).await;
+    ctx.release().await;
+    if let Some(busy) = busy {
+        return Err(busy.into());
+    }
     let all_ok = summaries.iter().all(|s| s.state == RunState::Succeeded);
     Ok(if all_ok { 0 } else { 1 })
 }

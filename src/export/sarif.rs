@@ -92,7 +92,10 @@ pub fn security_severity(severity: Severity) -> &'static str {
 pub fn baseline_state(state: FindingState) -> &'static str {
     match state {
         FindingState::New | FindingState::Reopened => "new",
-        FindingState::Open | FindingState::FalsePositive | FindingState::Accepted => "unchanged",
+        FindingState::Open
+        | FindingState::Missing
+        | FindingState::FalsePositive
+        | FindingState::Accepted => "unchanged",
         FindingState::Fixed => "absent",
     }
 }

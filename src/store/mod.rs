@@ -53,10 +53,12 @@
 //! alive while `/proc/<pid>/stat` shows the same start time; where `/proc` is missing, only
 //! this process's own runs count as alive.
 
+mod lease;
 mod listener;
+pub use lease::{heartbeat_every, lease_ttl, Owner, ScanClaim};
 pub use listener::Claim;
 
-use crate::finding::{Finding, Location, Severity};
+use crate::finding::{Finding, Location, Severity, FINGERPRINT_RECIPE};
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -75,6 +77,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         4,
         include_str!("migrations/0004_checks_without_in_lists.sql"),
     ),
+    (5, include_str!("migrations/0005_lifecycle.sql")),
 ];
 
 mod outbox;
@@ -108,6 +111,30 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("store: {0}")]
     Invalid(String),
+    /// Another live run holds the scan's lease ([`Store::begin_run`]).
+    #[error("scan \"{scan}\" is being run by run {} of {owner}", .run_id.map_or_else(|| "?".to_string(), |r| r.to_string()))]
+    ScanBusy {
+        scan: String,
+        run_id: Option<RunId>,
+        owner: String,
+    },
+    /// This process no longer holds the lease of the run's scan (its heartbeat expired and
+    /// another process took the scan, or adopted the run): the run stores nothing more.
+    #[error("run {0} lost its scan's lease to another process; it stores nothing more")]
+    LeaseLost(RunId),
+    /// A read-only command found no store file.
+    #[error("no store at {0}; `scansync sync` or the daemon creates it")]
+    Missing(String),
+    /// A read-only command found a store older than this scansync.
+    #[error(
+        "store {path} has schema version {found}, older than this scansync's {known}; \
+         `scansync sync` or the daemon upgrades it (read-only commands never write it)"
+    )]
+    SchemaTooOld {
+        path: String,
+        found: i64,
+        known: i64,
+    },
     #[error(
         "store {path} has schema version {found}, but this scansync knows only up to \
          version {known}; upgrade scansync, or point it at another store file"
@@ -119,8 +146,9 @@ pub enum StoreError {
     },
 }
 
-/// Who a run is for. Copied onto the run row so history survives config edits.
-#[derive(Debug, Clone, Default)]
+/// Who a run is for and the rules it ends by. Copied onto the run row so history survives
+/// config edits, and so a run adopted by another process ends by the rules it began with.
+#[derive(Debug, Clone)]
 pub struct RunScope {
     pub scan: String,
     pub instance: String,
@@ -129,6 +157,33 @@ pub struct RunScope {
     pub branch: Option<String>,
     /// What started it: `schedule`, `cli`, `webhook`, `resume`, …
     pub trigger: String,
+    /// The share of the scan's findings one run may fix before the fixes are held (see
+    /// [`Store::finish_run`]); `1.0` turns the guard off.
+    pub fix_guard: f64,
+    /// The scan's `min_severity`: what its notifications report. Never what the run saw.
+    pub min_severity: Option<Severity>,
+}
+
+/// `[daemon] fix_guard`'s default.
+pub const DEFAULT_FIX_GUARD: f64 = 0.5;
+
+/// The guard looks at shares only above this many findings (a scan of 3 losing 2 is no
+/// sign of a lie); a listing that loses every finding is held at any size.
+pub const FIX_GUARD_MIN_FINDINGS: u64 = 20;
+
+impl Default for RunScope {
+    fn default() -> RunScope {
+        RunScope {
+            scan: String::new(),
+            instance: String::new(),
+            vendor: String::new(),
+            bind_to: String::new(),
+            branch: None,
+            trigger: String::new(),
+            fix_guard: DEFAULT_FIX_GUARD,
+            min_severity: None,
+        }
+    }
 }
 
 /// A run's state in `sync_runs.state`.
@@ -162,8 +217,11 @@ pub struct RunCounts {
     pub open: u64,
     /// Was fixed, is back.
     pub reopened: u64,
-    /// Not seen in a complete successful run (set by `finish_run`).
+    /// Not seen in a complete successful run (set by `finish_run`), or listed with the
+    /// vendor's "resolved" word.
     pub fixed: u64,
+    /// Not seen in a complete run whose fixes the mass-fix guard held: marked `missing`.
+    pub missing: u64,
     /// Pages committed.
     pub pages: u64,
 }
@@ -195,6 +253,9 @@ pub enum FindingState {
     Open,
     Fixed,
     Reopened,
+    /// Absent once from a complete listing whose fixes the mass-fix guard held back: fixed
+    /// if the next complete listing still lacks it, open again if it lists it.
+    Missing,
     /// Set locally; survives re-imports.
     FalsePositive,
     /// Set locally; survives re-imports.
@@ -267,11 +328,12 @@ impl RunState {
 
 impl FindingState {
     /// Every state, in lifecycle order (metrics show each one, zero included).
-    pub const ALL: [FindingState; 6] = [
+    pub const ALL: [FindingState; 7] = [
         FindingState::New,
         FindingState::Open,
         FindingState::Fixed,
         FindingState::Reopened,
+        FindingState::Missing,
         FindingState::FalsePositive,
         FindingState::Accepted,
     ];
@@ -283,6 +345,7 @@ impl FindingState {
             FindingState::Open => "open",
             FindingState::Fixed => "fixed",
             FindingState::Reopened => "reopened",
+            FindingState::Missing => "missing",
             FindingState::FalsePositive => "false_positive",
             FindingState::Accepted => "accepted",
         }
@@ -299,6 +362,7 @@ impl FindingState {
             "open" => FindingState::Open,
             "fixed" => FindingState::Fixed,
             "reopened" => FindingState::Reopened,
+            "missing" => FindingState::Missing,
             "false_positive" => FindingState::FalsePositive,
             "accepted" => FindingState::Accepted,
             other => return Err(unknown_word("finding state", other)),
@@ -313,7 +377,7 @@ impl std::str::FromStr for FindingState {
         FindingState::parse(s).map_err(|_| {
             format!(
                 "\"{s}\" is not a finding state (one of new, open, fixed, reopened, \
-                 false_positive, accepted)"
+                 missing, false_positive, accepted)"
             )
         })
     }
@@ -349,32 +413,9 @@ fn stamp(t: chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// The start time of process `pid` (field 22 of `/proc/<pid>/stat`), which together with the
-/// pid names one process even when pids are recycled. `None` where `/proc` is unavailable.
-fn process_start_time(pid: u32) -> Option<String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may itself hold spaces or ')'.
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    after_name.split_whitespace().nth(19).map(str::to_owned)
-}
-
-/// Whether the process that began a run is still running (see the module docs).
-fn owner_alive(pid: Option<i64>, started: Option<&str>) -> bool {
-    let Some(pid) = pid.and_then(|p| u32::try_from(p).ok()) else {
-        return false;
-    };
-    if let Some(recorded) = started {
-        if Path::new("/proc/self/stat").exists() {
-            return process_start_time(pid).as_deref() == Some(recorded);
-        }
-    }
-    // Without /proc we cannot tell another process's fate, so only our own runs are alive.
-    pid == std::process::id()
-}
-
 /// Columns of a `sync_runs` row, in the order [`run_from_row`] reads them.
 const RUN_COLUMNS: &str = "id, scan, instance, vendor, bind_to, branch, trigger, state, \
-     vendor_scan_id, started_at, finished_at, seen, new, open, reopened, fixed, pages, error";
+     vendor_scan_id, started_at, finished_at, seen, new, open, reopened, fixed, pages, error, missing";
 
 /// Columns of a finding as [`finding_from_row`] reads them (`f` = findings, `s` = scans,
 /// `i` = instances).
@@ -388,23 +429,45 @@ const FINDING_COLUMNS: &str = "f.fingerprint, s.name, i.name, i.vendor, s.bind_t
 const SEVERITY_RANK_SQL: &str = "CASE f.severity WHEN 'critical' THEN 4 WHEN 'high' THEN 3 \
      WHEN 'medium' THEN 2 WHEN 'low' THEN 1 ELSE 0 END";
 
-/// The page import: one statement per finding. The `WHERE` makes a repeat within the same
-/// run a no-op that changes no row, which is how the caller tells "already counted".
+/// The page import: one statement per finding (`?25` = the vendor's verdict word or NULL).
+///
+/// The `WHERE` makes the update a no-op on a row that this run, or a newer one, already saw or
+/// decided (`touched_run_id`): a repeated page changes nothing, and an older run adopted
+/// late never overwrites what a newer run decided. A no-op tells the caller to look closer
+/// (a second finding with the same identity, see [`Finding::fingerprint`]).
+///
+/// The state of a listed finding: the vendor's "resolved" word fixes it; a person's triage
+/// holds (and is what a fixed or missing finding returns to); the vendor's false positive or
+/// accepted word sets that state; otherwise a fixed finding is `reopened` and any other is
+/// `open` (a vendor verdict withdrawn included). The trigger `finding_listed_state_changed`
+/// writes the event of each change.
 const UPSERT_FINDING_SQL: &str = "
 INSERT INTO findings (
     scan_id, fingerprint, state, title, severity, vendor_status, cwe, owasp, rule_id,
     location_kind, file_path, start_line, end_line, http_method, api_path, api_host,
     description, remediation, vendor_url, vendor_id, vendor_first_seen, vendor_last_seen, raw,
-    first_seen, last_seen, times_seen, last_run_id)
-VALUES (?1, ?2, 'new', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-        ?18, ?19, ?20, ?21, ?22, ?23, ?23, 1, ?24)
+    first_seen, last_seen, times_seen, last_run_id, vendor_verdict, triage, triage_source,
+    fingerprint_version, touched_run_id)
+VALUES (?1, ?2,
+        CASE ?25 WHEN 'resolved' THEN 'fixed' WHEN 'false_positive' THEN 'false_positive'
+                 WHEN 'accepted' THEN 'accepted' ELSE 'new' END,
+        ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+        ?18, ?19, ?20, ?21, ?22, ?23, ?23, 1, ?24, ?25,
+        CASE WHEN ?25 = 'false_positive' OR ?25 = 'accepted' THEN ?25 END,
+        CASE WHEN ?25 = 'false_positive' OR ?25 = 'accepted' THEN 'vendor' END,
+        ?26, ?24)
 ON CONFLICT (scan_id, fingerprint) DO UPDATE SET
-    state = CASE findings.state
-                WHEN 'fixed' THEN 'reopened'
-                WHEN 'new' THEN 'open'
-                WHEN 'reopened' THEN 'open'
-                ELSE findings.state
+    state = CASE
+                WHEN excluded.vendor_verdict = 'resolved' THEN 'fixed'
+                WHEN findings.triage_source = 'local' THEN findings.triage
+                WHEN excluded.triage IS NOT NULL THEN excluded.triage
+                WHEN findings.state = 'fixed' THEN 'reopened'
+                ELSE 'open'
             END,
+    triage = CASE WHEN findings.triage_source = 'local' THEN findings.triage
+                  ELSE excluded.triage END,
+    triage_source = CASE WHEN findings.triage_source = 'local' THEN 'local'
+                         ELSE excluded.triage_source END,
     title = excluded.title,
     severity = excluded.severity,
     vendor_status = excluded.vendor_status,
@@ -427,8 +490,15 @@ ON CONFLICT (scan_id, fingerprint) DO UPDATE SET
     raw = excluded.raw,
     last_seen = excluded.last_seen,
     times_seen = findings.times_seen + 1,
-    last_run_id = excluded.last_run_id
-WHERE findings.last_run_id IS NOT excluded.last_run_id";
+    last_run_id = excluded.last_run_id,
+    vendor_verdict = excluded.vendor_verdict,
+    fingerprint_version = excluded.fingerprint_version,
+    touched_run_id = excluded.touched_run_id
+WHERE findings.touched_run_id < excluded.touched_run_id";
+
+/// States a complete listing can find absent (everything but `fixed`).
+const PRESENT_STATES_SQL: &str = "(state = 'new' OR state = 'open' OR state = 'reopened' \
+     OR state = 'missing' OR state = 'false_positive' OR state = 'accepted')";
 
 /// How a statement over all of one scan's findings visits them (`finish_run` finding the
 /// unseen ones, `open_by_severity`).
@@ -483,8 +553,7 @@ impl ScanRows {
 /// What a page import needs to know about its run, read once per page.
 struct RunContext {
     scan_id: i64,
-    vendor: String,
-    bind_to: String,
+    fix_guard: f64,
 }
 
 /// The store. One writer connection; readers open their own (WAL lets them run beside it).
@@ -492,6 +561,8 @@ pub struct Store {
     conn: Connection,
     /// The webhooks `finish_run` writes notifications for (see [`Store::set_webhook_routes`]).
     webhook_routes: Vec<crate::webhooks::Route>,
+    /// This process, as the leases name it.
+    owner: Owner,
 }
 
 impl Store {
@@ -531,6 +602,47 @@ impl Store {
         Ok(Store {
             conn,
             webhook_routes: Vec::new(),
+            owner: Owner::new(),
+        })
+    }
+
+    /// Opens an existing store for reading only (`findings`, `runs`, `export`, `webhook
+    /// pending`): never creates, migrates or writes it. A missing file, or a schema older or
+    /// newer than this binary's, is an error that says what to do.
+    pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        let shown = path.display().to_string();
+        if !path.exists() {
+            return Err(StoreError::Missing(shown));
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| StoreError::Open {
+            path: shown.clone(),
+            source,
+        })?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        let known = MIGRATIONS.last().map_or(0, |(v, _)| *v);
+        let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if found > known {
+            return Err(StoreError::SchemaTooNew {
+                path: shown,
+                found,
+                known,
+            });
+        }
+        if found < known {
+            return Err(StoreError::SchemaTooOld {
+                path: shown,
+                found,
+                known,
+            });
+        }
+        Ok(Store {
+            conn,
+            webhook_routes: Vec::new(),
+            owner: Owner::new(),
         })
     }
 
@@ -557,15 +669,25 @@ impl Store {
         .collect()
     }
 
-    /// Records the start of a run: the instance and scan rows (created or refreshed from the
-    /// scope) and a `running` run owned by this process.
+    /// Records the start of a run and takes its scan's lease, in one transaction:
+    /// [`StoreError::ScanBusy`] (and nothing written) when another live run holds it.
     pub fn begin_run(&mut self, scope: &RunScope) -> Result<RunId, StoreError> {
+        self.begin(scope, true)
+    }
+
+    /// Records a run that will wait for its scan's lease (the listener answers a push with
+    /// the run id before the run's turn comes): take the lease with [`Store::claim_scan`].
+    pub fn begin_queued_run(&mut self, scope: &RunScope) -> Result<RunId, StoreError> {
+        self.begin(scope, false)
+    }
+
+    fn begin(&mut self, scope: &RunScope, claim: bool) -> Result<RunId, StoreError> {
         let at = now();
         let pid = std::process::id();
-        let owner_started = process_start_time(pid);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        lease::register_owner(&tx, &self.owner)?;
         let instance_id: i64 = tx
             .prepare_cached(
                 "INSERT INTO instances (name, vendor, created_at) VALUES (?1, ?2, ?3)
@@ -588,8 +710,8 @@ impl Store {
         let run: RunId = tx
             .prepare_cached(
                 "INSERT INTO sync_runs (scan_id, scan, instance, vendor, bind_to, branch,
-                     trigger, state, owner_pid, owner_started, started_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8, ?9, ?10)
+                     trigger, state, owner_pid, owner, started_at, fix_guard, min_severity)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8, ?9, ?10, ?11, ?12)
                  RETURNING id",
             )?
             .query_row(
@@ -602,11 +724,27 @@ impl Store {
                     scope.branch,
                     scope.trigger,
                     pid,
-                    owner_started,
-                    at
+                    self.owner.id,
+                    at,
+                    scope.fix_guard,
+                    scope.min_severity.map(|s| s.as_str()),
                 ],
                 |r| r.get(0),
             )?;
+        if claim {
+            if let ScanClaim::Held {
+                run_id,
+                owner_label,
+                ..
+            } = lease::claim_in(&tx, &self.owner, &scope.scan, Some(run))?
+            {
+                return Err(StoreError::ScanBusy {
+                    scan: scope.scan.clone(),
+                    run_id,
+                    owner: owner_label,
+                });
+            }
+        }
         tx.commit()?;
         Ok(run)
     }
@@ -629,130 +767,115 @@ impl Store {
     }
 
     /// Imports one vendor page in one transaction and returns what it changed (see the
-    /// module docs for the rules). The run's counters move in the same transaction.
+    /// module docs for the rules). The run's counters move in the same transaction. Only the
+    /// holder of the scan's lease stores: [`StoreError::LeaseLost`] otherwise.
     pub fn upsert_page(&mut self, run: RunId, page: &[Finding]) -> Result<RunCounts, StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let counts = upsert_page_in(&tx, run, page)?;
+        let ctx = running_context(&tx, &self.owner, run)?;
+        if !lease::holds_lease(&tx, &self.owner, ctx.scan_id, run)? {
+            return Err(StoreError::LeaseLost(run));
+        }
+        let counts = upsert_page_in(&tx, &ctx, run, page)?;
         tx.commit()?;
         Ok(counts)
     }
 
-    /// Ends a run in one transaction. Only [`RunEnd::Succeeded`] marks the scan's unseen
-    /// findings `fixed`: a failed or partial run saw only part of the truth. The run's webhook
-    /// notifications are written in the same transaction, so they exist exactly when the
-    /// run's end does.
+    /// Ends a run in one transaction, releases its scan's lease and writes its webhook
+    /// notifications (built from the run's finding events, so they exist exactly when the
+    /// run's end does, and include what pages stored before a crash and an adoption).
+    ///
+    /// Only [`RunEnd::Succeeded`] (a complete listing, read to its end) fixes anything, and
+    /// only while the run holds the lease and no newer run of the scan has succeeded (a run
+    /// adopted late imports without fixing). Findings it did not list become `fixed`, unless
+    /// the mass-fix guard trips: more than the run's `fix_guard` share of the scan's present
+    /// findings (above [`FIX_GUARD_MIN_FINDINGS`]), or every one of them. Then they become
+    /// `missing`, and only the next complete run that still lacks them fixes them; findings
+    /// already `missing` are fixed either way (their second absence).
     pub fn finish_run(&mut self, run: RunId, end: RunEnd) -> Result<RunRow, StoreError> {
         let at = now();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let ctx = running_context(&tx, run)?;
-        let (state, error) = match end {
+        let ctx = running_context(&tx, &self.owner, run)?;
+        let holds_lease = lease::holds_lease(&tx, &self.owner, ctx.scan_id, run)?;
+        let (mut state, mut error) = match end {
             RunEnd::Succeeded => (RunState::Succeeded, None),
             RunEnd::Failed(e) => (RunState::Failed, Some(e)),
             RunEnd::Interrupted(e) => (RunState::Interrupted, Some(e)),
             RunEnd::TimedOut(e) => (RunState::TimedOut, Some(e)),
         };
-        let mut fixed = 0;
-        let mut fixed_notes = Vec::new();
+        if state == RunState::Succeeded && !holds_lease {
+            state = RunState::Interrupted;
+            error = Some(
+                "the run lost its scan's lease (its heartbeat expired and another process \
+                 took the scan); nothing was marked fixed"
+                    .into(),
+            );
+        }
+        let (mut fixed, mut missing) = (0, 0);
         if state == RunState::Succeeded {
-            if !self.webhook_routes.is_empty() {
-                fixed_notes = outbox::collect_fixed(&tx, &self.webhook_routes, ctx.scan_id, run)?;
+            let newer_success: bool = tx
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM sync_runs
+                     WHERE scan_id = ?1 AND id > ?2 AND state = 'succeeded')",
+                )?
+                .query_row(params![ctx.scan_id, run], |r| r.get(0))?;
+            if newer_success {
+                tracing::info!(
+                    run_id = run,
+                    "a newer run of this scan succeeded first: this run's listing fixes nothing"
+                );
+            } else {
+                (fixed, missing) = fix_absent(&tx, &ctx, run, &at)?;
             }
-            let rows = ScanRows::of(&tx, ctx.scan_id)?;
-            tx.prepare_cached(&format!(
-                "INSERT INTO finding_events (finding_id, run_id, kind, old_value, new_value, at)
-                 SELECT id, ?2, 'fixed', state, 'fixed', ?3 FROM findings
-                 WHERE {} AND state IN ('new', 'open', 'reopened') AND last_run_id < ?2",
-                rows.sql("?1", "?4", "?5")
-            ))?
-            .execute(params![ctx.scan_id, run, at, rows.first, rows.last])?;
-            fixed = tx
-                .prepare_cached(&format!(
-                    "UPDATE findings SET state = 'fixed'
-                     WHERE {} AND state IN ('new', 'open', 'reopened') AND last_run_id < ?2",
-                    rows.sql("?1", "?3", "?4")
-                ))?
-                .execute(params![ctx.scan_id, run, rows.first, rows.last])?;
         }
         tx.prepare_cached(
-            "UPDATE sync_runs SET state = ?2, finished_at = ?3, error = ?4, fixed = fixed + ?5
+            "UPDATE sync_runs SET state = ?2, finished_at = ?3, error = ?4, fixed = fixed + ?5,
+                 missing = missing + ?6, notified_at = ?3
              WHERE id = ?1",
         )?
-        .execute(params![run, state.as_str(), at, error, fixed as i64])?;
+        .execute(params![
+            run,
+            state.as_str(),
+            at,
+            error,
+            fixed as i64,
+            missing as i64
+        ])?;
+        lease::release_in(&tx, &self.owner, ctx.scan_id)?;
         let row = read_run(&tx, run)?.ok_or_else(|| no_such_run(run))?;
         if !self.webhook_routes.is_empty() {
+            let min_severity: Option<String> = tx
+                .prepare_cached("SELECT min_severity FROM sync_runs WHERE id = ?1")?
+                .query_row(params![run], |r| r.get(0))?;
+            let min_severity = min_severity.and_then(|w| w.parse::<Severity>().ok());
             outbox::write_notifications(
                 &tx,
                 &self.webhook_routes,
                 ctx.scan_id,
                 &row,
                 &at,
-                fixed_notes,
+                min_severity,
             )?;
         }
         tx.commit()?;
         Ok(row)
     }
 
-    /// Marks `running` runs whose owner process is gone as `interrupted` and returns them
-    /// (with their vendor scan id). Runs of live processes, this one included, are left
-    /// alone. For a caller that will not resume them itself; the daemon takes runs over one
-    /// at a time ([`Store::abandoned_runs`], [`Store::interrupt_abandoned_run`]).
-    pub fn recover_unfinished(&mut self) -> Result<Vec<RunRow>, StoreError> {
-        let at = now();
+    /// Lets go of run `run` without ending it: it stays `running` with its vendor scan id,
+    /// and its scan's lease is released, so that a daemon adopts it (`scan --async`, a stop
+    /// while the vendor scan runs). The run's owner row goes when the process says goodbye
+    /// ([`Store::release_owner`]) or its heartbeat expires.
+    pub fn detach_run(&mut self, run: RunId) -> Result<(), StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut recovered = Vec::new();
-        for (id, (pid, started)) in running_runs(&tx)? {
-            if !owner_alive(pid, started.as_deref()) {
-                recovered.push(interrupt_run(&tx, id, pid, &at)?);
-            }
-        }
+        let ctx = running_context(&tx, &self.owner, run)?;
+        lease::release_in(&tx, &self.owner, ctx.scan_id)?;
         tx.commit()?;
-        Ok(recovered)
-    }
-
-    /// `running` runs whose owner process is gone (`scansync scan --async` and `--timeout`
-    /// leave theirs on purpose, a killed process by accident), oldest first, unchanged.
-    /// Read-only: one look at the partial index of running runs, cheap enough to ask every
-    /// minute. Take one over with [`Store::interrupt_abandoned_run`].
-    pub fn abandoned_runs(&self) -> Result<Vec<RunRow>, StoreError> {
-        let mut out = Vec::new();
-        for (id, (pid, started)) in running_runs(&self.conn)? {
-            if !owner_alive(pid, started.as_deref()) {
-                out.push(read_run(&self.conn, id)?.ok_or_else(|| no_such_run(id))?);
-            }
-        }
-        Ok(out)
-    }
-
-    /// Marks run `id` `interrupted` when it is still `running` and its owner is gone, and
-    /// returns it (with its vendor scan id, for the run that takes it over). `None` when it
-    /// ended meanwhile or a live process owns it: another process took it over first.
-    pub fn interrupt_abandoned_run(&mut self, id: RunId) -> Result<Option<RunRow>, StoreError> {
-        let at = now();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let owner: Option<Owner> = tx
-            .prepare_cached(
-                "SELECT owner_pid, owner_started FROM sync_runs
-                 WHERE id = ?1 AND state = 'running'",
-            )?
-            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
-        let row = match owner {
-            Some((pid, started)) if !owner_alive(pid, started.as_deref()) => {
-                Some(interrupt_run(&tx, id, pid, &at)?)
-            }
-            _ => None,
-        };
-        tx.commit()?;
-        Ok(row)
+        Ok(())
     }
 
     /// One run by id.
@@ -1028,81 +1151,186 @@ fn migrate(conn: &mut Connection, path: &str) -> Result<(), StoreError> {
             return Ok(());
         };
         tx.execute_batch(sql)?;
+        if *next == 5 {
+            rekey_v2(&tx)?;
+        }
         tx.pragma_update(None, "user_version", next)?;
         tx.commit()?;
     }
 }
 
-/// A run's owner as `begin_run` recorded it: process id and that process's start time.
-type Owner = (Option<i64>, Option<String>);
-
-/// `(id, owner)` of every `running` run, oldest first (the partial index
-/// `sync_runs_running`).
-fn running_runs(conn: &Connection) -> Result<Vec<(RunId, Owner)>, StoreError> {
-    let rows = conn
-        .prepare_cached(
-            "SELECT id, owner_pid, owner_started FROM sync_runs
-             WHERE state = 'running' ORDER BY id",
-        )?
-        .query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))?
-        .collect::<Result<_, _>>()?;
-    Ok(rows)
-}
-
-/// Ends run `id`, whose owner process `pid` is gone, as `interrupted` and returns it.
-fn interrupt_run(
-    conn: &Connection,
-    id: RunId,
-    pid: Option<i64>,
-    at: &str,
-) -> Result<RunRow, StoreError> {
-    let error = format!(
-        "interrupted: the scansync process (pid {}) that ran it stopped before the run \
-         finished; pages stored before that are kept",
-        pid.map_or_else(|| "unknown".to_owned(), |p| p.to_string())
-    );
-    conn.prepare_cached(
-        "UPDATE sync_runs SET state = 'interrupted', finished_at = ?2, error = ?3
-         WHERE id = ?1",
-    )?
-    .execute(params![id, at, error])?;
-    read_run(conn, id)?.ok_or_else(|| no_such_run(id))
+/// Migration 5's code half: every finding re-keyed to fingerprint recipe 2 in place (same
+/// row id, state and history), inside the migration's transaction. Rows of one scan that
+/// share recipe 2's parts are numbered as occurrences by line, then by age.
+fn rekey_v2(conn: &Connection) -> Result<(), StoreError> {
+    const PARTS: &str = "SELECT id, scan_id, title, rule_id, cwe, location_kind, file_path, \
+         start_line, end_line, http_method, api_path, api_host FROM findings";
+    /// The identity parts of a row, as a finding recipe 2 can key.
+    fn parts(r: &Row<'_>) -> rusqlite::Result<Finding> {
+        let location = match r.get::<_, String>(5)?.as_str() {
+            "code" => Location::Code {
+                path: r.get::<_, Option<String>>(6)?.unwrap_or_default(),
+                start_line: r.get(7)?,
+                end_line: r.get(8)?,
+            },
+            "api" => Location::Api {
+                method: r.get::<_, Option<String>>(9)?.unwrap_or_default(),
+                path: r.get::<_, Option<String>>(10)?.unwrap_or_default(),
+                host: r.get::<_, Option<String>>(11)?.unwrap_or_default(),
+            },
+            _ => Location::Unknown,
+        };
+        Ok(Finding {
+            vendor_id: None,
+            title: r.get(2)?,
+            severity: Severity::Info,
+            vendor_status: None,
+            cwe: r.get(4)?,
+            owasp: None,
+            rule_id: r.get(3)?,
+            location,
+            description: None,
+            remediation: None,
+            vendor_url: None,
+            vendor_first_seen: None,
+            vendor_last_seen: None,
+            raw: String::new(),
+            verdict: None,
+        })
+    }
+    // (scan, recipe-2 base key) → the rows sharing it, as (start line, end line, id).
+    type Sightings = Vec<(Option<u32>, Option<u32>, i64)>;
+    let mut by_key: std::collections::HashMap<(i64, String), Sightings> =
+        std::collections::HashMap::new();
+    {
+        let mut stmt = conn.prepare(&format!("{PARTS} ORDER BY id"))?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let finding = parts(r)?;
+            let (start, end) = finding.lines();
+            by_key
+                .entry((r.get(1)?, finding.fingerprint(0)))
+                .or_default()
+                .push((start, end, r.get(0)?));
+        }
+    }
+    // Out of the way first, so no new key collides with an old one still in place.
+    conn.execute("UPDATE findings SET fingerprint = 'rekey:' || id", [])?;
+    let mut update = conn
+        .prepare("UPDATE findings SET fingerprint = ?2, fingerprint_version = ?3 WHERE id = ?1")?;
+    let mut read = conn.prepare(&format!("{PARTS} WHERE id = ?1"))?;
+    for ((_, base), mut rows) in by_key {
+        rows.sort();
+        for (occurrence, (_, _, id)) in rows.into_iter().enumerate() {
+            let fingerprint = match occurrence {
+                0 => base.clone(),
+                n => read.query_row(params![id], parts)?.fingerprint(n as u32),
+            };
+            update.execute(params![id, fingerprint, FINGERPRINT_RECIPE])?;
+        }
+    }
+    Ok(())
 }
 
 fn no_such_run(run: RunId) -> StoreError {
     StoreError::Invalid(format!("no sync run with id {run} in the store"))
 }
 
-/// The run's scope, or an error when the run does not exist or has already ended (a page or
-/// an end for a finished run is a bug in the caller, not something to paper over).
-fn running_context(conn: &Connection, run: RunId) -> Result<RunContext, StoreError> {
-    let found: Option<(i64, String, String, String)> = conn
-        .prepare_cached("SELECT scan_id, vendor, bind_to, state FROM sync_runs WHERE id = ?1")?
+/// The run's scope, or an error when the run does not exist, has already ended, or is owned
+/// by another process (it adopted the run): a page or an end for such a run is refused.
+fn running_context(conn: &Connection, owner: &Owner, run: RunId) -> Result<RunContext, StoreError> {
+    let found: Option<(i64, String, Option<String>, f64)> = conn
+        .prepare_cached("SELECT scan_id, state, owner, fix_guard FROM sync_runs WHERE id = ?1")?
         .query_row(params![run], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })
         .optional()?;
-    let (scan_id, vendor, bind_to, state) = found.ok_or_else(|| no_such_run(run))?;
+    let (scan_id, state, run_owner, fix_guard) = found.ok_or_else(|| no_such_run(run))?;
     if state != RunState::Running.as_str() {
         return Err(StoreError::Invalid(format!(
             "sync run {run} has already ended ({state}); start a new run"
         )));
     }
-    Ok(RunContext {
-        scan_id,
-        vendor,
-        bind_to,
-    })
+    if run_owner.as_deref() != Some(owner.id.as_str()) {
+        return Err(StoreError::LeaseLost(run));
+    }
+    Ok(RunContext { scan_id, fix_guard })
+}
+
+/// The end of a complete run: the scan's present findings this run did not list become
+/// `fixed`, or `missing` when the guard trips (see [`Store::finish_run`]). Returns
+/// `(fixed, missing)`.
+fn fix_absent(
+    conn: &Connection,
+    ctx: &RunContext,
+    run: RunId,
+    at: &str,
+) -> Result<(u64, u64), StoreError> {
+    let rows = ScanRows::of(conn, ctx.scan_id)?;
+    let in_scan = rows.sql("?1", "?3", "?4");
+    let (present, absent, absent_missing): (i64, i64, i64) = conn
+        .prepare_cached(&format!(
+            "SELECT count(*), count(*) FILTER (WHERE last_run_id < ?2),
+                    count(*) FILTER (WHERE last_run_id < ?2 AND state = 'missing')
+             FROM findings WHERE {in_scan} AND {PRESENT_STATES_SQL}"
+        ))?
+        .query_row(params![ctx.scan_id, run, rows.first, rows.last], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+    let (present, absent) = (present as u64, absent as u64);
+    if absent == 0 {
+        return Ok((0, 0));
+    }
+    let tripped = ctx.fix_guard < 1.0
+        && (absent == present
+            || (present > FIX_GUARD_MIN_FINDINGS && absent as f64 > ctx.fix_guard * present as f64));
+    // Findings already missing are fixed by this second absence; with the guard tripped the
+    // others are held as missing, else they are fixed too. Events first, while the rows
+    // still show their old state.
+    let change = |to: &str, which: &str| -> Result<u64, StoreError> {
+        let condition = format!("{in_scan} AND last_run_id < ?2 AND {which}");
+        conn.prepare_cached(&format!(
+            "INSERT INTO finding_events (finding_id, run_id, kind, old_value, new_value, at)
+             SELECT id, ?2, ?5, state, ?5, ?6 FROM findings WHERE {condition}"
+        ))?
+        .execute(params![ctx.scan_id, run, rows.first, rows.last, to, at])?;
+        Ok(conn
+            .prepare_cached(&format!(
+                "UPDATE findings SET state = ?5, touched_run_id = ?2 WHERE {condition}"
+            ))?
+            .execute(params![ctx.scan_id, run, rows.first, rows.last, to])? as u64)
+    };
+    if tripped {
+        let fixed = change("fixed", "state = 'missing'")?;
+        let missing = change(
+            "missing",
+            "(state = 'new' OR state = 'open' OR state = 'reopened' \
+             OR state = 'false_positive' OR state = 'accepted')",
+        )?;
+        tracing::warn!(
+            run_id = run,
+            missing,
+            present,
+            "this complete listing lacks {absent} of the scan's {present} findings \
+             (guard: {:.0} %): they are marked missing and become fixed only if the next \
+             complete run lacks them too",
+            ctx.fix_guard * 100.0
+        );
+        debug_assert_eq!(fixed, absent_missing as u64);
+        Ok((fixed, missing))
+    } else {
+        Ok((change("fixed", PRESENT_STATES_SQL)?, 0))
+    }
 }
 
 /// The body of [`Store::upsert_page`], inside the caller's transaction (tests drop that
 /// transaction half way to show a page is all or nothing).
 fn upsert_page_in(
     conn: &Connection,
+    ctx: &RunContext,
     run: RunId,
     page: &[Finding],
 ) -> Result<RunCounts, StoreError> {
-    let ctx = running_context(conn, run)?;
     let at = now();
     // Every event with a higher id than this was written by this page's upserts (the page's
     // transaction is the only writer).
@@ -1112,28 +1340,31 @@ fn upsert_page_in(
     let mut seen = 0u64;
     let mut stmt = conn.prepare_cached(UPSERT_FINDING_SQL)?;
     for finding in page {
-        seen += upsert_finding(&mut stmt, &ctx, run, &at, finding)?;
+        seen += upsert_finding(conn, &mut stmt, ctx.scan_id, run, &at, finding)?;
     }
-    // The triggers wrote one `created` event per inserted row and one `reopened` event per
-    // fixed row seen again; every other counted row was known and stays (or becomes) open.
-    let (new, reopened): (i64, i64) = conn
+    // The triggers wrote one `created` event per inserted row, one `reopened` per fixed row
+    // listed again and one `fixed` per row the vendor calls resolved; every other counted row
+    // was known and stays (or becomes) open.
+    let (new, reopened, fixed): (i64, i64, i64) = conn
         .prepare_cached(
             "SELECT count(*) FILTER (WHERE kind = 'created'),
-                    count(*) FILTER (WHERE kind = 'reopened')
+                    count(*) FILTER (WHERE kind = 'reopened'),
+                    count(*) FILTER (WHERE kind = 'fixed')
              FROM finding_events WHERE id > ?1",
         )?
-        .query_row(params![events_before], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        .query_row(params![events_before], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
     let counts = RunCounts {
         seen,
         new: new as u64,
-        open: seen - (new + reopened) as u64,
+        open: seen.saturating_sub((new + reopened) as u64),
         reopened: reopened as u64,
-        fixed: 0,
+        fixed: fixed as u64,
+        missing: 0,
         pages: 1,
     };
     conn.prepare_cached(
         "UPDATE sync_runs SET seen = seen + ?2, new = new + ?3, open = open + ?4,
-             reopened = reopened + ?5, pages = pages + 1
+             reopened = reopened + ?5, fixed = fixed + ?6, pages = pages + 1
          WHERE id = ?1",
     )?
     .execute(params![
@@ -1141,21 +1372,26 @@ fn upsert_page_in(
         counts.seen as i64,
         counts.new as i64,
         counts.open as i64,
-        counts.reopened as i64
+        counts.reopened as i64,
+        counts.fixed as i64
     ])?;
     Ok(counts)
 }
 
 /// Upserts one finding; returns 1 when the row was inserted or updated, 0 when this run had
-/// already seen it.
+/// already seen it (a repeated page) or a newer run has decided it.
+///
+/// A no-op upsert on a row this run already stored is either the same sighting again or a
+/// second finding with the same identity parts: the latter is stored under the next
+/// occurrence's fingerprint (see [`Finding::fingerprint`]).
 fn upsert_finding(
+    conn: &Connection,
     stmt: &mut rusqlite::CachedStatement<'_>,
-    ctx: &RunContext,
+    scan_id: i64,
     run: RunId,
     at: &str,
     finding: &Finding,
 ) -> Result<u64, StoreError> {
-    let fingerprint = finding.fingerprint(&ctx.vendor, &ctx.bind_to);
     let (kind, file_path, start_line, end_line, method, api_path, host) = match &finding.location {
         Location::Code {
             path,
@@ -1181,33 +1417,54 @@ fn upsert_finding(
         ),
         Location::Unknown => ("unknown", None, None, None, None, None, None),
     };
-    let changed = stmt.execute(params![
-        ctx.scan_id,
-        fingerprint,
-        finding.title,
-        finding.severity.as_str(),
-        finding.vendor_status,
-        finding.cwe,
-        finding.owasp,
-        finding.rule_id,
-        kind,
-        file_path,
-        start_line,
-        end_line,
-        method,
-        api_path,
-        host,
-        finding.description,
-        finding.remediation,
-        finding.vendor_url,
-        finding.vendor_id,
-        finding.vendor_first_seen,
-        finding.vendor_last_seen,
-        finding.raw,
-        at,
-        run
-    ])?;
-    Ok(changed as u64)
+    let verdict = finding.verdict.map(|v| v.as_str());
+    for occurrence in 0u32.. {
+        let fingerprint = finding.fingerprint(occurrence);
+        let changed = stmt.execute(params![
+            scan_id,
+            fingerprint,
+            finding.title,
+            finding.severity.as_str(),
+            finding.vendor_status,
+            finding.cwe,
+            finding.owasp,
+            finding.rule_id,
+            kind,
+            file_path,
+            start_line,
+            end_line,
+            method,
+            api_path,
+            host,
+            finding.description,
+            finding.remediation,
+            finding.vendor_url,
+            finding.vendor_id,
+            finding.vendor_first_seen,
+            finding.vendor_last_seen,
+            finding.raw,
+            at,
+            run,
+            verdict,
+            FINGERPRINT_RECIPE,
+        ])?;
+        if changed > 0 {
+            return Ok(changed as u64);
+        }
+        let existing: (i64, Option<String>, Option<u32>, Option<u32>) = conn
+            .prepare_cached(
+                "SELECT touched_run_id, vendor_id, start_line, end_line FROM findings
+                 WHERE scan_id = ?1 AND fingerprint = ?2",
+            )?
+            .query_row(params![scan_id, fingerprint], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?;
+        let (touched, vendor_id, start, end) = existing;
+        if touched != run || finding.same_sighting(vendor_id.as_deref(), (start, end)) {
+            return Ok(0);
+        }
+    }
+    unreachable!("occurrences are unbounded")
 }
 
 fn read_run(conn: &Connection, id: RunId) -> Result<Option<RunRow>, StoreError> {
@@ -1242,6 +1499,7 @@ fn run_from_row(r: &Row<'_>) -> Result<RunRow, StoreError> {
             reopened: count(14)?,
             fixed: count(15)?,
             pages: count(16)?,
+            missing: count(18)?,
         },
         error: r.get(17)?,
     })

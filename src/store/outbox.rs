@@ -5,20 +5,22 @@
 //! - For each configured webhook ([`Route`]) whose `scans` include the run's scan, and for
 //!   each `findings.*` event it wants: one notification when at least one finding of that
 //!   kind passes its `min_severity`, listing the worst [`MAX_FINDINGS`] and counting the rest.
-//!   `findings.new` = findings created by this run, `findings.reopened` = findings this run
-//!   reopened, `findings.fixed` = findings this run marked fixed (only complete, successful
-//!   runs fix anything).
+//!   They come from the run's finding events (`created`, `reopened`, `fixed`), not from the
+//!   rows' current state, so a run that a crash cut short and a daemon adopted still announces
+//!   exactly what changed over its whole life. `findings.fixed` includes what the vendor
+//!   called resolved; findings the guard held as `missing` are not announced until fixed.
+//!   The scan's own `min_severity` (recorded on the run) filters too, like the webhook's.
 //! - `run.failed` when the run ended `failed` or `timed_out`.
 
 use super::{
-    finding_from_row, stamp, FindingRow, FindingState, RunId, RunRow, RunState, ScanRows, Store,
+    finding_from_row, stamp, FindingRow, RunId, RunRow, RunState, ScanRows, Store,
     StoreError, FINDING_COLUMNS, SEVERITY_RANK_SQL,
 };
 use crate::finding::Severity;
 use crate::webhooks::payload::{self, MAX_FINDINGS};
 use crate::webhooks::{EventType, Route};
 use chrono::{DateTime, Utc};
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
+use rusqlite::{params, params_from_iter, Connection, Row};
 
 /// A pending notification, as the delivery task needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,15 +68,19 @@ pub(super) struct Matching {
     total: u64,
 }
 
-/// Which findings an event is about, as a condition on `f` (`?1` = scan id, `?2` = run id).
+/// Which findings an event is about, as a condition on `f` (`?2` = run id): those with an
+/// event of that kind in the run (index `finding_events_by_run`).
 fn event_condition(event: EventType) -> Option<&'static str> {
     match event {
-        EventType::FindingsNew => Some("f.last_run_id = ?2 AND f.state = 'new'"),
-        EventType::FindingsReopened => Some("f.last_run_id = ?2 AND f.state = 'reopened'"),
-        // Read before `finish_run` fixes them: the very rows its UPDATE is about to change.
-        EventType::FindingsFixed => {
-            Some("f.state IN ('new', 'open', 'reopened') AND f.last_run_id < ?2")
-        }
+        EventType::FindingsNew => Some(
+            "f.id IN (SELECT finding_id FROM finding_events WHERE run_id = ?2 AND kind = 'created')",
+        ),
+        EventType::FindingsReopened => Some(
+            "f.id IN (SELECT finding_id FROM finding_events WHERE run_id = ?2 AND kind = 'reopened')",
+        ),
+        EventType::FindingsFixed => Some(
+            "f.id IN (SELECT finding_id FROM finding_events WHERE run_id = ?2 AND kind = 'fixed')",
+        ),
         EventType::RunFailed | EventType::Ping => None,
     }
 }
@@ -146,62 +152,20 @@ fn matching(
     })
 }
 
-/// What [`collect_fixed`] found, per route index, before the findings were marked fixed.
-pub(super) type FixedByRoute = Vec<(usize, Matching)>;
-
-/// The findings a succeeding run is about to mark fixed, per route that wants
-/// `findings.fixed` for this scan. Called inside `finish_run`'s transaction, before its
-/// UPDATE; the rows come back already showing state `fixed`.
-pub(super) fn collect_fixed(
-    conn: &Connection,
-    routes: &[Route],
-    scan_id: i64,
-    run: RunId,
-) -> Result<FixedByRoute, StoreError> {
-    let Some((scan, branch)) = run_scan(conn, run)? else {
-        return Ok(Vec::new());
-    };
-    let mut out = Vec::new();
-    for (index, route) in routes.iter().enumerate() {
-        if !(route.wants(EventType::FindingsFixed) && route.wants_scan(&scan, branch.as_deref())) {
-            continue;
-        }
-        let mut m = matching(
-            conn,
-            EventType::FindingsFixed,
-            scan_id,
-            run,
-            route.min_severity,
-        )?;
-        if m.total > 0 {
-            for row in &mut m.rows {
-                row.state = FindingState::Fixed;
-            }
-            out.push((index, m));
-        }
-    }
-    Ok(out)
-}
-
-fn run_scan(conn: &Connection, run: RunId) -> Result<Option<(String, Option<String>)>, StoreError> {
-    Ok(conn
-        .prepare_cached("SELECT scan, branch FROM sync_runs WHERE id = ?1")?
-        .query_row(params![run], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?)
-}
 
 /// Writes the notifications of an ended run (see the module docs), inside `finish_run`'s
-/// transaction. `fixed` comes from [`collect_fixed`]. Returns how many rows were written.
+/// transaction, after the run's last state changes. `min_severity` is the scan's (recorded
+/// on the run). Returns how many rows were written.
 pub(super) fn write_notifications(
     conn: &Connection,
     routes: &[Route],
     scan_id: i64,
     row: &RunRow,
     at: &str,
-    mut fixed: FixedByRoute,
+    min_severity: Option<Severity>,
 ) -> Result<usize, StoreError> {
     let mut written = 0;
-    for (index, route) in routes.iter().enumerate() {
+    for route in routes {
         if !route.wants_scan(&row.scan, row.branch.as_deref()) {
             continue;
         }
@@ -219,12 +183,9 @@ pub(super) fn write_notifications(
                         total: 0,
                     }
                 }
-                EventType::FindingsFixed => match fixed.iter().position(|(i, _)| *i == index) {
-                    Some(pos) => fixed.swap_remove(pos).1,
-                    None => continue,
-                },
                 _ => {
-                    let m = matching(conn, event, scan_id, row.id, route.min_severity)?;
+                    let min = route.min_severity.max(min_severity);
+                    let m = matching(conn, event, scan_id, row.id, min)?;
                     if m.total == 0 {
                         continue;
                     }

@@ -1,0 +1,325 @@
+//! One runner per scan, held in the store: the `owners` and `scan_leases` tables.
+//!
+//! Every process that runs scans has an owner id (random per process start, never a pid: pids
+//! repeat across containers and PID namespaces and mean nothing on another host) with a
+//! heartbeat in `owners`. A run of a store scan (`name` or `name@branch`) holds that scan's row
+//! in `scan_leases`, claimed in one immediate transaction when it is free, renewed by its
+//! owner's heartbeat, deleted when the run ends. Liveness is the expiry time and nothing
+//! else:
+//! - a second runner of the scan, from any process, waits while the lease is held;
+//! - a page or the end of a run is stored only while its process holds the lease (checked in
+//!   the same transaction), so a run that lost its lease stores nothing more;
+//! - a `running` run whose owner's heartbeat expired (or who said goodbye, see
+//!   [`Store::release_owner`]) is abandoned: a daemon adopts it ([`Store::adopt_run`]) and
+//!   polls the same vendor scan, or ends it ([`Store::end_abandoned_run`]).
+
+use super::{now, read_run, stamp, RunId, RunRow, Store, StoreError, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::time::Duration;
+
+/// How long a lease and an owner's heartbeat stay valid without renewal ("about a minute").
+/// `SCANSYNC_LEASE_TTL_MS` shortens it for tests that kill processes and wait for adoption.
+pub fn lease_ttl() -> Duration {
+    std::env::var("SCANSYNC_LEASE_TTL_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|ms| *ms >= 100)
+        .map(Duration::from_millis)
+        .unwrap_or(Duration::from_secs(45))
+}
+
+/// How often a process renews its heartbeat and leases: a third of the TTL, so two missed
+/// beats in a row still leave it alive.
+pub fn heartbeat_every() -> Duration {
+    lease_ttl() / 3
+}
+
+/// This process as the store knows it.
+#[derive(Debug, Clone)]
+pub struct Owner {
+    /// Random, unique per process start.
+    pub id: String,
+    /// `host:pid`, for people reading `scan_leases` or "waiting for" messages.
+    pub label: String,
+}
+
+impl Owner {
+    pub(super) fn new() -> Owner {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| "localhost".into());
+        Owner {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            label: format!("{host}:{}", std::process::id()),
+        }
+    }
+}
+
+/// What [`Store::claim_scan`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScanClaim {
+    /// The lease is this run's now.
+    Claimed,
+    /// Another live run holds it.
+    Held {
+        run_id: Option<RunId>,
+        owner_label: String,
+        expires_at: String,
+    },
+}
+
+fn expiry_from_now() -> String {
+    let ttl = chrono::Duration::from_std(lease_ttl()).unwrap_or(chrono::Duration::seconds(45));
+    stamp(chrono::Utc::now() + ttl)
+}
+
+/// Writes (or renews) this process's `owners` row.
+pub(super) fn register_owner(conn: &Connection, owner: &Owner) -> Result<(), StoreError> {
+    let at = now();
+    conn.prepare_cached(
+        "INSERT INTO owners (owner, label, started_at, heartbeat_at, expires_at)
+         VALUES (?1, ?2, ?3, ?3, ?4)
+         ON CONFLICT (owner) DO UPDATE SET heartbeat_at = ?3, expires_at = ?4",
+    )?
+    .execute(params![owner.id, owner.label, at, expiry_from_now()])?;
+    Ok(())
+}
+
+/// Whether `owner` holds the lease of `scan` for `run` right now.
+pub(super) fn holds_lease(
+    conn: &Connection,
+    owner: &Owner,
+    scan_id: i64,
+    run: RunId,
+) -> Result<bool, StoreError> {
+    let held: Option<i64> = conn
+        .prepare_cached(
+            "SELECT 1 FROM scan_leases l JOIN scans s ON s.name = l.scan
+             WHERE s.id = ?1 AND l.owner = ?2 AND l.run_id = ?3 AND l.expires_at > ?4",
+        )?
+        .query_row(params![scan_id, owner.id, run, now()], |r| r.get(0))
+        .optional()?;
+    Ok(held.is_some())
+}
+
+/// Takes the lease of `scan` for `run` when it is free (absent, expired, or left by a run that
+/// ended), inside the caller's immediate transaction.
+pub(super) fn claim_in(
+    conn: &Connection,
+    owner: &Owner,
+    scan: &str,
+    run: Option<RunId>,
+) -> Result<ScanClaim, StoreError> {
+    let at = now();
+    let current: Option<(String, Option<RunId>, String, String)> = conn
+        .prepare_cached(
+            "SELECT l.owner, l.run_id, l.expires_at, coalesce(o.label, l.owner)
+             FROM scan_leases l LEFT JOIN owners o ON o.owner = l.owner
+             WHERE l.scan = ?1",
+        )?
+        .query_row(params![scan], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .optional()?;
+    if let Some((holder, holder_run, expires_at, label)) = current {
+        let mine = holder == owner.id && holder_run == run;
+        let run_ended = match holder_run {
+            Some(id) => conn
+                .prepare_cached("SELECT state != 'running' FROM sync_runs WHERE id = ?1")?
+                .query_row(params![id], |r| r.get::<_, bool>(0))
+                .optional()?
+                .unwrap_or(true),
+            None => false,
+        };
+        if !mine && expires_at > at && !run_ended {
+            return Ok(ScanClaim::Held {
+                run_id: holder_run,
+                owner_label: label,
+                expires_at,
+            });
+        }
+    }
+    register_owner(conn, owner)?;
+    conn.prepare_cached(
+        "INSERT INTO scan_leases (scan, owner, run_id, acquired_at, heartbeat_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?4, ?5)
+         ON CONFLICT (scan) DO UPDATE SET owner = ?2, run_id = ?3, acquired_at = ?4,
+             heartbeat_at = ?4, expires_at = ?5",
+    )?
+    .execute(params![scan, owner.id, run, at, expiry_from_now()])?;
+    Ok(ScanClaim::Claimed)
+}
+
+/// Deletes `owner`'s lease of the scan with id `scan_id`, inside the caller's transaction.
+pub(super) fn release_in(conn: &Connection, owner: &Owner, scan_id: i64) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "DELETE FROM scan_leases
+         WHERE owner = ?1 AND scan = (SELECT name FROM scans WHERE id = ?2)",
+    )?
+    .execute(params![owner.id, scan_id])?;
+    Ok(())
+}
+
+/// Ids of `running` runs whose owner is gone (no `owners` row, or an expired one), oldest
+/// first.
+fn abandoned_ids(conn: &Connection) -> Result<Vec<RunId>, StoreError> {
+    let ids = conn
+        .prepare_cached(
+            "SELECT r.id FROM sync_runs r LEFT JOIN owners o ON o.owner = r.owner
+             WHERE r.state = 'running' AND (o.owner IS NULL OR o.expires_at <= ?1)
+             ORDER BY r.id",
+        )?
+        .query_map(params![now()], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(ids)
+}
+
+fn is_abandoned(conn: &Connection, id: RunId) -> Result<bool, StoreError> {
+    let found: Option<i64> = conn
+        .prepare_cached(
+            "SELECT 1 FROM sync_runs r LEFT JOIN owners o ON o.owner = r.owner
+             WHERE r.id = ?1 AND r.state = 'running'
+               AND (o.owner IS NULL OR o.expires_at <= ?2)",
+        )?
+        .query_row(params![id, now()], |r| r.get(0))
+        .optional()?;
+    Ok(found.is_some())
+}
+
+impl Store {
+    /// This process's owner id and label.
+    pub fn owner(&self) -> &Owner {
+        &self.owner
+    }
+
+    /// Claims the lease of `scan` for `run` (a run begun with [`Store::begin_queued_run`]).
+    pub fn claim_scan(&mut self, scan: &str, run: RunId) -> Result<ScanClaim, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let claim = claim_in(&tx, &self.owner, scan, Some(run))?;
+        tx.commit()?;
+        Ok(claim)
+    }
+
+    /// Who holds `scan`'s lease now, if anyone (a read, for "waiting for run N" messages).
+    pub fn scan_lease(&self, scan: &str) -> Result<Option<ScanClaim>, StoreError> {
+        let at = now();
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT l.run_id, coalesce(o.label, l.owner), l.expires_at
+                 FROM scan_leases l LEFT JOIN owners o ON o.owner = l.owner
+                 WHERE l.scan = ?1 AND l.expires_at > ?2",
+            )?
+            .query_row(params![scan, at], |r| {
+                Ok(ScanClaim::Held {
+                    run_id: r.get(0)?,
+                    owner_label: r.get(1)?,
+                    expires_at: r.get(2)?,
+                })
+            })
+            .optional()?)
+    }
+
+    /// Renews this process's heartbeat and every lease it holds. Returns the scans whose
+    /// lease it no longer holds although one of its runs of them is `running` (another
+    /// process took them after they expired): those runs must stop storing.
+    pub fn heartbeat(&mut self) -> Result<Vec<String>, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        register_owner(&tx, &self.owner)?;
+        let at = now();
+        tx.prepare_cached(
+            "UPDATE scan_leases SET heartbeat_at = ?2, expires_at = ?3 WHERE owner = ?1",
+        )?
+        .execute(params![self.owner.id, at, expiry_from_now()])?;
+        let lost: Vec<String> = tx
+            .prepare_cached(
+                "SELECT r.scan FROM sync_runs r
+                 WHERE r.state = 'running' AND r.owner = ?1
+                   AND EXISTS (SELECT 1 FROM scan_leases l
+                               WHERE l.scan = r.scan AND l.owner != ?1 AND l.run_id IS NOT r.id)",
+            )?
+            .query_map(params![self.owner.id], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        tx.commit()?;
+        Ok(lost)
+    }
+
+    /// Says goodbye: deletes this process's leases and `owners` row, so the runs it leaves
+    /// `running` on purpose (`scan --async`, a stop while a vendor scan runs) are adopted by
+    /// a daemon at once instead of after the heartbeat expires.
+    pub fn release_owner(&mut self) -> Result<(), StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.prepare_cached("DELETE FROM scan_leases WHERE owner = ?1")?
+            .execute(params![self.owner.id])?;
+        tx.prepare_cached("DELETE FROM owners WHERE owner = ?1")?
+            .execute(params![self.owner.id])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// `running` runs whose owner is gone (`scansync scan --async` and `--timeout` and a
+    /// stopped process leave theirs on purpose, a killed process by accident), oldest first,
+    /// unchanged. Read-only. Take one over with [`Store::adopt_run`] or end it with
+    /// [`Store::end_abandoned_run`].
+    pub fn abandoned_runs(&self) -> Result<Vec<RunRow>, StoreError> {
+        abandoned_ids(&self.conn)?
+            .into_iter()
+            .map(|id| read_run(&self.conn, id)?.ok_or_else(|| super::no_such_run(id)))
+            .collect()
+    }
+
+    /// Takes run `id` over when it is still abandoned and its scan's lease is free: this
+    /// process becomes its owner and holds the lease, and the run goes on under the same id
+    /// (its stored pages and events stay its own). `Ok(None)` when another process took it
+    /// first or it ended; `Ok(Some(Err(held)))` when it must wait for the scan's lease.
+    pub fn adopt_run(&mut self, id: RunId) -> Result<Option<Result<RunRow, ScanClaim>>, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if !is_abandoned(&tx, id)? {
+            return Ok(None);
+        }
+        let row = read_run(&tx, id)?.ok_or_else(|| super::no_such_run(id))?;
+        let claim = claim_in(&tx, &self.owner, &row.scan, Some(id))?;
+        if claim != ScanClaim::Claimed {
+            return Ok(Some(Err(claim)));
+        }
+        tx.prepare_cached("UPDATE sync_runs SET owner = ?2 WHERE id = ?1")?
+            .execute(params![id, self.owner.id])?;
+        tx.commit()?;
+        Ok(Some(Ok(row)))
+    }
+
+    /// Ends abandoned run `id` as `interrupted` with `reason` (nothing fixed; the findings
+    /// and events it stored stay, and their notifications are written). `None` when it is
+    /// no longer abandoned.
+    pub fn end_abandoned_run(
+        &mut self,
+        id: RunId,
+        reason: &str,
+    ) -> Result<Option<RunRow>, StoreError> {
+        {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if !is_abandoned(&tx, id)? {
+                return Ok(None);
+            }
+            tx.prepare_cached("UPDATE sync_runs SET owner = ?2 WHERE id = ?1")?
+                .execute(params![id, self.owner.id])?;
+            register_owner(&tx, &self.owner)?;
+            tx.commit()?;
+        }
+        let row = self.finish_run(id, super::RunEnd::Interrupted(reason.to_owned()))?;
+        Ok(Some(row))
+    }
+}
