@@ -244,7 +244,7 @@ fn limit(path: &Path, findings: &[Finding]) -> Timing {
     let pragmas = Store::open(&probe).unwrap().write_pragmas().unwrap();
     let fingerprints: Vec<String> = findings
         .iter()
-        .map(|f| f.fingerprint("codethreat", "project-1"))
+        .map(|f| f.fingerprint(0))
         .collect();
     let mut c = Connection::open(path).unwrap();
     let (page_size, rest) = pragmas.split_first().expect("page_size comes first");
@@ -396,6 +396,7 @@ fn import(store: &mut Store, findings: &[Finding]) -> Import {
         bind_to: "project-1".into(),
         branch: Some("main".into()),
         trigger: "bench".into(),
+        ..RunScope::default()
     };
     let watch = Stopwatch::start();
     let run = store.begin_run(&scope).unwrap();

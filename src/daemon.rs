@@ -1541,14 +1541,26 @@ mod tests {
         );
         let branch = scan_for_abandoned(&config, &left_running("web@dev", "ct", Some("dev")));
         assert_eq!(branch.map(|s| s.name), Ok("web".into()));
-        assert!(
-            scan_for_abandoned(&config, &left_running("web", "ct2", Some("main"))).is_err(),
-            "another instance's vendor scan id means nothing on this one"
+        let other = scan_for_abandoned(&config, &left_running("web", "ct2", Some("main")))
+            .expect("the run's own instance is configured");
+        assert_eq!(
+            (other.instance.as_str(), other.name.as_str()),
+            ("ct2", "web"),
+            "a vendor scan id is polled on the instance that started it, not on the config's"
         );
-        assert!(scan_for_abandoned(&config, &left_running("gone", "ct", None)).is_err());
-        let mut no_vendor_scan = left_running("web", "ct", Some("main"));
-        no_vendor_scan.vendor_scan_id = None;
-        assert!(scan_for_abandoned(&config, &no_vendor_scan).is_err());
+        let mut unknown = left_running("web", "ct9", Some("main"));
+        unknown.vendor = "codethreat".into();
+        assert!(scan_for_abandoned(&config, &unknown).is_err(), "no such instance");
+        // A scan gone from the config: the run goes on by what is stored with it.
+        let gone = scan_for_abandoned(&config, &left_running("gone", "ct", None)).unwrap();
+        assert_eq!((gone.name.as_str(), gone.bind_to.as_str()), ("gone", "project-1"));
+        // The binding stored with the run wins over today's config.
+        let mut moved = left_running("web", "ct", Some("main"));
+        moved.bind_to = "project-old".into();
+        assert_eq!(
+            scan_for_abandoned(&config, &moved).unwrap().bind_to,
+            "project-old"
+        );
     }
 
     #[test]

@@ -483,8 +483,9 @@ mod tests {
                 .filter(|l| l.starts_with(&format!("scansync_findings{{scan=\"{scan}\"")))
                 .count()
         };
-        assert_eq!(series("shop"), 30, "{text}");
-        assert_eq!(series("empty"), 30, "{text}");
+        // 7 states × 5 severities.
+        assert_eq!(series("shop"), 35, "{text}");
+        assert_eq!(series("empty"), 35, "{text}");
         assert!(
             text.contains("scansync_findings{scan=\"shop\",state=\"open\",severity=\"high\"} 3\n"),
             "{text}"

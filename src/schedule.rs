@@ -169,6 +169,7 @@ mod tests {
             tags: vec![],
             metadata: Default::default(),
             min_severity: None,
+            fix_guard: None,
             enabled,
             schedule,
             timeout: Duration::from_secs(7200),

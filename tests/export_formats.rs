@@ -38,7 +38,7 @@ fn row(vendor: &str, state: FindingState, f: Finding) -> FindingRow {
         _ => ("payments-api", "salt-us", "payments.example.com"),
     };
     FindingRow {
-        fingerprint: f.fingerprint(vendor, bind_to),
+        fingerprint: f.fingerprint(0),
         scan: scan.into(),
         instance: instance.into(),
         vendor: vendor.into(),

@@ -25,8 +25,13 @@ fn scope() -> RunScope {
         bind_to: "shop-project".into(),
         branch: None,
         trigger: "schedule".into(),
+        ..RunScope::default()
     }
 }
+
+/// The child's lease and heartbeat last this long without renewal; the child renews them
+/// with every page, so once it is dead the parent waits this long for them to expire.
+const CHILD_LEASE_TTL_MS: u64 = 300;
 
 fn page(p: usize) -> Vec<Finding> {
     (p * PAGE_SIZE..(p + 1) * PAGE_SIZE)
@@ -69,6 +74,7 @@ fn crash_child_writer() {
     store.set_vendor_scan_id(run, "vs-crash").unwrap();
     let mut out = std::io::stdout();
     for p in 0..PAGES {
+        store.heartbeat().unwrap();
         store.upsert_page(run, &page(p)).unwrap();
         writeln!(out, "{MARK} {}", p + 1).unwrap();
         out.flush().unwrap();
@@ -95,6 +101,7 @@ fn spawn_writer(db: &Path, mode: &str, pages: usize) -> std::process::Child {
         ])
         .env(CHILD_DB_ENV, db)
         .env(CHILD_MODE_ENV, mode)
+        .env("SCANSYNC_LEASE_TTL_MS", CHILD_LEASE_TTL_MS.to_string())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -117,13 +124,19 @@ fn scalar<T: rusqlite::types::FromSql>(db: &Path, sql: &str) -> T {
     conn.query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
-/// After the writer died: the run is recovered as interrupted with whole pages only, and a
-/// retry of the full import stores every finding exactly once.
+/// After the writer died: once its heartbeat expired its run is abandoned, is ended as
+/// interrupted with whole pages only, and a retry of the full import stores every finding
+/// exactly once.
 fn assert_recovered_and_retry_is_clean(db: &Path, at_least_pages: u64) {
     let mut store = Store::open(db).unwrap();
-    let recovered = store.recover_unfinished().unwrap();
-    assert_eq!(recovered.len(), 1, "the dead writer's run is recovered");
-    let run = &recovered[0];
+    std::thread::sleep(std::time::Duration::from_millis(CHILD_LEASE_TTL_MS + 200));
+    let abandoned = store.abandoned_runs().unwrap();
+    assert_eq!(abandoned.len(), 1, "the dead writer's run is abandoned");
+    let run = store
+        .end_abandoned_run(abandoned[0].id, "interrupted: its writer died")
+        .unwrap()
+        .expect("ended once");
+    let run = &run;
     assert_eq!(run.state, RunState::Interrupted);
     assert_eq!(run.vendor_scan_id.as_deref(), Some("vs-crash"));
     assert!(run.counts.pages >= at_least_pages);
@@ -162,7 +175,7 @@ fn assert_recovered_and_retry_is_clean(db: &Path, at_least_pages: u64) {
     assert_eq!(duplicates, 0);
     let integrity: String = scalar(db, "PRAGMA integrity_check");
     assert_eq!(integrity, "ok");
-    assert!(store.recover_unfinished().unwrap().is_empty());
+    assert!(store.abandoned_runs().unwrap().is_empty());
 }
 
 #[test]

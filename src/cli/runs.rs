@@ -175,6 +175,7 @@ mod tests {
                 open: 8,
                 reopened: 1,
                 fixed: 3,
+                missing: 0,
                 pages: 1,
             },
             error: Some("vendor scan still running after 2h".into()),

@@ -167,6 +167,7 @@ mod tests {
             bind_to: "p".into(),
             branch: Some("main".into()),
             trigger: "webhook".into(),
+            ..RunScope::default()
         }
     }
 

@@ -1094,6 +1094,14 @@ impl Store {
         } else {
             old.is_local()
         };
+        // The triage is remembered on the row (`triage`, source `local`), so that a finding
+        // that is fixed or missing returns to it, and the vendor's words do not override it.
+        let triage = state.is_local().then(|| state.as_str());
+        tx.prepare_cached(
+            "UPDATE findings SET triage = ?2, triage_source = CASE WHEN ?2 IS NULL THEN NULL
+                 ELSE 'local' END WHERE id = ?1",
+        )?
+        .execute(params![id, triage])?;
         if changes {
             tx.prepare_cached("UPDATE findings SET state = ?2 WHERE id = ?1")?
                 .execute(params![id, state.as_str()])?;

@@ -18,6 +18,7 @@ fn scope(scan: &str) -> RunScope {
         bind_to: format!("{scan}-project"),
         branch: Some("main".into()),
         trigger: "cli".into(),
+        ..RunScope::default()
     }
 }
 
@@ -59,9 +60,8 @@ fn import(store: &mut Store, scan: &str, pages: &[Vec<Finding>], end: RunEnd) ->
     store.finish_run(run, end).unwrap()
 }
 
-fn fp(f: &Finding, scan: &str) -> String {
-    let s = scope(scan);
-    f.fingerprint(&s.vendor, &s.bind_to)
+fn fp(f: &Finding, _scan: &str) -> String {
+    f.fingerprint(0)
 }
 
 fn row(store: &Store, scan: &str, f: &Finding) -> FindingRow {
@@ -239,6 +239,9 @@ fn fixed_finding_seen_again_is_reopened_with_an_event_then_open() {
     let (_dir, mut store) = temp_store();
     let f = finding(2);
     import(&mut store, "shop", &[vec![f.clone()]], RunEnd::Succeeded);
+    // An empty listing trips the guard (every finding absent): missing first, then fixed.
+    import(&mut store, "shop", &[], RunEnd::Succeeded);
+    assert_eq!(row(&store, "shop", &f).state, FindingState::Missing);
     import(&mut store, "shop", &[], RunEnd::Succeeded);
     assert_eq!(row(&store, "shop", &f).state, FindingState::Fixed);
     let back = import(&mut store, "shop", &[vec![f.clone()]], RunEnd::Succeeded);
@@ -256,11 +259,14 @@ fn fixed_finding_seen_again_is_reopened_with_an_event_then_open() {
     );
     import(&mut store, "shop", &[vec![f.clone()]], RunEnd::Succeeded);
     assert_eq!(row(&store, "shop", &f).state, FindingState::Open);
-    assert_eq!(kinds(&store, "shop", &f), ["created", "fixed", "reopened"]);
+    assert_eq!(
+        kinds(&store, "shop", &f),
+        ["created", "missing", "fixed", "reopened"]
+    );
 }
 
 #[test]
-fn local_false_positive_survives_reimport_and_is_never_fixed() {
+fn local_false_positive_survives_reimport_is_fixed_when_gone_and_returns_triaged() {
     let (_dir, mut store) = temp_store();
     let f = finding(3);
     import(&mut store, "shop", &[vec![f.clone()]], RunEnd::Succeeded);
@@ -271,7 +277,11 @@ fn local_false_positive_survives_reimport_and_is_never_fixed() {
     assert_eq!((again.counts.seen, again.counts.open), (1, 1));
     assert_eq!(row(&store, "shop", &f).state, FindingState::FalsePositive);
     let gone = import(&mut store, "shop", &[], RunEnd::Succeeded);
-    assert_eq!(gone.counts.fixed, 0);
+    assert_eq!((gone.counts.fixed, gone.counts.missing), (0, 1));
+    let confirmed = import(&mut store, "shop", &[], RunEnd::Succeeded);
+    assert_eq!(confirmed.counts.fixed, 1);
+    assert_eq!(row(&store, "shop", &f).state, FindingState::Fixed);
+    import(&mut store, "shop", &[vec![f.clone()]], RunEnd::Succeeded);
     assert_eq!(row(&store, "shop", &f).state, FindingState::FalsePositive);
     let events = store.events("shop", &fp(&f, "shop")).unwrap();
     assert_eq!(events[1].kind, "state_set");
@@ -300,6 +310,7 @@ fn open_clears_a_local_state_and_the_next_complete_run_can_fix_it() {
         kinds(&store, "shop", &f),
         ["created", "state_set", "state_set"]
     );
+    import(&mut store, "shop", &[], RunEnd::Succeeded);
     import(&mut store, "shop", &[], RunEnd::Succeeded);
     assert_eq!(row(&store, "shop", &f).state, FindingState::Fixed);
 }
@@ -366,6 +377,7 @@ fn same_finding_in_two_scans_is_two_rows_and_fixing_stays_within_its_scan() {
         std::slice::from_ref(&page),
         RunEnd::Succeeded,
     );
+    import(&mut store, "billing", &[], RunEnd::Succeeded);
     import(&mut store, "billing", &[], RunEnd::Succeeded);
     assert_eq!(count(&store, "SELECT count(*) FROM findings"), 6);
     assert_eq!(row(&store, "shop", &page[0]).state, FindingState::New);
@@ -489,96 +501,326 @@ fn open_by_severity_counts_only_open_states() {
     assert_eq!(store.open_by_severity("nope").unwrap()[&Severity::High], 0);
 }
 
-#[test]
-fn recover_unfinished_interrupts_a_dead_owners_run_and_keeps_its_vendor_scan_id() {
-    let (_dir, mut store) = temp_store();
-    let dead = store.begin_run(&scope("shop")).unwrap();
-    store.set_vendor_scan_id(dead, "vs-42").unwrap();
-    store.upsert_page(dead, &findings(0..4)).unwrap();
-    let live = store.begin_run(&scope("billing")).unwrap();
-    // Pretend another process began `dead`: same pid, different start time = a recycled pid.
+/// A second store handle on the same file: another process as far as leases go (its own
+/// owner id), with no heartbeat running.
+fn other_process(dir: &TempDir) -> Store {
+    Store::open(&dir.path().join("state/scansync.db")).unwrap()
+}
+
+/// Makes every lease and owner heartbeat of `owner` expired, as if the process had died.
+fn expire(store: &Store, owner: &str) {
     store
         .conn
         .execute(
-            "UPDATE sync_runs SET owner_started = 'not-a-start-time' WHERE id = ?1",
-            [dead],
+            "UPDATE owners SET expires_at = '2000-01-01T00:00:00.000Z' WHERE owner = ?1",
+            [owner],
         )
         .unwrap();
-
-    let recovered = store.recover_unfinished().unwrap();
-    assert_eq!(recovered.len(), 1);
-    let run = &recovered[0];
-    assert_eq!(run.id, dead);
-    assert_eq!(run.state, RunState::Interrupted);
-    assert_eq!(run.vendor_scan_id.as_deref(), Some("vs-42"));
-    assert_eq!(run.counts.pages, 1);
-    assert!(run.error.as_deref().unwrap().contains("interrupted"));
-    assert_eq!(store.run(live).unwrap().unwrap().state, RunState::Running);
-    // Nothing was fixed by the interruption, and nothing is recovered twice.
-    assert_eq!(
-        count(&store, "SELECT count(*) FROM findings WHERE state = 'new'"),
-        4
-    );
-    assert!(store.recover_unfinished().unwrap().is_empty());
+    store
+        .conn
+        .execute(
+            "UPDATE scan_leases SET expires_at = '2000-01-01T00:00:00.000Z' WHERE owner = ?1",
+            [owner],
+        )
+        .unwrap();
 }
 
 #[test]
-fn abandoned_runs_are_listed_unchanged_and_taken_over_once() {
-    let (_dir, mut store) = temp_store();
-    let dead = store.begin_run(&scope("shop")).unwrap();
-    store.set_vendor_scan_id(dead, "vs-7").unwrap();
-    let live = store.begin_run(&scope("billing")).unwrap();
-    let ended = store.begin_run(&scope("web")).unwrap();
-    store.finish_run(ended, RunEnd::Succeeded).unwrap();
-    // Another process began `dead` and is gone: same pid, another start time.
-    store
-        .conn
-        .execute(
-            "UPDATE sync_runs SET owner_started = 'not-a-start-time' WHERE id = ?1",
-            [dead],
-        )
+fn a_second_process_cannot_begin_a_run_of_a_scan_another_run_holds() {
+    let (dir, mut first) = temp_store();
+    let mut second = other_process(&dir);
+    let run = first.begin_run(&scope("shop")).unwrap();
+    match second.begin_run(&scope("shop")) {
+        Err(StoreError::ScanBusy { run_id, owner, .. }) => {
+            assert_eq!(run_id, Some(run));
+            assert_eq!(owner, first.owner().label);
+        }
+        other => panic!("expected ScanBusy, got {other:?}"),
+    }
+    assert_eq!(
+        count(&second, "SELECT count(*) FROM sync_runs"),
+        1,
+        "nothing written"
+    );
+    // Another scan is free; the held one frees when its run ends.
+    second.begin_run(&scope("billing")).unwrap();
+    first.finish_run(run, RunEnd::Succeeded).unwrap();
+    second.begin_run(&scope("shop")).unwrap();
+}
+
+#[test]
+fn a_run_that_lost_its_lease_stores_nothing_and_fixes_nothing() {
+    let (dir, mut first) = temp_store();
+    let mut second = other_process(&dir);
+    import(&mut first, "shop", &[findings(0..30)], RunEnd::Succeeded);
+    let slow = first.begin_run(&scope("shop")).unwrap();
+    first.upsert_page(slow, &findings(0..5)).unwrap();
+    let first_owner = first.owner().id.clone();
+    expire(&first, &first_owner);
+    // The heartbeat expired: another process takes the scan and runs it.
+    let other = second.begin_run(&scope("shop")).unwrap();
+    assert!(matches!(
+        first.upsert_page(slow, &findings(5..10)),
+        Err(StoreError::LeaseLost(r)) if r == slow
+    ));
+    let ended = first.finish_run(slow, RunEnd::Succeeded).unwrap();
+    assert_eq!(ended.state, RunState::Interrupted, "{:?}", ended.error);
+    assert_eq!(ended.counts.fixed, 0);
+    assert_eq!(
+        count(&first, "SELECT count(*) FROM findings WHERE state = 'fixed'"),
+        0
+    );
+    second.upsert_page(other, &findings(0..30)).unwrap();
+    assert_eq!(second.finish_run(other, RunEnd::Succeeded).unwrap().state, RunState::Succeeded);
+}
+
+#[test]
+fn runs_of_a_process_that_said_goodbye_are_adopted_once_under_the_same_id() {
+    let (dir, mut cli) = temp_store();
+    let mut daemon = other_process(&dir);
+    let left = cli.begin_run(&scope("shop")).unwrap();
+    cli.set_vendor_scan_id(left, "vs-7").unwrap();
+    cli.upsert_page(left, &findings(0..4)).unwrap();
+    let live = cli.begin_run(&scope("billing")).unwrap();
+    assert!(daemon.abandoned_runs().unwrap().is_empty(), "its owner is alive");
+    // `scan --async` exits: it lets go of the run and says goodbye.
+    cli.detach_run(left).unwrap();
+    cli.release_owner().unwrap();
+    let listed = daemon.abandoned_runs().unwrap();
+    assert_eq!(
+        listed.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![left, live]
+    );
+    assert_eq!(listed[0].state, RunState::Running, "listing changes nothing");
+
+    let adopted = daemon.adopt_run(left).unwrap().unwrap().unwrap();
+    assert_eq!(adopted.id, left);
+    assert_eq!(adopted.vendor_scan_id.as_deref(), Some("vs-7"));
+    assert!(daemon.adopt_run(left).unwrap().is_none(), "only once");
+    // The adopter goes on with the same run: its pages, then a complete end.
+    daemon.upsert_page(left, &findings(0..6)).unwrap();
+    let row = daemon.finish_run(left, RunEnd::Succeeded).unwrap();
+    assert_eq!(row.state, RunState::Succeeded);
+    assert_eq!((row.counts.seen, row.counts.new, row.counts.pages), (6, 6, 2));
+    // The old owner can no longer write to it.
+    assert!(cli.upsert_page(left, &findings(0..1)).is_err());
+}
+
+#[test]
+fn a_killed_process_runs_are_abandoned_once_its_heartbeat_expires() {
+    let (dir, mut dead) = temp_store();
+    let mut daemon = other_process(&dir);
+    let run = dead.begin_run(&scope("shop")).unwrap();
+    assert!(daemon.abandoned_runs().unwrap().is_empty());
+    let owner = dead.owner().id.clone();
+    expire(&dead, &owner);
+    assert_eq!(daemon.abandoned_runs().unwrap().len(), 1);
+    let ended = daemon
+        .end_abandoned_run(run, "interrupted: its process is gone")
+        .unwrap()
         .unwrap();
+    assert_eq!(ended.state, RunState::Interrupted);
+    assert!(daemon.end_abandoned_run(run, "again").unwrap().is_none());
+}
 
-    let listed = store.abandoned_runs().unwrap();
-    assert_eq!(listed.len(), 1);
-    assert_eq!(listed[0].id, dead);
+#[test]
+fn a_run_adopted_after_a_newer_run_succeeded_neither_fixes_nor_overrides_it() {
+    let (dir, mut first) = temp_store();
+    let mut second = other_process(&dir);
+    import(&mut first, "shop", &[findings(0..30)], RunEnd::Succeeded);
+    let old = first.begin_run(&scope("shop")).unwrap();
+    first.set_vendor_scan_id(old, "vs-old").unwrap();
+    first.detach_run(old).unwrap();
+    first.release_owner().unwrap();
+    // A newer run lists 0..28 (two fixed... held? 2 of 30 is under the guard: fixed).
+    let newer = second.begin_run(&scope("shop")).unwrap();
+    second.upsert_page(newer, &findings(0..28)).unwrap();
+    let newer_row = second.finish_run(newer, RunEnd::Succeeded).unwrap();
+    assert_eq!(newer_row.counts.fixed, 2);
+    // Then the old run is adopted; its (older) vendor scan still lists 0..10 and 28..30.
+    second.adopt_run(old).unwrap().unwrap().unwrap();
+    let mut stale = findings(0..10);
+    stale.extend(findings(28..30));
+    second.upsert_page(old, &stale).unwrap();
+    let row = second.finish_run(old, RunEnd::Succeeded).unwrap();
+    assert_eq!(row.state, RunState::Succeeded);
+    assert_eq!(row.counts.fixed, 0, "an older listing fixes nothing");
     assert_eq!(
-        listed[0].state,
-        RunState::Running,
-        "listing changes nothing"
+        count(&second, "SELECT count(*) FROM findings WHERE state = 'fixed'"),
+        2,
+        "what the newer run fixed stays fixed"
     );
-    assert_eq!(listed[0].vendor_scan_id.as_deref(), Some("vs-7"));
-    assert_eq!(store.run(dead).unwrap().unwrap().state, RunState::Running);
+    assert_eq!(
+        count(
+            &second,
+            &format!("SELECT count(*) FROM findings WHERE last_run_id = {newer}")
+        ),
+        28,
+        "last_run_id never moves backwards"
+    );
+}
 
-    let taken = store
-        .interrupt_abandoned_run(dead)
-        .unwrap()
-        .expect("taken over");
-    assert_eq!(taken.state, RunState::Interrupted);
-    assert_eq!(taken.vendor_scan_id.as_deref(), Some("vs-7"));
-    assert!(taken
-        .error
-        .as_deref()
-        .unwrap()
-        .contains("stopped before the run finished"));
-    assert!(
-        store.interrupt_abandoned_run(dead).unwrap().is_none(),
-        "only once"
-    );
-    assert!(
-        store.interrupt_abandoned_run(live).unwrap().is_none(),
-        "owner alive"
-    );
-    assert!(
-        store.interrupt_abandoned_run(ended).unwrap().is_none(),
-        "already ended"
-    );
-    assert_eq!(store.run(live).unwrap().unwrap().state, RunState::Running);
+#[test]
+fn a_listing_that_lacks_most_findings_holds_the_fixes_until_a_second_run_confirms() {
+    let (_dir, mut store) = temp_store();
+    import(&mut store, "shop", &[findings(0..100)], RunEnd::Succeeded);
+    // A listing that lost 60 of 100 (a lying page): nothing is fixed, 60 are missing.
+    let lie = import(&mut store, "shop", &[findings(0..40)], RunEnd::Succeeded);
+    assert_eq!((lie.counts.fixed, lie.counts.missing), (0, 60));
     assert_eq!(
-        store.run(ended).unwrap().unwrap().state,
-        RunState::Succeeded
+        count(&store, "SELECT count(*) FROM findings WHERE state = 'missing'"),
+        60
     );
-    assert!(store.abandoned_runs().unwrap().is_empty());
+    assert_eq!(
+        count(&store, "SELECT count(*) FROM finding_events WHERE kind = 'missing'"),
+        60
+    );
+    // An honest run lists them again: open, with a `returned` event; nothing fixed.
+    let honest = import(&mut store, "shop", &[findings(0..100)], RunEnd::Succeeded);
+    assert_eq!((honest.counts.fixed, honest.counts.missing), (0, 0));
+    assert_eq!(
+        count(&store, "SELECT count(*) FROM findings WHERE state = 'open'"),
+        100
+    );
+    assert_eq!(
+        count(&store, "SELECT count(*) FROM finding_events WHERE kind = 'returned'"),
+        60
+    );
+    // A real mass fix: held once, confirmed by the next complete run.
+    let first = import(&mut store, "shop", &[findings(0..10)], RunEnd::Succeeded);
+    assert_eq!((first.counts.fixed, first.counts.missing), (0, 90));
+    let second = import(&mut store, "shop", &[findings(0..10)], RunEnd::Succeeded);
+    assert_eq!((second.counts.fixed, second.counts.missing), (90, 0));
+    assert_eq!(
+        count(&store, "SELECT count(*) FROM findings WHERE state = 'fixed'"),
+        90
+    );
+}
+
+#[test]
+fn an_empty_listing_holds_every_fix_at_any_size_and_a_guard_of_one_turns_it_off() {
+    let (_dir, mut store) = temp_store();
+    import(&mut store, "small", &[findings(0..3)], RunEnd::Succeeded);
+    let empty = import(&mut store, "small", &[], RunEnd::Succeeded);
+    assert_eq!((empty.counts.fixed, empty.counts.missing), (0, 3));
+    // Few and not all: no guard below the minimum size.
+    import(&mut store, "few", &[findings(0..10)], RunEnd::Succeeded);
+    let most = import(&mut store, "few", &[findings(0..2)], RunEnd::Succeeded);
+    assert_eq!((most.counts.fixed, most.counts.missing), (8, 0));
+    // fix_guard = 1.0: an empty listing fixes everything at once.
+    let off = RunScope {
+        fix_guard: 1.0,
+        ..scope("off")
+    };
+    let run = store.begin_run(&off).unwrap();
+    store.upsert_page(run, &findings(0..50)).unwrap();
+    store.finish_run(run, RunEnd::Succeeded).unwrap();
+    let run = store.begin_run(&off).unwrap();
+    let row = store.finish_run(run, RunEnd::Succeeded).unwrap();
+    assert_eq!((row.counts.fixed, row.counts.missing), (50, 0));
+}
+
+#[test]
+fn vendor_verdicts_set_the_state_and_a_local_triage_wins() {
+    use crate::finding::Verdict;
+    let (_dir, mut store) = temp_store();
+    let with = |n: usize, v: Option<Verdict>| Finding {
+        verdict: v,
+        ..finding(n)
+    };
+    import(&mut store, "shop", &[findings(0..4)], RunEnd::Succeeded);
+    store
+        .set_local_state("shop", &fp(&finding(3), "shop"), FindingState::Accepted)
+        .unwrap();
+    let page = vec![
+        with(0, Some(Verdict::Resolved)),
+        with(1, Some(Verdict::FalsePositive)),
+        with(2, Some(Verdict::Active)),
+        with(3, Some(Verdict::FalsePositive)),
+        with(4, Some(Verdict::Accepted)),
+    ];
+    let run = import(&mut store, "shop", &[page], RunEnd::Succeeded);
+    assert_eq!(run.counts.fixed, 1, "resolved at the vendor");
+    let state = |store: &Store, n: usize| row(store, "shop", &finding(n)).state;
+    assert_eq!(state(&store, 0), FindingState::Fixed);
+    assert_eq!(state(&store, 1), FindingState::FalsePositive);
+    assert_eq!(state(&store, 2), FindingState::Open);
+    assert_eq!(state(&store, 3), FindingState::Accepted, "local triage wins");
+    assert_eq!(state(&store, 4), FindingState::Accepted, "new, accepted at the vendor");
+    // The vendor withdraws its false positive: open again. Resolved and listed without the
+    // word: reopened.
+    let run = import(
+        &mut store,
+        "shop",
+        &[vec![
+            with(0, None),
+            with(1, Some(Verdict::Active)),
+            with(2, None),
+            with(3, None),
+            with(4, Some(Verdict::Accepted)),
+        ]],
+        RunEnd::Succeeded,
+    );
+    assert_eq!(run.counts.reopened, 1);
+    assert_eq!(state(&store, 0), FindingState::Reopened);
+    assert_eq!(state(&store, 1), FindingState::Open);
+    assert_eq!(state(&store, 3), FindingState::Accepted);
+    let kinds: Vec<String> = store
+        .events("shop", &fp(&finding(1), "shop"))
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds, ["created", "vendor_state", "vendor_state"]);
+}
+
+#[test]
+fn a_fixed_finding_that_was_triaged_comes_back_triaged_not_reopened() {
+    let (_dir, mut store) = temp_store();
+    import(&mut store, "shop", &[findings(0..30)], RunEnd::Succeeded);
+    let f = fp(&finding(0), "shop");
+    store
+        .set_local_state("shop", &f, FindingState::FalsePositive)
+        .unwrap();
+    let gone = import(&mut store, "shop", &[findings(1..30)], RunEnd::Succeeded);
+    assert_eq!(gone.counts.fixed, 1);
+    assert_eq!(row(&store, "shop", &finding(0)).state, FindingState::Fixed);
+    import(&mut store, "shop", &[findings(0..30)], RunEnd::Succeeded);
+    assert_eq!(
+        row(&store, "shop", &finding(0)).state,
+        FindingState::FalsePositive
+    );
+}
+
+#[test]
+fn two_findings_of_one_rule_file_and_title_stay_two_through_line_shifts_and_repeats() {
+    let (_dir, mut store) = temp_store();
+    let at = |line: u32| Finding {
+        location: Location::Code {
+            path: "src/db.rs".into(),
+            start_line: Some(line),
+            end_line: Some(line),
+        },
+        ..finding(1)
+    };
+    let first = import(
+        &mut store,
+        "shop",
+        // The second page repeats the first: the same two sightings, nothing more.
+        &[vec![at(10), at(50)], vec![at(10), at(50)]],
+        RunEnd::Succeeded,
+    );
+    assert_eq!((first.counts.seen, first.counts.new), (2, 2));
+    // Twenty lines added above both: the same two findings.
+    let shifted = import(&mut store, "shop", &[vec![at(30), at(70)]], RunEnd::Succeeded);
+    assert_eq!(
+        (shifted.counts.seen, shifted.counts.new, shifted.counts.fixed),
+        (2, 0, 0)
+    );
+    assert_eq!(count(&store, "SELECT count(*) FROM findings"), 2);
+    // One of them fixed.
+    let one = import(&mut store, "shop", &[vec![at(30)]], RunEnd::Succeeded);
+    assert_eq!(one.counts.fixed + one.counts.missing, 1);
 }
 
 #[test]
@@ -668,9 +910,13 @@ fn dump(conn: &Connection, table: &str) -> Vec<String> {
 }
 
 #[test]
-fn version_1_store_is_rebuilt_by_migration_5_with_rows_events_and_cascades_intact() {
+fn version_1_store_upgraded_keeps_every_findings_id_state_and_history_and_rekeys_them() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("scansync.db");
+    // Two findings of one rule, file and title (lines 40 and 3), one with another rule, one
+    // fixed, one accepted locally: keyed by recipe 1 (vendor, project, vendor id).
+    let kept = "id, scan_id, state, title, severity, vendor_status, file_path, start_line, \
+                first_seen, last_seen, times_seen, last_run_id";
     let (findings_v1, events_v1) = {
         let conn = Connection::open(&path).unwrap();
         conn.pragma_update(None, "foreign_keys", "ON").unwrap();
@@ -684,27 +930,88 @@ fn version_1_store_is_rebuilt_by_migration_5_with_rows_events_and_cascades_intac
              VALUES (1, 1, 'shop', 'ct-main', 'codethreat', 'shop-project', 'cli', 'succeeded',
                  't0', 't1', 2, 2, 1);
              INSERT INTO findings (id, scan_id, fingerprint, state, title, severity,
-                 vendor_status, location_kind, file_path, start_line, raw, first_seen,
+                 vendor_status, rule_id, location_kind, file_path, start_line, raw, first_seen,
                  last_seen, times_seen, last_run_id)
-             VALUES (1, 1, 'fp-a', 'new', 'A', 'high', 'Open', 'code', 'a.rs', 3, '{}', 't0',
+             VALUES (1, 1, 'v1-a', 'open', 'SQL injection', 'high', 'Open', 'sqli', 'code', 'a.rs', 40, '{}', 't0',
+                     't0', 2, 1),
+                    (2, 1, 'v1-b', 'fixed', 'B', 'high', 'Open', 'xss', 'unknown', NULL, NULL, '{}', 't0',
                      't0', 1, 1),
-                    (2, 1, 'fp-b', 'fixed', 'B', 'high', 'Open', 'unknown', NULL, NULL, '{}', 't0',
+                    (3, 1, 'v1-c', 'new', 'SQL  Injection', 'low', 'Open', 'sqli', 'code', 'a.rs', 3, '{}', 't0',
+                     't0', 1, 1),
+                    (4, 1, 'v1-d', 'accepted', 'D', 'low', 'Open', 'csrf', 'code', 'd.rs', 1, '{}', 't0',
                      't0', 1, 1);
              INSERT INTO finding_events (finding_id, run_id, kind, old_value, new_value, at)
-             VALUES (2, 1, 'fixed', 'new', 'fixed', 't1');",
+             VALUES (2, 1, 'fixed', 'new', 'fixed', 't1'),
+                    (4, NULL, 'state_set', 'open', 'accepted', 't1');",
         )
         .unwrap();
-        (dump(&conn, "findings"), dump(&conn, "finding_events"))
+        let findings = conn
+            .prepare(&format!("SELECT {kept} FROM findings ORDER BY id"))
+            .unwrap()
+            .query_map([], |r| {
+                Ok((0..12)
+                    .map(|i| format!("{:?}", r.get_ref(i).unwrap()))
+                    .collect::<Vec<_>>()
+                    .join("|"))
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect::<Vec<_>>();
+        (findings, dump(&conn, "finding_events"))
     };
-    assert_eq!(events_v1.len(), 3, "two created events and one fixed");
+    assert_eq!(events_v1.len(), 6, "four created, one fixed, one state_set");
 
     let mut store = Store::open(&path).unwrap();
     assert_eq!(
         count(&store, "PRAGMA user_version"),
         MIGRATIONS.last().unwrap().0
     );
-    assert_eq!(dump(&store.conn, "findings"), findings_v1);
-    assert_eq!(dump(&store.conn, "finding_events"), events_v1);
+    let findings_v2: Vec<String> = store
+        .conn
+        .prepare(&format!("SELECT {kept} FROM findings ORDER BY id"))
+        .unwrap()
+        .query_map([], |r| {
+            Ok((0..12)
+                .map(|i| format!("{:?}", r.get_ref(i).unwrap()))
+                .collect::<Vec<_>>()
+                .join("|"))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(findings_v2, findings_v1, "ids, states and attributes stay");
+    assert_eq!(dump(&store.conn, "finding_events"), events_v1, "history stays");
+    // Recipe 2 keys: the two SQL injections in a.rs are occurrences 0 (line 3) and 1 (line 40).
+    let sqli = Finding {
+        rule_id: Some("sqli".into()),
+        title: "sql injection".into(),
+        location: Location::Code {
+            path: "a.rs".into(),
+            start_line: None,
+            end_line: None,
+        },
+        ..finding(0)
+    };
+    let key = |id: i64| -> String {
+        store
+            .conn
+            .query_row("SELECT fingerprint FROM findings WHERE id = ?1", [id], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(key(3), sqli.fingerprint(0));
+    assert_eq!(key(1), sqli.fingerprint(1));
+    assert_eq!(
+        count(&store, "SELECT count(*) FROM findings WHERE fingerprint_version = 2"),
+        4
+    );
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM findings WHERE id = 4 AND triage = 'accepted' AND triage_source = 'local'"
+        ),
+        1,
+        "a local verdict becomes the row's triage"
+    );
     assert_eq!(
         count(
             &store,
@@ -715,43 +1022,31 @@ fn version_1_store_is_rebuilt_by_migration_5_with_rows_events_and_cascades_intac
         "no CHECK with an IN list is left on the hot tables"
     );
     assert_eq!(
-        count(
-            &store,
-            "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger'"
-        ),
-        4
-    );
-    assert_eq!(
         count(&store, "SELECT count(*) FROM pragma_foreign_key_check"),
         0
     );
-    // The checks still refuse a word outside the vocabulary.
     assert!(store
         .conn
         .execute("UPDATE findings SET state = 'closed' WHERE id = 1", [])
         .is_err());
-    assert!(store
-        .conn
-        .execute("UPDATE findings SET severity = 'severe' WHERE id = 1", [])
-        .is_err());
 
-    // Imports go on as before: the fixed finding B comes back reopened (trigger; same
-    // severity and status as `finding(1)`, so no other event), a new one is created, and
-    // deleting a finding still deletes its history.
+    // Imports go on: the two SQL injections, shifted by ten lines, are the same two rows; the
+    // fixed B is not listed; nothing new.
+    let shifted = |line: u32| Finding {
+        location: Location::Code {
+            path: "a.rs".into(),
+            start_line: Some(line),
+            end_line: Some(line),
+        },
+        ..sqli.clone()
+    };
     let run = store.begin_run(&scope("shop")).unwrap();
-    store
-        .conn
-        .execute(
-            "UPDATE findings SET fingerprint = ?1 WHERE id = 2",
-            params![fp(&finding(1), "shop")],
-        )
+    let counts = store
+        .upsert_page(run, &[shifted(13), shifted(50)])
         .unwrap();
-    let counts = store.upsert_page(run, &findings(1..3)).unwrap();
-    assert_eq!((counts.seen, counts.new, counts.reopened), (2, 1, 1));
-    assert_eq!(
-        kinds(&store, "shop", &finding(1)),
-        ["created", "fixed", "reopened"]
-    );
+    assert_eq!((counts.seen, counts.new), (2, 0));
+    store.finish_run(run, RunEnd::Succeeded).unwrap();
+    assert_eq!(count(&store, "SELECT count(*) FROM findings"), 4);
     store
         .conn
         .execute("DELETE FROM findings WHERE id = 2", [])
@@ -771,8 +1066,10 @@ fn a_page_transaction_dropped_without_commit_leaves_no_trace() {
     let run = store.begin_run(&scope("shop")).unwrap();
     store.upsert_page(run, &findings(0..5)).unwrap();
     {
+        let owner = store.owner.clone();
         let tx = store.conn.transaction().unwrap();
-        upsert_page_in(&tx, run, &findings(5..10)).unwrap();
+        let ctx = running_context(&tx, &owner, run).unwrap();
+        upsert_page_in(&tx, &ctx, run, &findings(5..10)).unwrap();
         // Dropped here: the crash between writing rows and committing.
     }
     assert_eq!(count(&store, "SELECT count(*) FROM findings"), 5);
