@@ -444,6 +444,7 @@ impl Shared {
         };
         let opts = RunOptions {
             trigger: trigger.to_string(),
+            prefer_adoption: true,
             ..RunOptions::default()
         };
         let span = tracing::info_span!(

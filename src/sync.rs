@@ -65,6 +65,10 @@ pub struct RunOptions {
     pub detach_at: Option<tokio::time::Instant>,
     /// Called with progress lines for a terminal (`sync`'s progress display).
     pub progress: Option<Progress>,
+    /// Finish a run of this scan that a process which is gone left with a vendor scan
+    /// (rather than start a second vendor scan): the daemon's schedules. Pushes and the CLI
+    /// ask for a scan of now, so they do not.
+    pub prefer_adoption: bool,
     /// Do not wait when another run holds the scan: return [`SyncError::Busy`] at once
     /// (`scan --no-wait`, `sync --no-wait`).
     pub no_wait: bool,
@@ -471,41 +475,13 @@ pub async fn run_scan(
             None => Err(SyncError::StoppedBeforeStart(scope.scan)),
         };
     };
-    let run_id = if let Some(left) = opts.adopt_run {
-        let taken = ctx.with_store(move |s| s.adopt_run(left)).await?;
-        let Some(Ok(row)) = taken else {
-            return Err(SyncError::NotAbandoned(left));
-        };
-        // The run goes on by what it was started with, whatever the config says now.
-        scope.scan = row.scan.clone();
-        scope.bind_to = row.bind_to.clone();
-        scope.branch = row.branch.clone();
-        match row.vendor_scan_id {
-            Some(id) => opts.resume_vendor_scan_id = Some(id),
-            None if vendor.triggers_scans() => {
-                let end = RunEnd::Interrupted(
-                    "the process that ran it stopped before a vendor scan was started; \
-                     pages stored before that are kept"
-                        .into(),
-                );
-                let row = ctx.with_store(move |s| s.finish_run(left, end)).await?;
-                ctx.outbox.wake();
-                return Ok(RunSummary {
-                    run_id: left,
-                    scan: row.scan,
-                    state: row.state,
-                    vendor_scan_id: None,
-                    counts: row.counts,
-                    open_by_severity: BTreeMap::new(),
-                    error: row.error,
-                });
-            }
-            None => {}
-        }
-        left
-    } else {
-        match claim_scan(ctx, &scope, &opts, &mut stop).await {
-            Ok(run_id) => run_id,
+    let adopted = match opts.adopt_run {
+        Some(left) => match ctx.with_store(move |s| s.adopt_run(left)).await? {
+            Some(Ok(row)) => Claimed::Adopted(Box::new(row)),
+            _ => return Err(SyncError::NotAbandoned(left)),
+        },
+        None => match claim_scan(ctx, &scope, &opts, &mut stop).await {
+            Ok(claimed) => claimed,
             Err(e @ SyncError::StoppedBeforeStart(_)) => {
                 return match opts.run_id {
                     Some(run_id) => end_unstarted_run(ctx, run_id).await,
@@ -513,6 +489,42 @@ pub async fn run_scan(
                 }
             }
             Err(e) => return Err(e),
+        },
+    };
+    let run_id = match adopted {
+        Claimed::Begun(run_id) => run_id,
+        Claimed::Adopted(row) => {
+            let left = row.id;
+            // The run goes on by what it was started with, whatever the config says now.
+            scope.scan = row.scan.clone();
+            scope.bind_to = row.bind_to.clone();
+            scope.branch = row.branch.clone();
+            match row.vendor_scan_id {
+                Some(id) => {
+                    tracing::info!(run_id = left, vendor_scan_id = %id, "taking over a run left unfinished by a process that is gone");
+                    opts.resume_vendor_scan_id = Some(id);
+                }
+                None if vendor.triggers_scans() => {
+                    let end = RunEnd::Interrupted(
+                        "the process that ran it stopped before a vendor scan was started; \
+                         pages stored before that are kept"
+                            .into(),
+                    );
+                    let row = ctx.with_store(move |s| s.finish_run(left, end)).await?;
+                    ctx.outbox.wake();
+                    return Ok(RunSummary {
+                        run_id: left,
+                        scan: row.scan,
+                        state: row.state,
+                        vendor_scan_id: None,
+                        counts: row.counts,
+                        open_by_severity: BTreeMap::new(),
+                        error: row.error,
+                    });
+                }
+                None => {}
+            }
+            left
         }
     };
     let started = std::time::Instant::now();
@@ -626,6 +638,12 @@ pub async fn run_scan(
     })
 }
 
+/// How a run got its scan: a run of its own, or one left by a process that is gone.
+enum Claimed {
+    Begun(RunId),
+    Adopted(Box<crate::store::RunRow>),
+}
+
 /// How often a run waiting for its scan's lease looks again.
 const LEASE_POLL: Duration = Duration::from_millis(500);
 
@@ -638,9 +656,31 @@ async fn claim_scan(
     scope: &RunScope,
     opts: &RunOptions,
     stop: &mut tokio::sync::watch::Receiver<bool>,
-) -> Result<RunId, SyncError> {
+) -> Result<Claimed, SyncError> {
     let mut told = false;
     loop {
+        if opts.prefer_adoption {
+            // A schedule's run finishes a run of its scan left by a process that is gone
+            // (killed, stopped while its vendor scan ran) instead of starting another.
+            let scan = scope.scan.clone();
+            let taken = ctx
+                .with_store(move |s| {
+                    let left = s
+                        .abandoned_runs()?
+                        .into_iter()
+                        .filter(|r| r.scan == scan && r.vendor_scan_id.is_some())
+                        .map(|r| r.id)
+                        .max();
+                    match left {
+                        Some(id) => s.adopt_run(id),
+                        None => Ok(None),
+                    }
+                })
+                .await?;
+            if let Some(Ok(row)) = taken {
+                return Ok(Claimed::Adopted(Box::new(row)));
+            }
+        }
         let attempt = {
             let (scope, queued) = (scope.clone(), opts.run_id);
             ctx.with_store(move |s| match queued {
@@ -661,7 +701,7 @@ async fn claim_scan(
             .await?
         };
         let (run_id, owner) = match attempt {
-            (run, ScanClaim::Claimed) => return Ok(run),
+            (run, ScanClaim::Claimed) => return Ok(Claimed::Begun(run)),
             (_, ScanClaim::Held {
                 run_id,
                 owner_label,
@@ -724,7 +764,7 @@ async fn run_body(
 
     // An unknown asset must fail the run: a "complete" empty listing would mark every
     // finding of the scan fixed.
-    vendor.resolve_target(&scan.bind_to).await?;
+    vendor.resolve_target(&scope.bind_to).await?;
 
     let vendor_scan_id = if vendor.triggers_scans() {
         let id = match &opts.resume_vendor_scan_id {
@@ -734,7 +774,7 @@ async fn run_body(
             }
             None => {
                 let req = ScanRequest {
-                    bind_to: scan.bind_to.clone(),
+                    bind_to: scope.bind_to.clone(),
                     branch: scope.branch.clone(),
                     environment: scan.environment.clone(),
                     tags: scan.tags.clone(),
@@ -780,7 +820,7 @@ async fn run_body(
     };
 
     let mut pages = vendor
-        .findings(&scan.bind_to, vendor_scan_id.as_deref())
+        .findings(&scope.bind_to, vendor_scan_id.as_deref())
         .await?;
     let mut page_no = 0u64;
     let mut seen = 0u64;
