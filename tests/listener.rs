@@ -60,7 +60,7 @@ fn hook_scan(dir: &Path, name: &str, platform: &str, secret: &str) -> String {
     std::fs::write(dir.join(&file), format!("{secret}\n")).unwrap();
     format!(
         "[[scans]]\nname = \"{name}\"\ninstance = \"sim-codethreat\"\nbind_to = \"project-1\"\n\
-         branch = \"main\"\nschedule = {{ every = \"24h\" }}\n\
+         branch = \"main\"\nschedule = {{ at = \"2099-01-01T00:00:00Z\" }}\n\
          webhook = {{ platform = \"{platform}\", secret_file = \"{file}\", branches = [\"main\", \"release/*\"] }}\n\n"
     )
 }
@@ -221,7 +221,7 @@ async fn github_push_starts_a_run_on_its_branch_and_nothing_else_does() {
     let sim = sim(0.0).await;
     let dir = tempfile::tempdir().unwrap();
     let scans = format!(
-        "{}[[scans]]\nname = \"plain\"\ninstance = \"sim-salt\"\nbind_to = \"project-1\"\nschedule = {{ every = \"24h\" }}\n",
+        "{}[[scans]]\nname = \"plain\"\ninstance = \"sim-salt\"\nbind_to = \"project-1\"\nschedule = {{ at = \"2099-01-01T00:00:00Z\" }}\n",
         hook_scan(dir.path(), "gh", "github", GITHUB_SECRET)
     );
     let (config, store) = write_config(&sim, dir.path(), "", &scans);

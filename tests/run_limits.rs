@@ -164,7 +164,9 @@ async fn stop_while_waiting_for_a_permit_starts_nothing_and_ends_a_begun_run_int
         .unwrap()
         .unwrap()
         .expect("recorded");
-    assert_eq!(first.state, RunState::Interrupted);
+    // Its vendor scan is running: the run is left for adoption, not thrown away.
+    assert_eq!(first.state, RunState::Running);
+    assert!(first.vendor_scan_id.is_some(), "{first:?}");
     let closed = tokio::time::timeout(WAIT, waiting_begun)
         .await
         .unwrap()
