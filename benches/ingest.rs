@@ -242,10 +242,7 @@ fn limit(path: &Path, findings: &[Finding]) -> Timing {
         cols
     };
     let pragmas = Store::open(&probe).unwrap().write_pragmas().unwrap();
-    let fingerprints: Vec<String> = findings
-        .iter()
-        .map(|f| f.fingerprint(0))
-        .collect();
+    let fingerprints: Vec<String> = findings.iter().map(|f| f.fingerprint(0)).collect();
     let mut c = Connection::open(path).unwrap();
     let (page_size, rest) = pragmas.split_first().expect("page_size comes first");
     c.pragma_update(None, &page_size.0, page_size.1).unwrap();

@@ -1551,10 +1551,16 @@ mod tests {
         );
         let mut unknown = left_running("web", "ct9", Some("main"));
         unknown.vendor = "codethreat".into();
-        assert!(scan_for_abandoned(&config, &unknown).is_err(), "no such instance");
+        assert!(
+            scan_for_abandoned(&config, &unknown).is_err(),
+            "no such instance"
+        );
         // A scan gone from the config: the run goes on by what is stored with it.
         let gone = scan_for_abandoned(&config, &left_running("gone", "ct", None)).unwrap();
-        assert_eq!((gone.name.as_str(), gone.bind_to.as_str()), ("gone", "project-1"));
+        assert_eq!(
+            (gone.name.as_str(), gone.bind_to.as_str()),
+            ("gone", "project-1")
+        );
         // The binding stored with the run wins over today's config.
         let mut moved = left_running("web", "ct", Some("main"));
         moved.bind_to = "project-old".into();

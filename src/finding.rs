@@ -236,7 +236,11 @@ impl Finding {
     /// Whether `self` and `other`, which share a fingerprint base, are the same sighting (a
     /// page served twice, pages that overlap) rather than two findings: the same vendor id
     /// when both have one, else the same lines.
-    pub fn same_sighting(&self, other_vendor_id: Option<&str>, other_lines: (Option<u32>, Option<u32>)) -> bool {
+    pub fn same_sighting(
+        &self,
+        other_vendor_id: Option<&str>,
+        other_lines: (Option<u32>, Option<u32>),
+    ) -> bool {
         match (self.vendor_id.as_deref(), other_vendor_id) {
             (Some(a), Some(b)) => a == b,
             _ => self.lines() == other_lines,

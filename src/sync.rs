@@ -81,9 +81,12 @@ pub struct RunOptions {
     pub run_id: Option<RunId>,
 }
 
-/// Told that a run waits for another run of the same scan: `(scan, run id, owner label)`.
+/// What a [`WaitNotice`] is told: `(scan, the other run's id, who runs it)`.
+pub type WaitFn = dyn Fn(&str, Option<RunId>, &str) + Send + Sync;
+
+/// Told that a run waits for another run of the same scan.
 #[derive(Clone)]
-pub struct WaitNotice(pub Arc<dyn Fn(&str, Option<RunId>, &str) + Send + Sync>);
+pub struct WaitNotice(pub Arc<WaitFn>);
 
 impl std::fmt::Debug for WaitNotice {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -197,7 +200,9 @@ impl SyncContext {
     /// row, so runs it leaves `running` on purpose are adopted by a daemon at once.
     pub async fn release(&self) {
         if let Err(e) = self.with_store(|s| s.release_owner()).await {
-            tracing::warn!("could not release this process's leases: {e}; they expire by themselves");
+            tracing::warn!(
+                "could not release this process's leases: {e}; they expire by themselves"
+            );
         }
     }
 
@@ -702,11 +707,14 @@ async fn claim_scan(
         };
         let (run_id, owner) = match attempt {
             (run, ScanClaim::Claimed) => return Ok(Claimed::Begun(run)),
-            (_, ScanClaim::Held {
-                run_id,
-                owner_label,
-                ..
-            }) => (run_id, owner_label),
+            (
+                _,
+                ScanClaim::Held {
+                    run_id,
+                    owner_label,
+                    ..
+                },
+            ) => (run_id, owner_label),
         };
         if opts.no_wait {
             return Err(SyncError::Busy {

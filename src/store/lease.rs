@@ -153,13 +153,20 @@ pub(super) fn claim_in(
     Ok(ScanClaim::Claimed)
 }
 
-/// Deletes `owner`'s lease of the scan with id `scan_id`, inside the caller's transaction.
-pub(super) fn release_in(conn: &Connection, owner: &Owner, scan_id: i64) -> Result<(), StoreError> {
+/// Deletes `owner`'s lease of the scan with id `scan_id` when `run` holds it (not when another
+/// run of this process does: a queued run that ends unstarted leaves it), inside the caller's
+/// transaction.
+pub(super) fn release_in(
+    conn: &Connection,
+    owner: &Owner,
+    scan_id: i64,
+    run: RunId,
+) -> Result<(), StoreError> {
     conn.prepare_cached(
         "DELETE FROM scan_leases
-         WHERE owner = ?1 AND scan = (SELECT name FROM scans WHERE id = ?2)",
+         WHERE owner = ?1 AND run_id = ?3 AND scan = (SELECT name FROM scans WHERE id = ?2)",
     )?
-    .execute(params![owner.id, scan_id])?;
+    .execute(params![owner.id, scan_id, run])?;
     Ok(())
 }
 
@@ -281,7 +288,10 @@ impl Store {
     /// process becomes its owner and holds the lease, and the run goes on under the same id
     /// (its stored pages and events stay its own). `Ok(None)` when another process took it
     /// first or it ended; `Ok(Some(Err(held)))` when it must wait for the scan's lease.
-    pub fn adopt_run(&mut self, id: RunId) -> Result<Option<Result<RunRow, ScanClaim>>, StoreError> {
+    pub fn adopt_run(
+        &mut self,
+        id: RunId,
+    ) -> Result<Option<Result<RunRow, ScanClaim>>, StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;

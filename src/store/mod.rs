@@ -844,7 +844,7 @@ impl Store {
             fixed as i64,
             missing as i64
         ])?;
-        lease::release_in(&tx, &self.owner, ctx.scan_id)?;
+        lease::release_in(&tx, &self.owner, ctx.scan_id, run)?;
         let row = read_run(&tx, run)?.ok_or_else(|| no_such_run(run))?;
         if !self.webhook_routes.is_empty() {
             let min_severity: Option<String> = tx
@@ -873,7 +873,7 @@ impl Store {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let ctx = running_context(&tx, &self.owner, run)?;
-        lease::release_in(&tx, &self.owner, ctx.scan_id)?;
+        lease::release_in(&tx, &self.owner, ctx.scan_id, run)?;
         tx.commit()?;
         Ok(())
     }
@@ -1291,7 +1291,8 @@ fn fix_absent(
     }
     let tripped = ctx.fix_guard < 1.0
         && (absent == present
-            || (present > FIX_GUARD_MIN_FINDINGS && absent as f64 > ctx.fix_guard * present as f64));
+            || (present > FIX_GUARD_MIN_FINDINGS
+                && absent as f64 > ctx.fix_guard * present as f64));
     // Findings already missing are fixed by this second absence; with the guard tripped the
     // others are held as missing, else they are fixed too. Events first, while the rows
     // still show their old state.
@@ -1360,7 +1361,9 @@ fn upsert_page_in(
                     count(*) FILTER (WHERE kind = 'fixed')
              FROM finding_events WHERE id > ?1",
         )?
-        .query_row(params![events_before], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        .query_row(params![events_before], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
     let counts = RunCounts {
         seen,
         new: new as u64,

@@ -13,8 +13,8 @@
 //! - `run.failed` when the run ended `failed` or `timed_out`.
 
 use super::{
-    finding_from_row, stamp, FindingRow, RunId, RunRow, RunState, ScanRows, Store,
-    StoreError, FINDING_COLUMNS, SEVERITY_RANK_SQL,
+    finding_from_row, stamp, FindingRow, RunId, RunRow, RunState, ScanRows, Store, StoreError,
+    FINDING_COLUMNS, SEVERITY_RANK_SQL,
 };
 use crate::finding::Severity;
 use crate::webhooks::payload::{self, MAX_FINDINGS};
@@ -151,7 +151,6 @@ fn matching(
         total: total as u64,
     })
 }
-
 
 /// Writes the notifications of an ended run (see the module docs), inside `finish_run`'s
 /// transaction, after the run's last state changes. `min_severity` is the scan's (recorded

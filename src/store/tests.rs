@@ -567,11 +567,17 @@ fn a_run_that_lost_its_lease_stores_nothing_and_fixes_nothing() {
     assert_eq!(ended.state, RunState::Interrupted, "{:?}", ended.error);
     assert_eq!(ended.counts.fixed, 0);
     assert_eq!(
-        count(&first, "SELECT count(*) FROM findings WHERE state = 'fixed'"),
+        count(
+            &first,
+            "SELECT count(*) FROM findings WHERE state = 'fixed'"
+        ),
         0
     );
     second.upsert_page(other, &findings(0..30)).unwrap();
-    assert_eq!(second.finish_run(other, RunEnd::Succeeded).unwrap().state, RunState::Succeeded);
+    assert_eq!(
+        second.finish_run(other, RunEnd::Succeeded).unwrap().state,
+        RunState::Succeeded
+    );
 }
 
 #[test]
@@ -582,7 +588,10 @@ fn runs_of_a_process_that_said_goodbye_are_adopted_once_under_the_same_id() {
     cli.set_vendor_scan_id(left, "vs-7").unwrap();
     cli.upsert_page(left, &findings(0..4)).unwrap();
     let live = cli.begin_run(&scope("billing")).unwrap();
-    assert!(daemon.abandoned_runs().unwrap().is_empty(), "its owner is alive");
+    assert!(
+        daemon.abandoned_runs().unwrap().is_empty(),
+        "its owner is alive"
+    );
     // `scan --async` exits: it lets go of the run and says goodbye.
     cli.detach_run(left).unwrap();
     cli.release_owner().unwrap();
@@ -591,7 +600,11 @@ fn runs_of_a_process_that_said_goodbye_are_adopted_once_under_the_same_id() {
         listed.iter().map(|r| r.id).collect::<Vec<_>>(),
         vec![left, live]
     );
-    assert_eq!(listed[0].state, RunState::Running, "listing changes nothing");
+    assert_eq!(
+        listed[0].state,
+        RunState::Running,
+        "listing changes nothing"
+    );
 
     let adopted = daemon.adopt_run(left).unwrap().unwrap().unwrap();
     assert_eq!(adopted.id, left);
@@ -601,7 +614,10 @@ fn runs_of_a_process_that_said_goodbye_are_adopted_once_under_the_same_id() {
     daemon.upsert_page(left, &findings(0..6)).unwrap();
     let row = daemon.finish_run(left, RunEnd::Succeeded).unwrap();
     assert_eq!(row.state, RunState::Succeeded);
-    assert_eq!((row.counts.seen, row.counts.new, row.counts.pages), (6, 6, 2));
+    assert_eq!(
+        (row.counts.seen, row.counts.new, row.counts.pages),
+        (6, 6, 2)
+    );
     // The old owner can no longer write to it.
     assert!(cli.upsert_page(left, &findings(0..1)).is_err());
 }
@@ -646,7 +662,10 @@ fn a_run_adopted_after_a_newer_run_succeeded_neither_fixes_nor_overrides_it() {
     assert_eq!(row.state, RunState::Succeeded);
     assert_eq!(row.counts.fixed, 0, "an older listing fixes nothing");
     assert_eq!(
-        count(&second, "SELECT count(*) FROM findings WHERE state = 'fixed'"),
+        count(
+            &second,
+            "SELECT count(*) FROM findings WHERE state = 'fixed'"
+        ),
         2,
         "what the newer run fixed stays fixed"
     );
@@ -668,11 +687,17 @@ fn a_listing_that_lacks_most_findings_holds_the_fixes_until_a_second_run_confirm
     let lie = import(&mut store, "shop", &[findings(0..40)], RunEnd::Succeeded);
     assert_eq!((lie.counts.fixed, lie.counts.missing), (0, 60));
     assert_eq!(
-        count(&store, "SELECT count(*) FROM findings WHERE state = 'missing'"),
+        count(
+            &store,
+            "SELECT count(*) FROM findings WHERE state = 'missing'"
+        ),
         60
     );
     assert_eq!(
-        count(&store, "SELECT count(*) FROM finding_events WHERE kind = 'missing'"),
+        count(
+            &store,
+            "SELECT count(*) FROM finding_events WHERE kind = 'missing'"
+        ),
         60
     );
     // An honest run lists them again: open, with a `returned` event; nothing fixed.
@@ -683,7 +708,10 @@ fn a_listing_that_lacks_most_findings_holds_the_fixes_until_a_second_run_confirm
         100
     );
     assert_eq!(
-        count(&store, "SELECT count(*) FROM finding_events WHERE kind = 'returned'"),
+        count(
+            &store,
+            "SELECT count(*) FROM finding_events WHERE kind = 'returned'"
+        ),
         60
     );
     // A real mass fix: held once, confirmed by the next complete run.
@@ -692,7 +720,10 @@ fn a_listing_that_lacks_most_findings_holds_the_fixes_until_a_second_run_confirm
     let second = import(&mut store, "shop", &[findings(0..10)], RunEnd::Succeeded);
     assert_eq!((second.counts.fixed, second.counts.missing), (90, 0));
     assert_eq!(
-        count(&store, "SELECT count(*) FROM findings WHERE state = 'fixed'"),
+        count(
+            &store,
+            "SELECT count(*) FROM findings WHERE state = 'fixed'"
+        ),
         90
     );
 }
@@ -745,8 +776,16 @@ fn vendor_verdicts_set_the_state_and_a_local_triage_wins() {
     assert_eq!(state(&store, 0), FindingState::Fixed);
     assert_eq!(state(&store, 1), FindingState::FalsePositive);
     assert_eq!(state(&store, 2), FindingState::Open);
-    assert_eq!(state(&store, 3), FindingState::Accepted, "local triage wins");
-    assert_eq!(state(&store, 4), FindingState::Accepted, "new, accepted at the vendor");
+    assert_eq!(
+        state(&store, 3),
+        FindingState::Accepted,
+        "local triage wins"
+    );
+    assert_eq!(
+        state(&store, 4),
+        FindingState::Accepted,
+        "new, accepted at the vendor"
+    );
     // The vendor withdraws its false positive: open again. Resolved and listed without the
     // word: reopened.
     let run = import(
@@ -812,9 +851,18 @@ fn two_findings_of_one_rule_file_and_title_stay_two_through_line_shifts_and_repe
     );
     assert_eq!((first.counts.seen, first.counts.new), (2, 2));
     // Twenty lines added above both: the same two findings.
-    let shifted = import(&mut store, "shop", &[vec![at(30), at(70)]], RunEnd::Succeeded);
+    let shifted = import(
+        &mut store,
+        "shop",
+        &[vec![at(30), at(70)]],
+        RunEnd::Succeeded,
+    );
     assert_eq!(
-        (shifted.counts.seen, shifted.counts.new, shifted.counts.fixed),
+        (
+            shifted.counts.seen,
+            shifted.counts.new,
+            shifted.counts.fixed
+        ),
         (2, 0, 0)
     );
     assert_eq!(count(&store, "SELECT count(*) FROM findings"), 2);
@@ -980,7 +1028,11 @@ fn version_1_store_upgraded_keeps_every_findings_id_state_and_history_and_rekeys
         .map(Result::unwrap)
         .collect();
     assert_eq!(findings_v2, findings_v1, "ids, states and attributes stay");
-    assert_eq!(dump(&store.conn, "finding_events"), events_v1, "history stays");
+    assert_eq!(
+        dump(&store.conn, "finding_events"),
+        events_v1,
+        "history stays"
+    );
     // Recipe 2 keys: the two SQL injections in a.rs are occurrences 0 (line 3) and 1 (line 40).
     let sqli = Finding {
         rule_id: Some("sqli".into()),
@@ -995,13 +1047,20 @@ fn version_1_store_upgraded_keeps_every_findings_id_state_and_history_and_rekeys
     let key = |id: i64| -> String {
         store
             .conn
-            .query_row("SELECT fingerprint FROM findings WHERE id = ?1", [id], |r| r.get(0))
+            .query_row(
+                "SELECT fingerprint FROM findings WHERE id = ?1",
+                [id],
+                |r| r.get(0),
+            )
             .unwrap()
     };
     assert_eq!(key(3), sqli.fingerprint(0));
     assert_eq!(key(1), sqli.fingerprint(1));
     assert_eq!(
-        count(&store, "SELECT count(*) FROM findings WHERE fingerprint_version = 2"),
+        count(
+            &store,
+            "SELECT count(*) FROM findings WHERE fingerprint_version = 2"
+        ),
         4
     );
     assert_eq!(
@@ -1041,9 +1100,7 @@ fn version_1_store_upgraded_keeps_every_findings_id_state_and_history_and_rekeys
         ..sqli.clone()
     };
     let run = store.begin_run(&scope("shop")).unwrap();
-    let counts = store
-        .upsert_page(run, &[shifted(13), shifted(50)])
-        .unwrap();
+    let counts = store.upsert_page(run, &[shifted(13), shifted(50)]).unwrap();
     assert_eq!((counts.seen, counts.new), (2, 0));
     store.finish_run(run, RunEnd::Succeeded).unwrap();
     assert_eq!(count(&store, "SELECT count(*) FROM findings"), 4);
