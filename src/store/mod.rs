@@ -1,57 +1,54 @@
 //! The SQLite store: the only module that holds SQL.
 //!
 //! Tables (`instances`, `scans`, `sync_runs`, `findings`, `finding_events`,
-//! `webhook_outbox`, and the listener's `hook_deliveries` and `readiness_probe`) are a
-//! documented interface: operators query the file with `sqlite3`. Schema changes are numbered
-//! migrations in `migrations/`, applied at open (each in one transaction, versioned with
-//! `PRAGMA user_version`); a file written by a newer scansync is refused rather than guessed at.
-//! The connection runs in WAL mode (readers such as `scansync findings` never block the
-//! daemon), with foreign keys on, `busy_timeout` 5 s, `synchronous=NORMAL` and a checkpoint
-//! every 10,000 WAL pages (see [`WAL_AUTOCHECKPOINT`]).
+//! `webhook_outbox`, `owners`, `scan_leases`, and the listener's `hook_deliveries` and
+//! `readiness_probe`) are a documented interface: operators query the file with `sqlite3`.
+//! Schema changes are numbered migrations in `migrations/`, applied at open by writers (each
+//! in one transaction, versioned with `PRAGMA user_version`); read-only commands use
+//! [`Store::open_read_only`], which never writes. A file written by a newer scansync is
+//! refused rather than guessed at. The connection runs in WAL mode (readers such as
+//! `scansync findings` never block the daemon), with foreign keys on, `busy_timeout` 5 s,
+//! `synchronous=NORMAL` and a checkpoint every 10,000 WAL pages (see [`WAL_AUTOCHECKPOINT`]).
 //!
-//! # Dedup and lifecycle
+//! # Dedup and lifecycle (the README's "When is a finding fixed?")
 //! - A finding row is unique per (scan, fingerprint), the fingerprint being
-//!   [`Finding::fingerprint`] over the run's vendor and `bind_to`. Each page is one
-//!   transaction: a crash between pages keeps every earlier page, and the run row's counters
-//!   always match the pages committed.
-//! - First time a fingerprint is seen: state `new`, event `created`, `counts.new`.
-//! - Known, first time in this run: `new`/`open`/`reopened` become `open` (`counts.open`);
-//!   `fixed` becomes `reopened` (event `reopened`, `counts.reopened`); the local states
-//!   `false_positive` and `accepted` stay (counted as open). A changed severity or vendor
-//!   status adds `severity_changed` / `status_changed` with the old and new words. The row
-//!   always takes the latest payload, `last_seen`, and `times_seen + 1`.
-//! - Seen again within the same run (a repeated or overlapping page): nothing changes — no
-//!   counter, state, event or `times_seen` — so `times_seen` counts runs and
-//!   `counts.seen` counts distinct fingerprints.
-//! - [`Store::finish_run`] with [`RunEnd::Succeeded`] (complete and successful) marks the
-//!   scan's `new`/`open`/`reopened` findings that the run did not see as `fixed` (event
-//!   `fixed`, `counts.fixed`). A failed, interrupted or timed-out run records its state and
-//!   error text and never fixes anything. Local states are never set `fixed`.
+//!   [`Finding::fingerprint`] (recipe 2, recorded per row). Each page is one transaction: a
+//!   crash between pages keeps every earlier page, and the run row's counters always match
+//!   the pages committed. Only the run holding its scan's lease stores (`lease.rs`).
+//! - First time a fingerprint is seen: state `new` (or what the vendor's verdict says),
+//!   event `created`, `counts.new`.
+//! - Known, listed by this run: `new`/`open`/`reopened`/`missing` become `open`; `fixed`
+//!   becomes `reopened` (or its local triage); a local triage holds; the vendor's verdict
+//!   applies (resolved → `fixed`, false positive / accepted → that state unless triaged
+//!   locally). Each state change is an event; so are severity and vendor status changes.
+//! - Seen again within the same run (a repeated or overlapping page), or already decided by a
+//!   newer run (`touched_run_id`): nothing changes, so `times_seen` counts runs and
+//!   `last_run_id` never moves backwards.
+//! - [`Store::finish_run`] with [`RunEnd::Succeeded`] (a complete listing) fixes the scan's
+//!   findings the run did not list, or holds them as `missing` when the mass-fix guard trips
+//!   (see there). A failed, interrupted or timed-out run records its state and error text
+//!   and never fixes anything.
 //! - `finish_run` also writes the run's webhook notifications to `webhook_outbox`, in the
-//!   same transaction (see `outbox.rs` and [`crate::webhooks`]).
-//! - One run per scan at a time is the caller's job (`sync.rs`); should two overlap, a run
-//!   only fixes findings last seen by runs that started before it.
+//!   same transaction, from the run's events (see `outbox.rs` and [`crate::webhooks`]).
 //!
-//! Events caused by a page import (`created`, `reopened`, `severity_changed`,
-//! `status_changed`) are written by triggers in the schema, which see a row's old and new
-//! values in the same statement; that keeps the import to one `INSERT … ON CONFLICT DO UPDATE`
-//! per finding, no lookup first. `fixed` and `state_set` are written here.
+//! Events caused by a page import (`created`, `reopened`, `returned`, `vendor_state`,
+//! `fixed` by verdict, `severity_changed`, `status_changed`) are written by triggers in the
+//! schema, which see a row's old and new values in the same statement; that keeps the import
+//! to one `INSERT … ON CONFLICT DO UPDATE` per finding, no lookup first. `fixed` and `missing`
+//! at a run's end and `state_set` are written here.
 //!
 //! # Cost
 //! The page import is the hot path (a million findings per run happen), so it avoids what
 //! SQLite makes expensive per row: no `RETURNING` (it materialises a temporary table per
 //! statement run) and no `CHECK (x IN (…))` (a temporary b-tree per row written; migration
 //! 0004 spells them as OR-chains). A page's counters come from `changes()` per upsert and
-//! from the `created` / `reopened` events the triggers wrote during the page. BENCHMARKS.md
-//! has the measurements.
+//! from the events the triggers wrote during the page. BENCHMARKS.md has the measurements.
 //!
 //! # Unfinished runs
-//! Opening the store never touches runs, so a reader can open it beside a live daemon. Only
-//! [`Store::recover_unfinished`] and [`Store::interrupt_abandoned_run`] mark `running` runs
-//! `interrupted`, and only when their owner is gone: the owner is the process id plus that process's start time (from
-//! `/proc/<pid>/stat`, so a recycled pid is not mistaken for the owner). The owner counts as
-//! alive while `/proc/<pid>/stat` shows the same start time; where `/proc` is missing, only
-//! this process's own runs count as alive.
+//! Opening the store never touches runs. A `running` run belongs to its owner (a process, by
+//! a random id with a heartbeat in `owners`); once the owner is gone it is abandoned, and a
+//! daemon adopts it or ends it (`lease.rs`). No process id is trusted: they repeat across
+//! PID namespaces and mean nothing on another host.
 
 mod lease;
 mod listener;
