@@ -117,6 +117,7 @@ pub fn run_json(r: &RunRow) -> Value {
         "open": r.counts.open,
         "reopened": r.counts.reopened,
         "fixed": r.counts.fixed,
+        "missing": r.counts.missing,
         "pages": r.counts.pages,
         "error": r.error,
     })
@@ -136,6 +137,7 @@ fn write_table(out: &mut impl Write, rows: &[RunRow]) -> std::io::Result<()> {
                 r.counts.seen.to_string(),
                 r.counts.new.to_string(),
                 r.counts.fixed.to_string(),
+                r.counts.missing.to_string(),
                 r.counts.reopened.to_string(),
                 table::truncate(r.error.as_deref().unwrap_or(""), 60),
             ]
@@ -145,7 +147,7 @@ fn write_table(out: &mut impl Write, rows: &[RunRow]) -> std::io::Result<()> {
         out,
         &[
             "ID", "SCAN", "STATE", "TRIGGER", "STARTED", "FINISHED", "SEEN", "NEW", "FIXED",
-            "REOPENED", "ERROR",
+            "MISSING", "REOPENED", "ERROR",
         ],
         &cells,
     )

@@ -109,6 +109,12 @@ pub fn summary_line(s: &RunSummary) -> String {
         "{}: {state} (run {}): {} new, {} still open, {} fixed, {} reopened",
         s.scan, s.run_id, s.counts.new, s.counts.open, s.counts.fixed, s.counts.reopened
     );
+    if s.counts.missing > 0 {
+        line.push_str(&format!(
+            ", {} missing (fixes held until the next complete run confirms)",
+            s.counts.missing
+        ));
+    }
     if let Some(e) = &s.error {
         line.push_str(&format!("; error: {e}"));
     }

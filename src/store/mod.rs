@@ -564,7 +564,7 @@ pub struct Store {
 
 impl Store {
     /// Opens (creating file and parent folder), applies migrations, sets WAL, foreign keys
-    /// and busy_timeout. Does not touch runs: see [`Store::recover_unfinished`].
+    /// and busy_timeout. Does not touch runs: see [`Store::abandoned_runs`].
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let shown = path.display().to_string();
         let open_err = |source| StoreError::Open {
