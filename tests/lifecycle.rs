@@ -399,3 +399,83 @@ fn kill_campaign_never_fixes_what_the_vendor_lists_and_loses_no_notification() {
     assert_store_whole_and_nothing_fixed(&h, "after the clean run");
     assert_eq!(rx.announced("findings.new"), rows);
 }
+
+#[test]
+fn read_only_commands_never_create_or_write_the_store_and_refuse_a_newer_one() {
+    let h = Harness::start(options(1, 50, 0.0));
+    h.write_config(&[("ct-main", "ct", "project-1")]);
+    // No store yet: an error that says so, and still no file.
+    for args in [
+        &["findings"][..],
+        &["runs"],
+        &["export", "--format", "jsonl"],
+        &["webhook", "pending"],
+    ] {
+        let out = command(&h, args).output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{args:?}: {}",
+            output_text(&out)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("no store at"),
+            "{args:?}: {}",
+            output_text(&out)
+        );
+        assert!(!h.store_path().exists(), "{args:?} created the store");
+    }
+    let out = command(&h, &["sync"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    // A store from a newer scansync: exit 78 with what to do, file untouched.
+    db(&h).pragma_update(None, "user_version", 99).unwrap();
+    let before = std::fs::read(h.store_path()).unwrap();
+    for args in [&["findings"][..], &["runs"], &["export", "--format", "csv"]] {
+        let out = command(&h, args).output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(78),
+            "{args:?}: {}",
+            output_text(&out)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("upgrade scansync"),
+            "{}",
+            output_text(&out)
+        );
+    }
+    assert_eq!(std::fs::read(h.store_path()).unwrap(), before);
+}
+
+#[test]
+fn a_relative_store_path_means_the_same_file_for_every_command_from_any_folder() {
+    let h = Harness::start(options(1, 50, 0.0));
+    h.write_config(&[("ct-main", "ct", "project-1")]);
+    let text = std::fs::read_to_string(h.config_path()).unwrap();
+    let absolute = toml::Value::String(h.store_path().to_string_lossy().into_owned()).to_string();
+    std::fs::write(
+        h.config_path(),
+        text.replace(&format!("path = {absolute}"), "path = \"state/rel.db\""),
+    )
+    .unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = command(&h, args)
+            .current_dir(elsewhere.path())
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            output_text(&out)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    run(&["sync"]);
+    assert!(h.dir.path().join("state/rel.db").exists());
+    assert!(!elsewhere.path().join("state").exists());
+    assert_eq!(run(&["findings", "--format", "json"]).lines().count(), 50);
+    assert_eq!(run(&["runs", "--format", "json"]).lines().count(), 1);
+    assert_eq!(run(&["export", "--format", "jsonl"]).lines().count(), 50);
+}
