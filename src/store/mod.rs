@@ -974,8 +974,9 @@ impl Store {
         Ok(out)
     }
 
-    /// Open findings (`new`, `open`, `reopened`) of a scan by severity, every severity present
-    /// (zero when none), for `scan` thresholds and summaries.
+    /// Open findings (`new`, `open`, `reopened`, and `missing`: a held fix is not a fix yet) of
+    /// a scan by severity, every severity present (zero when none), for `scan` thresholds and
+    /// summaries.
     pub fn open_by_severity(&self, scan: &str) -> Result<BTreeMap<Severity, u64>, StoreError> {
         let mut out: BTreeMap<Severity, u64> = Severity::ALL.iter().map(|s| (*s, 0)).collect();
         let scan_id: Option<i64> = self
@@ -989,7 +990,7 @@ impl Store {
         let scan_rows = ScanRows::of(&self.conn, scan_id)?;
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT severity, count(*) FROM findings
-             WHERE {} AND state IN ('new', 'open', 'reopened')
+             WHERE {} AND state IN ('new', 'open', 'reopened', 'missing')
              GROUP BY severity",
             scan_rows.sql("?1", "?2", "?3")
         ))?;
