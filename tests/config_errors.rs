@@ -421,6 +421,31 @@ fn corpus() -> Vec<Case> {
             "error: scans[0].webhook: must be a table",
         ),
         case(
+            "a duration with a unit twice",
+            format!("{base}{}", scan("a", "schedule = { every = \"30s30s\" }")),
+            "error: scans[0].schedule.every: \"30s30s\" gives \"s\" twice; give each unit once",
+        ),
+        case(
+            "a duration with a larger unit after a smaller one",
+            format!("{base}{}", scan("a", "schedule = { every = \"1m1h\" }")),
+            "error: scans[0].schedule.every: \"1m1h\" has \"h\" after the smaller unit \"m\"",
+        ),
+        case(
+            "a duration with a fraction",
+            format!("{base}{}", scan("a", "schedule = { every = \"1.5h\" }")),
+            "error: scans[0].schedule.every: \"1.5h\": fractions are not accepted; write the parts in smaller units, e.g. \"1h30m\"",
+        ),
+        case(
+            "a branch glob with a character class",
+            format!("{base}{}", scan("a", "schedule = \"now\"\nwebhook = { platform = \"github\", secret_env = \"SCANSYNC_TEST_TOKEN\", branches = [\"main\", \"release/v[0-9]\"] }")),
+            "error: scans[0].webhook.branches[1]: \"release/v[0-9]\" has a [...] character class, which is not supported",
+        ),
+        case(
+            "a negated branch glob",
+            format!("{base}{}", scan("a", "schedule = \"now\"\nwebhook = { platform = \"github\", secret_env = \"SCANSYNC_TEST_TOKEN\", branches = [\"!main\"] }")),
+            "error: scans[0].webhook.branches[0]: \"!main\" starts with \"!\": negated patterns are not supported",
+        ),
+        case(
             "not TOML at all",
             format!("{base}[[scans]\n"),
             "not valid TOML",

@@ -5,10 +5,8 @@ use super::Global;
 use crate::config::{Config, ScanConfig};
 use crate::finding::Severity;
 use crate::store::RunState;
-use crate::sync::{run_scan, Progress, RunOptions, RunSummary, SyncContext};
+use crate::sync::{run_scan, RunOptions, RunSummary, SyncContext};
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Exit code: the run did not succeed (failed, timed out, interrupted).
@@ -229,9 +227,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
             args.tool
         );
     }
-    let progress = std::io::stderr().is_terminal().then(|| {
-        Progress(Arc::new(|line: &str| eprintln!("{line}")) as Arc<dyn Fn(&str) + Send + Sync>)
-    });
+    let progress = super::status_progress();
     let opts = RunOptions {
         trigger: "cli".into(),
         branch: args.branch.clone(),
@@ -241,6 +237,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
         ..RunOptions::default()
     };
     let summary = run_scan(&ctx, &scan, opts).await;
+    crate::logging::status().finish();
     signals.close();
     let summary = summary?;
     if args.start_only {
@@ -287,7 +284,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
             summary
                 .error
                 .as_deref()
-                .map(|e| format!(": {e}"))
+                .map(|e| format!(": {}", crate::display::clean(e)))
                 .unwrap_or_default()
         );
         return Ok(EXIT_RUN_FAILED);
