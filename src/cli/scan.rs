@@ -343,7 +343,8 @@ fn stop_on_signal(
     let handle = signals.handle();
     std::thread::spawn(move || {
         if signals.forever().next().is_some() {
-            eprintln!("stopping: the run commits its current page and ends interrupted");
+            // Through the log, so it is written below no half-drawn status line.
+            tracing::warn!("stopping: the run commits its current page and ends interrupted");
             let _ = stop.send(true);
         }
     });
