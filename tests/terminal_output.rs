@@ -2,6 +2,8 @@
 //! title cannot drive the operator's terminal), wide titles stay aligned, and output into a
 //! pipe carries no terminal control sequence (no progress line, no colour).
 
+mod common;
+
 use scansync::finding::{Finding, Location, Severity};
 use scansync::store::{RunEnd, RunScope, Store};
 use std::process::Command;
@@ -117,4 +119,82 @@ fn check_config_into_a_pipe_prints_no_escape_sequences() {
         .unwrap();
     let all = [out.stdout, out.stderr].concat();
     assert!(!all.contains(&0x1b), "{}", String::from_utf8_lossy(&all));
+}
+
+/// `scansync sync` against the simulator with stderr on a pseudo-terminal (util-linux
+/// `script`), `TERM` as given; returns the exit code and everything the terminal received.
+fn sync_on_a_terminal(term: &str) -> Option<(Option<i32>, String)> {
+    use scansync::sim::{SimOptions, Simulator};
+    if Command::new("script").arg("--version").output().is_err() {
+        common::tool_missing(
+            "terminal output check",
+            "`script` is not on PATH (Debian package bsdutils)",
+        );
+        return None;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let sim = rt
+        .block_on(Simulator::start(SimOptions {
+            projects: 2,
+            findings_per_project: 50,
+            scan_seconds: 0.5,
+            ..SimOptions::default()
+        }))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    sim.write_config(&config, &dir.path().join("scansync.db"))
+        .unwrap();
+    // poll_interval 1s: the CodeThreat scan is polled at least once, so status lines show.
+    let command = format!(
+        "{} --config {} sync",
+        env!("CARGO_BIN_EXE_scansync"),
+        config.display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("TERM", term)
+        .env_remove("RUST_LOG")
+        .env_remove("JOURNAL_STREAM")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    drop(rt);
+    Some((
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    ))
+}
+
+#[test]
+fn sync_at_a_terminal_logs_warn_only_and_its_report_follows_the_erased_status_lines() {
+    let Some((code, text)) = sync_on_a_terminal("xterm-256color") else {
+        return;
+    };
+    assert_eq!(code, Some(0), "{text:?}");
+    // No info lines at a terminal by default.
+    assert!(!text.contains("INFO"), "{text:?}");
+    // Status lines were drawn and erased; the report comes after the last erase, whole.
+    let last_erase = text.rfind("\r\x1b[2K").expect("status lines were drawn");
+    let report = &text[last_erase + "\r\x1b[2K".len()..];
+    assert!(!report.contains('\x1b'), "{report:?}");
+    let summaries: Vec<&str> = report
+        .lines()
+        .filter(|l| l.contains(": succeeded (run "))
+        .collect();
+    assert_eq!(summaries.len(), 2, "{report:?}");
+}
+
+#[test]
+fn sync_on_a_dumb_terminal_draws_no_status_lines() {
+    let Some((code, text)) = sync_on_a_terminal("dumb") else {
+        return;
+    };
+    assert_eq!(code, Some(0), "{text:?}");
+    assert!(!text.contains('\x1b'), "{text:?}");
+    assert_eq!(text.matches(": succeeded (run ").count(), 2, "{text:?}");
 }
