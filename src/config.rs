@@ -611,7 +611,9 @@ impl InstanceConfig {
     }
 }
 
-/// `"30s"`, `"15m"`, `"6h"`, `"1d"`, `"1h30m"` ↔ `Duration`.
+/// `"30s"`, `"15m"`, `"6h"`, `"1d"`, `"1h30m"` ↔ `Duration`. Units go from the largest to
+/// the smallest, each at most once (`30s30s` or `1m1h` are refused: they read as typos, not
+/// as sums), and numbers are whole (`1.5h` is refused with a hint to write `1h30m`).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let usage =
         "use whole numbers with a unit s, m, h or d, e.g. \"30s\", \"15m\", \"6h\", \"1h30m\"";
@@ -624,6 +626,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     }
     let mut total: u64 = 0;
     let mut rest = t;
+    // The size of the unit before, so each next unit must be smaller.
+    let mut previous: Option<(u64, &str)> = None;
     while !rest.is_empty() {
         let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
         if digits == 0 {
@@ -633,11 +637,20 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             .parse()
             .map_err(|_| format!("\"{s}\" is too long a duration"))?;
         rest = &rest[digits..];
+        if let Some(after_point) = rest.strip_prefix(['.', ',']) {
+            if after_point.starts_with(|c: char| c.is_ascii_digit()) {
+                return Err(format!(
+                    "\"{s}\": fractions are not accepted; write the parts in smaller units, \
+                     e.g. \"1h30m\" for 1.5h or \"1m30s\" for 1.5m"
+                ));
+            }
+        }
         let unit_len = rest.len()
             - rest
                 .trim_start_matches(|c: char| c.is_ascii_alphabetic())
                 .len();
-        let unit = match &rest[..unit_len] {
+        let word = &rest[..unit_len];
+        let unit = match word {
             "s" => 1,
             "m" => 60,
             "h" => 3600,
@@ -645,6 +658,20 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             "" => return Err(format!("\"{s}\" lacks a unit; {usage}")),
             other => return Err(format!("\"{s}\" has unknown unit \"{other}\"; {usage}")),
         };
+        if let Some((before, before_word)) = previous {
+            if unit == before {
+                return Err(format!(
+                    "\"{s}\" gives \"{word}\" twice; give each unit once, e.g. \"1h30m\""
+                ));
+            }
+            if unit > before {
+                return Err(format!(
+                    "\"{s}\" has \"{word}\" after the smaller unit \"{before_word}\"; \
+                     write the units from largest to smallest, e.g. \"1h30m\""
+                ));
+            }
+        }
+        previous = Some((unit, word));
         rest = &rest[unit_len..];
         total = number
             .checked_mul(unit)
@@ -652,6 +679,27 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             .ok_or_else(|| format!("\"{s}\" is too long a duration"))?;
     }
     Ok(Duration::from_secs(total))
+}
+
+/// Why a `webhook.branches` glob would not do what it looks like, if it would not. Our
+/// dialect (`server::glob`: `*`, `**`, `?`, the rest literal) is GitHub's minus two of its
+/// words: a `[...]` class and a leading `!` (negation) would be literal characters here, and
+/// git refuses `[` in branch names, so such a pattern never matches.
+fn branch_glob_problem(pattern: &str) -> Option<String> {
+    if pattern.starts_with('!') {
+        return Some(format!(
+            "\"{pattern}\" starts with \"!\": negated patterns are not supported (it would \
+             match only a branch literally named so); list the branches to include instead"
+        ));
+    }
+    if pattern.contains('[') || pattern.contains(']') {
+        return Some(format!(
+            "\"{pattern}\" has a [...] character class, which is not supported (it would be \
+             matched literally, and git does not allow \"[\" in branch names); use \"?\" or \"*\", \
+             or list the branches"
+        ));
+    }
+    None
 }
 
 /// The inverse of [`parse_duration`], for summaries: `5400s` → `"1h30m"`.
@@ -1778,6 +1826,15 @@ impl Checker<'_> {
                         "must not be empty",
                     );
                 }
+                for (i, pattern) in list.iter().enumerate() {
+                    if let Some(why) = branch_glob_problem(pattern) {
+                        self.error(
+                            &format!("{}[{i}]", t.field("branches")),
+                            Some(&bv.span()),
+                            why,
+                        );
+                    }
+                }
                 Some(list)
             }
         };
@@ -2062,6 +2119,32 @@ mod tests {
             assert!(parse_duration(bad).is_err(), "{bad:?} was accepted");
         }
         assert!(parse_duration("90").unwrap_err().contains("lacks a unit"));
+    }
+
+    #[test]
+    fn durations_refuse_repeated_or_rising_units_and_explain_fractions() {
+        assert_eq!(
+            parse_duration("30s30s"),
+            Err("\"30s30s\" gives \"s\" twice; give each unit once, e.g. \"1h30m\"".into())
+        );
+        assert_eq!(
+            parse_duration("1m1h"),
+            Err(
+                "\"1m1h\" has \"h\" after the smaller unit \"m\"; write the units from \
+                 largest to smallest, e.g. \"1h30m\""
+                    .into()
+            )
+        );
+        assert_eq!(
+            parse_duration("1.5h"),
+            Err(
+                "\"1.5h\": fractions are not accepted; write the parts in smaller units, \
+                 e.g. \"1h30m\" for 1.5h or \"1m30s\" for 1.5m"
+                    .into()
+            )
+        );
+        assert_eq!(parse_duration("2d3h4m5s"), Ok(Duration::from_secs(183_845)));
+        assert_eq!(parse_duration("1h5s"), Ok(Duration::from_secs(3605)));
     }
 
     #[test]

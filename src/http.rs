@@ -168,8 +168,9 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
-    let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    let when = SystemTime::from(when);
+    // RFC 9110's HTTP-date in all three of its forms (IMF-fixdate, RFC 850, asctime), as
+    // `httpdate` reads them; RFC 2822 is a different grammar that accepts other zones.
+    let when = httpdate::parse_http_date(value).ok()?;
     Some(when.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
@@ -240,6 +241,9 @@ pub struct HttpClient {
     /// The instance name the metrics file this client's requests under; `None` records
     /// nothing (a client that is not a vendor instance's).
     metrics_label: Option<Arc<str>>,
+    /// The process's stop flag: a wait between retries ends at once when it turns true, and
+    /// the request returns its last error instead of retrying. `None`: waits run out.
+    stop: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl fmt::Debug for HttpClient {
@@ -303,6 +307,7 @@ impl HttpClient {
             counters: Arc::default(),
             secrets: Vec::new(),
             metrics_label: None,
+            stop: None,
         };
         match &instance.url {
             Some(url) => client.with_base_url(url),
@@ -422,8 +427,17 @@ impl HttpClient {
         self.send(Method::POST, url, Some(body)).await
     }
 
+    /// Ends the waits between retries as soon as `stop` turns true (the sync's stop flag):
+    /// the request then returns its last error rather than sleeping out a backoff or a
+    /// server's `Retry-After` while the process is asked to stop.
+    pub fn with_stop(mut self, stop: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.stop = Some(stop);
+        self
+    }
+
     /// Sends with retries (a body goes out as JSON); returns the first success or the last
-    /// error.
+    /// error (at once, without retrying, when the stop flag of [`HttpClient::with_stop`] is
+    /// set).
     pub async fn send(
         &self,
         method: Method,
@@ -466,8 +480,24 @@ impl HttpClient {
             self.counters
                 .retry_wait_ms
                 .fetch_add(wait.as_millis() as u64, Ordering::Relaxed);
-            tokio::time::sleep(wait).await;
+            if !self.wait_unless_stopped(wait).await {
+                tracing::debug!(%method, %url, "not retrying: asked to stop");
+                return Err(err);
+            }
             retry += 1;
+        }
+    }
+
+    /// Sleeps `wait`; false (at once) when the stop flag is or becomes set first.
+    async fn wait_unless_stopped(&self, wait: Duration) -> bool {
+        let Some(mut stop) = self.stop.clone() else {
+            tokio::time::sleep(wait).await;
+            return true;
+        };
+        tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => false,
+            _ = tokio::time::sleep(wait) => true,
         }
     }
 
@@ -731,6 +761,101 @@ mod tests {
     }
 
     #[test]
+    fn retry_after_reads_every_http_date_form_and_refuses_other_dates() {
+        let now =
+            SystemTime::from(chrono::DateTime::parse_from_rfc3339("1994-11-06T08:49:00Z").unwrap());
+        // RFC 9110 §5.6.7: IMF-fixdate, the obsolete RFC 850 form and asctime.
+        for date in [
+            "Sun, 06 Nov 1994 08:49:37 GMT",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+        ] {
+            assert_eq!(
+                parse_retry_after(date, now),
+                Some(Duration::from_secs(37)),
+                "{date}"
+            );
+        }
+        // Not HTTP dates: a numeric zone (RFC 2822), ISO 8601.
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:37 +0000", now),
+            None
+        );
+        assert_eq!(parse_retry_after("1994-11-06T08:49:37Z", now), None);
+    }
+
+    /// A loopback server answering every request with 503 and `Retry-After: 3600`, counting
+    /// the requests.
+    async fn unavailable_server() -> (String, Arc<AtomicU64>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let hits = Arc::new(AtomicU64::new(0));
+        let counted = hits.clone();
+        tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                let counted = counted.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match tcp.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    let _ = tcp
+                        .write_all(
+                            b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 3600\r\n\
+                              content-length: 0\r\nconnection: close\r\n\r\n",
+                        )
+                        .await;
+                });
+            }
+        });
+        (url, hits)
+    }
+
+    #[tokio::test]
+    async fn a_retry_wait_ends_at_once_on_stop_and_returns_the_last_error() {
+        let (url, hits) = unavailable_server().await;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let client = HttpClient::for_instance(&InstanceConfig::default())
+            .unwrap()
+            .with_base_url(&url)
+            .unwrap()
+            .with_stop(stop_rx);
+        let request = tokio::spawn(async move { client.get("/x", &[]).await });
+        // Stop once the first answer is in: the client is then in its hour-long wait.
+        while hits.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        stop_tx.send(true).unwrap();
+        // Far shorter than the hour the server asked for: only stop can end the wait.
+        let result = tokio::time::timeout(Duration::from_secs(30), request)
+            .await
+            .expect("the retry wait ended on stop")
+            .unwrap();
+        assert_eq!(result.unwrap_err().status(), Some(503));
+        assert_eq!(hits.load(Ordering::SeqCst), 1, "no retry after stop");
+    }
+
+    #[tokio::test]
+    async fn a_stop_set_before_the_request_still_lets_one_attempt_through() {
+        let (url, hits) = unavailable_server().await;
+        let (_stop_tx, stop_rx) = tokio::sync::watch::channel(true);
+        let client = HttpClient::for_instance(&InstanceConfig::default())
+            .unwrap()
+            .with_base_url(&url)
+            .unwrap()
+            .with_stop(stop_rx);
+        let err = client.get("/x", &[]).await.unwrap_err();
+        assert_eq!(err.status(), Some(503));
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
     fn retry_after_garbage_is_ignored() {
         assert_eq!(parse_retry_after("soon", SystemTime::now()), None);
         assert_eq!(parse_retry_after("-3", SystemTime::now()), None);
@@ -744,10 +869,13 @@ mod tests {
         assert_eq!(p.backoff_ceiling(3), Duration::from_millis(4000));
         assert_eq!(p.backoff_ceiling(10), Duration::from_secs(30));
         assert_eq!(p.backoff_ceiling(200), Duration::from_secs(30));
-        for retry in 0..12 {
-            for _ in 0..50 {
-                assert!(p.backoff(retry) <= p.backoff_ceiling(retry));
-            }
+        // Full jitter: uniform over 0..=ceiling at each retry, not just under it.
+        for retry in [0, 3, 10] {
+            let ceiling = p.backoff_ceiling(retry).as_millis() as u64;
+            let samples: Vec<u64> = (0..20_000)
+                .map(|_| p.backoff(retry).as_millis() as u64)
+                .collect();
+            crate::schedule::assert_uniform_ms(&samples, 0, ceiling);
         }
     }
 

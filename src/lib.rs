@@ -10,6 +10,7 @@
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod display;
 pub mod export;
 pub mod finding;
 pub mod http;

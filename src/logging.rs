@@ -1,8 +1,13 @@
 //! Log output set up once per process, in the shape whoever reads it wants: colours and
 //! timestamps for a person at a terminal, bare lines for the journal (which adds its own
 //! timestamps and unit name), JSON for log shippers.
+//!
+//! At a terminal, one-shot commands also draw live status lines (one per scan in flight)
+//! below the log ([`status`]). Log lines go through the same lock: the status lines are
+//! erased, the log line is written, and they are drawn again, so the two never share a row.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
 use tracing_subscriber::EnvFilter;
 
 /// How log lines are written.
@@ -74,7 +79,7 @@ pub fn init(level: &str, requested_format: &str) -> Result<(), LoggingError> {
         .unwrap_or_else(|_| EnvFilter::new(filter_directives(level)));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(|| StderrBelowStatus);
     // try_init: a second call (a test harness, the demo inside a test) keeps the first one.
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
@@ -85,9 +90,247 @@ pub fn init(level: &str, requested_format: &str) -> Result<(), LoggingError> {
     Ok(())
 }
 
+/// Whether live status lines suit this stderr: a terminal that can move its cursor (`TERM`
+/// set and not `dumb`).
+pub fn status_wanted(stderr_is_terminal: bool, term: Option<&str>) -> bool {
+    stderr_is_terminal && !matches!(term.map(str::trim), None | Some("") | Some("dumb"))
+}
+
+/// Rows of status shown at most; more scans in flight are summed up in one more row.
+const STATUS_ROWS: usize = 8;
+
+/// The live status lines of a one-shot command at a terminal: one row per scan in flight,
+/// drawn below the log and erased around every log line. Off (every call a no-op) until
+/// [`StatusArea::enable`] finds a terminal it suits.
+pub struct StatusArea {
+    state: Mutex<StatusState>,
+}
+
+struct StatusState {
+    enabled: bool,
+    /// `(key, line)` in the order the keys first came.
+    lines: Vec<(String, String)>,
+    /// Rows on screen now, the cursor at the end of the last.
+    drawn: usize,
+}
+
+static STATUS: StatusArea = StatusArea {
+    state: Mutex::new(StatusState {
+        enabled: false,
+        lines: Vec::new(),
+        drawn: 0,
+    }),
+};
+
+/// The process's status area.
+pub fn status() -> &'static StatusArea {
+    &STATUS
+}
+
+impl StatusArea {
+    fn lock(&self) -> std::sync::MutexGuard<'_, StatusState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Turns the status lines on when stderr is a terminal that suits them
+    /// ([`status_wanted`]); returns whether it did.
+    pub fn enable(&self) -> bool {
+        let wanted = status_wanted(
+            std::io::stderr().is_terminal(),
+            std::env::var("TERM").ok().as_deref(),
+        );
+        self.lock().enabled = wanted;
+        wanted
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.lock().enabled
+    }
+
+    /// Shows `line` in the row of its scan: the text before the first `": "` names the row
+    /// (`"shop-sast: page 3, 300 findings"`), so each scan in flight keeps one row.
+    pub fn set(&self, line: &str) {
+        let mut state = self.lock();
+        if !state.enabled {
+            return;
+        }
+        let key = line.split_once(": ").map_or(line, |(k, _)| k);
+        match state.lines.iter_mut().find(|(k, _)| k == key) {
+            Some(slot) => slot.1 = line.to_string(),
+            None => state.lines.push((key.to_string(), line.to_string())),
+        }
+        redraw(&mut state, &mut std::io::stderr().lock(), terminal_width());
+    }
+
+    /// Removes the row of `key` (a scan whose run ended).
+    pub fn remove(&self, key: &str) {
+        let mut state = self.lock();
+        if !state.enabled {
+            return;
+        }
+        state.lines.retain(|(k, _)| k != key);
+        redraw(&mut state, &mut std::io::stderr().lock(), terminal_width());
+    }
+
+    /// Erases every row and turns the area off: call before printing the command's report.
+    pub fn finish(&self) {
+        let mut state = self.lock();
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_all(erase(state.drawn).as_bytes());
+        let _ = err.flush();
+        state.drawn = 0;
+        state.lines.clear();
+        state.enabled = false;
+    }
+
+    /// Writes `bytes` (whole lines) to `out` with the status rows erased first and drawn
+    /// again after.
+    fn write_through(
+        &self,
+        out: &mut impl Write,
+        bytes: &[u8],
+        width: usize,
+    ) -> std::io::Result<()> {
+        let mut state = self.lock();
+        if state.drawn == 0 && state.lines.is_empty() {
+            return out.write_all(bytes);
+        }
+        out.write_all(erase(state.drawn).as_bytes())?;
+        state.drawn = 0;
+        out.write_all(bytes)?;
+        redraw(&mut state, out, width);
+        Ok(())
+    }
+}
+
+/// Erases the status rows and draws the current ones, in one write.
+fn redraw(state: &mut StatusState, out: &mut impl Write, width: usize) {
+    let (text, rows) = draw(&state.lines, width);
+    let _ = out.write_all(format!("{}{text}", erase(state.drawn)).as_bytes());
+    let _ = out.flush();
+    state.drawn = rows;
+}
+
+/// The escape sequence that clears `drawn` status rows, the cursor at the end of the last,
+/// and leaves it at the start of the first.
+fn erase(drawn: usize) -> String {
+    if drawn == 0 {
+        return String::new();
+    }
+    let mut s = String::from("\r\x1b[2K");
+    for _ in 1..drawn {
+        s.push_str("\x1b[1A\r\x1b[2K");
+    }
+    s
+}
+
+/// The status rows as text (no newline after the last) and how many rows it takes: each
+/// line cut to the terminal's width so none wraps, at most [`STATUS_ROWS`] of them.
+fn draw(lines: &[(String, String)], width: usize) -> (String, usize) {
+    let mut rows: Vec<String> = lines
+        .iter()
+        .take(STATUS_ROWS)
+        .map(|(_, line)| crate::display::fit(&crate::display::clean(line), width.saturating_sub(1)))
+        .collect();
+    if lines.len() > STATUS_ROWS {
+        rows.push(format!("… and {} more", lines.len() - STATUS_ROWS));
+    }
+    (rows.join("\n"), rows.len())
+}
+
+fn terminal_width() -> usize {
+    terminal_size::terminal_size_of(std::io::stderr())
+        .map(|(w, _)| w.0 as usize)
+        .filter(|&w| w > 0)
+        .unwrap_or(80)
+}
+
+/// stderr for the log, below the status rows ([`StatusArea::write_through`]).
+struct StderrBelowStatus;
+
+impl Write for StderrBelowStatus {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        status().write_through(&mut std::io::stderr().lock(), buf, terminal_width())?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn area(lines: &[&str], drawn: usize) -> StatusArea {
+        StatusArea {
+            state: Mutex::new(StatusState {
+                enabled: true,
+                lines: lines
+                    .iter()
+                    .map(|l| (l.split(": ").next().unwrap().to_string(), l.to_string()))
+                    .collect(),
+                drawn,
+            }),
+        }
+    }
+
+    #[test]
+    fn status_lines_are_off_for_a_pipe_a_dumb_terminal_or_no_term() {
+        assert!(status_wanted(true, Some("xterm-256color")));
+        assert!(!status_wanted(false, Some("xterm-256color")));
+        assert!(!status_wanted(true, Some("dumb")));
+        assert!(!status_wanted(true, None));
+        assert!(!status_wanted(true, Some("")));
+    }
+
+    #[test]
+    fn a_log_line_is_written_between_erasing_and_redrawing_the_status_rows() {
+        let a = area(
+            &["ct-shop: page 2, 200 findings", "salt-api: scanning 40%"],
+            2,
+        );
+        let mut out = Vec::new();
+        a.write_through(&mut out, b"WARN retrying\n", 80).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            "\r\x1b[2K\x1b[1A\r\x1b[2KWARN retrying\n\
+             ct-shop: page 2, 200 findings\nsalt-api: scanning 40%"
+        );
+        // Erased before the log line, the log line whole on its own row, both scans after.
+        assert_eq!(a.lock().drawn, 2);
+    }
+
+    #[test]
+    fn without_status_rows_a_log_line_passes_untouched() {
+        let a = area(&[], 0);
+        let mut out = Vec::new();
+        a.write_through(&mut out, b"INFO hello\n", 80).unwrap();
+        assert_eq!(out, b"INFO hello\n");
+    }
+
+    #[test]
+    fn status_rows_are_cut_to_the_width_and_capped() {
+        let many: Vec<(String, String)> = (0..12)
+            .map(|i| (format!("s{i}"), format!("s{i}: {}", "x".repeat(100))))
+            .collect();
+        let (text, rows) = draw(&many, 40);
+        assert_eq!(rows, STATUS_ROWS + 1);
+        let lines: Vec<&str> = text.split('\n').collect();
+        assert_eq!(lines.len(), rows);
+        assert!(lines[..STATUS_ROWS]
+            .iter()
+            .all(|l| unicode_width::UnicodeWidthStr::width(*l) == 39));
+        assert_eq!(lines[STATUS_ROWS], "… and 4 more");
+    }
+
+    #[test]
+    fn erasing_moves_up_one_row_less_than_it_clears() {
+        assert_eq!(erase(0), "");
+        assert_eq!(erase(1), "\r\x1b[2K");
+        assert_eq!(erase(3), "\r\x1b[2K\x1b[1A\r\x1b[2K\x1b[1A\r\x1b[2K");
+    }
 
     #[test]
     fn journal_stream_wins_over_a_terminal_for_text() {

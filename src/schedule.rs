@@ -103,6 +103,50 @@ pub fn jitter_delay(max: Duration) -> Duration {
     }
 }
 
+/// Asserts that `samples` (milliseconds, at least 10,000 of them) are drawn uniformly from
+/// `lo..=hi`, not merely that they stay under a ceiling: they reach both ends, their mean is
+/// the middle, and each tenth of the range holds a tenth of them. The bounds are ten or more
+/// standard deviations wide, so a true uniform draw does not fail them by chance, while a
+/// constant, a draw from half the range, or one skewed towards either end does.
+#[cfg(test)]
+pub(crate) fn assert_uniform_ms(samples: &[u64], lo: u64, hi: u64) {
+    let n = samples.len();
+    assert!(n >= 10_000, "too few samples ({n}) to judge a distribution");
+    let range = (hi - lo) as f64;
+    let min = *samples.iter().min().unwrap();
+    let max = *samples.iter().max().unwrap();
+    assert!(
+        min >= lo && max <= hi,
+        "samples {min}..={max} outside {lo}..={hi}"
+    );
+    assert!(
+        (min - lo) as f64 <= range * 0.02,
+        "lowest sample {min}, range {lo}..={hi}"
+    );
+    assert!(
+        (hi - max) as f64 <= range * 0.02,
+        "highest sample {max}, range {lo}..={hi}"
+    );
+    let mean = samples.iter().map(|&v| v as f64).sum::<f64>() / n as f64;
+    let middle = (lo + hi) as f64 / 2.0;
+    assert!(
+        (mean - middle).abs() <= range * 0.02,
+        "mean {mean} is not the middle {middle} of {lo}..={hi}"
+    );
+    let mut buckets = [0usize; 10];
+    for &v in samples {
+        let b = (((v - lo) as f64 / (range + 1.0)) * 10.0) as usize;
+        buckets[b.min(9)] += 1;
+    }
+    let expected = n as f64 / 10.0;
+    for (i, &count) in buckets.iter().enumerate() {
+        assert!(
+            (count as f64 - expected).abs() <= expected * 0.2,
+            "tenth {i} of {lo}..={hi} holds {count} of {n} samples: {buckets:?}"
+        );
+    }
+}
+
 /// How the enabled scans differ between two configs, by what their jobs need.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReloadPlan {
@@ -291,11 +335,32 @@ mod tests {
     }
 
     #[test]
-    fn jitter_stays_within_its_bound_and_zero_means_none() {
+    fn jitter_is_uniform_over_its_bound_and_zero_means_none() {
         assert_eq!(jitter_delay(Duration::ZERO), Duration::ZERO);
-        for _ in 0..200 {
-            assert!(jitter_delay(Duration::from_millis(250)) <= Duration::from_millis(250));
-        }
+        let samples: Vec<u64> = (0..20_000)
+            .map(|_| jitter_delay(Duration::from_millis(250)).as_millis() as u64)
+            .collect();
+        assert_uniform_ms(&samples, 0, 250);
+        let samples: Vec<u64> = (0..20_000)
+            .map(|_| jitter_delay(Duration::from_secs(600)).as_millis() as u64)
+            .collect();
+        assert_uniform_ms(&samples, 0, 600_000);
+    }
+
+    #[test]
+    fn the_uniformity_check_refuses_what_is_not_uniform() {
+        let refuses = |samples: Vec<u64>| {
+            std::panic::catch_unwind(|| assert_uniform_ms(&samples, 0, 1000)).is_err()
+        };
+        // A constant, the lower half only, and a skew towards the low end.
+        assert!(refuses(vec![1000; 20_000]));
+        assert!(refuses((0..20_000).map(|i| i % 500).collect()));
+        assert!(refuses(
+            (0..20_000u64)
+                .map(|i| (i % 1001) * (i % 1001) / 1000)
+                .collect()
+        ));
+        assert!(!refuses((0..20_000).map(|i| i % 1001).collect()));
     }
 
     #[test]

@@ -421,6 +421,31 @@ fn corpus() -> Vec<Case> {
             "error: scans[0].webhook: must be a table",
         ),
         case(
+            "a duration with a unit twice",
+            format!("{base}{}", scan("a", "schedule = { every = \"30s30s\" }")),
+            "error: scans[0].schedule.every: \"30s30s\" gives \"s\" twice; give each unit once",
+        ),
+        case(
+            "a duration with a larger unit after a smaller one",
+            format!("{base}{}", scan("a", "schedule = { every = \"1m1h\" }")),
+            "error: scans[0].schedule.every: \"1m1h\" has \"h\" after the smaller unit \"m\"",
+        ),
+        case(
+            "a duration with a fraction",
+            format!("{base}{}", scan("a", "schedule = { every = \"1.5h\" }")),
+            "error: scans[0].schedule.every: \"1.5h\": fractions are not accepted; write the parts in smaller units, e.g. \"1h30m\"",
+        ),
+        case(
+            "a branch glob with a character class",
+            format!("{base}{}", scan("a", "schedule = \"now\"\nwebhook = { platform = \"github\", secret_env = \"SCANSYNC_TEST_TOKEN\", branches = [\"main\", \"release/v[0-9]\"] }")),
+            "error: scans[0].webhook.branches[1]: \"release/v[0-9]\" has a [...] character class, which is not supported",
+        ),
+        case(
+            "a negated branch glob",
+            format!("{base}{}", scan("a", "schedule = \"now\"\nwebhook = { platform = \"github\", secret_env = \"SCANSYNC_TEST_TOKEN\", branches = [\"!main\"] }")),
+            "error: scans[0].webhook.branches[0]: \"!main\" starts with \"!\": negated patterns are not supported",
+        ),
+        case(
             "not TOML at all",
             format!("{base}[[scans]\n"),
             "not valid TOML",
@@ -497,29 +522,56 @@ fn a_token_value_never_appears_in_check_config_output() {
     );
     let from_file_path = dir.path().join("token");
     std::fs::write(&from_file_path, format!("{TOKEN_VALUE}\n")).unwrap();
-    let configs = [
-        // Success, with the token inline, in a file and in the environment.
-        format!("{STORE}{inline}{}", ok_scan("a")),
-        format!("{STORE}{CT}{}", ok_scan("a")),
-        format!(
-            "{STORE}{}{}",
-            CT.replace(
-                "token_env = \"SCANSYNC_TEST_TOKEN\"",
-                &format!("token_file = \"{}\"", from_file_path.display())
-            ),
-            ok_scan("a")
+    let token_file = CT.replace(
+        "token_env = \"SCANSYNC_TEST_TOKEN\"",
+        &format!("token_file = \"{}\"", from_file_path.display()),
+    );
+    // Each config with its exact exit code and the line that must say what happened (on
+    // stdout for a pass, stderr for an error), so the check cannot pass by printing nothing.
+    let configs: [(String, i32, &str); 7] = [
+        // Success, with the token inline, in the environment and in a file.
+        (
+            format!("{STORE}{inline}{}", ok_scan("a")),
+            0,
+            "  ct  codethreat  https://ct.example  org \"acme\"  token inline",
         ),
-        // Failures next to the token: another error, a token given twice, a token of the
-        // wrong type, a token pasted where a variable name belongs.
-        format!("{STORE}{inline}{}", scan("a", "schedule = \"soon\"")),
-        format!("{STORE}{inline}token_env = \"X\"\n"),
-        format!("{STORE}{}", CT.replace(TOKEN_VAR, TOKEN_VALUE)),
-        format!(
-            "{STORE}{}",
-            CT.replace("token_env = \"SCANSYNC_TEST_TOKEN\"", "token = 12345678")
+        (
+            format!("{STORE}{CT}{}", ok_scan("a")),
+            0,
+            "  ct  codethreat  https://ct.example  org \"acme\"  token from env SCANSYNC_TEST_TOKEN",
+        ),
+        (
+            format!("{STORE}{token_file}{}", ok_scan("a")),
+            0,
+            "  ct  codethreat  https://ct.example  org \"acme\"  token from file ",
+        ),
+        // Failures next to the token: another error, a token given twice, a token pasted
+        // where a variable name belongs, a token of the wrong type.
+        (
+            format!("{STORE}{inline}{}", scan("a", "schedule = \"soon\"")),
+            78,
+            "error: scans[0].schedule: \"soon\" is not a schedule; ",
+        ),
+        (
+            format!("{STORE}{inline}token_env = \"X\"\n"),
+            78,
+            "error: instances.ct.token_env: token given twice (token and token_env); keep exactly one token source (line 9)",
+        ),
+        (
+            format!("{STORE}{}", CT.replace(TOKEN_VAR, TOKEN_VALUE)),
+            78,
+            "error: instances.ct.token_env: is not an environment variable name (letters, digits and _); it names the variable that holds the token, not the token itself (line 8)",
+        ),
+        (
+            format!(
+                "{STORE}{}",
+                CT.replace("token_env = \"SCANSYNC_TEST_TOKEN\"", "token = 12345678")
+            ),
+            78,
+            "error: instances.ct.token: must be a string, not an integer (line 8)",
         ),
     ];
-    for config in &configs {
+    for (config, code, says) in &configs {
         let out = check(dir.path(), config, &[]);
         let (stdout, stderr) = text(&out);
         assert!(
@@ -528,6 +580,19 @@ fn a_token_value_never_appears_in_check_config_output() {
                 && !stderr.contains("12345678"),
             "token printed for config:\n{config}\nstdout:\n{stdout}\nstderr:\n{stderr}"
         );
+        assert_eq!(out.status.code(), Some(*code), "{config}\n{stderr}");
+        let shown = if *code == 0 { &stdout } else { &stderr };
+        assert!(
+            shown.lines().any(|l| l.starts_with(says)),
+            "no line starting {says:?} for config:\n{config}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        );
+        if *code == 78 {
+            assert_eq!(
+                stderr.lines().filter(|l| l.starts_with("error: ")).count(),
+                1,
+                "{stderr}"
+            );
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 //! the `scan` and `demo` commands do what their help says. Runs are counted in the store;
 //! nothing here asserts how fast anything is.
 
+use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags};
 use scansync::daemon::{self, DaemonEvent, DaemonHandle};
 use scansync::sim::{SimOptions, Simulator};
@@ -159,65 +160,151 @@ impl InProcess {
     }
 }
 
-/// Runs the daemon with one scan on `schedule` until `want` runs finished, lets it go on
-/// for `settle`, and returns how many runs it recorded (at least `want` of them succeeded).
-async fn runs_of_schedule(schedule: &str, want: u64, settle: Duration) -> u64 {
+/// A run row as these tests read it: `(state, started_at, finished_at)`.
+type RunTimes = (String, DateTime<Utc>, Option<DateTime<Utc>>);
+
+/// Every run of `scan` with its times, oldest first.
+fn run_times(store: &Path, scan: &str) -> Vec<RunTimes> {
+    let Some(c) = db(store) else {
+        return Vec::new();
+    };
+    let Ok(mut stmt) = c.prepare(
+        "SELECT state, started_at, finished_at FROM sync_runs WHERE scan = ?1 ORDER BY id",
+    ) else {
+        return Vec::new();
+    };
+    let time = |s: String| {
+        DateTime::parse_from_rfc3339(&s)
+            .unwrap_or_else(|e| panic!("started_at {s:?}: {e}"))
+            .with_timezone(&Utc)
+    };
+    stmt.query_map([scan], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            time(r.get(1)?),
+            r.get::<_, Option<String>>(2)?.map(time),
+        ))
+    })
+    .map(|rows| rows.filter_map(Result::ok).collect())
+    .unwrap_or_default()
+}
+
+/// The witness: a Salt scan every second beside the scan under test. "It ran exactly once"
+/// is proven by the witness running again and again after that run ended (the scheduler
+/// went on firing jobs) while the scan under test did not: an event count, not a sleep that
+/// a loaded machine could outlast.
+const WITNESS: &str = "witness";
+/// Witness runs to see after the last run of the scan under test.
+const WITNESS_RUNS: usize = 3;
+
+/// Waits until the witness has started [`WITNESS_RUNS`] runs after `after`.
+async fn witness_runs_after(store: &Path, after: DateTime<Utc>) {
+    wait_for(
+        &format!("{WITNESS_RUNS} witness runs after {after}"),
+        || {
+            run_times(store, WITNESS)
+                .iter()
+                .filter(|r| r.1 > after)
+                .count()
+                >= WITNESS_RUNS
+        },
+    )
+    .await;
+}
+
+/// Runs the daemon with scan "s" on `schedule` (and the witness) until `want` runs of "s"
+/// finished and, with `witness`, until the witness ran [`WITNESS_RUNS`] times after the last
+/// of them ended; returns every run of "s" (at least `want` of them succeeded).
+async fn runs_of_schedule(schedule: &str, want: usize, witness: bool) -> Vec<RunTimes> {
     let sim = sim(0.0).await;
     let dir = tempfile::tempdir().unwrap();
-    let (config, store) = write_config(&sim, dir.path(), &salt_scan("s", "project-1", schedule));
+    let scans = format!(
+        "{}{}",
+        salt_scan("s", "project-1", schedule),
+        salt_scan(WITNESS, "project-2", "{ every = \"1s\" }")
+    );
+    let (config, store) = write_config(&sim, dir.path(), &scans);
     let d = start_in_process(&config);
     wait_for(&format!("{want} run(s) of {schedule}"), || {
-        finished_runs(&store, "s") >= want
+        finished_runs(&store, "s") >= want as u64
     })
     .await;
-    tokio::time::sleep(settle).await;
+    if witness {
+        let ended = run_times(&store, "s")
+            .iter()
+            .filter_map(|r| r.2)
+            .max()
+            .expect("a finished run has finished_at");
+        witness_runs_after(&store, ended).await;
+    }
     d.stop().await;
-    let all = runs(&store, "s");
+    let all = run_times(&store, "s");
     // Stopping may interrupt a run in flight; every other run must have succeeded.
-    let succeeded = all.iter().filter(|r| r.1 == "succeeded").count() as u64;
+    let succeeded = all.iter().filter(|r| r.0 == "succeeded").count();
     assert!(succeeded >= want, "{all:?}");
     sim.shutdown().await;
-    all.len() as u64
+    all
+}
+
+/// Consecutive runs started at least `gap` apart (a schedule, not a burst).
+fn assert_spaced(runs: &[RunTimes], gap: chrono::Duration) {
+    for pair in runs.windows(2) {
+        assert!(
+            pair[1].1 - pair[0].1 >= gap,
+            "runs started {} and {}: closer than {gap}",
+            pair[0].1,
+            pair[1].1
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schedule_now_runs_exactly_once() {
-    assert_eq!(
-        runs_of_schedule("\"now\"", 1, Duration::from_secs(2)).await,
-        1
-    );
+    let runs = runs_of_schedule("\"now\"", 1, true).await;
+    assert_eq!(runs.len(), 1, "{runs:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schedule_at_in_the_past_runs_exactly_once() {
-    let at = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
+    let at = (Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
     let schedule = format!("{{ at = \"{at}\" }}");
-    assert_eq!(
-        runs_of_schedule(&schedule, 1, Duration::from_secs(2)).await,
-        1
+    let runs = runs_of_schedule(&schedule, 1, true).await;
+    assert_eq!(runs.len(), 1, "{runs:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedule_at_in_the_near_future_runs_exactly_once_and_not_before_its_time() {
+    // Computed before start-up: room enough that start-up on a loaded machine does not eat
+    // it (and if it did, the run would still start after `at`, which is what is checked).
+    let at = Utc::now() + chrono::Duration::seconds(5);
+    let schedule = format!("{{ at = \"{}\" }}", at.to_rfc3339());
+    let runs = runs_of_schedule(&schedule, 1, true).await;
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    // started_at has millisecond precision; `at` is compared at the same.
+    use chrono::SubsecRound;
+    assert!(
+        runs[0].1 >= at.trunc_subsecs(3),
+        "started {} before its time {at}",
+        runs[0].1
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn schedule_at_in_the_near_future_runs_exactly_once() {
-    let at = (chrono::Utc::now() + chrono::Duration::seconds(2)).to_rfc3339();
-    let schedule = format!("{{ at = \"{at}\" }}");
-    assert_eq!(
-        runs_of_schedule(&schedule, 1, Duration::from_secs(2)).await,
-        1
+async fn schedule_every_second_runs_repeatedly_a_second_apart() {
+    let runs = runs_of_schedule("{ every = \"1s\" }", 3, false).await;
+    assert!(runs.len() >= 3, "every 1s ran {} time(s)", runs.len());
+    assert_spaced(&runs, chrono::Duration::milliseconds(500));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedule_seconds_cron_runs_repeatedly_a_second_apart() {
+    let runs = runs_of_schedule("{ cron = \"*/1 * * * * *\" }", 3, false).await;
+    assert!(
+        runs.len() >= 3,
+        "cron every second ran {} time(s)",
+        runs.len()
     );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn schedule_every_second_runs_repeatedly() {
-    let n = runs_of_schedule("{ every = \"1s\" }", 2, Duration::ZERO).await;
-    assert!(n >= 2, "every 1s ran {n} time(s)");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn schedule_seconds_cron_runs_repeatedly() {
-    let n = runs_of_schedule("{ cron = \"*/1 * * * * *\" }", 2, Duration::ZERO).await;
-    assert!(n >= 2, "cron every second ran {n} time(s)");
+    assert_spaced(&runs, chrono::Duration::milliseconds(500));
 }
 
 /// The real binary as a daemon, stderr to a file.
@@ -293,9 +380,16 @@ async fn wait_vendor_scan_id(store: &Path, scan: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_daemon_resumes_the_same_vendor_scan_after_restart() {
-    let sim = sim(30.0).await;
+    // Long enough that the first daemon is killed while the vendor scan runs (if it were
+    // not, the second daemon would still resume the run: it polls the finished scan).
+    let sim = sim(4.0).await;
     let dir = tempfile::tempdir().unwrap();
-    let (config, store) = write_config(&sim, dir.path(), &ct_scan("ct", "\"now\""));
+    let scans = format!(
+        "{}{}",
+        ct_scan("ct", "\"now\""),
+        salt_scan(WITNESS, "project-2", "{ every = \"1s\" }")
+    );
+    let (config, store) = write_config(&sim, dir.path(), &scans);
     let log = dir.path().join("stderr.log");
     let mut first = spawn_daemon(&config, &log);
     let sid = wait_vendor_scan_id(&store, "ct").await;
@@ -308,16 +402,31 @@ async fn killed_daemon_resumes_the_same_vendor_scan_after_restart() {
         status_polls(&sim, &sid) > polls_before
     })
     .await;
-    // Give a wrongly started second scan the time to show up.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The resumed run ends; then the witness runs on while no second vendor scan starts.
+    let mut ended = None;
+    wait_for("the resumed run to end", || {
+        ended = run_times(&store, "ct")
+            .iter()
+            .filter(|r| r.0 == "succeeded")
+            .filter_map(|r| r.2)
+            .max();
+        ended.is_some()
+    })
+    .await;
+    witness_runs_after(&store, ended.unwrap()).await;
     signal(&second, "TERM");
     let status = wait_exit(&mut second).await;
     assert!(status.success(), "second daemon exited {status}");
     assert_eq!(scan_starts(&sim), 1, "exactly one vendor scan was started");
+    assert_eq!(sim.codethreat_scans().len(), 1, "the simulator's own count");
     let all = runs(&store, "ct");
     assert!(
         all.iter().all(|r| r.2.as_deref() == Some(sid.as_str())),
         "every run of the scan tracks vendor scan {sid}: {all:?}"
+    );
+    assert!(
+        all.iter().any(|r| r.1 == "succeeded"),
+        "the resumed run finished: {all:?}"
     );
     sim.shutdown().await;
 }

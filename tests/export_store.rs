@@ -194,3 +194,82 @@ fn jsonl_export_of_a_synced_store_is_exactly_the_findings_listing() {
     }
     assert!(exported.iter().all(|o| !o.contains_key("raw")));
 }
+
+/// The export of one sync against what the simulator generated (`sim::data`), computed here
+/// from the simulator's own description of each finding, not from the exporter's code.
+#[test]
+fn jsonl_export_of_one_sync_is_what_the_simulator_generated() {
+    let opts = SimOptions {
+        projects: 3,
+        findings_per_project: 300,
+        churn: 0.0,
+        scan_seconds: 0.0,
+        seed: 5,
+        ..SimOptions::default()
+    };
+    let h = Harness::start(opts.clone());
+    h.scansync(&["sync"]);
+    let out = h.path("findings.jsonl");
+    h.scansync(&[
+        "export",
+        "--format",
+        "jsonl",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    let exported = objects(&file_text(&out));
+    let cell = |o: &Map<String, Value>, k: &str| o[k].as_str().unwrap_or_default().to_string();
+    let got: BTreeSet<[String; 6]> = exported
+        .iter()
+        .filter(|o| o["vendor"] == "codethreat")
+        .map(|o| {
+            [
+                cell(o, "bind_to"),
+                cell(o, "title"),
+                cell(o, "severity"),
+                cell(o, "location"),
+                cell(o, "cwe"),
+                cell(o, "state"),
+            ]
+        })
+        .collect();
+    let mut want = BTreeSet::new();
+    for project in [1, 2] {
+        let findings = scansync::sim::data::project_findings(
+            opts.seed,
+            project,
+            opts.findings_per_project,
+            opts.churn,
+            0,
+        );
+        for f in findings {
+            let location = if f.end_line != f.start_line {
+                format!("{}:{}-{}", f.file_path, f.start_line, f.end_line)
+            } else {
+                format!("{}:{}", f.file_path, f.start_line)
+            };
+            want.insert([
+                format!("project-{project}"),
+                f.weakness.title.to_string(),
+                f.severity.codethreat().to_lowercase(),
+                location,
+                f.weakness.cwe.to_string(),
+                "new".to_string(),
+            ]);
+        }
+    }
+    assert_eq!(want.len(), 600, "the simulator's two CodeThreat projects");
+    assert_eq!(
+        exported
+            .iter()
+            .filter(|o| o["vendor"] == "codethreat")
+            .count(),
+        want.len()
+    );
+    let missing: Vec<_> = want.difference(&got).take(3).collect();
+    let extra: Vec<_> = got.difference(&want).take(3).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "generated but not exported: {missing:?}\nexported but not generated: {extra:?}"
+    );
+}

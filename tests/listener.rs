@@ -480,13 +480,75 @@ async fn bitbucket_cloud_and_data_center_pushes_start_runs() {
     sim.shutdown().await;
 }
 
+/// A loopback proxy in front of the simulator's CodeThreat API that holds every scan status
+/// request until the test opens the gate: a vendor scan that ends when the test says so,
+/// whatever the machine's speed. Returns the proxy's CodeThreat URL, the gate, and the count
+/// of status requests that arrived.
+async fn held_scans(
+    sim: &Simulator,
+) -> (
+    String,
+    tokio::sync::watch::Sender<bool>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use axum::body::Body;
+    use axum::extract::Request;
+    use axum::response::Response;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (gate, open) = tokio::sync::watch::channel(false);
+    let held = std::sync::Arc::new(AtomicUsize::new(0));
+    let upstream = sim.addr();
+    let client = reqwest::Client::new();
+    let counter = held.clone();
+    let app = axum::Router::new().fallback(move |req: Request| {
+        let (client, mut open, counter) = (client.clone(), open.clone(), counter.clone());
+        async move {
+            let path = req
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_default();
+            if path.contains("/api/scan/status/") {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let _ = open.wait_for(|o| *o).await;
+            }
+            let method = req.method().clone();
+            let headers = req.headers().clone();
+            let body = axum::body::to_bytes(req.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            let mut forward = client.request(method, format!("http://{upstream}{path}"));
+            for (name, value) in &headers {
+                if name != "host" && name != "content-length" {
+                    forward = forward.header(name, value);
+                }
+            }
+            let answer = forward.body(body).send().await.unwrap();
+            let mut out = Response::builder().status(answer.status().as_u16());
+            if let Some(ct) = answer.headers().get("content-type") {
+                out = out.header("content-type", ct.as_bytes());
+            }
+            out.body(Body::from(answer.bytes().await.unwrap())).unwrap()
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/codethreat"), gate, held)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushes_while_a_run_is_going_queue_exactly_one_more_run() {
-    // Long enough vendor scans that the pushes below arrive while the first runs.
-    let sim = sim(5.0).await;
+    // The vendor scan is held at its first status poll until the pushes below are in, so
+    // they arrive while the first run is going however slow the machine is.
+    let sim = sim(0.0).await;
+    let (proxy_url, gate, status_requests) = held_scans(&sim).await;
     let dir = tempfile::tempdir().unwrap();
     let scans = hook_scan(dir.path(), "gh", "github", GITHUB_SECRET);
     let (config, store) = write_config(&sim, dir.path(), "", &scans);
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains(&sim.codethreat_url()));
+    std::fs::write(&config, text.replace(&sim.codethreat_url(), &proxy_url)).unwrap();
     let mut d = start(&config).await;
     d.ready().await;
     let hook = d.url("/hooks/gh");
@@ -511,9 +573,14 @@ async fn pushes_while_a_run_is_going_queue_exactly_one_more_run() {
         [ids[1]; 3],
         "later pushes join the one waiting run"
     );
+    // Nothing finished while the scan was held; then release it.
+    assert!(webhook_runs(&store).iter().all(|r| r.4 == "running"));
+    gate.send(true).unwrap();
     for id in [ids[0], ids[1]] {
         assert_eq!(finished_run(&store, id).await.3, "succeeded");
     }
+    assert!(status_requests.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+    assert_eq!(sim.codethreat_scans().len(), 2, "one vendor scan per run");
     let runs = webhook_runs(&store);
     assert_eq!(runs.len(), 2, "{runs:?}");
     d.stop().await;

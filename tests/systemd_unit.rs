@@ -1,8 +1,11 @@
 //! The shipped unit file: systemd accepts it, and its hardening keeps the exposure that
 //! `systemd-analyze security` reports at 2.0 or less.
 //!
-//! Needs `systemd-analyze` (Debian/Ubuntu package `systemd`). Without it the tests print
-//! that they were skipped and pass; CI installs the package so they run there.
+//! Needs `systemd-analyze` (Debian/Ubuntu package `systemd`). Without it the tests say
+//! SKIPPED on stderr and pass, except under CI (`CI=true` or `SCANSYNC_REQUIRE_TOOLS=1`),
+//! where they fail; `.ci/run` installs the package.
+
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -76,7 +79,10 @@ fn unit_declares_notify_reload_state_directory_and_credentials() {
 #[test]
 fn unit_passes_systemd_analyze_verify() {
     let Some(tool) = systemd_analyze() else {
-        eprintln!("skipped: systemd-analyze not on PATH (install the `systemd` package)");
+        common::tool_missing(
+            "systemd unit check",
+            "systemd-analyze is not on PATH (install the Debian package `systemd`)",
+        );
         return;
     };
     let (dir, unit) = unit_in_temp_dir();
@@ -91,7 +97,10 @@ fn unit_passes_systemd_analyze_verify() {
 #[test]
 fn unit_exposure_is_at_most_two() {
     let Some(tool) = systemd_analyze() else {
-        eprintln!("skipped: systemd-analyze not on PATH (install the `systemd` package)");
+        common::tool_missing(
+            "systemd unit check",
+            "systemd-analyze is not on PATH (install the Debian package `systemd`)",
+        );
         return;
     };
     let (dir, unit) = unit_in_temp_dir();

@@ -45,9 +45,13 @@ pub struct Global {
     #[arg(long, global = true)]
     pub config: Option<PathBuf>,
     /// Log level (overridden by RUST_LOG): error, warn, info, debug, trace [default: info;
-    /// warn for `demo`, whose own report is the point]
+    /// warn for `demo`, and for sync, scan, test-connection, projects, findings and export
+    /// at a terminal, whose own report is the point]
     #[arg(long, global = true)]
     pub log_level: Option<String>,
+    /// More log lines: -v info, -vv debug, -vvv trace (--log-level wins)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
     /// Log format: text, or json for log shippers
     #[arg(long, global = true, default_value = "text")]
     pub log_format: String,
@@ -87,10 +91,8 @@ pub enum Command {
 /// to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_level = match cli.command {
-        Command::Demo(_) => "warn",
-        _ => "info",
-    };
+    use std::io::IsTerminal;
+    let default_level = default_log_level(&cli.command, std::io::stderr().is_terminal());
     init_logging(&cli.global, default_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -144,14 +146,58 @@ pub fn main() -> ExitCode {
                 eprintln!("error: {busy}");
                 return ExitCode::from(EXIT_BUSY);
             }
-            eprintln!("error: {e:#}");
+            // The chain may quote a vendor's answer: no control character reaches the terminal.
+            eprintln!("error: {}", crate::display::clean(&format!("{e:#}")));
             ExitCode::from(1)
         }
     }
 }
 
+/// The log level when neither `--log-level` nor `-v` is given. One-shot commands print a
+/// report of their own; at a terminal their `info` lines would only interleave with it, so
+/// they log `warn` there (`-v` for more). Into a pipe or the journal they keep `info`, the
+/// record of what they did.
+fn default_log_level(command: &Command, stderr_is_terminal: bool) -> &'static str {
+    match command {
+        Command::Demo(_) => "warn",
+        Command::Sync(_)
+        | Command::Scan(_)
+        | Command::TestConnection(_)
+        | Command::Projects(_)
+        | Command::Findings(_)
+        | Command::Export(_)
+            if stderr_is_terminal =>
+        {
+            "warn"
+        }
+        _ => "info",
+    }
+}
+
+/// The level `--log-level`, else `-v`, else `default` asks for.
+fn chosen_level<'a>(global: &'a Global, default: &'a str) -> &'a str {
+    match (global.log_level.as_deref(), global.verbose) {
+        (Some(level), _) => level,
+        (None, 0) => default,
+        (None, 1) => "info",
+        (None, 2) => "debug",
+        (None, _) => "trace",
+    }
+}
+
+/// Live status lines for a run's progress at a terminal (one row per scan, below the log;
+/// off for a pipe or `TERM=dumb`). Call [`crate::logging::StatusArea::finish`] before
+/// printing the report.
+pub(crate) fn status_progress() -> Option<crate::sync::Progress> {
+    crate::logging::status().enable().then(|| {
+        crate::sync::Progress(std::sync::Arc::new(|line: &str| {
+            crate::logging::status().set(line)
+        }))
+    })
+}
+
 fn init_logging(global: &Global, default_level: &str) {
-    let level = global.log_level.as_deref().unwrap_or(default_level);
+    let level = chosen_level(global, default_level);
     if let Err(e) = crate::logging::init(level, &global.log_format) {
         eprintln!("error: {e}");
         std::process::exit(2);
@@ -163,7 +209,14 @@ pub fn print_wait_notice() -> crate::sync::WaitNotice {
     crate::sync::WaitNotice(std::sync::Arc::new(
         |scan: &str, run: Option<crate::store::RunId>, owner: &str| {
             let run = run.map_or_else(|| "?".to_string(), |r| r.to_string());
-            eprintln!("waiting for run {run} of {scan} ({owner}) to end");
+            let line = format!("waiting for run {run} of {scan} ({owner}) to end");
+            // On a terminal, the scan's status row says it (a plain line would collide
+            // with the rows); elsewhere one line on stderr.
+            if crate::logging::status().is_enabled() {
+                crate::logging::status().set(&format!("{scan}: {line}"));
+            } else {
+                eprintln!("{line}");
+            }
         },
     ))
 }
@@ -189,4 +242,41 @@ pub fn stop_on_signals() -> anyhow::Result<tokio::sync::watch::Receiver<bool>> {
             }
         })?;
     Ok(rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("scansync").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn one_shot_commands_log_warn_at_a_terminal_and_info_into_a_pipe() {
+        for args in [
+            &["sync"][..],
+            &["scan", "--tool", "ct", "--project", "p"],
+            &["test-connection"],
+            &["projects", "ct"],
+            &["findings"],
+            &["export", "--format", "csv"],
+        ] {
+            let cli = parse(args);
+            assert_eq!(default_log_level(&cli.command, true), "warn", "{args:?}");
+            assert_eq!(default_log_level(&cli.command, false), "info", "{args:?}");
+        }
+        assert_eq!(default_log_level(&parse(&["run"]).command, true), "info");
+        assert_eq!(default_log_level(&parse(&["demo"]).command, false), "warn");
+    }
+
+    #[test]
+    fn verbose_raises_the_level_and_log_level_wins() {
+        let level = |args: &[&str]| chosen_level(&parse(args).global, "warn").to_string();
+        assert_eq!(level(&["sync"]), "warn");
+        assert_eq!(level(&["sync", "-v"]), "info");
+        assert_eq!(level(&["-vv", "sync"]), "debug");
+        assert_eq!(level(&["sync", "-vvvv"]), "trace");
+        assert_eq!(level(&["sync", "-v", "--log-level", "error"]), "error");
+    }
 }

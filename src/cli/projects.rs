@@ -45,7 +45,8 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     let targets = match connector.list_targets().await {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("error: cannot list what instance \"{name}\" ({vendor}) offers: {e}");
+            let shown = crate::display::clean(&e.to_string()).into_owned();
+            eprintln!("error: cannot list what instance \"{name}\" ({vendor}) offers: {shown}");
             return Ok(exit_code(&e));
         }
     };

@@ -5,10 +5,8 @@ use super::Global;
 use crate::config::{Config, ScanConfig};
 use crate::finding::Severity;
 use crate::store::RunState;
-use crate::sync::{run_scan, Progress, RunOptions, RunSummary, SyncContext};
+use crate::sync::{run_scan, RunOptions, RunSummary, SyncContext};
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Exit code: the run did not succeed (failed, timed out, interrupted).
@@ -237,9 +235,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
             args.tool
         );
     }
-    let progress = std::io::stderr().is_terminal().then(|| {
-        Progress(Arc::new(|line: &str| eprintln!("{line}")) as Arc<dyn Fn(&str) + Send + Sync>)
-    });
+    let progress = super::status_progress();
     let opts = RunOptions {
         trigger: "cli".into(),
         branch: args.branch.clone(),
@@ -251,6 +247,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
         ..RunOptions::default()
     };
     let summary = run_scan(&ctx, &scan, opts).await;
+    crate::logging::status().finish();
     signals.close();
     if summary.is_err() || args.start_only {
         ctx.release().await;
@@ -302,7 +299,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
             summary
                 .error
                 .as_deref()
-                .map(|e| format!(": {e}"))
+                .map(|e| format!(": {}", crate::display::clean(e)))
                 .unwrap_or_default()
         );
         return Ok(EXIT_RUN_FAILED);
@@ -361,7 +358,8 @@ fn stop_on_signal(
     let handle = signals.handle();
     std::thread::spawn(move || {
         if signals.forever().next().is_some() {
-            eprintln!("stopping: the run commits its current page and ends interrupted");
+            // Through the log, so it is written below no half-drawn status line.
+            tracing::warn!("stopping: the run commits its current page and ends interrupted");
             let _ = stop.send(true);
         }
     });

@@ -3,9 +3,7 @@
 use super::Global;
 use crate::config::Config;
 use crate::store::RunState;
-use crate::sync::{run_scan, Progress, RunOptions, RunSummary, SyncContext};
-use std::io::IsTerminal;
-use std::sync::Arc;
+use crate::sync::{run_scan, RunOptions, RunSummary, SyncContext};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -25,11 +23,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     let stop = super::stop_on_signals()?;
     let ctx = SyncContext::new(&config, stop)?;
 
-    let progress = std::io::stderr().is_terminal().then(|| {
-        Progress(Arc::new(|line: &str| {
-            eprint!("\r\x1b[2K{line}");
-        }))
-    });
+    let progress = super::status_progress();
     let mut tasks = tokio::task::JoinSet::new();
     for scan in selected {
         let ctx = ctx.clone();
@@ -40,7 +34,11 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
             on_wait: Some(super::print_wait_notice()),
             ..RunOptions::default()
         };
-        tasks.spawn(async move { run_scan(&ctx, &scan, opts).await });
+        tasks.spawn(async move {
+            let summary = run_scan(&ctx, &scan, opts).await;
+            crate::logging::status().remove(&scan.name);
+            summary
+        });
     }
     let mut summaries = Vec::new();
     let mut busy = None;
@@ -54,9 +52,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
             }
         }
     }
-    if progress.is_some() {
-        eprint!("\r\x1b[2K");
-    }
+    crate::logging::status().finish();
     summaries.sort_by(|a, b| a.scan.cmp(&b.scan));
     for s in &summaries {
         println!("{}", summary_line(s));
@@ -116,7 +112,7 @@ pub fn summary_line(s: &RunSummary) -> String {
         ));
     }
     if let Some(e) = &s.error {
-        line.push_str(&format!("; error: {e}"));
+        line.push_str(&format!("; error: {}", crate::display::clean(e)));
     }
     line
 }

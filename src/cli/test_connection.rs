@@ -59,7 +59,8 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     let mut first_failure = None;
     for (name, instance) in selected {
         let (line, code) = test_one(name, instance, width).await;
-        println!("{line}");
+        // The line may quote the vendor's answer: escaped, it cannot drive the terminal.
+        println!("{}", crate::display::clean(&line));
         if code != EXIT_OK && first_failure.is_none() {
             first_failure = Some(code);
         }

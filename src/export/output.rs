@@ -101,9 +101,14 @@ mod tests {
     fn failed_first_export_creates_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("fresh.csv");
-        let _ = write_atomically(&path, |_| -> Result<(), ExportError> {
+        let err = write_atomically(&path, |_| -> Result<(), ExportError> {
             Err(ExportError::Io(std::io::Error::other("boom")))
-        });
+        })
+        .unwrap_err();
+        assert!(
+            matches!(&err, ExportError::Io(e) if e.to_string() == "boom"),
+            "{err:?}"
+        );
         assert!(entries(dir.path()).is_empty());
     }
 
@@ -112,6 +117,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("no/such/dir/out.csv");
         let err = write_atomically(&path, |_| Ok(())).unwrap_err();
+        match &err {
+            ExportError::Output {
+                path: shown,
+                source,
+            } => {
+                assert_eq!(shown, &path.display().to_string());
+                assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+            }
+            other => panic!("not an output error: {other:?}"),
+        }
         let msg = err.to_string();
         assert!(
             msg.contains("no/such/dir/out.csv") && msg.contains("writable"),

@@ -1,7 +1,10 @@
 //! Branch globs for `webhook.branches`, in the dialect of GitHub's branch filters: `*`
 //! matches within one path segment (not `/`), `**` matches across segments, `?` matches one
 //! character other than `/`; everything else is literal. So `release/*` matches
-//! `release/1.2` but not `release/1.2/hotfix`, and `**` matches every branch.
+//! `release/1.2` but not `release/1.2/hotfix`, and `**` matches every branch. GitHub's
+//! `[...]` classes and leading `!` (negation) are not in the dialect: here they would be
+//! literal and never match (git refuses `[` in branch names), so the config check refuses
+//! them (`config::branch_glob_problem`) rather than let a pattern silently match nothing.
 //!
 //! A dozen lines of our own rather than `globset`: branch names are not paths (no
 //! separators to normalise, no case folding, no character classes wanted), and globset

@@ -729,6 +729,29 @@ mod tests {
     }
 
     #[test]
+    fn the_backoff_is_uniform_over_its_window_with_a_floor_of_a_second() {
+        let created = t("2026-03-01T00:00:00Z");
+        let now = created + chrono::Duration::minutes(5);
+        // The fifth attempt's ceiling: 5 s doubled four times.
+        let ceiling = retry_policy().backoff_ceiling(4);
+        assert_eq!(ceiling, Duration::from_secs(80));
+        let waits: Vec<u64> = (0..20_000)
+            .map(
+                |_| match after_failure(created, 5, now, "HTTP 503", None, false) {
+                    AfterFailure::RetryAt(next) => (next - now).num_milliseconds() as u64,
+                    other => panic!("{other:?}"),
+                },
+            )
+            .collect();
+        // Draws under a second wait a second; 1/80 of them do, so the floor is reached.
+        assert_eq!(
+            *waits.iter().min().unwrap(),
+            MIN_RETRY_DELAY.as_millis() as u64
+        );
+        crate::schedule::assert_uniform_ms(&waits, 0, ceiling.as_millis() as u64);
+    }
+
+    #[test]
     fn retry_after_replaces_the_backoff_but_is_capped() {
         let created = t("2026-03-01T00:00:00Z");
         let now = created;

@@ -1,5 +1,6 @@
 //! Helpers shared by integration tests: a loopback TLS server for the certificate checks,
-//! and reading Prometheus' text format back (a parser, typed look-ups, `promtool`).
+//! reading Prometheus' text format back (a parser, typed look-ups, `promtool`), and what a
+//! check does when the external tool it needs is missing ([`tool_missing`]).
 //!
 //! Each test crate that says `mod common;` uses a part of this file; the rest would be dead
 //! code there.
@@ -122,20 +123,53 @@ pub fn gauge(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> Option<f
     value(scrape, metric, labels)
 }
 
-/// `promtool check metrics` on `text` where promtool is installed (Debian package
-/// `prometheus`; CI installs it); says so and returns where it is not.
+/// Whether a check whose external tool is missing must fail rather than skip: under CI
+/// (`CI=true`, as CI services set it) or with `SCANSYNC_REQUIRE_TOOLS=1` (`.ci/run` exports
+/// it after installing every tool).
+pub fn tools_required() -> bool {
+    let set = |name: &str, want: &[&str]| {
+        std::env::var(name)
+            .map(|v| want.iter().any(|w| v.eq_ignore_ascii_case(w)))
+            .unwrap_or(false)
+    };
+    set("CI", &["true", "1"]) || set("SCANSYNC_REQUIRE_TOOLS", &["1", "true"])
+}
+
+/// The check `check` cannot run because `why` (a tool is missing). Under CI
+/// ([`tools_required`]) this fails the test. Elsewhere it says "SKIPPED" on the process's
+/// stderr itself: libtest captures `print!`/`eprint!` of a passing test and shows nothing,
+/// but not a direct write to the stream, so the skip shows in `cargo test`'s output.
+pub fn tool_missing(check: &str, why: &str) {
+    if tools_required() {
+        panic!(
+            "{check}: {why}. CI=true or SCANSYNC_REQUIRE_TOOLS=1 is set, so a missing tool \
+             fails the test (.ci/run installs every tool the tests need)"
+        );
+    }
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {check}: {why}");
+}
+
+/// `promtool check metrics` on `text` (Debian package `prometheus`; `.ci/run` installs it).
+/// Where promtool is missing: [`tool_missing`] (a failure under CI, a visible skip elsewhere).
 pub fn promtool_check(text: &str) {
     use std::io::Write;
     use std::process::{Command, Stdio};
-    let Ok(mut child) = Command::new("promtool")
+    let mut child = match Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-    else {
-        println!("promtool check metrics: skipped (promtool is not on PATH; Debian package `prometheus`)");
-        return;
+    {
+        Ok(child) => child,
+        Err(e) => {
+            tool_missing(
+                "promtool check metrics",
+                &format!("cannot run promtool ({e}); install the Debian package `prometheus`"),
+            );
+            return;
+        }
     };
     child
         .stdin
@@ -151,5 +185,4 @@ pub fn promtool_check(text: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    println!("promtool check metrics: ok");
 }
