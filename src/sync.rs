@@ -229,7 +229,7 @@ impl SyncContext {
     fn rebuild_vendors(&mut self, config: &Config) -> anyhow::Result<()> {
         self.vendors.clear();
         for (name, instance) in &config.instances {
-            let vendor = crate::vendors::connect(name, instance)
+            let vendor = crate::vendors::connect_stoppable(name, instance, Some(self.stop.clone()))
                 .map_err(|e| anyhow::anyhow!("instance \"{name}\": {e}"))?;
             self.vendors.insert(name.clone(), Arc::from(vendor));
         }

@@ -193,8 +193,21 @@ pub fn connect(
     name: &str,
     instance: &InstanceConfig,
 ) -> Result<Box<dyn Vendor>, crate::http::HttpError> {
+    connect_stoppable(name, instance, None)
+}
+
+/// [`connect`] for runs: a retry's wait ends at once when `stop` is set (SIGTERM), so a
+/// vendor that asks for an hour's pause does not hold the process.
+pub fn connect_stoppable(
+    name: &str,
+    instance: &InstanceConfig,
+    stop: Option<tokio::sync::watch::Receiver<bool>>,
+) -> Result<Box<dyn Vendor>, crate::http::HttpError> {
     let spec = spec(&instance.vendor).expect("validated config names a known vendor");
-    let http = HttpClient::for_instance(instance)?.with_metrics_label(name);
+    let mut http = HttpClient::for_instance(instance)?.with_metrics_label(name);
+    if let Some(stop) = stop {
+        http = http.with_stop(stop);
+    }
     (spec.build)(instance, http)
 }
 
