@@ -14,7 +14,8 @@
 //! connector test against it checks the connector against the contract, not against itself.
 //!
 //! Layout: CodeThreat under `/codethreat`, Salt Security under `/salt`, the test controls under
-//! `/__sim` (never faulted, never delayed). Anything else is a plain-text 404, which is what a
+//! `/__sim` (never faulted, never delayed): `POST /__sim/advance` (Salt's next generation),
+//! `POST /__sim/faults` (replace the faults in force), `GET /__sim/requests`, `GET /__sim/health`. Anything else is a plain-text 404, which is what a
 //! connector pointed at a wrong URL should see.
 
 pub mod codethreat;
@@ -413,6 +414,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .layer(middleware::from_fn_with_state(shared.clone(), gate_salt));
     Router::new()
         .route("/__sim/advance", post(admin_advance))
+        .route("/__sim/faults", post(admin_faults))
         .route("/__sim/requests", get(admin_requests))
         .route("/__sim/health", get(admin_health))
         .nest("/codethreat", ct)
@@ -424,6 +426,25 @@ fn router(shared: Arc<Shared>) -> Router {
 async fn admin_advance(State(s): State<Arc<Shared>>) -> Json<serde_json::Value> {
     let generation = s.salt_generation.fetch_add(1, Ordering::SeqCst) + 1;
     Json(serde_json::json!({ "generation": generation }))
+}
+
+/// `POST /__sim/faults` with `--fault` values, separated by white space or commas (an empty
+/// body clears them): replaces the faults in force, as [`Simulator::set_faults`] does, so a
+/// test driving the simulator as a child process can make it lie between two syncs.
+async fn admin_faults(State(s): State<Arc<Shared>>, body: String) -> Response {
+    let parsed: Result<Vec<Fault>, FaultParseError> = body
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|w| !w.is_empty())
+        .map(str::parse)
+        .collect();
+    match parsed {
+        Ok(faults) => {
+            let words: Vec<String> = faults.iter().map(Fault::to_string).collect();
+            *lock(&s.faults) = FaultPlan::new(faults);
+            Json(serde_json::json!({ "faults": words })).into_response()
+        }
+        Err(e) => json_error(StatusCode::BAD_REQUEST, &e.to_string()),
+    }
 }
 
 async fn admin_requests(State(s): State<Arc<Shared>>) -> Json<Vec<RecordedRequest>> {

@@ -648,8 +648,9 @@ enum Step {
 ///   as one that never ends;
 /// - every page before the last announced one is as full as the first page (the server's own
 ///   page size); an empty or short one there means issues went missing. The LAST announced
-///   page may be short or empty (a server counting the first body among `pages` ends with
-///   an empty one);
+///   page may be short or empty. A server that counts the first body among `pages` ends with
+///   an empty last page, and its real last page, the one before, may be short: so a short
+///   page right before the last is allowed only if the last then comes back empty;
 /// - no page may repeat an earlier one (same issues, same text);
 /// - in the wrapped form, the issues seen at the end equal `pagination.total`, and `total`
 ///   does not change during the walk.
@@ -665,6 +666,8 @@ struct IssueListing {
     pages: u64,
     /// Issues on the first page: the server's page size.
     page_size: u64,
+    /// The page right before the last was short: `(page, issues)`; the last must be empty.
+    short_before_last: Option<(u64, u64)>,
     issues_seen: u64,
     total: Option<u64>,
     /// Digest of every non-empty page read → its page number (0 = the first body).
@@ -679,6 +682,7 @@ impl IssueListing {
             pid: String::new(),
             pages: 0,
             page_size: 0,
+            short_before_last: None,
             issues_seen: 0,
             total: None,
             digests: HashMap::new(),
@@ -730,11 +734,24 @@ impl IssueListing {
             return Err(format!("page {page} of {pages} was empty"));
         }
         if !last && facts.issues < self.page_size {
-            return Err(format!(
-                "page {page} of {pages} holds {} issues, fewer than the {} of the first page, \
-                 and is not the last",
-                facts.issues, self.page_size
-            ));
+            if page + 1 < pages {
+                return Err(format!(
+                    "page {page} of {pages} holds {} issues, fewer than the {} of the first \
+                     page, and is not the last",
+                    facts.issues, self.page_size
+                ));
+            }
+            // Perhaps the real last page of a server counting the first body: see page `pages`.
+            self.short_before_last = Some((page, facts.issues));
+        }
+        if let (true, Some((short, issues))) = (last, self.short_before_last) {
+            if facts.issues > 0 {
+                return Err(format!(
+                    "page {short} of {pages} held {issues} issues, fewer than the {} of the \
+                     first page, yet page {page} is not empty",
+                    self.page_size
+                ));
+            }
         }
         self.count(page, facts)?;
         if last {
@@ -1153,11 +1170,36 @@ mod tests {
 
     #[test]
     fn short_page_before_the_last_announced_one_is_incomplete() {
-        let err = walk(facts(500, 0), pager(3), &[facts(500, 1), facts(250, 2)]).unwrap_err();
+        let err = walk(
+            facts(500, 0),
+            pager(4),
+            &[facts(500, 1), facts(250, 2), facts(500, 3)],
+        )
+        .unwrap_err();
         assert_eq!(
             err,
-            "page 2 of 3 holds 250 issues, fewer than the 500 of the first page, and is not the last"
+            "page 2 of 4 holds 250 issues, fewer than the 500 of the first page, and is not the last"
         );
+        // Right before the last, a short page is judged by the last: it must be empty.
+        let err = walk(facts(500, 0), pager(2), &[facts(250, 1), facts(200, 2)]).unwrap_err();
+        assert_eq!(
+            err,
+            "page 1 of 2 held 250 issues, fewer than the 500 of the first page, yet page 2 is \
+             not empty"
+        );
+    }
+
+    #[test]
+    fn server_counting_the_first_body_among_pages_reads_as_complete() {
+        // 1,200 issues as 500 + 500 + 200 with `pages: 3`: page 3 is past the data.
+        walk(
+            facts(500, 0),
+            pager(3),
+            &[facts(500, 1), facts(200, 2), facts(0, 3)],
+        )
+        .unwrap();
+        // 1,000 issues as 500 + 500 with `pages: 2`.
+        walk(facts(500, 0), pager(2), &[facts(500, 1), facts(0, 2)]).unwrap();
     }
 
     #[test]
