@@ -7,7 +7,7 @@
 //! an error naming the lie, and fixes nothing; honest churn still fixes exactly what the
 //! simulator dropped.
 
-use scansync::sim::data::project_findings;
+use scansync::sim::data::{project_findings, project_findings_with_status, SimStatus};
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
@@ -29,15 +29,16 @@ struct SimProcess {
 }
 
 impl SimProcess {
-    fn start(churn: f64) -> SimProcess {
+    fn start(churn: f64, status_churn: f64) -> SimProcess {
         let churn_text = churn.to_string();
+        let status_churn_text = status_churn.to_string();
         let findings = FINDINGS.to_string();
         let seed = SEED.to_string();
         let mut child = Command::new(env!("CARGO_BIN_EXE_scansync"))
             .args(["simulator", "--listen", "127.0.0.1:0", "--token", TOKEN])
             .args(["--organization", ORG, "--projects", "1", "--seed", &seed])
             .args(["--findings-per-project", &findings, "--scan-seconds", "0.2"])
-            .args(["--churn", &churn_text])
+            .args(["--churn", &churn_text, "--status-churn", &status_churn_text])
             .env_remove("RUST_LOG")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -115,8 +116,12 @@ struct Setup {
 
 impl Setup {
     fn new(churn: f64) -> Setup {
+        Setup::with_status_churn(churn, 0.0)
+    }
+
+    fn with_status_churn(churn: f64, status_churn: f64) -> Setup {
         let setup = Setup {
-            sim: SimProcess::start(churn),
+            sim: SimProcess::start(churn, status_churn),
             dir: tempfile::tempdir().unwrap(),
         };
         let q = |s: &str| toml::Value::String(s.to_string()).to_string();
@@ -412,4 +417,51 @@ fn salt_early_empty_page_fixes_nothing_the_simulator_still_lists() {
         wrongly_fixed.len()
     );
     assert_eq!(setup.fixed_count(), 0);
+}
+
+/// The vendor's status words reach the lifecycle end to end. DEPENDS ON THE STORE APPLYING
+/// `Finding.verdict` (the lead's store work): until then every listed finding stays `open`
+/// and this test fails, which is expected on a branch without it.
+#[test]
+fn vendor_status_words_set_the_lifecycle_state_end_to_end() {
+    const STATUS_CHURN: f64 = 30.0;
+    let setup = Setup::with_status_churn(0.0, STATUS_CHURN);
+    // Generation 0 is all `Open`; the second CodeThreat scan (generation 1) re-draws words.
+    assert_exit(&setup.sync("ct"), 0);
+    assert_exit(&setup.sync("ct"), 0);
+    let expected: Vec<(String, String)> =
+        project_findings_with_status(SEED, 1, FINDINGS, 0.0, STATUS_CHURN, 1)
+            .map(|f| {
+                let state = match f.status {
+                    SimStatus::Open | SimStatus::ReCheck => "open",
+                    SimStatus::Fixed => "fixed",
+                    SimStatus::FalsePositive => "false_positive",
+                    SimStatus::Accepted => "accepted",
+                };
+                (f.id, state.to_string())
+            })
+            .collect();
+    for word in ["fixed", "false_positive", "accepted", "open"] {
+        assert!(
+            expected.iter().any(|(_, s)| s == word),
+            "the simulator's words reach {word}, or this pins nothing"
+        );
+    }
+    let stored: std::collections::BTreeMap<String, String> =
+        setup.findings("ct").into_iter().collect();
+    assert_eq!(stored.len(), expected.len(), "one row per listed finding");
+    let wrong: Vec<(&String, &str, &String)> = expected
+        .iter()
+        .filter_map(|(id, want)| {
+            let got = stored.get(id).map(String::as_str).unwrap_or("absent");
+            (got != want).then_some((id, got, want))
+        })
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "{} of {} findings are not in the state their status word says; the first: {:?}",
+        wrong.len(),
+        expected.len(),
+        &wrong[..wrong.len().min(5)]
+    );
 }
