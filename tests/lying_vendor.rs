@@ -349,8 +349,9 @@ fn salt_endless_pager_fails_the_run_and_fixes_nothing() {
 
 #[test]
 fn honest_churn_after_a_lie_fixes_exactly_what_the_simulator_dropped() {
-    // Each CodeThreat sync starts a scan, and each scan gets the next generation of data.
-    let setup = Setup::new(20.0);
+    // Each CodeThreat sync starts a scan, and each scan gets the next generation of data. A
+    // modest churn (about 5 % gone by generation 2) stays below any sane mass-fix guard.
+    let setup = Setup::new(5.0);
     let gen0 = setup.sim.listed("ct", 0);
     let gen2 = setup.sim.listed("ct", 2);
     let dropped: BTreeSet<String> = gen0.difference(&gen2).cloned().collect();
