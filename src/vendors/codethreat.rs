@@ -624,7 +624,7 @@ fn normalize_word(word: &str) -> String {
 struct PageFacts {
     /// Issues in the body (all of them, mapped or not).
     issues: u64,
-    /// A digest of the issues' raw text: two pages with the same issues have the same one.
+    /// A digest of the page's issues ([`page_digest`]): the same issues, the same digest.
     digest: u64,
     /// The wrapped form's `pagination.total`, when the body has one.
     total: Option<u64>,
@@ -651,7 +651,7 @@ enum Step {
 ///   page may be short or empty. A server that counts the first body among `pages` ends with
 ///   an empty last page, and its real last page, the one before, may be short: so a short
 ///   page right before the last is allowed only if the last then comes back empty;
-/// - no page may repeat an earlier one (same issues, same text);
+/// - no page may repeat an earlier one (the same issues: by `_id`, else by their text);
 /// - in the wrapped form, the issues seen at the end equal `pagination.total`, and `total`
 ///   does not change during the walk.
 ///
@@ -805,12 +805,14 @@ impl IssueListing {
 }
 
 /// A digest of a page's issues, to tell a repeated page from a new one.
-fn page_digest(items: &[&RawValue]) -> u64 {
+/// Each issue counts by its `_id` when it has one (so a field that changes on every answer,
+/// a timestamp say, does not hide a repeat), else by its whole text.
+fn page_digest(findings: &[Finding]) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    items.len().hash(&mut h);
-    for item in items {
-        item.get().hash(&mut h);
+    findings.len().hash(&mut h);
+    for f in findings {
+        f.vendor_id.as_deref().unwrap_or(&f.raw).hash(&mut h);
     }
     h.finish()
 }
@@ -891,10 +893,22 @@ impl FindingPages for IssuePages<'_> {
         // Whatever happens below, this cursor reads no further unless the pager says so.
         self.state = PagerState::Done;
         let body = parse_issues(&resp)?;
+        let total = body.total;
+        let findings = body
+            .items
+            .into_iter()
+            .map(|raw| {
+                map_issue(raw, self.link.as_deref()).map_err(|detail| VendorError::Protocol {
+                    vendor: VENDOR,
+                    url: resp.url.clone(),
+                    detail,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let facts = PageFacts {
-            issues: body.items.len() as u64,
-            digest: page_digest(&body.items),
-            total: body.total,
+            issues: findings.len() as u64,
+            digest: page_digest(&findings),
+            total,
         };
         let step = match page {
             None => {
@@ -916,17 +930,6 @@ impl FindingPages for IssuePages<'_> {
             url: resp.url.clone(),
             detail,
         })?;
-        let findings = body
-            .items
-            .into_iter()
-            .map(|raw| {
-                map_issue(raw, self.link.as_deref()).map_err(|detail| VendorError::Protocol {
-                    vendor: VENDOR,
-                    url: resp.url.clone(),
-                    detail,
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
         if let Step::Next { pid, page } = step {
             self.state = PagerState::Next { pid, page };
         }
@@ -1292,13 +1295,25 @@ mod tests {
 
     #[test]
     fn page_digest_tells_same_issues_from_different_ones() {
-        let a: Vec<Box<RawValue>> = vec![raw(r#"{"_id":"a"}"#), raw(r#"{"_id":"b"}"#)];
-        let b: Vec<Box<RawValue>> = vec![raw(r#"{"_id":"a"}"#), raw(r#"{"_id":"c"}"#)];
-        fn refs(v: &[Box<RawValue>]) -> Vec<&RawValue> {
-            v.iter().map(|r| &**r).collect()
-        }
-        assert_eq!(page_digest(&refs(&a)), page_digest(&refs(&a)));
-        assert_ne!(page_digest(&refs(&a)), page_digest(&refs(&b)));
+        let page = |items: &[&str]| -> Vec<Finding> {
+            items
+                .iter()
+                .map(|text| map_issue(&raw(text), None).unwrap())
+                .collect()
+        };
+        let a = page(&[r#"{"_id":"a"}"#, r#"{"_id":"b"}"#]);
+        let b = page(&[r#"{"_id":"a"}"#, r#"{"_id":"c"}"#]);
+        assert_eq!(page_digest(&a), page_digest(&a));
+        assert_ne!(page_digest(&a), page_digest(&b));
+        // The same issues answered again with a fresher timestamp are still a repeat.
+        let again = page(&[
+            r#"{"_id":"a","updated_at":1}"#,
+            r#"{"_id":"b","updated_at":2}"#,
+        ]);
+        assert_eq!(page_digest(&a), page_digest(&again));
+        // Without ids, the text tells them apart.
+        let anonymous = page(&[r#"{"x":1}"#]);
+        assert_ne!(page_digest(&anonymous), page_digest(&page(&[r#"{"x":2}"#])));
     }
 
     #[test]
