@@ -414,7 +414,8 @@ pub fn map_gap(raw: &RawValue) -> Result<Finding, String> {
 }
 
 /// (P) A gap's `status` → what it means for the lifecycle. The contract's words are `Open`,
-/// `Resolved`, `Ignored`; `False Positive` is Salt's UI word for a dismissed gap. Case,
+/// `Resolved`, `Ignored`; `False Positive` (a dismissed gap) is read too, though no public
+/// client shows it. Case,
 /// `_`/`-` and runs of spaces do not matter; an unknown word is `None` (read as "still there").
 ///
 /// | word | verdict |
