@@ -891,3 +891,159 @@ fn binary_refuses_a_non_loopback_listen_address() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
 }
+
+/// One raw CodeThreat issues page: its issues and its decoded pager, if any.
+async fn ct_issues_page(sim: &Simulator, query: &str) -> (Vec<Value>, Option<Value>) {
+    let r = ct_get(sim, &format!("/api/scanlog/issues?{query}")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let pager = r.headers().contains_key("x-ct-pager").then(|| pager(&r));
+    (r.json().await.unwrap(), pager)
+}
+
+/// One raw Salt gaps page: its gap ids and its endOffset.
+async fn salt_gaps_page(sim: &Simulator, offset: u64) -> (Vec<String>, u64) {
+    let r = salt_get(
+        sim,
+        &format!("/v1/apigovern/posture/gaps?limit=100&offset={offset}&hostname=project-1"),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.unwrap();
+    let gaps = body["response"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["id"].as_str().unwrap().to_string())
+        .collect();
+    (gaps, body["endOffset"].as_u64().unwrap())
+}
+
+#[tokio::test]
+async fn codethreat_deceptive_faults_lie_about_the_pager_the_way_they_say() {
+    // 250 issues by 100: the first body and further pages 1 and 2.
+    let sim = start(options(1, 250)).await;
+    let q = q_for("project-1");
+    let first = format!("q={q}&pageSize=100");
+    let page = |i: u64| format!("q={q}&pid=pg-1-0-100&page={i}");
+    let all: Vec<String> = project_findings(1, 1, 250, 0.0, 0).map(|f| f.id).collect();
+    let (honest_1, _) = ct_issues_page(&sim, &page(1)).await;
+    assert_eq!(ids(&honest_1), all[100..200]);
+
+    sim.set_faults(vec!["no_pager".parse().unwrap()]);
+    let (issues, pager) = ct_issues_page(&sim, &first).await;
+    assert_eq!(issues.len(), 100, "a full first page");
+    assert_eq!(pager, None, "without x-ct-pager");
+    assert!(
+        ct_issues_page(&sim, &page(1)).await.1.is_some(),
+        "further pages keep it"
+    );
+
+    sim.set_faults(vec!["empty_page".parse().unwrap()]);
+    assert_eq!(
+        ct_issues_page(&sim, &first).await.0.len(),
+        100,
+        "first page untouched"
+    );
+    let (issues, pager) = ct_issues_page(&sim, &page(1)).await;
+    assert!(issues.is_empty());
+    assert_eq!(
+        pager.unwrap()["pages"],
+        2,
+        "the pager still announces 2 further pages"
+    );
+
+    sim.set_faults(vec!["short_page".parse().unwrap()]);
+    assert_eq!(ids(&ct_issues_page(&sim, &page(1)).await.0), all[100..150]);
+
+    sim.set_faults(vec!["repeat_page".parse().unwrap()]);
+    assert_eq!(ids(&ct_issues_page(&sim, &page(1)).await.0), all[..100]);
+    assert_eq!(ids(&ct_issues_page(&sim, &page(2)).await.0), all[100..200]);
+
+    sim.set_faults(vec!["endless_pager".parse().unwrap()]);
+    let (issues, pager) = ct_issues_page(&sim, &first).await;
+    assert_eq!(ids(&issues), all[..100]);
+    let pager = pager.unwrap();
+    assert_eq!(pager["pages"], 1_000_000);
+    let pid = pager["id"].as_str().unwrap().to_string();
+    let endless = |i: u64| format!("q={q}&pid={pid}&page={i}");
+    assert_eq!(ids(&ct_issues_page(&sim, &endless(2)).await.0), all[200..]);
+    assert_eq!(
+        ids(&ct_issues_page(&sim, &endless(3)).await.0),
+        all[..100],
+        "past the data the listing starts over"
+    );
+
+    // `@N` counts only further pages: the second one is emptied, whatever came between.
+    sim.set_faults(vec!["empty_page@2".parse().unwrap()]);
+    assert_eq!(ct_issues_page(&sim, &first).await.0.len(), 100);
+    assert_eq!(ct_issues_page(&sim, &page(1)).await.0.len(), 100);
+    assert_eq!(ct_issues_page(&sim, &page(2)).await.0.len(), 0);
+    assert_eq!(ct_issues_page(&sim, &page(2)).await.0.len(), 50);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn salt_deceptive_faults_lie_about_the_offsets_the_way_they_say() {
+    let sim = start(options(1, 250)).await;
+    let all: Vec<String> = project_findings(1, 1, 250, 0.0, 0)
+        .map(|f| f.salt_id())
+        .collect();
+
+    sim.set_faults(vec!["empty_page".parse().unwrap()]);
+    assert_eq!(salt_gaps_page(&sim, 0).await, (all[..100].to_vec(), 100));
+    assert_eq!(
+        salt_gaps_page(&sim, 100).await,
+        (vec![], 100),
+        "an early end"
+    );
+
+    sim.set_faults(vec!["repeat_page".parse().unwrap()]);
+    assert_eq!(salt_gaps_page(&sim, 100).await, (all[..100].to_vec(), 200));
+
+    sim.set_faults(vec!["stuck_offset".parse().unwrap()]);
+    assert_eq!(salt_gaps_page(&sim, 0).await, (all[..100].to_vec(), 0));
+
+    sim.set_faults(vec!["endless_pager".parse().unwrap()]);
+    assert_eq!(salt_gaps_page(&sim, 200).await, (all[200..].to_vec(), 300));
+    assert_eq!(
+        salt_gaps_page(&sim, 300).await,
+        (all[..100].to_vec(), 400),
+        "past the data the listing starts over and never ends"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn status_churn_emits_each_vendors_status_words_and_keeps_the_listed_set() {
+    let sim = start(SimOptions {
+        churn: 10.0,
+        status_churn: 30.0,
+        ..options(1, 600)
+    })
+    .await;
+    // Generation 0: everything Open.
+    let (issues, _) = walk_issues(&sim, "project-1", None, 500).await;
+    assert!(issues.iter().all(|i| i["issue_state"]["status"] == "Open"));
+    start_scan(&sim, "project-1").await;
+    let sid = start_scan(&sim, "project-1").await;
+    let (issues, _) = walk_issues(&sim, "project-1", Some(&sid), 500).await;
+    let expected: Vec<String> = project_findings(1, 1, 600, 10.0, 1).map(|f| f.id).collect();
+    assert_eq!(ids(&issues), expected, "status words change no identity");
+    let words: HashSet<&str> = issues
+        .iter()
+        .map(|i| i["issue_state"]["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        words,
+        HashSet::from(["Open", "ReCheck", "Fixed", "False Positive", "Accepted"])
+    );
+
+    sim.advance();
+    let gaps = walk_gaps(&sim, Some("project-1"), 100).await;
+    let words: HashSet<&str> = gaps.iter().map(|g| g["status"].as_str().unwrap()).collect();
+    assert_eq!(
+        words,
+        HashSet::from(["Open", "Resolved", "False Positive", "Ignored"])
+    );
+    sim.shutdown().await;
+}

@@ -249,6 +249,14 @@ async fn codethreat_pagination_follows_the_pager_to_the_end() {
                 .push(("x-ct-pager", b64(r#"{"id":"pg-9","pages":2}"#)));
             r
         }
+        // As full as the first page until the last announced one, which may be short.
+        Some("1") => reply(
+            200,
+            json!(["a", "b", "c"].map(
+                |x| json!({"_id": format!("ct-page-1{x}"), "issue_state": {"severity": "low"}})
+            ))
+            .to_string(),
+        ),
         Some(p) => reply(
             200,
             json!([{"_id": format!("ct-page-{p}"), "issue_state": {"severity": "low"}}])
@@ -272,7 +280,9 @@ async fn codethreat_pagination_follows_the_pager_to_the_end() {
             "ct-iss-001",
             "ct-iss-002",
             "ct-iss-003",
-            "ct-page-1",
+            "ct-page-1a",
+            "ct-page-1b",
+            "ct-page-1c",
             "ct-page-2"
         ]
     );
@@ -287,6 +297,128 @@ async fn codethreat_pagination_follows_the_pager_to_the_end() {
         assert_eq!(decoded_q(req), json!({"projectName": "shop"}));
         assert_codethreat_headers(req);
     }
+}
+
+/// Reads pages until the connector says the listing ended or failed; the issue count read.
+async fn drain(pages: &mut Box<dyn vendors::FindingPages + '_>) -> (usize, Option<VendorError>) {
+    let mut read = 0;
+    loop {
+        match pages.next_page().await {
+            Ok(Some(page)) => read += page.len(),
+            Ok(None) => return (read, None),
+            Err(e) => return (read, Some(e)),
+        }
+    }
+}
+
+#[tokio::test]
+async fn codethreat_empty_page_mid_listing_is_an_incomplete_listing_naming_the_page() {
+    let issues = |n: usize, page: &str| {
+        json!((0..n)
+            .map(|i| json!({"_id": format!("p{page}-{i}")}))
+            .collect::<Vec<_>>())
+        .to_string()
+    };
+    let (base, mock) = serve(
+        move |seen| match seen.query.get("page").map(String::as_str) {
+            None => {
+                let mut r = reply(200, issues(500, "0"));
+                r.headers
+                    .push(("x-ct-pager", b64(r#"{"id":"pg-3","pages":3}"#)));
+                r
+            }
+            Some("2") => reply(200, "[]"),
+            Some(p) => reply(200, issues(500, p)),
+        },
+    )
+    .await;
+    let (ct, _) = connector(&instance("codethreat", Some(base)));
+    let mut pages = ct.findings("shop", None).await.unwrap();
+    let (read, err) = drain(&mut pages).await;
+    assert_eq!(
+        read, 1_000,
+        "the first body and page 1 came back before the lie"
+    );
+    let err = err.expect("the listing fails");
+    match &err {
+        VendorError::IncompleteListing { detail, url, .. } => {
+            assert_eq!(detail, "page 2 of 3 was empty");
+            assert!(url.contains("page=2"), "{url}");
+        }
+        other => panic!("expected an incomplete listing, got {other:?}"),
+    }
+    assert!(
+        err.to_string().contains("nothing was marked fixed"),
+        "{err}"
+    );
+    assert_eq!(mock.seen().len(), 3, "no page is read after the lie");
+    assert!(pages.next_page().await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn codethreat_full_first_page_without_pager_is_an_incomplete_listing() {
+    let body = json!((0..500).map(|i| json!({"_id": i})).collect::<Vec<_>>()).to_string();
+    let (base, _mock) = serve(move |_| reply(200, body.clone())).await;
+    let (ct, _) = connector(&instance("codethreat", Some(base)));
+    let mut pages = ct.findings("shop", None).await.unwrap();
+    let (read, err) = drain(&mut pages).await;
+    assert_eq!(read, 0);
+    assert!(
+        matches!(&err, Some(VendorError::IncompleteListing { detail, .. })
+            if detail.contains("no x-ct-pager header")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn salt_end_offset_that_stays_put_is_an_incomplete_listing() {
+    let (base, mock) = serve(|seen| {
+        let offset = &seen.query["offset"];
+        reply(
+            200,
+            json!({"response": [{"id": format!("gap-{offset}"), "hostname": "h"}],
+                   "endOffset": 0})
+            .to_string(),
+        )
+    })
+    .await;
+    let (salt, _) = connector(&instance("saltsecurity", Some(base)));
+    let mut pages = salt.findings("h", None).await.unwrap();
+    let (read, err) = drain(&mut pages).await;
+    assert_eq!(read, 0);
+    assert!(
+        matches!(&err, Some(VendorError::IncompleteListing { detail, .. })
+            if detail == "endOffset 0 does not move past offset 0 although 1 items came back"),
+        "{err:?}"
+    );
+    assert_eq!(mock.seen().len(), 1);
+}
+
+#[tokio::test]
+async fn salt_page_served_twice_is_an_incomplete_listing() {
+    // Offsets 0 and 1 answer the same gap: the pager is stuck although endOffset moves.
+    let (base, _mock) = serve(|seen| {
+        let offset: u64 = seen.query["offset"].parse().unwrap();
+        let items = if offset < 5 {
+            json!([{"id": "gap-same", "hostname": "h"}])
+        } else {
+            json!([])
+        };
+        reply(
+            200,
+            json!({"response": items, "endOffset": offset + 1}).to_string(),
+        )
+    })
+    .await;
+    let (salt, _) = connector(&instance("saltsecurity", Some(base)));
+    let mut pages = salt.findings("h", None).await.unwrap();
+    let (read, err) = drain(&mut pages).await;
+    assert_eq!(read, 1);
+    assert!(
+        matches!(&err, Some(VendorError::IncompleteListing { detail, .. })
+            if detail == "the page at offset 1 repeats the page at offset 0"),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]

@@ -34,12 +34,24 @@ pub struct Args {
     /// Percent of a project's findings that change between consecutive scans
     #[arg(long, default_value_t = 0.0)]
     pub churn: f64,
+    /// Percent of a project's findings whose vendor status word changes between consecutive
+    /// scans (CodeThreat Fixed / False Positive / Accepted / ReCheck / Open, Salt Security
+    /// Resolved / False Positive / Ignored / Open); 0 keeps every finding Open
+    #[arg(long, default_value_t = 0.0)]
+    pub status_churn: f64,
     /// Delay added to every vendor response, in milliseconds
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
-    /// Inject a fault: KIND[:RATE], KIND one of 429, 500, timeout, truncated, html; RATE a
-    /// probability (0.1), a percent (10%), xN (first N requests only) or @N (the Nth request
-    /// only; `KIND@N` works too). Repeatable.
+    /// Inject a fault: KIND[:RATE]. Transport kinds, on any vendor request: 429, 500,
+    /// timeout, html; truncated (a listing cut in half). Deceptive kinds, 200 with valid JSON
+    /// from a pager that lies: empty_page (a further findings page with no items; for Salt
+    /// Security an early end), short_page (a further CodeThreat page loses half its issues),
+    /// repeat_page (a further page serves the previous page again), no_pager (the first
+    /// CodeThreat page without x-ct-pager), endless_pager (a pager that never ends and
+    /// starts the data over), stuck_offset (Salt Security endOffset = the offset asked for).
+    /// RATE a probability (0.1), a percent (10%), xN (first N matching requests only) or @N
+    /// (the Nth matching request only; `KIND@N` works too); a deceptive kind counts only the
+    /// findings pages it can hit. Repeatable.
     #[arg(long = "fault", value_name = "KIND[:RATE]")]
     pub faults: Vec<Fault>,
     /// Write a scansync config pointing at this simulator to PATH (store in a fresh temp folder)
@@ -57,6 +69,7 @@ pub async fn run(_global: &Global, args: Args) -> anyhow::Result<u8> {
         seed: args.seed,
         scan_seconds: args.scan_seconds,
         churn: args.churn,
+        status_churn: args.status_churn,
         latency_ms: args.latency_ms,
         faults: args.faults,
     })

@@ -1,4 +1,4 @@
-//! The CodeThreat contract (`/work/shared/vendors/codethreat.md`), every C and P line, under
+//! The CodeThreat contract (`docs/vendors/codethreat.md`), every C and P line, under
 //! `/codethreat`.
 //!
 //! Each `POST /api/scan/start` binds a new scan to the project's next generation of data
@@ -6,14 +6,15 @@
 //! generation, without `sid` the latest scan's.
 
 use super::data::{self, SimFinding};
-use super::{json_bytes, json_error, lock, Shared};
+use super::faults::FaultKind;
+use super::{json_bytes, json_error, lock, Deception, Shared};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -24,6 +25,8 @@ use std::time::Instant;
 /// The largest page served, whatever the client asks for.
 const MAX_PAGE_SIZE: u32 = 1000;
 const DEFAULT_PAGE_SIZE: u32 = 100;
+/// What an `endless_pager` fault's `x-ct-pager` announces: far more pages than any listing.
+const ENDLESS_PAGES: u64 = 1_000_000;
 
 /// Projects and scans the simulated tenant holds.
 pub(crate) struct CtState {
@@ -501,12 +504,19 @@ fn decode_query(q: &str) -> Option<serde_json::Value> {
 }
 
 /// The pager id names the listing it pages (project, generation, page size), so further pages
-/// stay consistent even if a new scan starts during the walk, and no pager state is kept.
-fn pager_id(project: u32, generation: u64, size: u32) -> String {
-    format!("pg-{project}-{generation}-{size}")
+/// stay consistent even if a new scan starts during the walk, and no pager state is kept. An
+/// `endless_pager` fault's id ends in `-loop`: its pages past the data start over.
+fn pager_id(project: u32, generation: u64, size: u32, endless: bool) -> String {
+    let tail = if endless { "-loop" } else { "" };
+    format!("pg-{project}-{generation}-{size}{tail}")
 }
 
-fn parse_pager_id(pid: &str) -> Option<(u32, u64, u32)> {
+/// `(project, generation, size, endless)` from a pager id.
+fn parse_pager_id(pid: &str) -> Option<(u32, u64, u32, bool)> {
+    let (pid, endless) = match pid.strip_suffix("-loop") {
+        Some(p) => (p, true),
+        None => (pid, false),
+    };
     let mut parts = pid.strip_prefix("pg-")?.split('-');
     let project = parts.next()?.parse().ok()?;
     let generation = parts.next()?.parse().ok()?;
@@ -514,7 +524,7 @@ fn parse_pager_id(pid: &str) -> Option<(u32, u64, u32)> {
     parts
         .next()
         .is_none()
-        .then_some((project, generation, size))
+        .then_some((project, generation, size, endless))
 }
 
 /// C form: `GET /api/scanlog/issues?q=<base64 {"projectName"}>&pageSize=<n>[&sid=]`.
@@ -523,7 +533,16 @@ fn parse_pager_id(pid: &str) -> Option<(u32, u64, u32)> {
 /// page 0 (items 0..n), and `pages` in `x-ct-pager` counts the FURTHER pages, so
 /// `page=i` for i in 1..=pages returns items i·n..(i+1)·n, and `pages == 0` means the first
 /// body was everything. This is the one place to correct if CodeThreat counts differently.
-async fn issues_paged(State(s): State<Arc<Shared>>, Query(q): Params) -> Response {
+///
+/// Deceptive faults act here: `no_pager` drops the header from the first page,
+/// `endless_pager` announces [`ENDLESS_PAGES`] and starts the data over past its end,
+/// `empty_page` / `short_page` / `repeat_page` answer a further page with no issues, its
+/// first half, or the previous page's issues.
+async fn issues_paged(
+    State(s): State<Arc<Shared>>,
+    Extension(Deception(deception)): Extension<Deception>,
+    Query(q): Params,
+) -> Response {
     let Some(query) = q.get("q") else {
         return json_error(
             StatusCode::BAD_REQUEST,
@@ -541,8 +560,8 @@ async fn issues_paged(State(s): State<Arc<Shared>>, Query(q): Params) -> Respons
             "q must be base64 of a JSON object with projectName",
         );
     };
-    let (project, generation, size, page) = if let Some(pid) = q.get("pid") {
-        let Some((project, generation, size)) = parse_pager_id(pid) else {
+    let (project, generation, size, page, endless) = if let Some(pid) = q.get("pid") {
+        let Some((project, generation, size, endless)) = parse_pager_id(pid) else {
             return json_error(StatusCode::NOT_FOUND, &format!("pager \"{pid}\" not found"));
         };
         match resolve_listing(&s, &project_name, None) {
@@ -562,7 +581,7 @@ async fn issues_paged(State(s): State<Arc<Shared>>, Query(q): Params) -> Respons
                 return json_error(StatusCode::BAD_REQUEST, "page must be a whole number")
             }
         };
-        (project, generation, size, page)
+        (project, generation, size, page, endless)
     } else {
         let size = match page_params(&q) {
             Ok((_, size)) => size,
@@ -573,21 +592,36 @@ async fn issues_paged(State(s): State<Arc<Shared>>, Query(q): Params) -> Respons
                 Ok(v) => v,
                 Err(r) => return r,
             };
-        (project, generation, size, 0)
+        let endless = deception == Some(FaultKind::EndlessPager);
+        (project, generation, size, 0, endless)
     };
-    let (findings, total) = s.page(
-        &[(project, generation)],
-        page.saturating_mul(size as u64),
-        size,
-    );
+    let total = s.index(project, generation).total as u64;
     let further_pages = if total == 0 {
         0
     } else {
         (total - 1) / size as u64
     };
+    // Which page of the data this answer serves.
+    let mut served = page;
+    if endless {
+        served %= further_pages + 1;
+    }
+    if deception == Some(FaultKind::RepeatPage) {
+        served = served.saturating_sub(1);
+    }
+    let (mut findings, _) = s.page(
+        &[(project, generation)],
+        served.saturating_mul(size as u64),
+        size,
+    );
+    match deception {
+        Some(FaultKind::EmptyPage) => findings.clear(),
+        Some(FaultKind::ShortPage) => findings.truncate(findings.len() / 2),
+        _ => {}
+    }
     let pager = json!({
-        "id": pager_id(project, generation, size),
-        "pages": further_pages,
+        "id": pager_id(project, generation, size, endless),
+        "pages": if endless { ENDLESS_PAGES } else { further_pages },
         "total": total,
         "page": page,
         "pageSize": size,
@@ -597,7 +631,9 @@ async fn issues_paged(State(s): State<Arc<Shared>>, Query(q): Params) -> Respons
     let mut response = json_bytes(StatusCode::OK, body);
     let encoded = base64::engine::general_purpose::STANDARD.encode(pager.to_string());
     if let Ok(value) = HeaderValue::from_str(&encoded) {
-        response.headers_mut().insert("x-ct-pager", value);
+        if deception != Some(FaultKind::NoPager) {
+            response.headers_mut().insert("x-ct-pager", value);
+        }
     }
     response
 }
@@ -731,7 +767,7 @@ fn write_issues(buf: &mut Vec<u8>, findings: &[SimFinding], project_name: &str) 
             issue_state: IssueState {
                 weakness_id: f.weakness.weakness_id,
                 severity: f.severity.codethreat(),
-                status: "Open",
+                status: f.status.codethreat(),
                 location: location(),
             },
             vulnerability_trace: [location()],
@@ -818,7 +854,14 @@ mod tests {
 
     #[test]
     fn pager_id_round_trips() {
-        assert_eq!(parse_pager_id(&pager_id(3, 7, 500)), Some((3, 7, 500)));
+        assert_eq!(
+            parse_pager_id(&pager_id(3, 7, 500, false)),
+            Some((3, 7, 500, false))
+        );
+        assert_eq!(
+            parse_pager_id(&pager_id(3, 7, 500, true)),
+            Some((3, 7, 500, true))
+        );
         assert_eq!(parse_pager_id("pg-1-2"), None);
         assert_eq!(parse_pager_id("other"), None);
     }

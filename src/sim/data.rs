@@ -11,6 +11,12 @@
 //!
 //! With churn 0 every generation is identical. Both vendors serve the same set, each in its
 //! own shape, so tests can compare a store against [`project_findings`].
+//!
+//! Status words are a second, independent walk ([`slot_status`]): with a status churn `s %`,
+//! each generation `g ≥ 1` re-draws a slot's vendor status with probability `s %`, among
+//! `Open`, `ReCheck`, `Fixed`, `False Positive` and `Accepted` ([`SimStatus`]); a replaced
+//! identity starts `Open`. Presence and identity do not depend on it, so a status churn
+//! changes what findings say, never which findings are listed.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
@@ -44,6 +50,55 @@ const TAG_CHURN: u64 = 1;
 const TAG_CHANGE: u64 = 2;
 const TAG_SHIFT: u64 = 3;
 const TAG_IDENTITY: u64 = 4;
+const TAG_STATUS: u64 = 5;
+const TAG_STATUS_WORD: u64 = 6;
+
+/// What the vendor says about a finding it lists, spelled by each vendor its own way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SimStatus {
+    Open,
+    /// Asked to be checked again: still open.
+    ReCheck,
+    /// Fixed at the vendor although still listed.
+    Fixed,
+    FalsePositive,
+    /// Risk accepted (CodeThreat) or ignored (Salt Security).
+    Accepted,
+}
+
+impl SimStatus {
+    /// The order a re-draw picks from.
+    const DRAW: [SimStatus; 5] = [
+        SimStatus::Open,
+        SimStatus::ReCheck,
+        SimStatus::Fixed,
+        SimStatus::FalsePositive,
+        SimStatus::Accepted,
+    ];
+
+    /// CodeThreat's word: `issue_state.status` (`Open`, `ReCheck`, `Accepted` seen in its
+    /// clients; `Fixed`, `False Positive` in its UI).
+    pub fn codethreat(self) -> &'static str {
+        match self {
+            SimStatus::Open => "Open",
+            SimStatus::ReCheck => "ReCheck",
+            SimStatus::Fixed => "Fixed",
+            SimStatus::FalsePositive => "False Positive",
+            SimStatus::Accepted => "Accepted",
+        }
+    }
+
+    /// Salt Security's word: `status` (`Open`, `Resolved`, `Ignored`; `False Positive`).
+    /// Salt has no re-check: it stays `Open`.
+    pub fn salt(self) -> &'static str {
+        match self {
+            SimStatus::Open | SimStatus::ReCheck => "Open",
+            SimStatus::Fixed => "Resolved",
+            SimStatus::FalsePositive => "False Positive",
+            SimStatus::Accepted => "Ignored",
+        }
+    }
+}
 
 /// Severity of a simulated finding; both vendors use these four (spelled their own way).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -318,6 +373,8 @@ pub struct SimFinding {
     pub start_line: u32,
     pub end_line: u32,
     pub gap: &'static Gap,
+    /// What the vendor says about it (always `Open` without a status churn).
+    pub status: SimStatus,
     /// Salt: the asset hostname, `project-N`.
     pub hostname: String,
     pub method: &'static str,
@@ -428,14 +485,40 @@ pub fn finding_for(
         start_line,
         end_line,
         gap,
+        status: SimStatus::Open,
         hostname: project_name(project),
         method,
         api_path,
     }
 }
 
+/// A slot's vendor status at `generation`, for an identity that appeared at
+/// `identity_generation`: O(generation − identity_generation).
+pub fn slot_status(
+    seed: u64,
+    project: u32,
+    slot: u32,
+    status_churn: f64,
+    identity_generation: u64,
+    generation: u64,
+) -> SimStatus {
+    let mut status = SimStatus::Open;
+    if status_churn <= 0.0 {
+        return status;
+    }
+    let p = status_churn / 100.0;
+    for g in identity_generation + 1..=generation {
+        let key = [seed, project as u64, slot as u64, g];
+        if unit(hash(&[TAG_STATUS, key[0], key[1], key[2], key[3]])) < p {
+            let draw = hash(&[TAG_STATUS_WORD, key[0], key[1], key[2], key[3]]);
+            status = SimStatus::DRAW[(draw % SimStatus::DRAW.len() as u64) as usize];
+        }
+    }
+    status
+}
+
 /// The exact set a CodeThreat scan or a Salt sync at `generation` returns for `project`, in
-/// listing order (by slot).
+/// listing order (by slot), every finding `Open`.
 pub fn project_findings(
     seed: u64,
     project: u32,
@@ -443,11 +526,32 @@ pub fn project_findings(
     churn: f64,
     generation: u64,
 ) -> impl Iterator<Item = SimFinding> {
+    project_findings_with_status(seed, project, findings_per_project, churn, 0.0, generation)
+}
+
+/// [`project_findings`] with a status churn: the findings and the status words they carry.
+pub fn project_findings_with_status(
+    seed: u64,
+    project: u32,
+    findings_per_project: u32,
+    churn: f64,
+    status_churn: f64,
+    generation: u64,
+) -> impl Iterator<Item = SimFinding> {
     (0..findings_per_project).filter_map(move |slot| {
         let state = slot_state(seed, project, slot, churn, generation);
-        state
-            .present
-            .then(|| finding_for(seed, project, slot, state, generation))
+        state.present.then(|| {
+            let mut f = finding_for(seed, project, slot, state, generation);
+            f.status = slot_status(
+                seed,
+                project,
+                slot,
+                status_churn,
+                state.identity_generation,
+                generation,
+            );
+            f
+        })
     })
 }
 
@@ -459,6 +563,7 @@ pub struct GenerationIndex {
     pub project: u32,
     pub findings_per_project: u32,
     pub churn: f64,
+    pub status_churn: f64,
     pub generation: u64,
     pub absent: Vec<u32>,
     pub total: u32,
@@ -473,6 +578,7 @@ impl GenerationIndex {
         project: u32,
         findings_per_project: u32,
         churn: f64,
+        status_churn: f64,
         generation: u64,
     ) -> GenerationIndex {
         let mut absent = Vec::new();
@@ -492,6 +598,7 @@ impl GenerationIndex {
             project,
             findings_per_project,
             churn,
+            status_churn,
             generation,
             total: findings_per_project - absent.len() as u32,
             absent,
@@ -532,7 +639,16 @@ impl GenerationIndex {
                 absent.next();
             } else {
                 let state = slot_state(seed, project, slot, churn, generation);
-                out.push(finding_for(seed, project, slot, state, generation));
+                let mut f = finding_for(seed, project, slot, state, generation);
+                f.status = slot_status(
+                    seed,
+                    project,
+                    slot,
+                    self.status_churn,
+                    state.identity_generation,
+                    generation,
+                );
+                out.push(f);
             }
             slot += 1;
         }
@@ -582,7 +698,7 @@ mod tests {
     fn page_matches_the_iterator_at_any_position() {
         let (seed, project, fpp, churn, g) = (11, 1, 500, 25.0, 3);
         let all: Vec<_> = project_findings(seed, project, fpp, churn, g).collect();
-        let index = GenerationIndex::build(seed, project, fpp, churn, g);
+        let index = GenerationIndex::build(seed, project, fpp, churn, 0.0, g);
         assert_eq!(index.total as usize, all.len());
         assert!(!index.absent.is_empty());
         for (pos, limit) in [
@@ -611,5 +727,38 @@ mod tests {
         assert_eq!(project_number(&project_name(12)), Some(12));
         assert_eq!(project_number("project-0"), None);
         assert_eq!(project_number("other"), None);
+    }
+
+    #[test]
+    fn status_churn_changes_words_but_never_which_findings_are_listed() {
+        let (seed, project, fpp, churn, g) = (5, 1, 1_000, 20.0, 3);
+        let plain: Vec<_> = project_findings(seed, project, fpp, churn, g).collect();
+        let worded: Vec<_> =
+            project_findings_with_status(seed, project, fpp, churn, 30.0, g).collect();
+        let ids = |v: &[SimFinding]| v.iter().map(|f| f.id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&plain), ids(&worded));
+        assert!(plain.iter().all(|f| f.status == SimStatus::Open));
+        for status in SimStatus::DRAW {
+            assert!(
+                worded.iter().any(|f| f.status == status),
+                "{status:?} never drawn"
+            );
+        }
+        // Generation 0 is the baseline: every finding open.
+        assert!(
+            project_findings_with_status(seed, project, fpp, churn, 30.0, 0)
+                .all(|f| f.status == SimStatus::Open)
+        );
+        let index = GenerationIndex::build(seed, project, fpp, churn, 30.0, g);
+        assert_eq!(index.page(0, fpp), worded);
+    }
+
+    #[test]
+    fn status_words_are_each_vendors_own() {
+        assert_eq!(SimStatus::Fixed.codethreat(), "Fixed");
+        assert_eq!(SimStatus::Fixed.salt(), "Resolved");
+        assert_eq!(SimStatus::Accepted.salt(), "Ignored");
+        assert_eq!(SimStatus::ReCheck.salt(), "Open");
+        assert_eq!(SimStatus::FalsePositive.codethreat(), "False Positive");
     }
 }

@@ -1,5 +1,14 @@
 //! Injected failures: what a flaky network, a rate limiter or a misconfigured proxy does to a
-//! client, so retry and error paths can be tested against something real.
+//! client, so retry and error paths can be tested against something real; and deceptive
+//! answers (200 OK, valid JSON, a pager that lies about the listing) so a connector's
+//! completeness checks can be tested against something that looks honest.
+//!
+//! Which requests a fault can hit is [`FaultKind::applies_to`]: the transport faults hit any
+//! vendor request, `truncated` any listing, the deceptive ones only findings pages (CodeThreat
+//! `GET /api/scanlog/issues`, Salt Security `GET /v1/apigovern/posture/gaps`). `xN` and `@N`
+//! count only the requests a fault can hit.
+
+use super::SimVendor;
 
 use std::fmt;
 use std::str::FromStr;
@@ -18,15 +27,73 @@ pub enum FaultKind {
     /// An HTML page (alternately 200 and 502) where JSON was expected, as a proxy or login
     /// page would send.
     Html,
+    /// `empty_page`: a further findings page (CodeThreat `pid=…&page=i`, Salt Security
+    /// `offset > 0`) answered `200` with no items: CodeThreat `[]` under its pager, Salt
+    /// `{"response": [], "endOffset": <offset>}` (which ends a Salt listing early).
+    EmptyPage,
+    /// `short_page`: a further CodeThreat page loses the second half of its issues.
+    ShortPage,
+    /// `repeat_page`: a further findings page serves the previous page's items again
+    /// (CodeThreat page i answers page i−1, page 1 the first body; Salt the items at
+    /// `offset − limit`, with `endOffset` moving on as if the page were new).
+    RepeatPage,
+    /// `no_pager`: the first CodeThreat issues page comes without `x-ct-pager`.
+    NoPager,
+    /// `endless_pager`: a pager that never ends. CodeThreat: the first page's `x-ct-pager`
+    /// announces 1,000,000 further pages, and pages past the data start the listing over.
+    /// Salt Security: `endOffset` always moves on by `limit` and offsets past the data start
+    /// the listing over, so no empty page ever comes.
+    EndlessPager,
+    /// `stuck_offset`: a Salt Security gaps page whose `endOffset` is the offset asked for.
+    StuckOffset,
+}
+
+/// What a request is, as far as faults are concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestKind {
+    /// Any other vendor request (status, projects, …).
+    Other,
+    /// A listing that is not a findings page walk (inventory, the newer POST issues form, …).
+    Listing,
+    /// The first page of a findings listing: CodeThreat without `pid`, Salt at offset 0.
+    FirstFindingsPage(SimVendor),
+    /// A later page: CodeThreat with `pid`, Salt at an offset above 0.
+    FurtherFindingsPage(SimVendor),
 }
 
 impl FaultKind {
-    /// Truncation only makes sense for a findings page; the other kinds hit any vendor route.
-    pub fn applies_to(self, listing: bool) -> bool {
+    /// Truncation only makes sense for a listing, the deceptive kinds for the findings pages
+    /// whose pager they lie about; the transport kinds hit any vendor route.
+    pub fn applies_to(self, request: RequestKind) -> bool {
+        use RequestKind::{FirstFindingsPage as First, FurtherFindingsPage as Further};
+        use SimVendor::{CodeThreat, Salt};
         match self {
-            FaultKind::Truncated => listing,
-            _ => true,
+            FaultKind::Status429 | FaultKind::Status500 | FaultKind::Timeout | FaultKind::Html => {
+                true
+            }
+            FaultKind::Truncated => request != RequestKind::Other,
+            FaultKind::EmptyPage | FaultKind::RepeatPage => matches!(request, Further(_)),
+            FaultKind::ShortPage => request == Further(CodeThreat),
+            FaultKind::NoPager => request == First(CodeThreat),
+            FaultKind::EndlessPager => {
+                matches!(request, First(CodeThreat) | First(Salt) | Further(Salt))
+            }
+            FaultKind::StuckOffset => matches!(request, First(Salt) | Further(Salt)),
         }
+    }
+
+    /// True for the kinds the vendor handlers act out (a 200 that lies), false for the ones
+    /// the request gate answers itself.
+    pub fn is_deceptive(self) -> bool {
+        matches!(
+            self,
+            FaultKind::EmptyPage
+                | FaultKind::ShortPage
+                | FaultKind::RepeatPage
+                | FaultKind::NoPager
+                | FaultKind::EndlessPager
+                | FaultKind::StuckOffset
+        )
     }
 
     fn word(self) -> &'static str {
@@ -36,8 +103,29 @@ impl FaultKind {
             FaultKind::Timeout => "timeout",
             FaultKind::Truncated => "truncated",
             FaultKind::Html => "html",
+            FaultKind::EmptyPage => "empty_page",
+            FaultKind::ShortPage => "short_page",
+            FaultKind::RepeatPage => "repeat_page",
+            FaultKind::NoPager => "no_pager",
+            FaultKind::EndlessPager => "endless_pager",
+            FaultKind::StuckOffset => "stuck_offset",
         }
     }
+
+    /// Every kind, in the order the help lists them.
+    pub const ALL: [FaultKind; 11] = [
+        FaultKind::Status429,
+        FaultKind::Status500,
+        FaultKind::Timeout,
+        FaultKind::Truncated,
+        FaultKind::Html,
+        FaultKind::EmptyPage,
+        FaultKind::ShortPage,
+        FaultKind::RepeatPage,
+        FaultKind::NoPager,
+        FaultKind::EndlessPager,
+        FaultKind::StuckOffset,
+    ];
 }
 
 /// One injected failure and how often it fires.
@@ -89,7 +177,7 @@ impl Fault {
 /// Why a `--fault` value was refused.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum FaultParseError {
-    #[error("unknown fault kind \"{0}\" (use 429, 500, timeout, truncated or html)")]
+    #[error("unknown fault kind \"{0}\" (use 429, 500, timeout, truncated, html, empty_page, short_page, repeat_page, no_pager, endless_pager or stuck_offset)")]
     UnknownKind(String),
     #[error("bad fault rate \"{0}\" (use a probability like 0.1, a percent like 10%, xN for the first N requests, or @N for the Nth request only)")]
     BadRate(String),
@@ -108,13 +196,9 @@ impl FromStr for Fault {
                 None => (s, None),
             },
         };
-        let kind = match kind_word.trim().to_ascii_lowercase().as_str() {
-            "429" => FaultKind::Status429,
-            "500" => FaultKind::Status500,
-            "timeout" => FaultKind::Timeout,
-            "truncated" => FaultKind::Truncated,
-            "html" => FaultKind::Html,
-            other => return Err(FaultParseError::UnknownKind(other.to_string())),
+        let word = kind_word.trim().to_ascii_lowercase().replace('-', "_");
+        let Some(kind) = FaultKind::ALL.into_iter().find(|k| k.word() == word) else {
+            return Err(FaultParseError::UnknownKind(word));
         };
         let Some(rate_word) = rate_word.map(str::trim) else {
             return Ok(Fault::always(kind));
@@ -173,9 +257,9 @@ impl FaultPlan {
 
     /// The fault to inject into this request, if any, and its ordinal among the requests it
     /// hit (used to alternate HTML statuses). The first fault in the list that fires wins.
-    pub(crate) fn decide(&mut self, seed: u64, listing: bool) -> Option<(FaultKind, u64)> {
+    pub(crate) fn decide(&mut self, seed: u64, request: RequestKind) -> Option<(FaultKind, u64)> {
         for (i, fault) in self.faults.iter().enumerate() {
-            if !fault.kind.applies_to(listing) {
+            if !fault.kind.applies_to(request) {
                 continue;
             }
             let n = self.seen[i];
@@ -223,7 +307,9 @@ mod tests {
     #[test]
     fn first_n_fires_exactly_n_times_then_stops() {
         let mut plan = FaultPlan::new(vec![Fault::first(FaultKind::Status429, 2)]);
-        let fired: Vec<bool> = (0..5).map(|_| plan.decide(1, false).is_some()).collect();
+        let fired: Vec<bool> = (0..5)
+            .map(|_| plan.decide(1, RequestKind::Other).is_some())
+            .collect();
         assert_eq!(fired, [true, true, false, false, false]);
     }
 
@@ -235,16 +321,21 @@ mod tests {
         assert_eq!(fault.to_string().parse::<Fault>().unwrap(), fault);
         assert!("500@0".parse::<Fault>().is_err());
         let mut plan = FaultPlan::new(vec![fault]);
-        let fired: Vec<bool> = (0..5).map(|_| plan.decide(1, true).is_some()).collect();
+        let fired: Vec<bool> = (0..5)
+            .map(|_| plan.decide(1, RequestKind::Listing).is_some())
+            .collect();
         assert_eq!(fired, [false, false, true, false, false]);
     }
 
     #[test]
     fn truncation_skips_requests_that_are_not_listings() {
         let mut plan = FaultPlan::new(vec![Fault::first(FaultKind::Truncated, 1)]);
-        assert_eq!(plan.decide(1, false), None);
-        assert_eq!(plan.decide(1, true), Some((FaultKind::Truncated, 0)));
-        assert_eq!(plan.decide(1, true), None);
+        assert_eq!(plan.decide(1, RequestKind::Other), None);
+        assert_eq!(
+            plan.decide(1, RequestKind::Listing),
+            Some((FaultKind::Truncated, 0))
+        );
+        assert_eq!(plan.decide(1, RequestKind::Listing), None);
     }
 
     #[test]
@@ -252,11 +343,77 @@ mod tests {
         let run = || {
             let mut plan = FaultPlan::new(vec!["500:0.3".parse().unwrap()]);
             (0..1000)
-                .filter(|_| plan.decide(9, false).is_some())
+                .filter(|_| plan.decide(9, RequestKind::Other).is_some())
                 .count()
         };
         let hits = run();
         assert_eq!(hits, run());
         assert!((200..400).contains(&hits), "{hits}");
+    }
+
+    #[test]
+    fn deceptive_kinds_parse_round_trip_and_hit_only_the_pages_they_lie_about() {
+        use RequestKind::{FirstFindingsPage as First, FurtherFindingsPage as Further};
+        use SimVendor::{CodeThreat, Salt};
+        for kind in FaultKind::ALL {
+            let fault = Fault::nth(kind, 2);
+            assert_eq!(fault.to_string().parse::<Fault>().unwrap(), fault);
+        }
+        assert_eq!(
+            "empty-page:x1".parse(),
+            Ok(Fault::first(FaultKind::EmptyPage, 1))
+        );
+        let hits = |kind: FaultKind| {
+            [
+                RequestKind::Other,
+                RequestKind::Listing,
+                First(CodeThreat),
+                Further(CodeThreat),
+                First(Salt),
+                Further(Salt),
+            ]
+            .map(|r| kind.applies_to(r))
+        };
+        assert_eq!(
+            hits(FaultKind::EmptyPage),
+            [false, false, false, true, false, true]
+        );
+        assert_eq!(
+            hits(FaultKind::RepeatPage),
+            [false, false, false, true, false, true]
+        );
+        assert_eq!(
+            hits(FaultKind::ShortPage),
+            [false, false, false, true, false, false]
+        );
+        assert_eq!(
+            hits(FaultKind::NoPager),
+            [false, false, true, false, false, false]
+        );
+        assert_eq!(
+            hits(FaultKind::EndlessPager),
+            [false, false, true, false, true, true]
+        );
+        assert_eq!(
+            hits(FaultKind::StuckOffset),
+            [false, false, false, false, true, true]
+        );
+        assert_eq!(
+            hits(FaultKind::Truncated),
+            [false, true, true, true, true, true]
+        );
+        // `@N` counts only the pages the fault can hit: the second further page here.
+        let mut plan = FaultPlan::new(vec!["empty_page@2".parse().unwrap()]);
+        let seen: Vec<bool> = [
+            First(CodeThreat),
+            Further(CodeThreat),
+            RequestKind::Other,
+            Further(CodeThreat),
+            Further(CodeThreat),
+        ]
+        .into_iter()
+        .map(|r| plan.decide(1, r).is_some())
+        .collect();
+        assert_eq!(seen, [false, false, false, true, false]);
     }
 }

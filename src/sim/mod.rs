@@ -1,13 +1,21 @@
 //! The vendor simulator: serves the CodeThreat and Salt Security contracts
-//! (`/work/shared/vendors/*.md`) from one loopback server, with deterministic data and
-//! injectable faults, so the connectors, the daemon, the demo and the tests have a vendor to
-//! talk to.
+//! (`docs/vendors/*.md`) from one loopback server, with deterministic data and injectable
+//! faults, so the connectors, the daemon, the demo and the tests have a vendor to talk to.
+//!
+//! Faults ([`faults`], `--fault KIND[:RATE]`): transport failures (`429`, `500`, `timeout`,
+//! `truncated`, `html`) and deceptive pagers that answer 200 with valid JSON but lie about the
+//! listing (`empty_page`, `short_page`, `repeat_page`, `no_pager`, `endless_pager`,
+//! `stuck_offset`). Status words ([`SimOptions::status_churn`]): with a status churn above 0,
+//! findings also change their vendor status word between generations (CodeThreat `Fixed`,
+//! `False Positive`, `Accepted`, `ReCheck`, `Open`; Salt `Resolved`, `False Positive`,
+//! `Ignored`, `Open`), so a store's reading of them can be tested end to end.
 //!
 //! It never imports the connectors (`crate::vendors`): it is written from the contract, so a
 //! connector test against it checks the connector against the contract, not against itself.
 //!
 //! Layout: CodeThreat under `/codethreat`, Salt Security under `/salt`, the test controls under
-//! `/__sim` (never faulted, never delayed). Anything else is a plain-text 404, which is what a
+//! `/__sim` (never faulted, never delayed): `POST /__sim/advance` (Salt's next generation),
+//! `POST /__sim/faults` (replace the faults in force), `GET /__sim/requests`, `GET /__sim/health`. Anything else is a plain-text 404, which is what a
 //! connector pointed at a wrong URL should see.
 
 pub mod codethreat;
@@ -15,7 +23,7 @@ pub mod data;
 pub mod faults;
 pub mod salt;
 
-pub use faults::{Fault, FaultKind, FaultParseError};
+pub use faults::{Fault, FaultKind, FaultParseError, RequestKind};
 
 use axum::body::Body;
 use axum::extract::{OriginalUri, Request, State};
@@ -58,6 +66,10 @@ pub struct SimOptions {
     pub scan_seconds: f64,
     /// Percent of a project's findings that change between consecutive generations.
     pub churn: f64,
+    /// Percent of a project's findings whose vendor status word changes between consecutive
+    /// generations (see [`data::SimStatus`]). 0, the default, keeps every finding `Open`, so
+    /// the churn counts stay those of `churn` alone.
+    pub status_churn: f64,
     /// Added before every vendor response.
     pub latency_ms: u64,
     pub faults: Vec<Fault>,
@@ -74,6 +86,7 @@ impl Default for SimOptions {
             seed: 1,
             scan_seconds: 2.0,
             churn: 0.0,
+            status_churn: 0.0,
             latency_ms: 0,
             faults: Vec::new(),
         }
@@ -125,7 +138,7 @@ impl Shared {
     /// The paging index of one project at one generation, computed once.
     pub(crate) fn index(&self, project: u32, generation: u64) -> Arc<GenerationIndex> {
         // With no churn every generation is the same set: share one index.
-        let generation = if self.opts.churn <= 0.0 {
+        let generation = if self.opts.churn <= 0.0 && self.opts.status_churn <= 0.0 {
             0
         } else {
             generation
@@ -139,6 +152,7 @@ impl Shared {
             project,
             o.findings_per_project,
             o.churn,
+            o.status_churn,
             generation,
         ));
         let mut cache = lock(&self.indexes);
@@ -219,6 +233,15 @@ impl Simulator {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("churn is a percent between 0 and 100, not {}", opts.churn),
+            ));
+        }
+        if !(0.0..=100.0).contains(&opts.status_churn) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "status churn is a percent between 0 and 100, not {}",
+                    opts.status_churn
+                ),
             ));
         }
         if !opts.scan_seconds.is_finite() || opts.scan_seconds < 0.0 {
@@ -391,6 +414,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .layer(middleware::from_fn_with_state(shared.clone(), gate_salt));
     Router::new()
         .route("/__sim/advance", post(admin_advance))
+        .route("/__sim/faults", post(admin_faults))
         .route("/__sim/requests", get(admin_requests))
         .route("/__sim/health", get(admin_health))
         .nest("/codethreat", ct)
@@ -402,6 +426,25 @@ fn router(shared: Arc<Shared>) -> Router {
 async fn admin_advance(State(s): State<Arc<Shared>>) -> Json<serde_json::Value> {
     let generation = s.salt_generation.fetch_add(1, Ordering::SeqCst) + 1;
     Json(serde_json::json!({ "generation": generation }))
+}
+
+/// `POST /__sim/faults` with `--fault` values, separated by white space or commas (an empty
+/// body clears them): replaces the faults in force, as [`Simulator::set_faults`] does, so a
+/// test driving the simulator as a child process can make it lie between two syncs.
+async fn admin_faults(State(s): State<Arc<Shared>>, body: String) -> Response {
+    let parsed: Result<Vec<Fault>, FaultParseError> = body
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|w| !w.is_empty())
+        .map(str::parse)
+        .collect();
+    match parsed {
+        Ok(faults) => {
+            let words: Vec<String> = faults.iter().map(Fault::to_string).collect();
+            *lock(&s.faults) = FaultPlan::new(faults);
+            Json(serde_json::json!({ "faults": words })).into_response()
+        }
+        Err(e) => json_error(StatusCode::BAD_REQUEST, &e.to_string()),
+    }
 }
 
 async fn admin_requests(State(s): State<Arc<Shared>>) -> Json<Vec<RecordedRequest>> {
@@ -459,6 +502,41 @@ async fn gate_salt(State(s): State<Arc<Shared>>, req: Request, next: Next) -> Re
     gate(s, SimVendor::Salt, req, next).await
 }
 
+/// A deceptive fault the gate decided on, for the vendor handler to act out (`None`: answer
+/// honestly). The gate puts one on every request it lets through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Deception(pub(crate) Option<FaultKind>);
+
+/// What a vendor request is, for deciding which faults may hit it.
+fn request_kind(
+    vendor: SimVendor,
+    method: &axum::http::Method,
+    uri: &axum::http::Uri,
+) -> RequestKind {
+    let path = uri.path();
+    let param = |key: &str| {
+        uri.query()?
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.to_string())
+    };
+    let findings_page = match vendor {
+        SimVendor::CodeThreat => (method == axum::http::Method::GET
+            && path.ends_with("/api/scanlog/issues"))
+        .then(|| param("pid").is_some()),
+        SimVendor::Salt => path
+            .ends_with("/posture/gaps")
+            .then(|| param("offset").is_some_and(|o| o.parse::<u64>().is_ok_and(|o| o > 0))),
+    };
+    match findings_page {
+        Some(false) => RequestKind::FirstFindingsPage(vendor),
+        Some(true) => RequestKind::FurtherFindingsPage(vendor),
+        None if is_listing(path) => RequestKind::Listing,
+        None => RequestKind::Other,
+    }
+}
+
 /// Paths whose responses are findings (or inventory) pages: the only ones truncation hits.
 fn is_listing(path: &str) -> bool {
     [
@@ -473,7 +551,7 @@ fn is_listing(path: &str) -> bool {
 }
 
 /// What every vendor request goes through before its handler: recording, latency, faults.
-async fn gate(s: Arc<Shared>, vendor: SimVendor, req: Request, next: Next) -> Response {
+async fn gate(s: Arc<Shared>, vendor: SimVendor, mut req: Request, next: Next) -> Response {
     let original = req
         .extensions()
         .get::<OriginalUri>()
@@ -501,9 +579,13 @@ async fn gate(s: Arc<Shared>, vendor: SimVendor, req: Request, next: Next) -> Re
     if s.opts.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(s.opts.latency_ms)).await;
     }
-    let fault = lock(&s.faults).decide(s.opts.seed, is_listing(req.uri().path()));
+    let kind = request_kind(vendor, req.method(), req.uri());
+    let fault = lock(&s.faults).decide(s.opts.seed, kind);
+    let deception = fault.map(|(k, _)| k).filter(|k| k.is_deceptive());
+    req.extensions_mut().insert(Deception(deception));
     match fault {
         None => next.run(req).await,
+        Some((k, _)) if k.is_deceptive() => next.run(req).await,
         Some((FaultKind::Status429, _)) => {
             let mut r = json_error(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -553,6 +635,7 @@ async fn gate(s: Arc<Shared>, vendor: SimVendor, req: Request, next: Next) -> Re
             parts.headers.remove(header::CONTENT_LENGTH);
             Response::from_parts(parts, Body::from(bytes.slice(..bytes.len() / 2)))
         }
+        Some((deceptive, _)) => unreachable!("{deceptive:?} is acted out by the handler"),
     }
 }
 

@@ -1,17 +1,18 @@
-//! The Salt Security contract (`/work/shared/vendors/saltsecurity.md`) under `/salt`.
+//! The Salt Security contract (`docs/vendors/saltsecurity.md`) under `/salt`.
 //!
 //! Salt is passive: there is no scan. Its data is at one generation for every asset, moved
 //! forward by `Simulator::advance` or `POST /__sim/advance`. Assets are hostnames
 //! `project-1` … `project-N`.
 
 use super::data::{self, SimFinding, ENDPOINTS};
-use super::{json_bytes, json_error, Shared};
+use super::faults::FaultKind;
+use super::{json_bytes, json_error, Deception, Shared};
 use axum::extract::{Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::Serialize;
 use serde_json::json;
 use std::collections::HashMap;
@@ -90,10 +91,15 @@ fn assets(s: &Shared, hostname: Option<&str>) -> Vec<u32> {
 
 /// `{"response": [...], "endOffset": offset + count}`; an empty `response` ends the listing.
 fn envelope(items_json: &[u8], offset: u64, count: usize) -> Response {
+    envelope_ending_at(items_json, offset + count as u64)
+}
+
+/// The envelope with an explicit `endOffset` (what the deceptive faults bend).
+fn envelope_ending_at(items_json: &[u8], end_offset: u64) -> Response {
     let mut body = Vec::with_capacity(items_json.len() + 40);
     body.extend_from_slice(b"{\"response\":");
     body.extend_from_slice(items_json);
-    body.extend_from_slice(format!(",\"endOffset\":{}}}", offset + count as u64).as_bytes());
+    body.extend_from_slice(format!(",\"endOffset\":{end_offset}}}").as_bytes());
     json_bytes(StatusCode::OK, body)
 }
 
@@ -125,7 +131,7 @@ fn write_gaps(findings: &[SimFinding]) -> Vec<u8> {
             id: f.salt_id(),
             name: f.gap.name,
             severity: f.severity.salt(),
-            status: "Open",
+            status: f.status.salt(),
             category: f.gap.category,
             hostname: &f.hostname,
             method: f.method,
@@ -142,7 +148,17 @@ fn write_gaps(findings: &[SimFinding]) -> Vec<u8> {
     buf
 }
 
-async fn posture_gaps(State(s): State<Arc<Shared>>, Query(q): Params) -> Response {
+/// The gaps of the current generation, `limit` from `offset`.
+///
+/// Deceptive faults act here: `empty_page` answers `[]` (ending the listing early),
+/// `repeat_page` serves the items at `offset − limit` again while `endOffset` moves on,
+/// `stuck_offset` answers `endOffset = offset`, `endless_pager` moves `endOffset` by `limit`
+/// every time and serves offsets past the data from the beginning again.
+async fn posture_gaps(
+    State(s): State<Arc<Shared>>,
+    Extension(Deception(deception)): Extension<Deception>,
+    Query(q): Params,
+) -> Response {
     let w = match window(&q) {
         Ok(w) => w,
         Err(r) => return r,
@@ -152,8 +168,33 @@ async fn posture_gaps(State(s): State<Arc<Shared>>, Query(q): Params) -> Respons
         .into_iter()
         .map(|a| (a, generation))
         .collect();
-    let (findings, _) = s.page(&parts, w.offset, w.limit as u32);
-    envelope(&write_gaps(&findings), w.offset, findings.len())
+    let read = |offset: u64| s.page(&parts, offset, w.limit as u32);
+    match deception {
+        Some(FaultKind::EmptyPage) => envelope_ending_at(b"[]", w.offset),
+        Some(FaultKind::RepeatPage) => {
+            let (findings, _) = read(w.offset.saturating_sub(w.limit));
+            envelope(&write_gaps(&findings), w.offset, findings.len())
+        }
+        Some(FaultKind::StuckOffset) => {
+            let (findings, _) = read(w.offset);
+            envelope_ending_at(&write_gaps(&findings), w.offset)
+        }
+        Some(FaultKind::EndlessPager) => {
+            let total: u64 = parts
+                .iter()
+                .map(|&(asset, g)| s.index(asset, g).total as u64)
+                .sum();
+            // The data rounded up to whole pages: offsets past it start over.
+            let span = total.div_ceil(w.limit) * w.limit;
+            let served = if span == 0 { 0 } else { w.offset % span };
+            let (findings, _) = read(served);
+            envelope_ending_at(&write_gaps(&findings), w.offset + w.limit)
+        }
+        _ => {
+            let (findings, _) = read(w.offset);
+            envelope(&write_gaps(&findings), w.offset, findings.len())
+        }
+    }
 }
 
 /// Serves `total` generated items from `offset`, as the inventory listings do.

@@ -1,20 +1,24 @@
-//! CodeThreat SAST. The contract: ../shared/vendors/codethreat.md.
+//! CodeThreat SAST. The project's account of the contract: `docs/vendors/codethreat.md`
+//! (endpoints, pagination, the status-word table and the completeness rules).
 //!
-//! Everything the contract fixes (paths, header names, field names, page sizes) is a constant
-//! below or sits in [`map_issue`] / [`map_status`], so a correction is one edit. Lines marked
-//! (P) are proposals in the contract, not yet seen in a CodeThreat client.
+//! Everything the contract fixes (paths, header names, field names, page sizes, status words,
+//! what makes a listing whole) is a constant below or sits in [`map_issue`], [`map_status`],
+//! [`verdict`] or [`IssueListing`], so a correction is one edit. Lines marked (P) are
+//! proposals in the contract, not yet seen in a CodeThreat client; (ours) marks our reading
+//! where the contract is silent.
 
 use super::{
     from_http, json_at, normalize_time, text_at, FindingPages, ScanRequest, ScanStatus, Target,
     Vendor, VendorError, VendorSpec,
 };
 use crate::config::InstanceConfig;
-use crate::finding::{Finding, Location, Severity};
+use crate::finding::{Finding, Location, Severity, Verdict};
 use crate::http::{HttpClient, HttpError, HttpResponse};
 use async_trait::async_trait;
 use base64::Engine as _;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
+use std::collections::HashMap;
 
 pub const SPEC: VendorSpec = VendorSpec {
     name: VENDOR,
@@ -43,14 +47,22 @@ const SCAN_START_PATH: &str = "/api/scan/start";
 const SCAN_STATUS_PATH: &str = "/api/scan/status";
 /// (C) `GET ?q=<base64(JSON {"projectName"})>&pageSize=500[&sid=]` → JSON array of issues.
 const ISSUES_PATH: &str = "/api/scanlog/issues";
-const ISSUES_PAGE_SIZE: &str = "500";
+/// (C) The page size asked for. A first page holding this many issues is "full".
+const ISSUES_PAGE_SIZE: usize = 500;
 /// (C) Response header on the first issues page: base64(JSON `{"id","pages"}`).
 ///
 /// Our reading of the contract: the first body is the first page; the further pages are the
-/// same query plus `pid=<id>&page=<i>` for i = 1..=pages; `pages == 0` (or no header) means
-/// the first body was everything. An empty further page also ends the listing, so a server
-/// that counts the first body among `pages` is read correctly too.
+/// same query plus `pid=<id>&page=<i>` for i = 1..=pages; `pages == 0` means the first body
+/// was everything. What makes such a walk complete is [`IssueListing`].
 const PAGER_HEADER: &str = "x-ct-pager";
+/// (C) The newer, wrapped body: `{"data": [...], "pagination": {"total": N}}`; accepted on
+/// the issues pages too. `total` counts the issues of the whole listing.
+const WRAPPED_ITEMS: &str = "data";
+const WRAPPED_TOTAL: &str = "/pagination/total";
+/// (ours) The most pages one issues listing may have, the first body included: 10,000 pages
+/// of 500 are 5,000,000 issues of one project. A pager announcing more is taken as one that
+/// never ends, and the listing as incomplete.
+const MAX_ISSUE_PAGES: u64 = 10_000;
 /// (C) The UI page of one scan's issues: `<base>/issues?scan_id=<sid>&projectName=<project>`;
 /// of a project: `<base>/projects/project-details/<project>?tenant=<org>`.
 const UI_ISSUES_PATH: &str = "/issues";
@@ -348,6 +360,7 @@ impl Vendor for CodeThreat {
             query,
             link: self.ui_link(bind_to, scan_id),
             state: PagerState::First,
+            listing: IssueListing::new(ISSUES_PAGE_SIZE as u64, MAX_ISSUE_PAGES),
         }))
     }
 }
@@ -471,11 +484,12 @@ pub fn map_issue(raw: &RawValue, vendor_url: Option<&str>) -> Result<Finding, St
     let severity = text_at(&v, "/issue_state/severity")
         .and_then(|w| Severity::from_vendor_word(&w))
         .unwrap_or(Severity::Info);
+    let status = text_at(&v, "/issue_state/status");
     Ok(Finding {
         vendor_id: text_at(&v, "/_id"),
         title,
         severity,
-        vendor_status: text_at(&v, "/issue_state/status"),
+        vendor_status: status.clone(),
         cwe: json_at(&v, "/kb_fields/cwe").and_then(normalize_cwe),
         owasp: json_at(&v, "/kb_fields/owasp2021").and_then(first_text),
         rule_id: weakness,
@@ -488,7 +502,7 @@ pub fn map_issue(raw: &RawValue, vendor_url: Option<&str>) -> Result<Finding, St
         vendor_first_seen: normalize_time(v.get("created_at")),
         vendor_last_seen: normalize_time(v.get("updated_at")),
         raw: raw.get().to_string(),
-        verdict: None,
+        verdict: status.as_deref().and_then(verdict),
     })
 }
 
@@ -571,50 +585,286 @@ pub fn map_status(v: &Value) -> ScanStatus {
     }
 }
 
-enum PagerState {
-    First,
-    Next { pid: String, page: u64, pages: u64 },
+/// (C/P) `issue_state.status` → what it means for the lifecycle. Words seen in CodeThreat's
+/// clients: `Open`, `Accepted`, `ReCheck` (C); in its UI also `Fixed`, `False Positive` (P).
+/// The other spellings are common ones of the same ideas. Case, `_`, `-`, apostrophes and
+/// runs of spaces do not matter; an unknown word is `None` (read as "still there").
+///
+/// | words | verdict |
+/// |---|---|
+/// | `open`, `new`, `recheck`, `re-check`, `reopened`, `confirmed` | Active |
+/// | `fixed`, `resolved`, `closed` | Resolved |
+/// | `false positive`, `false_positive`, `falsepositive`, `not an issue` | FalsePositive |
+/// | `accepted`, `risk accepted`, `ignored`, `wont fix`, `won't fix` | Accepted |
+pub fn verdict(status: &str) -> Option<Verdict> {
+    match normalize_word(status).as_str() {
+        "open" | "new" | "recheck" | "re check" | "reopened" | "confirmed" => Some(Verdict::Active),
+        "fixed" | "resolved" | "closed" => Some(Verdict::Resolved),
+        "false positive" | "falsepositive" | "not an issue" => Some(Verdict::FalsePositive),
+        "accepted" | "risk accepted" | "ignored" | "wont fix" => Some(Verdict::Accepted),
+        _ => None,
+    }
+}
+
+/// Lowercase, `_` and `-` as spaces, apostrophes dropped, runs of white space as one space.
+fn normalize_word(word: &str) -> String {
+    let spaced: String = word
+        .chars()
+        .filter(|c| !matches!(c, '\'' | '\u{2019}'))
+        .map(|c| match c {
+            '_' | '-' => ' ',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect();
+    spaced.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// What one issues page held, as far as completeness is concerned.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct PageFacts {
+    /// Issues in the body (all of them, mapped or not).
+    issues: u64,
+    /// A digest of the page's issues ([`page_digest`]): the same issues, the same digest.
+    digest: u64,
+    /// The wrapped form's `pagination.total`, when the body has one.
+    total: Option<u64>,
+}
+
+/// Where the walk goes after a page.
+#[derive(Debug, Clone, PartialEq)]
+enum Step {
+    /// Fetch `page=<page>` of the pager `pid` next.
+    Next { pid: String, page: u64 },
+    /// That was the last page.
     Done,
 }
 
-/// Follows `x-ct-pager`, one HTTP page per [`FindingPages::next_page`] call.
+/// (ours) The completeness rules of one issues listing, kept free of I/O so each rule is a
+/// unit test. A listing ends normally only when CodeThreat's own pager says it is whole:
+///
+/// - a first page as full as the page size asked for (500) must carry `x-ct-pager`; without
+///   it nobody can tell whether more pages follow;
+/// - a pager announcing more than [`MAX_ISSUE_PAGES`] pages (first body included) is taken
+///   as one that never ends;
+/// - every page before the last announced one is as full as the first page (the server's own
+///   page size); an empty or short one there means issues went missing. The LAST announced
+///   page may be short or empty. A server that counts the first body among `pages` ends with
+///   an empty last page, and its real last page, the one before, may be short: so a short
+///   page right before the last is allowed only if the last then comes back empty;
+/// - no page may repeat an earlier one (the same issues: by `_id`, else by their text);
+/// - in the wrapped form, the issues seen at the end equal `pagination.total`, and `total`
+///   does not change during the walk.
+///
+/// Each rule broken is an `Err` with a detail naming the page and what was wrong.
+#[derive(Debug)]
+struct IssueListing {
+    /// The page size asked for: a first page holding this many is full.
+    requested: u64,
+    max_pages: u64,
+    pid: String,
+    /// Further pages the pager announced (`page=1..=pages`).
+    pages: u64,
+    /// Issues on the first page: the server's page size.
+    page_size: u64,
+    /// The page right before the last was short: `(page, issues)`; the last must be empty.
+    short_before_last: Option<(u64, u64)>,
+    issues_seen: u64,
+    total: Option<u64>,
+    /// Digest of every non-empty page read → its page number (0 = the first body).
+    digests: HashMap<u64, u64>,
+}
+
+impl IssueListing {
+    fn new(requested: u64, max_pages: u64) -> IssueListing {
+        IssueListing {
+            requested,
+            max_pages,
+            pid: String::new(),
+            pages: 0,
+            page_size: 0,
+            short_before_last: None,
+            issues_seen: 0,
+            total: None,
+            digests: HashMap::new(),
+        }
+    }
+
+    /// The first body and its pager header (`None` when the header is absent).
+    fn first(&mut self, facts: PageFacts, pager: Option<Pager>) -> Result<Step, String> {
+        self.count(0, facts)?;
+        self.page_size = facts.issues;
+        let Some(pager) = pager else {
+            if facts.issues >= self.requested {
+                return Err(format!(
+                    "the first page holds {} issues, as many as the page size asked for, but \
+                     has no {PAGER_HEADER} header saying whether more pages follow",
+                    facts.issues
+                ));
+            }
+            return self.done();
+        };
+        if pager.pages == 0 {
+            return self.done();
+        }
+        if pager.pages >= self.max_pages {
+            return Err(format!(
+                "{PAGER_HEADER} announces {} further pages; a listing of more than {} pages \
+                 is taken as a pager that never ends",
+                pager.pages, self.max_pages
+            ));
+        }
+        if facts.issues == 0 {
+            return Err(format!(
+                "the first page is empty but {PAGER_HEADER} announces {} further pages",
+                pager.pages
+            ));
+        }
+        self.pid = pager.id;
+        self.pages = pager.pages;
+        Ok(Step::Next {
+            pid: self.pid.clone(),
+            page: 1,
+        })
+    }
+
+    /// Further page `page` (1-based) of the announced ones.
+    fn further(&mut self, page: u64, facts: PageFacts) -> Result<Step, String> {
+        let (pages, last) = (self.pages, page >= self.pages);
+        if !last && facts.issues == 0 {
+            return Err(format!("page {page} of {pages} was empty"));
+        }
+        if !last && facts.issues < self.page_size {
+            if page + 1 < pages {
+                return Err(format!(
+                    "page {page} of {pages} holds {} issues, fewer than the {} of the first \
+                     page, and is not the last",
+                    facts.issues, self.page_size
+                ));
+            }
+            // Perhaps the real last page of a server counting the first body: see page `pages`.
+            self.short_before_last = Some((page, facts.issues));
+        }
+        if let (true, Some((short, issues))) = (last, self.short_before_last) {
+            if facts.issues > 0 {
+                return Err(format!(
+                    "page {short} of {pages} held {issues} issues, fewer than the {} of the \
+                     first page, yet page {page} is not empty",
+                    self.page_size
+                ));
+            }
+        }
+        self.count(page, facts)?;
+        if last {
+            self.done()
+        } else {
+            Ok(Step::Next {
+                pid: self.pid.clone(),
+                page: page + 1,
+            })
+        }
+    }
+
+    /// Repeats, totals, and the running count.
+    fn count(&mut self, page: u64, facts: PageFacts) -> Result<(), String> {
+        if facts.issues > 0 {
+            if let Some(earlier) = self.digests.insert(facts.digest, page) {
+                let earlier = match earlier {
+                    0 => "the first page".to_string(),
+                    n => format!("page {n}"),
+                };
+                return Err(format!(
+                    "page {page} of {} repeats {earlier} (the same {} issues)",
+                    self.pages, facts.issues
+                ));
+            }
+        }
+        if let Some(total) = facts.total {
+            match self.total {
+                Some(before) if before != total => {
+                    return Err(format!(
+                        "pagination.total changed from {before} to {total} during the listing"
+                    ))
+                }
+                _ => self.total = Some(total),
+            }
+        }
+        self.issues_seen += facts.issues;
+        Ok(())
+    }
+
+    /// The listing ended: in the wrapped form, the count must match `total`.
+    fn done(&self) -> Result<Step, String> {
+        match self.total {
+            Some(total) if total != self.issues_seen => Err(format!(
+                "pagination.total announces {total} issues but the listing held {}",
+                self.issues_seen
+            )),
+            _ => Ok(Step::Done),
+        }
+    }
+}
+
+/// A digest of a page's issues, to tell a repeated page from a new one.
+/// Each issue counts by its `_id` when it has one (so a field that changes on every answer,
+/// a timestamp say, does not hide a repeat), else by its whole text.
+fn page_digest(findings: &[Finding]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    findings.len().hash(&mut h);
+    for f in findings {
+        f.vendor_id.as_deref().unwrap_or(&f.raw).hash(&mut h);
+    }
+    h.finish()
+}
+
+enum PagerState {
+    First,
+    Next { pid: String, page: u64 },
+    Done,
+}
+
+/// Follows `x-ct-pager`, one HTTP page per [`FindingPages::next_page`] call, and ends with an
+/// error unless [`IssueListing`] finds the listing whole.
 struct IssuePages<'a> {
     vendor: &'a CodeThreat,
     query: Vec<(&'static str, String)>,
     link: Option<String>,
     state: PagerState,
+    listing: IssueListing,
 }
 
-impl IssuePages<'_> {
-    fn map_page(&self, resp: &HttpResponse) -> Result<Vec<Finding>, VendorError> {
-        let protocol = |detail: String| VendorError::Protocol {
-            vendor: VENDOR,
-            url: resp.url.clone(),
-            detail,
-        };
-        if resp.is_html() {
-            return Err(protocol(
-                "expected a JSON array of issues, got an HTML page".to_string(),
-            ));
+/// One issues body: the issues verbatim and the wrapped form's total.
+struct IssueBody<'b> {
+    items: Vec<&'b RawValue>,
+    total: Option<u64>,
+}
+
+fn parse_issues(resp: &HttpResponse) -> Result<IssueBody<'_>, VendorError> {
+    let protocol = |detail: String| VendorError::Protocol {
+        vendor: VENDOR,
+        url: resp.url.clone(),
+        detail,
+    };
+    if resp.is_html() {
+        return Err(protocol(
+            "expected a JSON array of issues, got an HTML page".to_string(),
+        ));
+    }
+    match serde_json::from_slice::<Vec<&RawValue>>(&resp.body) {
+        Ok(items) => Ok(IssueBody { items, total: None }),
+        Err(first) => {
+            // The newer form wraps the array: `{"data": [...], "pagination": {"total"}}`.
+            let wrapped: HashMap<&str, &RawValue> = serde_json::from_slice(&resp.body)
+                .map_err(|_| protocol(format!("expected a JSON array of issues: {first}")))?;
+            let items = wrapped
+                .get(WRAPPED_ITEMS)
+                .and_then(|r| serde_json::from_str::<Vec<&RawValue>>(r.get()).ok())
+                .ok_or_else(|| protocol(format!("expected a JSON array of issues: {first}")))?;
+            let total = serde_json::from_slice::<Value>(&resp.body)
+                .ok()
+                .and_then(|v| json_at(&v, WRAPPED_TOTAL).and_then(Value::as_u64));
+            Ok(IssueBody { items, total })
         }
-        let items: Vec<&RawValue> = match serde_json::from_slice(&resp.body) {
-            Ok(items) => items,
-            Err(first) => {
-                // The newer form wraps the array in `{"data": [...]}`; accept it too.
-                #[derive(serde::Deserialize)]
-                struct Wrapped<'b> {
-                    #[serde(borrow)]
-                    data: Vec<&'b RawValue>,
-                }
-                serde_json::from_slice::<Wrapped>(&resp.body)
-                    .map(|w| w.data)
-                    .map_err(|_| protocol(format!("expected a JSON array of issues: {first}")))?
-            }
-        };
-        items
-            .into_iter()
-            .map(|raw| map_issue(raw, self.link.as_deref()).map_err(&protocol))
-            .collect()
     }
 }
 
@@ -624,14 +874,14 @@ impl FindingPages for IssuePages<'_> {
         let mut query: Vec<(&str, &str)> =
             self.query.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let page_text;
-        let next = match &self.state {
+        let page = match &self.state {
             PagerState::Done => return Ok(None),
             PagerState::First => None,
-            PagerState::Next { pid, page, pages } => {
+            PagerState::Next { pid, page } => {
                 page_text = page.to_string();
                 query.push(("pid", pid.as_str()));
                 query.push(("page", page_text.as_str()));
-                Some((pid.clone(), *page, *pages))
+                Some(*page)
             }
         };
         let resp = self
@@ -640,39 +890,49 @@ impl FindingPages for IssuePages<'_> {
             .get(ISSUES_PATH, &query)
             .await
             .map_err(|e| self.vendor.http_error(e))?;
-        let findings = self.map_page(&resp)?;
-        self.state = match next {
-            None => match resp.header(PAGER_HEADER) {
-                None => PagerState::Done,
-                Some(h) => {
-                    let pager = decode_pager(h).map_err(|detail| VendorError::Protocol {
+        // Whatever happens below, this cursor reads no further unless the pager says so.
+        self.state = PagerState::Done;
+        let body = parse_issues(&resp)?;
+        let total = body.total;
+        let findings = body
+            .items
+            .into_iter()
+            .map(|raw| {
+                map_issue(raw, self.link.as_deref()).map_err(|detail| VendorError::Protocol {
+                    vendor: VENDOR,
+                    url: resp.url.clone(),
+                    detail,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let facts = PageFacts {
+            issues: findings.len() as u64,
+            digest: page_digest(&findings),
+            total,
+        };
+        let step = match page {
+            None => {
+                let pager = resp
+                    .header(PAGER_HEADER)
+                    .map(decode_pager)
+                    .transpose()
+                    .map_err(|detail| VendorError::Protocol {
                         vendor: VENDOR,
                         url: resp.url.clone(),
                         detail,
                     })?;
-                    if pager.pages == 0 {
-                        PagerState::Done
-                    } else {
-                        PagerState::Next {
-                            pid: pager.id,
-                            page: 1,
-                            pages: pager.pages,
-                        }
-                    }
-                }
-            },
-            Some((pid, page, pages)) => {
-                if page >= pages || findings.is_empty() {
-                    PagerState::Done
-                } else {
-                    PagerState::Next {
-                        pid,
-                        page: page + 1,
-                        pages,
-                    }
-                }
+                self.listing.first(facts, pager)
             }
-        };
+            Some(page) => self.listing.further(page, facts),
+        }
+        .map_err(|detail| VendorError::IncompleteListing {
+            vendor: VENDOR,
+            url: resp.url.clone(),
+            detail,
+        })?;
+        if let Step::Next { pid, page } = step {
+            self.state = PagerState::Next { pid, page };
+        }
         Ok(Some(findings))
     }
 }
@@ -835,5 +1095,264 @@ mod tests {
         assert!(matches!(token, VendorError::TokenRejected { .. }));
         let url = organization_check_error("u", 404, b"<html>Not Found</html>", "", "acme");
         assert!(matches!(url, VendorError::WrongUrl { .. }));
+    }
+
+    fn facts(issues: u64, digest: u64) -> PageFacts {
+        PageFacts {
+            issues,
+            digest,
+            total: None,
+        }
+    }
+
+    fn pager(pages: u64) -> Option<Pager> {
+        Some(Pager {
+            id: "pg".into(),
+            pages,
+        })
+    }
+
+    /// Walks a listing whose first page holds `first` issues under `pager`, then the further
+    /// pages in `further` (issue counts; each page's digest is its page number).
+    fn walk(first: PageFacts, pager: Option<Pager>, further: &[PageFacts]) -> Result<(), String> {
+        let mut listing = IssueListing::new(500, 100);
+        let mut step = listing.first(first, pager)?;
+        let mut pages = further.iter();
+        while let Step::Next { page, .. } = step {
+            let facts = pages
+                .next()
+                .expect("the walk asks for no page the test lacks");
+            step = listing.further(page, *facts)?;
+        }
+        assert!(pages.next().is_none(), "the walk stopped early");
+        Ok(())
+    }
+
+    #[test]
+    fn honest_listing_walks_every_announced_page_and_ends() {
+        walk(facts(500, 0), pager(2), &[facts(500, 1), facts(200, 2)]).unwrap();
+        walk(facts(500, 0), pager(0), &[]).unwrap();
+        walk(facts(120, 0), None, &[]).unwrap();
+        walk(facts(0, 0), None, &[]).unwrap();
+        // A server whose page size is below the one asked for pages just as well.
+        walk(facts(100, 0), pager(2), &[facts(100, 1), facts(100, 2)]).unwrap();
+    }
+
+    #[test]
+    fn full_first_page_without_pager_header_is_incomplete() {
+        let err = walk(facts(500, 0), None, &[]).unwrap_err();
+        assert_eq!(
+            err,
+            "the first page holds 500 issues, as many as the page size asked for, but has no \
+             x-ct-pager header saying whether more pages follow"
+        );
+    }
+
+    #[test]
+    fn empty_page_before_the_last_announced_one_is_incomplete() {
+        let err = walk(
+            facts(500, 0),
+            pager(4),
+            &[facts(500, 1), facts(500, 2), facts(0, 3)],
+        )
+        .unwrap_err();
+        assert_eq!(err, "page 3 of 4 was empty");
+        let err = walk(facts(0, 0), pager(2), &[]).unwrap_err();
+        assert_eq!(
+            err,
+            "the first page is empty but x-ct-pager announces 2 further pages"
+        );
+    }
+
+    #[test]
+    fn empty_or_short_last_announced_page_ends_the_listing() {
+        // A server that counts the first body among `pages` answers the last one empty.
+        walk(facts(500, 0), pager(2), &[facts(500, 1), facts(0, 2)]).unwrap();
+        walk(facts(500, 0), pager(1), &[facts(3, 1)]).unwrap();
+    }
+
+    #[test]
+    fn short_page_before_the_last_announced_one_is_incomplete() {
+        let err = walk(
+            facts(500, 0),
+            pager(4),
+            &[facts(500, 1), facts(250, 2), facts(500, 3)],
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            "page 2 of 4 holds 250 issues, fewer than the 500 of the first page, and is not the last"
+        );
+        // Right before the last, a short page is judged by the last: it must be empty.
+        let err = walk(facts(500, 0), pager(2), &[facts(250, 1), facts(200, 2)]).unwrap_err();
+        assert_eq!(
+            err,
+            "page 1 of 2 held 250 issues, fewer than the 500 of the first page, yet page 2 is \
+             not empty"
+        );
+    }
+
+    #[test]
+    fn server_counting_the_first_body_among_pages_reads_as_complete() {
+        // 1,200 issues as 500 + 500 + 200 with `pages: 3`: page 3 is past the data.
+        walk(
+            facts(500, 0),
+            pager(3),
+            &[facts(500, 1), facts(200, 2), facts(0, 3)],
+        )
+        .unwrap();
+        // 1,000 issues as 500 + 500 with `pages: 2`.
+        walk(facts(500, 0), pager(2), &[facts(500, 1), facts(0, 2)]).unwrap();
+    }
+
+    #[test]
+    fn page_repeating_an_earlier_page_is_incomplete() {
+        let err = walk(facts(500, 7), pager(3), &[facts(500, 7)]).unwrap_err();
+        assert_eq!(
+            err,
+            "page 1 of 3 repeats the first page (the same 500 issues)"
+        );
+        let err = walk(facts(500, 0), pager(3), &[facts(500, 1), facts(500, 1)]).unwrap_err();
+        assert_eq!(err, "page 2 of 3 repeats page 1 (the same 500 issues)");
+        // A looping pager comes back to an earlier page, not only the previous one.
+        let err = walk(
+            facts(500, 0),
+            pager(5),
+            &[facts(500, 1), facts(500, 2), facts(500, 0)],
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            "page 3 of 5 repeats the first page (the same 500 issues)"
+        );
+    }
+
+    #[test]
+    fn pager_announcing_more_than_the_cap_is_incomplete() {
+        let err = walk(facts(500, 0), pager(100), &[]).unwrap_err();
+        assert_eq!(
+            err,
+            "x-ct-pager announces 100 further pages; a listing of more than 100 pages is taken \
+             as a pager that never ends"
+        );
+        walk(
+            facts(500, 0),
+            pager(99),
+            &(1..=99).map(|p| facts(500, p)).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        const { assert!(MAX_ISSUE_PAGES == 10_000) };
+    }
+
+    #[test]
+    fn wrapped_total_must_match_the_issues_seen() {
+        let total = |issues, digest, total| PageFacts {
+            issues,
+            digest,
+            total: Some(total),
+        };
+        walk(total(500, 0, 700), pager(1), &[total(200, 1, 700)]).unwrap();
+        walk(total(40, 0, 40), None, &[]).unwrap();
+        let err = walk(total(500, 0, 1200), pager(1), &[total(200, 1, 1200)]).unwrap_err();
+        assert_eq!(
+            err,
+            "pagination.total announces 1200 issues but the listing held 700"
+        );
+        let err = walk(total(40, 0, 41), None, &[]).unwrap_err();
+        assert_eq!(
+            err,
+            "pagination.total announces 41 issues but the listing held 40"
+        );
+        let err = walk(total(500, 0, 700), pager(1), &[total(200, 1, 900)]).unwrap_err();
+        assert_eq!(
+            err,
+            "pagination.total changed from 700 to 900 during the listing"
+        );
+    }
+
+    fn response(body: &str) -> HttpResponse {
+        HttpResponse {
+            url: "http://ct/api/scanlog/issues".into(),
+            status: 200,
+            headers: Default::default(),
+            body: bytes::Bytes::from(body.to_string()),
+        }
+    }
+
+    #[test]
+    fn issues_body_reads_the_plain_and_the_wrapped_form() {
+        let plain = response(r#"[{"_id":"a"},{"_id":"b"}]"#);
+        let body = parse_issues(&plain).unwrap();
+        assert_eq!((body.items.len(), body.total), (2, None));
+        let wrapped =
+            response(r#"{"data":[{"_id":"a"}],"pagination":{"page_size":100,"total":1234}}"#);
+        let body = parse_issues(&wrapped).unwrap();
+        assert_eq!((body.items.len(), body.total), (1, Some(1234)));
+        let no_total = response(r#"{"data":[]}"#);
+        assert_eq!(parse_issues(&no_total).unwrap().total, None);
+        assert!(parse_issues(&response(r#"{"items":[]}"#)).is_err());
+    }
+
+    #[test]
+    fn page_digest_tells_same_issues_from_different_ones() {
+        let page = |items: &[&str]| -> Vec<Finding> {
+            items
+                .iter()
+                .map(|text| map_issue(&raw(text), None).unwrap())
+                .collect()
+        };
+        let a = page(&[r#"{"_id":"a"}"#, r#"{"_id":"b"}"#]);
+        let b = page(&[r#"{"_id":"a"}"#, r#"{"_id":"c"}"#]);
+        assert_eq!(page_digest(&a), page_digest(&a));
+        assert_ne!(page_digest(&a), page_digest(&b));
+        // The same issues answered again with a fresher timestamp are still a repeat.
+        let again = page(&[
+            r#"{"_id":"a","updated_at":1}"#,
+            r#"{"_id":"b","updated_at":2}"#,
+        ]);
+        assert_eq!(page_digest(&a), page_digest(&again));
+        // Without ids, the text tells them apart.
+        let anonymous = page(&[r#"{"x":1}"#]);
+        assert_ne!(page_digest(&anonymous), page_digest(&page(&[r#"{"x":2}"#])));
+    }
+
+    #[test]
+    fn status_words_map_to_verdicts() {
+        let table: &[(&str, Option<Verdict>)] = &[
+            ("Open", Some(Verdict::Active)),
+            ("new", Some(Verdict::Active)),
+            ("ReCheck", Some(Verdict::Active)),
+            ("re-check", Some(Verdict::Active)),
+            ("Reopened", Some(Verdict::Active)),
+            ("CONFIRMED", Some(Verdict::Active)),
+            ("Fixed", Some(Verdict::Resolved)),
+            ("resolved", Some(Verdict::Resolved)),
+            ("Closed", Some(Verdict::Resolved)),
+            ("False Positive", Some(Verdict::FalsePositive)),
+            ("false_positive", Some(Verdict::FalsePositive)),
+            ("FalsePositive", Some(Verdict::FalsePositive)),
+            ("Not an issue", Some(Verdict::FalsePositive)),
+            ("Accepted", Some(Verdict::Accepted)),
+            ("Risk Accepted", Some(Verdict::Accepted)),
+            ("ignored", Some(Verdict::Accepted)),
+            ("Won't Fix", Some(Verdict::Accepted)),
+            ("wont_fix", Some(Verdict::Accepted)),
+            ("  false   positive ", Some(Verdict::FalsePositive)),
+            ("In Review", None),
+            ("", None),
+        ];
+        for (word, expected) in table {
+            assert_eq!(verdict(word), *expected, "{word:?}");
+        }
+    }
+
+    #[test]
+    fn issue_status_becomes_the_findings_verdict() {
+        let f = map_issue(&raw(r#"{"issue_state":{"status":"False Positive"}}"#), None).unwrap();
+        assert_eq!(f.vendor_status.as_deref(), Some("False Positive"));
+        assert_eq!(f.verdict, Some(Verdict::FalsePositive));
+        let f = map_issue(&raw(r#"{"issue_state":{"status":"Frobbed"}}"#), None).unwrap();
+        assert_eq!(f.verdict, None);
+        assert_eq!(map_issue(&raw("{}"), None).unwrap().verdict, None);
     }
 }

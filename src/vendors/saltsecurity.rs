@@ -1,20 +1,24 @@
-//! Salt Security API security. The contract: ../shared/vendors/saltsecurity.md.
+//! Salt Security API security. The project's account of the contract:
+//! `docs/vendors/saltsecurity.md` (endpoints, pagination, the status-word table and the
+//! completeness rules).
 //!
 //! Salt is passive: it observes traffic and reports posture gaps, so there is no scan to start;
 //! a sync reads the current gaps of the bound API host. Everything the contract fixes is a
-//! constant below or sits in [`map_gap`], so a correction is one edit. (P) marks proposals.
+//! constant below or sits in [`map_gap`], [`verdict`], [`parse_envelope`] or [`GapListing`],
+//! so a correction is one edit. (P) marks proposals, (ours) our reading where the contract
+//! is silent.
 
 use super::{
     from_http, normalize_time, text_at, FindingPages, ScanRequest, ScanStatus, Target, Vendor,
     VendorError, VendorSpec,
 };
 use crate::config::InstanceConfig;
-use crate::finding::{Finding, Location, Severity};
+use crate::finding::{Finding, Location, Severity, Verdict};
 use crate::http::{HttpClient, HttpError, HttpResponse};
 use async_trait::async_trait;
 use serde_json::value::RawValue;
 use serde_json::Value;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 pub const SPEC: VendorSpec = VendorSpec {
     name: VENDOR,
@@ -45,6 +49,10 @@ const INVENTORY_PAGE_SIZE: u64 = 1000;
 /// `response` ends the listing.
 const ENVELOPE_ITEMS: &str = "response";
 const ENVELOPE_NEXT: &str = "endOffset";
+/// (ours) The most pages one gaps listing may have: 50,000 pages of 100 are 5,000,000 gaps of
+/// one host, the same ceiling as CodeThreat's. A listing that has not ended by then is taken
+/// as an offset pager that never ends. The inventory walk has the same cap.
+const MAX_GAP_PAGES: u64 = 50_000;
 /// What the user does about a rejected token.
 const TOKEN_HINT: &str = "create a new access token in the Salt tenant (Settings → API Access / Integrations) with at least read permission for API findings, and update the instance's token";
 // -------------------------------------------------------------------------------------------
@@ -116,6 +124,10 @@ struct Envelope<'b> {
     next_offset: u64,
 }
 
+/// (C) Reads one envelope page requested at `offset`. Where the next page starts: `endOffset`
+/// when present (a number, or a number in a string); counting the items only when it is
+/// absent or null. An `endOffset` that does not move past `offset` while items came back
+/// would read the same page forever or go back: the listing is incomplete.
 fn parse_envelope(resp: &HttpResponse, offset: u64) -> Result<Envelope<'_>, VendorError> {
     if resp.is_html() {
         return Err(VendorError::WrongUrl {
@@ -145,13 +157,44 @@ fn parse_envelope(resp: &HttpResponse, offset: u64) -> Result<Envelope<'_>, Vend
             })
         }
     };
-    // A server that omits `endOffset` (or does not move it forward) is read by counting.
-    let next_offset = raw
-        .get(ENVELOPE_NEXT)
-        .and_then(|n| serde_json::from_str::<u64>(n.get()).ok())
-        .filter(|&n| n > offset)
-        .unwrap_or(offset + items.len() as u64);
+    let end_offset = match raw.get(ENVELOPE_NEXT).map(|n| read_offset(n.get())) {
+        None | Some(Ok(None)) => None,
+        Some(Ok(Some(n))) => Some(n),
+        Some(Err(text)) => {
+            return Err(VendorError::Protocol {
+                vendor: VENDOR,
+                url: resp.url.clone(),
+                detail: format!("\"{ENVELOPE_NEXT}\" is not a whole number: {text}"),
+            })
+        }
+    };
+    let next_offset = match end_offset {
+        // A server that omits `endOffset` is read by counting.
+        None => offset + items.len() as u64,
+        Some(n) if n <= offset && !items.is_empty() => {
+            return Err(VendorError::IncompleteListing {
+                vendor: VENDOR,
+                url: resp.url.clone(),
+                detail: format!(
+                    "{ENVELOPE_NEXT} {n} does not move past offset {offset} although {} items \
+                     came back",
+                    items.len()
+                ),
+            })
+        }
+        Some(n) => n,
+    };
     Ok(Envelope { items, next_offset })
+}
+
+/// `endOffset` as Salt may send it: a number, a number in a string, or null (absent).
+fn read_offset(text: &str) -> Result<Option<u64>, String> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Null) => Ok(None),
+        Ok(Value::Number(n)) => n.as_u64().map(Some).ok_or_else(|| text.to_string()),
+        Ok(Value::String(s)) => s.trim().parse().map(Some).map_err(|_| text.to_string()),
+        _ => Err(text.to_string()),
+    }
 }
 
 impl SaltSecurity {
@@ -193,13 +236,22 @@ impl SaltSecurity {
     ) -> Result<BTreeSet<String>, VendorError> {
         let mut hosts = BTreeSet::new();
         let mut offset = 0;
-        loop {
+        for page in 1.. {
             let resp = self
                 .page(INVENTORY_PATH, INVENTORY_PAGE_SIZE, offset, None)
                 .await?;
             let env = parse_envelope(&resp, offset)?;
             if env.items.is_empty() {
                 return Ok(hosts);
+            }
+            if page > MAX_GAP_PAGES {
+                return Err(VendorError::IncompleteListing {
+                    vendor: VENDOR,
+                    url: resp.url,
+                    detail: format!(
+                        "the inventory has not ended after {MAX_GAP_PAGES} pages (offset {offset})"
+                    ),
+                });
             }
             for item in &env.items {
                 let v: Value = serde_json::from_str(item.get()).unwrap_or(Value::Null);
@@ -213,6 +265,7 @@ impl SaltSecurity {
             }
             offset = env.next_offset;
         }
+        unreachable!("the page loop only ends by returning")
     }
 }
 
@@ -303,6 +356,7 @@ impl Vendor for SaltSecurity {
             vendor: self,
             bind_to,
             offset: Some(0),
+            listing: GapListing::new(MAX_GAP_PAGES),
         }))
     }
 }
@@ -322,6 +376,7 @@ pub fn map_gap(raw: &RawValue) -> Result<Finding, String> {
         return Err(format!("a gap is not a JSON object: {}", raw.get()));
     }
     let name = text_at(&v, "/name");
+    let status = text_at(&v, "/status");
     let method = text_at(&v, "/method").map(|m| m.to_ascii_uppercase());
     let path = text_at(&v, "/path");
     let host = text_at(&v, "/hostname");
@@ -343,7 +398,7 @@ pub fn map_gap(raw: &RawValue) -> Result<Finding, String> {
         severity: text_at(&v, "/severity")
             .and_then(|w| Severity::from_vendor_word(&w))
             .unwrap_or(Severity::Info),
-        vendor_status: text_at(&v, "/status"),
+        vendor_status: status.clone(),
         cwe: None,
         owasp: text_at(&v, "/category"),
         rule_id: name,
@@ -354,16 +409,98 @@ pub fn map_gap(raw: &RawValue) -> Result<Finding, String> {
         vendor_first_seen: normalize_time(v.get("firstSeen")),
         vendor_last_seen: normalize_time(v.get("lastSeen")),
         raw: raw.get().to_string(),
-        verdict: None,
+        verdict: status.as_deref().and_then(verdict),
     })
 }
 
-/// Walks `offset = endOffset` until an empty page, one HTTP page per call.
+/// (P) A gap's `status` → what it means for the lifecycle. The contract's words are `Open`,
+/// `Resolved`, `Ignored`; `False Positive` (a dismissed gap) is read too, though no public
+/// client shows it. Case,
+/// `_`/`-` and runs of spaces do not matter; an unknown word is `None` (read as "still there").
+///
+/// | word | verdict |
+/// |---|---|
+/// | `Open` | Active |
+/// | `Resolved` | Resolved |
+/// | `Ignored` | Accepted |
+/// | `False Positive` (`false_positive`) | FalsePositive |
+pub fn verdict(status: &str) -> Option<Verdict> {
+    let word: Vec<String> = status
+        .split(|c: char| c.is_whitespace() || c == '_' || c == '-')
+        .filter(|w| !w.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect();
+    match word.join(" ").as_str() {
+        "open" => Some(Verdict::Active),
+        "resolved" => Some(Verdict::Resolved),
+        "ignored" => Some(Verdict::Accepted),
+        "false positive" => Some(Verdict::FalsePositive),
+        _ => None,
+    }
+}
+
+/// (ours) What makes a gaps listing whole, kept free of I/O so each rule is a unit test.
+/// Salt's pager has no total, so an early empty page cannot be told from the real end (the
+/// store's mass-fix guard covers that). What can be told:
+///
+/// - the offset advances (checked in [`parse_envelope`]);
+/// - no page repeats an earlier one (same gaps, same text): the pager is stuck or looping;
+/// - at most [`MAX_GAP_PAGES`] pages: a pager that never ends is not a listing.
+#[derive(Debug)]
+struct GapListing {
+    max_pages: u64,
+    pages: u64,
+    /// Digest of every non-empty page read → the offset it was read at.
+    digests: HashMap<u64, u64>,
+}
+
+impl GapListing {
+    fn new(max_pages: u64) -> GapListing {
+        GapListing {
+            max_pages,
+            pages: 0,
+            digests: HashMap::new(),
+        }
+    }
+
+    /// A non-empty page read at `offset`, with the digest of its items.
+    fn page(&mut self, offset: u64, digest: u64) -> Result<(), String> {
+        self.pages += 1;
+        if self.pages > self.max_pages {
+            return Err(format!(
+                "the listing has not ended after {} pages (offset {offset}); a pager that \
+                 never ends is taken as an incomplete listing",
+                self.max_pages
+            ));
+        }
+        if let Some(earlier) = self.digests.insert(digest, offset) {
+            return Err(format!(
+                "the page at offset {offset} repeats the page at offset {earlier}"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A digest of a page's items, to tell a repeated page from a new one.
+fn page_digest(items: &[&RawValue]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    items.len().hash(&mut h);
+    for item in items {
+        item.get().hash(&mut h);
+    }
+    h.finish()
+}
+
+/// Walks `offset = endOffset` until an empty page, one HTTP page per call, and ends with an
+/// error when [`GapListing`] or [`parse_envelope`] finds the pager lying.
 struct GapPages<'a> {
     vendor: &'a SaltSecurity,
     bind_to: &'a str,
-    /// `None` once the empty page was seen.
+    /// `None` once the empty page was seen (or the listing failed).
     offset: Option<u64>,
+    listing: GapListing,
 }
 
 #[async_trait]
@@ -376,11 +513,18 @@ impl FindingPages for GapPages<'_> {
             .vendor
             .page(GAPS_PATH, GAPS_PAGE_SIZE, offset, Some(self.bind_to))
             .await?;
+        self.offset = None;
         let env = parse_envelope(&resp, offset)?;
         if env.items.is_empty() {
-            self.offset = None;
             return Ok(None);
         }
+        self.listing
+            .page(offset, page_digest(&env.items))
+            .map_err(|detail| VendorError::IncompleteListing {
+                vendor: VENDOR,
+                url: resp.url.clone(),
+                detail,
+            })?;
         let mut findings = Vec::with_capacity(env.items.len());
         for raw in &env.items {
             // (P) The server may ignore `hostname`; keep only the bound host's gaps. A gap
@@ -455,5 +599,119 @@ mod tests {
         assert_eq!(region_base("us"), Some("https://api.secured-api.com"));
         assert_eq!(region_base("EU"), Some("https://api.secured-api-eu.com"));
         assert_eq!(region_base("ap"), None);
+    }
+
+    fn response(body: &str) -> HttpResponse {
+        HttpResponse {
+            url: "http://salt/v1/apigovern/posture/gaps".into(),
+            status: 200,
+            headers: Default::default(),
+            body: bytes::Bytes::from(body.to_string()),
+        }
+    }
+
+    fn next_offset(body: &str, offset: u64) -> Result<u64, String> {
+        match parse_envelope(&response(body), offset) {
+            Ok(env) => Ok(env.next_offset),
+            Err(VendorError::IncompleteListing { detail, .. }) => Err(detail),
+            Err(other) => Err(format!("not an incomplete listing: {other}")),
+        }
+    }
+
+    #[test]
+    fn end_offset_is_followed_and_counting_only_stands_in_when_it_is_absent() {
+        assert_eq!(
+            next_offset(r#"{"response":[{},{}],"endOffset":102}"#, 100),
+            Ok(102)
+        );
+        assert_eq!(
+            next_offset(r#"{"response":[{},{}],"endOffset":"250"}"#, 100),
+            Ok(250)
+        );
+        assert_eq!(next_offset(r#"{"response":[{},{}]}"#, 100), Ok(102));
+        assert_eq!(
+            next_offset(r#"{"response":[{},{}],"endOffset":null}"#, 100),
+            Ok(102)
+        );
+        // The empty page ends the listing, whatever its endOffset says.
+        assert_eq!(
+            next_offset(r#"{"response":[],"endOffset":100}"#, 100),
+            Ok(100)
+        );
+    }
+
+    #[test]
+    fn end_offset_that_does_not_advance_while_items_came_back_is_incomplete() {
+        assert_eq!(
+            next_offset(r#"{"response":[{},{}],"endOffset":100}"#, 100),
+            Err("endOffset 100 does not move past offset 100 although 2 items came back".into())
+        );
+        assert_eq!(
+            next_offset(r#"{"response":[{}],"endOffset":0}"#, 300),
+            Err("endOffset 0 does not move past offset 300 although 1 items came back".into())
+        );
+        let err = parse_envelope(&response(r#"{"response":[{}],"endOffset":"soon"}"#), 0)
+            .err()
+            .unwrap();
+        assert!(
+            matches!(&err, VendorError::Protocol { detail, .. } if detail.contains("endOffset")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn page_repeating_an_earlier_page_is_incomplete() {
+        let mut listing = GapListing::new(100);
+        listing.page(0, 11).unwrap();
+        listing.page(100, 12).unwrap();
+        assert_eq!(
+            listing.page(200, 12),
+            Err("the page at offset 200 repeats the page at offset 100".into())
+        );
+        let mut looping = GapListing::new(100);
+        looping.page(0, 1).unwrap();
+        looping.page(100, 2).unwrap();
+        assert_eq!(
+            looping.page(200, 1),
+            Err("the page at offset 200 repeats the page at offset 0".into())
+        );
+    }
+
+    #[test]
+    fn listing_longer_than_the_cap_is_incomplete() {
+        let mut listing = GapListing::new(3);
+        for (i, offset) in [0, 100, 200].into_iter().enumerate() {
+            listing.page(offset, i as u64).unwrap();
+        }
+        assert_eq!(
+            listing.page(300, 3),
+            Err(
+                "the listing has not ended after 3 pages (offset 300); a pager that never ends \
+                 is taken as an incomplete listing"
+                    .into()
+            )
+        );
+        const { assert!(MAX_GAP_PAGES == 50_000) };
+    }
+
+    #[test]
+    fn status_words_map_to_verdicts() {
+        let table: &[(&str, Option<Verdict>)] = &[
+            ("Open", Some(Verdict::Active)),
+            ("open", Some(Verdict::Active)),
+            ("Resolved", Some(Verdict::Resolved)),
+            ("RESOLVED", Some(Verdict::Resolved)),
+            ("Ignored", Some(Verdict::Accepted)),
+            ("False Positive", Some(Verdict::FalsePositive)),
+            ("false_positive", Some(Verdict::FalsePositive)),
+            ("Fixed", None),
+            ("", None),
+        ];
+        for (word, expected) in table {
+            assert_eq!(verdict(word), *expected, "{word:?}");
+        }
+        let f = map_gap(&raw(r#"{"id":"g","status":"Ignored"}"#)).unwrap();
+        assert_eq!(f.verdict, Some(Verdict::Accepted));
+        assert_eq!(map_gap(&raw(r#"{"id":"g"}"#)).unwrap().verdict, None);
     }
 }
