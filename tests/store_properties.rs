@@ -262,7 +262,12 @@ fn rows_of_a_version_1_store_survive_migration_to_the_schema_of_a_fresh_store() 
 
     let findings = store.findings(&FindingFilter::default()).unwrap();
     assert_eq!(findings.len(), 2);
-    let one = findings.iter().find(|f| f.fingerprint == "fp-one").unwrap();
+    // Re-keyed in place to fingerprint recipe 2 (the same rows, found by their vendor ids).
+    let one = findings
+        .iter()
+        .find(|f| f.finding.vendor_id.as_deref() == Some("iss-1"))
+        .unwrap();
+    assert_eq!(one.fingerprint, one.finding.fingerprint(0));
     assert_eq!(one.state, FindingState::New);
     assert_eq!(one.finding.title, "SQL Injection");
     assert_eq!(one.finding.severity, Severity::Critical);
@@ -275,7 +280,11 @@ fn rows_of_a_version_1_store_survive_migration_to_the_schema_of_a_fresh_store() 
         }
     );
     assert_eq!(one.finding.raw, "{\"_id\":\"iss-1\"}");
-    let two = findings.iter().find(|f| f.fingerprint == "fp-two").unwrap();
+    let two = findings
+        .iter()
+        .find(|f| f.finding.vendor_id.as_deref() == Some("iss-2"))
+        .unwrap();
+    assert_eq!(two.fingerprint, two.finding.fingerprint(0));
     assert_eq!(two.state, FindingState::Accepted);
     assert_eq!(two.times_seen, 3);
     assert_eq!(two.scan, "shop");
