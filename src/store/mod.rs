@@ -1173,19 +1173,7 @@ fn rekey_v2(conn: &Connection) -> Result<(), StoreError> {
          start_line, end_line, http_method, api_path, api_host FROM findings";
     /// The identity parts of a row, as a finding recipe 2 can key.
     fn parts(r: &Row<'_>) -> rusqlite::Result<Finding> {
-        let location = match r.get::<_, String>(5)?.as_str() {
-            "code" => Location::Code {
-                path: r.get::<_, Option<String>>(6)?.unwrap_or_default(),
-                start_line: r.get(7)?,
-                end_line: r.get(8)?,
-            },
-            "api" => Location::Api {
-                method: r.get::<_, Option<String>>(9)?.unwrap_or_default(),
-                path: r.get::<_, Option<String>>(10)?.unwrap_or_default(),
-                host: r.get::<_, Option<String>>(11)?.unwrap_or_default(),
-            },
-            _ => Location::Unknown,
-        };
+        let location = location_from_row(r, 5)?;
         Ok(Finding {
             vendor_id: None,
             title: r.get(2)?,
@@ -1514,21 +1502,30 @@ fn run_from_row(r: &Row<'_>) -> Result<RunRow, StoreError> {
     })
 }
 
-fn finding_from_row(r: &Row<'_>) -> Result<FindingRow, StoreError> {
-    let severity_word: String = r.get(8)?;
-    let location = match r.get::<_, String>(13)?.as_str() {
+/// A location from the columns `location_kind, file_path, start_line, end_line, http_method,
+/// api_path, api_host`, the first at index `first`.
+fn location_from_row(r: &Row<'_>, first: usize) -> rusqlite::Result<Location> {
+    let text = |i: usize| -> rusqlite::Result<String> {
+        Ok(r.get::<_, Option<String>>(first + i)?.unwrap_or_default())
+    };
+    Ok(match r.get::<_, String>(first)?.as_str() {
         "code" => Location::Code {
-            path: r.get::<_, Option<String>>(14)?.unwrap_or_default(),
-            start_line: r.get(15)?,
-            end_line: r.get(16)?,
+            path: text(1)?,
+            start_line: r.get(first + 2)?,
+            end_line: r.get(first + 3)?,
         },
         "api" => Location::Api {
-            method: r.get::<_, Option<String>>(17)?.unwrap_or_default(),
-            path: r.get::<_, Option<String>>(18)?.unwrap_or_default(),
-            host: r.get::<_, Option<String>>(19)?.unwrap_or_default(),
+            method: text(4)?,
+            path: text(5)?,
+            host: text(6)?,
         },
         _ => Location::Unknown,
-    };
+    })
+}
+
+fn finding_from_row(r: &Row<'_>) -> Result<FindingRow, StoreError> {
+    let severity_word: String = r.get(8)?;
+    let location = location_from_row(r, 13)?;
     Ok(FindingRow {
         fingerprint: r.get(0)?,
         scan: r.get(1)?,
