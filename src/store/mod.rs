@@ -1560,3 +1560,6 @@ fn finding_from_row(r: &Row<'_>) -> Result<FindingRow, StoreError> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod attack_tests;

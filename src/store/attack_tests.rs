@@ -1,0 +1,299 @@
+//! Adversarial tests (branch `attack`): each one shows a way the promise "a finding is
+//! `fixed` only when the vendor no longer reports it, and nothing false reaches the store or a
+//! webhook" still breaks. Each FAILS on the code it was written against.
+
+use super::*;
+use crate::finding::Verdict;
+use crate::webhooks::{EventType, Route};
+use tempfile::TempDir;
+
+fn temp_store() -> (TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("state/scansync.db")).unwrap();
+    (dir, store)
+}
+
+fn other_process(dir: &TempDir) -> Store {
+    Store::open(&dir.path().join("state/scansync.db")).unwrap()
+}
+
+fn scope(scan: &str) -> RunScope {
+    RunScope {
+        scan: scan.into(),
+        instance: "ct-main".into(),
+        vendor: "codethreat".into(),
+        bind_to: format!("{scan}-project"),
+        branch: Some("main".into()),
+        trigger: "cli".into(),
+        ..RunScope::default()
+    }
+}
+
+fn finding(n: usize) -> Finding {
+    Finding {
+        vendor_id: None,
+        title: format!("Problem {n}"),
+        severity: Severity::High,
+        vendor_status: Some("Open".into()),
+        cwe: Some("CWE-89".into()),
+        owasp: None,
+        rule_id: Some(format!("rule-{}", n % 7)),
+        location: Location::Code {
+            path: format!("src/file{n}.rs"),
+            start_line: Some(10),
+            end_line: Some(12),
+        },
+        description: None,
+        remediation: None,
+        vendor_url: None,
+        vendor_first_seen: None,
+        vendor_last_seen: None,
+        raw: format!("{{\"id\":{n}}}"),
+        verdict: None,
+    }
+}
+
+fn findings(range: std::ops::Range<usize>) -> Vec<Finding> {
+    range.map(finding).collect()
+}
+
+fn resolved(n: usize) -> Finding {
+    let mut f = finding(n);
+    f.vendor_status = Some("Resolved".into());
+    f.verdict = Some(Verdict::Resolved);
+    f
+}
+
+fn import(store: &mut Store, scan: &str, pages: &[Vec<Finding>], end: RunEnd) -> RunRow {
+    let run = store.begin_run(&scope(scan)).unwrap();
+    for page in pages {
+        store.upsert_page(run, page).unwrap();
+    }
+    store.finish_run(run, end).unwrap()
+}
+
+fn state_of(store: &Store, f: &Finding) -> FindingState {
+    let fp = f.fingerprint(0);
+    store
+        .findings(&FindingFilter::default())
+        .unwrap()
+        .into_iter()
+        .find(|r| r.fingerprint == fp)
+        .expect("stored")
+        .state
+}
+
+fn count(store: &Store, sql: &str) -> i64 {
+    store.conn.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+fn route(events: &[EventType]) -> Route {
+    Route {
+        name: "hook".into(),
+        events: events.to_vec(),
+        min_severity: None,
+        scans: Vec::new(),
+    }
+}
+
+/// `(event_type, run_id, fingerprints listed)` of every outbox row.
+fn outbox(store: &Store) -> Vec<(String, i64, Vec<String>)> {
+    let mut stmt = store
+        .conn
+        .prepare("SELECT event_type, run_id, payload FROM webhook_outbox ORDER BY id")
+        .unwrap();
+    stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, String>(2)?,
+        ))
+    })
+    .unwrap()
+    .map(|r| {
+        let (e, run, p) = r.unwrap();
+        let v: serde_json::Value = serde_json::from_str(&p).unwrap();
+        let fps = v["data"]["findings"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|f| f["fingerprint"].as_str().unwrap_or("").to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        (e, run, fps)
+    })
+    .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. Mass-fix guard: the share is taken over a denominator that includes the findings the
+//    same listing has just created, so a listing that swaps every known finding for others
+//    (another project's, another branch's) is never "more than half" and never "every one".
+
+#[test]
+fn guard_a_listing_that_swaps_every_known_finding_for_new_ones_fixes_them_all_unheld() {
+    let (_dir, mut store) = temp_store();
+    import(&mut store, "shop", &[findings(0..30)], RunEnd::Succeeded);
+    // The vendor now answers with 30 findings none of which the scan ever had: every one
+    // of the scan's 30 findings is absent. That is "every one of them" and 100 % > 50 %.
+    let swapped = import(&mut store, "shop", &[findings(100..130)], RunEnd::Succeeded);
+    assert_eq!(
+        (swapped.counts.fixed, swapped.counts.missing),
+        (0, 30),
+        "all 30 known findings vanished at once: the guard must hold them as missing"
+    );
+}
+
+#[test]
+fn guard_a_small_scan_whose_every_finding_vanishes_beside_one_new_is_fixed_unheld() {
+    let (_dir, mut store) = temp_store();
+    import(&mut store, "shop", &[findings(0..5)], RunEnd::Succeeded);
+    // "or every one of them, at any size": all 5 known findings are absent; one unrelated
+    // new finding in the listing defeats the `absent == present` test.
+    let run = import(&mut store, "shop", &[findings(100..101)], RunEnd::Succeeded);
+    assert_eq!(
+        (run.counts.fixed, run.counts.missing),
+        (0, 5),
+        "every finding of the scan is absent: held as missing, not fixed"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. A triaged finding that returns after a fix goes back to its triage (state right), but
+//    the trigger writes a `reopened` event: the run counts it reopened and webhooks get
+//    `findings.reopened` for a finding a person marked false positive.
+
+#[test]
+fn a_triaged_finding_back_after_a_fix_is_not_counted_or_announced_as_reopened() {
+    let (_dir, mut store) = temp_store();
+    import(&mut store, "shop", &[findings(0..30)], RunEnd::Succeeded);
+    store
+        .set_local_state("shop", &finding(0).fingerprint(0), FindingState::FalsePositive)
+        .unwrap();
+    import(&mut store, "shop", &[findings(1..30)], RunEnd::Succeeded);
+    assert_eq!(state_of(&store, &finding(0)), FindingState::Fixed);
+    store.set_webhook_routes(vec![route(&[EventType::FindingsReopened])]);
+    let back = import(&mut store, "shop", &[findings(0..30)], RunEnd::Succeeded);
+    assert_eq!(state_of(&store, &finding(0)), FindingState::FalsePositive);
+    assert_eq!(back.counts.reopened, 0, "it returned to its triage, not reopened");
+    assert!(
+        outbox(&store).is_empty(),
+        "no findings.reopened for a false positive: {:?}",
+        outbox(&store)
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// 3. Run counters: a listed finding the vendor calls resolved is counted `fixed` AND `open`
+//    (open = seen − new − reopened), so open + fixed > seen.
+
+#[test]
+fn a_finding_listed_resolved_is_counted_fixed_and_not_also_open() {
+    let (_dir, mut store) = temp_store();
+    import(&mut store, "shop", &[findings(0..3)], RunEnd::Succeeded);
+    let page = vec![finding(0), finding(1), resolved(2)];
+    let run = import(&mut store, "shop", &[page], RunEnd::Succeeded);
+    assert_eq!(state_of(&store, &finding(2)), FindingState::Fixed);
+    assert_eq!(run.counts.fixed, 1);
+    assert_eq!(
+        run.counts.open, 2,
+        "seen 3 = 2 still open + 1 fixed by the vendor's word; counts: {:?}",
+        run.counts
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// 4. A finding first seen already resolved at the vendor is inserted `fixed` with a
+//    `created` event: it is counted `new` and announced in `findings.new` although it was
+//    never open here.
+
+#[test]
+fn a_finding_first_seen_resolved_is_not_announced_or_counted_as_new() {
+    let (_dir, mut store) = temp_store();
+    import(&mut store, "shop", &[findings(0..3)], RunEnd::Succeeded);
+    store.set_webhook_routes(vec![route(&[EventType::FindingsNew])]);
+    let mut page = findings(0..3);
+    page.push(resolved(50));
+    let run = import(&mut store, "shop", &[page], RunEnd::Succeeded);
+    assert_eq!(state_of(&store, &resolved(50)), FindingState::Fixed);
+    assert_eq!(run.counts.new, 0, "nothing open appeared; counts: {:?}", run.counts);
+    assert!(
+        outbox(&store).is_empty(),
+        "findings.new announced a finding that is fixed: {:?}",
+        outbox(&store)
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// 5. Triaging a fixed finding revives it: `set_local_state` puts `false_positive` on a row
+//    the vendor no longer lists (it leaves the fixed state), and the next complete run
+//    "fixes" it again: a second `fixed` event, counted and announced, for a fix that
+//    happened long ago.
+
+#[test]
+fn triaging_a_fixed_finding_keeps_it_fixed_and_announces_no_second_fix() {
+    let (_dir, mut store) = temp_store();
+    import(&mut store, "shop", &[findings(0..30)], RunEnd::Succeeded);
+    import(&mut store, "shop", &[findings(1..30)], RunEnd::Succeeded);
+    assert_eq!(state_of(&store, &finding(0)), FindingState::Fixed);
+    store
+        .set_local_state("shop", &finding(0).fingerprint(0), FindingState::Accepted)
+        .unwrap();
+    let state_after_triage = state_of(&store, &finding(0));
+    store.set_webhook_routes(vec![route(&[EventType::FindingsFixed])]);
+    let next = import(&mut store, "shop", &[findings(1..30)], RunEnd::Succeeded);
+    assert_eq!(
+        next.counts.fixed, 0,
+        "nothing was fixed by this run (the finding was triaged while fixed: {state_after_triage})"
+    );
+    assert!(outbox(&store).is_empty(), "{:?}", outbox(&store));
+    assert_eq!(
+        state_after_triage,
+        FindingState::Fixed,
+        "the vendor no longer reports it: it stays fixed (the triage is remembered)"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// 6. An older run adopted after a newer run succeeded "imports without fixing", but what it
+//    imports contradicts the newer complete listing: a finding the newer run found absent is
+//    inserted `new`, counted and announced by `findings.new`, and stays open until a third
+//    run fixes it (and announces `findings.fixed`).
+
+#[test]
+fn an_older_run_adopted_late_does_not_revive_a_finding_the_newer_complete_listing_lacks() {
+    let (dir, mut first) = temp_store();
+    let mut second = other_process(&dir);
+    import(&mut first, "shop", &[findings(0..10)], RunEnd::Succeeded);
+    // Old vendor scan started (it will list 0..10 plus 77, found then and fixed since).
+    let old = first.begin_run(&scope("shop")).unwrap();
+    first.set_vendor_scan_id(old, "vs-old").unwrap();
+    first.detach_run(old).unwrap();
+    first.release_owner().unwrap();
+    // A newer complete run lists 0..10 only: 77 is not there.
+    let newer = second.begin_run(&scope("shop")).unwrap();
+    second.upsert_page(newer, &findings(0..10)).unwrap();
+    second.finish_run(newer, RunEnd::Succeeded).unwrap();
+    // The old run is adopted and reads its (older) vendor scan.
+    second.set_webhook_routes(vec![route(&[EventType::FindingsNew])]);
+    second.adopt_run(old).unwrap().unwrap().unwrap();
+    let mut stale = findings(0..10);
+    stale.push(finding(77));
+    second.upsert_page(old, &stale).unwrap();
+    let row = second.finish_run(old, RunEnd::Succeeded).unwrap();
+    assert_eq!(row.counts.fixed, 0);
+    assert_eq!(
+        count(
+            &second,
+            "SELECT count(*) FROM findings WHERE state IN ('new','open','reopened')"
+        ),
+        10,
+        "the newest complete listing has 10 findings; the store shows more open"
+    );
+    assert!(
+        outbox(&second).is_empty(),
+        "findings.new for a finding the newer listing already lacked: {:?}",
+        outbox(&second)
+    );
+}
