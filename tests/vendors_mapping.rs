@@ -395,6 +395,31 @@ async fn salt_end_offset_that_stays_put_is_an_incomplete_listing() {
 }
 
 #[tokio::test]
+async fn salt_end_offset_that_skips_past_the_page_limit_is_an_incomplete_listing() {
+    // One gap at offset 0, then `endOffset` 500: offsets 100..499 would never be read.
+    let (base, mock) = serve(|seen| {
+        let offset = &seen.query["offset"];
+        reply(
+            200,
+            json!({"response": [{"id": format!("gap-{offset}"), "hostname": "h"}],
+                   "endOffset": 500})
+            .to_string(),
+        )
+    })
+    .await;
+    let (salt, _) = connector(&instance("saltsecurity", Some(base)));
+    let mut pages = salt.findings("h", None).await.unwrap();
+    let (read, err) = drain(&mut pages).await;
+    assert_eq!(read, 0);
+    assert!(
+        matches!(&err, Some(VendorError::IncompleteListing { detail, .. })
+            if detail == "endOffset 500 skips past offset 100 (offset 0 + limit 100): the gaps in between were never served"),
+        "{err:?}"
+    );
+    assert_eq!(mock.seen().len(), 1);
+}
+
+#[tokio::test]
 async fn salt_page_served_twice_is_an_incomplete_listing() {
     // Offsets 0 and 1 answer the same gap: the pager is stuck although endOffset moves.
     let (base, _mock) = serve(|seen| {

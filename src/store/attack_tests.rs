@@ -169,14 +169,21 @@ fn a_triaged_finding_back_after_a_fix_is_not_counted_or_announced_as_reopened() 
     let (_dir, mut store) = temp_store();
     import(&mut store, "shop", &[findings(0..30)], RunEnd::Succeeded);
     store
-        .set_local_state("shop", &finding(0).fingerprint(0), FindingState::FalsePositive)
+        .set_local_state(
+            "shop",
+            &finding(0).fingerprint(0),
+            FindingState::FalsePositive,
+        )
         .unwrap();
     import(&mut store, "shop", &[findings(1..30)], RunEnd::Succeeded);
     assert_eq!(state_of(&store, &finding(0)), FindingState::Fixed);
     store.set_webhook_routes(vec![route(&[EventType::FindingsReopened])]);
     let back = import(&mut store, "shop", &[findings(0..30)], RunEnd::Succeeded);
     assert_eq!(state_of(&store, &finding(0)), FindingState::FalsePositive);
-    assert_eq!(back.counts.reopened, 0, "it returned to its triage, not reopened");
+    assert_eq!(
+        back.counts.reopened, 0,
+        "it returned to its triage, not reopened"
+    );
     assert!(
         outbox(&store).is_empty(),
         "no findings.reopened for a false positive: {:?}",
@@ -217,7 +224,11 @@ fn a_finding_first_seen_resolved_is_not_announced_or_counted_as_new() {
     page.push(resolved(50));
     let run = import(&mut store, "shop", &[page], RunEnd::Succeeded);
     assert_eq!(state_of(&store, &resolved(50)), FindingState::Fixed);
-    assert_eq!(run.counts.new, 0, "nothing open appeared; counts: {:?}", run.counts);
+    assert_eq!(
+        run.counts.new, 0,
+        "nothing open appeared; counts: {:?}",
+        run.counts
+    );
     assert!(
         outbox(&store).is_empty(),
         "findings.new announced a finding that is fixed: {:?}",

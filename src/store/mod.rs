@@ -426,7 +426,9 @@ const FINDING_COLUMNS: &str = "f.fingerprint, s.name, i.name, i.vendor, s.bind_t
 const SEVERITY_RANK_SQL: &str = "CASE f.severity WHEN 'critical' THEN 4 WHEN 'high' THEN 3 \
      WHEN 'medium' THEN 2 WHEN 'low' THEN 1 ELSE 0 END";
 
-/// The page import: one statement per finding (`?25` = the vendor's verdict word or NULL).
+/// The page import: one statement per finding (`?25` = the vendor's verdict word or NULL,
+/// `?27` = the run is older than the scan's newest successful run: what it finds that the
+/// store lacks, the newer complete listing lacked, so it is stored as already fixed).
 ///
 /// The `WHERE` makes the update a no-op on a row that this run, or a newer one, already saw or
 /// decided (`touched_run_id`): a repeated page changes nothing, and an older run adopted
@@ -446,8 +448,9 @@ INSERT INTO findings (
     first_seen, last_seen, times_seen, last_run_id, vendor_verdict, triage, triage_source,
     fingerprint_version, touched_run_id)
 VALUES (?1, ?2,
-        CASE ?25 WHEN 'resolved' THEN 'fixed' WHEN 'false_positive' THEN 'false_positive'
-                 WHEN 'accepted' THEN 'accepted' ELSE 'new' END,
+        CASE WHEN ?27 THEN 'fixed'
+             ELSE CASE ?25 WHEN 'resolved' THEN 'fixed' WHEN 'false_positive' THEN 'false_positive'
+                           WHEN 'accepted' THEN 'accepted' ELSE 'new' END END,
         ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
         ?18, ?19, ?20, ?21, ?22, ?23, ?23, 1, ?24, ?25,
         CASE WHEN ?25 = 'false_positive' OR ?25 = 'accepted' THEN ?25 END,
@@ -813,13 +816,7 @@ impl Store {
         }
         let (mut fixed, mut missing) = (0, 0);
         if state == RunState::Succeeded {
-            let newer_success: bool = tx
-                .prepare_cached(
-                    "SELECT EXISTS (SELECT 1 FROM sync_runs
-                     WHERE scan_id = ?1 AND id > ?2 AND state = 'succeeded')",
-                )?
-                .query_row(params![ctx.scan_id, run], |r| r.get(0))?;
-            if newer_success {
+            if newer_success(&tx, ctx.scan_id, run)? {
                 tracing::info!(
                     run_id = run,
                     "a newer run of this scan succeeded first: this run's listing fixes nothing"
@@ -1087,7 +1084,13 @@ impl Store {
             )));
         };
         let old = FindingState::parse(&old_word)?;
-        let changes = if state.is_local() {
+        // A finding the vendor no longer lists (fixed, or missing) keeps its state: the
+        // triage is remembered and is what it returns to if it comes back. Reviving it would
+        // have the next complete run "fix" it again, and announce that.
+        let absent = matches!(old, FindingState::Fixed | FindingState::Missing);
+        let changes = if absent {
+            false
+        } else if state.is_local() {
             old != state
         } else {
             old.is_local()
@@ -1103,6 +1106,13 @@ impl Store {
         if changes {
             tx.prepare_cached("UPDATE findings SET state = ?2 WHERE id = ?1")?
                 .execute(params![id, state.as_str()])?;
+            tx.prepare_cached(
+                "INSERT INTO finding_events (finding_id, run_id, kind, old_value, new_value, at)
+                 VALUES (?1, NULL, 'state_set', ?2, ?3, ?4)",
+            )?
+            .execute(params![id, old.as_str(), state.as_str(), at])?;
+        } else if absent {
+            // The state stays; the history still says who triaged it to what.
             tx.prepare_cached(
                 "INSERT INTO finding_events (finding_id, run_id, kind, old_value, new_value, at)
                  VALUES (?1, NULL, 'state_set', ?2, ?3, ?4)",
@@ -1251,6 +1261,17 @@ fn running_context(conn: &Connection, owner: &Owner, run: RunId) -> Result<RunCo
     Ok(RunContext { scan_id, fix_guard })
 }
 
+/// Whether a run of the scan newer than `run` has succeeded: then `run`'s listing is older
+/// than the scan's truth, and it neither fixes nor creates open findings.
+fn newer_success(conn: &Connection, scan_id: i64, run: RunId) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM sync_runs
+             WHERE scan_id = ?1 AND id > ?2 AND state = 'succeeded')",
+        )?
+        .query_row(params![scan_id, run], |r| r.get(0))?)
+}
+
 /// The end of a complete run: the scan's present findings this run did not list become
 /// `fixed`, or `missing` when the guard trips (see [`Store::finish_run`]). Returns
 /// `(fixed, missing)`.
@@ -1271,7 +1292,15 @@ fn fix_absent(
         .query_row(params![ctx.scan_id, run, rows.first, rows.last], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })?;
-    let (present, absent) = (present as u64, absent as u64);
+    // The share is of what the scan had before this run: a listing that swaps every known
+    // finding for others (another project's answer) must not dilute its own absences.
+    let created: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM finding_events WHERE run_id = ?1 AND kind = 'created'",
+        )?
+        .query_row(params![run], |r| r.get(0))?;
+    let present = (present - created).max(0) as u64;
+    let absent = absent as u64;
     if absent == 0 {
         return Ok((0, 0));
     }
@@ -1332,28 +1361,32 @@ fn upsert_page_in(
     let events_before: i64 = conn
         .prepare_cached("SELECT coalesce(max(id), 0) FROM finding_events")?
         .query_row([], |r| r.get(0))?;
+    let stale = newer_success(conn, ctx.scan_id, run)?;
     let mut seen = 0u64;
     let mut stmt = conn.prepare_cached(UPSERT_FINDING_SQL)?;
     for finding in page {
-        seen += upsert_finding(conn, &mut stmt, ctx.scan_id, run, &at, finding)?;
+        seen += upsert_finding(conn, &mut stmt, ctx.scan_id, run, &at, finding, stale)?;
     }
     // The triggers wrote one `created` event per inserted row, one `reopened` per fixed row
-    // listed again and one `fixed` per row the vendor calls resolved; every other counted row
-    // was known and stays (or becomes) open.
-    let (new, reopened, fixed): (i64, i64, i64) = conn
+    // listed again and one `fixed` per known row the vendor calls resolved. A row created
+    // already fixed (resolved at the vendor, or by a run older than the scan's newest
+    // success) was never open here: neither new nor open. Every other counted row was known
+    // and stays (or becomes) open.
+    let (new, created_fixed, reopened, fixed): (i64, i64, i64, i64) = conn
         .prepare_cached(
-            "SELECT count(*) FILTER (WHERE kind = 'created'),
+            "SELECT count(*) FILTER (WHERE kind = 'created' AND new_value != 'fixed'),
+                    count(*) FILTER (WHERE kind = 'created' AND new_value = 'fixed'),
                     count(*) FILTER (WHERE kind = 'reopened'),
                     count(*) FILTER (WHERE kind = 'fixed')
              FROM finding_events WHERE id > ?1",
         )?
         .query_row(params![events_before], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })?;
     let counts = RunCounts {
         seen,
         new: new as u64,
-        open: seen.saturating_sub((new + reopened) as u64),
+        open: seen.saturating_sub((new + created_fixed + reopened + fixed) as u64),
         reopened: reopened as u64,
         fixed: fixed as u64,
         missing: 0,
@@ -1388,6 +1421,7 @@ fn upsert_finding(
     run: RunId,
     at: &str,
     finding: &Finding,
+    stale: bool,
 ) -> Result<u64, StoreError> {
     let (kind, file_path, start_line, end_line, method, api_path, host) = match &finding.location {
         Location::Code {
@@ -1444,6 +1478,7 @@ fn upsert_finding(
             run,
             verdict,
             FINGERPRINT_RECIPE,
+            stale,
         ])?;
         if changed > 0 {
             return Ok(changed as u64);

@@ -5,9 +5,10 @@
 //! - For each configured webhook ([`Route`]) whose `scans` include the run's scan, and for
 //!   each `findings.*` event it wants: one notification when at least one finding of that
 //!   kind passes its `min_severity`, listing the worst [`MAX_FINDINGS`] and counting the rest.
-//!   They come from the run's finding events (`created`, `reopened`, `fixed`), not from the
-//!   rows' current state, so a run that a crash cut short and a daemon adopted still announces
-//!   exactly what changed over its whole life. `findings.fixed` includes what the vendor
+//!   They come from the run's finding events (`created` as `new`, `reopened`, `fixed`), not
+//!   from the rows' current state, so a run that a crash cut short and a daemon adopted still
+//!   announces exactly what changed over its whole life. A finding created already fixed or
+//!   triaged (the vendor's word, or an older run adopted late) is not announced as new. `findings.fixed` includes what the vendor
 //!   called resolved; findings the guard held as `missing` are not announced until fixed.
 //!   The scan's own `min_severity` (recorded on the run) filters too, like the webhook's.
 //! - `run.failed` when the run ended `failed` or `timed_out`.
@@ -73,7 +74,8 @@ pub(super) struct Matching {
 fn event_condition(event: EventType) -> Option<&'static str> {
     match event {
         EventType::FindingsNew => Some(
-            "f.id IN (SELECT finding_id FROM finding_events WHERE run_id = ?2 AND kind = 'created')",
+            "f.id IN (SELECT finding_id FROM finding_events
+                      WHERE run_id = ?2 AND kind = 'created' AND new_value = 'new')",
         ),
         EventType::FindingsReopened => Some(
             "f.id IN (SELECT finding_id FROM finding_events WHERE run_id = ?2 AND kind = 'reopened')",

@@ -518,6 +518,20 @@ impl FindingPages for GapPages<'_> {
         if env.items.is_empty() {
             return Ok(None);
         }
+        // The server cannot have served more than it was asked for: an `endOffset` past
+        // `offset + limit` would skip findings that no page ever showed.
+        if env.next_offset > offset + GAPS_PAGE_SIZE {
+            return Err(VendorError::IncompleteListing {
+                vendor: VENDOR,
+                url: resp.url.clone(),
+                detail: format!(
+                    "{ENVELOPE_NEXT} {} skips past offset {} (offset {offset} + limit \
+                     {GAPS_PAGE_SIZE}): the gaps in between were never served",
+                    env.next_offset,
+                    offset + GAPS_PAGE_SIZE
+                ),
+            });
+        }
         self.listing
             .page(offset, page_digest(&env.items))
             .map_err(|detail| VendorError::IncompleteListing {

@@ -149,6 +149,9 @@ BEGIN
     INSERT INTO finding_events (finding_id, run_id, kind, old_value, new_value, at)
     VALUES (NEW.id, NEW.last_run_id,
             CASE WHEN NEW.state = 'fixed' THEN 'fixed'
+                 -- Back after a fix to the triage a person gave it: not `reopened` (not news).
+                 WHEN OLD.state = 'fixed'
+                      AND (NEW.state = 'false_positive' OR NEW.state = 'accepted') THEN 'returned'
                  WHEN OLD.state = 'fixed' THEN 'reopened'
                  WHEN OLD.state = 'missing' THEN 'returned'
                  ELSE 'vendor_state' END,
