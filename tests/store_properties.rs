@@ -30,6 +30,9 @@ fn scope() -> RunScope {
         bind_to: BIND_TO.into(),
         branch: Some("main".into()),
         trigger: "cli".into(),
+        // The mass-fix guard is pinned elsewhere (store tests, tests/lifecycle.rs); here every
+        // absence is a fix, so the property is about overlapping pages alone.
+        fix_guard: 1.0,
         ..RunScope::default()
     }
 }
