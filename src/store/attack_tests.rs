@@ -2,74 +2,16 @@
 //! `fixed` only when the vendor no longer reports it, and nothing false reaches the store or a
 //! webhook" still breaks. Each FAILS on the code it was written against.
 
+use super::tests::{count, finding, findings, import, other_process, scope, temp_store};
 use super::*;
 use crate::finding::Verdict;
 use crate::webhooks::{EventType, Route};
-use tempfile::TempDir;
-
-fn temp_store() -> (TempDir, Store) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("state/scansync.db")).unwrap();
-    (dir, store)
-}
-
-fn other_process(dir: &TempDir) -> Store {
-    Store::open(&dir.path().join("state/scansync.db")).unwrap()
-}
-
-fn scope(scan: &str) -> RunScope {
-    RunScope {
-        scan: scan.into(),
-        instance: "ct-main".into(),
-        vendor: "codethreat".into(),
-        bind_to: format!("{scan}-project"),
-        branch: Some("main".into()),
-        trigger: "cli".into(),
-        ..RunScope::default()
-    }
-}
-
-fn finding(n: usize) -> Finding {
-    Finding {
-        vendor_id: None,
-        title: format!("Problem {n}"),
-        severity: Severity::High,
-        vendor_status: Some("Open".into()),
-        cwe: Some("CWE-89".into()),
-        owasp: None,
-        rule_id: Some(format!("rule-{}", n % 7)),
-        location: Location::Code {
-            path: format!("src/file{n}.rs"),
-            start_line: Some(10),
-            end_line: Some(12),
-        },
-        description: None,
-        remediation: None,
-        vendor_url: None,
-        vendor_first_seen: None,
-        vendor_last_seen: None,
-        raw: format!("{{\"id\":{n}}}"),
-        verdict: None,
-    }
-}
-
-fn findings(range: std::ops::Range<usize>) -> Vec<Finding> {
-    range.map(finding).collect()
-}
 
 fn resolved(n: usize) -> Finding {
     let mut f = finding(n);
     f.vendor_status = Some("Resolved".into());
     f.verdict = Some(Verdict::Resolved);
     f
-}
-
-fn import(store: &mut Store, scan: &str, pages: &[Vec<Finding>], end: RunEnd) -> RunRow {
-    let run = store.begin_run(&scope(scan)).unwrap();
-    for page in pages {
-        store.upsert_page(run, page).unwrap();
-    }
-    store.finish_run(run, end).unwrap()
 }
 
 fn state_of(store: &Store, f: &Finding) -> FindingState {
@@ -81,10 +23,6 @@ fn state_of(store: &Store, f: &Finding) -> FindingState {
         .find(|r| r.fingerprint == fp)
         .expect("stored")
         .state
-}
-
-fn count(store: &Store, sql: &str) -> i64 {
-    store.conn.query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
 fn route(events: &[EventType]) -> Route {

@@ -4,13 +4,13 @@ use super::*;
 use proptest::prelude::*;
 use tempfile::TempDir;
 
-fn temp_store() -> (TempDir, Store) {
+pub(super) fn temp_store() -> (TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("state/scansync.db")).unwrap();
     (dir, store)
 }
 
-fn scope(scan: &str) -> RunScope {
+pub(super) fn scope(scan: &str) -> RunScope {
     RunScope {
         scan: scan.into(),
         instance: "ct-main".into(),
@@ -23,7 +23,7 @@ fn scope(scan: &str) -> RunScope {
 }
 
 /// A code finding; `n` picks the rule and file, so different `n` are different findings.
-fn finding(n: usize) -> Finding {
+pub(super) fn finding(n: usize) -> Finding {
     Finding {
         vendor_id: None,
         title: format!("Problem {n}"),
@@ -47,12 +47,12 @@ fn finding(n: usize) -> Finding {
     }
 }
 
-fn findings(range: std::ops::Range<usize>) -> Vec<Finding> {
+pub(super) fn findings(range: std::ops::Range<usize>) -> Vec<Finding> {
     range.map(finding).collect()
 }
 
 /// One whole run over `pages`, ended with `end`.
-fn import(store: &mut Store, scan: &str, pages: &[Vec<Finding>], end: RunEnd) -> RunRow {
+pub(super) fn import(store: &mut Store, scan: &str, pages: &[Vec<Finding>], end: RunEnd) -> RunRow {
     let run = store.begin_run(&scope(scan)).unwrap();
     for page in pages {
         store.upsert_page(run, page).unwrap();
@@ -77,7 +77,7 @@ fn row(store: &Store, scan: &str, f: &Finding) -> FindingRow {
         .expect("finding is stored")
 }
 
-fn count(store: &Store, sql: &str) -> i64 {
+pub(super) fn count(store: &Store, sql: &str) -> i64 {
     store.conn.query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
@@ -503,7 +503,7 @@ fn open_by_severity_counts_only_open_states() {
 
 /// A second store handle on the same file: another process as far as leases go (its own
 /// owner id), with no heartbeat running.
-fn other_process(dir: &TempDir) -> Store {
+pub(super) fn other_process(dir: &TempDir) -> Store {
     Store::open(&dir.path().join("state/scansync.db")).unwrap()
 }
 
