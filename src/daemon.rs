@@ -422,8 +422,16 @@ impl Shared {
     }
 
     /// Starts a run of `scan_name` (as the current config has it) unless one is already
-    /// going; returns at once.
-    fn dispatch(self: &Arc<Self>, scan_name: &str, trigger: &str, jitter: bool) {
+    /// going; returns at once. `due` is the instant the run serves: a run of another daemon
+    /// on the same store that started at or after it and succeeded serves it too (see
+    /// [`RunOptions::covered_since`]).
+    fn dispatch(
+        self: &Arc<Self>,
+        scan_name: &str,
+        trigger: &str,
+        jitter: bool,
+        due: DateTime<Utc>,
+    ) {
         let (config, ctx) = self.current();
         let Some(scan) = config
             .scans
@@ -445,6 +453,7 @@ impl Shared {
         let opts = RunOptions {
             trigger: trigger.to_string(),
             prefer_adoption: true,
+            covered_since: Some(due),
             ..RunOptions::default()
         };
         let span = tracing::info_span!(
@@ -577,7 +586,24 @@ impl Shared {
         let abandoned = ctx.with_store(|s| s.abandoned_runs()).await?;
         let mut adopted = 0;
         for row in abandoned {
-            match scan_for_abandoned(&config, &row) {
+            // A run that died before its vendor scan started has nothing to poll: it ends
+            // here and now, so the schedule that follows (a `now` scan at start-up) runs the
+            // scan instead of being skipped behind a run that would only end the row.
+            let unstarted = |scan: &ScanConfig| {
+                row.vendor_scan_id.is_none()
+                    && ctx
+                        .vendors
+                        .get(&scan.instance)
+                        .is_some_and(|v| v.triggers_scans())
+            };
+            let resumable = scan_for_abandoned(&config, &row).and_then(|scan| {
+                if unstarted(&scan) {
+                    Err("it stopped before a vendor scan was started (pages stored before that are kept)".to_string())
+                } else {
+                    Ok(scan)
+                }
+            });
+            match resumable {
                 Ok(scan) => adopted += usize::from(self.dispatch_adoption(&ctx, scan, &row)),
                 Err(why) => {
                     let id = row.id;
@@ -668,6 +694,7 @@ impl Shared {
                 info!("not started: scansync is stopping");
             }
             Err(e @ SyncError::NotAbandoned(_)) => info!("not taken over: {e}"),
+            Err(e @ SyncError::Covered { .. }) => info!("skipped: {e}"),
             Err(e) => {
                 error!("run could not be recorded: {e}");
                 let _ = self.events.send(DaemonEvent::RunError {
@@ -695,7 +722,12 @@ impl Shared {
                         at.to_rfc3339()
                     );
                 }
-                self.dispatch(&scan.name, trigger, false);
+                // `at`: that instant. `now`: the run found at planning (any not successful),
+                // so a run another daemon began then or later, once succeeded, is enough.
+                let due = missed
+                    .or(last.as_ref().and_then(last_run).map(|l| l.started_at))
+                    .unwrap_or(DateTime::UNIX_EPOCH);
+                self.dispatch(&scan.name, trigger, false, due);
             }
             StartupPlan::Skip(reason) => info!(scan = %scan.name, "not run at start-up: {reason}"),
             StartupPlan::OnceAt(at) => {
@@ -708,7 +740,7 @@ impl Shared {
                     Box::pin(async move {
                         wait_until(at).await;
                         if shared.take_job_if_current(&name, generation) {
-                            shared.dispatch(&name, "at", false);
+                            shared.dispatch(&name, "at", false, at);
                         }
                     })
                 })?;
@@ -718,7 +750,7 @@ impl Shared {
             StartupPlan::Every { every, run_now } => {
                 if run_now {
                     info!(scan = %scan.name, "never ran, or its last run started an interval or more ago: running it now");
-                    self.dispatch(&scan.name, TRIGGER_SCHEDULE, false);
+                    self.dispatch(&scan.name, TRIGGER_SCHEDULE, false, every_due(every));
                 }
                 // The scheduler counts whole seconds; below one it would spin.
                 let every = every.max(Duration::from_secs(1));
@@ -730,7 +762,7 @@ impl Shared {
                     let name = name.clone();
                     Box::pin(async move {
                         if shared.job_is_current(&name, generation) {
-                            shared.dispatch(&name, TRIGGER_SCHEDULE, true);
+                            shared.dispatch(&name, TRIGGER_SCHEDULE, true, every_due(every));
                         }
                     })
                 })?;
@@ -785,7 +817,7 @@ impl Shared {
                     if !shared.job_is_current(&name, generation) {
                         return;
                     }
-                    shared.dispatch(&name, TRIGGER_SCHEDULE, true);
+                    shared.dispatch(&name, TRIGGER_SCHEDULE, true, next);
                     if let Err(e) = shared.arm_cron(name.clone(), generation, next, true).await {
                         error!(scan = %name, "cannot schedule the next cron run: {e:#}");
                     }
@@ -991,6 +1023,13 @@ fn reloading_states() -> Vec<sd_notify::NotifyState<'static>> {
         states.push(now);
     }
     states
+}
+
+/// The due time an `every` run serves: half an interval back, so a run of another daemon
+/// on the store (whose ticks fall elsewhere in the interval) within the last half interval
+/// serves it, while this daemon's own previous run (an interval back) never does.
+fn every_due(every: Duration) -> DateTime<Utc> {
+    Utc::now() - chrono::Duration::from_std(every / 2).unwrap_or(chrono::Duration::zero())
 }
 
 fn last_run(row: &RunRow) -> Option<LastRun> {

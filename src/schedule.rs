@@ -48,6 +48,9 @@ pub enum StartupPlan {
 pub const TRIGGER_SCHEDULE: &str = "schedule";
 /// The trigger recorded on a run that polls a vendor scan left by a previous process.
 pub const TRIGGER_RESUME: &str = "resume";
+/// The triggers of the daemon's own runs: a run with one of them served a due time (see
+/// `sync::RunOptions::covered_since`); a CLI run or a push asked for a scan of now.
+pub const SCHEDULED_TRIGGERS: &[&str] = &[TRIGGER_SCHEDULE, "now", "at", TRIGGER_RESUME];
 
 /// Decides what start-up means for a scan with this schedule, given its last run.
 pub fn plan_startup(

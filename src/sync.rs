@@ -75,6 +75,15 @@ pub struct RunOptions {
     /// Called once when the run has to wait for another run of its scan, with the other
     /// run's id (if known) and who runs it.
     pub on_wait: Option<WaitNotice>,
+    /// A scheduled run's due time: when, by the time this run could hold its scan, a
+    /// scheduled run of the scan by another process that started at or after this instant
+    /// has succeeded, that run served the due time and this one ends before it begins
+    /// ([`SyncError::Covered`]). Two daemons on one store thus run a due time once, not
+    /// once each after waiting for the other. `None` (the CLI, pushes): always run.
+    pub covered_since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Stop waiting for another run of the scan at this instant ([`SyncError::Busy`]):
+    /// `scan --timeout` bounds the whole command, not only the wait for the vendor.
+    pub wait_until: Option<tokio::time::Instant>,
     /// A run row already begun with [`begin_run`] for this run (same scan and options):
     /// the listener creates it before the run waits for its turn, to answer the webhook
     /// with the run id at once.
@@ -135,13 +144,17 @@ pub enum SyncError {
     /// time this run could take it over (or whose scan is busy): nothing to do now.
     #[error("run {0} is no longer left unfinished: another process took it over or it ended")]
     NotAbandoned(RunId),
-    /// [`RunOptions::no_wait`] and another run holds the scan.
-    #[error("scan \"{scan}\" is being run by run {} ({owner}); not waiting", .run_id.map_or_else(|| "?".to_string(), |r| r.to_string()))]
+    /// Another run holds the scan and this one may not wait ([`RunOptions::no_wait`]) or
+    /// not longer ([`RunOptions::wait_until`]).
+    #[error("scan \"{scan}\" is being run by run {} ({owner}); not waiting for it (--no-wait, or --timeout passed)", .run_id.map_or_else(|| "?".to_string(), |r| r.to_string()))]
     Busy {
         scan: String,
         run_id: Option<RunId>,
         owner: String,
     },
+    /// [`RunOptions::covered_since`]: another process's scheduled run served this due time.
+    #[error("scan \"{scan}\" is not run again: run {run_id} of another scansync process ran it for this due time and succeeded")]
+    Covered { scan: String, run_id: RunId },
 }
 
 impl SyncContext {
@@ -649,6 +662,15 @@ enum Claimed {
     Adopted(Box<crate::store::RunRow>),
 }
 
+/// One try at [`claim_scan`]'s lease.
+enum Attempt {
+    Claimed(RunId),
+    /// Another run holds it: its id (if known) and who runs it.
+    Held(Option<RunId>, String),
+    /// [`RunOptions::covered_since`]: this run of another process served the due time.
+    Served(RunId),
+}
+
 /// How often a run waiting for its scan's lease looks again.
 const LEASE_POLL: Duration = Duration::from_millis(500);
 
@@ -667,13 +689,17 @@ async fn claim_scan(
         if opts.prefer_adoption {
             // A schedule's run finishes a run of its scan left by a process that is gone
             // (killed, stopped while its vendor scan ran) instead of starting another.
-            let scan = scope.scan.clone();
+            // Only a run of this scan on the same vendor instance: its vendor scan id means
+            // nothing to another one (the config may have moved the scan since).
+            let (scan, instance) = (scope.scan.clone(), scope.instance.clone());
             let taken = ctx
                 .with_store(move |s| {
                     let left = s
                         .abandoned_runs()?
                         .into_iter()
-                        .filter(|r| r.scan == scan && r.vendor_scan_id.is_some())
+                        .filter(|r| {
+                            r.scan == scan && r.instance == instance && r.vendor_scan_id.is_some()
+                        })
                         .map(|r| r.id)
                         .max();
                     match left {
@@ -687,36 +713,49 @@ async fn claim_scan(
             }
         }
         let attempt = {
-            let (scope, queued) = (scope.clone(), opts.run_id);
-            ctx.with_store(move |s| match queued {
-                Some(run) => s.claim_scan(&scope.scan, run).map(|c| (run, c)),
-                None => match s.begin_run(&scope) {
-                    Ok(run) => Ok((run, ScanClaim::Claimed)),
-                    Err(StoreError::ScanBusy { run_id, owner, .. }) => Ok((
-                        0,
-                        ScanClaim::Held {
-                            run_id,
-                            owner_label: owner,
-                            expires_at: String::new(),
-                        },
-                    )),
+            let (scope, queued, due) = (scope.clone(), opts.run_id, opts.covered_since);
+            ctx.with_store(move |s| {
+                let begun = match (queued, due) {
+                    (Some(run), _) => {
+                        return Ok(match s.claim_scan(&scope.scan, run)? {
+                            ScanClaim::Claimed => Attempt::Claimed(run),
+                            ScanClaim::Held {
+                                run_id,
+                                owner_label,
+                                ..
+                            } => Attempt::Held(run_id, owner_label),
+                        })
+                    }
+                    (None, Some(since)) => {
+                        s.begin_due_run(&scope, since, crate::schedule::SCHEDULED_TRIGGERS)
+                    }
+                    (None, None) => s.begin_run(&scope).map(Ok),
+                };
+                match begun {
+                    Ok(Ok(run)) => Ok(Attempt::Claimed(run)),
+                    Ok(Err(served)) => Ok(Attempt::Served(served)),
+                    Err(StoreError::ScanBusy { run_id, owner, .. }) => {
+                        Ok(Attempt::Held(run_id, owner))
+                    }
                     Err(e) => Err(e),
-                },
+                }
             })
             .await?
         };
         let (run_id, owner) = match attempt {
-            (run, ScanClaim::Claimed) => return Ok(Claimed::Begun(run)),
-            (
-                _,
-                ScanClaim::Held {
+            Attempt::Claimed(run) => return Ok(Claimed::Begun(run)),
+            Attempt::Served(run_id) => {
+                return Err(SyncError::Covered {
+                    scan: scope.scan.clone(),
                     run_id,
-                    owner_label,
-                    ..
-                },
-            ) => (run_id, owner_label),
+                })
+            }
+            Attempt::Held(run_id, owner) => (run_id, owner),
         };
-        if opts.no_wait {
+        let past_deadline = opts
+            .wait_until
+            .is_some_and(|at| tokio::time::Instant::now() >= at);
+        if opts.no_wait || past_deadline {
             return Err(SyncError::Busy {
                 scan: scope.scan.clone(),
                 run_id,
@@ -730,8 +769,12 @@ async fn claim_scan(
                 (notice.0)(&scope.scan, run_id, &owner);
             }
         }
+        let poll = match opts.wait_until {
+            Some(at) => LEASE_POLL.min(at.saturating_duration_since(tokio::time::Instant::now())),
+            None => LEASE_POLL,
+        };
         tokio::select! {
-            _ = tokio::time::sleep(LEASE_POLL) => {}
+            _ = tokio::time::sleep(poll) => {}
             _ = stop.wait_for(|s| *s) => return Err(SyncError::StoppedBeforeStart(scope.scan.clone())),
         }
     }

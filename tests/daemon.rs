@@ -309,6 +309,11 @@ async fn schedule_seconds_cron_runs_repeatedly_a_second_apart() {
 
 /// The real binary as a daemon, stderr to a file.
 fn spawn_daemon(config: &Path, stderr: &Path) -> Child {
+    spawn_daemon_with(config, stderr, &[])
+}
+
+/// [`spawn_daemon`] with more global flags (`--log-format json`).
+fn spawn_daemon_with(config: &Path, stderr: &Path, flags: &[&str]) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -317,6 +322,7 @@ fn spawn_daemon(config: &Path, stderr: &Path) -> Child {
     Command::new(BIN)
         .arg("--config")
         .arg(config)
+        .args(flags)
         .arg("run")
         // A killed daemon's heartbeat expires in 3 s (not 45): the restart adopts its runs
         // within the test's patience.
@@ -837,4 +843,198 @@ async fn demo_fills_a_store_with_findings_from_both_vendors() {
         .map(Result::unwrap)
         .collect();
     assert_eq!(vendors, ["codethreat", "saltsecurity"]);
+}
+
+// ---------------------------------------------------------------------------------------
+// A stop, a death and a second daemon never cost a run, pass a CI step that got no answer,
+// or start a vendor scan twice.
+
+fn spawn_scan(config: &Path, args: &[&str]) -> Child {
+    Command::new(BIN)
+        .arg("--config")
+        .arg(config)
+        .arg("scan")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("scansync starts")
+}
+
+fn read_all(pipe: Option<impl std::io::Read>) -> String {
+    let mut text = String::new();
+    if let Some(mut p) = pipe {
+        p.read_to_string(&mut text).unwrap();
+    }
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scan_command_waits_no_longer_than_its_timeout_and_a_stopped_one_fails_its_step() {
+    let sim = sim(8.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let schedule = "{ at = \"2099-01-01T00:00:00Z\" }";
+    let (config, store) = write_config(&sim, dir.path(), &ct_scan("ct", schedule));
+    let mut first = spawn_scan(&config, &SCAN_ARGS);
+    let sid = wait_vendor_scan_id(&store, "ct").await;
+
+    // A second CI step for the same scan with --timeout 0.02 (1.2 s): it waits for the
+    // first, and gives up with 75 when its time is up, having started nothing.
+    let (code, stdout, stderr) =
+        scan_cli(&config, &[&SCAN_ARGS[..], &["--timeout", "0.02"]].concat()).await;
+    assert_eq!(code, 75, "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stderr.contains("waiting for run"), "{stderr}");
+    assert!(stderr.contains("not waiting for it"), "{stderr}");
+    assert_eq!(runs(&store, "ct").len(), 1, "the second step began no run");
+
+    // SIGTERM to the first while its vendor scan runs: the run stays for a daemon, and the
+    // step fails (3), since it got no findings to check thresholds against.
+    signal(&first, "TERM");
+    let status = wait_exit(&mut first).await;
+    let stderr = read_all(first.stderr.take());
+    assert_eq!(status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains(&format!("stopped while vendor scan {sid} runs")),
+        "{stderr}"
+    );
+    let all = runs(&store, "ct");
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(
+        (all[0].1.as_str(), all[0].2.as_deref()),
+        ("running", Some(sid.as_str()))
+    );
+    assert_eq!(scan_starts(&sim), 1);
+    sim.shutdown().await;
+}
+
+/// Whether every `owners` row (a process's heartbeat) has expired.
+fn heartbeats_expired(store: &Path) -> bool {
+    db(store).is_some_and(|c| {
+        c.query_row(
+            "SELECT count(*) FROM owners
+             WHERE expires_at > strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .is_ok_and(|live| live == 0)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_now_scan_killed_before_its_vendor_scan_started_runs_after_the_restart() {
+    let sim = sim(0.5).await;
+    // The first vendor request (the project lookup before the scan is started) hangs, so
+    // the kill lands after the run row is written and before any vendor scan exists.
+    sim.set_faults(vec!["timeout@1".parse().unwrap()]);
+    let dir = tempfile::tempdir().unwrap();
+    let (config, store) = write_config(&sim, dir.path(), &ct_scan("ct", "\"now\""));
+    let log = dir.path().join("stderr.log");
+    let mut first = spawn_daemon(&config, &log);
+    wait_for("the run row and the hanging vendor request", || {
+        runs(&store, "ct").len() == 1 && !sim.requests().is_empty()
+    })
+    .await;
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert_eq!(runs(&store, "ct")[0].2, None, "no vendor scan id yet");
+    assert_eq!(scan_starts(&sim), 0);
+    // Restarted once the killed process's heartbeat (3 s here) has run out: the row is
+    // abandoned, and the `now` scan must still run.
+    wait_for("the killed daemon's heartbeat to expire", || {
+        heartbeats_expired(&store)
+    })
+    .await;
+    let mut second = spawn_daemon(&config, &log);
+    wait_for("the now scan to succeed after the restart", || {
+        runs(&store, "ct").iter().any(|r| r.1 == "succeeded")
+    })
+    .await;
+    signal(&second, "TERM");
+    assert!(wait_exit(&mut second).await.success());
+    let all = runs(&store, "ct");
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert_eq!(
+        (all[0].1.as_str(), all[0].2.as_deref()),
+        ("interrupted", None)
+    );
+    assert_eq!(all[1].1, "succeeded");
+    assert_eq!(scan_starts(&sim), 1);
+    sim.shutdown().await;
+}
+
+/// Whether the daemon whose JSON log is `log` is done with `scan`'s start-up run: it planned
+/// none, or the run it dispatched ran to its end or was skipped (read from its log lines,
+/// since a run still waiting for the other daemon's is only visible there).
+fn settled(log: &str, scan: &str) -> bool {
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let about = |v: &serde_json::Value| {
+        v["fields"]["scan"] == scan
+            || v["span"]["scan"] == scan
+            || v["spans"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|s| s["scan"] == scan))
+    };
+    let said = |what: &str| {
+        lines.iter().any(|v| {
+            about(v)
+                && v["fields"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains(what))
+        })
+    };
+    said("skipped:")
+        || said("not run at start-up")
+        || said(&format!("of {scan} ended"))
+        || (said("scheduled every") && !said("running it now"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_daemons_on_one_store_run_each_due_scan_once() {
+    let sim = sim(2.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let scans = format!(
+        "{}[[scans]]\nname = \"nightly\"\ninstance = \"sim-codethreat\"\n\
+         bind_to = \"project-2\"\nbranch = \"main\"\nschedule = {{ every = \"1h\" }}\n\n{}",
+        ct_scan("ct", "\"now\""),
+        ct_scan("past", "{ at = \"2020-01-01T00:00:00Z\" }").replace("\"ct\"", "\"past\""),
+    );
+    let (config, store) = write_config(&sim, dir.path(), &scans);
+    let (log_a, log_b) = (dir.path().join("a.log"), dir.path().join("b.log"));
+    // Started together: each finds the scans due, and whichever comes second must not run
+    // them again once the first one's runs succeed.
+    let json = ["--log-format", "json"];
+    let mut a = spawn_daemon_with(&config, &log_a, &json);
+    let mut b = spawn_daemon_with(&config, &log_b, &json);
+    let names = ["ct", "nightly", "past"];
+    wait_for("both daemons to settle every scan's start-up run", || {
+        let (la, lb) = (
+            std::fs::read_to_string(&log_a).unwrap_or_default(),
+            std::fs::read_to_string(&log_b).unwrap_or_default(),
+        );
+        names
+            .iter()
+            .all(|n| runs(&store, n).len() > 1 || (settled(&la, n) && settled(&lb, n)))
+    })
+    .await;
+    signal(&a, "TERM");
+    signal(&b, "TERM");
+    assert!(wait_exit(&mut a).await.success());
+    assert!(wait_exit(&mut b).await.success());
+    for name in names {
+        let all = runs(&store, name);
+        assert_eq!(
+            all.len(),
+            1,
+            "{name}: one run for its due time across both daemons: {all:?}\n{}\n{}",
+            std::fs::read_to_string(&log_a).unwrap_or_default(),
+            std::fs::read_to_string(&log_b).unwrap_or_default()
+        );
+        assert_eq!(all[0].1, "succeeded", "{name}: {all:?}");
+    }
+    assert_eq!(scan_starts(&sim), 3, "one vendor scan per scan");
+    sim.shutdown().await;
 }

@@ -24,14 +24,16 @@ are medium, high or critical.
 Past it, scan prints the run id and exits 0 without checking thresholds; the vendor scan goes
 on, the run stays \"running\" with its vendor scan id, and a running daemon takes it over
 within a minute (at once on SIGHUP; a stopped one at its next start), as after --async. It
-does not apply to vendors whose findings are read without a scan (Salt Security).
+does not apply to vendors whose findings are read without a scan (Salt Security). It also
+bounds the wait for another run of the same scan: still waiting when it passes, scan exits
+75 with nothing started.
 
 -m/--meta KEY=VALUE (repeatable) is sent in the scan request's metadata, over the scan's
 configured metadata for the same key.
 
 Exit codes: 0 success (thresholds kept, or still running past --timeout), 1 error
-(connection, store), 2 bad flags, 3 the run did not succeed (failed, timed out, interrupted),
-10 a threshold was exceeded, 75 another run of the scan is going and --no-wait was given,
+(connection, store), 2 bad flags, 3 the run did not succeed (failed, timed out, interrupted,
+or stopped by a signal while its vendor scan runs: the run is left for a daemon), 10 a threshold was exceeded, 75 another run of the scan is going and --no-wait was given,
 78 config error.
 
 When another run of the same scan is going (a daemon's schedule, another CI job), scan waits
@@ -230,8 +232,8 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
         .is_some_and(|v| !v.triggers_scans());
     if passive && (!args.meta.is_empty() || args.timeout.is_some()) {
         eprintln!(
-            "note: {} starts no scans (its findings are read as they are), so --meta and \
-             --timeout have no effect",
+            "note: {} starts no scans (its findings are read as they are), so --meta has no \
+             effect and --timeout bounds only the wait for another run of the scan",
             args.tool
         );
     }
@@ -243,6 +245,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
         detach_at,
         progress,
         no_wait: args.no_wait,
+        wait_until: detach_at,
         on_wait: Some(super::print_wait_notice()),
         ..RunOptions::default()
     };
@@ -269,6 +272,20 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
         } else {
             0
         });
+    }
+    if summary.state == RunState::Running && *ctx.stop.borrow() {
+        // Stopped (Ctrl-C, SIGTERM) while the vendor scan runs: it is not thrown away, but
+        // this step did not get its answer, so it must not pass.
+        eprintln!(
+            "scan {}: stopped while vendor scan {} runs (run {}); it goes on at the vendor and \
+             a daemon (`scansync run`) finishes the run; `scansync runs --scan {}` shows it",
+            summary.scan,
+            summary.vendor_scan_id.as_deref().unwrap_or("(unknown)"),
+            summary.run_id,
+            summary.scan
+        );
+        ctx.release().await;
+        return Ok(EXIT_RUN_FAILED);
     }
     if summary.state == RunState::Running {
         // Past --timeout: the vendor scan goes on; the run is the daemon's to finish.

@@ -246,3 +246,46 @@ fn an_older_run_adopted_late_does_not_revive_a_finding_the_newer_complete_listin
         outbox(&second)
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// 7. An older run that created a finding, then died, is adopted and ends after a newer
+//    complete run fixed that finding: its `findings.new` would reach a receiver after the
+//    newer run's `findings.fixed`, and leave the receiver believing the finding open.
+
+#[test]
+fn an_older_run_ending_after_a_newer_run_fixed_what_it_created_announces_it_as_new_no_more() {
+    let (dir, mut first) = temp_store();
+    let mut second = other_process(&dir);
+    import(&mut first, "shop", &[findings(0..10)], RunEnd::Succeeded);
+    let old = first.begin_run(&scope("shop")).unwrap();
+    first.set_vendor_scan_id(old, "vs-old").unwrap();
+    let mut with_77 = findings(0..10);
+    with_77.push(finding(77));
+    first.upsert_page(old, &with_77).unwrap();
+    first.detach_run(old).unwrap();
+    first.release_owner().unwrap();
+    // A newer complete run no longer lists 77: fixed (1 of 11 is under the guard).
+    second.set_webhook_routes(vec![route(&[
+        EventType::FindingsNew,
+        EventType::FindingsFixed,
+    ])]);
+    let newer = second.begin_run(&scope("shop")).unwrap();
+    second.upsert_page(newer, &findings(0..10)).unwrap();
+    let row = second.finish_run(newer, RunEnd::Succeeded).unwrap();
+    assert_eq!(row.counts.fixed, 1);
+    assert_eq!(state_of(&second, &finding(77)), FindingState::Fixed);
+    // The old run is adopted and ends.
+    second.adopt_run(old).unwrap().unwrap().unwrap();
+    second.finish_run(old, RunEnd::Succeeded).unwrap();
+    assert_eq!(state_of(&second, &finding(77)), FindingState::Fixed);
+    let sent = outbox(&second);
+    assert!(
+        sent.iter().all(|(event, _, _)| event != "findings.new"),
+        "findings.new for a finding a newer run fixed, announced after its fix: {sent:?}"
+    );
+    assert!(
+        sent.iter()
+            .any(|(event, run, _)| event == "findings.fixed" && *run == newer),
+        "{sent:?}"
+    );
+}

@@ -170,6 +170,30 @@ pub(super) fn release_in(
     Ok(())
 }
 
+/// The newest run of `scan` that a process other than `owner` started at or after `since`
+/// with one of `triggers` and that succeeded: it served a due time that a run of `owner` was
+/// about to serve again (see [`Store::begin_due_run`]).
+pub(super) fn success_since(
+    conn: &Connection,
+    owner: &Owner,
+    scan: &str,
+    since: chrono::DateTime<chrono::Utc>,
+    triggers: &[&str],
+) -> Result<Option<RunId>, StoreError> {
+    let mut best = None;
+    for trigger in triggers {
+        let found: Option<RunId> = conn
+            .prepare_cached(
+                "SELECT max(id) FROM sync_runs
+                 WHERE scan = ?1 AND state = 'succeeded' AND started_at >= ?2
+                   AND trigger = ?3 AND owner IS NOT ?4",
+            )?
+            .query_row(params![scan, stamp(since), trigger, owner.id], |r| r.get(0))?;
+        best = best.max(found);
+    }
+    Ok(best)
+}
+
 /// Ids of `running` runs whose owner is gone (no `owners` row, or an expired one), oldest
 /// first.
 fn abandoned_ids(conn: &Connection) -> Result<Vec<RunId>, StoreError> {

@@ -108,6 +108,10 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("store: {0}")]
     Invalid(String),
+    /// [`Store::begin_due_run`]: this run of the scan (another process's) served the due
+    /// time; nothing was begun. Never returned from the public API.
+    #[error("run {0} served this due time")]
+    ServedBy(RunId),
     /// Another live run holds the scan's lease ([`Store::begin_run`]).
     #[error("scan \"{scan}\" is being run by run {} of {owner}", .run_id.map_or_else(|| "?".to_string(), |r| r.to_string()))]
     ScanBusy {
@@ -672,21 +676,48 @@ impl Store {
     /// Records the start of a run and takes its scan's lease, in one transaction:
     /// [`StoreError::ScanBusy`] (and nothing written) when another live run holds it.
     pub fn begin_run(&mut self, scope: &RunScope) -> Result<RunId, StoreError> {
-        self.begin(scope, true)
+        self.begin(scope, true, None)
+    }
+
+    /// [`Store::begin_run`] for a run that serves a due time: when another process's run of
+    /// the scan with one of `triggers` started at or after `since` and succeeded, nothing is
+    /// begun and that run's id is returned as `Err`. The check and the claim are one
+    /// transaction, so the other run cannot end between them.
+    pub fn begin_due_run(
+        &mut self,
+        scope: &RunScope,
+        since: chrono::DateTime<chrono::Utc>,
+        triggers: &[&str],
+    ) -> Result<Result<RunId, RunId>, StoreError> {
+        match self.begin(scope, true, Some((since, triggers))) {
+            Err(StoreError::ServedBy(run)) => Ok(Err(run)),
+            other => other.map(Ok),
+        }
     }
 
     /// Records a run that will wait for its scan's lease (the listener answers a push with
     /// the run id before the run's turn comes): take the lease with [`Store::claim_scan`].
     pub fn begin_queued_run(&mut self, scope: &RunScope) -> Result<RunId, StoreError> {
-        self.begin(scope, false)
+        self.begin(scope, false, None)
     }
 
-    fn begin(&mut self, scope: &RunScope, claim: bool) -> Result<RunId, StoreError> {
+    fn begin(
+        &mut self,
+        scope: &RunScope,
+        claim: bool,
+        due: Option<(chrono::DateTime<chrono::Utc>, &[&str])>,
+    ) -> Result<RunId, StoreError> {
         let at = now();
         let pid = std::process::id();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if let Some((since, triggers)) = due {
+            if let Some(run) = lease::success_since(&tx, &self.owner, &scope.scan, since, triggers)?
+            {
+                return Err(StoreError::ServedBy(run));
+            }
+        }
         lease::register_owner(&tx, &self.owner)?;
         let instance_id: i64 = tx
             .prepare_cached(

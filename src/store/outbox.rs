@@ -70,15 +70,18 @@ pub(super) struct Matching {
 }
 
 /// Which findings an event is about, as a condition on `f` (`?2` = run id): those with an
-/// event of that kind in the run (index `finding_events_by_run`).
+/// event of that kind in the run (index `finding_events_by_run`). A finding announced as new
+/// or reopened must still be there: a run that ends late (adopted after a newer run fixed
+/// what it created) would otherwise announce "new" after the newer run's "fixed".
 fn event_condition(event: EventType) -> Option<&'static str> {
     match event {
         EventType::FindingsNew => Some(
-            "f.id IN (SELECT finding_id FROM finding_events
+            "f.state <> 'fixed' AND f.id IN (SELECT finding_id FROM finding_events
                       WHERE run_id = ?2 AND kind = 'created' AND new_value = 'new')",
         ),
         EventType::FindingsReopened => Some(
-            "f.id IN (SELECT finding_id FROM finding_events WHERE run_id = ?2 AND kind = 'reopened')",
+            "f.state <> 'fixed' AND f.id IN (SELECT finding_id FROM finding_events
+                      WHERE run_id = ?2 AND kind = 'reopened')",
         ),
         EventType::FindingsFixed => Some(
             "f.id IN (SELECT finding_id FROM finding_events WHERE run_id = ?2 AND kind = 'fixed')",
