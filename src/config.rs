@@ -63,6 +63,17 @@ pub struct ServerConfig {
     /// The token, read once by validation from `metrics_token_file`.
     #[serde(skip)]
     pub metrics_token: Option<Secret>,
+    /// Connections served at once; more are closed as they arrive, so a flood of idle or
+    /// slow connections cannot exhaust the daemon's file descriptors or memory.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+
+/// `[server] max_connections` when not set: far above what webhooks and scrapes need.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 128;
+
+fn default_max_connections() -> usize {
+    DEFAULT_MAX_CONNECTIONS
 }
 
 /// The platform a scan's webhook comes from; it decides the signature, event and payload
@@ -758,6 +769,7 @@ const SERVER_KEYS: &[&str] = &[
     "tls_key_file",
     "behind_proxy",
     "metrics_token_file",
+    "max_connections",
 ];
 const SCAN_HOOK_KEYS: &[&str] = &["platform", "secret_file", "secret_env", "branches"];
 /// Shorter webhook secrets are accepted but warned about (`scansync webhook-secret` makes 43
@@ -1111,7 +1123,7 @@ impl Checker<'_> {
                     };
                     for (index, item) in items.iter().enumerate() {
                         let path = format!("scans[{index}]");
-                        if let Some(scan) = self.scan(&path, item, &defined) {
+                        if let Some(scan) = self.scan(&path, item, &defined, &instances) {
                             self.unique_name(&path, item, &scan.name, index, &mut names);
                             scans.push(scan);
                         }
@@ -1436,9 +1448,25 @@ impl Checker<'_> {
         };
         self.unknown_keys(t, INSTANCE_KEYS);
         let vendor = self.required_string(t, "vendor", "one of codethreat, saltsecurity");
+        let url = self.url(t, "url", "https://cloud.codethreat.com");
+        if let Some(u) = url.as_deref().and_then(|u| reqwest::Url::parse(u).ok()) {
+            let host = u.host_str().unwrap_or_default();
+            let loopback = host.eq_ignore_ascii_case("localhost")
+                || host
+                    .trim_matches(['[', ']'])
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            if u.scheme() == "http" && !loopback {
+                self.warn(
+                    &t.field("url"),
+                    &t.span_of("url"),
+                    format!("{u} is plain HTTP: the API token travels in clear text to it; use https:// unless a trusted tunnel carries it"),
+                );
+            }
+        }
         let mut i = InstanceConfig {
             vendor: vendor.clone().unwrap_or_default(),
-            url: self.url(t, "url", "https://cloud.codethreat.com"),
+            url,
             region: self.string(t, "region"),
             organization: self.string(t, "organization"),
             token_file: self.string(t, "token_file").map(PathBuf::from),
@@ -1608,7 +1636,13 @@ impl Checker<'_> {
         Ok((path, secret))
     }
 
-    fn scan(&mut self, path: &str, v: &Val<'_>, instances: &[String]) -> Option<ScanConfig> {
+    fn scan(
+        &mut self,
+        path: &str,
+        v: &Val<'_>,
+        instances: &[String],
+        valid: &BTreeMap<String, InstanceConfig>,
+    ) -> Option<ScanConfig> {
         let table = self.table(path, v, "a table ([[scans]])")?;
         let span = v.span();
         let t = Tbl {
@@ -1659,6 +1693,19 @@ impl Checker<'_> {
                 None
             }
         };
+        let vendor = instance
+            .as_ref()
+            .and_then(|i| valid.get(i))
+            .map(|i| i.vendor.clone());
+        if let (Some(vendor), Some(hook)) = (&vendor, t.get("webhook")) {
+            if crate::vendors::spec(vendor).is_some_and(|s| !s.starts_scans) {
+                self.error(
+                    &t.field("webhook"),
+                    Some(&hook.span()),
+                    format!("{vendor} starts no scans (scansync reads its findings as they are), so a push has nothing to start; remove the webhook table, or bind the scan to an instance that scans code"),
+                );
+            }
+        }
         Some(ScanConfig {
             name: name.unwrap_or_default(),
             instance: instance.unwrap_or_default(),
@@ -1755,6 +1802,20 @@ impl Checker<'_> {
                 ),
             );
         }
+        if !listen.ip().is_loopback() && !behind_proxy && t.get("metrics_token_file").is_none() {
+            // /metrics names every scan and counts its findings by severity: not for
+            // whoever can reach the port.
+            self.error(
+                &t.field("metrics_token_file"),
+                Some(&t.span_of("listen")),
+                format!(
+                    "is required when listen ({listen}) is reachable from other machines: /metrics names the scans and counts their findings; write a token to a file (`scansync webhook-secret > FILE`) and name it here, or set behind_proxy = true when a proxy in front guards the listener"
+                ),
+            );
+        }
+        let max_connections = self
+            .count(t, "max_connections", 1)
+            .unwrap_or(DEFAULT_MAX_CONNECTIONS);
         let (metrics_token_file, metrics_token) = match metrics_token_file {
             Some((path, secret)) => (Some(path), Some(secret)),
             None => (None, None),
@@ -1766,6 +1827,7 @@ impl Checker<'_> {
             behind_proxy,
             metrics_token_file,
             metrics_token,
+            max_connections,
         })
     }
 

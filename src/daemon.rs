@@ -1129,12 +1129,23 @@ pub async fn run(config_path: &Path, control: DaemonControl) -> anyhow::Result<(
     sd_status(&shared.status_line());
     let _ = events.send(DaemonEvent::Ready);
 
+    // The watchdog pings while the store answers: a store that took no heartbeat for a
+    // lease's lifetime (a dead disk, a lock held forever) stops the pings, and systemd
+    // restarts the service instead of leaving it up and useless.
+    let beat = shared.current().1.store_beat.clone();
     let watchdog = sd_notify::watchdog_enabled().map(|period| {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(period / 2);
+            let mut told = false;
             loop {
                 tick.tick().await;
-                sd_notify(&[sd_notify::NotifyState::Watchdog]);
+                if beat.fresh(crate::store::lease_ttl()) {
+                    told = false;
+                    sd_notify(&[sd_notify::NotifyState::Watchdog]);
+                } else if !told {
+                    told = true;
+                    error!("the store has not answered for {}s: no more watchdog pings, so systemd restarts scansync", crate::store::lease_ttl().as_secs());
+                }
             }
         })
     });

@@ -258,8 +258,72 @@ impl Write for StderrBelowStatus {
     }
 }
 
+/// Lets one log line through per period and counts the ones held back, so that a flood
+/// (refused connections, refused webhooks) costs a line every few seconds, not the journal.
+#[derive(Debug)]
+pub struct RateLimited {
+    every: std::time::Duration,
+    last: Option<std::time::Instant>,
+    held: u64,
+}
+
+impl RateLimited {
+    pub const fn new(every: std::time::Duration) -> RateLimited {
+        RateLimited {
+            every,
+            last: None,
+            held: 0,
+        }
+    }
+
+    /// One more event at `now`: `Some(n)` when its line may be written, `n` being how many
+    /// were held back since the last line written; `None` when it is held back.
+    pub fn hit_at(&mut self, now: std::time::Instant) -> Option<u64> {
+        match self.last {
+            Some(last) if now.duration_since(last) < self.every => {
+                self.held += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.held))
+            }
+        }
+    }
+
+    pub fn hit(&mut self) -> Option<u64> {
+        self.hit_at(std::time::Instant::now())
+    }
+}
+
+/// The tail a rate-limited line carries when others were held back before it.
+pub fn held_back(n: u64) -> String {
+    if n == 0 {
+        String::new()
+    } else {
+        format!(" ({n} more like it not logged since the last)")
+    }
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_rate_limited_line_passes_once_per_period_and_counts_the_held_back() {
+        let start = std::time::Instant::now();
+        let at = |ms: u64| start + std::time::Duration::from_millis(ms);
+        let mut limit = RateLimited::new(std::time::Duration::from_secs(10));
+        assert_eq!(limit.hit_at(at(0)), Some(0));
+        for ms in 1..=500 {
+            assert_eq!(limit.hit_at(at(ms)), None);
+        }
+        assert_eq!(limit.hit_at(at(9_999)), None);
+        assert_eq!(limit.hit_at(at(10_000)), Some(501));
+        assert_eq!(limit.hit_at(at(25_000)), Some(0));
+        assert_eq!(held_back(0), "");
+        assert_eq!(held_back(3), " (3 more like it not logged since the last)");
+    }
+
     use super::*;
 
     fn area(lines: &[&str], drawn: usize) -> StatusArea {

@@ -38,6 +38,37 @@ pub struct SyncContext {
     ///
     /// [`Outbox::wake`]: crate::webhooks::Outbox::wake
     pub outbox: crate::webhooks::Outbox,
+    /// When the store last answered the heartbeat; shared by every clone. The systemd
+    /// watchdog stops pinging when it is stale, so a dead store gets the service restarted.
+    pub store_beat: Arc<StoreBeat>,
+}
+
+/// The last time the store took a heartbeat write.
+#[derive(Debug)]
+pub struct StoreBeat {
+    origin: std::time::Instant,
+    /// Milliseconds after `origin`.
+    last_ms: std::sync::atomic::AtomicU64,
+}
+
+impl StoreBeat {
+    fn new() -> StoreBeat {
+        StoreBeat {
+            origin: std::time::Instant::now(),
+            last_ms: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn beat(&self) {
+        let ms = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// True when the store answered within `within` (or the process is younger than that).
+    pub fn fresh(&self, within: Duration) -> bool {
+        let last = Duration::from_millis(self.last_ms.load(std::sync::atomic::Ordering::Relaxed));
+        self.origin.elapsed().saturating_sub(last) <= within
+    }
 }
 
 /// How one run is started.
@@ -173,6 +204,7 @@ impl SyncContext {
             limits: RunLimits::from_config(config),
             stop,
             outbox: crate::webhooks::Outbox::new(config)?,
+            store_beat: Arc::new(StoreBeat::new()),
         };
         ctx.rebuild_vendors(config)?;
         ctx.start_heartbeat();
@@ -188,6 +220,7 @@ impl SyncContext {
             return;
         };
         let store = Arc::downgrade(&self.store);
+        let alive = self.store_beat.clone();
         runtime.spawn(async move {
             loop {
                 tokio::time::sleep(crate::store::heartbeat_every()).await;
@@ -198,6 +231,7 @@ impl SyncContext {
                 .await;
                 match beat {
                     Ok(Ok(lost)) => {
+                        alive.beat();
                         for scan in lost {
                             tracing::warn!(scan = %scan, "another process took this scan's lease: the run here stores nothing more");
                         }
@@ -554,7 +588,10 @@ pub async fn run_scan(
             .instrument(span.clone())
             .await
     };
-    let _enter = span.enter();
+    // The end of the run logs under its span too; `.instrument`, not a guard held across
+    // the awaits below, which would tag other tasks' lines on this thread with this run.
+    use tracing::Instrument;
+    async move {
     let end = match outcome {
         Ok(Ok(BodyEnd::Complete)) => RunEnd::Succeeded,
         Ok(Ok(BodyEnd::LeftRunning)) | Ok(Err(Stopped::Detached)) => {
@@ -654,6 +691,9 @@ pub async fn run_scan(
         open_by_severity,
         error: row.error,
     })
+    }
+    .instrument(span)
+    .await
 }
 
 /// How a run got its scan: a run of its own, or one left by a process that is gone.

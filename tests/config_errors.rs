@@ -790,10 +790,33 @@ fn a_short_webhook_secret_warns_but_passes() {
 }
 
 #[test]
-fn a_listener_outside_loopback_without_tls_warns_unless_behind_a_proxy() {
+fn a_listener_outside_loopback_needs_a_metrics_token_unless_behind_a_proxy() {
     let dir = tempfile::tempdir().unwrap();
     let server = "\n[server]\nlisten = \"0.0.0.0:8787\"\n";
     let out = check(dir.path(), &format!("{STORE}{CT}{server}"), &[]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(
+        stderr.contains("error: server.metrics_token_file: is required when listen (0.0.0.0:8787) is reachable from other machines")
+            && stderr.contains("(line 11)"),
+        "{stderr}"
+    );
+    std::fs::write(
+        dir.path().join("metrics-token"),
+        "a-metrics-token-of-some-length\n",
+    )
+    .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            dir.path().join("metrics-token"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+    }
+    let with_token = format!("{server}metrics_token_file = \"metrics-token\"\n");
+    let out = check(dir.path(), &format!("{STORE}{CT}{with_token}"), &[]);
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(
@@ -803,6 +826,7 @@ fn a_listener_outside_loopback_without_tls_warns_unless_behind_a_proxy() {
         "{stderr}"
     );
     assert!(stdout.contains("server: http://0.0.0.0:8787"), "{stdout}");
+    // Behind a proxy that guards it, no token is required (and no warning given).
     let proxied = format!("{STORE}{CT}{server}behind_proxy = true\n");
     let out = check(dir.path(), &proxied, &[]);
     let (_, stderr) = text(&out);
@@ -876,4 +900,42 @@ fn config_path_comes_from_scansync_config_when_no_flag_is_given() {
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(stdout.contains("elsewhere.toml: ok"), "{stdout}");
+}
+
+#[test]
+fn a_passive_vendors_scan_refuses_a_webhook_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let salt = "\n[instances.salt]\nvendor = \"saltsecurity\"\nurl = \"https://api.salt.example\"\ntoken_env = \"SCANSYNC_TEST_TOKEN\"\n";
+    let scan = "\n[[scans]]\nname = \"apis\"\ninstance = \"salt\"\nbind_to = \"asset-1\"\nschedule = \"now\"\nwebhook = { platform = \"github\", secret_env = \"SCANSYNC_TEST_TOKEN\" }\n";
+    let out = check(dir.path(), &format!("{STORE}{salt}{scan}"), &[]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(
+        stderr.contains("error: scans[0].webhook: saltsecurity starts no scans"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_plain_http_vendor_url_off_this_machine_is_warned_about_and_loopback_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = CT.replace("https://ct.example", "http://ct.example");
+    let out = check(dir.path(), &format!("{STORE}{plain}"), &[]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning: instances.ct.url: http://ct.example/ is plain HTTP: the API token travels in clear text"),
+        "{stderr}"
+    );
+    for local in [
+        "http://127.0.0.1:9000",
+        "http://localhost:9000",
+        "http://[::1]:9000",
+    ] {
+        let text_ = CT.replace("https://ct.example", local);
+        let out = check(dir.path(), &format!("{STORE}{text_}"), &[]);
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        assert!(!stderr.contains("plain HTTP"), "{local}: {stderr}");
+    }
 }

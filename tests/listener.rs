@@ -260,6 +260,30 @@ async fn github_push_starts_a_run_on_its_branch_and_nothing_else_does() {
     assert_eq!(r.status, 200, "{}", r.json);
     assert_eq!(r.json["result"], "duplicate");
     assert_eq!(r.json["run_id"].as_i64(), Some(run_id));
+    // Replayed by someone who captured it, under a delivery id of their own (the header is
+    // not signed): the same push, nothing started.
+    let r = post(
+        &hook,
+        &github_headers("push", "forged-9", &push),
+        push.clone(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    assert_eq!(r.json["result"], "duplicate", "{}", r.json);
+    assert_eq!(r.json["run_id"].as_i64(), Some(run_id));
+    // And without one: GitHub always sends it, so its absence is refused.
+    let mut bare = github_headers("push", "x", &push);
+    bare.retain(|(name, _)| *name != "X-GitHub-Delivery");
+    let r = post(&hook, &bare, push.clone()).await;
+    assert_eq!(r.status, 400, "{}", r.json);
+    assert!(
+        r.json["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("X-GitHub-Delivery is missing"),
+        "{}",
+        r.json
+    );
 
     // A branch outside `branches`, a tag, a ping: 200, nothing started.
     let feature = on_branch(&push, "refs/heads/release/1.2", "refs/heads/feature/login");
@@ -556,6 +580,11 @@ async fn pushes_while_a_run_is_going_queue_exactly_one_more_run() {
     let mut ids = Vec::new();
     let mut results = Vec::new();
     for n in 0..4 {
+        // Four pushes of four commits (one push replayed would be recognised as such).
+        let push = push.replace(
+            "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c",
+            &format!("0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1{n}"),
+        );
         let r = post(
             &hook,
             &github_headers("push", &format!("q-{n}"), &push),
@@ -878,4 +907,49 @@ fn webhook_secret_prints_a_new_url_safe_secret_each_time() {
         .decode(token.strip_prefix("whsec_").expect("whsec_ prefix"))
         .unwrap();
     assert_eq!(key.len(), 32);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_cap_are_closed_and_the_listener_serves_on() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sim = sim(0.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let scans = hook_scan(dir.path(), "gh", "github", GITHUB_SECRET);
+    let (config, _store) = write_config(&sim, dir.path(), "max_connections = 3\n", &scans);
+    let mut d = start(&config).await;
+    d.ready().await;
+    // Three connections that send nothing hold the three places.
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        idle.push(tokio::net::TcpStream::connect(d.addr).await.unwrap());
+    }
+    // A flood past the cap: each one is closed without an answer, none crashes anything.
+    // (The idle ones are accepted first: the listener takes connections in order.)
+    for _ in 0..50 {
+        let mut extra = tokio::net::TcpStream::connect(d.addr).await.unwrap();
+        let _ = extra
+            .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await;
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(WAIT, extra.read_to_end(&mut answer)).await;
+        assert!(
+            matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+            "a connection past the cap got an answer: {:?}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    // A place frees: the listener serves again.
+    drop(idle.pop());
+    let healthz = d.url("/healthz");
+    let mut served = false;
+    for _ in 0..50 {
+        if let Ok(r) = reqwest::get(&healthz).await {
+            served = r.status() == 200;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(served, "the listener serves once a place is free");
+    d.stop().await;
+    sim.shutdown().await;
 }

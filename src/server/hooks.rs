@@ -3,7 +3,8 @@
 //! Order matters: find the scan (404) → read the body within its cap and time (413/408) →
 //! verify the signature on the raw bytes (401) → only then look at the event (200, nothing
 //! started, for anything but a push) and parse the body (400) → match the branch (200,
-//! nothing started, when no pattern matches) → remember the delivery id (200 `duplicate`
+//! nothing started, when no pattern matches) → remember the push by the digest of its signed
+//! body, whatever its delivery header says (200 `duplicate`
 //! for a repeat) → start or queue the run (202 with its id). Every answer is logged with the
 //! scan and the reason, and counted in the `webhook_trigger` metric; the secret never is.
 
@@ -30,6 +31,21 @@ pub const MAX_BODY: usize = 1024 * 1024;
 const DRAIN_LIMIT: usize = 8 * MAX_BODY;
 /// How long a delivery id is remembered.
 pub const DELIVERY_MEMORY: Duration = Duration::from_secs(24 * 3600);
+
+/// Refusals share one rate limit: a flood of bad requests from strangers costs a log line
+/// every few seconds, with the count of the lines held back.
+static REFUSALS: std::sync::Mutex<crate::logging::RateLimited> =
+    std::sync::Mutex::new(crate::logging::RateLimited::new(Duration::from_secs(10)));
+
+/// Whether a refusal's log line may be written now: `Some(tail)` to append (the count of
+/// lines held back), `None` to stay quiet.
+fn refusal_line() -> Option<String> {
+    REFUSALS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .hit()
+        .map(crate::logging::held_back)
+}
 
 /// One answer: its status, its metric word, its body, and the reason for the log.
 struct Answer {
@@ -76,7 +92,9 @@ async fn handle(
     body: Body,
 ) -> (String, Answer) {
     let Some(backend) = state.backend() else {
-        warn!(scan = ?scan_name, "webhook refused (503): scansync is starting, the store is not open yet");
+        if let Some(tail) = refusal_line() {
+            warn!(scan = ?scan_name, "webhook refused (503): scansync is starting, the store is not open yet{tail}");
+        }
         return (
             String::new(),
             Answer::error(
@@ -88,16 +106,22 @@ async fn handle(
     };
     let (config, _) = backend.current();
     let Some(scan) = config.scans.iter().find(|s| s.name == scan_name) else {
-        warn!(scan = ?scan_name, "webhook refused (404): no scan of that name");
+        if let Some(tail) = refusal_line() {
+            warn!(scan = ?scan_name, "webhook refused (404): no scan of that name{tail}");
+        }
         return (String::new(), not_found());
     };
     let label = scan.name.clone();
     let Some(webhook) = &scan.webhook else {
-        warn!(scan = %scan.name, "webhook refused (404): the scan has no webhook = {{ ... }}");
+        if let Some(tail) = refusal_line() {
+            warn!(scan = %scan.name, "webhook refused (404): the scan has no webhook = {{ ... }}{tail}");
+        }
         return (label, not_found());
     };
     if !scan.enabled {
-        warn!(scan = %scan.name, "webhook refused (404): the scan is disabled");
+        if let Some(tail) = refusal_line() {
+            warn!(scan = %scan.name, "webhook refused (404): the scan is disabled{tail}");
+        }
         return (label, not_found());
     }
     let answer = match accept(&*backend, scan, webhook, headers, body).await {
@@ -125,7 +149,9 @@ async fn accept(
     body: Body,
 ) -> Result<Answer, Answer> {
     let refuse = |status: StatusCode, result: &'static str, reason: &str| {
-        warn!(scan = %scan.name, platform = %webhook.platform, "webhook refused ({}): {reason}", status.as_u16());
+        if let Some(tail) = refusal_line() {
+            warn!(scan = %scan.name, platform = %webhook.platform, "webhook refused ({}): {reason}{tail}", status.as_u16());
+        }
         Answer::error(status, result, reason)
     };
     let body = read_body(headers, body).await.map_err(|e| match e {
@@ -192,11 +218,23 @@ async fn accept(
     }
 
     let delivery = platform::delivery_id(webhook.platform, headers);
+    if delivery.is_none() && webhook.platform == Platform::Github {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "X-GitHub-Delivery is missing; GitHub sends it with every delivery",
+        ));
+    }
+    // The replay guard is keyed on what the signature covers (the body: repository, ref,
+    // commits), not on the unsigned delivery header: a captured push sent again under a new
+    // or no delivery id is still the same push.
+    let key = replay_key(&body);
+    let shown = delivery.clone().unwrap_or_else(|| key.clone());
     let (_, ctx) = backend.current();
-    if let Some(id) = &delivery {
-        let (name, id2) = (scan.name.clone(), id.clone());
+    {
+        let (name, key) = (scan.name.clone(), key.clone());
         match ctx
-            .with_store(move |s| s.claim_delivery(&name, &id2, DELIVERY_MEMORY))
+            .with_store(move |s| s.claim_delivery(&name, &key, DELIVERY_MEMORY))
             .await
         {
             Ok(Claim::New) => {}
@@ -204,11 +242,11 @@ async fn accept(
                 run_id,
                 received_at,
             }) => {
-                info!(scan = %scan.name, delivery = %id, "webhook delivery already received at {received_at}; nothing started");
+                info!(scan = %scan.name, delivery = %shown, "webhook push already received at {received_at}; nothing started");
                 return Ok(Answer {
                     status: StatusCode::OK,
                     result: "duplicate",
-                    body: json!({ "result": "duplicate", "delivery": id, "run_id": run_id }),
+                    body: json!({ "result": "duplicate", "delivery": shown, "run_id": run_id }),
                 });
             }
             Err(e) => {
@@ -219,8 +257,6 @@ async fn accept(
                 ))
             }
         }
-    } else {
-        info!(scan = %scan.name, "webhook push carries no delivery id; it cannot be told from a replay");
     }
 
     let mut runs = Vec::new();
@@ -233,7 +269,7 @@ async fn accept(
                     scan = %scan.name,
                     branch = %branch,
                     run_id,
-                    delivery = delivery.as_deref().unwrap_or("-"),
+                    delivery = %shown,
                     "webhook push: run {result}"
                 );
                 runs.push(json!({ "branch": branch, "run_id": run_id, "result": result }));
@@ -242,9 +278,9 @@ async fn accept(
         }
     }
     let first = runs.first().cloned();
-    if let (Some(id), Some(first)) = (&delivery, &first) {
+    if let Some(first) = &first {
         if let Some(run) = first["run_id"].as_i64() {
-            let (name, id) = (scan.name.clone(), id.clone());
+            let (name, id) = (scan.name.clone(), key.clone());
             if let Err(e) = ctx
                 .with_store(move |s| s.set_delivery_run(&name, &id, run))
                 .await
@@ -277,10 +313,10 @@ async fn accept(
         }
         (None, failure) => {
             // Nothing started: forget the delivery, so the sender's retry is not a "replay".
-            if let Some(id) = &delivery {
-                let (name, id) = (scan.name.clone(), id.clone());
+            {
+                let (name, key) = (scan.name.clone(), key.clone());
                 let _ = ctx
-                    .with_store(move |s| s.release_delivery(&name, &id))
+                    .with_store(move |s| s.release_delivery(&name, &key))
                     .await;
             }
             let reason = match failure {
@@ -294,6 +330,12 @@ async fn accept(
             ))
         }
     }
+}
+
+/// What the replay guard remembers of a push: the digest of its signed body.
+fn replay_key(body: &[u8]) -> String {
+    use sha2::Digest;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(body)))
 }
 
 fn ignored(reason: &str) -> Answer {

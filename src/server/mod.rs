@@ -129,7 +129,8 @@ impl Listener {
             metrics_token: config.metrics_token.clone(),
         });
         let https = tls.is_some();
-        let task = tokio::spawn(serve(listener, tls, router(state), stop_rx));
+        let cap = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
+        let task = tokio::spawn(serve(listener, tls, router(state), cap, stop_rx));
         info!(
             "listening on {}://{addr} (POST /hooks/<scan>, GET /healthz, /readyz, /metrics)",
             if https { "https" } else { "http" }
@@ -186,14 +187,19 @@ async fn stop_requested(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
-/// Accepts until `stop`, then waits (briefly) for connections in flight.
+/// Accepts until `stop`, then waits (briefly) for connections in flight. At most `cap`
+/// connections are served at once: one past it is closed as it arrives (cheaper than
+/// queueing it behind connections that may be a flood), and said so at a bounded rate.
 async fn serve(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     router: Router,
+    cap: Arc<tokio::sync::Semaphore>,
     mut stop: watch::Receiver<bool>,
 ) {
     let graceful = GracefulShutdown::new();
+    let mut refused = crate::logging::RateLimited::new(Duration::from_secs(10));
+    let max = cap.available_permits();
     loop {
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -207,11 +213,23 @@ async fn serve(
             },
             _ = stop_requested(&mut stop) => break,
         };
+        let Ok(permit) = cap.clone().try_acquire_owned() else {
+            drop(tcp);
+            if let Some(also) = refused.hit() {
+                warn!(
+                    %peer,
+                    "listener: connection closed, {max} already served at once ([server] max_connections){}",
+                    crate::logging::held_back(also)
+                );
+            }
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let service = TowerToHyperService::new(router.clone());
         let watcher = graceful.watcher();
         let tls = tls.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let mut http = hyper::server::conn::http1::Builder::new();
             http.timer(TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT);

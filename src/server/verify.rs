@@ -85,10 +85,11 @@ pub fn standard_webhooks(
         .trim()
         .parse()
         .map_err(|_| "webhook-timestamp is not Unix seconds".to_string())?;
-    if (now - sent).abs() > TIMESTAMP_TOLERANCE_SECS {
+    // abs_diff: hostile timestamps near i64::MIN must not overflow a subtraction.
+    if now.abs_diff(sent) > TIMESTAMP_TOLERANCE_SECS.unsigned_abs() {
         return Err(format!(
             "webhook-timestamp is {}s away from this machine's clock (at most {TIMESTAMP_TOLERANCE_SECS}s allowed): a replay, or a clock to fix",
-            now - sent
+            now.abs_diff(sent)
         ));
     }
     let expected = SigningKey::for_verifying(secret).mac(id, timestamp, body);
@@ -217,6 +218,23 @@ mod tests {
             id: Some(SW_ID),
             timestamp: Some(SW_TS),
             signature,
+        }
+    }
+
+    #[test]
+    fn hostile_timestamps_at_the_ends_of_i64_are_refused_without_overflow() {
+        for ts in [i64::MIN.to_string(), i64::MAX.to_string()] {
+            let sig = StandardSignature {
+                id: Some(SW_ID),
+                timestamp: Some(&ts),
+                signature: SW_SIG,
+            };
+            for now in [i64::MIN, 0, i64::MAX] {
+                let e = standard_webhooks(sig, SW_SECRET, SW_BODY, now);
+                if now.abs_diff(ts.parse().unwrap()) > 300 {
+                    assert!(e.unwrap_err().contains("away from this machine's clock"));
+                }
+            }
         }
     }
 

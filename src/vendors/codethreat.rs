@@ -23,6 +23,7 @@ use std::collections::HashMap;
 pub const SPEC: VendorSpec = VendorSpec {
     name: VENDOR,
     validate,
+    starts_scans: true,
     build,
 };
 
@@ -195,7 +196,7 @@ impl Vendor for CodeThreat {
     }
 
     fn triggers_scans(&self) -> bool {
-        true
+        SPEC.starts_scans
     }
 
     async fn test_connection(&self) -> Result<(), VendorError> {

@@ -174,6 +174,9 @@ pub struct VendorSpec {
     /// Vendor-specific config checks (required and forbidden fields), as `field: message`
     /// strings relative to the instance table, e.g. `organization: is required for codethreat`.
     pub validate: fn(&InstanceConfig) -> Vec<String>,
+    /// Whether scansync starts the vendor's scans (CodeThreat) or only reads its findings as
+    /// they are (Salt Security): a push webhook means nothing for the latter.
+    pub starts_scans: bool,
     /// Builds a connector. Only called on a validated instance.
     /// Fails only on settings the HTTP layer refuses (a token that cannot be a header value).
     pub build: BuildFn,

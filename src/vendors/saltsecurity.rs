@@ -23,6 +23,7 @@ use std::collections::{BTreeSet, HashMap};
 pub const SPEC: VendorSpec = VendorSpec {
     name: VENDOR,
     validate,
+    starts_scans: false,
     build,
 };
 
@@ -280,7 +281,7 @@ impl Vendor for SaltSecurity {
     }
 
     fn triggers_scans(&self) -> bool {
-        false
+        SPEC.starts_scans
     }
 
     async fn test_connection(&self) -> Result<(), VendorError> {
