@@ -289,3 +289,135 @@ fn an_older_run_ending_after_a_newer_run_fixed_what_it_created_announces_it_as_n
         "{sent:?}"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Branch attack3.
+// ---------------------------------------------------------------------------------------
+
+// 8. The guard's denominator subtracts every finding the run created, including the ones
+//    created already `fixed` (listed with the vendor's "resolved" word), which never were
+//    among the scan's present findings. A listing that swaps the scan's findings for another
+//    project's resolved history then fixes every real finding at once, unheld.
+
+#[test]
+fn guard_a_listing_of_unknown_resolved_findings_still_holds_every_known_one() {
+    let (_dir, mut store) = temp_store();
+    import(&mut store, "shop", &[findings(0..30)], RunEnd::Succeeded);
+    // The vendor answers with 30 findings the scan never had, all resolved (another
+    // project's history): every one of the scan's 30 findings is absent.
+    let lie: Vec<Finding> = (100..130).map(resolved).collect();
+    let run = import(&mut store, "shop", &[lie], RunEnd::Succeeded);
+    assert_eq!(
+        (run.counts.fixed, run.counts.missing),
+        (0, 30),
+        "every known finding vanished at once: held as missing, not fixed"
+    );
+}
+
+#[test]
+fn guard_share_is_not_diluted_by_findings_created_already_resolved() {
+    let (_dir, mut store) = temp_store();
+    import(&mut store, "shop", &[findings(0..30)], RunEnd::Succeeded);
+    // 16 of the scan's 30 findings are absent (53 % > 50 %), beside 10 unknown ones the
+    // vendor lists as resolved.
+    let mut page = findings(0..14);
+    page.extend((100..110).map(resolved));
+    let run = import(&mut store, "shop", &[page], RunEnd::Succeeded);
+    assert_eq!(
+        (run.counts.fixed, run.counts.missing),
+        (0, 16),
+        "16 of 30 present findings absent is more than fix_guard 0.5: held"
+    );
+}
+
+// 9. "An older run adopted late never overrides what the newer one decided": the stale
+//    flag only changes what an INSERT stores. A finding fixed before both runs, absent from
+//    the newer complete listing (so the newer run never touched its row), is listed by the
+//    older vendor scan: the old run reopens it and announces `findings.reopened`.
+
+#[test]
+fn an_older_run_adopted_late_does_not_reopen_a_finding_the_newer_complete_listing_lacks() {
+    let (dir, mut first) = temp_store();
+    let mut second = other_process(&dir);
+    let mut with_77 = findings(0..10);
+    with_77.push(finding(77));
+    import(&mut first, "shop", &[with_77.clone()], RunEnd::Succeeded);
+    import(&mut first, "shop", &[findings(0..10)], RunEnd::Succeeded);
+    assert_eq!(state_of(&first, &finding(77)), FindingState::Fixed);
+    // An old vendor scan that saw 77 come back for a while; its process dies.
+    let old = first.begin_run(&scope("shop")).unwrap();
+    first.set_vendor_scan_id(old, "vs-old").unwrap();
+    first.detach_run(old).unwrap();
+    first.release_owner().unwrap();
+    // The newer complete run: 77 is not there (it stays fixed, untouched).
+    let newer = second.begin_run(&scope("shop")).unwrap();
+    second.upsert_page(newer, &findings(0..10)).unwrap();
+    second.finish_run(newer, RunEnd::Succeeded).unwrap();
+    // The old run is adopted and reads its older vendor scan.
+    second.set_webhook_routes(vec![route(&[EventType::FindingsReopened])]);
+    second.adopt_run(old).unwrap().unwrap().unwrap();
+    second.upsert_page(old, &with_77).unwrap();
+    let row = second.finish_run(old, RunEnd::Succeeded).unwrap();
+    assert_eq!(
+        state_of(&second, &finding(77)),
+        FindingState::Fixed,
+        "the newest complete listing lacks 77: an older listing must not reopen it \
+         (run counts {:?})",
+        row.counts
+    );
+    assert!(
+        outbox(&second).is_empty(),
+        "findings.reopened from a listing older than the scan's newest success: {:?}",
+        outbox(&second)
+    );
+}
+
+// 10. Staleness is judged by run id, but a queued run (the listener's push, begun before it
+//     waits for its turn) gets its id before it reads anything. When another process's run
+//     of the scan begins after it and succeeds first, the queued run then reads the
+//     NEWEST listing, yet is treated as older: what it finds new is stored `fixed` (a false
+//     fix of a finding the vendor reports right now, never announced), and what its
+//     complete listing lacks is never fixed.
+
+#[test]
+fn a_queued_run_that_reads_after_a_newer_id_succeeded_is_not_treated_as_stale() {
+    let (dir, mut daemon) = temp_store();
+    let mut cli = other_process(&dir);
+    import(&mut daemon, "shop", &[findings(0..30)], RunEnd::Succeeded);
+    daemon.set_webhook_routes(vec![route(&[
+        EventType::FindingsNew,
+        EventType::FindingsFixed,
+    ])]);
+    // A push: the run row is begun at once, the run waits for its turn (permits).
+    let queued = daemon.begin_queued_run(&scope("shop")).unwrap();
+    // Meanwhile `scansync sync` in another process runs the scan to its end.
+    let by_cli = cli.begin_run(&scope("shop")).unwrap();
+    assert!(by_cli > queued);
+    cli.upsert_page(by_cli, &findings(0..30)).unwrap();
+    cli.finish_run(by_cli, RunEnd::Succeeded).unwrap();
+    // The queued run's turn: it reads the vendor NOW. Finding 50 is new, 29 is gone.
+    assert_eq!(
+        daemon.claim_scan("shop", queued).unwrap(),
+        ScanClaim::Claimed
+    );
+    let mut now = findings(0..29);
+    now.push(finding(50));
+    daemon.upsert_page(queued, &now).unwrap();
+    let row = daemon.finish_run(queued, RunEnd::Succeeded).unwrap();
+    assert_eq!(
+        state_of(&daemon, &finding(50)),
+        FindingState::New,
+        "finding 50 is in the newest listing of the scan; run {queued} counts {:?}",
+        row.counts
+    );
+    assert_eq!(
+        state_of(&daemon, &finding(29)),
+        FindingState::Fixed,
+        "the newest complete listing lacks 29"
+    );
+    let sent: Vec<String> = outbox(&daemon).into_iter().map(|(e, _, _)| e).collect();
+    assert!(
+        sent.contains(&"findings.new".to_string()),
+        "finding 50 was never announced: {sent:?}"
+    );
+}
