@@ -757,13 +757,16 @@ async fn claim_scan(
             ctx.with_store(move |s| {
                 let begun = match (queued, due) {
                     (Some(run), _) => {
-                        return Ok(match s.claim_scan(&scope.scan, run)? {
-                            ScanClaim::Claimed => Attempt::Claimed(run),
-                            ScanClaim::Held {
-                                run_id,
-                                owner_label,
-                                ..
-                            } => Attempt::Held(run_id, owner_label),
+                        return Ok(match s.claim_queued_run(&scope.scan, run)? {
+                            (ScanClaim::Claimed, run) => Attempt::Claimed(run),
+                            (
+                                ScanClaim::Held {
+                                    run_id,
+                                    owner_label,
+                                    ..
+                                },
+                                _,
+                            ) => Attempt::Held(run_id, owner_label),
                         })
                     }
                     (None, Some(since)) => {

@@ -353,6 +353,19 @@ async fn a_push_run_queued_behind_a_cli_sync_reads_the_newest_listing_and_stores
     // Let the blocker end; the pushed run gets its permit and reads the vendor now.
     gate.send(true).unwrap();
     wait_run_ended(&store, pushed).await;
+    // Its turn came after the CLI's run began: it goes on as a newer run (run ids order
+    // listings), and its own row says which.
+    let (state, error, ..) = run_row(&store, pushed);
+    assert_eq!(state, "interrupted", "{error:?}");
+    let next: i64 = error
+        .as_deref()
+        .and_then(|e| e.split("went on as run ").nth(1))
+        .and_then(|t| t.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the row names the run it went on as: {error:?}"));
+    assert!(next > by_cli, "run {next} is newer than the CLI's {by_cli}");
+    wait_run_ended(&store, next).await;
+    let pushed = next;
     let vendor_scans = sim.codethreat_scans();
     let (state, error, fixed, missing, seen) = run_row(&store, pushed);
     assert_eq!(state, "succeeded", "{error:?}");

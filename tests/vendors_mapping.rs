@@ -395,8 +395,8 @@ async fn salt_end_offset_that_stays_put_is_an_incomplete_listing() {
 }
 
 #[tokio::test]
-async fn salt_end_offset_that_skips_past_the_page_limit_is_an_incomplete_listing() {
-    // One gap at offset 0, then `endOffset` 500: offsets 100..499 would never be read.
+async fn salt_end_offset_that_skips_past_the_items_served_is_an_incomplete_listing() {
+    // One gap at offset 0, then `endOffset` 500: offsets 1..499 would never be read.
     let (base, mock) = serve(|seen| {
         let offset = &seen.query["offset"];
         reply(
@@ -413,7 +413,7 @@ async fn salt_end_offset_that_skips_past_the_page_limit_is_an_incomplete_listing
     assert_eq!(read, 0);
     assert!(
         matches!(&err, Some(VendorError::IncompleteListing { detail, .. })
-            if detail == "endOffset 500 skips past offset 100 (offset 0 + limit 100): the gaps in between were never served"),
+            if detail == "endOffset 500 skips past offset 1 (offset 0 + 1 items served): the gaps in between were never served"),
         "{err:?}"
     );
     assert_eq!(mock.seen().len(), 1);

@@ -396,9 +396,11 @@ fn a_queued_run_that_reads_after_a_newer_id_succeeded_is_not_treated_as_stale() 
     cli.upsert_page(by_cli, &findings(0..30)).unwrap();
     cli.finish_run(by_cli, RunEnd::Succeeded).unwrap();
     // The queued run's turn: it reads the vendor NOW. Finding 50 is new, 29 is gone.
-    assert_eq!(
-        daemon.claim_scan("shop", queued).unwrap(),
-        ScanClaim::Claimed
+    let (claim, queued) = daemon.claim_queued_run("shop", queued).unwrap();
+    assert_eq!(claim, ScanClaim::Claimed);
+    assert!(
+        queued > by_cli,
+        "it goes on as a run newer than the one that overtook it"
     );
     let mut now = findings(0..29);
     now.push(finding(50));

@@ -226,14 +226,65 @@ impl Store {
         &self.owner
     }
 
-    /// Claims the lease of `scan` for `run` (a run begun with [`Store::begin_queued_run`]).
-    pub fn claim_scan(&mut self, scan: &str, run: RunId) -> Result<ScanClaim, StoreError> {
+    /// Claims the lease of `scan` for queued run `run` (begun with
+    /// [`Store::begin_queued_run`] before it waited for its turn). Returns the claim and the
+    /// run that goes on.
+    ///
+    /// Run ids order listings: the lifecycle takes a higher id for a newer listing (see
+    /// `newer_success` and `touched_run_id`). A run begun before it waited would break that
+    /// when another process began a run of the scan meanwhile: this run reads the vendor
+    /// now, yet would count as older. So it goes on as a new run (its row copied, begun
+    /// now), and `run` ends `interrupted` naming it; it stored nothing, so nothing is lost.
+    pub fn claim_queued_run(
+        &mut self,
+        scan: &str,
+        run: RunId,
+    ) -> Result<(ScanClaim, RunId), StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let claim = claim_in(&tx, &self.owner, scan, Some(run))?;
+        if claim != ScanClaim::Claimed {
+            tx.commit()?;
+            return Ok((claim, run));
+        }
+        let overtaken: bool = tx
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM sync_runs WHERE scan = ?1 AND id > ?2)")?
+            .query_row(params![scan, run], |r| r.get(0))?;
+        if !overtaken {
+            tx.commit()?;
+            return Ok((claim, run));
+        }
+        let at = now();
+        let next: RunId = tx
+            .prepare_cached(
+                "INSERT INTO sync_runs (scan_id, scan, instance, vendor, bind_to, branch,
+                     trigger, state, owner_pid, owner, started_at, fix_guard, min_severity)
+                 SELECT scan_id, scan, instance, vendor, bind_to, branch, trigger, 'running',
+                        ?2, ?3, ?4, fix_guard, min_severity
+                 FROM sync_runs WHERE id = ?1
+                 RETURNING id",
+            )?
+            .query_row(params![run, std::process::id(), self.owner.id, at], |r| {
+                r.get(0)
+            })?;
+        tx.prepare_cached(
+            "UPDATE sync_runs SET state = 'interrupted', finished_at = ?2, notified_at = ?2,
+                 error = ?3
+             WHERE id = ?1",
+        )?
+        .execute(params![
+            run,
+            at,
+            format!(
+                "its turn came after a run of the scan begun later; it went on as run {next}, \
+                 which reads the vendor's listing as of now"
+            )
+        ])?;
+        tx.prepare_cached("UPDATE scan_leases SET run_id = ?2 WHERE scan = ?1")?
+            .execute(params![scan, next])?;
         tx.commit()?;
-        Ok(claim)
+        Ok((ScanClaim::Claimed, next))
     }
 
     /// Who holds `scan`'s lease now, if anyone (a read, for "waiting for run N" messages).

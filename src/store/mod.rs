@@ -432,7 +432,8 @@ const SEVERITY_RANK_SQL: &str = "CASE f.severity WHEN 'critical' THEN 4 WHEN 'hi
 
 /// The page import: one statement per finding (`?25` = the vendor's verdict word or NULL,
 /// `?27` = the run is older than the scan's newest successful run: what it finds that the
-/// store lacks, the newer complete listing lacked, so it is stored as already fixed).
+/// store lacks, the newer complete listing lacked, so it is stored as already fixed; and
+/// what that listing found absent (fixed or missing) it leaves so).
 ///
 /// The `WHERE` makes the update a no-op on a row that this run, or a newer one, already saw or
 /// decided (`touched_run_id`): a repeated page changes nothing, and an older run adopted
@@ -462,6 +463,8 @@ VALUES (?1, ?2,
         ?26, ?24)
 ON CONFLICT (scan_id, fingerprint) DO UPDATE SET
     state = CASE
+                WHEN ?27 AND (findings.state = 'fixed' OR findings.state = 'missing')
+                    THEN findings.state
                 WHEN excluded.vendor_verdict = 'resolved' THEN 'fixed'
                 WHEN findings.triage_source = 'local' THEN findings.triage
                 WHEN excluded.triage IS NOT NULL THEN excluded.triage
@@ -1324,10 +1327,12 @@ fn fix_absent(
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })?;
     // The share is of what the scan had before this run: a listing that swaps every known
-    // finding for others (another project's answer) must not dilute its own absences.
+    // finding for others (another project's answer) must not dilute its own absences. Rows
+    // it created already fixed (resolved at the vendor) were never counted as present.
     let created: i64 = conn
         .prepare_cached(
-            "SELECT count(*) FROM finding_events WHERE run_id = ?1 AND kind = 'created'",
+            "SELECT count(*) FROM finding_events
+             WHERE run_id = ?1 AND kind = 'created' AND new_value != 'fixed'",
         )?
         .query_row(params![run], |r| r.get(0))?;
     let present = (present - created).max(0) as u64;

@@ -734,6 +734,15 @@ impl IssueListing {
         if !last && facts.issues == 0 {
             return Err(format!("page {page} of {pages} was empty"));
         }
+        // Every page but the last holds the page size; a later page holding more than the
+        // first shows the first was cut short.
+        if facts.issues > self.page_size {
+            return Err(format!(
+                "page {page} of {pages} holds {} issues, more than the {} of the first page: \
+                 the first page was short",
+                facts.issues, self.page_size
+            ));
+        }
         if !last && facts.issues < self.page_size {
             if page + 1 < pages {
                 return Err(format!(

@@ -519,17 +519,19 @@ impl FindingPages for GapPages<'_> {
         if env.items.is_empty() {
             return Ok(None);
         }
-        // The server cannot have served more than it was asked for: an `endOffset` past
-        // `offset + limit` would skip findings that no page ever showed.
-        if env.next_offset > offset + GAPS_PAGE_SIZE {
+        // The next offset is past what this page served: `endOffset` beyond `offset + items`
+        // (or `offset + limit`) skips gaps that no page ever showed. Items are counted as
+        // they came, before the connector's own hostname filter.
+        let served = offset + (env.items.len() as u64).min(GAPS_PAGE_SIZE);
+        if env.next_offset > served {
             return Err(VendorError::IncompleteListing {
                 vendor: VENDOR,
                 url: resp.url.clone(),
                 detail: format!(
-                    "{ENVELOPE_NEXT} {} skips past offset {} (offset {offset} + limit \
-                     {GAPS_PAGE_SIZE}): the gaps in between were never served",
+                    "{ENVELOPE_NEXT} {} skips past offset {served} (offset {offset} + {} \
+                     items served): the gaps in between were never served",
                     env.next_offset,
-                    offset + GAPS_PAGE_SIZE
+                    served - offset
                 ),
             });
         }
