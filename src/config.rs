@@ -519,6 +519,16 @@ impl ConfigErrors {
     }
 }
 
+/// How a secret that cannot be read now (an unset variable, a missing file or credential)
+/// counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secrets {
+    /// An error: the commands that use the secrets.
+    Required,
+    /// A warning: `check-config` run from a shell, whose environment is not the service's.
+    MayBeAbsent,
+}
+
 /// A validated config and the warnings validation produced (inline token, `insecure`, a
 /// token file readable by others): not errors, but worth a line each.
 #[derive(Debug, Clone)]
@@ -541,13 +551,19 @@ impl Config {
     /// Like [`Config::load`], but hands the warnings back instead of logging them, for
     /// `check-config`, which prints them itself.
     pub fn load_with_warnings(path: &Path) -> Result<Loaded, ConfigErrors> {
+        Config::load_checking(path, Secrets::Required)
+    }
+
+    /// [`Config::load_with_warnings`] with a choice of how unreadable secrets count
+    /// (`check-config` without `--strict` passes [`Secrets::MayBeAbsent`]).
+    pub fn load_checking(path: &Path, secrets: Secrets) -> Result<Loaded, ConfigErrors> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             ConfigErrors::one(format!(
                 "{}: cannot read the config file: {e}; pass --config PATH or set $SCANSYNC_CONFIG",
                 path.display()
             ))
         })?;
-        Config::from_toml(&text, path)
+        Config::from_toml_with(&text, path, secrets)
     }
 
     /// Parses and validates config text. `origin` is the file it came from: it names the file
@@ -555,6 +571,15 @@ impl Config {
     /// `ca_file`) are taken relative to its folder, so a config works the same whatever the
     /// daemon's working directory is.
     pub fn from_toml(text: &str, origin: &Path) -> Result<Loaded, ConfigErrors> {
+        Config::from_toml_with(text, origin, Secrets::Required)
+    }
+
+    /// [`Config::from_toml`] with a choice of how unreadable secrets count.
+    pub fn from_toml_with(
+        text: &str,
+        origin: &Path,
+        secrets: Secrets,
+    ) -> Result<Loaded, ConfigErrors> {
         let (doc, syntax) = DeTable::parse_recoverable(text);
         if !syntax.is_empty() {
             let errors = syntax
@@ -579,6 +604,7 @@ impl Config {
             base_dir,
             errors: Vec::new(),
             warnings: Vec::new(),
+            secrets,
         };
         let config = checker.config(&doc);
         if checker.errors.is_empty() {
@@ -867,6 +893,7 @@ struct Checker<'t> {
     base_dir: PathBuf,
     errors: Vec<(Option<usize>, String)>,
     warnings: Vec<String>,
+    secrets: Secrets,
 }
 
 impl Checker<'_> {
@@ -878,6 +905,19 @@ impl Checker<'_> {
                     .push((Some(line), format!("{path}: {msg} (line {line})")));
             }
             None => self.errors.push((None, format!("{path}: {msg}"))),
+        }
+    }
+
+    /// A secret that cannot be read here and now: an error, except for `check-config`
+    /// (see [`Secrets::MayBeAbsent`]), where it is a warning.
+    fn unreadable_secret(&mut self, path: &str, span: Option<&Range<usize>>, msg: String) {
+        match (self.secrets, span) {
+            (Secrets::MayBeAbsent, Some(span)) => self.warn(
+                path,
+                span,
+                format!("{msg} (not an error for check-config; `run`, `sync` and `scan` refuse to start without it)"),
+            ),
+            _ => self.error(path, span, msg),
         }
     }
 
@@ -1350,7 +1390,7 @@ impl Checker<'_> {
             Ok((path, secret)) => Some((key, path, secret)),
             Err(msg) => {
                 let span = t.get(key).map(|v| v.span());
-                self.error(&t.field(key), span.as_ref(), msg);
+                self.unreadable_secret(&t.field(key), span.as_ref(), msg);
                 None
             }
         }
@@ -1591,7 +1631,7 @@ impl Checker<'_> {
             Ok(secret) => i.resolved_token = Some(secret),
             Err(msg) => {
                 let span = t.get(key).map(|v| v.span());
-                self.error(&t.field(key), span.as_ref(), msg)
+                self.unreadable_secret(&t.field(key), span.as_ref(), msg)
             }
         }
     }
@@ -1787,7 +1827,7 @@ impl Checker<'_> {
             match self.secret_from_file(t, "metrics_token_file", "metrics token", Path::new(&raw)) {
                 Ok((path, secret)) => Some((path, secret)),
                 Err(e) => {
-                    self.error(&t.field("metrics_token_file"), Some(&v.span()), e);
+                    self.unreadable_secret(&t.field("metrics_token_file"), Some(&v.span()), e);
                     None
                 }
             }
@@ -1910,7 +1950,7 @@ impl Checker<'_> {
                 _ => None,
             },
             branches: branches?,
-            secret: Some(secret?.1),
+            secret: secret.map(|(_, s)| s),
         })
     }
 

@@ -939,3 +939,58 @@ fn a_plain_http_vendor_url_off_this_machine_is_warned_about_and_loopback_is_not(
         assert!(!stderr.contains("plain HTTP"), "{local}: {stderr}");
     }
 }
+
+#[test]
+fn check_config_on_the_example_with_no_secrets_set_warns_and_strict_refuses() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
+    let text = std::fs::read_to_string(&example).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("config.example.toml");
+    std::fs::write(&copy, &text).unwrap();
+    // The variables the example names, unset as in a shell that is not the service's.
+    let vars: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.split("_env = \"").nth(1))
+        .filter_map(|rest| rest.split('"').next())
+        .map(str::to_string)
+        .collect();
+    assert!(!vars.is_empty(), "the example names secret variables");
+    let run = |strict: bool| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_scansync"));
+        cmd.args(["check-config", "--config"]).arg(&copy);
+        if strict {
+            cmd.arg("--strict");
+        }
+        cmd.env_remove("CREDENTIALS_DIRECTORY")
+            .env_remove("RUST_LOG");
+        for v in &vars {
+            cmd.env_remove(v);
+        }
+        cmd.output().unwrap()
+    };
+    let out = run(false);
+    let (stdout, stderr) = text_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains(": ok"), "{stdout}");
+    for v in &vars {
+        assert!(
+            stderr.contains(&format!("environment variable {v} is unset or empty"))
+                && stderr.contains("not an error for check-config"),
+            "{v}: {stderr}"
+        );
+    }
+    let out = run(true);
+    let (_, stderr) = text_of(&out);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(
+        stderr.contains("error:") && stderr.contains("is unset or empty"),
+        "{stderr}"
+    );
+}
+
+fn text_of(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

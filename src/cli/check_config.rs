@@ -2,16 +2,30 @@
 //! it. Errors go back to `cli::main`, which prints one `error:` line each and exits 78.
 
 use super::Global;
-use crate::config::{format_duration, Config, Schedule};
+use crate::config::{format_duration, Config, Schedule, Secrets};
 use chrono::{DateTime, SecondsFormat, Utc};
 use std::fmt::Write as _;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+#[command(after_help = "\
+A secret that cannot be read here (an unset variable, a missing token file or systemd
+credential) is a warning, not an error: the service's environment is not this shell's.
+`run`, `sync` and `scan` still refuse to start without it; --strict makes it an error here
+too (exit 78).")]
+pub struct Args {
+    /// Treat a secret that cannot be read now as an error (exit 78), as `run` does
+    #[arg(long)]
+    pub strict: bool,
+}
 
-pub async fn run(global: &Global, _args: Args) -> anyhow::Result<u8> {
+pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     let path = Config::resolve_path(global.config.as_deref());
-    let loaded = Config::load_with_warnings(&path)?;
+    let secrets = if args.strict {
+        Secrets::Required
+    } else {
+        Secrets::MayBeAbsent
+    };
+    let loaded = Config::load_checking(&path, secrets)?;
     // Printed here rather than through tracing, so they show whatever the log level and
     // in the same `word: message` shape as the errors.
     for w in &loaded.warnings {
