@@ -910,9 +910,9 @@ impl Checker<'_> {
 
     /// A secret that cannot be read here and now: an error, except for `check-config`
     /// (see [`Secrets::MayBeAbsent`]), where it is a warning.
-    fn unreadable_secret(&mut self, path: &str, span: Option<&Range<usize>>, msg: String) {
+    fn unreadable_secret(&mut self, path: &str, span: Option<&Range<usize>>, msg: SecretProblem) {
         match (self.secrets, span) {
-            (Secrets::MayBeAbsent, Some(span)) => self.warn(
+            (Secrets::MayBeAbsent, Some(span)) if msg.unavailable => self.warn(
                 path,
                 span,
                 format!("{msg} (not an error for check-config; `run`, `sync` and `scan` refuse to start without it)"),
@@ -1622,7 +1622,10 @@ impl Checker<'_> {
                 &t.span_of("token"),
                 "inline token in the config file; prefer token_file, token_env or credential so the file can be shared and backed up safely",
             );
-            ("token", non_empty(token, "is empty"))
+            (
+                "token",
+                non_empty(token, "is empty").map_err(SecretProblem::from),
+            )
         } else {
             // A source of the wrong type was already reported.
             return;
@@ -1641,7 +1644,7 @@ impl Checker<'_> {
         t: Tbl<'_, '_>,
         file: &Path,
         i: &mut InstanceConfig,
-    ) -> Result<Secret, String> {
+    ) -> Result<Secret, SecretProblem> {
         let (path, secret) = self.secret_from_file(t, "token_file", "token", file)?;
         i.token_file = Some(path);
         Ok(secret)
@@ -1656,21 +1659,22 @@ impl Checker<'_> {
         key: &str,
         what: &str,
         file: &Path,
-    ) -> Result<(PathBuf, Secret), String> {
+    ) -> Result<(PathBuf, Secret), SecretProblem> {
         let raw = file.to_string_lossy().into_owned();
         let path = match raw.strip_prefix("%d/") {
             Some(rest) => match std::env::var_os("CREDENTIALS_DIRECTORY") {
                 Some(dir) if !dir.is_empty() => PathBuf::from(dir).join(rest),
                 _ => {
-                    return Err(format!(
+                    return Err(SecretProblem::unavailable(format!(
                         "\"{raw}\" needs $CREDENTIALS_DIRECTORY, which is unset; systemd sets it for units with LoadCredential=, otherwise give a plain path"
-                    ))
+                    )))
                 }
             },
             None => self.base_dir.join(&raw),
         };
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| format!("cannot read {what} file {}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            SecretProblem::unavailable(format!("cannot read {what} file {}: {e}", path.display()))
+        })?;
         self.warn_if_readable_by_others(t, key, &path);
         let secret = non_empty(text, &format!("{what} file {} is empty", path.display()))?;
         Ok((path, secret))
@@ -2102,48 +2106,84 @@ impl Checker<'_> {
     }
 }
 
-fn token_from_env(var: &str) -> Result<Secret, String> {
+fn token_from_env(var: &str) -> Result<Secret, SecretProblem> {
     secret_from_env(var, "token", "token_file")
 }
 
 /// Reads a secret (`what`: "token", "secret") from environment variable `var`;
 /// `alternative` is the key to suggest when the variable is unset.
-fn secret_from_env(var: &str, what: &str, alternative: &str) -> Result<Secret, String> {
+fn secret_from_env(var: &str, what: &str, alternative: &str) -> Result<Secret, SecretProblem> {
     let looks_like_name = !var.is_empty()
         && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         && !var.starts_with(|c: char| c.is_ascii_digit());
     if !looks_like_name {
         // Not echoed: a value here is more likely a pasted secret than a variable name.
-        return Err(format!(
+        return Err(SecretProblem::from(format!(
             "is not an environment variable name (letters, digits and _); it names the variable that holds the {what}, not the {what} itself"
-        ));
+        )));
     }
     match std::env::var(var) {
         Ok(v) if !v.trim().is_empty() => Ok(Secret::new(v.trim_end().to_string())),
-        _ => Err(format!(
+        _ => Err(SecretProblem::unavailable(format!(
             "environment variable {var} is unset or empty; export it before starting scansync (or use {alternative})"
-        )),
+        ))),
     }
 }
 
-fn token_from_credential(name: &str) -> Result<Secret, String> {
+fn token_from_credential(name: &str) -> Result<Secret, SecretProblem> {
     if name.is_empty() || name.contains('/') {
-        return Err(format!(
+        return Err(SecretProblem::from(format!(
             "\"{name}\" is not a credential name (no slashes; the name given to LoadCredential=)"
-        ));
+        )));
     }
     let dir = match std::env::var_os("CREDENTIALS_DIRECTORY") {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
         _ => {
-            return Err(format!(
+            return Err(SecretProblem::unavailable(format!(
                 "credential \"{name}\" needs $CREDENTIALS_DIRECTORY, which is unset; run under systemd with LoadCredential={name}:/path/to/token, or use token_file"
-            ))
+            )))
         }
     };
     let path = dir.join(name);
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| format!("cannot read credential {}: {e}", path.display()))?;
-    non_empty(text, &format!("credential {} is empty", path.display()))
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        SecretProblem::unavailable(format!("cannot read credential {}: {e}", path.display()))
+    })?;
+    Ok(non_empty(
+        text,
+        &format!("credential {} is empty", path.display()),
+    )?)
+}
+
+/// Why a secret was not read: its setting is wrong (always an error), or it is not there
+/// for this process to read right now (see [`Secrets`]).
+#[derive(Debug)]
+struct SecretProblem {
+    message: String,
+    unavailable: bool,
+}
+
+impl SecretProblem {
+    fn unavailable(message: String) -> SecretProblem {
+        SecretProblem {
+            message,
+            unavailable: true,
+        }
+    }
+}
+
+impl From<String> for SecretProblem {
+    fn from(message: String) -> SecretProblem {
+        SecretProblem {
+            message,
+            unavailable: false,
+        }
+    }
+}
+
+impl fmt::Display for SecretProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
 }
 
 /// Tokens end where their line does: files written with `echo` carry a trailing newline.

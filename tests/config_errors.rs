@@ -37,8 +37,21 @@ fn check(dir: &Path, text: &str, envs: &[(&str, &str)]) -> Output {
 }
 
 fn check_file(path: &Path, envs: &[(&str, &str)]) -> Output {
+    check_file_with(path, envs, &[])
+}
+
+/// `check-config --strict`: a secret it cannot read is an error, as for `run`.
+fn check_strict(dir: &Path, text: &str) -> Output {
+    let path = dir.join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    check_file_with(&path, &[], &["--strict"])
+}
+
+fn check_file_with(path: &Path, envs: &[(&str, &str)], flags: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_scansync"));
-    cmd.args(["check-config", "--config"])
+    cmd.args(["check-config"])
+        .args(flags)
+        .arg("--config")
         .arg(path)
         .env_remove("CREDENTIALS_DIRECTORY")
         .env_remove("SCANSYNC_CONFIG")
@@ -460,7 +473,7 @@ fn every_bad_config_in_the_corpus_exits_78_with_its_own_message() {
     assert!(cases.len() >= 25);
     let mut failures = Vec::new();
     for c in &cases {
-        let out = check(dir.path(), &c.config, &[]);
+        let out = check_strict(dir.path(), &c.config);
         let (stdout, stderr) = text(&out);
         if out.status.code() != Some(78) || !stderr.contains(c.expect) {
             failures.push(format!(
@@ -943,12 +956,12 @@ fn a_plain_http_vendor_url_off_this_machine_is_warned_about_and_loopback_is_not(
 #[test]
 fn check_config_on_the_example_with_no_secrets_set_warns_and_strict_refuses() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
-    let text = std::fs::read_to_string(&example).unwrap();
+    let example_text = std::fs::read_to_string(&example).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("config.example.toml");
-    std::fs::write(&copy, &text).unwrap();
+    std::fs::write(&copy, &example_text).unwrap();
     // The variables the example names, unset as in a shell that is not the service's.
-    let vars: Vec<String> = text
+    let vars: Vec<String> = example_text
         .lines()
         .filter_map(|l| l.split("_env = \"").nth(1))
         .filter_map(|rest| rest.split('"').next())
@@ -969,7 +982,7 @@ fn check_config_on_the_example_with_no_secrets_set_warns_and_strict_refuses() {
         cmd.output().unwrap()
     };
     let out = run(false);
-    let (stdout, stderr) = text_of(&out);
+    let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(stdout.contains(": ok"), "{stdout}");
     for v in &vars {
@@ -980,17 +993,10 @@ fn check_config_on_the_example_with_no_secrets_set_warns_and_strict_refuses() {
         );
     }
     let out = run(true);
-    let (_, stderr) = text_of(&out);
+    let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(78), "{stderr}");
     assert!(
         stderr.contains("error:") && stderr.contains("is unset or empty"),
         "{stderr}"
     );
-}
-
-fn text_of(out: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
