@@ -41,6 +41,10 @@ pub struct Config {
     /// The optional HTTP listener; `None` (no `[server]` table) means no listener at all.
     #[serde(default)]
     pub server: Option<ServerConfig>,
+    /// Suppression rules (`[[suppress]]`), in file order: the first that matches a finding
+    /// triages it.
+    #[serde(default)]
+    pub suppress: Vec<SuppressRule>,
 }
 
 /// `[server]`: the listener for webhook-triggered scans, `/healthz`, `/readyz` and
@@ -297,6 +301,101 @@ impl WebhookConfig {
 
 fn yes() -> bool {
     true
+}
+
+/// `[[suppress]]`: findings a team never wants to see as open (test folders, a rule accepted
+/// for a scan), triaged as they are stored. Matching is pure and lives here so the store, the
+/// page import and `check-config` agree on it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuppressRule {
+    /// What the findings' triage and events name; default `suppress[N]` (its position, so
+    /// naming a rule keeps its history when rules are reordered).
+    #[serde(default)]
+    pub name: String,
+    /// `[[scans]]` names; empty: every scan. A scan's branch runs (`name@branch`) count as it.
+    #[serde(default)]
+    pub scans: Vec<String>,
+    /// The vendor's rule id, exactly.
+    pub rule: Option<String>,
+    /// A glob over the file path (code findings) or the API path (API findings), in the
+    /// dialect of [`crate::glob::path_matches`].
+    pub path: Option<String>,
+    /// A piece of the title, matched without regard to case.
+    pub title: Option<String>,
+    pub state: SuppressState,
+    pub reason: String,
+    /// The rule stops applying on this day (UTC); the findings it suppressed are released at
+    /// their scan's next run.
+    pub until: Option<chrono::NaiveDate>,
+}
+
+/// The triage a `[[suppress]]` rule gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SuppressState {
+    FalsePositive,
+    Accepted,
+}
+
+impl SuppressState {
+    /// The store's word for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SuppressState::FalsePositive => "false_positive",
+            SuppressState::Accepted => "accepted",
+        }
+    }
+}
+
+impl SuppressRule {
+    /// Whether the rule covers a store scan (`name`, or `name@branch` for a branch run).
+    pub fn covers_scan(&self, store_scan: &str) -> bool {
+        self.scans.is_empty()
+            || self.scans.iter().any(|s| {
+                store_scan == s
+                    || store_scan
+                        .strip_prefix(s.as_str())
+                        .is_some_and(|rest| rest.starts_with('@'))
+            })
+    }
+
+    /// Whether the rule still applies at `stamp` (an RFC 3339 UTC time as the store writes
+    /// it): before the start of its `until` day.
+    pub fn active_at(&self, stamp: &str) -> bool {
+        self.until_word().is_none_or(|u| u.as_str() > stamp)
+    }
+
+    /// `until` as the store keeps it (`YYYY-MM-DD`).
+    pub fn until_word(&self) -> Option<String> {
+        self.until.map(|d| d.format("%Y-%m-%d").to_string())
+    }
+
+    /// Whether the finding matches every matcher the rule gives (it gives at least one).
+    pub fn matches(&self, finding: &crate::finding::Finding) -> bool {
+        use crate::finding::Location;
+        if let Some(rule) = &self.rule {
+            if finding.rule_id.as_deref() != Some(rule.as_str()) {
+                return false;
+            }
+        }
+        if let Some(pattern) = &self.path {
+            let path = match &finding.location {
+                Location::Code { path, .. } => path.as_str(),
+                Location::Api { path, .. } => path.as_str(),
+                Location::Unknown => return false,
+            };
+            if !crate::glob::path_matches(pattern, path) {
+                return false;
+            }
+        }
+        if let Some(piece) = &self.title {
+            if !finding.title.to_lowercase().contains(&piece.to_lowercase()) {
+                return false;
+            }
+        }
+        true
+    }
 }
 
 fn default_scan_timeout() -> Duration {
@@ -682,7 +781,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// Why a `webhook.branches` glob would not do what it looks like, if it would not. Our
-/// dialect (`server::glob`: `*`, `**`, `?`, the rest literal) is GitHub's minus two of its
+/// dialect (`crate::glob`: `*`, `**`, `?`, the rest literal) is GitHub's minus two of its
 /// words: a `[...]` class and a leading `!` (negation) would be literal characters here, and
 /// git refuses `[` in branch names, so such a pattern never matches.
 fn branch_glob_problem(pattern: &str) -> Option<String> {
@@ -751,6 +850,10 @@ const TOP_KEYS: &[&str] = &[
     "scans",
     "webhooks",
     "server",
+    "suppress",
+];
+const SUPPRESS_KEYS: &[&str] = &[
+    "name", "scans", "rule", "path", "title", "state", "reason", "until",
 ];
 const SERVER_KEYS: &[&str] = &[
     "listen",
@@ -1147,6 +1250,35 @@ impl Checker<'_> {
             }
         }
         let server = top.get("server").and_then(|v| self.server(v));
+        let mut suppress = Vec::new();
+        if let Some(v) = top.get("suppress") {
+            match v.get_ref() {
+                DeValue::Array(items) => {
+                    let defined: Vec<String> = scans.iter().map(|s| s.name.clone()).collect();
+                    let mut names: BTreeMap<String, usize> = BTreeMap::new();
+                    for (index, item) in items.iter().enumerate() {
+                        let path = format!("suppress[{index}]");
+                        if let Some(rule) = self.suppress_rule(&path, index, item, &defined) {
+                            if let Some(first) = names.get(&rule.name) {
+                                self.error(
+                                    &format!("{path}.name"),
+                                    Some(&item.span()),
+                                    format!(
+                                        "\"{}\" is already the name of suppress[{first}]; \
+                                         rule names must be unique",
+                                        rule.name
+                                    ),
+                                );
+                            } else {
+                                names.insert(rule.name.clone(), index);
+                            }
+                            suppress.push(rule);
+                        }
+                    }
+                }
+                _ => self.wrong_type("suppress", v, "a list of [[suppress]] tables"),
+            }
+        }
         Config {
             store: store.unwrap_or(StoreConfig {
                 path: PathBuf::new(),
@@ -1156,7 +1288,137 @@ impl Checker<'_> {
             scans,
             webhooks,
             server,
+            suppress,
         }
+    }
+
+    fn suppress_rule(
+        &mut self,
+        path: &str,
+        index: usize,
+        v: &Val<'_>,
+        scans: &[String],
+    ) -> Option<SuppressRule> {
+        let table = self.table(path, v, "a table ([[suppress]])")?;
+        let span = v.span();
+        let t = Tbl {
+            path,
+            table,
+            span: &span,
+        };
+        self.unknown_keys(t, SUPPRESS_KEYS);
+        let name = match t.get("name") {
+            Some(_) => self.required_string(t, "name", "a name for the rule's triage events"),
+            None => Some(format!("suppress[{index}]")),
+        };
+        let scan_names = self.string_list(t, "scans");
+        if let Some(DeValue::Array(items)) = t.get("scans").map(|v| v.get_ref()) {
+            for (i, item) in items.iter().enumerate() {
+                let DeValue::String(scan) = item.get_ref() else {
+                    continue;
+                };
+                if !scans.iter().any(|s| s.as_str() == scan.as_ref()) {
+                    let known = if scans.is_empty() {
+                        "none is defined".to_string()
+                    } else {
+                        format!("defined: {}", scans.join(", "))
+                    };
+                    self.error(
+                        &format!("{}[{i}]", t.field("scans")),
+                        Some(&item.span()),
+                        format!("no scan named \"{scan}\" ({known})"),
+                    );
+                }
+            }
+        }
+        let matcher = |checker: &mut Self, key: &str| -> Option<String> {
+            let value = checker.string(t, key)?;
+            if value.trim().is_empty() {
+                let blame = t.get(key).map(|v| v.span());
+                checker.error(
+                    &t.field(key),
+                    blame.as_ref(),
+                    "must not be empty (leave the key out to match any)",
+                );
+                return None;
+            }
+            Some(value)
+        };
+        let rule = matcher(self, "rule");
+        let glob = matcher(self, "path");
+        let title = matcher(self, "title");
+        if ["rule", "path", "title"].iter().all(|k| t.get(k).is_none()) {
+            self.error(
+                path,
+                Some(t.span),
+                "matches every finding of its scans; give at least one of rule, path or title",
+            );
+        }
+        if let (Some(pattern), Some(v)) = (&glob, t.get("path")) {
+            if pattern.starts_with('!') {
+                self.error(
+                    &t.field("path"),
+                    Some(&v.span()),
+                    format!(
+                        "\"{pattern}\" starts with \"!\": negated patterns are not supported; \
+                         write the paths to suppress"
+                    ),
+                );
+            }
+        }
+        let state = match t.get("state") {
+            None => {
+                self.error(
+                    &t.field("state"),
+                    Some(t.span),
+                    "is required (false_positive or accepted)",
+                );
+                None
+            }
+            Some(v) => match self.string(t, "state")?.as_str() {
+                "false_positive" => Some(SuppressState::FalsePositive),
+                "accepted" => Some(SuppressState::Accepted),
+                other => {
+                    self.error(
+                        &t.field("state"),
+                        Some(&v.span()),
+                        format!(
+                            "\"{other}\" is not a triage state; use false_positive or accepted"
+                        ),
+                    );
+                    None
+                }
+            },
+        };
+        let reason = self.required_string(
+            t,
+            "reason",
+            "why these findings need no action; it is shown with each of them",
+        );
+        let until = t.get("until").and_then(|v| {
+            let word = self.string(t, "until")?;
+            match chrono::NaiveDate::parse_from_str(&word, "%Y-%m-%d") {
+                Ok(d) => Some(d),
+                Err(_) => {
+                    self.error(
+                        &t.field("until"),
+                        Some(&v.span()),
+                        format!("\"{word}\" is not a date; write it as YYYY-MM-DD"),
+                    );
+                    None
+                }
+            }
+        });
+        Some(SuppressRule {
+            name: name?,
+            scans: scan_names,
+            rule,
+            path: glob,
+            title,
+            state: state?,
+            reason: reason?,
+            until,
+        })
     }
 
     fn webhook(&mut self, path: &str, v: &Val<'_>, scans: &[String]) -> Option<WebhookConfig> {

@@ -1504,6 +1504,7 @@ mod tests {
             scans,
             webhooks: Default::default(),
             server: None,
+            suppress: Vec::new(),
         }
     }
 

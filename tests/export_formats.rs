@@ -14,7 +14,7 @@ use scansync::export::{
     export_rows, write_atomically, ExportError, ExportOptions, Format, CSV_COLUMNS,
 };
 use scansync::finding::{Finding, Location, Severity};
-use scansync::store::{FindingRow, FindingState};
+use scansync::store::{FindingRow, FindingState, Triage, TriageSource};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -45,8 +45,31 @@ fn row(vendor: &str, state: FindingState, f: Finding) -> FindingRow {
         "codethreat" => ("shop-sast", "ct-cloud", "shop-web"),
         _ => ("payments-api", "salt-us", "payments.example.com"),
     };
+    // The triaged rows carry the two kinds of triage a person or a rule gives.
+    let triage = match state {
+        FindingState::FalsePositive => Triage {
+            state: Some(state),
+            source: Some(TriageSource::Local),
+            reason: Some("the limit is enforced by the gateway in front of this API".into()),
+            by: Some("dana".into()),
+            at: Some("2026-11-10T09:00:00.000Z".into()),
+            ..Triage::default()
+        },
+        FindingState::Accepted => Triage {
+            state: Some(state),
+            source: Some(TriageSource::Rule),
+            reason: Some("debug logging ships in dev builds only".into()),
+            until: Some("2027-01-31".into()),
+            rule: Some("dev-logging".into()),
+            at: Some("2026-11-10T09:00:00.000Z".into()),
+            ..Triage::default()
+        },
+        _ => Triage::default(),
+    };
+    let fingerprint = f.fingerprint(0);
     FindingRow {
-        fingerprint: f.fingerprint(0),
+        id: i64::from_str_radix(&fingerprint[..6], 16).unwrap(),
+        fingerprint,
         scan: scan.into(),
         instance: instance.into(),
         vendor: vendor.into(),
@@ -56,6 +79,7 @@ fn row(vendor: &str, state: FindingState, f: Finding) -> FindingRow {
         first_seen: "2026-11-01T08:00:00Z".into(),
         last_seen: "2026-11-20T08:00:00Z".into(),
         times_seen: 4,
+        triage,
     }
 }
 

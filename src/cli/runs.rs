@@ -42,7 +42,7 @@ pub(crate) fn open_store(global: &Global, store: Option<&PathBuf>) -> anyhow::Re
     Ok(Store::open_read_only(&path)?)
 }
 
-fn store_path_from_config(config: &Path) -> anyhow::Result<PathBuf> {
+pub(crate) fn store_path_from_config(config: &Path) -> anyhow::Result<PathBuf> {
     #[derive(serde::Deserialize)]
     struct OnlyStore {
         store: crate::config::StoreConfig,

@@ -398,6 +398,7 @@ mod tests {
                 .collect(),
             webhooks: Default::default(),
             server: None,
+            suppress: Vec::new(),
         }
     }
 

@@ -105,6 +105,7 @@ mod tests {
 
     fn row(n: usize) -> FindingRow {
         FindingRow {
+            id: n as i64,
             fingerprint: format!("fp{n:04}"),
             scan: "web".into(),
             instance: "ct".into(),
@@ -135,6 +136,7 @@ mod tests {
             first_seen: "2026-03-01T12:04:00.000Z".into(),
             last_seen: "2026-03-01T12:04:00.000Z".into(),
             times_seen: 1,
+            triage: Default::default(),
         }
     }
 
