@@ -2504,6 +2504,112 @@ mod tests {
         assert_eq!(loaded.config.store.path, dir.path().join("db.sqlite"));
     }
 
+    fn suppress_config(rules: &str) -> Result<Loaded, ConfigErrors> {
+        let text = format!(
+            "[store]\npath = \"db.sqlite\"\n[instances.s]\nvendor = \"saltsecurity\"\n\
+             region = \"eu\"\ntoken = \"t\"\n[[scans]]\nname = \"api\"\ninstance = \"s\"\n\
+             bind_to = \"a\"\nschedule = \"now\"\n{rules}"
+        );
+        Config::from_toml(&text, Path::new("/etc/scansync/c.toml"))
+    }
+
+    #[test]
+    fn suppress_rules_are_read_in_order_with_a_default_name() {
+        let loaded = suppress_config(
+            "[[suppress]]\nname = \"tests\"\npath = \"**/test/**\"\nstate = \"false_positive\"\n\
+             reason = \"fixtures\"\n[[suppress]]\nscans = [\"api\"]\nrule = \"BOLA\"\n\
+             state = \"accepted\"\nreason = \"gateway checks\"\nuntil = \"2027-01-31\"\n",
+        )
+        .unwrap();
+        let rules = &loaded.config.suppress;
+        assert_eq!(rules.len(), 2);
+        assert_eq!(rules[0].name, "tests");
+        assert_eq!(rules[1].name, "suppress[1]");
+        assert_eq!(rules[1].state, SuppressState::Accepted);
+        assert_eq!(rules[1].until_word().as_deref(), Some("2027-01-31"));
+        assert!(rules[1].covers_scan("api") && rules[1].covers_scan("api@feature/x"));
+        assert!(!rules[1].covers_scan("api2"));
+        assert!(rules[1].active_at("2027-01-30T23:59:59.999Z"));
+        assert!(!rules[1].active_at("2027-01-31T00:00:00.000Z"));
+    }
+
+    #[test]
+    fn suppress_errors_name_their_field() {
+        let errors = suppress_config(
+            "[[suppress]]\npath = \"tests/**\"\nstate = \"false_positive\"\nreason = \"x\"\n\
+             [[suppress]]\nstate = \"ignored\"\nreason = \"\"\nscans = [\"nope\"]\n\
+             until = \"soon\"\ncolour = 1\n",
+        )
+        .unwrap_err()
+        .errors
+        .join("\n");
+        for want in [
+            "suppress[1]: matches every finding",
+            "suppress[1].state: \"ignored\" is not a triage state",
+            "suppress[1].reason: must not be empty",
+            "suppress[1].scans[0]: no scan named \"nope\"",
+            "suppress[1].until: \"soon\" is not a date",
+            "suppress[1].colour: unknown key",
+        ] {
+            assert!(errors.contains(want), "{want} in:\n{errors}");
+        }
+        assert!(!errors.contains("suppress[0]"), "{errors}");
+        let errors = suppress_config("[[suppress]]\ntitle = \"x\"\nstate = \"accepted\"\n")
+            .unwrap_err()
+            .errors
+            .join("\n");
+        assert!(
+            errors.contains("suppress[0].reason: is required"),
+            "{errors}"
+        );
+    }
+
+    #[test]
+    fn a_rule_matches_rule_path_and_title_together() {
+        use crate::finding::{Finding, Location};
+        let rule = SuppressRule {
+            name: "r".into(),
+            scans: Vec::new(),
+            rule: Some("js/xss".into()),
+            path: Some("**/test/**".into()),
+            title: Some("XSS".into()),
+            state: SuppressState::FalsePositive,
+            reason: "x".into(),
+            until: None,
+        };
+        let mut f = Finding {
+            vendor_id: None,
+            title: "Reflected xss in page".into(),
+            severity: Severity::High,
+            vendor_status: None,
+            cwe: None,
+            owasp: None,
+            rule_id: Some("js/xss".into()),
+            location: Location::Code {
+                path: "web/test/page.js".into(),
+                start_line: None,
+                end_line: None,
+            },
+            description: None,
+            remediation: None,
+            vendor_url: None,
+            vendor_first_seen: None,
+            vendor_last_seen: None,
+            raw: String::new(),
+            verdict: None,
+        };
+        assert!(rule.matches(&f));
+        f.rule_id = Some("js/sqli".into());
+        assert!(!rule.matches(&f));
+        f.rule_id = Some("js/xss".into());
+        f.location = Location::Code {
+            path: "web/page.js".into(),
+            start_line: None,
+            end_line: None,
+        };
+        assert!(!rule.matches(&f));
+    }
+
     #[test]
     fn did_you_mean_suggests_only_close_keys() {
         assert_eq!(closest("organisation", INSTANCE_KEYS), Some("organization"));

@@ -63,13 +63,39 @@ fn parse_date(word: &str) -> Result<NaiveDate, String> {
         .map_err(|_| format!("\"{word}\" is not a date; write it as YYYY-MM-DD"))
 }
 
-/// The person running the command, as the environment names them (`sudo` keeps the real
-/// one in `SUDO_USER`).
-fn current_user() -> Option<String> {
-    ["SUDO_USER", "USER", "LOGNAME"]
+/// The person running the command: `sudo` keeps the real one in `SUDO_USER`; else `USER` or
+/// `LOGNAME`; where neither is set (a service, a container, cron) the account of this
+/// process's user id in `/etc/passwd`, else `uid N`, so a triage always says who.
+fn current_user() -> String {
+    if let Some(name) = ["SUDO_USER", "USER", "LOGNAME"]
         .iter()
         .filter_map(|k| std::env::var(k).ok())
         .find(|v| !v.trim().is_empty())
+    {
+        return name;
+    }
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|ids| ids.split_whitespace().next().map(str::to_string))
+        });
+    let Some(uid) = uid else {
+        return "unknown".to_string();
+    };
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    account_of(&passwd, &uid).unwrap_or_else(|| format!("uid {uid}"))
+}
+
+/// The account name of `uid` in `/etc/passwd` text (`name:x:uid:gid:…`).
+fn account_of(passwd: &str, uid: &str) -> Option<String> {
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        (fields.nth(1)? == uid).then(|| name.to_string())
+    })
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
@@ -81,10 +107,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     if args.reason.trim().is_empty() {
         anyhow::bail!("--reason must say why (it is shown with the finding from now on)");
     }
-    let by = match args.by.clone().or_else(current_user) {
-        Some(by) => by,
-        None => anyhow::bail!("cannot tell who you are ($USER is not set); give --by NAME"),
-    };
+    let by = args.by.clone().unwrap_or_else(current_user);
     let today = chrono::Utc::now().date_naive();
     if let Some(until) = args.until.filter(|u| *u <= today) {
         eprintln!(
@@ -167,6 +190,14 @@ fn outcome_line(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_account_is_found_by_uid() {
+        let passwd = "root:x:0:0:root:/root:/bin/sh\ndana:x:1000:1000::/home/dana:/bin/sh\n";
+        assert_eq!(account_of(passwd, "1000").as_deref(), Some("dana"));
+        assert_eq!(account_of(passwd, "0").as_deref(), Some("root"));
+        assert_eq!(account_of(passwd, "7"), None);
+    }
 
     #[test]
     fn dates_are_days() {
