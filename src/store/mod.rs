@@ -31,8 +31,14 @@
 //! - `finish_run` also writes the run's webhook notifications to `webhook_outbox`, in the
 //!   same transaction, from the run's events (see `outbox.rs` and [`crate::webhooks`]).
 //!
+//! Triage (`triage.rs`): a person's triage (`Store::triage`) wins over a `[[suppress]]`
+//! rule's, applied by the page import, which wins over the vendor's word; a triage is kept
+//! while its finding is fixed and is what it returns to. An acceptance's `until` and a higher
+//! severity (when asked) end it at the next import that lists the finding.
+//!
 //! Events caused by a page import (`created`, `reopened`, `returned`, `vendor_state`,
-//! `fixed` by verdict, `severity_changed`, `status_changed`) are written by triggers in the
+//! `fixed` by verdict, `severity_changed`, `status_changed`, and the triage events
+//! `suppressed`, `released`, `expired`, `escalated`) are written by triggers in the
 //! schema, which see a row's old and new values in the same statement; that keeps the import
 //! to one `INSERT … ON CONFLICT DO UPDATE` per finding, no lookup first. `fixed` and `missing`
 //! at a run's end and `state_set` are written here.

@@ -195,6 +195,10 @@ mod tests {
         // A summary, not the whole record: no description, no vendor payload.
         assert!(finding.get("description").is_none());
         assert!(finding.get("raw").is_none());
+        // The triage travels with it (null when there is none).
+        for key in ["triage_reason", "triage_by", "triage_until"] {
+            assert_eq!(finding.get(key), Some(&Value::Null), "{key}");
+        }
     }
 
     #[test]
