@@ -41,6 +41,10 @@ pub struct Config {
     /// The optional HTTP listener; `None` (no `[server]` table) means no listener at all.
     #[serde(default)]
     pub server: Option<ServerConfig>,
+    /// Suppression rules (`[[suppress]]`), in file order: the first that matches a finding
+    /// triages it.
+    #[serde(default)]
+    pub suppress: Vec<SuppressRule>,
 }
 
 /// `[server]`: the listener for webhook-triggered scans, `/healthz`, `/readyz` and
@@ -129,7 +133,53 @@ pub struct StoreConfig {
     /// The SQLite file; created with its parent folder if missing (by the store, at open).
     /// A relative path in the file is joined to the config file's folder by validation.
     pub path: PathBuf,
+    /// `[store] retention`: how long what piles up is kept (the daemon prunes it).
+    #[serde(default)]
+    pub retention: Retention,
 }
+
+/// `[store] retention = { runs = "180d", … }`: how long each kind of row that only piles up
+/// is kept. Findings of scans in use are never pruned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retention {
+    /// Ended runs nothing names any more, and fixed findings last seen that long ago.
+    #[serde(with = "duration_str")]
+    pub runs: Duration,
+    /// Finding events (the history `scansync finding` shows).
+    #[serde(with = "duration_str")]
+    pub events: Duration,
+    /// Delivered or given-up webhook notifications.
+    #[serde(with = "duration_str")]
+    pub notifications: Duration,
+    /// Incoming webhook delivery ids (the replay guard's memory).
+    #[serde(with = "duration_str")]
+    pub webhook_deliveries: Duration,
+    /// Branch scopes (`name@branch`) without a run, removed with their findings.
+    #[serde(with = "duration_str")]
+    pub branch_scopes: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Retention {
+        const DAY: u64 = 24 * 3600;
+        Retention {
+            runs: Duration::from_secs(180 * DAY),
+            events: Duration::from_secs(180 * DAY),
+            notifications: Duration::from_secs(30 * DAY),
+            webhook_deliveries: Duration::from_secs(DAY),
+            branch_scopes: Duration::from_secs(30 * DAY),
+        }
+    }
+}
+
+const RETENTION_KEYS: &[&str] = &[
+    "runs",
+    "events",
+    "notifications",
+    "webhook_deliveries",
+    "branch_scopes",
+];
 
 /// `[daemon]`: limits that keep one vendor from being flooded.
 #[derive(Debug, Clone, Deserialize)]
@@ -308,6 +358,101 @@ impl WebhookConfig {
 
 fn yes() -> bool {
     true
+}
+
+/// `[[suppress]]`: findings a team never wants to see as open (test folders, a rule accepted
+/// for a scan), triaged as they are stored. Matching is pure and lives here so the store, the
+/// page import and `check-config` agree on it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuppressRule {
+    /// What the findings' triage and events name; default `suppress[N]` (its position, so
+    /// naming a rule keeps its history when rules are reordered).
+    #[serde(default)]
+    pub name: String,
+    /// `[[scans]]` names; empty: every scan. A scan's branch runs (`name@branch`) count as it.
+    #[serde(default)]
+    pub scans: Vec<String>,
+    /// The vendor's rule id, exactly.
+    pub rule: Option<String>,
+    /// A glob over the file path (code findings) or the API path (API findings), in the
+    /// dialect of [`crate::glob::path_matches`].
+    pub path: Option<String>,
+    /// A piece of the title, matched without regard to case.
+    pub title: Option<String>,
+    pub state: SuppressState,
+    pub reason: String,
+    /// The rule stops applying on this day (UTC); the findings it suppressed are released at
+    /// their scan's next run.
+    pub until: Option<chrono::NaiveDate>,
+}
+
+/// The triage a `[[suppress]]` rule gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SuppressState {
+    FalsePositive,
+    Accepted,
+}
+
+impl SuppressState {
+    /// The store's word for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SuppressState::FalsePositive => "false_positive",
+            SuppressState::Accepted => "accepted",
+        }
+    }
+}
+
+impl SuppressRule {
+    /// Whether the rule covers a store scan (`name`, or `name@branch` for a branch run).
+    pub fn covers_scan(&self, store_scan: &str) -> bool {
+        self.scans.is_empty()
+            || self.scans.iter().any(|s| {
+                store_scan == s
+                    || store_scan
+                        .strip_prefix(s.as_str())
+                        .is_some_and(|rest| rest.starts_with('@'))
+            })
+    }
+
+    /// Whether the rule still applies at `stamp` (an RFC 3339 UTC time as the store writes
+    /// it): before the start of its `until` day.
+    pub fn active_at(&self, stamp: &str) -> bool {
+        self.until_word().is_none_or(|u| u.as_str() > stamp)
+    }
+
+    /// `until` as the store keeps it (`YYYY-MM-DD`).
+    pub fn until_word(&self) -> Option<String> {
+        self.until.map(|d| d.format("%Y-%m-%d").to_string())
+    }
+
+    /// Whether the finding matches every matcher the rule gives (it gives at least one).
+    pub fn matches(&self, finding: &crate::finding::Finding) -> bool {
+        use crate::finding::Location;
+        if let Some(rule) = &self.rule {
+            if finding.rule_id.as_deref() != Some(rule.as_str()) {
+                return false;
+            }
+        }
+        if let Some(pattern) = &self.path {
+            let path = match &finding.location {
+                Location::Code { path, .. } => path.as_str(),
+                Location::Api { path, .. } => path.as_str(),
+                Location::Unknown => return false,
+            };
+            if !crate::glob::path_matches(pattern, path) {
+                return false;
+            }
+        }
+        if let Some(piece) = &self.title {
+            if !finding.title.to_lowercase().contains(&piece.to_lowercase()) {
+                return false;
+            }
+        }
+        true
+    }
 }
 
 fn default_scan_timeout() -> Duration {
@@ -719,7 +864,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// Why a `webhook.branches` glob would not do what it looks like, if it would not. Our
-/// dialect (`server::glob`: `*`, `**`, `?`, the rest literal) is GitHub's minus two of its
+/// dialect (`crate::glob`: `*`, `**`, `?`, the rest literal) is GitHub's minus two of its
 /// words: a `[...]` class and a leading `!` (negation) would be literal characters here, and
 /// git refuses `[` in branch names, so such a pattern never matches.
 fn branch_glob_problem(pattern: &str) -> Option<String> {
@@ -788,6 +933,10 @@ const TOP_KEYS: &[&str] = &[
     "scans",
     "webhooks",
     "server",
+    "suppress",
+];
+const SUPPRESS_KEYS: &[&str] = &[
+    "name", "scans", "rule", "path", "title", "state", "reason", "until",
 ];
 const SERVER_KEYS: &[&str] = &[
     "listen",
@@ -801,7 +950,7 @@ const SCAN_HOOK_KEYS: &[&str] = &["platform", "secret_file", "secret_env", "bran
 /// Shorter webhook secrets are accepted but warned about (`scansync webhook-secret` makes 43
 /// characters).
 const MIN_WEBHOOK_SECRET_LEN: usize = 16;
-const STORE_KEYS: &[&str] = &["path"];
+const STORE_KEYS: &[&str] = &["path", "retention"];
 const DAEMON_KEYS: &[&str] = &[
     "concurrency",
     "per_instance_concurrency",
@@ -1199,16 +1348,176 @@ impl Checker<'_> {
             }
         }
         let server = top.get("server").and_then(|v| self.server(v));
+        let mut suppress = Vec::new();
+        if let Some(v) = top.get("suppress") {
+            match v.get_ref() {
+                DeValue::Array(items) => {
+                    let defined: Vec<String> = scans.iter().map(|s| s.name.clone()).collect();
+                    let mut names: BTreeMap<String, usize> = BTreeMap::new();
+                    for (index, item) in items.iter().enumerate() {
+                        let path = format!("suppress[{index}]");
+                        if let Some(rule) = self.suppress_rule(&path, index, item, &defined) {
+                            if let Some(first) = names.get(&rule.name) {
+                                self.error(
+                                    &format!("{path}.name"),
+                                    Some(&item.span()),
+                                    format!(
+                                        "\"{}\" is already the name of suppress[{first}]; \
+                                         rule names must be unique",
+                                        rule.name
+                                    ),
+                                );
+                            } else {
+                                names.insert(rule.name.clone(), index);
+                            }
+                            suppress.push(rule);
+                        }
+                    }
+                }
+                _ => self.wrong_type("suppress", v, "a list of [[suppress]] tables"),
+            }
+        }
         Config {
             store: store.unwrap_or(StoreConfig {
                 path: PathBuf::new(),
+                retention: Retention::default(),
             }),
             daemon,
             instances,
             scans,
             webhooks,
             server,
+            suppress,
         }
+    }
+
+    fn suppress_rule(
+        &mut self,
+        path: &str,
+        index: usize,
+        v: &Val<'_>,
+        scans: &[String],
+    ) -> Option<SuppressRule> {
+        let table = self.table(path, v, "a table ([[suppress]])")?;
+        let span = v.span();
+        let t = Tbl {
+            path,
+            table,
+            span: &span,
+        };
+        self.unknown_keys(t, SUPPRESS_KEYS);
+        let name = match t.get("name") {
+            Some(_) => self.required_string(t, "name", "a name for the rule's triage events"),
+            None => Some(format!("suppress[{index}]")),
+        };
+        let scan_names = self.string_list(t, "scans");
+        if let Some(DeValue::Array(items)) = t.get("scans").map(|v| v.get_ref()) {
+            for (i, item) in items.iter().enumerate() {
+                let DeValue::String(scan) = item.get_ref() else {
+                    continue;
+                };
+                if !scans.iter().any(|s| s.as_str() == scan.as_ref()) {
+                    let known = if scans.is_empty() {
+                        "none is defined".to_string()
+                    } else {
+                        format!("defined: {}", scans.join(", "))
+                    };
+                    self.error(
+                        &format!("{}[{i}]", t.field("scans")),
+                        Some(&item.span()),
+                        format!("no scan named \"{scan}\" ({known})"),
+                    );
+                }
+            }
+        }
+        let matcher = |checker: &mut Self, key: &str| -> Option<String> {
+            let value = checker.string(t, key)?;
+            if value.trim().is_empty() {
+                let blame = t.get(key).map(|v| v.span());
+                checker.error(
+                    &t.field(key),
+                    blame.as_ref(),
+                    "must not be empty (leave the key out to match any)",
+                );
+                return None;
+            }
+            Some(value)
+        };
+        let rule = matcher(self, "rule");
+        let glob = matcher(self, "path");
+        let title = matcher(self, "title");
+        if ["rule", "path", "title"].iter().all(|k| t.get(k).is_none()) {
+            self.error(
+                path,
+                Some(t.span),
+                "matches every finding of its scans; give at least one of rule, path or title",
+            );
+        }
+        if let (Some(pattern), Some(v)) = (&glob, t.get("path")) {
+            if pattern.starts_with('!') {
+                self.error(
+                    &t.field("path"),
+                    Some(&v.span()),
+                    format!(
+                        "\"{pattern}\" starts with \"!\": negated patterns are not supported; \
+                         write the paths to suppress"
+                    ),
+                );
+            }
+        }
+        let state = match t.get("state") {
+            None => {
+                self.error(
+                    &t.field("state"),
+                    Some(t.span),
+                    "is required (false_positive or accepted)",
+                );
+                None
+            }
+            Some(v) => match self.string(t, "state")?.as_str() {
+                "false_positive" => Some(SuppressState::FalsePositive),
+                "accepted" => Some(SuppressState::Accepted),
+                other => {
+                    self.error(
+                        &t.field("state"),
+                        Some(&v.span()),
+                        format!(
+                            "\"{other}\" is not a triage state; use false_positive or accepted"
+                        ),
+                    );
+                    None
+                }
+            },
+        };
+        let reason = self.required_string(
+            t,
+            "reason",
+            "why these findings need no action; it is shown with each of them",
+        );
+        let until = t.get("until").and_then(|v| {
+            let word = self.string(t, "until")?;
+            match chrono::NaiveDate::parse_from_str(&word, "%Y-%m-%d") {
+                Ok(d) => Some(d),
+                Err(_) => {
+                    self.error(
+                        &t.field("until"),
+                        Some(&v.span()),
+                        format!("\"{word}\" is not a date; write it as YYYY-MM-DD"),
+                    );
+                    None
+                }
+            }
+        });
+        Some(SuppressRule {
+            name: name?,
+            scans: scan_names,
+            rule,
+            path: glob,
+            title,
+            state: state?,
+            reason: reason?,
+            until,
+        })
     }
 
     fn webhook(&mut self, path: &str, v: &Val<'_>, scans: &[String]) -> Option<WebhookConfig> {
@@ -1439,10 +1748,45 @@ impl Checker<'_> {
             t,
             "path",
             "the SQLite file, e.g. \"/var/lib/scansync/scansync.db\"",
-        )?;
+        );
+        let retention = match t.get("retention") {
+            Some(v) => self.retention(&t.field("retention"), v),
+            None => Retention::default(),
+        };
         Some(StoreConfig {
-            path: self.base_dir.join(path),
+            path: self.base_dir.join(path?),
+            retention,
         })
+    }
+
+    fn retention(&mut self, path: &str, v: &Val<'_>) -> Retention {
+        let mut r = Retention::default();
+        let Some(table) = self.table(
+            path,
+            v,
+            "a table (retention = { runs = \"180d\", events = \"180d\", ... })",
+        ) else {
+            return r;
+        };
+        let span = v.span();
+        let t = Tbl {
+            path,
+            table,
+            span: &span,
+        };
+        self.unknown_keys(t, RETENTION_KEYS);
+        for (key, slot) in [
+            ("runs", &mut r.runs),
+            ("events", &mut r.events),
+            ("notifications", &mut r.notifications),
+            ("webhook_deliveries", &mut r.webhook_deliveries),
+            ("branch_scopes", &mut r.branch_scopes),
+        ] {
+            if let Some(d) = self.duration(t, key, false) {
+                *slot = d;
+            }
+        }
+        r
     }
 
     fn daemon(&mut self, v: &Val<'_>) -> DaemonConfig {
@@ -2382,6 +2726,112 @@ mod tests {
         let instance = &loaded.config.instances["s"];
         assert_eq!(instance.resolved_token.as_ref().unwrap().expose(), "abc123");
         assert_eq!(loaded.config.store.path, dir.path().join("db.sqlite"));
+    }
+
+    fn suppress_config(rules: &str) -> Result<Loaded, ConfigErrors> {
+        let text = format!(
+            "[store]\npath = \"db.sqlite\"\n[instances.s]\nvendor = \"saltsecurity\"\n\
+             region = \"eu\"\ntoken = \"t\"\n[[scans]]\nname = \"api\"\ninstance = \"s\"\n\
+             bind_to = \"a\"\nschedule = \"now\"\n{rules}"
+        );
+        Config::from_toml(&text, Path::new("/etc/scansync/c.toml"))
+    }
+
+    #[test]
+    fn suppress_rules_are_read_in_order_with_a_default_name() {
+        let loaded = suppress_config(
+            "[[suppress]]\nname = \"tests\"\npath = \"**/test/**\"\nstate = \"false_positive\"\n\
+             reason = \"fixtures\"\n[[suppress]]\nscans = [\"api\"]\nrule = \"BOLA\"\n\
+             state = \"accepted\"\nreason = \"gateway checks\"\nuntil = \"2027-01-31\"\n",
+        )
+        .unwrap();
+        let rules = &loaded.config.suppress;
+        assert_eq!(rules.len(), 2);
+        assert_eq!(rules[0].name, "tests");
+        assert_eq!(rules[1].name, "suppress[1]");
+        assert_eq!(rules[1].state, SuppressState::Accepted);
+        assert_eq!(rules[1].until_word().as_deref(), Some("2027-01-31"));
+        assert!(rules[1].covers_scan("api") && rules[1].covers_scan("api@feature/x"));
+        assert!(!rules[1].covers_scan("api2"));
+        assert!(rules[1].active_at("2027-01-30T23:59:59.999Z"));
+        assert!(!rules[1].active_at("2027-01-31T00:00:00.000Z"));
+    }
+
+    #[test]
+    fn suppress_errors_name_their_field() {
+        let errors = suppress_config(
+            "[[suppress]]\npath = \"tests/**\"\nstate = \"false_positive\"\nreason = \"x\"\n\
+             [[suppress]]\nstate = \"ignored\"\nreason = \"\"\nscans = [\"nope\"]\n\
+             until = \"soon\"\ncolour = 1\n",
+        )
+        .unwrap_err()
+        .errors
+        .join("\n");
+        for want in [
+            "suppress[1]: matches every finding",
+            "suppress[1].state: \"ignored\" is not a triage state",
+            "suppress[1].reason: must not be empty",
+            "suppress[1].scans[0]: no scan named \"nope\"",
+            "suppress[1].until: \"soon\" is not a date",
+            "suppress[1].colour: unknown key",
+        ] {
+            assert!(errors.contains(want), "{want} in:\n{errors}");
+        }
+        assert!(!errors.contains("suppress[0]"), "{errors}");
+        let errors = suppress_config("[[suppress]]\ntitle = \"x\"\nstate = \"accepted\"\n")
+            .unwrap_err()
+            .errors
+            .join("\n");
+        assert!(
+            errors.contains("suppress[0].reason: is required"),
+            "{errors}"
+        );
+    }
+
+    #[test]
+    fn a_rule_matches_rule_path_and_title_together() {
+        use crate::finding::{Finding, Location};
+        let rule = SuppressRule {
+            name: "r".into(),
+            scans: Vec::new(),
+            rule: Some("js/xss".into()),
+            path: Some("**/test/**".into()),
+            title: Some("XSS".into()),
+            state: SuppressState::FalsePositive,
+            reason: "x".into(),
+            until: None,
+        };
+        let mut f = Finding {
+            vendor_id: None,
+            title: "Reflected xss in page".into(),
+            severity: Severity::High,
+            vendor_status: None,
+            cwe: None,
+            owasp: None,
+            rule_id: Some("js/xss".into()),
+            location: Location::Code {
+                path: "web/test/page.js".into(),
+                start_line: None,
+                end_line: None,
+            },
+            description: None,
+            remediation: None,
+            vendor_url: None,
+            vendor_first_seen: None,
+            vendor_last_seen: None,
+            raw: String::new(),
+            verdict: None,
+        };
+        assert!(rule.matches(&f));
+        f.rule_id = Some("js/sqli".into());
+        assert!(!rule.matches(&f));
+        f.rule_id = Some("js/xss".into());
+        f.location = Location::Code {
+            path: "web/page.js".into(),
+            start_line: None,
+            end_line: None,
+        };
+        assert!(!rule.matches(&f));
     }
 
     #[test]

@@ -1042,6 +1042,37 @@ fn last_run(row: &RunRow) -> Option<LastRun> {
     })
 }
 
+/// When the daemon first prunes after start, and how often after that.
+const PRUNE_FIRST: Duration = Duration::from_secs(5 * 60);
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Deletes what `[store] retention` lets go, one small step per hold of the store, so runs
+/// committing pages meanwhile wait for one step at most.
+async fn prune(ctx: Arc<SyncContext>, retention: crate::config::Retention) {
+    let mut total = crate::store::PruneReport::default();
+    loop {
+        match ctx.with_store(move |s| s.prune_step(&retention)).await {
+            Ok(step) if step.is_empty() => break,
+            Ok(step) => total.add(step),
+            Err(e) => {
+                warn!("pruning the store failed: {e}; trying again in an hour");
+                return;
+            }
+        }
+    }
+    if !total.is_empty() {
+        info!(
+            runs = total.runs,
+            events = total.events,
+            notifications = total.notifications,
+            webhook_deliveries = total.webhook_deliveries,
+            branch_scopes = total.branch_scopes,
+            branch_findings = total.branch_findings,
+            "pruned what [store] retention lets go"
+        );
+    }
+}
+
 /// The scheduler wants an `Instant`; schedules speak wall-clock time.
 fn instant_for(at: DateTime<Utc>) -> Instant {
     let wait = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
@@ -1155,6 +1186,11 @@ pub async fn run(config_path: &Path, control: DaemonControl) -> anyhow::Result<(
     let mut adopt_tick =
         tokio::time::interval_at(tokio::time::Instant::now() + adopt_every, adopt_every);
     adopt_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Retention: a few minutes after start (not in the way of start-up runs), then hourly.
+    let mut prune_tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + PRUNE_FIRST, PRUNE_EVERY);
+    prune_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pruning: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         tokio::select! {
             c = control_rx.recv() => match c {
@@ -1166,7 +1202,16 @@ pub async fn run(config_path: &Path, control: DaemonControl) -> anyhow::Result<(
                     warn!("cannot look for runs left unfinished by other processes: {e}");
                 }
             }
+            _ = prune_tick.tick() => {
+                if pruning.as_ref().is_none_or(|p| p.is_finished()) {
+                    let (config, ctx) = shared.current();
+                    pruning = Some(tokio::spawn(prune(ctx, config.store.retention)));
+                }
+            }
         }
+    }
+    if let Some(p) = pruning {
+        p.abort();
     }
 
     shared.scheduling.store(false, Ordering::SeqCst);
@@ -1545,6 +1590,7 @@ mod tests {
         Config {
             store: crate::config::StoreConfig {
                 path: "/tmp/unused.db".into(),
+                retention: Default::default(),
             },
             daemon: Default::default(),
             instances: [("ct".to_string(), instance("codethreat"))]
@@ -1554,6 +1600,7 @@ mod tests {
             scans,
             webhooks: Default::default(),
             server: None,
+            suppress: Vec::new(),
         }
     }
 

@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod display;
 pub mod export;
 pub mod finding;
+pub mod glob;
 pub mod http;
 pub mod logging;
 pub mod metrics;

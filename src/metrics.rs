@@ -22,7 +22,8 @@
 //! | --- | --- | --- |
 //! | `scansync_runs_total` | counter | `scan`, `outcome` (succeeded, failed, interrupted, timed_out) |
 //! | `scansync_run_duration_seconds` | histogram | `scan` |
-//! | `scansync_findings` | gauge | `scan`, `state`, `severity` (every combination, zeros included) |
+//! | `scansync_findings` | gauge | `scan`, `state`, `severity` (every combination, zeros included; `false_positive` and `accepted` are the triaged ones) |
+//! | `scansync_acceptances_expiring_7d` | gauge | `scan` (accepted findings whose `until` is within 7 days, or already past and not yet reopened by a run) |
 //! | `scansync_last_successful_sync_timestamp_seconds` | gauge | `scan` |
 //! | `scansync_vendor_requests_total` | counter | `instance`, `status_class` (2xx, 3xx, 4xx, 5xx, error) |
 //! | `scansync_vendor_request_duration_seconds` | histogram | `instance` |
@@ -276,7 +277,13 @@ pub struct StoreSnapshot {
     pub last_success: BTreeMap<String, String>,
     /// Webhook notifications not yet delivered (nor given up).
     pub outbox_depth: u64,
+    /// Per scan, accepted findings whose acceptance ends within the next 7 days (or has
+    /// ended without a run since); scans without any are absent.
+    pub acceptances_expiring_7d: BTreeMap<String, u64>,
 }
+
+/// How far ahead `scansync_acceptances_expiring_7d` looks.
+const EXPIRING_WITHIN: chrono::Duration = chrono::Duration::days(7);
 
 /// The text exposition of every metric, including those read from the store at scrape time
 /// (findings by scan/state/severity, last successful sync per scan, outbox depth).
@@ -290,6 +297,10 @@ pub async fn render(ctx: &SyncContext) -> anyhow::Result<String> {
                 findings: s.finding_counts()?,
                 last_success: s.last_successful_syncs()?,
                 outbox_depth: s.outbox_depth()?,
+                acceptances_expiring_7d: s.acceptances_expiring(
+                    &(chrono::Utc::now() + EXPIRING_WITHIN)
+                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                )?,
             })
         })
         .await?;
@@ -327,6 +338,18 @@ pub fn render_store(snapshot: &StoreSnapshot) -> String {
                 .set(at.timestamp_millis() as f64 / 1000.0);
         }
     }
+    // Every scan, zeros included, like the findings.
+    let expiring: Family<ScanLabels, Gauge> = Family::default();
+    for scan in snapshot.findings.keys() {
+        let n = snapshot
+            .acceptances_expiring_7d
+            .get(scan)
+            .copied()
+            .unwrap_or(0);
+        expiring
+            .get_or_create(&ScanLabels { scan: scan.clone() })
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
     let outbox: Gauge = Gauge::default();
     outbox.set(i64::try_from(snapshot.outbox_depth).unwrap_or(i64::MAX));
     let mut registry = Registry::default();
@@ -339,6 +362,11 @@ pub fn render_store(snapshot: &StoreSnapshot) -> String {
         "scansync_findings",
         "Findings in the store, by scan, lifecycle state and severity",
         findings,
+    );
+    registry.register(
+        "scansync_acceptances_expiring_7d",
+        "Accepted findings whose acceptance ends within 7 days (or has ended and awaits the scan's next run)",
+        expiring,
     );
     registry.register(
         "scansync_last_successful_sync_timestamp_seconds",
@@ -476,6 +504,7 @@ mod tests {
                 "2026-01-02T03:04:05.250Z".to_string(),
             )]),
             outbox_depth: 2,
+            acceptances_expiring_7d: BTreeMap::from([("shop".to_string(), 4)]),
         };
         let text = render_store(&snapshot);
         let series = |scan: &str| {
@@ -495,6 +524,14 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("scansync_webhook_outbox_depth 2\n"), "{text}");
+        assert!(
+            text.contains("scansync_acceptances_expiring_7d{scan=\"shop\"} 4\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("scansync_acceptances_expiring_7d{scan=\"empty\"} 0\n"),
+            "{text}"
+        );
         assert!(
             text.contains(
                 "scansync_last_successful_sync_timestamp_seconds{scan=\"shop\"} 1767323045.25\n"

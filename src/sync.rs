@@ -196,6 +196,7 @@ impl SyncContext {
     ) -> anyhow::Result<SyncContext> {
         let mut store = Store::open(&config.store.path)?;
         store.set_webhook_routes(crate::webhooks::routes(config));
+        store.set_suppress_rules(config.suppress.clone());
         let mut ctx = SyncContext {
             store: Arc::new(Mutex::new(store)),
             vendors: BTreeMap::new(),
@@ -266,10 +267,10 @@ impl SyncContext {
         ctx.rebuild_vendors(config)?;
         // Nothing below can fail: the reload is all or nothing.
         ctx.outbox.install(targets);
-        ctx.store
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .set_webhook_routes(crate::webhooks::routes(config));
+        let mut store = ctx.store.lock().unwrap_or_else(|e| e.into_inner());
+        store.set_webhook_routes(crate::webhooks::routes(config));
+        store.set_suppress_rules(config.suppress.clone());
+        drop(store);
         Ok(ctx)
     }
 
@@ -1028,6 +1029,7 @@ mod tests {
         Config {
             store: StoreConfig {
                 path: "/tmp/unused.db".into(),
+                retention: Default::default(),
             },
             daemon: DaemonConfig {
                 concurrency,
@@ -1038,6 +1040,7 @@ mod tests {
             scans: Vec::new(),
             webhooks: BTreeMap::new(),
             server: None,
+            suppress: Vec::new(),
         }
     }
 

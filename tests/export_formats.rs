@@ -14,7 +14,7 @@ use scansync::export::{
     export_rows, write_atomically, ExportError, ExportOptions, Format, CSV_COLUMNS,
 };
 use scansync::finding::{Finding, Location, Severity};
-use scansync::store::{FindingRow, FindingState};
+use scansync::store::{FindingRow, FindingState, Triage, TriageSource};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -45,8 +45,31 @@ fn row(vendor: &str, state: FindingState, f: Finding) -> FindingRow {
         "codethreat" => ("shop-sast", "ct-cloud", "shop-web"),
         _ => ("payments-api", "salt-us", "payments.example.com"),
     };
+    // The triaged rows carry the two kinds of triage a person or a rule gives.
+    let triage = match state {
+        FindingState::FalsePositive => Triage {
+            state: Some(state),
+            source: Some(TriageSource::Local),
+            reason: Some("the limit is enforced by the gateway in front of this API".into()),
+            by: Some("dana".into()),
+            at: Some("2026-11-10T09:00:00.000Z".into()),
+            ..Triage::default()
+        },
+        FindingState::Accepted => Triage {
+            state: Some(state),
+            source: Some(TriageSource::Rule),
+            reason: Some("debug logging ships in dev builds only".into()),
+            until: Some("2027-01-31".into()),
+            rule: Some("dev-logging".into()),
+            at: Some("2026-11-10T09:00:00.000Z".into()),
+            ..Triage::default()
+        },
+        _ => Triage::default(),
+    };
+    let fingerprint = f.fingerprint(0);
     FindingRow {
-        fingerprint: f.fingerprint(0),
+        id: i64::from_str_radix(&fingerprint[..6], 16).unwrap(),
+        fingerprint,
         scan: scan.into(),
         instance: instance.into(),
         vendor: vendor.into(),
@@ -56,6 +79,7 @@ fn row(vendor: &str, state: FindingState, f: Finding) -> FindingRow {
         first_seen: "2026-11-01T08:00:00Z".into(),
         last_seen: "2026-11-20T08:00:00Z".into(),
         times_seen: 4,
+        triage,
     }
 }
 
@@ -285,6 +309,46 @@ fn sarif_has_one_run_per_vendor_with_required_properties() {
 }
 
 #[test]
+fn sarif_suppressions_carry_the_triage_reason_who_and_until() {
+    let doc = sarif(fixture());
+    let results: Vec<&Value> = doc["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|run| run["results"].as_array().unwrap())
+        .collect();
+    let by_title = |title: &str| {
+        *results
+            .iter()
+            .find(|r| r["message"]["text"] == title)
+            .unwrap()
+    };
+    let fp = &by_title("No rate limiting on payment creation")["suppressions"];
+    assert_eq!(
+        fp,
+        &serde_json::json!([{
+            "kind": "external",
+            "status": "accepted",
+            "justification": "the limit is enforced by the gateway in front of this API",
+            "properties": {"by": "dana"},
+        }])
+    );
+    let accepted = &by_title("Debug logging of SQL statements")["suppressions"][0];
+    assert_eq!(
+        accepted["justification"],
+        "debug logging ships in dev builds only (until 2027-01-31)"
+    );
+    assert_eq!(
+        accepted["properties"],
+        serde_json::json!({"by": "rule:dev-logging", "until": "2027-01-31", "rule": "dev-logging"})
+    );
+    // Untriaged results have none.
+    assert!(by_title("SQL Injection in user lookup")
+        .get("suppressions")
+        .is_none());
+}
+
+#[test]
 fn sarif_levels_and_baseline_states_follow_severity_and_lifecycle() {
     let doc = sarif(fixture());
     let mut seen = Vec::new();
@@ -465,6 +529,11 @@ fn expected_line(row: &FindingRow) -> Value {
         "description": f.description,
         "remediation": f.remediation,
         "vendor_url": f.vendor_url,
+        "id": row.id,
+        "triage_reason": row.triage.reason,
+        // The person, or the rule's name after `rule:`.
+        "triage_by": row.triage.by.clone().or(row.triage.rule.as_ref().map(|r| format!("rule:{r}"))),
+        "triage_until": row.triage.until,
     })
 }
 
@@ -505,6 +574,8 @@ fn jsonl_cells_computed_by_hand() {
     );
     assert_eq!(lines[3]["state"], "false_positive");
     assert_eq!(lines[3]["cwe"], Value::Null);
+    assert_eq!(lines[3]["triage_by"], "dana");
+    assert_eq!(lines[5]["triage_until"], "2027-01-31");
     // A one-line range is one line number; no lines at all is the bare path.
     assert_eq!(lines[5]["location"], "src/db/log.js:3");
     assert_eq!(lines[4]["location"], "src/crypto.js");
@@ -519,7 +590,8 @@ fn csv_cells_computed_by_hand() {
     assert_eq!(
         lines[0],
         "fingerprint,scan,vendor,instance,bind_to,severity,state,title,location,first_seen,\
-         last_seen,times_seen,cwe,owasp,rule_id,description,remediation,vendor_url"
+         last_seen,times_seen,cwe,owasp,rule_id,description,remediation,vendor_url,\
+         triage_reason,triage_by,triage_until,id"
     );
     // A title with a comma and quotes is quoted, its quotes doubled (RFC 4180).
     assert!(
@@ -528,7 +600,19 @@ fn csv_cells_computed_by_hand() {
         lines[3]
     );
     // The Salt finding without CWE, rule, description: empty cells, not "null".
-    assert!(lines[4].ends_with(",4,,API4:2023,,,,"), "{}", lines[4]);
+    assert!(
+        lines[4].contains(
+            ",4,,API4:2023,,,,,the limit is enforced by the gateway in front of this API,dana,,"
+        ),
+        "{}",
+        lines[4]
+    );
+    // A rule's acceptance: its reason, `rule:NAME` and its end date.
+    assert!(
+        lines[6].contains(",debug logging ships in dev builds only,rule:dev-logging,2027-01-31,"),
+        "{}",
+        lines[6]
+    );
     assert!(lines[5].contains(",low,fixed,Weak random number generator,src/crypto.js,"));
 }
 

@@ -32,7 +32,90 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
         eprintln!("warning: {w}");
     }
     print!("{}", summary(&path, &loaded.config, Utc::now()));
+    if !loaded.config.suppress.is_empty() {
+        let config = loaded.config.clone();
+        // SQLite reads block; keep them off the async workers.
+        let text =
+            tokio::task::spawn_blocking(move || suppress_summary(&config, Utc::now())).await?;
+        print!("{text}");
+    }
     Ok(0)
+}
+
+/// The `[[suppress]]` rules and how many current findings (those not fixed) in the store
+/// each would match now, so a rule that matches nothing, or everything, shows before it is
+/// deployed. The store is opened read-only; without one there is nothing to count.
+pub fn suppress_summary(config: &Config, now: DateTime<Utc>) -> String {
+    use crate::store::{FindingFilter, FindingState, Store};
+    let rules = &config.suppress;
+    let stamp = now.to_rfc3339_opts(SecondsFormat::Millis, true);
+    let mut counts = vec![0u64; rules.len()];
+    let store_note = match Store::open_read_only(&config.store.path) {
+        Ok(store) => {
+            let filter = FindingFilter {
+                states: FindingState::ALL
+                    .into_iter()
+                    .filter(|s| *s != FindingState::Fixed)
+                    .collect(),
+                ..FindingFilter::default()
+            };
+            let counted = store.for_each_finding(&filter, |row| {
+                for (rule, n) in rules.iter().zip(counts.iter_mut()) {
+                    if rule.covers_scan(&row.scan) && rule.matches(&row.finding) {
+                        *n += 1;
+                    }
+                }
+                Ok::<_, crate::store::StoreError>(())
+            });
+            match counted {
+                Ok(()) => None,
+                Err(e) => Some(format!("cannot count matches: {e}")),
+            }
+        }
+        Err(crate::store::StoreError::Missing(_)) => Some(format!(
+            "no store yet at {}, so no findings to match",
+            config.store.path.display()
+        )),
+        Err(e) => Some(format!("cannot count matches: {e}")),
+    };
+    let mut out = String::new();
+    let _ = writeln!(out, "suppression rules ({}):", rules.len());
+    let rows: Vec<[String; 4]> = rules
+        .iter()
+        .zip(&counts)
+        .map(|(rule, n)| {
+            let mut what = Vec::new();
+            if let Some(r) = &rule.rule {
+                what.push(format!("rule {r}"));
+            }
+            if let Some(p) = &rule.path {
+                what.push(format!("path {p}"));
+            }
+            if let Some(t) = &rule.title {
+                what.push(format!("title ~ \"{t}\""));
+            }
+            if !rule.scans.is_empty() {
+                what.push(format!("in {}", rule.scans.join(", ")));
+            }
+            let mut state = rule.state.as_str().to_string();
+            if let Some(until) = rule.until_word() {
+                state.push_str(&format!(" until {until}"));
+            }
+            let matches = if !rule.active_at(&stamp) {
+                "ended (its until has passed)".to_string()
+            } else if store_note.is_some() {
+                "-".to_string()
+            } else {
+                format!("matches {n} current finding(s)")
+            };
+            [rule.name.clone(), state, what.join("  "), matches]
+        })
+        .collect();
+    write_rows(&mut out, &rows);
+    if let Some(note) = store_note {
+        let _ = writeln!(out, "  ({note})");
+    }
+    out
 }
 
 /// The summary `check-config` prints. Never contains a token: instances are described

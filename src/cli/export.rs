@@ -50,6 +50,7 @@ fn export(store_path: &std::path::Path, args: Args) -> anyhow::Result<u8> {
         scans: args.scans,
         states: args.states,
         min_severity: args.severity,
+        ..FindingFilter::default()
     };
     let opts = ExportOptions { raw: args.raw };
     let count = match &args.output {

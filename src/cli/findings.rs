@@ -20,6 +20,12 @@ pub struct Args {
     /// Only findings of this severity or worse: critical, high, medium, low, info
     #[arg(long, value_name = "SEVERITY")]
     pub severity: Option<Severity>,
+    /// Only the finding with this id (repeatable; the ID column)
+    #[arg(long = "id", value_name = "ID")]
+    pub ids: Vec<i64>,
+    /// Only findings whose fingerprint starts with this (repeatable; at least 8 hex digits)
+    #[arg(long = "fingerprint", value_name = "HEX", value_parser = parse_fingerprint)]
+    pub fingerprints: Vec<String>,
     /// table, or json (JSON Lines: one finding per line)
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub format: OutputFormat,
@@ -34,6 +40,8 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
         scans: args.scans,
         states: args.states,
         min_severity: args.severity,
+        ids: args.ids,
+        fingerprints: args.fingerprints,
     };
     let mut out = io::BufWriter::new(io::stdout().lock());
     let outcome = match args.format {
@@ -59,6 +67,17 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     Ok(0)
 }
 
+/// A fingerprint or a prefix of one, as `--fingerprint` takes it (lower case, as stored).
+pub(crate) fn parse_fingerprint(word: &str) -> Result<String, String> {
+    let min = crate::store::MIN_FINGERPRINT_PREFIX;
+    if word.len() < min || word.len() > 32 || !word.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(format!(
+            "\"{word}\" is not a fingerprint: {min} to 32 hex digits (the FINGERPRINT column)"
+        ));
+    }
+    Ok(word.to_ascii_lowercase())
+}
+
 /// `scansync findings | head` closes the pipe early; that is not an error.
 pub(crate) fn ignore_broken_pipe(r: io::Result<()>) -> io::Result<()> {
     match r {
@@ -79,6 +98,7 @@ pub fn finding_json(r: &FindingRow) -> Value {
 
 fn table_row(r: &FindingRow) -> Vec<String> {
     vec![
+        r.id.to_string(),
         r.fingerprint.chars().take(12).collect(),
         r.scan.clone(),
         r.finding.severity.as_str().to_string(),
@@ -86,13 +106,27 @@ fn table_row(r: &FindingRow) -> Vec<String> {
         table::truncate(&r.finding.title, 50),
         table::truncate(&r.finding.location.display(), 50),
         r.last_seen.clone(),
+        table::truncate(&triage_cell(r), 40),
     ]
+}
+
+/// Who triaged the finding and until when: `dana`, `rule:tests until 2027-01-31`, `vendor`.
+pub(crate) fn triage_cell(r: &FindingRow) -> String {
+    let mut cell = r.triage.who().unwrap_or_default();
+    if let Some(until) = &r.triage.until {
+        if !cell.is_empty() {
+            cell.push(' ');
+        }
+        cell.push_str(&format!("until {until}"));
+    }
+    cell
 }
 
 fn write_table(out: &mut impl Write, rows: &[Vec<String>]) -> io::Result<()> {
     table::write(
         out,
         &[
+            "ID",
             "FINGERPRINT",
             "SCAN",
             "SEVERITY",
@@ -100,6 +134,7 @@ fn write_table(out: &mut impl Write, rows: &[Vec<String>]) -> io::Result<()> {
             "TITLE",
             "LOCATION",
             "LAST SEEN",
+            "TRIAGE",
         ],
         rows,
     )
@@ -112,6 +147,7 @@ mod tests {
 
     fn row() -> FindingRow {
         FindingRow {
+            id: 12,
             fingerprint: "0123456789abcdef0123456789abcdef".into(),
             scan: "web".into(),
             instance: "ct".into(),
@@ -142,6 +178,13 @@ mod tests {
             first_seen: "2026-03-01T12:00:00Z".into(),
             last_seen: "2026-03-02T12:00:00Z".into(),
             times_seen: 3,
+            triage: crate::store::Triage {
+                state: Some(FindingState::FalsePositive),
+                source: Some(crate::store::TriageSource::Local),
+                reason: Some("constant input".into()),
+                by: Some("dana".into()),
+                ..Default::default()
+            },
         }
     }
 
@@ -188,5 +231,16 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("0123456789ab  web"), "{text}");
         assert!(text.contains("src/db.rs:40-42"), "{text}");
+        assert!(
+            text.contains("TRIAGE") && text.ends_with("dana\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn fingerprint_filters_need_eight_hex_digits() {
+        assert_eq!(parse_fingerprint("0123ABCD").unwrap(), "0123abcd");
+        assert!(parse_fingerprint("0123abc").is_err());
+        assert!(parse_fingerprint("0123abcz").is_err());
     }
 }

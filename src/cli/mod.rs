@@ -8,15 +8,18 @@ use std::process::ExitCode;
 pub mod check_config;
 pub mod demo;
 pub mod export;
+pub mod finding;
 pub mod findings;
 pub mod projects;
 pub mod run;
 pub mod runs;
 pub mod scan;
 pub mod simulator;
+pub mod store;
 pub mod sync;
 mod table;
 pub mod test_connection;
+pub mod triage;
 pub mod webhook;
 pub mod webhook_secret;
 
@@ -73,6 +76,10 @@ pub enum Command {
     Scan(scan::Args),
     /// List findings from the store
     Findings(findings::Args),
+    /// Show one finding in full with its history (created, seen, changes, triage)
+    Finding(finding::Args),
+    /// Mark findings false positive or accepted (optionally until a date), or open again
+    Triage(triage::Args),
     /// List recent sync runs from the store
     Runs(runs::Args),
     /// Show scansync at work against the built-in simulator: no network, nothing to set up
@@ -85,6 +92,8 @@ pub enum Command {
     Webhook(webhook::Args),
     /// Print a new random secret for a scan's webhook (32 bytes, URL-safe base64)
     WebhookSecret(webhook_secret::Args),
+    /// Store upkeep: `store prune [--dry-run]` deletes what [store] retention lets go
+    Store(store::Args),
 }
 
 /// Parses arguments, sets up logging and the runtime, runs the subcommand, maps the outcome
@@ -113,12 +122,15 @@ pub fn main() -> ExitCode {
             Command::Run(a) => run::run(&cli.global, a).await,
             Command::Scan(a) => scan::run(&cli.global, a).await,
             Command::Findings(a) => findings::run(&cli.global, a).await,
+            Command::Finding(a) => finding::run(&cli.global, a).await,
+            Command::Triage(a) => triage::run(&cli.global, a).await,
             Command::Runs(a) => runs::run(&cli.global, a).await,
             Command::Demo(a) => demo::run(&cli.global, a).await,
             Command::Export(a) => export::run(&cli.global, a).await,
             Command::Projects(a) => projects::run(&cli.global, a).await,
             Command::Webhook(a) => webhook::run(&cli.global, a).await,
             Command::WebhookSecret(a) => webhook_secret::run(&cli.global, a).await,
+            Command::Store(a) => store::run(&cli.global, a).await,
         }
     });
     match outcome {
@@ -165,6 +177,8 @@ fn default_log_level(command: &Command, stderr_is_terminal: bool) -> &'static st
         | Command::TestConnection(_)
         | Command::Projects(_)
         | Command::Findings(_)
+        | Command::Finding(_)
+        | Command::Triage(_)
         | Command::Export(_)
             if stderr_is_terminal =>
         {

@@ -42,7 +42,12 @@ pub(crate) fn open_store(global: &Global, store: Option<&PathBuf>) -> anyhow::Re
     Ok(Store::open_read_only(&path)?)
 }
 
-fn store_path_from_config(config: &Path) -> anyhow::Result<PathBuf> {
+pub(crate) fn store_path_from_config(config: &Path) -> anyhow::Result<PathBuf> {
+    Ok(store_config_from(config)?.path)
+}
+
+/// The config's `[store]` table alone (path resolved), read without validating the rest.
+pub(crate) fn store_config_from(config: &Path) -> anyhow::Result<crate::config::StoreConfig> {
     #[derive(serde::Deserialize)]
     struct OnlyStore {
         store: crate::config::StoreConfig,
@@ -57,10 +62,13 @@ fn store_path_from_config(config: &Path) -> anyhow::Result<PathBuf> {
         .map_err(|e| anyhow::anyhow!("{}: no usable [store] path: {e}", config.display()))?;
     // Relative to the config file's folder, as `Config::load` reads it for every other
     // command.
-    Ok(match config.parent() {
-        Some(dir) if parsed.store.path.is_relative() => dir.join(&parsed.store.path),
-        _ => parsed.store.path,
-    })
+    let mut store = parsed.store;
+    if let Some(dir) = config.parent() {
+        if store.path.is_relative() {
+            store.path = dir.join(&store.path);
+        }
+    }
+    Ok(store)
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {

@@ -399,6 +399,7 @@ mod tests {
         Config {
             store: StoreConfig {
                 path: "/tmp/s.db".into(),
+                retention: Default::default(),
             },
             daemon: DaemonConfig::default(),
             instances: instances
@@ -415,6 +416,7 @@ mod tests {
                 .collect(),
             webhooks: Default::default(),
             server: None,
+            suppress: Vec::new(),
         }
     }
 

@@ -14,7 +14,9 @@ use std::borrow::Cow;
 use std::io::Write;
 
 /// The header row, in column order: the JSON Lines fields without `raw`.
-pub const CSV_COLUMNS: [&str; 18] = [
+/// Columns are only ever added at the end, so a spreadsheet or import reading by position
+/// keeps working.
+pub const CSV_COLUMNS: [&str; 22] = [
     "fingerprint",
     "scan",
     "vendor",
@@ -33,6 +35,10 @@ pub const CSV_COLUMNS: [&str; 18] = [
     "description",
     "remediation",
     "vendor_url",
+    "triage_reason",
+    "triage_by",
+    "triage_until",
+    "id",
 ];
 
 /// A text cell made safe to open in a spreadsheet (see the module docs).

@@ -66,7 +66,9 @@ pub fn parse_state(word: &str) -> Result<FindingState, String> {
 ///
 /// Without `full` it is the `findings --format json` object: `fingerprint`, `scan`, `vendor`,
 /// `instance`, `bind_to`, `severity`, `state`, `title`, `location` (the display string),
-/// `first_seen`, `last_seen`, `times_seen`. `full` adds what an export needs to act on a
+/// `first_seen`, `last_seen`, `times_seen`, and (added with triage) `id` and the triage the
+/// row remembers: `triage_reason`, `triage_by` (the person, `rule:NAME` or `vendor`) and
+/// `triage_until` (`YYYY-MM-DD`), `null` when there is none. Fields are only ever added. `full` adds what an export needs to act on a
 /// finding without the vendor's UI: `cwe`, `owasp`, `rule_id`, `description`, `remediation`,
 /// `vendor_url` (`null` when the vendor gave none, so every object has the same keys).
 /// `raw` adds the vendor's own JSON under `raw`, parsed; a payload that is not JSON (it
@@ -89,6 +91,11 @@ pub fn finding_json(row: &FindingRow, full: bool, raw: bool) -> Map<String, Valu
     put("first_seen", row.first_seen.clone().into());
     put("last_seen", row.last_seen.clone().into());
     put("times_seen", row.times_seen.into());
+    let opt = |v: Option<String>| v.map_or(Value::Null, Value::String);
+    put("id", row.id.into());
+    put("triage_reason", opt(row.triage.reason.clone()));
+    put("triage_by", opt(row.triage.who()));
+    put("triage_until", opt(row.triage.until.clone()));
     if full {
         let opt = |v: &Option<String>| v.clone().map_or(Value::Null, Value::String);
         put("cwe", opt(&f.cwe));
@@ -203,6 +210,7 @@ pub(crate) mod testrows {
 
     pub fn code_row(title: &str) -> FindingRow {
         FindingRow {
+            id: 7,
             fingerprint: "0123456789abcdef0123456789abcdef".into(),
             scan: "shop-sast".into(),
             instance: "ct-cloud".into(),
@@ -233,6 +241,7 @@ pub(crate) mod testrows {
             first_seen: "2026-11-01T10:00:00Z".into(),
             last_seen: "2026-11-20T10:00:00Z".into(),
             times_seen: 3,
+            triage: Default::default(),
         }
     }
 }
@@ -259,6 +268,10 @@ mod tests {
             "first_seen",
             "last_seen",
             "times_seen",
+            "id",
+            "triage_reason",
+            "triage_by",
+            "triage_until",
         ];
         want.sort();
         assert_eq!(keys, want);

@@ -307,16 +307,8 @@ fn result_json(row: &FindingRow, rule: &Rule, rule_index: usize) -> Value {
         json!({ FINGERPRINT_KEY: row.fingerprint }),
     );
     r.insert("baselineState".into(), baseline_state(row.state).into());
-    let justification = match row.state {
-        FindingState::FalsePositive => Some("marked a false positive in scansync"),
-        FindingState::Accepted => Some("risk accepted in scansync"),
-        _ => None,
-    };
-    if let Some(j) = justification {
-        r.insert(
-            "suppressions".into(),
-            json!([{ "kind": "external", "status": "accepted", "justification": j }]),
-        );
+    if let Some(suppression) = suppression(row) {
+        r.insert("suppressions".into(), json!([suppression]));
     }
     if let Some(u) = web_url(f.vendor_url.as_deref()) {
         r.insert("hostedViewerUri".into(), u.into());
@@ -333,9 +325,43 @@ fn result_json(row: &FindingRow, rule: &Rule, rule_index: usize) -> Value {
             "lastSeen": row.last_seen,
             "timesSeen": row.times_seen,
             "vendorUrl": f.vendor_url,
+            "triageReason": row.triage.reason,
+            "triageBy": row.triage.who(),
+            "triageUntil": row.triage.until,
         } }),
     );
     Value::Object(r)
+}
+
+/// The SARIF suppression of a triaged finding: `external` (decided outside the source, here
+/// or at the vendor), `accepted`, with the triage's reason as `justification` and who and
+/// until when in its properties. GitHub code scanning shows such a result as dismissed.
+fn suppression(row: &FindingRow) -> Option<Value> {
+    let default = match row.state {
+        FindingState::FalsePositive => "marked a false positive in scansync",
+        FindingState::Accepted => "risk accepted in scansync",
+        _ => return None,
+    };
+    let t = &row.triage;
+    let mut justification = t.reason.clone().unwrap_or_else(|| default.to_string());
+    if let Some(until) = &t.until {
+        justification.push_str(&format!(" (until {until})"));
+    }
+    let mut s = json!({ "kind": "external", "status": "accepted", "justification": justification });
+    let mut properties = Map::new();
+    if let Some(who) = t.who() {
+        properties.insert("by".into(), who.into());
+    }
+    if let Some(until) = &t.until {
+        properties.insert("until".into(), until.clone().into());
+    }
+    if let Some(rule) = &t.rule {
+        properties.insert("rule".into(), rule.clone().into());
+    }
+    if !properties.is_empty() {
+        s["properties"] = Value::Object(properties);
+    }
+    Some(s)
 }
 
 /// The SARIF export (see the module docs).
@@ -528,6 +554,33 @@ mod tests {
         assert_eq!(r["baselineState"], "unchanged");
         assert_eq!(r["suppressions"][0]["kind"], "external");
         assert_eq!(r["suppressions"][0]["status"], "accepted");
+        assert_eq!(
+            r["suppressions"][0]["justification"],
+            "marked a false positive in scansync"
+        );
+    }
+
+    #[test]
+    fn a_triage_reason_is_the_justification_with_who_and_until() {
+        let mut accepted = code_row("a");
+        accepted.state = FindingState::Accepted;
+        accepted.triage = crate::store::Triage {
+            state: Some(FindingState::Accepted),
+            source: Some(crate::store::TriageSource::Local),
+            reason: Some("compensating WAF rule".into()),
+            by: Some("ali".into()),
+            until: Some("2027-03-01".into()),
+            ..Default::default()
+        };
+        let doc = export(&[accepted]);
+        let s = &doc["runs"][0]["results"][0]["suppressions"][0];
+        assert_eq!(s["kind"], "external");
+        assert_eq!(
+            s["justification"],
+            "compensating WAF rule (until 2027-03-01)"
+        );
+        assert_eq!(s["properties"]["by"], "ali");
+        assert_eq!(s["properties"]["until"], "2027-03-01");
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! timeout and graceful shutdown of TLS connections are set; every crate it uses was
 //! already in the dependency tree through reqwest and axum.
 
-pub mod glob;
+pub use crate::glob;
 mod health;
 mod hooks;
 pub mod platform;

@@ -31,8 +31,14 @@
 //! - `finish_run` also writes the run's webhook notifications to `webhook_outbox`, in the
 //!   same transaction, from the run's events (see `outbox.rs` and [`crate::webhooks`]).
 //!
+//! Triage (`triage.rs`): a person's triage (`Store::triage`) wins over a `[[suppress]]`
+//! rule's, applied by the page import, which wins over the vendor's word; a triage is kept
+//! while its finding is fixed and is what it returns to. An acceptance's `until` and a higher
+//! severity (when asked) end it at the next import that lists the finding.
+//!
 //! Events caused by a page import (`created`, `reopened`, `returned`, `vendor_state`,
-//! `fixed` by verdict, `severity_changed`, `status_changed`) are written by triggers in the
+//! `fixed` by verdict, `severity_changed`, `status_changed`, and the triage events
+//! `suppressed`, `released`, `expired`, `escalated`) are written by triggers in the
 //! schema, which see a row's old and new values in the same statement; that keeps the import
 //! to one `INSERT … ON CONFLICT DO UPDATE` per finding, no lookup first. `fixed` and `missing`
 //! at a run's end and `state_set` are written here.
@@ -51,6 +57,8 @@
 //! PID namespaces and mean nothing on another host.
 
 mod lease;
+mod retention;
+pub use retention::PruneReport;
 mod listener;
 pub use lease::{heartbeat_every, lease_ttl, Owner, ScanClaim};
 pub use listener::Claim;
@@ -75,10 +83,13 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("migrations/0004_checks_without_in_lists.sql"),
     ),
     (5, include_str!("migrations/0005_lifecycle.sql")),
+    (6, include_str!("migrations/0006_triage.sql")),
 ];
 
 mod outbox;
 pub use outbox::{OutboxMessage, OutboxRow};
+mod triage;
+pub use triage::{FindingDetail, Triage, TriageRequest, TriageSource, MIN_FINGERPRINT_PREFIX};
 
 /// WAL pages after which a commit copies the WAL back into the database file (SQLite's
 /// default is 1,000, 4 MiB). A page import dirties about one index page per new finding (the
@@ -123,6 +134,12 @@ pub enum StoreError {
     /// another process took the scan, or adopted the run): the run stores nothing more.
     #[error("run {0} lost its scan's lease to another process; it stores nothing more")]
     LeaseLost(RunId),
+    /// No finding answers to an id or fingerprint ([`Store::resolve_finding`]).
+    #[error("{0}")]
+    NoSuchFinding(String),
+    /// A fingerprint prefix, or a fingerprint in several scans, names more than one finding.
+    #[error("{0}")]
+    AmbiguousFinding(String),
     /// A read-only command found no store file.
     #[error("no store at {0}; `scansync sync` or the daemon creates it")]
     Missing(String),
@@ -266,6 +283,8 @@ pub enum FindingState {
 /// A `findings` row as the CLI and exports read it.
 #[derive(Debug, Clone)]
 pub struct FindingRow {
+    /// `findings.id`: a short handle for `scansync finding` and `triage`.
+    pub id: i64,
     pub fingerprint: String,
     pub scan: String,
     pub instance: String,
@@ -278,6 +297,8 @@ pub struct FindingRow {
     pub first_seen: String,
     pub last_seen: String,
     pub times_seen: u64,
+    /// The triage the row remembers (who set it, why, until when); empty when none.
+    pub triage: Triage,
 }
 
 /// Filters for [`Store::for_each_finding`]; empty vectors mean "any".
@@ -287,20 +308,34 @@ pub struct FindingFilter {
     pub states: Vec<FindingState>,
     /// This severity or worse.
     pub min_severity: Option<Severity>,
+    /// Only these row ids (`findings --id`).
+    pub ids: Vec<i64>,
+    /// Only fingerprints starting with one of these (`findings --fingerprint`).
+    pub fingerprints: Vec<String>,
 }
 
 /// Findings of one scan by (state, severity); combinations without findings are absent.
 pub type FindingCounts = BTreeMap<(FindingState, Severity), u64>;
 
 /// A `finding_events` row.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct FindingEvent {
     pub run_id: Option<RunId>,
-    /// `created`, `severity_changed`, `status_changed`, `fixed`, `reopened`, `state_set`.
+    /// `created`, `severity_changed`, `status_changed`, `fixed`, `missing`, `reopened`,
+    /// `returned`, `vendor_state`, and the triage events `state_set` (a person),
+    /// `suppressed` / `released` (a rule), `expired` and `escalated` (a triage that ended).
     pub kind: String,
     pub old_value: Option<String>,
     pub new_value: Option<String>,
     pub at: String,
+    /// Triage events: the person who gave the triage (or whose triage ended).
+    pub by: Option<String>,
+    /// Triage events: why.
+    pub reason: Option<String>,
+    /// Triage events: the day the triage ends (`YYYY-MM-DD`).
+    pub until: Option<String>,
+    /// Rule events: the `[[suppress]]` rule's name.
+    pub rule: Option<String>,
 }
 
 impl RunState {
@@ -424,7 +459,9 @@ const FINDING_COLUMNS: &str = "f.fingerprint, s.name, i.name, i.vendor, s.bind_t
      f.vendor_id, f.title, f.severity, f.vendor_status, f.cwe, f.owasp, f.rule_id, \
      f.location_kind, f.file_path, f.start_line, f.end_line, f.http_method, f.api_path, \
      f.api_host, f.description, f.remediation, f.vendor_url, f.vendor_first_seen, \
-     f.vendor_last_seen, f.raw, f.first_seen, f.last_seen, f.times_seen";
+     f.vendor_last_seen, f.raw, f.first_seen, f.last_seen, f.times_seen, f.id, f.triage, \
+     f.triage_source, f.triage_reason, f.triage_by, f.triage_until, f.triage_at, f.triage_rule, \
+     f.reopen_on_severity_increase";
 
 /// Severity words worst first, for `ORDER BY` (the words themselves do not sort).
 const SEVERITY_RANK_SQL: &str = "CASE f.severity WHEN 'critical' THEN 4 WHEN 'high' THEN 3 \
@@ -433,7 +470,8 @@ const SEVERITY_RANK_SQL: &str = "CASE f.severity WHEN 'critical' THEN 4 WHEN 'hi
 /// The page import: one statement per finding (`?25` = the vendor's verdict word or NULL,
 /// `?27` = the run is older than the scan's newest successful run: what it finds that the
 /// store lacks, the newer complete listing lacked, so it is stored as already fixed; and
-/// what that listing found absent (fixed or missing) it leaves so).
+/// what that listing found absent (fixed or missing) it leaves so; `?28`…`?31` = the
+/// suppression rule that matches the finding, if any: its state, name, reason and until).
 ///
 /// The `WHERE` makes the update a no-op on a row that this run, or a newer one, already saw or
 /// decided (`touched_run_id`): a repeated page changes nothing, and an older run adopted
@@ -441,41 +479,93 @@ const SEVERITY_RANK_SQL: &str = "CASE f.severity WHEN 'critical' THEN 4 WHEN 'hi
 /// (a second finding with the same identity, see [`Finding::fingerprint`]).
 ///
 /// The state of a listed finding: the vendor's "resolved" word fixes it; a person's triage
-/// holds (and is what a fixed or missing finding returns to); the vendor's false positive or
-/// accepted word sets that state; otherwise a fixed finding is `reopened` and any other is
-/// `open` (a vendor verdict withdrawn included). The trigger `finding_listed_state_changed`
-/// writes the event of each change.
-const UPSERT_FINDING_SQL: &str = "
+/// holds (and is what a fixed or missing finding returns to) until its `until` day comes or,
+/// when asked, the severity rises above the one accepted; then a matching suppression rule's
+/// triage; then the vendor's false positive or accepted word; otherwise a fixed finding is
+/// `reopened` and any other is `open` (a vendor verdict withdrawn, or a rule removed,
+/// included). The triggers `finding_listed_state_changed` and `finding_listed_triage_changed`
+/// write the event of each change.
+static UPSERT_FINDING_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let rank = |col: &str| {
+        format!(
+            "(CASE {col} WHEN 'critical' THEN 4 WHEN 'high' THEN 3 WHEN 'medium' THEN 2 \
+             WHEN 'low' THEN 1 ELSE 0 END)"
+        )
+    };
+    // Whether a person's triage still holds for this sighting.
+    let local = format!(
+        "(findings.triage_source = 'local'
+          AND (findings.triage_until IS NULL OR findings.triage_until > excluded.last_seen)
+          AND NOT (findings.reopen_on_severity_increase
+                   AND {} > {}))",
+        rank("excluded.severity"),
+        rank("coalesce(findings.triage_severity, findings.severity)")
+    );
+    let keep = |col: &str| {
+        format!("    {col} = CASE WHEN {local} THEN findings.{col} ELSE excluded.{col} END,\n")
+    };
+    // When and at what severity a triage began stay while the same triage goes on.
+    let since = |col: &str| {
+        format!(
+            "    {col} = CASE WHEN {local} THEN findings.{col}
+                 WHEN excluded.triage IS findings.triage
+                      AND excluded.triage_source IS findings.triage_source
+                      AND excluded.triage_rule IS findings.triage_rule THEN findings.{col}
+                 ELSE excluded.{col} END,\n"
+        )
+    };
+    let mut triage_columns: String = [
+        "triage",
+        "triage_source",
+        "triage_reason",
+        "triage_by",
+        "triage_until",
+        "triage_rule",
+        "reopen_on_severity_increase",
+    ]
+    .iter()
+    .map(|c| keep(c))
+    .collect();
+    triage_columns.push_str(&since("triage_at"));
+    triage_columns.push_str(&since("triage_severity"));
+    format!(
+        "
 INSERT INTO findings (
     scan_id, fingerprint, state, title, severity, vendor_status, cwe, owasp, rule_id,
     location_kind, file_path, start_line, end_line, http_method, api_path, api_host,
     description, remediation, vendor_url, vendor_id, vendor_first_seen, vendor_last_seen, raw,
     first_seen, last_seen, times_seen, last_run_id, vendor_verdict, triage, triage_source,
-    fingerprint_version, touched_run_id)
+    fingerprint_version, touched_run_id, triage_reason, triage_until, triage_at, triage_rule,
+    triage_severity)
 VALUES (?1, ?2,
         CASE WHEN ?27 THEN 'fixed'
-             ELSE CASE ?25 WHEN 'resolved' THEN 'fixed' WHEN 'false_positive' THEN 'false_positive'
+             WHEN ?25 = 'resolved' THEN 'fixed'
+             WHEN ?28 IS NOT NULL THEN ?28
+             ELSE CASE ?25 WHEN 'false_positive' THEN 'false_positive'
                            WHEN 'accepted' THEN 'accepted' ELSE 'new' END END,
         ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
         ?18, ?19, ?20, ?21, ?22, ?23, ?23, 1, ?24, ?25,
-        CASE WHEN ?25 = 'false_positive' OR ?25 = 'accepted' THEN ?25 END,
-        CASE WHEN ?25 = 'false_positive' OR ?25 = 'accepted' THEN 'vendor' END,
-        ?26, ?24)
+        CASE WHEN ?28 IS NOT NULL THEN ?28
+             WHEN ?25 = 'false_positive' OR ?25 = 'accepted' THEN ?25 END,
+        CASE WHEN ?28 IS NOT NULL THEN 'rule'
+             WHEN ?25 = 'false_positive' OR ?25 = 'accepted' THEN 'vendor' END,
+        ?26, ?24,
+        CASE WHEN ?28 IS NOT NULL THEN ?30 END,
+        CASE WHEN ?28 IS NOT NULL THEN ?31 END,
+        CASE WHEN ?28 IS NOT NULL OR ?25 = 'false_positive' OR ?25 = 'accepted' THEN ?23 END,
+        CASE WHEN ?28 IS NOT NULL THEN ?29 END,
+        CASE WHEN ?28 IS NOT NULL OR ?25 = 'false_positive' OR ?25 = 'accepted' THEN ?4 END)
 ON CONFLICT (scan_id, fingerprint) DO UPDATE SET
     state = CASE
                 WHEN ?27 AND (findings.state = 'fixed' OR findings.state = 'missing')
                     THEN findings.state
                 WHEN excluded.vendor_verdict = 'resolved' THEN 'fixed'
-                WHEN findings.triage_source = 'local' THEN findings.triage
+                WHEN {local} THEN findings.triage
                 WHEN excluded.triage IS NOT NULL THEN excluded.triage
                 WHEN findings.state = 'fixed' THEN 'reopened'
                 ELSE 'open'
             END,
-    triage = CASE WHEN findings.triage_source = 'local' THEN findings.triage
-                  ELSE excluded.triage END,
-    triage_source = CASE WHEN findings.triage_source = 'local' THEN 'local'
-                         ELSE excluded.triage_source END,
-    title = excluded.title,
+{triage_columns}    title = excluded.title,
     severity = excluded.severity,
     vendor_status = excluded.vendor_status,
     cwe = excluded.cwe,
@@ -501,7 +591,9 @@ ON CONFLICT (scan_id, fingerprint) DO UPDATE SET
     vendor_verdict = excluded.vendor_verdict,
     fingerprint_version = excluded.fingerprint_version,
     touched_run_id = excluded.touched_run_id
-WHERE findings.touched_run_id < excluded.touched_run_id";
+WHERE findings.touched_run_id < excluded.touched_run_id"
+    )
+});
 
 /// States a complete listing can find absent (everything but `fixed`).
 const PRESENT_STATES_SQL: &str = "(state = 'new' OR state = 'open' OR state = 'reopened' \
@@ -561,6 +653,8 @@ impl ScanRows {
 struct RunContext {
     scan_id: i64,
     fix_guard: f64,
+    /// The store scan's name (`name` or `name@branch`), which suppression rules name.
+    scan: String,
 }
 
 /// The store. One writer connection; readers open their own (WAL lets them run beside it).
@@ -570,6 +664,9 @@ pub struct Store {
     webhook_routes: Vec<crate::webhooks::Route>,
     /// This process, as the leases name it.
     owner: Owner,
+    /// The config's `[[suppress]]` rules, applied as pages are stored (see
+    /// [`Store::set_suppress_rules`]).
+    suppress_rules: Vec<crate::config::SuppressRule>,
 }
 
 impl Store {
@@ -610,6 +707,7 @@ impl Store {
             conn,
             webhook_routes: Vec::new(),
             owner: Owner::new(),
+            suppress_rules: Vec::new(),
         })
     }
 
@@ -650,6 +748,7 @@ impl Store {
             conn,
             webhook_routes: Vec::new(),
             owner: Owner::new(),
+            suppress_rules: Vec::new(),
         })
     }
 
@@ -674,6 +773,13 @@ impl Store {
             Ok((name.to_string(), value))
         })
         .collect()
+    }
+
+    /// The `[[suppress]]` rules pages are stored with (none until this is called). Set from
+    /// the config by [`crate::sync::SyncContext`], again on every reload; a rule removed
+    /// releases its findings at their scan's next run.
+    pub fn set_suppress_rules(&mut self, rules: Vec<crate::config::SuppressRule>) {
+        self.suppress_rules = rules;
     }
 
     /// Records the start of a run and takes its scan's lease, in one transaction:
@@ -811,7 +917,7 @@ impl Store {
         if !lease::holds_lease(&tx, &self.owner, ctx.scan_id, run)? {
             return Err(StoreError::LeaseLost(run));
         }
-        let counts = upsert_page_in(&tx, &ctx, run, page)?;
+        let counts = upsert_page_in(&tx, &ctx, run, page, &self.suppress_rules)?;
         tx.commit()?;
         Ok(counts)
     }
@@ -968,6 +1074,19 @@ impl Store {
                 &mut args,
             );
         }
+        if !filter.ids.is_empty() {
+            let ids: Vec<String> = filter.ids.iter().map(i64::to_string).collect();
+            conditions.push(format!("f.id IN ({})", ids.join(", ")));
+        }
+        if !filter.fingerprints.is_empty() {
+            let any: Vec<String> = filter
+                .fingerprints
+                .iter()
+                .map(|p| format!("substr(f.fingerprint, 1, {}) = ?", p.chars().count()))
+                .collect();
+            conditions.push(format!("({})", any.join(" OR ")));
+            args.extend(filter.fingerprints.iter().map(String::as_str));
+        }
         if !filter.scans.is_empty() {
             let marks = vec!["?"; filter.scans.len()].join(", ");
             conditions.push(format!("s.name IN ({marks})"));
@@ -1085,100 +1204,39 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Sets a person's verdict on a finding. `FalsePositive` and `Accepted` stick through
-    /// re-imports; `Open` clears such a verdict (a finding without one is left as it is).
-    /// Each change is a `state_set` event.
+    /// Sets a person's verdict on a finding, by scan and fingerprint, without a reason
+    /// (tests and scripts; `scansync triage` uses [`Store::triage`]).
     pub fn set_local_state(
         &mut self,
         scan: &str,
         fingerprint: &str,
         state: FindingState,
     ) -> Result<(), StoreError> {
-        if !(state.is_local() || state == FindingState::Open) {
-            return Err(StoreError::Invalid(format!(
-                "a finding's state can be set to false_positive, accepted or open, not {state}; \
-                 the other states follow from imports"
-            )));
-        }
-        let at = now();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let current: Option<(i64, String)> = tx
-            .prepare_cached(
-                "SELECT f.id, f.state FROM findings f JOIN scans s ON s.id = f.scan_id
-                 WHERE s.name = ?1 AND f.fingerprint = ?2",
-            )?
-            .query_row(params![scan, fingerprint], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
-        let Some((id, old_word)) = current else {
-            return Err(StoreError::Invalid(format!(
-                "scan \"{scan}\" has no finding with fingerprint {fingerprint}; \
-                 list them with `scansync findings --scan {scan}`"
-            )));
-        };
-        let old = FindingState::parse(&old_word)?;
-        // A finding the vendor no longer lists (fixed, or missing) keeps its state: the
-        // triage is remembered and is what it returns to if it comes back. Reviving it would
-        // have the next complete run "fix" it again, and announce that.
-        let absent = matches!(old, FindingState::Fixed | FindingState::Missing);
-        let changes = if absent {
-            false
-        } else if state.is_local() {
-            old != state
-        } else {
-            old.is_local()
-        };
-        // The triage is remembered on the row (`triage`, source `local`), so that a finding
-        // that is fixed or missing returns to it, and the vendor's words do not override it.
-        let triage = state.is_local().then(|| state.as_str());
-        tx.prepare_cached(
-            "UPDATE findings SET triage = ?2, triage_source = CASE WHEN ?2 IS NULL THEN NULL
-                 ELSE 'local' END WHERE id = ?1",
-        )?
-        .execute(params![id, triage])?;
-        if changes {
-            tx.prepare_cached("UPDATE findings SET state = ?2 WHERE id = ?1")?
-                .execute(params![id, state.as_str()])?;
-            tx.prepare_cached(
-                "INSERT INTO finding_events (finding_id, run_id, kind, old_value, new_value, at)
-                 VALUES (?1, NULL, 'state_set', ?2, ?3, ?4)",
-            )?
-            .execute(params![id, old.as_str(), state.as_str(), at])?;
-        } else if absent {
-            // The state stays; the history still says who triaged it to what.
-            tx.prepare_cached(
-                "INSERT INTO finding_events (finding_id, run_id, kind, old_value, new_value, at)
-                 VALUES (?1, NULL, 'state_set', ?2, ?3, ?4)",
-            )?
-            .execute(params![id, old.as_str(), state.as_str(), at])?;
-        }
-        tx.commit()?;
+        let id = self.resolve_finding(fingerprint, Some(scan))?;
+        self.triage(
+            id,
+            &TriageRequest {
+                state,
+                ..TriageRequest::default()
+            },
+        )?;
         Ok(())
     }
 
-    /// A finding's history, oldest first.
+    /// A finding's history, oldest first, by scan and fingerprint.
     pub fn events(&self, scan: &str, fingerprint: &str) -> Result<Vec<FindingEvent>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT e.run_id, e.kind, e.old_value, e.new_value, e.at
-             FROM finding_events e
-             JOIN findings f ON f.id = e.finding_id
-             JOIN scans s ON s.id = f.scan_id
-             WHERE s.name = ?1 AND f.fingerprint = ?2
-             ORDER BY e.id",
-        )?;
-        let events = stmt
-            .query_map(params![scan, fingerprint], |r| {
-                Ok(FindingEvent {
-                    run_id: r.get(0)?,
-                    kind: r.get(1)?,
-                    old_value: r.get(2)?,
-                    new_value: r.get(3)?,
-                    at: r.get(4)?,
-                })
-            })?
-            .collect::<Result<_, _>>()?;
-        Ok(events)
+        let id: Option<i64> = self
+            .conn
+            .prepare_cached(
+                "SELECT f.id FROM findings f JOIN scans s ON s.id = f.scan_id
+                 WHERE s.name = ?1 AND f.fingerprint = ?2",
+            )?
+            .query_row(params![scan, fingerprint], |r| r.get(0))
+            .optional()?;
+        match id {
+            Some(id) => self.events_of(id),
+            None => Ok(Vec::new()),
+        }
     }
 }
 
@@ -1277,13 +1335,15 @@ fn no_such_run(run: RunId) -> StoreError {
 /// The run's scope, or an error when the run does not exist, has already ended, or is owned
 /// by another process (it adopted the run): a page or an end for such a run is refused.
 fn running_context(conn: &Connection, owner: &Owner, run: RunId) -> Result<RunContext, StoreError> {
-    let found: Option<(i64, String, Option<String>, f64)> = conn
-        .prepare_cached("SELECT scan_id, state, owner, fix_guard FROM sync_runs WHERE id = ?1")?
+    let found: Option<(i64, String, Option<String>, f64, String)> = conn
+        .prepare_cached(
+            "SELECT scan_id, state, owner, fix_guard, scan FROM sync_runs WHERE id = ?1",
+        )?
         .query_row(params![run], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
         })
         .optional()?;
-    let (scan_id, state, run_owner, fix_guard) = found.ok_or_else(|| no_such_run(run))?;
+    let (scan_id, state, run_owner, fix_guard, scan) = found.ok_or_else(|| no_such_run(run))?;
     if state != RunState::Running.as_str() {
         return Err(StoreError::Invalid(format!(
             "sync run {run} has already ended ({state}); start a new run"
@@ -1292,7 +1352,11 @@ fn running_context(conn: &Connection, owner: &Owner, run: RunId) -> Result<RunCo
     if run_owner.as_deref() != Some(owner.id.as_str()) {
         return Err(StoreError::LeaseLost(run));
     }
-    Ok(RunContext { scan_id, fix_guard })
+    Ok(RunContext {
+        scan_id,
+        fix_guard,
+        scan,
+    })
 }
 
 /// Whether a run of the scan newer than `run` has succeeded: then `run`'s listing is older
@@ -1390,8 +1454,14 @@ fn upsert_page_in(
     ctx: &RunContext,
     run: RunId,
     page: &[Finding],
+    rules: &[crate::config::SuppressRule],
 ) -> Result<RunCounts, StoreError> {
     let at = now();
+    // The rules for this scan still in force; a finding takes the first that matches.
+    let rules: Vec<&crate::config::SuppressRule> = rules
+        .iter()
+        .filter(|r| r.covers_scan(&ctx.scan) && r.active_at(&at))
+        .collect();
     // Every event with a higher id than this was written by this page's upserts (the page's
     // transaction is the only writer).
     let events_before: i64 = conn
@@ -1399,9 +1469,21 @@ fn upsert_page_in(
         .query_row([], |r| r.get(0))?;
     let stale = newer_success(conn, ctx.scan_id, run)?;
     let mut seen = 0u64;
-    let mut stmt = conn.prepare_cached(UPSERT_FINDING_SQL)?;
+    let mut stmt = conn.prepare_cached(&UPSERT_FINDING_SQL)?;
     for finding in page {
-        seen += upsert_finding(conn, &mut stmt, ctx.scan_id, run, &at, finding, stale)?;
+        let rule = rules.iter().find(|r| r.matches(finding)).copied();
+        seen += upsert_finding(
+            conn,
+            &mut stmt,
+            UpsertContext {
+                scan_id: ctx.scan_id,
+                run,
+                at: &at,
+                stale,
+                rule,
+            },
+            finding,
+        )?;
     }
     // The triggers wrote one `created` event per inserted row, one `reopened` per fixed row
     // listed again and one `fixed` per known row the vendor calls resolved. A row created
@@ -1444,6 +1526,18 @@ fn upsert_page_in(
     Ok(counts)
 }
 
+/// What [`upsert_finding`] needs besides the finding.
+#[derive(Clone, Copy)]
+struct UpsertContext<'a> {
+    scan_id: i64,
+    run: RunId,
+    at: &'a str,
+    /// The run is older than the scan's newest success (see [`UPSERT_FINDING_SQL`]).
+    stale: bool,
+    /// The suppression rule that matches the finding, if any.
+    rule: Option<&'a crate::config::SuppressRule>,
+}
+
 /// Upserts one finding; returns 1 when the row was inserted or updated, 0 when this run had
 /// already seen it (a repeated page) or a newer run has decided it.
 ///
@@ -1453,12 +1547,17 @@ fn upsert_page_in(
 fn upsert_finding(
     conn: &Connection,
     stmt: &mut rusqlite::CachedStatement<'_>,
-    scan_id: i64,
-    run: RunId,
-    at: &str,
+    up: UpsertContext<'_>,
     finding: &Finding,
-    stale: bool,
 ) -> Result<u64, StoreError> {
+    let UpsertContext {
+        scan_id,
+        run,
+        at,
+        stale,
+        rule,
+    } = up;
+    let rule_until = rule.and_then(|r| r.until_word());
     let (kind, file_path, start_line, end_line, method, api_path, host) = match &finding.location {
         Location::Code {
             path,
@@ -1515,6 +1614,10 @@ fn upsert_finding(
             verdict,
             FINGERPRINT_RECIPE,
             stale,
+            rule.map(|r| r.state.as_str()),
+            rule.map(|r| r.name.as_str()),
+            rule.map(|r| r.reason.as_str()),
+            rule_until,
         ])?;
         if changed > 0 {
             return Ok(changed as u64);
@@ -1626,6 +1729,8 @@ fn finding_from_row(r: &Row<'_>) -> Result<FindingRow, StoreError> {
         first_seen: r.get(26)?,
         last_seen: r.get(27)?,
         times_seen: r.get::<_, i64>(28)? as u64,
+        id: r.get(29)?,
+        triage: triage::triage_from_row(r, 30)?,
     })
 }
 

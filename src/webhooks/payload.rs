@@ -105,6 +105,7 @@ mod tests {
 
     fn row(n: usize) -> FindingRow {
         FindingRow {
+            id: n as i64,
             fingerprint: format!("fp{n:04}"),
             scan: "web".into(),
             instance: "ct".into(),
@@ -135,6 +136,7 @@ mod tests {
             first_seen: "2026-03-01T12:04:00.000Z".into(),
             last_seen: "2026-03-01T12:04:00.000Z".into(),
             times_seen: 1,
+            triage: Default::default(),
         }
     }
 
@@ -193,6 +195,10 @@ mod tests {
         // A summary, not the whole record: no description, no vendor payload.
         assert!(finding.get("description").is_none());
         assert!(finding.get("raw").is_none());
+        // The triage travels with it (null when there is none).
+        for key in ["triage_reason", "triage_by", "triage_until"] {
+            assert_eq!(finding.get(key), Some(&Value::Null), "{key}");
+        }
     }
 
     #[test]

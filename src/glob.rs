@@ -1,10 +1,16 @@
-//! Branch globs for `webhook.branches`, in the dialect of GitHub's branch filters: `*`
+//! Globs for `webhook.branches` and `[[suppress]] path`, in the dialect of GitHub's branch
+//! and path filters: `*`
 //! matches within one path segment (not `/`), `**` matches across segments, `?` matches one
 //! character other than `/`; everything else is literal. So `release/*` matches
 //! `release/1.2` but not `release/1.2/hotfix`, and `**` matches every branch. GitHub's
 //! `[...]` classes and leading `!` (negation) are not in the dialect: here they would be
 //! literal and never match (git refuses `[` in branch names), so the config check refuses
 //! them (`config::branch_glob_problem`) rather than let a pattern silently match nothing.
+//!
+//! Paths ([`path_matches`]) add one rule GitHub's path filters and `.gitignore` have: `**/`
+//! also matches no folder at all, so `**/test/**` matches `test/a.rs` as well as
+//! `src/test/a.rs`. It is a leaf module because both the listener (branches) and the store's
+//! suppression rules (paths) use it.
 //!
 //! A dozen lines of our own rather than `globset`: branch names are not paths (no
 //! separators to normalise, no case folding, no character classes wanted), and globset
@@ -19,9 +25,11 @@ enum Token {
     Segment,
     /// `**`
     Any,
+    /// `**/` in a path pattern: nothing, or anything that ends with `/`.
+    AnyFolders,
 }
 
-fn tokens(pattern: &str) -> Vec<Token> {
+fn tokens(pattern: &str, paths: bool) -> Vec<Token> {
     let mut out = Vec::new();
     let mut chars = pattern.chars().peekable();
     while let Some(c) = chars.next() {
@@ -31,7 +39,12 @@ fn tokens(pattern: &str) -> Vec<Token> {
                 while chars.peek() == Some(&'*') {
                     chars.next();
                 }
-                Token::Any
+                if paths && chars.peek() == Some(&'/') {
+                    chars.next();
+                    Token::AnyFolders
+                } else {
+                    Token::Any
+                }
             }
             '*' => Token::Segment,
             c => Token::Char(c),
@@ -43,13 +56,39 @@ fn tokens(pattern: &str) -> Vec<Token> {
 /// True when `branch` matches `pattern`. Linear in pattern × branch length whatever the
 /// pattern, so an untrusted branch name cannot make it slow.
 pub fn matches(pattern: &str, branch: &str) -> bool {
-    let pattern = tokens(pattern);
-    let text: Vec<char> = branch.chars().collect();
+    run(&tokens(pattern, false), branch)
+}
+
+/// True when the file or API path `path` matches `pattern` (see the module docs): the whole
+/// path must match, so `*.test.js` matches only at the top; `**/*.test.js` anywhere. A
+/// leading `./` or `/` on either side is ignored, and backslashes count as `/`.
+pub fn path_matches(pattern: &str, path: &str) -> bool {
+    let clean = |s: &str| {
+        let s = s.replace('\\', "/");
+        let mut t = s.as_str();
+        loop {
+            if let Some(rest) = t.strip_prefix("./") {
+                t = rest;
+            } else if let Some(rest) = t.strip_prefix('/') {
+                t = rest;
+            } else {
+                break;
+            }
+        }
+        t.to_string()
+    };
+    run(&tokens(&clean(pattern), true), &clean(path))
+}
+
+fn run(pattern: &[Token], text: &str) -> bool {
+    let text: Vec<char> = text.chars().collect();
     // reach[j]: the tokens consumed so far can match exactly text[..j].
     let mut reach = vec![false; text.len() + 1];
     reach[0] = true;
-    for token in pattern {
+    for &token in pattern {
         let mut next = vec![false; text.len() + 1];
+        // Whether any of reach[..j] holds, for `**/`.
+        let mut reached_before = false;
         for j in 0..=text.len() {
             match token {
                 Token::Char(c) => next[j] = j > 0 && reach[j - 1] && text[j - 1] == c,
@@ -58,7 +97,11 @@ pub fn matches(pattern: &str, branch: &str) -> bool {
                     next[j] = reach[j] || (j > 0 && next[j - 1] && text[j - 1] != '/')
                 }
                 Token::Any => next[j] = reach[j] || (j > 0 && next[j - 1]),
+                Token::AnyFolders => {
+                    next[j] = reach[j] || (j > 0 && reached_before && text[j - 1] == '/')
+                }
             }
+            reached_before |= reach[j];
         }
         reach = next;
     }
@@ -123,6 +166,21 @@ mod tests {
         let branch = "a".repeat(2000);
         assert!(!matches("*a*a*a*a*a*a*a*a*a*a*b", &branch));
         assert!(matches("**a**a**a**", &branch));
+    }
+
+    #[test]
+    fn a_path_double_star_slash_also_matches_no_folder() {
+        assert!(path_matches("**/test/**", "test/a.rs"));
+        assert!(path_matches("**/test/**", "src/test/a.rs"));
+        assert!(path_matches("**/test/**", "./src/deep/test/x/y.rs"));
+        assert!(!path_matches("**/test/**", "src/testing/a.rs"));
+        assert!(path_matches("**/*.spec.ts", "a.spec.ts"));
+        assert!(path_matches("**/*.spec.ts", "web/b/a.spec.ts"));
+        assert!(!path_matches("*.spec.ts", "web/a.spec.ts"));
+        assert!(path_matches("tests/**", "/tests/unit/a.py"));
+        assert!(path_matches("vendor/*", "vendor\\lib.js"));
+        // Branches keep GitHub's branch dialect: `**/x` needs a folder there.
+        assert!(!matches("**/hotfix", "hotfix"));
     }
 
     #[test]

@@ -1,0 +1,73 @@
+//! `scansync store prune`: what `[store] retention` lets go, now (the daemon also prunes by
+//! itself, hourly), or with `--dry-run` only counted.
+
+use super::Global;
+use crate::config::Config;
+use crate::store::{PruneReport, Store};
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: StoreCommand,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum StoreCommand {
+    /// Delete what [store] retention lets go (old runs, events, delivered notifications,
+    /// webhook delivery ids, idle branch scopes); open findings of scans in use never go
+    Prune(PruneArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PruneArgs {
+    /// Count what would go; change nothing (the store is opened read-only)
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Prune this SQLite file instead of the config's [store] path (with the config's
+    /// retention, or the defaults when the config cannot be read)
+    #[arg(long, value_name = "FILE")]
+    pub store: Option<PathBuf>,
+}
+
+pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
+    let StoreCommand::Prune(args) = args.command;
+    let config_path = Config::resolve_path(global.config.as_deref());
+    let (path, retention) = match (&args.store, super::runs::store_config_from(&config_path)) {
+        (Some(p), Ok(c)) => (p.clone(), c.retention),
+        (Some(p), Err(_)) => (p.clone(), Default::default()),
+        (None, c) => {
+            let c = c?;
+            (c.path, c.retention)
+        }
+    };
+    let report = if args.dry_run {
+        Store::open_read_only(&path)?.prune_preview(&retention)?
+    } else {
+        let mut store = Store::open(&path)?;
+        tokio::task::spawn_blocking(move || store.prune(&retention)).await??
+    };
+    print!("{}", report_text(&report, args.dry_run));
+    Ok(0)
+}
+
+fn report_text(r: &PruneReport, dry_run: bool) -> String {
+    let verb = if dry_run { "would go" } else { "deleted" };
+    let rows = [
+        ("runs", r.runs),
+        ("fixed findings", r.fixed_findings),
+        ("finding events", r.events),
+        ("webhook notifications", r.notifications),
+        ("webhook delivery ids", r.webhook_deliveries),
+        ("branch scopes", r.branch_scopes),
+        ("findings of those branch scopes", r.branch_findings),
+    ];
+    let mut out = String::new();
+    for (what, n) in rows {
+        out.push_str(&format!("{n:>9}  {what} {verb}\n"));
+    }
+    if dry_run {
+        out.push_str("(runs: at least; more become free once their events and notifications go)\n");
+    }
+    out
+}
