@@ -423,3 +423,36 @@ fn a_queued_run_that_reads_after_a_newer_id_succeeded_is_not_treated_as_stale() 
         "finding 50 was never announced: {sent:?}"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Round 3 (branch `attack4`).
+//
+// 10. Mass-fix guard: "the share is of what the scan had before this run", but only rows the
+//     run CREATED are taken out of the denominator. Rows it REOPENED (fixed before the run,
+//     listed again by it) were not present before the run either, yet count as present: a
+//     listing that swaps every present finding for the scan's old, fixed ones (an old vendor
+//     scan's results, a rolled-back project) is "half absent", not "every one absent", and
+//     fixes every finding the scan had, unheld.
+
+#[test]
+fn guard_a_listing_that_swaps_every_present_finding_for_old_fixed_ones_holds_them() {
+    let (_dir, mut store) = temp_store();
+    import(&mut store, "shop", &[findings(0..30)], RunEnd::Succeeded);
+    let mut both = findings(0..30);
+    both.extend(findings(30..60));
+    import(&mut store, "shop", &[both], RunEnd::Succeeded);
+    // 0..30 go away (half of 60: not more than fix_guard 0.5, so fixed).
+    let gone = import(&mut store, "shop", &[findings(30..60)], RunEnd::Succeeded);
+    assert_eq!((gone.counts.fixed, gone.counts.missing), (30, 0));
+    // The vendor now answers with the 30 old findings only: every one of the scan's 30
+    // present findings (30..60) is absent.
+    let swapped = import(&mut store, "shop", &[findings(0..30)], RunEnd::Succeeded);
+    assert_eq!(
+        (swapped.counts.fixed, swapped.counts.missing),
+        (0, 30),
+        "every one of the scan's 30 present findings is absent from this listing (it reopened \
+         30 findings that were fixed before it): the guard must hold them as missing; run \
+         counts {:?}",
+        swapped.counts
+    );
+}
