@@ -2040,6 +2040,16 @@ impl Checker<'_> {
         };
         self.unknown_keys(t, SCAN_KEYS);
         let name = self.required_string(t, "name", "a unique name for this scan");
+        if let Some(n) = name.as_deref().filter(|n| n.contains('@')) {
+            // A scan's runs on another branch are stored as NAME@BRANCH: a configured name
+            // with an @ could be another scan's branch scope and share its findings.
+            let span = t.get("name").map(|v| v.span());
+            self.error(
+                &t.field("name"),
+                span.as_ref(),
+                format!("\"{n}\" has an @, which scansync keeps for a scan's runs on another branch (NAME@BRANCH); use another character, e.g. \"{}\"", n.replace('@', "-")),
+            );
+        }
         let instance = self.required_string(t, "instance", "the name of an [instances.NAME] table");
         if let Some(inst) = &instance {
             if !instances.contains(inst) {

@@ -586,19 +586,13 @@ impl Shared {
         let abandoned = ctx.with_store(|s| s.abandoned_runs()).await?;
         let mut adopted = 0;
         for row in abandoned {
-            // A run that died before its vendor scan started has nothing to poll: it ends
-            // here and now, so the schedule that follows (a `now` scan at start-up) runs the
-            // scan instead of being skipped behind a run that would only end the row.
-            let unstarted = |scan: &ScanConfig| {
-                row.vendor_scan_id.is_none()
-                    && ctx
-                        .vendors
-                        .get(&scan.instance)
-                        .is_some_and(|v| v.triggers_scans())
-            };
+            // A run without a vendor scan (it died before starting one, or its vendor has
+            // none) has nothing to poll: it ends here and now, so the schedule that follows
+            // (a `now` scan at start-up) runs the scan, as a new run reading the listing of
+            // now, instead of being skipped behind a run that would only end the row.
             let resumable = scan_for_abandoned(&config, &row).and_then(|scan| {
-                if unstarted(&scan) {
-                    Err("it stopped before a vendor scan was started (pages stored before that are kept)".to_string())
+                if row.vendor_scan_id.is_none() {
+                    Err("it has no vendor scan to poll (it stopped before starting one, or the vendor has none); pages stored before are kept".to_string())
                 } else {
                     Ok(scan)
                 }

@@ -557,10 +557,14 @@ pub async fn run_scan(
                     tracing::info!(run_id = left, vendor_scan_id = %id, "taking over a run left unfinished by a process that is gone");
                     opts.resume_vendor_scan_id = Some(id);
                 }
-                None if vendor.triggers_scans() => {
+                // Nothing to poll: a vendor scan was never started, or the vendor has none
+                // (its listing is read as it is now, by a new run: under this old run id a
+                // fresh listing would count as older than runs begun since).
+                None => {
                     let end = RunEnd::Interrupted(
-                        "the process that ran it stopped before a vendor scan was started; \
-                         pages stored before that are kept"
+                        "the process that ran it stopped before a vendor scan was started (or \
+                         the vendor has none); pages stored before that are kept, and the next \
+                         run reads the listing again"
                             .into(),
                     );
                     let row = ctx.with_store(move |s| s.finish_run(left, end)).await?;
@@ -575,7 +579,6 @@ pub async fn run_scan(
                         error: row.error,
                     });
                 }
-                None => {}
             }
             left
         }

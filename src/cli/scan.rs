@@ -175,6 +175,13 @@ pub enum PickError {
         project: String,
         instances: String,
     },
+    #[error("no configured scan binds to \"{project}\" on a {tool} instance, and the name an ad hoc scan of it would get, \"{name}\", is a configured scan's (bound to \"{bound}\"): its findings would mix; add a [[scans]] entry with bind_to = \"{project}\"")]
+    NameTaken {
+        tool: String,
+        project: String,
+        name: String,
+        bound: String,
+    },
 }
 
 /// The configured scan whose instance is of vendor `tool` and which binds to `project`; else
@@ -203,7 +210,18 @@ pub fn pick_scan(config: &Config, tool: &str, project: &str) -> Result<ScanConfi
         [] => Err(PickError::NoInstance {
             tool: tool.to_string(),
         }),
-        [instance] => Ok(ScanConfig::ad_hoc(tool, instance, project)),
+        [instance] => {
+            let scan = ScanConfig::ad_hoc(tool, instance, project);
+            match config.scans.iter().find(|s| s.name == scan.name) {
+                Some(taken) => Err(PickError::NameTaken {
+                    tool: tool.to_string(),
+                    project: project.to_string(),
+                    name: scan.name,
+                    bound: taken.bind_to.clone(),
+                }),
+                None => Ok(scan),
+            }
+        }
         several => Err(PickError::Ambiguous {
             tool: tool.to_string(),
             project: project.to_string(),

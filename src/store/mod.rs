@@ -816,11 +816,13 @@ impl Store {
         claim: bool,
         due: Option<(chrono::DateTime<chrono::Utc>, &[&str])>,
     ) -> Result<RunId, StoreError> {
-        let at = now();
         let pid = std::process::id();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Read once the write lock is held: a run that waited for it (another process ending
+        // its run) must not appear to have started before that run ended.
+        let at = now();
         if let Some((since, triggers)) = due {
             if let Some(run) = lease::success_since(&tx, &self.owner, &scope.scan, since, triggers)?
             {
@@ -934,10 +936,10 @@ impl Store {
     /// `missing`, and only the next complete run that still lacks them fixes them; findings
     /// already `missing` are fixed either way (their second absence).
     pub fn finish_run(&mut self, run: RunId, end: RunEnd) -> Result<RunRow, StoreError> {
-        let at = now();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let at = now();
         let ctx = running_context(&tx, &self.owner, run)?;
         let holds_lease = lease::holds_lease(&tx, &self.owner, ctx.scan_id, run)?;
         let (mut state, mut error) = match end {
@@ -1393,10 +1395,13 @@ fn fix_absent(
     // The share is of what the scan had before this run: a listing that swaps every known
     // finding for others (another project's answer) must not dilute its own absences. Rows
     // it created already fixed (resolved at the vendor) were never counted as present.
+    // Nor do rows it brought back from `fixed` (reopened, or returned to their triage):
+    // absent before this run, they cannot dilute the absences of what was there.
     let created: i64 = conn
         .prepare_cached(
-            "SELECT count(*) FROM finding_events
-             WHERE run_id = ?1 AND kind = 'created' AND new_value != 'fixed'",
+            "SELECT count(DISTINCT finding_id) FROM finding_events
+             WHERE run_id = ?1 AND new_value != 'fixed'
+               AND (kind = 'created' OR old_value = 'fixed')",
         )?
         .query_row(params![run], |r| r.get(0))?;
     let present = (present - created).max(0) as u64;
