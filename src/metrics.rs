@@ -120,6 +120,8 @@ pub struct Metrics {
     vendor_retries: Family<InstanceLabels, Counter>,
     webhook_deliveries: Family<DeliveryLabels, Counter>,
     webhook_triggers: Family<TriggerLabels, Counter>,
+    /// Bumped at every run end: a [`SnapshotCache`] older than the last run end is stale.
+    runs_ended: AtomicU64,
 }
 
 /// The one registry of this process.
@@ -143,6 +145,7 @@ impl Default for Metrics {
             vendor_retries: Family::default(),
             webhook_deliveries: Family::default(),
             webhook_triggers: Family::default(),
+            runs_ended: AtomicU64::new(0),
         };
         let mut registry = Registry::default();
         // Counter names are given without `_total`: the encoder appends it to the samples.
@@ -189,6 +192,8 @@ impl Metrics {
     /// A sync run ended: `outcome` is the run state word (succeeded, failed, interrupted,
     /// timed_out).
     pub fn run_finished(&self, scan: &str, outcome: &str, duration: Duration) {
+        self.runs_ended
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.runs
             .get_or_create(&RunLabels {
                 scan: scan.to_string(),
@@ -291,8 +296,16 @@ const EXPIRING_WITHIN: chrono::Duration = chrono::Duration::days(7);
 /// The store is read through [`SyncContext::with_store`], off the async workers; a scrape
 /// waits at most for the page transaction in flight.
 pub async fn render(ctx: &SyncContext) -> anyhow::Result<String> {
+    let snapshot = store_snapshot(ctx).await?;
+    let mut text = global().render_recorded();
+    text.push_str(&render_store(&snapshot));
+    Ok(text)
+}
+
+/// What the store says now, read on the read-only connection.
+async fn store_snapshot(ctx: &SyncContext) -> anyhow::Result<StoreSnapshot> {
     let snapshot = ctx
-        .with_store(|s| {
+        .with_reader(|s| {
             Ok(StoreSnapshot {
                 findings: s.finding_counts()?,
                 last_success: s.last_successful_syncs()?,
@@ -304,9 +317,55 @@ pub async fn render(ctx: &SyncContext) -> anyhow::Result<String> {
             })
         })
         .await?;
-    let mut text = global().render_recorded();
-    text.push_str(&render_store(&snapshot));
-    Ok(text)
+    Ok(snapshot)
+}
+
+/// How long the store's part of `/metrics` is served from one read.
+pub const SNAPSHOT_EVERY: Duration = Duration::from_secs(5);
+
+/// The store's part of `/metrics`, read at most once per [`SNAPSHOT_EVERY`] (or after a run
+/// of this process ended): scrapes in between (several Prometheus servers, a dashboard) get
+/// the same text, and one refresh runs at a time, the others waiting for its result, so a
+/// scrape storm costs the store one read every few seconds.
+#[derive(Debug, Default)]
+pub struct SnapshotCache {
+    slot: tokio::sync::Mutex<Option<CachedStoreText>>,
+}
+
+#[derive(Debug)]
+struct CachedStoreText {
+    read_at: std::time::Instant,
+    runs_ended: u64,
+    text: std::sync::Arc<String>,
+}
+
+impl SnapshotCache {
+    /// The whole exposition: this process's counters now, the store's part from the cache.
+    pub async fn render(&self, ctx: &SyncContext) -> anyhow::Result<String> {
+        let runs_ended = global()
+            .runs_ended
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let store_text = {
+            let mut slot = self.slot.lock().await;
+            match slot.as_ref() {
+                Some(c) if c.read_at.elapsed() < SNAPSHOT_EVERY && c.runs_ended == runs_ended => {
+                    c.text.clone()
+                }
+                _ => {
+                    let text = std::sync::Arc::new(render_store(&store_snapshot(ctx).await?));
+                    *slot = Some(CachedStoreText {
+                        read_at: std::time::Instant::now(),
+                        runs_ended,
+                        text: text.clone(),
+                    });
+                    text
+                }
+            }
+        };
+        let mut text = global().render_recorded();
+        text.push_str(&store_text);
+        Ok(text)
+    }
 }
 
 /// The store-backed families: findings (every state × severity of every scan, zeros

@@ -38,6 +38,9 @@ pub struct SyncContext {
     ///
     /// [`Outbox::wake`]: crate::webhooks::Outbox::wake
     pub outbox: crate::webhooks::Outbox,
+    /// A read-only connection of its own for what only reads (`/metrics`, `/readyz`): WAL
+    /// lets it read while the writer commits pages, so a scrape never holds up a run.
+    pub reader: Arc<Mutex<Store>>,
     /// When the store last answered the heartbeat; shared by every clone. The systemd
     /// watchdog stops pinging when it is stale, so a dead store gets the service restarted.
     pub store_beat: Arc<StoreBeat>,
@@ -196,6 +199,7 @@ impl SyncContext {
     ) -> anyhow::Result<SyncContext> {
         let mut store = Store::open(&config.store.path)?;
         store.set_webhook_routes(crate::webhooks::routes(config));
+        let reader = Store::open_read_only(&config.store.path)?;
         store.set_suppress_rules(config.suppress.clone());
         let mut ctx = SyncContext {
             store: Arc::new(Mutex::new(store)),
@@ -206,6 +210,7 @@ impl SyncContext {
             stop,
             outbox: crate::webhooks::Outbox::new(config)?,
             store_beat: Arc::new(StoreBeat::new()),
+            reader: Arc::new(Mutex::new(reader)),
         };
         ctx.rebuild_vendors(config)?;
         ctx.start_heartbeat();
@@ -304,15 +309,30 @@ impl SyncContext {
     {
         let store = self.store.clone();
         let task = tokio::task::spawn_blocking(move || {
-            let mut guard = store
-                .lock()
-                .map_err(|_| StoreError::Invalid("store lock poisoned by a panic".into()))?;
+            // A panic inside an earlier call rolled its transaction back: the connection is
+            // fine, as everywhere else the store mutex is taken.
+            let mut guard = store.lock().unwrap_or_else(|e| e.into_inner());
             f(&mut guard)
         });
         async move {
             task.await
                 .map_err(|e| StoreError::Invalid(format!("store task failed: {e}")))?
         }
+    }
+
+    /// Runs `f` on the read-only connection ([`SyncContext::reader`]), off the runtime.
+    pub async fn with_reader<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let reader = self.reader.clone();
+        tokio::task::spawn_blocking(move || {
+            let guard = reader.lock().unwrap_or_else(|e| e.into_inner());
+            f(&guard)
+        })
+        .await
+        .map_err(|e| StoreError::Invalid(format!("store task failed: {e}")))?
     }
 }
 

@@ -658,6 +658,12 @@ async fn readyz_is_503_until_the_store_is_open_then_200() {
     assert_eq!(body["ready"], true, "{body}");
     assert_eq!(body["store"], "writable");
     assert_eq!(body["scheduler"], "running");
+    // Asking wrote nothing: a probe is a read.
+    let probes: i64 = Connection::open(&store)
+        .unwrap()
+        .query_row("SELECT count(*) FROM readiness_probe", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(probes, 0, "/readyz wrote to the store");
     assert!(
         body["scans"]["gh"]["last_success_age_seconds"].is_null(),
         "no run yet: {body}"

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{counter, promtool_check, value};
+use common::{counter, gauge, promtool_check, value};
 use prometheus_parse::Scrape;
 use rusqlite::{Connection, OpenFlags};
 use scansync::config::Config;
@@ -325,4 +325,43 @@ async fn webhook_recorders_show_up_as_typed_counters() {
         1.0
     );
     s.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_part_of_a_scrape_is_read_once_per_period_and_again_after_a_run_ends() {
+    let s = setup("m4", Vec::new()).await;
+    s.sync("m4-ct-scan").await;
+    let cache = metrics::SnapshotCache::default();
+    // Fixed findings of the scan, all severities.
+    let fixed_of = |text: &str| -> f64 {
+        let scrape = common::parse_exposition(text);
+        ["critical", "high", "medium", "low", "info"]
+            .iter()
+            .filter_map(|sev| {
+                gauge(
+                    &scrape,
+                    "scansync_findings",
+                    &[
+                        ("scan", "m4-ct-scan"),
+                        ("state", "fixed"),
+                        ("severity", sev),
+                    ],
+                )
+            })
+            .sum()
+    };
+    let first = cache.render(&s.ctx).await.unwrap();
+    assert_eq!(fixed_of(&first), 0.0);
+    // Another process fixes every finding behind the daemon's back.
+    Connection::open(&s.store)
+        .unwrap()
+        .execute("UPDATE findings SET state = 'fixed'", [])
+        .unwrap();
+    // Within the period, scrapes are served from the one read.
+    let again = cache.render(&s.ctx).await.unwrap();
+    assert_eq!(fixed_of(&again), 0.0, "served from the snapshot");
+    // A run of this process ending makes the next scrape read the store again.
+    metrics::global().run_finished("m4-ct-scan", "succeeded", std::time::Duration::ZERO);
+    let after = cache.render(&s.ctx).await.unwrap();
+    assert!(fixed_of(&after) > 0.0, "{after}");
 }

@@ -21,8 +21,8 @@ pub(super) async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// 200 when the store takes a write and the scheduler runs; 503 otherwise (also while the
-/// store is still being opened). The body says which part is not ready, and how long ago
+/// 200 when the store took its heartbeat write lately and answers a read, and the
+/// scheduler runs; 503 otherwise (also while the store is still being opened). The body says which part is not ready, and how long ago
 /// each configured scan last synced successfully.
 pub(super) async fn readyz(State(state): State<Arc<ServerState>>) -> Response {
     let Some(backend) = state.backend() else {
@@ -39,19 +39,28 @@ pub(super) async fn readyz(State(state): State<Arc<ServerState>>) -> Response {
     };
     let (config, ctx) = backend.current();
     let scheduler = backend.scheduler_running();
+    // Writable: the heartbeat (a write every few seconds) went through lately; a probe is
+    // a read on the read-only connection, so a scrape of /readyz writes nothing and never
+    // waits behind a run's page commit.
+    let ttl = crate::store::lease_ttl();
+    let writable = ctx.store_beat.fresh(ttl);
     let check = tokio::time::timeout(
         STORE_CHECK_TIMEOUT,
-        ctx.with_store(|s| {
-            s.probe_writable()?;
-            s.last_successful_syncs()
-        }),
+        ctx.with_reader(|s| s.last_successful_syncs()),
     )
     .await;
     let (store, last) = match check {
+        Ok(Ok(_)) if !writable => (
+            format!(
+                "not writable: the heartbeat has not been written for {}s",
+                ttl.as_secs()
+            ),
+            None,
+        ),
         Ok(Ok(last)) => ("writable".to_string(), Some(last)),
         Ok(Err(e)) => {
-            tracing::warn!("readyz: the store is not writable: {e}");
-            (format!("not writable: {e}"), None)
+            tracing::warn!("readyz: the store cannot be read: {e}");
+            (format!("not readable: {e}"), None)
         }
         Err(_) => (
             format!(
@@ -116,7 +125,7 @@ pub(super) async fn metrics(State(state): State<Arc<ServerState>>, headers: Head
             .into_response();
     };
     let (_, ctx) = backend.current();
-    match crate::metrics::render(&ctx).await {
+    match state.metrics_cache.render(&ctx).await {
         Ok(text) => ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response(),
         Err(e) => {
             tracing::warn!("metrics: rendering failed: {e:#}");

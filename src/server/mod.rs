@@ -87,6 +87,8 @@ struct ServerState {
     backend: watch::Receiver<Option<Arc<dyn Backend>>>,
     /// From `[server] metrics_token_file`, fixed at start-up.
     metrics_token: Option<Secret>,
+    /// The store's part of `/metrics`, refreshed at most every few seconds.
+    metrics_cache: crate::metrics::SnapshotCache,
 }
 
 impl ServerState {
@@ -127,6 +129,7 @@ impl Listener {
         let state = Arc::new(ServerState {
             backend: backend_rx,
             metrics_token: config.metrics_token.clone(),
+            metrics_cache: Default::default(),
         });
         let https = tls.is_some();
         let cap = Arc::new(tokio::sync::Semaphore::new(config.max_connections));

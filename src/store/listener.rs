@@ -113,19 +113,6 @@ impl Store {
         Ok(deleted == 1)
     }
 
-    /// A real write, as cheap as one can be: updates the one row of `readiness_probe`. Fails
-    /// when the file is read-only, the disk is full or another process holds the write lock
-    /// past `busy_timeout`, which is what `/readyz` wants to know.
-    pub fn probe_writable(&mut self) -> Result<(), StoreError> {
-        self.conn
-            .prepare_cached(
-                "INSERT INTO readiness_probe (id, checked_at) VALUES (1, ?1)
-                 ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
-            )?
-            .execute(params![now()])?;
-        Ok(())
-    }
-
     /// The run a delivery is recorded with, if any (tests and diagnostics).
     pub fn delivery_run(&self, scan: &str, delivery_id: &str) -> Result<Option<RunId>, StoreError> {
         Ok(self
@@ -249,18 +236,6 @@ mod tests {
             Some(&last["web"]),
             s.run(ok).unwrap().unwrap().finished_at.as_ref()
         );
-    }
-
-    #[test]
-    fn the_readiness_probe_writes_one_row() {
-        let (_d, mut s) = store();
-        s.probe_writable().unwrap();
-        s.probe_writable().unwrap();
-        let rows: i64 = s
-            .conn
-            .query_row("SELECT count(*) FROM readiness_probe", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(rows, 1);
     }
 
     #[test]
