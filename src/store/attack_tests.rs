@@ -456,3 +456,228 @@ fn guard_a_listing_that_swaps_every_present_finding_for_old_fixed_ones_holds_the
         swapped.counts
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Triage (#13) attack review. Promises under test: "on that date the finding returns to open
+// (if the vendor still reports it) with an event saying why"; "[[suppress]] ... recorded as
+// triage events with the rule's name; a rule removed from the config releases what it
+// suppressed at the next run"; `Store::triage`: "one that changes nothing writes nothing".
+
+mod triage_attack {
+    use super::super::tests::{finding, import, temp_store};
+    use super::super::*;
+    use crate::config::{SuppressRule, SuppressState};
+
+    fn id_of(store: &Store, f: &Finding) -> i64 {
+        store
+            .resolve_finding(&f.fingerprint(0), Some("shop"))
+            .unwrap()
+    }
+
+    fn kinds(store: &Store, f: &Finding) -> Vec<String> {
+        store
+            .events_of(id_of(store, f))
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect()
+    }
+
+    fn accept_until(until: &str) -> TriageRequest {
+        TriageRequest {
+            state: FindingState::Accepted,
+            reason: Some("behind the VPN".into()),
+            by: Some("dana".into()),
+            until: Some(until.parse().unwrap()),
+            reopen_on_severity_increase: false,
+        }
+    }
+
+    fn rule(name: &str, title: &str, state: SuppressState) -> SuppressRule {
+        SuppressRule {
+            name: name.into(),
+            scans: vec!["shop".into()],
+            rule: None,
+            path: None,
+            title: Some(title.into()),
+            state,
+            reason: "test fixtures".into(),
+            until: None,
+        }
+    }
+
+    /// An acceptance whose day came while the guard held the finding `missing`: the listing
+    /// that brings it back makes it `open`, but its history says only `returned` — no
+    /// `expired` event says why the acceptance is gone (it silently vanishes).
+    #[test]
+    fn an_acceptance_that_ends_while_missing_is_open_again_with_an_expired_event() {
+        let (_dir, mut store) = temp_store();
+        let f = finding(1);
+        import(&mut store, "shop", &[vec![f.clone()]], RunEnd::Succeeded);
+        store
+            .triage(id_of(&store, &f), &accept_until("2020-01-01"))
+            .unwrap();
+        // An empty listing trips the mass-fix guard: the finding is held as missing.
+        import(&mut store, "shop", &[], RunEnd::Succeeded);
+        let held = store.finding_by_id(id_of(&store, &f)).unwrap().unwrap();
+        assert_eq!(held.state, FindingState::Missing);
+        import(&mut store, "shop", &[vec![f.clone()]], RunEnd::Succeeded);
+        let back = store.finding_by_id(id_of(&store, &f)).unwrap().unwrap();
+        assert_eq!(back.state, FindingState::Open);
+        assert_eq!(back.triage, Triage::default(), "the acceptance ended");
+        let history = kinds(&store, &f);
+        assert!(
+            history.contains(&"expired".to_string()),
+            "the acceptance (until 2020-01-01) ended and the finding is open again, but no \
+             `expired` event says why: {history:?}"
+        );
+    }
+
+    /// The same through `fixed`: the acceptance ended while the finding was gone; when it
+    /// comes back it is `reopened` and the history has no event saying the acceptance ended.
+    #[test]
+    fn an_acceptance_that_ends_while_fixed_leaves_an_expired_event_when_it_comes_back() {
+        let (_dir, mut store) = temp_store();
+        let (f, other) = (finding(3), finding(4));
+        let both = vec![f.clone(), other.clone()];
+        import(
+            &mut store,
+            "shop",
+            std::slice::from_ref(&both),
+            RunEnd::Succeeded,
+        );
+        store
+            .triage(id_of(&store, &f), &accept_until("2020-01-01"))
+            .unwrap();
+        import(
+            &mut store,
+            "shop",
+            &[vec![other.clone()]],
+            RunEnd::Succeeded,
+        );
+        assert_eq!(
+            store
+                .finding_by_id(id_of(&store, &f))
+                .unwrap()
+                .unwrap()
+                .state,
+            FindingState::Fixed
+        );
+        import(&mut store, "shop", &[both], RunEnd::Succeeded);
+        let back = store.finding_by_id(id_of(&store, &f)).unwrap().unwrap();
+        assert_ne!(back.state, FindingState::Accepted);
+        let history = kinds(&store, &f);
+        assert!(
+            history.contains(&"expired".to_string()),
+            "the acceptance ended (state {}), but no `expired` event says why: {history:?}",
+            back.state
+        );
+    }
+
+    /// A rule removed while its finding is `missing`: the listing that brings it back makes
+    /// it `open` with a `returned` event carrying no rule — no `released` event naming the
+    /// rule, though the README promises the release is a triage event with the rule's name.
+    #[test]
+    fn a_rule_removed_while_its_finding_is_missing_records_the_release() {
+        let (_dir, mut store) = temp_store();
+        let f = finding(20);
+        store.set_suppress_rules(vec![rule(
+            "fixtures",
+            "Problem 20",
+            SuppressState::FalsePositive,
+        )]);
+        import(&mut store, "shop", &[vec![f.clone()]], RunEnd::Succeeded);
+        import(&mut store, "shop", &[], RunEnd::Succeeded);
+        assert_eq!(
+            store
+                .finding_by_id(id_of(&store, &f))
+                .unwrap()
+                .unwrap()
+                .state,
+            FindingState::Missing
+        );
+        store.set_suppress_rules(Vec::new());
+        import(&mut store, "shop", &[vec![f.clone()]], RunEnd::Succeeded);
+        let back = store.finding_by_id(id_of(&store, &f)).unwrap().unwrap();
+        assert_eq!(back.state, FindingState::Open);
+        let events = store.events_of(back.id).unwrap();
+        let released = events
+            .iter()
+            .any(|e| e.kind == "released" && e.rule.as_deref() == Some("fixtures"));
+        assert!(
+            released,
+            "rule \"fixtures\" no longer suppresses the finding (now open), but no `released` \
+             event names it: {:?}",
+            events
+                .iter()
+                .map(|e| (e.kind.as_str(), e.new_value.as_deref(), e.rule.as_deref()))
+                .collect::<Vec<_>>()
+        );
+    }
+
+    /// A person's acceptance ends (its day came) on a finding a rule matches: the rule's
+    /// triage takes over (the row says `rule:fixtures`), but the only event is `expired`;
+    /// no triage event names the rule that now suppresses it.
+    #[test]
+    fn a_rule_taking_over_from_an_ended_acceptance_is_recorded_with_its_name() {
+        let (_dir, mut store) = temp_store();
+        let f = finding(20);
+        import(&mut store, "shop", &[vec![f.clone()]], RunEnd::Succeeded);
+        store
+            .triage(id_of(&store, &f), &accept_until("2020-01-01"))
+            .unwrap();
+        store.set_suppress_rules(vec![rule(
+            "fixtures",
+            "Problem 20",
+            SuppressState::FalsePositive,
+        )]);
+        import(&mut store, "shop", &[vec![f.clone()]], RunEnd::Succeeded);
+        let now = store.finding_by_id(id_of(&store, &f)).unwrap().unwrap();
+        assert_eq!(now.state, FindingState::FalsePositive);
+        assert_eq!(now.triage.who().as_deref(), Some("rule:fixtures"));
+        let events = store.events_of(now.id).unwrap();
+        assert!(
+            events.iter().any(|e| e.rule.as_deref() == Some("fixtures")),
+            "the finding is now suppressed by rule \"fixtures\" but no event names the rule: \
+             {:?}",
+            events
+                .iter()
+                .map(|e| (e.kind.as_str(), e.new_value.as_deref(), e.rule.as_deref()))
+                .collect::<Vec<_>>()
+        );
+    }
+
+    /// Repeating exactly the same triage on a finding the vendor no longer lists (`fixed`)
+    /// writes a new `state_set` event each time: `unchanged` compares the row's state
+    /// (`fixed`) with the requested one, which can never be equal for an absent finding.
+    #[test]
+    fn a_repeated_identical_triage_of_a_fixed_finding_writes_nothing() {
+        let (_dir, mut store) = temp_store();
+        let (f, other) = (finding(3), finding(4));
+        import(
+            &mut store,
+            "shop",
+            &[vec![f.clone(), other.clone()]],
+            RunEnd::Succeeded,
+        );
+        import(
+            &mut store,
+            "shop",
+            &[vec![other.clone()]],
+            RunEnd::Succeeded,
+        );
+        let id = id_of(&store, &f);
+        assert_eq!(
+            store.finding_by_id(id).unwrap().unwrap().state,
+            FindingState::Fixed
+        );
+        store.triage(id, &accept_until("2999-01-01")).unwrap();
+        let after_first = store.events_of(id).unwrap().len();
+        store.triage(id, &accept_until("2999-01-01")).unwrap();
+        let after_second = store.events_of(id).unwrap().len();
+        assert_eq!(
+            after_second, after_first,
+            "the second, identical triage changed nothing but wrote an event"
+        );
+    }
+}
