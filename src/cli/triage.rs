@@ -107,7 +107,13 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     if args.reason.trim().is_empty() {
         anyhow::bail!("--reason must say why (it is shown with the finding from now on)");
     }
-    let by = args.by.clone().unwrap_or_else(current_user);
+    let by = match args.by.as_deref().map(str::trim) {
+        Some("") => {
+            anyhow::bail!("--by must name who triages (leave it out for the user running scansync)")
+        }
+        Some(name) => name.to_string(),
+        None => current_user(),
+    };
     let today = chrono::Utc::now().date_naive();
     if let Some(until) = args.until.filter(|u| *u <= today) {
         eprintln!(
@@ -141,15 +147,21 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
             .iter()
             .map(|k| store.resolve_finding(k, scan.as_deref()))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut lines = Vec::new();
-        for id in ids {
-            let before = store
-                .finding_by_id(id)?
-                .ok_or_else(|| anyhow::anyhow!("finding {id} disappeared"))?;
-            let after = store.triage(id, &request)?;
-            lines.push(outcome_line(&before, after, &request));
-        }
-        Ok(lines)
+        let before = ids
+            .iter()
+            .map(|id| {
+                store
+                    .finding_by_id(*id)?
+                    .ok_or_else(|| anyhow::anyhow!("finding {id} disappeared"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        // One transaction: all of them, or (a refusal for one) none.
+        let after = store.triage_all(&ids, &request)?;
+        Ok(before
+            .iter()
+            .zip(after)
+            .map(|(b, a)| outcome_line(b, a, &request))
+            .collect())
     })
     .await??;
     for line in lines {

@@ -1361,6 +1361,49 @@ fn running_context(conn: &Connection, owner: &Owner, run: RunId) -> Result<RunCo
     })
 }
 
+/// A finding first seen on a branch scope (`name@branch`) that a person triaged on the scan
+/// itself (`name`, same fingerprint) starts with that triage: the same finding, judged
+/// once, must not fail a feature branch's CI threshold. Only at creation: a triage set on
+/// the branch later is the branch's own. The `state_set` event says whose triage it is.
+fn inherit_branch_triage(
+    conn: &Connection,
+    ctx: &RunContext,
+    run: RunId,
+    events_before: i64,
+) -> Result<(), StoreError> {
+    let Some((base, _)) = ctx.scan.split_once('@') else {
+        return Ok(());
+    };
+    let created_here = "SELECT finding_id FROM finding_events
+         WHERE id > ?3 AND kind = 'created' AND new_value = 'new'";
+    let inherited = conn
+        .prepare_cached(&format!(
+            "UPDATE findings SET state = b.triage, triage = b.triage, triage_source = 'local',
+                 triage_reason = b.triage_reason, triage_by = b.triage_by,
+                 triage_until = b.triage_until, triage_at = b.triage_at,
+                 triage_severity = b.triage_severity,
+                 reopen_on_severity_increase = b.reopen_on_severity_increase
+             FROM findings b JOIN scans bs ON bs.id = b.scan_id
+             WHERE bs.name = ?1 AND b.fingerprint = findings.fingerprint
+               AND b.triage_source = 'local' AND b.triage IS NOT NULL
+               AND findings.scan_id = ?2 AND findings.id IN ({created_here})"
+        ))?
+        .execute(params![base, ctx.scan_id, events_before])?;
+    if inherited > 0 {
+        conn.prepare_cached(&format!(
+            "INSERT INTO finding_events (finding_id, run_id, kind, old_value, new_value, at,
+                 actor, reason, until)
+             SELECT id, ?4, 'state_set', 'new', triage, last_seen, triage_by, triage_reason,
+                    triage_until
+             FROM findings
+             WHERE scan_id = ?2 AND triage_source = 'local' AND id IN ({created_here})
+               AND ?1 IS NOT NULL"
+        ))?
+        .execute(params![base, ctx.scan_id, events_before, run])?;
+    }
+    Ok(())
+}
+
 /// Whether a run of the scan newer than `run` has succeeded: then `run`'s listing is older
 /// than the scan's truth, and it neither fixes nor creates open findings.
 fn newer_success(conn: &Connection, scan_id: i64, run: RunId) -> Result<bool, StoreError> {
@@ -1490,6 +1533,7 @@ fn upsert_page_in(
             finding,
         )?;
     }
+    inherit_branch_triage(conn, ctx, run, events_before)?;
     // The triggers wrote one `created` event per inserted row, one `reopened` per fixed row
     // listed again and one `fixed` per known row the vendor calls resolved. A row created
     // already fixed (resolved at the vendor, or by a run older than the scan's newest

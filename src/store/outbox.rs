@@ -70,13 +70,15 @@ pub(super) struct Matching {
 }
 
 /// Which findings an event is about, as a condition on `f` (`?2` = run id): those with an
-/// event of that kind in the run (index `finding_events_by_run`). A finding announced as new
-/// or reopened must still be there: a run that ends late (adopted after a newer run fixed
+/// event of that kind in the run (index `finding_events_by_run`). A finding triaged from
+/// its first sighting (a rule, a branch inheriting the scan's triage) is not news. A finding
+/// announced as new or reopened must still be there: a run that ends late (adopted after a newer run fixed
 /// what it created) would otherwise announce "new" after the newer run's "fixed".
 fn event_condition(event: EventType) -> Option<&'static str> {
     match event {
         EventType::FindingsNew => Some(
-            "f.state <> 'fixed' AND f.id IN (SELECT finding_id FROM finding_events
+            "f.state NOT IN ('fixed', 'false_positive', 'accepted')
+             AND f.id IN (SELECT finding_id FROM finding_events
                       WHERE run_id = ?2 AND kind = 'created' AND new_value = 'new')",
         ),
         EventType::FindingsReopened => Some(

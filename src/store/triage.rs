@@ -294,152 +294,26 @@ impl Store {
     /// even when the state stays (a new reason or date); one that changes nothing writes
     /// nothing.
     pub fn triage(&mut self, id: i64, req: &TriageRequest) -> Result<FindingState, StoreError> {
-        let state = req.state;
-        if !(state.is_local() || state == FindingState::Open) {
-            return Err(StoreError::Invalid(format!(
-                "a finding's state can be set to false_positive, accepted or open, not {state}; \
-                 the other states follow from imports"
-            )));
-        }
-        if state != FindingState::Accepted
-            && (req.until.is_some() || req.reopen_on_severity_increase)
-        {
-            return Err(StoreError::Invalid(
-                "an end date (until) and reopen-on-severity-increase apply to accepted only".into(),
-            ));
-        }
+        Ok(self.triage_all(&[id], req)?[0])
+    }
+
+    /// [`Store::triage`] of several findings in one transaction: every one or none (a
+    /// refusal for the third leaves the first two as they were). The new states, in order.
+    pub fn triage_all(
+        &mut self,
+        ids: &[i64],
+        req: &TriageRequest,
+    ) -> Result<Vec<FindingState>, StoreError> {
         let at = now();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        /// The row as the triage finds it.
-        struct Current {
-            state: String,
-            severity: String,
-            source: Option<String>,
-            rule: Option<String>,
-            reason: Option<String>,
-            by: Option<String>,
-            until: Option<String>,
-            reopen: bool,
-        }
-        let found: Option<Current> = tx
-            .prepare_cached(
-                "SELECT state, severity, triage_source, triage_rule, triage_reason, triage_by,
-                        triage_until, reopen_on_severity_increase
-                 FROM findings WHERE id = ?1",
-            )?
-            .query_row(params![id], |r| {
-                Ok(Current {
-                    state: r.get(0)?,
-                    severity: r.get(1)?,
-                    source: r.get(2)?,
-                    rule: r.get(3)?,
-                    reason: r.get(4)?,
-                    by: r.get(5)?,
-                    until: r.get(6)?,
-                    reopen: r.get(7)?,
-                })
-            })
-            .optional()?;
-        let Some(Current {
-            state: old_word,
-            severity,
-            source,
-            rule,
-            reason: old_reason,
-            by: old_by,
-            until: old_until,
-            reopen: old_reopen,
-        }) = found
-        else {
-            return Err(StoreError::NoSuchFinding(format!(
-                "no finding has the id {id}; `scansync findings` lists them"
-            )));
-        };
-        let old = FindingState::parse(&old_word)?;
-        let absent = matches!(old, FindingState::Fixed | FindingState::Missing);
-        let until = req.until.map(|d| d.format("%Y-%m-%d").to_string());
-        let event = |tx: &rusqlite::Transaction<'_>, new: FindingState| -> Result<(), StoreError> {
-            tx.prepare_cached(
-                "INSERT INTO finding_events (finding_id, run_id, kind, old_value, new_value, at,
-                     actor, reason, until)
-                 VALUES (?1, NULL, 'state_set', ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?
-            .execute(params![
-                id,
-                old.as_str(),
-                new.as_str(),
-                at,
-                req.by,
-                req.reason,
-                until
-            ])?;
-            Ok(())
-        };
-        if state == FindingState::Open {
-            if source.as_deref() == Some("rule") {
-                return Err(StoreError::Invalid(format!(
-                    "finding {id} is suppressed by the rule \"{}\" of the config; change or \
-                     remove that [[suppress]] rule (its findings are released at their scan's \
-                     next run), or triage the finding yourself",
-                    rule.unwrap_or_default()
-                )));
-            }
-            if source.is_none() && !old.is_local() {
-                tx.commit()?;
-                return Ok(old);
-            }
-            tx.prepare_cached(
-                "UPDATE findings SET triage = NULL, triage_source = NULL, triage_reason = NULL,
-                     triage_by = NULL, triage_until = NULL, triage_at = NULL, triage_rule = NULL,
-                     triage_severity = NULL, reopen_on_severity_increase = 0
-                 WHERE id = ?1",
-            )?
-            .execute(params![id])?;
-            let new = if absent || !old.is_local() {
-                old
-            } else {
-                FindingState::Open
-            };
-            tx.prepare_cached("UPDATE findings SET state = ?2 WHERE id = ?1")?
-                .execute(params![id, new.as_str()])?;
-            event(&tx, FindingState::Open)?;
-            tx.commit()?;
-            return Ok(new);
-        }
-        let unchanged = source.as_deref() == Some("local")
-            && old == state
-            && old_reason == req.reason
-            && old_by == req.by
-            && old_until == until
-            && old_reopen == req.reopen_on_severity_increase;
-        if unchanged {
-            tx.commit()?;
-            return Ok(old);
-        }
-        tx.prepare_cached(
-            "UPDATE findings SET triage = ?2, triage_source = 'local', triage_reason = ?3,
-                 triage_by = ?4, triage_until = ?5, triage_at = ?6, triage_rule = NULL,
-                 triage_severity = ?7, reopen_on_severity_increase = ?8
-             WHERE id = ?1",
-        )?
-        .execute(params![
-            id,
-            state.as_str(),
-            req.reason,
-            req.by,
-            until,
-            at,
-            severity,
-            req.reopen_on_severity_increase
-        ])?;
-        let new = if absent { old } else { state };
-        tx.prepare_cached("UPDATE findings SET state = ?2 WHERE id = ?1")?
-            .execute(params![id, new.as_str()])?;
-        event(&tx, state)?;
+        let states = ids
+            .iter()
+            .map(|id| triage_in(&tx, *id, req, &at))
+            .collect::<Result<Vec<_>, _>>()?;
         tx.commit()?;
-        Ok(new)
+        Ok(states)
     }
 
     /// Accepted findings whose acceptance ends before `before` (a `YYYY-MM-DD` or RFC 3339
@@ -456,6 +330,155 @@ impl Store {
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+/// The body of [`Store::triage_all`] for one finding, inside its transaction.
+fn triage_in(
+    tx: &rusqlite::Transaction<'_>,
+    id: i64,
+    req: &TriageRequest,
+    at: &str,
+) -> Result<FindingState, StoreError> {
+    let state = req.state;
+    if !(state.is_local() || state == FindingState::Open) {
+        return Err(StoreError::Invalid(format!(
+            "a finding's state can be set to false_positive, accepted or open, not {state}; \
+                 the other states follow from imports"
+        )));
+    }
+    if state != FindingState::Accepted && (req.until.is_some() || req.reopen_on_severity_increase) {
+        return Err(StoreError::Invalid(
+            "an end date (until) and reopen-on-severity-increase apply to accepted only".into(),
+        ));
+    }
+    /// The row as the triage finds it.
+    struct Current {
+        state: String,
+        severity: String,
+        source: Option<String>,
+        rule: Option<String>,
+        reason: Option<String>,
+        by: Option<String>,
+        until: Option<String>,
+        reopen: bool,
+        triage: Option<String>,
+    }
+    let found: Option<Current> = tx
+        .prepare_cached(
+            "SELECT state, severity, triage_source, triage_rule, triage_reason, triage_by,
+                        triage_until, reopen_on_severity_increase, triage
+                 FROM findings WHERE id = ?1",
+        )?
+        .query_row(params![id], |r| {
+            Ok(Current {
+                state: r.get(0)?,
+                severity: r.get(1)?,
+                source: r.get(2)?,
+                rule: r.get(3)?,
+                reason: r.get(4)?,
+                by: r.get(5)?,
+                until: r.get(6)?,
+                reopen: r.get(7)?,
+                triage: r.get(8)?,
+            })
+        })
+        .optional()?;
+    let Some(Current {
+        state: old_word,
+        severity,
+        source,
+        rule,
+        reason: old_reason,
+        by: old_by,
+        until: old_until,
+        reopen: old_reopen,
+        triage: old_triage,
+    }) = found
+    else {
+        return Err(StoreError::NoSuchFinding(format!(
+            "no finding has the id {id}; `scansync findings` lists them"
+        )));
+    };
+    let old = FindingState::parse(&old_word)?;
+    let absent = matches!(old, FindingState::Fixed | FindingState::Missing);
+    let until = req.until.map(|d| d.format("%Y-%m-%d").to_string());
+    let event = |tx: &rusqlite::Transaction<'_>, new: FindingState| -> Result<(), StoreError> {
+        tx.prepare_cached(
+            "INSERT INTO finding_events (finding_id, run_id, kind, old_value, new_value, at,
+                     actor, reason, until)
+                 VALUES (?1, NULL, 'state_set', ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?
+        .execute(params![
+            id,
+            old.as_str(),
+            new.as_str(),
+            at,
+            req.by,
+            req.reason,
+            until
+        ])?;
+        Ok(())
+    };
+    if state == FindingState::Open {
+        if source.as_deref() == Some("rule") {
+            return Err(StoreError::Invalid(format!(
+                "finding {id} is suppressed by the rule \"{}\" of the config; change or \
+                     remove that [[suppress]] rule (its findings are released at their scan's \
+                     next run), or triage the finding yourself",
+                rule.unwrap_or_default()
+            )));
+        }
+        if source.is_none() && !old.is_local() {
+            return Ok(old);
+        }
+        tx.prepare_cached(
+            "UPDATE findings SET triage = NULL, triage_source = NULL, triage_reason = NULL,
+                     triage_by = NULL, triage_until = NULL, triage_at = NULL, triage_rule = NULL,
+                     triage_severity = NULL, reopen_on_severity_increase = 0
+                 WHERE id = ?1",
+        )?
+        .execute(params![id])?;
+        let new = if absent || !old.is_local() {
+            old
+        } else {
+            FindingState::Open
+        };
+        tx.prepare_cached("UPDATE findings SET state = ?2 WHERE id = ?1")?
+            .execute(params![id, new.as_str()])?;
+        event(tx, FindingState::Open)?;
+        return Ok(new);
+    }
+    // Against the triage kept on the row: a fixed or missing finding keeps its state.
+    let unchanged = source.as_deref() == Some("local")
+        && old_triage.as_deref() == Some(state.as_str())
+        && old_reason == req.reason
+        && old_by == req.by
+        && old_until == until
+        && old_reopen == req.reopen_on_severity_increase;
+    if unchanged {
+        return Ok(old);
+    }
+    tx.prepare_cached(
+        "UPDATE findings SET triage = ?2, triage_source = 'local', triage_reason = ?3,
+                 triage_by = ?4, triage_until = ?5, triage_at = ?6, triage_rule = NULL,
+                 triage_severity = ?7, reopen_on_severity_increase = ?8
+             WHERE id = ?1",
+    )?
+    .execute(params![
+        id,
+        state.as_str(),
+        req.reason,
+        req.by,
+        until,
+        at,
+        severity,
+        req.reopen_on_severity_increase
+    ])?;
+    let new = if absent { old } else { state };
+    tx.prepare_cached("UPDATE findings SET state = ?2 WHERE id = ?1")?
+        .execute(params![id, new.as_str()])?;
+    event(tx, state)?;
+    Ok(new)
 }
 
 #[cfg(test)]

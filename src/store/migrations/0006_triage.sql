@@ -131,8 +131,9 @@ END;
 
 -- A state change caused by a page import (the import is the only statement that moves
 -- `last_run_id`). `new`/`reopened` → `open` is the ordinary second sighting, not an event.
--- Triage events say whose triage began (`suppressed`, `returned`) or ended (`released`,
--- `expired`, `escalated`) and carry its who/why/until/rule.
+-- A change among the present states that a triage beginning or ending explains is left to
+-- `finding_listed_triage_changed`; one back from `fixed` or `missing` is written here, and
+-- the triage trigger adds why the triage changed on the way.
 CREATE TRIGGER finding_listed_state_changed AFTER UPDATE OF state ON findings
 WHEN OLD.state IS NOT NEW.state AND OLD.last_run_id IS NOT NEW.last_run_id
      AND NOT (NEW.state = 'open' AND (OLD.state = 'new' OR OLD.state = 'reopened'))
@@ -140,14 +141,10 @@ BEGIN
     INSERT INTO finding_events (finding_id, run_id, kind, old_value, new_value, at, actor,
                                 reason, until, rule)
     SELECT NEW.id, NEW.last_run_id, k.kind, OLD.state, NEW.state, NEW.last_seen,
-           CASE WHEN (k.kind = 'suppressed' OR k.kind = 'returned') THEN NEW.triage_by
-                WHEN (k.kind = 'released' OR k.kind = 'expired' OR k.kind = 'escalated') THEN OLD.triage_by END,
-           CASE WHEN (k.kind = 'suppressed' OR k.kind = 'returned') THEN NEW.triage_reason
-                WHEN (k.kind = 'released' OR k.kind = 'expired' OR k.kind = 'escalated') THEN OLD.triage_reason END,
-           CASE WHEN (k.kind = 'suppressed' OR k.kind = 'returned') THEN NEW.triage_until
-                WHEN (k.kind = 'released' OR k.kind = 'expired' OR k.kind = 'escalated') THEN OLD.triage_until END,
-           CASE WHEN (k.kind = 'suppressed' OR k.kind = 'returned') THEN NEW.triage_rule
-                WHEN (k.kind = 'released' OR k.kind = 'expired' OR k.kind = 'escalated') THEN OLD.triage_rule END
+           CASE WHEN k.kind = 'returned' THEN NEW.triage_by END,
+           CASE WHEN k.kind = 'returned' THEN NEW.triage_reason END,
+           CASE WHEN k.kind = 'returned' THEN NEW.triage_until END,
+           CASE WHEN k.kind = 'returned' THEN NEW.triage_rule END
     FROM (SELECT
             CASE WHEN NEW.state = 'fixed' THEN 'fixed'
                  -- Back after a fix to its triage: not `reopened` (not news).
@@ -155,21 +152,24 @@ BEGIN
                       AND (NEW.state = 'false_positive' OR NEW.state = 'accepted') THEN 'returned'
                  WHEN OLD.state = 'fixed' THEN 'reopened'
                  WHEN OLD.state = 'missing' THEN 'returned'
-                 WHEN (OLD.triage_source = 'local' OR OLD.triage_source = 'rule')
-                      AND OLD.triage_until IS NOT NULL AND OLD.triage_until <= NEW.last_seen
-                      AND NEW.triage_source IS NOT OLD.triage_source THEN 'expired'
-                 WHEN OLD.triage_source = 'local' AND NEW.triage_source IS NOT 'local'
-                      THEN 'escalated'
-                 WHEN NEW.triage_source = 'rule' THEN 'suppressed'
-                 WHEN OLD.triage_source = 'rule' THEN 'released'
-                 ELSE 'vendor_state' END AS kind) k;
+                 WHEN ((OLD.triage_source = 'local' OR OLD.triage_source = 'rule')
+                       AND (OLD.triage_source IS NOT NEW.triage_source
+                            OR OLD.triage_rule IS NOT NEW.triage_rule))
+                      OR (NEW.triage_source = 'rule'
+                          AND (OLD.triage_source IS NOT 'rule'
+                               OR OLD.triage_rule IS NOT NEW.triage_rule)) THEN NULL
+                 ELSE 'vendor_state' END AS kind) k
+    WHERE k.kind IS NOT NULL;
 END;
 
--- A rule's triage that begins, changes or ends by an import while the state stays (a rule
--- renamed or re-worded; a rule released where the vendor's word keeps the same state).
+-- A person's or a rule's triage that ends, or a rule's that begins or changes, by an import,
+-- whatever the state does meanwhile (a finding fixed or missing when its acceptance ended
+-- gets its `expired` event when it comes back). An ending (`expired`: its until passed;
+-- `escalated`: the severity rose; `released`: the rule is gone) carries the old who/why/
+-- until/rule; a rule that takes over writes `suppressed` with its own, after the ending.
 CREATE TRIGGER finding_listed_triage_changed
 AFTER UPDATE OF triage_source, triage_rule, triage_reason, triage_until ON findings
-WHEN OLD.state IS NEW.state AND OLD.last_run_id IS NOT NEW.last_run_id
+WHEN OLD.last_run_id IS NOT NEW.last_run_id
      AND (OLD.triage_source = 'rule' OR NEW.triage_source = 'rule'
           OR (OLD.triage_source = 'local' AND NEW.triage_source IS NOT 'local'))
      AND (OLD.triage_source IS NOT NEW.triage_source OR OLD.triage_rule IS NOT NEW.triage_rule
@@ -179,16 +179,19 @@ BEGIN
     INSERT INTO finding_events (finding_id, run_id, kind, old_value, new_value, at, actor,
                                 reason, until, rule)
     SELECT NEW.id, NEW.last_run_id, k.kind, OLD.state, NEW.state, NEW.last_seen,
-           CASE WHEN k.kind = 'suppressed' THEN NEW.triage_by ELSE OLD.triage_by END,
-           CASE WHEN k.kind = 'suppressed' THEN NEW.triage_reason ELSE OLD.triage_reason END,
-           CASE WHEN k.kind = 'suppressed' THEN NEW.triage_until ELSE OLD.triage_until END,
-           CASE WHEN k.kind = 'suppressed' THEN NEW.triage_rule ELSE OLD.triage_rule END
+           OLD.triage_by, OLD.triage_reason, OLD.triage_until, OLD.triage_rule
     FROM (SELECT
-            CASE WHEN NEW.triage_source = 'rule' AND OLD.triage_source IS NOT 'local' THEN 'suppressed'
-                 WHEN OLD.triage_until IS NOT NULL AND OLD.triage_until <= NEW.last_seen
+            CASE WHEN OLD.triage_until IS NOT NULL AND OLD.triage_until <= NEW.last_seen
                       THEN 'expired'
                  WHEN OLD.triage_source = 'local' THEN 'escalated'
-                 ELSE 'released' END AS kind) k;
+                 ELSE 'released' END AS kind) k
+    WHERE (OLD.triage_source = 'local' OR OLD.triage_source = 'rule')
+      AND (OLD.triage_source IS NOT NEW.triage_source OR OLD.triage_rule IS NOT NEW.triage_rule);
+    INSERT INTO finding_events (finding_id, run_id, kind, old_value, new_value, at, actor,
+                                reason, until, rule)
+    SELECT NEW.id, NEW.last_run_id, 'suppressed', OLD.state, NEW.state, NEW.last_seen,
+           NEW.triage_by, NEW.triage_reason, NEW.triage_until, NEW.triage_rule
+    WHERE NEW.triage_source = 'rule';
 END;
 
 CREATE TRIGGER finding_severity_changed AFTER UPDATE OF severity ON findings
