@@ -753,16 +753,32 @@ fn a_webhook_secret_never_appears_in_check_config_output() {
         &format!("secret_file = \"{}\"", secret_file.display()),
     );
     let via_env = webhook("").replace(TOKEN_VAR, "SCANSYNC_TEST_HOOK_SECRET");
-    for (config, value, ok) in [
-        (&via_file, secret, true),
-        (&via_env, secret, true),
-        (&via_env, broken, false),
+    let pasted = webhook("").replace(TOKEN_VAR, broken);
+    for (config, value, ok, expect) in [
+        (&via_file, secret, true, ""),
+        (&via_env, secret, true, ""),
+        (
+            &via_env,
+            broken,
+            false,
+            "error: webhooks.siem.secret_env: the secret starts with whsec_ but the rest is not valid base64",
+        ),
         // A secret pasted where the variable name belongs.
-        (&webhook("").replace(TOKEN_VAR, broken), broken, false),
+        (
+            &pasted,
+            broken,
+            false,
+            "error: webhooks.siem.secret_env: is not an environment variable name",
+        ),
     ] {
         let out = check(dir.path(), config, &[("SCANSYNC_TEST_HOOK_SECRET", value)]);
         let (stdout, stderr) = text(&out);
-        assert_eq!(out.status.success(), ok, "{stderr}\n{config}");
+        assert_eq!(
+            out.status.code(),
+            Some(if ok { 0 } else { 78 }),
+            "{stderr}\n{config}"
+        );
+        assert!(stderr.contains(expect), "{stderr}");
         assert!(
             !stdout.contains(value) && !stderr.contains(value) && !stderr.contains("HOOKSECRET"),
             "secret printed for config:\n{config}\nstdout:\n{stdout}\nstderr:\n{stderr}"
@@ -863,40 +879,60 @@ fn webhook_secrets_and_the_metrics_token_never_appear_in_check_config_output() {
         format!("{secret}-metrics\n"),
     )
     .unwrap();
+    // Each config with the exit it must give and a line it must print: a config that failed
+    // for some other reason would not pass as "no secret printed".
     let configs = [
-        format!(
-            "{STORE}{CT}\n[server]\nlisten = \"127.0.0.1:8787\"\nmetrics_token_file = \"metrics-token\"\n{}",
-            scan("a", "schedule = \"now\"\nwebhook = { platform = \"github\", secret_file = \"hook-secret\", branches = [\"main\"] }")
+        (
+            format!(
+                "{STORE}{CT}\n[server]\nlisten = \"127.0.0.1:8787\"\nmetrics_token_file = \"metrics-token\"\n{}",
+                scan("a", "schedule = \"now\"\nwebhook = { platform = \"github\", secret_file = \"hook-secret\", branches = [\"main\"] }")
+            ),
+            0,
+            "webhook github main",
         ),
-        format!(
-            "{STORE}{CT}{}",
-            scan("a", "schedule = \"now\"\nwebhook = { platform = \"gitlab\", secret_env = \"HOOK_SECRET\", branches = [\"main\"] }")
+        (
+            format!(
+                "{STORE}{CT}{}",
+                scan("a", "schedule = \"now\"\nwebhook = { platform = \"gitlab\", secret_env = \"HOOK_SECRET\", branches = [\"main\"] }")
+            ),
+            0,
+            "webhook gitlab main",
         ),
         // A pasted secret where the variable name belongs, next to another error.
-        format!(
-            "{STORE}{CT}{}",
-            scan("a", "schedule = \"soon\"\nwebhook = { platform = \"gitlab\", secret_env = \"hook-secret-91c2e7d4aa\", branches = [\"main\"] }")
+        (
+            format!(
+                "{STORE}{CT}{}",
+                scan("a", "schedule = \"soon\"\nwebhook = { platform = \"gitlab\", secret_env = \"hook-secret-91c2e7d4aa\", branches = [\"main\"] }")
+            ),
+            78,
+            "error: scans[0].webhook.secret_env: is not an environment variable name",
         ),
-        format!(
-            "{STORE}{CT}{}",
-            scan("a", "schedule = \"now\"\nwebhook = { platform = \"gitlab\", secret_env = \"SHORT_SECRET\", branches = [\"main\"] }")
+        (
+            format!(
+                "{STORE}{CT}{}",
+                scan("a", "schedule = \"now\"\nwebhook = { platform = \"gitlab\", secret_env = \"SHORT_SECRET\", branches = [\"main\"] }")
+            ),
+            0,
+            "warning: scans[0].webhook.secret_env: the webhook secret is shorter than 16 characters",
         ),
     ];
-    let mut warned_short = false;
-    for config in &configs {
+    for (config, code, expect) in &configs {
         let out = check(
             dir.path(),
             config,
             &[("HOOK_SECRET", secret), ("SHORT_SECRET", short)],
         );
         let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(*code), "{stderr}\n{config}");
+        assert!(
+            stdout.contains(expect) || stderr.contains(expect),
+            "{expect}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        );
         assert!(
             !stdout.contains(secret) && !stderr.contains(secret) && !stderr.contains(short),
             "secret printed for config:\n{config}\nstdout:\n{stdout}\nstderr:\n{stderr}"
         );
-        warned_short |= stderr.contains("warning: scans[0].webhook.secret_env: the webhook secret is shorter than 16 characters");
     }
-    assert!(warned_short, "a short secret is warned about");
 }
 
 #[test]

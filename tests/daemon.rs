@@ -212,6 +212,27 @@ async fn witness_runs_after(store: &Path, after: DateTime<Utc>) {
     .await;
 }
 
+/// `scans` and the witness (a Salt scan every second).
+fn with_witness(scans: &str) -> String {
+    format!(
+        "{scans}{}",
+        salt_scan(WITNESS, "project-2", "{ every = \"1s\" }")
+    )
+}
+
+/// Waits until the witness ran [`WITNESS_RUNS`] times after `scan`'s last successful run
+/// ended: a second run or vendor scan of `scan`, if the daemon were to start one, would have
+/// had its chance by then.
+async fn witness_after_success(store: &Path, scan: &str) {
+    let ended = run_times(store, scan)
+        .iter()
+        .filter(|r| r.0 == "succeeded")
+        .filter_map(|r| r.2)
+        .max()
+        .expect("a successful run");
+    witness_runs_after(store, ended).await;
+}
+
 /// Runs the daemon with scan "s" on `schedule` (and the witness) until `want` runs of "s"
 /// finished and, with `witness`, until the witness ran [`WITNESS_RUNS`] times after the last
 /// of them ended; returns every run of "s" (at least `want` of them succeeded).
@@ -441,7 +462,7 @@ async fn killed_daemon_resumes_the_same_vendor_scan_after_restart() {
 async fn sigterm_while_a_vendor_scan_runs_leaves_it_resumable_and_the_restart_finishes_it() {
     let sim = sim(4.0).await;
     let dir = tempfile::tempdir().unwrap();
-    let (config, store) = write_config(&sim, dir.path(), &ct_scan("ct", "\"now\""));
+    let (config, store) = write_config(&sim, dir.path(), &with_witness(&ct_scan("ct", "\"now\"")));
     let log = dir.path().join("stderr.log");
     let mut child = spawn_daemon(&config, &log);
     let sid = wait_vendor_scan_id(&store, "ct").await;
@@ -466,6 +487,7 @@ async fn sigterm_while_a_vendor_scan_runs_leaves_it_resumable_and_the_restart_fi
         runs(&store, "ct").iter().all(|r| r.1 == "succeeded")
     })
     .await;
+    witness_after_success(&store, "ct").await;
     signal(&again, "TERM");
     assert!(wait_exit(&mut again).await.success());
     assert_eq!(scan_starts(&sim), 1, "no second vendor scan was started");
@@ -599,7 +621,7 @@ async fn scan_command_async_returns_after_start_leaving_the_run_to_the_daemon() 
     let dir = tempfile::tempdir().unwrap();
     // Scheduled far ahead: the daemon's only work is the run `scan --async` left.
     let schedule = "{ at = \"2099-01-01T00:00:00Z\" }";
-    let (config, store) = write_config(&sim, dir.path(), &ct_scan("ct", schedule));
+    let (config, store) = write_config(&sim, dir.path(), &with_witness(&ct_scan("ct", schedule)));
     let (code, stdout, stderr) = scan_cli(&config, &[&SCAN_ARGS[..], &["--async"]].concat()).await;
     assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
     assert!(stdout.contains("started"), "{stdout}");
@@ -615,6 +637,7 @@ async fn scan_command_async_returns_after_start_leaving_the_run_to_the_daemon() 
         runs(&store, "ct").iter().any(|r| r.1 == "succeeded")
     })
     .await;
+    witness_after_success(&store, "ct").await;
     d.stop().await;
     assert_eq!(scan_starts(&sim), 1, "the daemon started no second scan");
     let done = runs(&store, "ct");
@@ -633,7 +656,7 @@ async fn scan_command_past_its_timeout_prints_the_run_and_leaves_it_to_the_daemo
     let sim = sim(8.0).await;
     let dir = tempfile::tempdir().unwrap();
     let schedule = "{ at = \"2099-01-01T00:00:00Z\" }";
-    let (config, store) = write_config(&sim, dir.path(), &ct_scan("ct", schedule));
+    let (config, store) = write_config(&sim, dir.path(), &with_witness(&ct_scan("ct", schedule)));
     let (code, stdout, stderr) =
         scan_cli(&config, &[&SCAN_ARGS[..], &["--timeout", "0.02"]].concat()).await;
     assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
@@ -662,6 +685,7 @@ async fn scan_command_past_its_timeout_prints_the_run_and_leaves_it_to_the_daemo
         runs(&store, "ct").iter().any(|r| r.1 == "succeeded")
     })
     .await;
+    witness_after_success(&store, "ct").await;
     d.stop().await;
     assert_eq!(
         scan_starts(&sim),
@@ -684,7 +708,7 @@ async fn a_running_daemon_takes_over_the_run_scan_async_left_without_a_second_ve
     let dir = tempfile::tempdir().unwrap();
     // Scheduled far ahead: the daemon's only work is the run `scan --async` leaves.
     let schedule = "{ at = \"2099-01-01T00:00:00Z\" }";
-    let (config, store) = write_config(&sim, dir.path(), &ct_scan("ct", schedule));
+    let (config, store) = write_config(&sim, dir.path(), &with_witness(&ct_scan("ct", schedule)));
     let mut d = start_in_process(&config);
     d.ready().await;
 
@@ -702,6 +726,7 @@ async fn a_running_daemon_takes_over_the_run_scan_async_left_without_a_second_ve
         runs(&store, "ct").iter().any(|r| r.1 == "succeeded")
     })
     .await;
+    witness_after_success(&store, "ct").await;
     d.stop().await;
     assert_eq!(scan_starts(&sim), 1, "the daemon started no second scan");
     let done = runs(&store, "ct");

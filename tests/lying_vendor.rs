@@ -405,7 +405,9 @@ fn salt_early_empty_page_fixes_nothing_the_simulator_still_lists() {
 
     setup.sim.set_faults(&["empty_page"]);
     setup.sim.advance(); // Salt is passive: a new generation, the same data (no churn).
-    let _ = setup.sync("salt"); // whether the guard ends the run failed or not is its call
+                         // To Salt's contract an empty page ends the listing: the run succeeds, and the guard
+                         // holds what the listing lacks as missing.
+    assert_exit(&setup.sync("salt"), 0);
     let wrongly_fixed: BTreeSet<String> = setup
         .ids_in("salt", true)
         .intersection(&listed)

@@ -278,10 +278,12 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
         println!(
             "scan {}: vendor scan {} started (run {}); `scansync runs --scan {}` shows it",
             summary.scan,
-            summary
-                .vendor_scan_id
-                .as_deref()
-                .unwrap_or("(none: passive vendor)"),
+            crate::display::clean(
+                summary
+                    .vendor_scan_id
+                    .as_deref()
+                    .unwrap_or("(none: passive vendor)")
+            ),
             summary.run_id,
             summary.scan
         );
@@ -298,7 +300,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
             "scan {}: stopped while vendor scan {} runs (run {}); it goes on at the vendor and \
              a daemon (`scansync run`) finishes the run; `scansync runs --scan {}` shows it",
             summary.scan,
-            summary.vendor_scan_id.as_deref().unwrap_or("(unknown)"),
+            crate::display::clean(summary.vendor_scan_id.as_deref().unwrap_or("(unknown)")),
             summary.run_id,
             summary.scan
         );
@@ -314,7 +316,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
              within a minute (a stopped one at its next start); \
              `scansync runs --scan {}` shows it",
             summary.scan,
-            summary.vendor_scan_id.as_deref().unwrap_or("(unknown)"),
+            crate::display::clean(summary.vendor_scan_id.as_deref().unwrap_or("(unknown)")),
             summary.run_id,
             summary.scan
         );
@@ -365,7 +367,7 @@ fn print_summary(s: &RunSummary) {
         super::runs::run_state_word(s.state),
         s.vendor_scan_id
             .as_deref()
-            .map(|id| format!(" (vendor scan {id})"))
+            .map(|id| format!(" (vendor scan {})", crate::display::clean(id)))
             .unwrap_or_default()
     );
     let c = s.counts;

@@ -43,10 +43,13 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     let mut summaries = Vec::new();
     let mut busy = None;
     while let Some(joined) = tasks.join_next().await {
-        match joined? {
+        // The status rows go before any error line, so it starts a line of its own.
+        let joined = joined.inspect_err(|_| crate::logging::status().finish())?;
+        match joined {
             Ok(summary) => summaries.push(summary),
             Err(e @ crate::sync::SyncError::Busy { .. }) => busy = Some(e),
             Err(e) => {
+                crate::logging::status().finish();
                 ctx.release().await;
                 return Err(e.into());
             }
