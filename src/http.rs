@@ -624,7 +624,14 @@ async fn read_capped(
 
 /// The start of an error body for messages: the vendor's `message` field when the body is
 /// JSON, else the first characters of the text; HTML pages are summarized, not dumped.
+/// The part of an error answer worth quoting, with control characters escaped: it goes into
+/// error messages, the run row and log lines, none of which may carry a vendor's (or a
+/// proxy's) escape sequences to an operator's terminal.
 fn snippet(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> String {
+    crate::display::clean(&raw_snippet(status, headers, body)).into_owned()
+}
+
+fn raw_snippet(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> String {
     if looks_like_html(headers, body) {
         return "an HTML page, not an API answer".to_string();
     }

@@ -199,3 +199,71 @@ fn sync_on_a_dumb_terminal_draws_no_status_lines() {
     assert!(!text.contains('\x1b'), "{text:?}");
     assert_eq!(text.matches(": succeeded (run ").count(), 2, "{text:?}");
 }
+
+/// A vendor (or whoever sits in front of it) answering every request with an error whose
+/// text carries escape sequences: a title change, a screen clear and a bidi override. What
+/// `sync`, `scan` and `test-connection` print of it reaches the operator's terminal escaped.
+#[test]
+fn escape_sequences_in_a_vendors_error_never_reach_the_terminal_raw() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    // JSON escapes: the message the client decodes holds ESC, BEL and U+202E.
+    let hostile = r#"{"message":"denied \u001b]0;pwned\u0007\u001b[2J\u202egnp.exe"}"#;
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().fallback(move || async move {
+        (
+            axum::http::StatusCode::BAD_REQUEST,
+            [("content-type", "application/json")],
+            hostile,
+        )
+    });
+    rt.spawn(async move { axum::serve(listener, app).await });
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\npath = \"scansync.db\"\n\n[instances.ct]\nvendor = \"codethreat\"\n\
+             url = \"http://{addr}\"\norganization = \"acme\"\ntoken = \"t0k3n-for-the-test\"\n\
+             timeout = \"5s\"\n\n[[scans]]\nname = \"web\"\ninstance = \"ct\"\n\
+             bind_to = \"project-1\"\nschedule = \"now\"\n"
+        ),
+    )
+    .unwrap();
+    let mut shown_escaped = 0;
+    for args in [
+        &["sync"][..],
+        &["scan", "-p", "project-1", "-t", "codethreat"][..],
+        &["test-connection"][..],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_scansync"))
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        let all = [out.stdout.as_slice(), out.stderr.as_slice()].concat();
+        let text = String::from_utf8_lossy(&all);
+        assert_ne!(out.status.code(), Some(0), "{args:?}: {text}");
+        assert!(
+            !all.contains(&0x1b) && !all.contains(&0x07) && !text.contains('\u{202e}'),
+            "{args:?} printed a raw control character: {text:?}"
+        );
+        if text.contains("pwned") {
+            shown_escaped += 1;
+            assert!(text.contains("\\u{1b}]0;pwned"), "{args:?}: {text}");
+        }
+    }
+    assert!(
+        shown_escaped > 0,
+        "no command showed the vendor's error text at all: the check proved nothing"
+    );
+}

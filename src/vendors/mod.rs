@@ -32,7 +32,7 @@ pub enum VendorError {
         status: u16,
     },
     /// The bound project/asset does not exist.
-    #[error("{vendor} has no project or asset named \"{name}\" at {url}")]
+    #[error("{vendor} has no project or asset named \"{}\" at {url}", crate::display::clean(.name))]
     TargetNotFound {
         vendor: &'static str,
         url: String,
@@ -60,7 +60,7 @@ pub enum VendorError {
         message: String,
     },
     /// The body did not match the contract: truncated JSON, HTML where JSON was expected, …
-    #[error("unexpected response from {vendor} at {url}: {detail}")]
+    #[error("unexpected response from {vendor} at {url}: {}", crate::display::clean(.detail))]
     Protocol {
         vendor: &'static str,
         url: String,
@@ -77,7 +77,8 @@ pub enum VendorError {
         detail: String,
     },
     /// The vendor reported the scan itself as failed.
-    #[error("{vendor} scan {scan_id} ended in state \"{state}\"{}", .message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
+    // The vendor's words, escaped: they reach logs, the run row and terminals.
+    #[error("{vendor} scan {} ended in state \"{}\"{}", crate::display::clean(.scan_id), crate::display::clean(.state), .message.as_deref().map(|m| format!(": {}", crate::display::clean(m))).unwrap_or_default())]
     ScanFailed {
         vendor: &'static str,
         scan_id: String,
