@@ -1518,8 +1518,10 @@ fn upsert_page_in(
     let stale = newer_success(conn, ctx.scan_id, run)?;
     let mut seen = 0u64;
     let mut stmt = conn.prepare_cached(&UPSERT_FINDING_SQL)?;
+    let mut suppressed_any = false;
     for finding in page {
         let rule = rules.iter().find(|r| r.matches(finding)).copied();
+        suppressed_any |= rule.is_some();
         seen += upsert_finding(
             conn,
             &mut stmt,
@@ -1532,6 +1534,21 @@ fn upsert_page_in(
             },
             finding,
         )?;
+    }
+    if suppressed_any {
+        // The rule's event after `created`, for the rows this page created suppressed.
+        conn.prepare_cached(
+            "INSERT INTO finding_events (finding_id, run_id, kind, old_value, new_value, at,
+                 reason, until, rule)
+             SELECT f.id, f.last_run_id, 'suppressed', NULL, f.triage, f.first_seen,
+                    f.triage_reason, f.triage_until, f.triage_rule
+             FROM findings f
+             WHERE f.id IN (SELECT finding_id FROM finding_events
+                            WHERE id > ?1 AND kind = 'created')
+               AND f.triage_source = 'rule'
+             ORDER BY f.id",
+        )?
+        .execute(params![events_before])?;
     }
     inherit_branch_triage(conn, ctx, run, events_before)?;
     // The triggers wrote one `created` event per inserted row, one `reopened` per fixed row
