@@ -592,7 +592,7 @@ impl Shared {
             // now, instead of being skipped behind a run that would only end the row.
             let resumable = scan_for_abandoned(&config, &row).and_then(|scan| {
                 if row.vendor_scan_id.is_none() {
-                    Err("it has no vendor scan to poll (it stopped before starting one, or the vendor has none); pages stored before are kept".to_string())
+                    Err(crate::sync::NO_VENDOR_SCAN.to_string())
                 } else {
                     Ok(scan)
                 }

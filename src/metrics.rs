@@ -293,13 +293,10 @@ const EXPIRING_WITHIN: chrono::Duration = chrono::Duration::days(7);
 /// The text exposition of every metric, including those read from the store at scrape time
 /// (findings by scan/state/severity, last successful sync per scan, outbox depth).
 ///
-/// The store is read through [`SyncContext::with_store`], off the async workers; a scrape
-/// waits at most for the page transaction in flight.
+/// The store is read now, on the read-only connection ([`SyncContext::with_reader`]): the
+/// uncached form of [`SnapshotCache::render`].
 pub async fn render(ctx: &SyncContext) -> anyhow::Result<String> {
-    let snapshot = store_snapshot(ctx).await?;
-    let mut text = global().render_recorded();
-    text.push_str(&render_store(&snapshot));
-    Ok(text)
+    SnapshotCache::default().render(ctx).await
 }
 
 /// What the store says now, read on the read-only connection.

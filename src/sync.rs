@@ -160,6 +160,12 @@ pub struct RunSummary {
     pub error: Option<String>,
 }
 
+/// Why a run left by a process that is gone without a vendor scan id is ended, not taken
+/// over (the daemon's sweep and [`RunOptions::adopt_run`] say the same).
+pub const NO_VENDOR_SCAN: &str = "it has no vendor scan to poll (it stopped before starting \
+     one, or the vendor has none); pages stored before are kept, and the next run reads the \
+     listing again";
+
 /// Why a run could not even be recorded (the store failed). Vendor failures are not
 /// errors here: they end the run as `failed` with the error text on the run row.
 #[derive(Debug, thiserror::Error)]
@@ -581,12 +587,9 @@ pub async fn run_scan(
                 // (its listing is read as it is now, by a new run: under this old run id a
                 // fresh listing would count as older than runs begun since).
                 None => {
-                    let end = RunEnd::Interrupted(
-                        "the process that ran it stopped before a vendor scan was started (or \
-                         the vendor has none); pages stored before that are kept, and the next \
-                         run reads the listing again"
-                            .into(),
-                    );
+                    let end = RunEnd::Interrupted(format!(
+                        "the process that ran it is gone, and {NO_VENDOR_SCAN}"
+                    ));
                     let row = ctx.with_store(move |s| s.finish_run(left, end)).await?;
                     ctx.outbox.wake();
                     return Ok(RunSummary {

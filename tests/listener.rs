@@ -504,10 +504,10 @@ async fn bitbucket_cloud_and_data_center_pushes_start_runs() {
     sim.shutdown().await;
 }
 
-/// A loopback proxy in front of the simulator's CodeThreat API that holds every scan status
-/// request until the test opens the gate: a vendor scan that ends when the test says so,
-/// whatever the machine's speed. Returns the proxy's CodeThreat URL, the gate, and the count
-/// of status requests that arrived.
+/// The simulator's CodeThreat API behind a proxy that holds every scan status request until
+/// the test opens the gate: a vendor scan that ends when the test says so, whatever the
+/// machine's speed. Returns the proxy's CodeThreat URL, the gate, and the count of status
+/// requests that arrived.
 async fn held_scans(
     sim: &Simulator,
 ) -> (
@@ -515,50 +515,9 @@ async fn held_scans(
     tokio::sync::watch::Sender<bool>,
     std::sync::Arc<std::sync::atomic::AtomicUsize>,
 ) {
-    use axum::body::Body;
-    use axum::extract::Request;
-    use axum::response::Response;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let (gate, open) = tokio::sync::watch::channel(false);
-    let held = std::sync::Arc::new(AtomicUsize::new(0));
-    let upstream = sim.addr();
-    let client = reqwest::Client::new();
-    let counter = held.clone();
-    let app = axum::Router::new().fallback(move |req: Request| {
-        let (client, mut open, counter) = (client.clone(), open.clone(), counter.clone());
-        async move {
-            let path = req
-                .uri()
-                .path_and_query()
-                .map(|p| p.as_str().to_string())
-                .unwrap_or_default();
-            if path.contains("/api/scan/status/") {
-                counter.fetch_add(1, Ordering::SeqCst);
-                let _ = open.wait_for(|o| *o).await;
-            }
-            let method = req.method().clone();
-            let headers = req.headers().clone();
-            let body = axum::body::to_bytes(req.into_body(), usize::MAX)
-                .await
-                .unwrap();
-            let mut forward = client.request(method, format!("http://{upstream}{path}"));
-            for (name, value) in &headers {
-                if name != "host" && name != "content-length" {
-                    forward = forward.header(name, value);
-                }
-            }
-            let answer = forward.body(body).send().await.unwrap();
-            let mut out = Response::builder().status(answer.status().as_u16());
-            if let Some(ct) = answer.headers().get("content-type") {
-                out = out.header("content-type", ct.as_bytes());
-            }
-            out.body(Body::from(answer.bytes().await.unwrap())).unwrap()
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (format!("http://{addr}/codethreat"), gate, held)
+    let (base, gate, held) =
+        common::proxy(sim, Some("/api/scan/status/"), common::no_rewrite()).await;
+    (format!("{base}/codethreat"), gate, held)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -464,15 +464,8 @@ fn guard_a_listing_that_swaps_every_present_finding_for_old_fixed_ones_holds_the
 // suppressed at the next run"; `Store::triage`: "one that changes nothing writes nothing".
 
 mod triage_attack {
-    use super::super::tests::{finding, import, temp_store};
+    use super::super::tests::{accept, finding, id_of, import, rule, temp_store};
     use super::super::*;
-    use crate::config::{SuppressRule, SuppressState};
-
-    fn id_of(store: &Store, f: &Finding) -> i64 {
-        store
-            .resolve_finding(&f.fingerprint(0), Some("shop"))
-            .unwrap()
-    }
 
     fn kinds(store: &Store, f: &Finding) -> Vec<String> {
         store
@@ -481,29 +474,6 @@ mod triage_attack {
             .into_iter()
             .map(|e| e.kind)
             .collect()
-    }
-
-    fn accept_until(until: &str) -> TriageRequest {
-        TriageRequest {
-            state: FindingState::Accepted,
-            reason: Some("behind the VPN".into()),
-            by: Some("dana".into()),
-            until: Some(until.parse().unwrap()),
-            reopen_on_severity_increase: false,
-        }
-    }
-
-    fn rule(name: &str, title: &str, state: SuppressState) -> SuppressRule {
-        SuppressRule {
-            name: name.into(),
-            scans: vec!["shop".into()],
-            rule: None,
-            path: None,
-            title: Some(title.into()),
-            state,
-            reason: "test fixtures".into(),
-            until: None,
-        }
     }
 
     /// An acceptance whose day came while the guard held the finding `missing`: the listing
@@ -515,7 +485,7 @@ mod triage_attack {
         let f = finding(1);
         import(&mut store, "shop", &[vec![f.clone()]], RunEnd::Succeeded);
         store
-            .triage(id_of(&store, &f), &accept_until("2020-01-01"))
+            .triage(id_of(&store, &f), &accept(Some("2020-01-01")))
             .unwrap();
         // An empty listing trips the mass-fix guard: the finding is held as missing.
         import(&mut store, "shop", &[], RunEnd::Succeeded);
@@ -547,7 +517,7 @@ mod triage_attack {
             RunEnd::Succeeded,
         );
         store
-            .triage(id_of(&store, &f), &accept_until("2020-01-01"))
+            .triage(id_of(&store, &f), &accept(Some("2020-01-01")))
             .unwrap();
         import(
             &mut store,
@@ -581,11 +551,7 @@ mod triage_attack {
     fn a_rule_removed_while_its_finding_is_missing_records_the_release() {
         let (_dir, mut store) = temp_store();
         let f = finding(20);
-        store.set_suppress_rules(vec![rule(
-            "fixtures",
-            "Problem 20",
-            SuppressState::FalsePositive,
-        )]);
+        store.set_suppress_rules(vec![rule("fixtures", "Problem 20")]);
         import(&mut store, "shop", &[vec![f.clone()]], RunEnd::Succeeded);
         import(&mut store, "shop", &[], RunEnd::Succeeded);
         assert_eq!(
@@ -624,13 +590,9 @@ mod triage_attack {
         let f = finding(20);
         import(&mut store, "shop", &[vec![f.clone()]], RunEnd::Succeeded);
         store
-            .triage(id_of(&store, &f), &accept_until("2020-01-01"))
+            .triage(id_of(&store, &f), &accept(Some("2020-01-01")))
             .unwrap();
-        store.set_suppress_rules(vec![rule(
-            "fixtures",
-            "Problem 20",
-            SuppressState::FalsePositive,
-        )]);
+        store.set_suppress_rules(vec![rule("fixtures", "Problem 20")]);
         import(&mut store, "shop", &[vec![f.clone()]], RunEnd::Succeeded);
         let now = store.finding_by_id(id_of(&store, &f)).unwrap().unwrap();
         assert_eq!(now.state, FindingState::FalsePositive);
@@ -671,9 +633,9 @@ mod triage_attack {
             store.finding_by_id(id).unwrap().unwrap().state,
             FindingState::Fixed
         );
-        store.triage(id, &accept_until("2999-01-01")).unwrap();
+        store.triage(id, &accept(Some("2999-01-01"))).unwrap();
         let after_first = store.events_of(id).unwrap().len();
-        store.triage(id, &accept_until("2999-01-01")).unwrap();
+        store.triage(id, &accept(Some("2999-01-01"))).unwrap();
         let after_second = store.events_of(id).unwrap().len();
         assert_eq!(
             after_second, after_first,

@@ -180,18 +180,21 @@ pub(super) fn success_since(
     since: chrono::DateTime<chrono::Utc>,
     triggers: &[&str],
 ) -> Result<Option<RunId>, StoreError> {
-    let mut best = None;
-    for trigger in triggers {
-        let found: Option<RunId> = conn
-            .prepare_cached(
-                "SELECT max(id) FROM sync_runs
-                 WHERE scan = ?1 AND state = 'succeeded' AND started_at >= ?2
-                   AND trigger = ?3 AND owner IS NOT ?4",
-            )?
-            .query_row(params![scan, stamp(since), trigger, owner.id], |r| r.get(0))?;
-        best = best.max(found);
-    }
-    Ok(best)
+    let marks: Vec<String> = (0..triggers.len()).map(|i| format!("?{}", i + 4)).collect();
+    let mut args: Vec<rusqlite::types::Value> = vec![
+        scan.to_string().into(),
+        stamp(since).into(),
+        owner.id.clone().into(),
+    ];
+    args.extend(triggers.iter().map(|t| t.to_string().into()));
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT max(id) FROM sync_runs
+             WHERE scan = ?1 AND state = 'succeeded' AND started_at >= ?2
+               AND owner IS NOT ?3 AND trigger IN ({})",
+            marks.join(", ")
+        ))?
+        .query_row(rusqlite::params_from_iter(args), |r| r.get(0))?)
 }
 
 /// Ids of `running` runs whose owner is gone (no `owners` row, or an expired one), oldest

@@ -1393,13 +1393,12 @@ fn inherit_branch_triage(
         conn.prepare_cached(&format!(
             "INSERT INTO finding_events (finding_id, run_id, kind, old_value, new_value, at,
                  actor, reason, until)
-             SELECT id, ?4, 'state_set', 'new', triage, last_seen, triage_by, triage_reason,
+             SELECT id, ?1, 'state_set', 'new', triage, last_seen, triage_by, triage_reason,
                     triage_until
              FROM findings
-             WHERE scan_id = ?2 AND triage_source = 'local' AND id IN ({created_here})
-               AND ?1 IS NOT NULL"
+             WHERE scan_id = ?2 AND triage_source = 'local' AND id IN ({created_here})"
         ))?
-        .execute(params![base, ctx.scan_id, events_before, run])?;
+        .execute(params![run, ctx.scan_id, events_before])?;
     }
     Ok(())
 }

@@ -4,6 +4,38 @@ use super::*;
 use proptest::prelude::*;
 use tempfile::TempDir;
 
+/// The id of `f` (the first of its identity) in scan "shop".
+pub(super) fn id_of(store: &Store, f: &Finding) -> i64 {
+    store
+        .resolve_finding(&f.fingerprint(0), Some("shop"))
+        .unwrap()
+}
+
+/// A person's acceptance, ending on `until` when given.
+pub(super) fn accept(until: Option<&str>) -> TriageRequest {
+    TriageRequest {
+        state: FindingState::Accepted,
+        reason: Some("behind the VPN".into()),
+        by: Some("dana".into()),
+        until: until.map(|u| u.parse().unwrap()),
+        reopen_on_severity_increase: false,
+    }
+}
+
+/// A rule of scan "shop" marking findings whose title holds `title` false positives.
+pub(super) fn rule(name: &str, title: &str) -> crate::config::SuppressRule {
+    crate::config::SuppressRule {
+        name: name.into(),
+        scans: vec!["shop".into()],
+        rule: None,
+        path: None,
+        title: Some(title.into()),
+        state: crate::config::SuppressState::FalsePositive,
+        reason: "test fixtures".into(),
+        until: None,
+    }
+}
+
 pub(super) fn temp_store() -> (TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("state/scansync.db")).unwrap();

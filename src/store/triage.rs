@@ -483,17 +483,11 @@ fn triage_in(
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{finding, import, scope, temp_store};
+    use super::super::tests::{accept, finding, id_of, import, rule, scope, temp_store};
     use super::super::{FindingFilter, RunEnd};
     use super::*;
-    use crate::config::{SuppressRule, SuppressState};
+    use crate::config::SuppressState;
     use crate::finding::{Finding, Severity};
-
-    fn id_of(store: &Store, f: &Finding) -> i64 {
-        store
-            .resolve_finding(&f.fingerprint(0), Some("shop"))
-            .unwrap()
-    }
 
     fn row(store: &Store, f: &Finding) -> FindingRow {
         store.finding_by_id(id_of(store, f)).unwrap().unwrap()
@@ -506,29 +500,6 @@ mod tests {
             .into_iter()
             .map(|e| (e.kind, e.new_value))
             .collect()
-    }
-
-    fn accept(until: Option<&str>) -> TriageRequest {
-        TriageRequest {
-            state: FindingState::Accepted,
-            reason: Some("behind the VPN".into()),
-            by: Some("dana".into()),
-            until: until.map(|u| u.parse().unwrap()),
-            reopen_on_severity_increase: false,
-        }
-    }
-
-    fn rule(name: &str, title: &str) -> SuppressRule {
-        SuppressRule {
-            name: name.into(),
-            scans: vec!["shop".into()],
-            rule: None,
-            path: None,
-            title: Some(title.into()),
-            state: SuppressState::FalsePositive,
-            reason: "test fixtures".into(),
-            until: None,
-        }
     }
 
     fn ev(kind: &str, new: &str) -> (String, Option<String>) {

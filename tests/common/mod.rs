@@ -1,12 +1,15 @@
 //! Helpers shared by integration tests: a loopback TLS server for the certificate checks,
 //! reading Prometheus' text format back (a parser, typed look-ups, `promtool`), and what a
-//! check does when the external tool it needs is missing ([`tool_missing`]).
+//! check does when the external tool it needs is missing ([`tool_missing`]), and a loopback
+//! proxy in front of the simulator that holds or rewrites answers ([`proxy`]).
 //!
 //! Each test crate that says `mod common;` uses a part of this file; the rest would be dead
 //! code there.
 #![allow(dead_code)]
 
 use prometheus_parse::{LineInfo, Scrape, Value};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// A loopback HTTPS server with a certificate from the test CA in tests/fixtures/tls; it
@@ -185,4 +188,93 @@ pub fn promtool_check(text: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A response as the proxy may rewrite it.
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub body: Vec<u8>,
+}
+
+pub type Rewrite = Arc<dyn Fn(&str, &mut Answer) + Send + Sync>;
+
+/// A loopback proxy in front of the simulator: every request is forwarded; requests whose
+/// path and query contain `hold` (when given) are counted and held until the gate opens
+/// (while the gate is kept closed, never answered); `rewrite` may change any answer (path
+/// and query given). Returns the proxy's base URL (`http://addr`), the gate, and the count
+/// of held requests that arrived.
+pub async fn proxy(
+    sim: &scansync::sim::Simulator,
+    hold: Option<&'static str>,
+    rewrite: Rewrite,
+) -> (String, tokio::sync::watch::Sender<bool>, Arc<AtomicUsize>) {
+    use axum::body::Body;
+    use axum::extract::Request;
+    use axum::response::Response;
+    let (gate, open) = tokio::sync::watch::channel(hold.is_none());
+    let held = Arc::new(AtomicUsize::new(0));
+    let upstream: SocketAddr = sim.addr();
+    let client = reqwest::Client::new();
+    let counter = held.clone();
+    let app = axum::Router::new().fallback(move |req: Request| {
+        let (client, mut open, counter, rewrite) = (
+            client.clone(),
+            open.clone(),
+            counter.clone(),
+            rewrite.clone(),
+        );
+        async move {
+            let path = req
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_default();
+            if hold.is_some_and(|h| path.contains(h)) {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let _ = open.wait_for(|o| *o).await;
+            }
+            let method = req.method().clone();
+            let headers = req.headers().clone();
+            let body = axum::body::to_bytes(req.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            let mut forward = client.request(method, format!("http://{upstream}{path}"));
+            for (name, value) in &headers {
+                if name != "host" && name != "content-length" {
+                    forward = forward.header(name, value);
+                }
+            }
+            let answer = forward.body(body).send().await.unwrap();
+            let mut a = Answer {
+                status: answer.status().as_u16(),
+                headers: answer
+                    .headers()
+                    .iter()
+                    .filter(|(n, _)| {
+                        !matches!(
+                            n.as_str(),
+                            "content-length" | "transfer-encoding" | "connection"
+                        )
+                    })
+                    .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+                    .collect(),
+                body: answer.bytes().await.unwrap().to_vec(),
+            };
+            rewrite(&path, &mut a);
+            let mut out = Response::builder().status(a.status);
+            for (n, v) in &a.headers {
+                out = out.header(n.as_str(), v.as_slice());
+            }
+            out.body(Body::from(a.body)).unwrap()
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}"), gate, held)
+}
+
+pub fn no_rewrite() -> Rewrite {
+    Arc::new(|_, _| {})
 }
