@@ -938,7 +938,8 @@ impl Shared {
     }
 
     async fn try_reload(self: &Arc<Self>) -> Result<String, ReloadError> {
-        let new = Config::load(&self.config_path).map_err(ReloadError::Invalid)?;
+        let new = Config::load(&self.config_path, crate::vendors::REGISTRY)
+            .map_err(ReloadError::Invalid)?;
         let (old, old_ctx) = self.current();
         if new.server != old.server {
             warn!("[server] changed; the listener keeps its address, TLS files and metrics token until scansync restarts (webhook settings of scans apply now)");
@@ -1093,7 +1094,7 @@ pub async fn run(config_path: &Path, control: DaemonControl) -> anyhow::Result<(
         events,
     } = control;
     sd_status("loading the config");
-    let config = Config::load(config_path)?;
+    let config = Config::load(config_path, crate::vendors::REGISTRY)?;
     // Before the store: `/healthz` answers at once and `/readyz` says 503 until ready.
     let listener = match &config.server {
         Some(server) => {

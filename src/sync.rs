@@ -204,7 +204,7 @@ impl SyncContext {
         stop: tokio::sync::watch::Receiver<bool>,
     ) -> anyhow::Result<SyncContext> {
         let mut store = Store::open(&config.store.path)?;
-        store.set_webhook_routes(crate::webhooks::routes(config));
+        store.set_webhook_routes(config.webhook_routes(), crate::webhooks::payload::body);
         let reader = Store::open_read_only(&config.store.path)?;
         store.set_suppress_rules(config.suppress.clone());
         let mut ctx = SyncContext {
@@ -279,7 +279,7 @@ impl SyncContext {
         // Nothing below can fail: the reload is all or nothing.
         ctx.outbox.install(targets);
         let mut store = ctx.store.lock().unwrap_or_else(|e| e.into_inner());
-        store.set_webhook_routes(crate::webhooks::routes(config));
+        store.set_webhook_routes(config.webhook_routes(), crate::webhooks::payload::body);
         store.set_suppress_rules(config.suppress.clone());
         drop(store);
         Ok(ctx)

@@ -60,7 +60,8 @@ async fn setup(tag: &str, faults: Vec<Fault>) -> Setup {
         .replace("\"codethreat-project-1\"", &format!("\"{tag}-ct-scan\""))
         .replace("\"salt-project-1\"", &format!("\"{tag}-salt-scan\""));
     std::fs::write(&path, text).unwrap();
-    let config = Config::load(&path).expect("the simulator's config is valid");
+    let config =
+        Config::load(&path, scansync::vendors::REGISTRY).expect("the simulator's config is valid");
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let ctx = SyncContext::new(&config, stop_rx).expect("store opens");
     Setup {

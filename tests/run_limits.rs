@@ -59,7 +59,7 @@ async fn setup(scan_seconds: f64) -> Setup {
         ),
     )
     .unwrap();
-    let config = Config::load(&path).expect("valid config");
+    let config = Config::load(&path, scansync::vendors::REGISTRY).expect("valid config");
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let ctx = SyncContext::new(&config, stop_rx).expect("store opens");
     Setup {

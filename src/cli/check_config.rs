@@ -25,7 +25,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     } else {
         Secrets::MayBeAbsent
     };
-    let loaded = Config::load_checking(&path, secrets)?;
+    let loaded = Config::load_checking(&path, secrets, crate::vendors::REGISTRY)?;
     // Printed here rather than through tracing, so they show whatever the log level and
     // in the same `word: message` shape as the errors.
     for w in &loaded.warnings {

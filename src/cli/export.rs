@@ -38,7 +38,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
         anyhow::bail!("--raw only applies to --format jsonl (CSV and SARIF have no place for the vendor's JSON)");
     }
     let path = Config::resolve_path(global.config.as_deref());
-    let config = Config::load(&path)?;
+    let config = Config::load(&path, crate::vendors::REGISTRY)?;
     let store_path = config.store.path.clone();
     // SQLite reads block; keep them off the async workers.
     tokio::task::spawn_blocking(move || export(&store_path, args)).await?

@@ -32,7 +32,7 @@ pub struct Args {
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     let path = Config::resolve_path(global.config.as_deref());
-    let config = Config::load(&path)?;
+    let config = Config::load(&path, crate::vendors::REGISTRY)?;
     let (name, instance) = named_instance(&config, &path, &args.instance)?;
     let vendor = instance.vendor.as_str();
     let connector = match vendors::connect(name, instance) {

@@ -48,27 +48,9 @@ pub(crate) fn store_path_from_config(config: &Path) -> anyhow::Result<PathBuf> {
 
 /// The config's `[store]` table alone (path resolved), read without validating the rest.
 pub(crate) fn store_config_from(config: &Path) -> anyhow::Result<crate::config::StoreConfig> {
-    #[derive(serde::Deserialize)]
-    struct OnlyStore {
-        store: crate::config::StoreConfig,
-    }
-    let text = std::fs::read_to_string(config).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot read {}: {e}; give --config FILE or --store FILE",
-            config.display()
-        )
-    })?;
-    let parsed: OnlyStore = toml::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("{}: no usable [store] path: {e}", config.display()))?;
-    // Relative to the config file's folder, as `Config::load` reads it for every other
-    // command.
-    let mut store = parsed.store;
-    if let Some(dir) = config.parent() {
-        if store.path.is_relative() {
-            store.path = dir.join(&store.path);
-        }
-    }
-    Ok(store)
+    crate::config::Config::store_only(config).map_err(|e| {
+        anyhow::anyhow!("{e}\n(the commands that only read the store also take --store FILE)")
+    })
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {

@@ -237,7 +237,10 @@ pub fn pick_scan(config: &Config, tool: &str, project: &str) -> Result<ScanConfi
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     // The deadline counts from the command's start, as a CI step's budget does.
     let detach_at = args.timeout.map(|t| tokio::time::Instant::now() + t);
-    let config = Config::load(&Config::resolve_path(global.config.as_deref()))?;
+    let config = Config::load(
+        &Config::resolve_path(global.config.as_deref()),
+        crate::vendors::REGISTRY,
+    )?;
     let mut scan = pick_scan(&config, &args.tool, &args.project)?;
     scan.metadata.extend(args.meta.iter().cloned());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -18,7 +18,7 @@ pub struct Args {
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     let path = Config::resolve_path(global.config.as_deref());
-    let config = Config::load(&path)?;
+    let config = Config::load(&path, crate::vendors::REGISTRY)?;
     let selected = select_scans(&config, &args.scans)?;
     let stop = super::stop_on_signals()?;
     let ctx = SyncContext::new(&config, stop)?;

@@ -46,7 +46,7 @@ pub fn exit_code(err: &VendorError) -> u8 {
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     let path = Config::resolve_path(global.config.as_deref());
-    let config = Config::load(&path)?;
+    let config = Config::load(&path, crate::vendors::REGISTRY)?;
     let selected: Vec<(&String, &InstanceConfig)> = match &args.instance {
         Some(name) => vec![named_instance(&config, &path, name)?],
         None => config.instances.iter().collect(),

@@ -49,7 +49,10 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
 }
 
 async fn test(global: &Global, args: TestArgs) -> anyhow::Result<u8> {
-    let config = Config::load(&Config::resolve_path(global.config.as_deref()))?;
+    let config = Config::load(
+        &Config::resolve_path(global.config.as_deref()),
+        crate::vendors::REGISTRY,
+    )?;
     let outcome = crate::webhooks::send_ping(&config, &args.name).await?;
     let line = match (outcome.status, outcome.delivered()) {
         (Some(_), true) => format!("{}: HTTP {}", args.name, outcome.detail),

@@ -15,7 +15,7 @@ pub use crate::glob;
 mod health;
 mod hooks;
 pub mod platform;
-pub mod tls;
+
 pub mod verify;
 
 use crate::config::{Config, ScanConfig, ServerConfig};
@@ -113,7 +113,8 @@ impl Listener {
     pub async fn start(config: &ServerConfig) -> anyhow::Result<Listener> {
         let tls = match (&config.tls_cert_file, &config.tls_key_file) {
             (Some(cert), Some(key)) => Some(tokio_rustls::TlsAcceptor::from(
-                tls::server_config(cert, key).map_err(|(_, e)| anyhow::anyhow!("[server] {e}"))?,
+                crate::tls::server_config(cert, key)
+                    .map_err(|(_, e)| anyhow::anyhow!("[server] {e}"))?,
             )),
             _ => None,
         };

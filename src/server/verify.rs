@@ -10,7 +10,7 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::webhooks::sign::SigningKey;
+use crate::sign::SigningKey;
 
 type HmacSha256 = Hmac<Sha256>;
 

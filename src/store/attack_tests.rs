@@ -4,8 +4,8 @@
 
 use super::tests::{count, finding, findings, import, other_process, scope, temp_store};
 use super::*;
+use crate::config::{EventType, Route};
 use crate::finding::Verdict;
-use crate::webhooks::{EventType, Route};
 
 fn resolved(n: usize) -> Finding {
     let mut f = finding(n);
@@ -115,7 +115,10 @@ fn a_triaged_finding_back_after_a_fix_is_not_counted_or_announced_as_reopened() 
         .unwrap();
     import(&mut store, "shop", &[findings(1..30)], RunEnd::Succeeded);
     assert_eq!(state_of(&store, &finding(0)), FindingState::Fixed);
-    store.set_webhook_routes(vec![route(&[EventType::FindingsReopened])]);
+    store.set_webhook_routes(
+        vec![route(&[EventType::FindingsReopened])],
+        crate::webhooks::payload::body,
+    );
     let back = import(&mut store, "shop", &[findings(0..30)], RunEnd::Succeeded);
     assert_eq!(state_of(&store, &finding(0)), FindingState::FalsePositive);
     assert_eq!(
@@ -157,7 +160,10 @@ fn a_finding_listed_resolved_is_counted_fixed_and_not_also_open() {
 fn a_finding_first_seen_resolved_is_not_announced_or_counted_as_new() {
     let (_dir, mut store) = temp_store();
     import(&mut store, "shop", &[findings(0..3)], RunEnd::Succeeded);
-    store.set_webhook_routes(vec![route(&[EventType::FindingsNew])]);
+    store.set_webhook_routes(
+        vec![route(&[EventType::FindingsNew])],
+        crate::webhooks::payload::body,
+    );
     let mut page = findings(0..3);
     page.push(resolved(50));
     let run = import(&mut store, "shop", &[page], RunEnd::Succeeded);
@@ -190,7 +196,10 @@ fn triaging_a_fixed_finding_keeps_it_fixed_and_announces_no_second_fix() {
         .set_local_state("shop", &finding(0).fingerprint(0), FindingState::Accepted)
         .unwrap();
     let state_after_triage = state_of(&store, &finding(0));
-    store.set_webhook_routes(vec![route(&[EventType::FindingsFixed])]);
+    store.set_webhook_routes(
+        vec![route(&[EventType::FindingsFixed])],
+        crate::webhooks::payload::body,
+    );
     let next = import(&mut store, "shop", &[findings(1..30)], RunEnd::Succeeded);
     assert_eq!(
         next.counts.fixed, 0,
@@ -225,7 +234,10 @@ fn an_older_run_adopted_late_does_not_revive_a_finding_the_newer_complete_listin
     second.upsert_page(newer, &findings(0..10)).unwrap();
     second.finish_run(newer, RunEnd::Succeeded).unwrap();
     // The old run is adopted and reads its (older) vendor scan.
-    second.set_webhook_routes(vec![route(&[EventType::FindingsNew])]);
+    second.set_webhook_routes(
+        vec![route(&[EventType::FindingsNew])],
+        crate::webhooks::payload::body,
+    );
     second.adopt_run(old).unwrap().unwrap().unwrap();
     let mut stale = findings(0..10);
     stale.push(finding(77));
@@ -265,10 +277,10 @@ fn an_older_run_ending_after_a_newer_run_fixed_what_it_created_announces_it_as_n
     first.detach_run(old).unwrap();
     first.release_owner().unwrap();
     // A newer complete run no longer lists 77: fixed (1 of 11 is under the guard).
-    second.set_webhook_routes(vec![route(&[
-        EventType::FindingsNew,
-        EventType::FindingsFixed,
-    ])]);
+    second.set_webhook_routes(
+        vec![route(&[EventType::FindingsNew, EventType::FindingsFixed])],
+        crate::webhooks::payload::body,
+    );
     let newer = second.begin_run(&scope("shop")).unwrap();
     second.upsert_page(newer, &findings(0..10)).unwrap();
     let row = second.finish_run(newer, RunEnd::Succeeded).unwrap();
@@ -354,7 +366,10 @@ fn an_older_run_adopted_late_does_not_reopen_a_finding_the_newer_complete_listin
     second.upsert_page(newer, &findings(0..10)).unwrap();
     second.finish_run(newer, RunEnd::Succeeded).unwrap();
     // The old run is adopted and reads its older vendor scan.
-    second.set_webhook_routes(vec![route(&[EventType::FindingsReopened])]);
+    second.set_webhook_routes(
+        vec![route(&[EventType::FindingsReopened])],
+        crate::webhooks::payload::body,
+    );
     second.adopt_run(old).unwrap().unwrap().unwrap();
     second.upsert_page(old, &with_77).unwrap();
     let row = second.finish_run(old, RunEnd::Succeeded).unwrap();
@@ -384,10 +399,10 @@ fn a_queued_run_that_reads_after_a_newer_id_succeeded_is_not_treated_as_stale() 
     let (dir, mut daemon) = temp_store();
     let mut cli = other_process(&dir);
     import(&mut daemon, "shop", &[findings(0..30)], RunEnd::Succeeded);
-    daemon.set_webhook_routes(vec![route(&[
-        EventType::FindingsNew,
-        EventType::FindingsFixed,
-    ])]);
+    daemon.set_webhook_routes(
+        vec![route(&[EventType::FindingsNew, EventType::FindingsFixed])],
+        crate::webhooks::payload::body,
+    );
     // A push: the run row is begun at once, the run waits for its turn (permits).
     let queued = daemon.begin_queued_run(&scope("shop")).unwrap();
     // Meanwhile `scansync sync` in another process runs the scan to its end.

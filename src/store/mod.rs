@@ -87,7 +87,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
 ];
 
 mod outbox;
-pub use outbox::{OutboxMessage, OutboxRow};
+pub use outbox::{NotificationBody, OutboxMessage, OutboxRow, MAX_FINDINGS};
 mod triage;
 pub use triage::{FindingDetail, Triage, TriageRequest, TriageSource, MIN_FINGERPRINT_PREFIX};
 
@@ -182,9 +182,6 @@ pub struct RunScope {
     pub min_severity: Option<Severity>,
 }
 
-/// `[daemon] fix_guard`'s default.
-pub const DEFAULT_FIX_GUARD: f64 = 0.5;
-
 /// The guard looks at shares only above this many findings (a scan of 3 losing 2 is no
 /// sign of a lie); a listing that loses every finding is held at any size.
 pub const FIX_GUARD_MIN_FINDINGS: u64 = 20;
@@ -198,7 +195,7 @@ impl Default for RunScope {
             bind_to: String::new(),
             branch: None,
             trigger: String::new(),
-            fix_guard: DEFAULT_FIX_GUARD,
+            fix_guard: crate::config::DEFAULT_FIX_GUARD,
             min_severity: None,
         }
     }
@@ -661,7 +658,7 @@ struct RunContext {
 pub struct Store {
     conn: Connection,
     /// The webhooks `finish_run` writes notifications for (see [`Store::set_webhook_routes`]).
-    webhook_routes: Vec<crate::webhooks::Route>,
+    notifications: Option<outbox::Notifications>,
     /// This process, as the leases name it.
     owner: Owner,
     /// The config's `[[suppress]]` rules, applied as pages are stored (see
@@ -705,7 +702,7 @@ impl Store {
         migrate(&mut conn, &shown)?;
         Ok(Store {
             conn,
-            webhook_routes: Vec::new(),
+            notifications: None,
             owner: Owner::new(),
             suppress_rules: Vec::new(),
         })
@@ -746,7 +743,7 @@ impl Store {
         }
         Ok(Store {
             conn,
-            webhook_routes: Vec::new(),
+            notifications: None,
             owner: Owner::new(),
             suppress_rules: Vec::new(),
         })
@@ -982,19 +979,12 @@ impl Store {
         ])?;
         lease::release_in(&tx, &self.owner, ctx.scan_id, run)?;
         let row = read_run(&tx, run)?.ok_or_else(|| no_such_run(run))?;
-        if !self.webhook_routes.is_empty() {
+        if let Some(notifications) = &self.notifications {
             let min_severity: Option<String> = tx
                 .prepare_cached("SELECT min_severity FROM sync_runs WHERE id = ?1")?
                 .query_row(params![run], |r| r.get(0))?;
             let min_severity = min_severity.and_then(|w| w.parse::<Severity>().ok());
-            outbox::write_notifications(
-                &tx,
-                &self.webhook_routes,
-                ctx.scan_id,
-                &row,
-                &at,
-                min_severity,
-            )?;
+            outbox::write_notifications(&tx, notifications, ctx.scan_id, &row, &at, min_severity)?;
         }
         tx.commit()?;
         Ok(row)

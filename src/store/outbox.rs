@@ -17,11 +17,25 @@ use super::{
     finding_from_row, stamp, FindingRow, RunId, RunRow, RunState, ScanRows, Store, StoreError,
     FINDING_COLUMNS, SEVERITY_RANK_SQL,
 };
+use crate::config::{EventType, Route};
 use crate::finding::Severity;
-use crate::webhooks::payload::{self, MAX_FINDINGS};
-use crate::webhooks::{EventType, Route};
 use chrono::{DateTime, Utc};
 use rusqlite::{params, params_from_iter, Connection, Row};
+
+/// The most findings one notification lists, worst first; the rest are only counted.
+pub const MAX_FINDINGS: usize = 100;
+
+/// Writes the body of a notification: the event, the ended run, the time, the matching
+/// findings (worst first, at most [`MAX_FINDINGS`]) and how many matched in all. The store
+/// finds what to notify; the format is the caller's (`webhooks::payload::compose`).
+pub type NotificationBody = fn(EventType, &RunRow, &str, &[FindingRow], u64) -> String;
+
+/// Which webhooks a run's end notifies, and how their bodies are written.
+#[derive(Debug, Clone)]
+pub(super) struct Notifications {
+    pub(super) routes: Vec<Route>,
+    pub(super) body: NotificationBody,
+}
 
 /// A pending notification, as the delivery task needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,14 +178,14 @@ fn matching(
 /// on the run). Returns how many rows were written.
 pub(super) fn write_notifications(
     conn: &Connection,
-    routes: &[Route],
+    notifications: &Notifications,
     scan_id: i64,
     row: &RunRow,
     at: &str,
     min_severity: Option<Severity>,
 ) -> Result<usize, StoreError> {
     let mut written = 0;
-    for route in routes {
+    for route in &notifications.routes {
         if !route.wants_scan(&row.scan, row.branch.as_deref()) {
             continue;
         }
@@ -198,7 +212,7 @@ pub(super) fn write_notifications(
                     m
                 }
             };
-            let body = payload::compose(event, row, at, &m.rows, m.total).to_string();
+            let body = (notifications.body)(event, row, at, &m.rows, m.total);
             insert(conn, &route.name, event, row.id, &body, at)?;
             written += 1;
         }
@@ -244,9 +258,13 @@ fn message_from_row(r: &Row<'_>) -> rusqlite::Result<OutboxMessage> {
 impl Store {
     /// The webhooks `finish_run` writes notifications for (none until this is called: a
     /// store opened by a read-only command writes none). Set from the config by
-    /// [`crate::sync::SyncContext`], again on every reload.
-    pub fn set_webhook_routes(&mut self, routes: Vec<Route>) {
-        self.webhook_routes = routes;
+    /// the sync context, again on every reload. `body` writes each notification.
+    pub fn set_webhook_routes(&mut self, routes: Vec<Route>, body: NotificationBody) {
+        self.notifications = if routes.is_empty() {
+            None
+        } else {
+            Some(Notifications { routes, body })
+        };
     }
 
     /// Pending notifications due at `now`, oldest due first, at most `limit`.

@@ -1282,7 +1282,7 @@ proptest! {
 // ---------------------------------------------------------------------------------------
 // The webhook outbox.
 
-use crate::webhooks::{EventType, Route};
+use crate::config::{EventType, Route};
 
 fn route(name: &str, events: &[EventType], min: Option<Severity>, scans: &[&str]) -> Route {
     Route {
@@ -1334,17 +1334,20 @@ fn without_webhooks_finishing_a_run_writes_no_notification() {
 #[test]
 fn new_findings_notify_each_matching_webhook_once_with_its_severity_filter() {
     let (_dir, mut store) = temp_store();
-    store.set_webhook_routes(vec![
-        route("all", &[EventType::FindingsNew], None, &[]),
-        route(
-            "critical-only",
-            &[EventType::FindingsNew],
-            Some(Severity::Critical),
-            &[],
-        ),
-        route("other-scan", &[EventType::FindingsNew], None, &["api"]),
-        route("fixes-only", &[EventType::FindingsFixed], None, &[]),
-    ]);
+    store.set_webhook_routes(
+        vec![
+            route("all", &[EventType::FindingsNew], None, &[]),
+            route(
+                "critical-only",
+                &[EventType::FindingsNew],
+                Some(Severity::Critical),
+                &[],
+            ),
+            route("other-scan", &[EventType::FindingsNew], None, &["api"]),
+            route("fixes-only", &[EventType::FindingsFixed], None, &[]),
+        ],
+        crate::webhooks::payload::body,
+    );
     // Severities cycle critical, high, medium, low, info: 0 and 5 are critical.
     let page = findings(0..10);
     let run = import(
@@ -1382,7 +1385,10 @@ fn new_findings_notify_each_matching_webhook_once_with_its_severity_filter() {
 #[test]
 fn a_notification_lists_the_worst_100_findings_and_counts_the_rest() {
     let (_dir, mut store) = temp_store();
-    store.set_webhook_routes(vec![route("all", &[EventType::FindingsNew], None, &[])]);
+    store.set_webhook_routes(
+        vec![route("all", &[EventType::FindingsNew], None, &[])],
+        crate::webhooks::payload::body,
+    );
     import(&mut store, "shop", &[findings(0..150)], RunEnd::Succeeded);
     let rows = outbox(&store);
     assert_eq!(rows.len(), 1);
@@ -1411,12 +1417,15 @@ fn fixed_and_reopened_findings_are_notified_by_the_run_that_changed_them() {
         std::slice::from_ref(&all),
         RunEnd::Succeeded,
     );
-    store.set_webhook_routes(vec![route(
-        "changes",
-        &[EventType::FindingsFixed, EventType::FindingsReopened],
-        None,
-        &[],
-    )]);
+    store.set_webhook_routes(
+        vec![route(
+            "changes",
+            &[EventType::FindingsFixed, EventType::FindingsReopened],
+            None,
+            &[],
+        )],
+        crate::webhooks::payload::body,
+    );
     let fixing = import(&mut store, "shop", &[all[..4].to_vec()], RunEnd::Succeeded);
     let rows = outbox(&store);
     assert_eq!(rows.len(), 1);
@@ -1451,7 +1460,10 @@ fn fixed_and_reopened_findings_are_notified_by_the_run_that_changed_them() {
 #[test]
 fn run_failed_is_sent_for_failed_and_timed_out_runs_but_not_interrupted_ones() {
     let (_dir, mut store) = temp_store();
-    store.set_webhook_routes(vec![route("ops", &[EventType::RunFailed], None, &[])]);
+    store.set_webhook_routes(
+        vec![route("ops", &[EventType::RunFailed], None, &[])],
+        crate::webhooks::payload::body,
+    );
     import(&mut store, "shop", &[findings(0..3)], RunEnd::Succeeded);
     import(
         &mut store,
@@ -1486,12 +1498,15 @@ fn run_failed_is_sent_for_failed_and_timed_out_runs_but_not_interrupted_ones() {
 #[test]
 fn a_branch_run_notifies_the_webhooks_of_its_configured_scan() {
     let (_dir, mut store) = temp_store();
-    store.set_webhook_routes(vec![route(
-        "shop-hook",
-        &[EventType::FindingsNew],
-        None,
-        &["shop"],
-    )]);
+    store.set_webhook_routes(
+        vec![route(
+            "shop-hook",
+            &[EventType::FindingsNew],
+            None,
+            &["shop"],
+        )],
+        crate::webhooks::payload::body,
+    );
     let mut branch_scope = scope("shop@feature-x");
     branch_scope.branch = Some("feature-x".into());
     let run = store.begin_run(&branch_scope).unwrap();
@@ -1506,10 +1521,13 @@ fn a_branch_run_notifies_the_webhooks_of_its_configured_scan() {
 #[test]
 fn delivery_bookkeeping_claims_retries_delivers_and_gives_up() {
     let (_dir, mut store) = temp_store();
-    store.set_webhook_routes(vec![
-        route("a", &[EventType::FindingsNew], None, &[]),
-        route("b", &[EventType::FindingsNew], None, &[]),
-    ]);
+    store.set_webhook_routes(
+        vec![
+            route("a", &[EventType::FindingsNew], None, &[]),
+            route("b", &[EventType::FindingsNew], None, &[]),
+        ],
+        crate::webhooks::payload::body,
+    );
     import(&mut store, "shop", &[findings(0..2)], RunEnd::Succeeded);
     let now = chrono::Utc::now();
     let due = store.due_webhook_messages(now, 10).unwrap();

@@ -183,6 +183,20 @@ pub struct VendorSpec {
     pub build: BuildFn,
 }
 
+impl crate::config::VendorRules for VendorSpec {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn check(&self, instance: &InstanceConfig) -> Vec<String> {
+        (self.validate)(instance)
+    }
+
+    fn starts_scans(&self) -> bool {
+        self.starts_scans
+    }
+}
+
 /// Every vendor scansync knows. Adding one: a file in this folder and a line here.
 pub static REGISTRY: &[VendorSpec] = &[codethreat::SPEC, saltsecurity::SPEC];
 

@@ -36,11 +36,11 @@
 //! token in the path), and receiver text is scrubbed of the secret before it is stored.
 
 use super::payload;
-use super::sign::SigningKey;
-use super::EventType;
+use crate::config::EventType;
 use crate::config::{Config, WebhookConfig};
 use crate::http::RetryPolicy;
 use crate::secret::Secret;
+use crate::sign::SigningKey;
 use crate::store::{OutboxMessage, StoreError};
 use crate::sync::SyncContext;
 use chrono::{DateTime, Utc};

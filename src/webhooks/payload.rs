@@ -20,12 +20,21 @@
 //! Composed once, inside the transaction that ends the run, and stored as text: every
 //! retry sends the same bytes.
 
-use super::EventType;
+use crate::config::EventType;
+use crate::store::MAX_FINDINGS;
 use crate::store::{FindingRow, RunRow};
 use serde_json::{json, Value};
 
-/// The most findings one notification lists; the rest are counted in `more`.
-pub const MAX_FINDINGS: usize = 100;
+/// [`compose`] as the text the store writes to the outbox (a `store::NotificationBody`).
+pub fn body(
+    event: EventType,
+    run: &RunRow,
+    at: &str,
+    findings: &[FindingRow],
+    total: u64,
+) -> String {
+    compose(event, run, at, findings, total).to_string()
+}
 
 /// The body of a notification about `run`. `findings` are the matching findings, worst
 /// first (only the first [`MAX_FINDINGS`] are used); `total` is how many matched in all.
