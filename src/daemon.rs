@@ -1115,7 +1115,7 @@ pub async fn run(config_path: &Path, control: DaemonControl) -> anyhow::Result<(
     };
     // Delivers the webhook outbox (rows left by a previous process first) until stop.
     let delivery = tokio::spawn(crate::webhooks::run_delivery_task(
-        ctx.clone(),
+        ctx.delivery(),
         stop_rx.clone(),
     ));
     let scheduler = JobScheduler::new().await?;

@@ -3,7 +3,7 @@
 //!
 //! Process-wide because every recorder (http.rs, sync.rs, webhooks, server) would otherwise
 //! need a handle threaded through constructors that have nothing else to do with metrics, and
-//! because a reload rebuilds the [`SyncContext`]: counters kept here survive it. The families
+//! because a reload rebuilds the sync context: counters kept here survive it. The families
 //! and their labels are documented for operators in docs/metrics.md.
 //!
 //! Callers use `metrics::global().<recorder>(…)`; the listener calls [`render`] and serves
@@ -48,8 +48,8 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::finding::Severity;
+use crate::store::Reader;
 use crate::store::{FindingCounts, FindingState};
-use crate::sync::SyncContext;
 
 /// The media type of [`render`]'s text: the Prometheus text exposition format 0.0.4, which
 /// every Prometheus-compatible scraper reads and `promtool check metrics` validates.
@@ -293,16 +293,16 @@ const EXPIRING_WITHIN: chrono::Duration = chrono::Duration::days(7);
 /// The text exposition of every metric, including those read from the store at scrape time
 /// (findings by scan/state/severity, last successful sync per scan, outbox depth).
 ///
-/// The store is read now, on the read-only connection ([`SyncContext::with_reader`]): the
-/// uncached form of [`SnapshotCache::render`].
-pub async fn render(ctx: &SyncContext) -> anyhow::Result<String> {
-    SnapshotCache::default().render(ctx).await
+/// The store is read now, on the read-only connection: the uncached form of
+/// [`SnapshotCache::render`].
+pub async fn render(reader: &Reader) -> anyhow::Result<String> {
+    SnapshotCache::default().render(reader).await
 }
 
 /// What the store says now, read on the read-only connection.
-async fn store_snapshot(ctx: &SyncContext) -> anyhow::Result<StoreSnapshot> {
-    let snapshot = ctx
-        .with_reader(|s| {
+async fn store_snapshot(reader: &Reader) -> anyhow::Result<StoreSnapshot> {
+    let snapshot = reader
+        .read(|s| {
             Ok(StoreSnapshot {
                 findings: s.finding_counts()?,
                 last_success: s.last_successful_syncs()?,
@@ -338,7 +338,7 @@ struct CachedStoreText {
 
 impl SnapshotCache {
     /// The whole exposition: this process's counters now, the store's part from the cache.
-    pub async fn render(&self, ctx: &SyncContext) -> anyhow::Result<String> {
+    pub async fn render(&self, reader: &Reader) -> anyhow::Result<String> {
         let runs_ended = global()
             .runs_ended
             .load(std::sync::atomic::Ordering::Relaxed);
@@ -349,7 +349,7 @@ impl SnapshotCache {
                     c.text.clone()
                 }
                 _ => {
-                    let text = std::sync::Arc::new(render_store(&store_snapshot(ctx).await?));
+                    let text = std::sync::Arc::new(render_store(&store_snapshot(reader).await?));
                     *slot = Some(CachedStoreText {
                         read_at: std::time::Instant::now(),
                         runs_ended,

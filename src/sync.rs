@@ -14,7 +14,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The store, shared by every run in the process. SQLite has one writer at a time anyway;
 /// the mutex makes that explicit and keeps each page's transaction whole.
-pub type SharedStore = Arc<Mutex<Store>>;
+pub use crate::store::SharedStore;
 
 /// What runs need, built once from a validated config (and rebuilt on reload).
 #[derive(Clone)]
@@ -40,7 +40,7 @@ pub struct SyncContext {
     pub outbox: crate::webhooks::Outbox,
     /// A read-only connection of its own for what only reads (`/metrics`, `/readyz`): WAL
     /// lets it read while the writer commits pages, so a scrape never holds up a run.
-    pub reader: Arc<Mutex<Store>>,
+    pub reader: crate::store::Reader,
     /// When the store last answered the heartbeat; shared by every clone. The systemd
     /// watchdog stops pinging when it is stale, so a dead store gets the service restarted.
     pub store_beat: Arc<StoreBeat>,
@@ -216,7 +216,7 @@ impl SyncContext {
             stop,
             outbox: crate::webhooks::Outbox::new(config)?,
             store_beat: Arc::new(StoreBeat::new()),
-            reader: Arc::new(Mutex::new(reader)),
+            reader: crate::store::Reader::new(reader),
         };
         ctx.rebuild_vendors(config)?;
         ctx.start_heartbeat();
@@ -295,50 +295,30 @@ impl SyncContext {
         Ok(())
     }
 
-    /// Runs `f` on the store off the async workers: a page's transaction takes milliseconds
-    /// of blocking I/O that must not stall other runs' HTTP.
+    /// Runs `f` on the writer off the async workers (see [`crate::store::with_store`]).
     pub async fn with_store<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
     {
-        self.start_store(f).await
+        crate::store::with_store(&self.store, f).await
     }
 
-    /// [`SyncContext::with_store`], but `f` starts at once and the returned future only
-    /// collects its result, so the caller can do other work (fetch the next page) meanwhile.
-    /// Dropping the future does not cancel `f`.
+    /// [`SyncContext::with_store`] started at once (see [`crate::store::start_store`]).
     pub fn start_store<T, F>(&self, f: F) -> impl Future<Output = Result<T, StoreError>> + Send
     where
         T: Send + 'static,
         F: FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
     {
-        let store = self.store.clone();
-        let task = tokio::task::spawn_blocking(move || {
-            // A panic inside an earlier call rolled its transaction back: the connection is
-            // fine, as everywhere else the store mutex is taken.
-            let mut guard = store.lock().unwrap_or_else(|e| e.into_inner());
-            f(&mut guard)
-        });
-        async move {
-            task.await
-                .map_err(|e| StoreError::Invalid(format!("store task failed: {e}")))?
-        }
+        crate::store::start_store(&self.store, f)
     }
 
-    /// Runs `f` on the read-only connection ([`SyncContext::reader`]), off the runtime.
-    pub async fn with_reader<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-    {
-        let reader = self.reader.clone();
-        tokio::task::spawn_blocking(move || {
-            let guard = reader.lock().unwrap_or_else(|e| e.into_inner());
-            f(&guard)
-        })
-        .await
-        .map_err(|e| StoreError::Invalid(format!("store task failed: {e}")))?
+    /// What webhook delivery needs of this context.
+    pub fn delivery(&self) -> crate::webhooks::Delivery {
+        crate::webhooks::Delivery {
+            store: self.store.clone(),
+            outbox: self.outbox.clone(),
+        }
     }
 }
 

@@ -329,7 +329,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     print_summary(&summary);
     // The run's webhook notifications were committed with its end: try them now, for a few
     // seconds at most; what is left stays in the outbox for the daemon.
-    crate::webhooks::deliver_before_exit(&ctx).await;
+    crate::webhooks::deliver_before_exit(&ctx.delivery()).await;
     ctx.release().await;
     if summary.state != RunState::Succeeded {
         eprintln!(

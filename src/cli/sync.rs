@@ -62,7 +62,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     }
     // The runs' webhook notifications were committed with their ends: try them now, for a
     // few seconds at most; what is left stays in the outbox for the daemon.
-    crate::webhooks::deliver_before_exit(&ctx).await;
+    crate::webhooks::deliver_before_exit(&ctx.delivery()).await;
     ctx.release().await;
     if let Some(busy) = busy {
         return Err(busy.into());

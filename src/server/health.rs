@@ -46,7 +46,7 @@ pub(super) async fn readyz(State(state): State<Arc<ServerState>>) -> Response {
     let writable = ctx.store_beat.fresh(ttl);
     let check = tokio::time::timeout(
         STORE_CHECK_TIMEOUT,
-        ctx.with_reader(|s| s.last_successful_syncs()),
+        ctx.reader.read(|s| s.last_successful_syncs()),
     )
     .await;
     let (store, last) = match check {
@@ -125,7 +125,7 @@ pub(super) async fn metrics(State(state): State<Arc<ServerState>>, headers: Head
             .into_response();
     };
     let (_, ctx) = backend.current();
-    match state.metrics_cache.render(&ctx).await {
+    match state.metrics_cache.render(&ctx.reader).await {
         Ok(text) => ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response(),
         Err(e) => {
             tracing::warn!("metrics: rendering failed: {e:#}");

@@ -87,7 +87,9 @@ const MIGRATIONS: &[(i64, &str)] = &[
 ];
 
 mod outbox;
+mod shared;
 pub use outbox::{NotificationBody, OutboxMessage, OutboxRow, MAX_FINDINGS};
+pub use shared::{start_store, with_store, Reader, SharedStore};
 mod triage;
 pub use triage::{FindingDetail, Triage, TriageRequest, TriageSource, MIN_FINGERPRINT_PREFIX};
 

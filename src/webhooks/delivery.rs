@@ -41,8 +41,8 @@ use crate::config::{Config, WebhookConfig};
 use crate::http::RetryPolicy;
 use crate::secret::Secret;
 use crate::sign::SigningKey;
+use crate::store::SharedStore;
 use crate::store::{OutboxMessage, StoreError};
-use crate::sync::SyncContext;
 use chrono::{DateTime, Utc};
 use reqwest::Url;
 use std::collections::BTreeMap;
@@ -167,6 +167,14 @@ fn redacted_url(url: &Url) -> Url {
     u.set_query(None);
     u.set_fragment(None);
     u
+}
+
+/// What delivery needs of the process: the store's writer (the outbox rows) and the
+/// [`Outbox`] (targets, wake-up). Made by `SyncContext::delivery`.
+#[derive(Clone)]
+pub struct Delivery {
+    pub store: SharedStore,
+    pub outbox: Outbox,
 }
 
 /// The process's handle on webhook delivery: the configured targets (replaced on reload)
@@ -389,7 +397,7 @@ fn after_failure(
 /// Delivers (or retries, or gives up) one claimed-to-be-due row. Returns false when nothing
 /// was done with it (another process holds it, or the pass ran out of time).
 async fn deliver_one(
-    ctx: &SyncContext,
+    ctx: &Delivery,
     targets: &Targets,
     message: OutboxMessage,
     deadline: Option<Instant>,
@@ -406,8 +414,10 @@ async fn deliver_one(
         tracing::warn!(webhook = %message.webhook, msg_id = %message.msg_id, "{reason}");
         crate::metrics::global().webhook_delivery(&message.webhook, "gave_up");
         let id = message.id;
-        ctx.with_store(move |s| s.webhook_gave_up(id, None, &reason, Utc::now()))
-            .await?;
+        crate::store::with_store(&ctx.store, move |s| {
+            s.webhook_gave_up(id, None, &reason, Utc::now())
+        })
+        .await?;
         return Ok(true);
     };
     let mut timeout = target.timeout;
@@ -422,8 +432,10 @@ async fn deliver_one(
     let lease = chrono::Duration::from_std(timeout + LEASE_MARGIN).unwrap_or_default();
     let claimed = {
         let m = message.clone();
-        ctx.with_store(move |s| s.claim_webhook_message(&m, now, now + lease))
-            .await?
+        crate::store::with_store(&ctx.store, move |s| {
+            s.claim_webhook_message(&m, now, now + lease)
+        })
+        .await?
     };
     if !claimed {
         return Ok(false);
@@ -455,7 +467,7 @@ async fn deliver_one(
 
 /// Writes an attempt's outcome to the row, logs it and counts it.
 async fn record(
-    ctx: &SyncContext,
+    ctx: &Delivery,
     message: &OutboxMessage,
     attempts: u32,
     started: DateTime<Utc>,
@@ -467,8 +479,10 @@ async fn record(
         Attempt::Delivered { status } => {
             tracing::info!(status, "webhook delivered");
             metrics.webhook_delivery(&message.webhook, "delivered");
-            ctx.with_store(move |s| s.webhook_delivered(id, status, Utc::now()))
-                .await
+            crate::store::with_store(&ctx.store, move |s| {
+                s.webhook_delivered(id, status, Utc::now())
+            })
+            .await
         }
         Attempt::Failed {
             status,
@@ -495,14 +509,18 @@ async fn record(
                         "webhook delivery failed; will retry"
                     );
                     metrics.webhook_delivery(&message.webhook, "retry");
-                    ctx.with_store(move |s| s.webhook_retry(id, status, &error, next))
-                        .await
+                    crate::store::with_store(&ctx.store, move |s| {
+                        s.webhook_retry(id, status, &error, next)
+                    })
+                    .await
                 }
                 AfterFailure::GiveUp(reason) => {
                     tracing::error!(status, "webhook delivery {reason}");
                     metrics.webhook_delivery(&message.webhook, "gave_up");
-                    ctx.with_store(move |s| s.webhook_gave_up(id, status, &reason, Utc::now()))
-                        .await
+                    crate::store::with_store(&ctx.store, move |s| {
+                        s.webhook_gave_up(id, status, &reason, Utc::now())
+                    })
+                    .await
                 }
             }
         }
@@ -512,7 +530,7 @@ async fn record(
 /// Delivers every row due now, webhook by webhook in parallel (each webhook's rows in
 /// order), until none is due, `deadline` comes, or `stop` is set.
 async fn pass(
-    ctx: &SyncContext,
+    ctx: &Delivery,
     deadline: Option<Instant>,
     stop: &watch::Receiver<bool>,
     give_up_unknown: bool,
@@ -521,9 +539,9 @@ async fn pass(
         if *stop.borrow() {
             return Ok(());
         }
-        let due = ctx
-            .with_store(|s| s.due_webhook_messages(Utc::now(), BATCH))
-            .await?;
+        let due =
+            crate::store::with_store(&ctx.store, |s| s.due_webhook_messages(Utc::now(), BATCH))
+                .await?;
         if due.is_empty() {
             return Ok(());
         }
@@ -563,7 +581,7 @@ async fn pass(
 
 /// The daemon's delivery task: runs until `stop` is set (see the module docs). Store errors
 /// are logged and retried after a pause; they never end the task.
-pub async fn run_delivery_task(ctx: SyncContext, mut stop: watch::Receiver<bool>) {
+pub async fn run_delivery_task(ctx: Delivery, mut stop: watch::Receiver<bool>) {
     let wake = ctx.outbox.wake.clone();
     loop {
         if *stop.borrow() {
@@ -572,7 +590,9 @@ pub async fn run_delivery_task(ctx: SyncContext, mut stop: watch::Receiver<bool>
         let mut wait = RECHECK;
         match pass(&ctx, None, &stop, true).await {
             Ok(()) => {
-                if let Ok(Some(next)) = ctx.with_store(|s| s.next_webhook_due()).await {
+                if let Ok(Some(next)) =
+                    crate::store::with_store(&ctx.store, |s| s.next_webhook_due()).await
+                {
                     let until = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO);
                     wait = until.min(RECHECK);
                 }
@@ -598,7 +618,7 @@ pub struct LeftPending(pub u64);
 /// due (waiting for a retry only when it falls inside the budget). Whatever is still pending
 /// stays in the outbox for the daemon or the next one-shot command; never an error for the
 /// command itself.
-pub async fn deliver_before_exit(ctx: &SyncContext) -> LeftPending {
+pub async fn deliver_before_exit(ctx: &Delivery) -> LeftPending {
     if !ctx.outbox.is_configured() {
         return LeftPending(0);
     }
@@ -609,7 +629,7 @@ pub async fn deliver_before_exit(ctx: &SyncContext) -> LeftPending {
             tracing::warn!("webhook delivery: {e}");
             break;
         }
-        let next = match ctx.with_store(|s| s.next_webhook_due()).await {
+        let next = match crate::store::with_store(&ctx.store, |s| s.next_webhook_due()).await {
             Ok(Some(next)) => next,
             _ => break,
         };
@@ -623,7 +643,9 @@ pub async fn deliver_before_exit(ctx: &SyncContext) -> LeftPending {
         }
         tokio::time::sleep(wait).await;
     }
-    let left = ctx.with_store(|s| s.outbox_depth()).await.unwrap_or(0);
+    let left = crate::store::with_store(&ctx.store, |s| s.outbox_depth())
+        .await
+        .unwrap_or(0);
     if left > 0 {
         tracing::warn!(
             "{left} webhook notification(s) not delivered yet; the daemon (scansync run) retries them, `scansync webhook pending` lists them"

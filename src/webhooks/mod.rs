@@ -23,4 +23,6 @@
 
 pub mod delivery;
 pub mod payload;
-pub use delivery::{deliver_before_exit, run_delivery_task, send_ping, Outbox, PingOutcome};
+pub use delivery::{
+    deliver_before_exit, run_delivery_task, send_ping, Delivery, Outbox, PingOutcome,
+};
