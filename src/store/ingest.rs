@@ -1,0 +1,537 @@
+//! The page import (the hot path: one upsert per finding, events by triggers) and the fix
+//! of what a complete run did not list, under the mass-fix guard.
+
+use super::*;
+
+/// The page import: one statement per finding (`?25` = the vendor's verdict word or NULL,
+/// `?27` = the run is older than the scan's newest successful run: what it finds that the
+/// store lacks, the newer complete listing lacked, so it is stored as already fixed; and
+/// what that listing found absent (fixed or missing) it leaves so; `?28`…`?31` = the
+/// suppression rule that matches the finding, if any: its state, name, reason and until).
+///
+/// The `WHERE` makes the update a no-op on a row that this run, or a newer one, already saw or
+/// decided (`touched_run_id`): a repeated page changes nothing, and an older run adopted
+/// late never overwrites what a newer run decided. A no-op tells the caller to look closer
+/// (a second finding with the same identity, see [`Finding::fingerprint`]).
+///
+/// The state of a listed finding: the vendor's "resolved" word fixes it; a person's triage
+/// holds (and is what a fixed or missing finding returns to) until its `until` day comes or,
+/// when asked, the severity rises above the one accepted; then a matching suppression rule's
+/// triage; then the vendor's false positive or accepted word; otherwise a fixed finding is
+/// `reopened` and any other is `open` (a vendor verdict withdrawn, or a rule removed,
+/// included). The triggers `finding_listed_state_changed` and `finding_listed_triage_changed`
+/// write the event of each change.
+pub(super) static UPSERT_FINDING_SQL: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| {
+        let rank = |col: &str| {
+            format!(
+                "(CASE {col} WHEN 'critical' THEN 4 WHEN 'high' THEN 3 WHEN 'medium' THEN 2 \
+             WHEN 'low' THEN 1 ELSE 0 END)"
+            )
+        };
+        // Whether a person's triage still holds for this sighting.
+        let local = format!(
+            "(findings.triage_source = 'local'
+          AND (findings.triage_until IS NULL OR findings.triage_until > excluded.last_seen)
+          AND NOT (findings.reopen_on_severity_increase
+                   AND {} > {}))",
+            rank("excluded.severity"),
+            rank("coalesce(findings.triage_severity, findings.severity)")
+        );
+        let keep = |col: &str| {
+            format!("    {col} = CASE WHEN {local} THEN findings.{col} ELSE excluded.{col} END,\n")
+        };
+        // When and at what severity a triage began stay while the same triage goes on.
+        let since = |col: &str| {
+            format!(
+                "    {col} = CASE WHEN {local} THEN findings.{col}
+                 WHEN excluded.triage IS findings.triage
+                      AND excluded.triage_source IS findings.triage_source
+                      AND excluded.triage_rule IS findings.triage_rule THEN findings.{col}
+                 ELSE excluded.{col} END,\n"
+            )
+        };
+        let mut triage_columns: String = [
+            "triage",
+            "triage_source",
+            "triage_reason",
+            "triage_by",
+            "triage_until",
+            "triage_rule",
+            "reopen_on_severity_increase",
+        ]
+        .iter()
+        .map(|c| keep(c))
+        .collect();
+        triage_columns.push_str(&since("triage_at"));
+        triage_columns.push_str(&since("triage_severity"));
+        format!(
+            "
+INSERT INTO findings (
+    scan_id, fingerprint, state, title, severity, vendor_status, cwe, owasp, rule_id,
+    location_kind, file_path, start_line, end_line, http_method, api_path, api_host,
+    description, remediation, vendor_url, vendor_id, vendor_first_seen, vendor_last_seen, raw,
+    first_seen, last_seen, times_seen, last_run_id, vendor_verdict, triage, triage_source,
+    fingerprint_version, touched_run_id, triage_reason, triage_until, triage_at, triage_rule,
+    triage_severity)
+VALUES (?1, ?2,
+        CASE WHEN ?27 THEN 'fixed'
+             WHEN ?25 = 'resolved' THEN 'fixed'
+             WHEN ?28 IS NOT NULL THEN ?28
+             ELSE CASE ?25 WHEN 'false_positive' THEN 'false_positive'
+                           WHEN 'accepted' THEN 'accepted' ELSE 'new' END END,
+        ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+        ?18, ?19, ?20, ?21, ?22, ?23, ?23, 1, ?24, ?25,
+        CASE WHEN ?28 IS NOT NULL THEN ?28
+             WHEN ?25 = 'false_positive' OR ?25 = 'accepted' THEN ?25 END,
+        CASE WHEN ?28 IS NOT NULL THEN 'rule'
+             WHEN ?25 = 'false_positive' OR ?25 = 'accepted' THEN 'vendor' END,
+        ?26, ?24,
+        CASE WHEN ?28 IS NOT NULL THEN ?30 END,
+        CASE WHEN ?28 IS NOT NULL THEN ?31 END,
+        CASE WHEN ?28 IS NOT NULL OR ?25 = 'false_positive' OR ?25 = 'accepted' THEN ?23 END,
+        CASE WHEN ?28 IS NOT NULL THEN ?29 END,
+        CASE WHEN ?28 IS NOT NULL OR ?25 = 'false_positive' OR ?25 = 'accepted' THEN ?4 END)
+ON CONFLICT (scan_id, fingerprint) DO UPDATE SET
+    state = CASE
+                WHEN ?27 AND (findings.state = 'fixed' OR findings.state = 'missing')
+                    THEN findings.state
+                WHEN excluded.vendor_verdict = 'resolved' THEN 'fixed'
+                WHEN {local} THEN findings.triage
+                WHEN excluded.triage IS NOT NULL THEN excluded.triage
+                WHEN findings.state = 'fixed' THEN 'reopened'
+                ELSE 'open'
+            END,
+{triage_columns}    title = excluded.title,
+    severity = excluded.severity,
+    vendor_status = excluded.vendor_status,
+    cwe = excluded.cwe,
+    owasp = excluded.owasp,
+    rule_id = excluded.rule_id,
+    location_kind = excluded.location_kind,
+    file_path = excluded.file_path,
+    start_line = excluded.start_line,
+    end_line = excluded.end_line,
+    http_method = excluded.http_method,
+    api_path = excluded.api_path,
+    api_host = excluded.api_host,
+    description = excluded.description,
+    remediation = excluded.remediation,
+    vendor_url = excluded.vendor_url,
+    vendor_id = excluded.vendor_id,
+    vendor_first_seen = excluded.vendor_first_seen,
+    vendor_last_seen = excluded.vendor_last_seen,
+    raw = excluded.raw,
+    last_seen = excluded.last_seen,
+    times_seen = findings.times_seen + 1,
+    last_run_id = excluded.last_run_id,
+    vendor_verdict = excluded.vendor_verdict,
+    fingerprint_version = excluded.fingerprint_version,
+    touched_run_id = excluded.touched_run_id
+WHERE findings.touched_run_id < excluded.touched_run_id"
+        )
+    });
+
+/// States a complete listing can find absent (everything but `fixed`).
+pub(super) const PRESENT_STATES_SQL: &str =
+    "(state = 'new' OR state = 'open' OR state = 'reopened' \
+     OR state = 'missing' OR state = 'false_positive' OR state = 'accepted')";
+
+/// How a statement over all of one scan's findings visits them (`finish_run` finding the
+/// unseen ones, `open_by_severity`).
+///
+/// Why: the only index that names the scan is the dedup key (scan, fingerprint), and a walk
+/// along it visits rows in fingerprint order, which is random order in the table: at a
+/// million findings, one random page read per row (3 s where a sequential scan takes 0.4 s).
+/// A scan's rows were mostly inserted together, so their ids usually form a dense range;
+/// then the range is read in id order, and only a scan whose rows are spread thinly over a
+/// much larger table (a small scan beside a big one) walks the index.
+pub(super) struct ScanRows {
+    pub(super) first: i64,
+    pub(super) last: i64,
+    /// Whether the id range is dense enough to read sequentially.
+    pub(super) by_range: bool,
+}
+
+impl ScanRows {
+    /// A sequential read of the range beats the index walk unless the range holds several
+    /// times more rows than the scan has (a random read costs about seven sequential ones).
+    const MAX_SPREAD: i64 = 4;
+
+    /// Reads the scan's row count and id bounds (from the dedup index alone, no table reads).
+    pub(super) fn of(conn: &Connection, scan_id: i64) -> Result<ScanRows, StoreError> {
+        let (count, first, last): (i64, Option<i64>, Option<i64>) = conn
+            .prepare_cached("SELECT count(*), min(id), max(id) FROM findings WHERE scan_id = ?1")?
+            .query_row(params![scan_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        let (first, last) = (first.unwrap_or(0), last.unwrap_or(-1));
+        Ok(ScanRows {
+            first,
+            last,
+            by_range: last - first < count.saturating_mul(Self::MAX_SPREAD),
+        })
+    }
+
+    /// The `WHERE` terms selecting the scan's rows, given the parameter names of the scan id
+    /// and the two bounds. The unary `+` keeps the query planner off the other access path.
+    pub(super) fn sql(&self, scan: &str, first: &str, last: &str) -> String {
+        self.sql_on("", scan, first, last)
+    }
+
+    /// [`ScanRows::sql`] for a query that names `findings` by an alias (`"f."`).
+    pub(super) fn sql_on(&self, alias: &str, scan: &str, first: &str, last: &str) -> String {
+        if self.by_range {
+            format!("{alias}id BETWEEN {first} AND {last} AND +{alias}scan_id = {scan}")
+        } else {
+            format!("{alias}scan_id = {scan} AND +{alias}id BETWEEN {first} AND {last}")
+        }
+    }
+}
+
+/// A finding first seen on a branch scope (`name@branch`) that a person triaged on the scan
+/// itself (`name`, same fingerprint) starts with that triage: the same finding, judged
+/// once, must not fail a feature branch's CI threshold. Only at creation: a triage set on
+/// the branch later is the branch's own. The `state_set` event says whose triage it is.
+pub(super) fn inherit_branch_triage(
+    conn: &Connection,
+    ctx: &RunContext,
+    run: RunId,
+    events_before: i64,
+) -> Result<(), StoreError> {
+    let Some((base, _)) = ctx.scan.split_once('@') else {
+        return Ok(());
+    };
+    let created_here = "SELECT finding_id FROM finding_events
+         WHERE id > ?3 AND kind = 'created' AND new_value = 'new'";
+    let inherited = conn
+        .prepare_cached(&format!(
+            "UPDATE findings SET state = b.triage, triage = b.triage, triage_source = 'local',
+                 triage_reason = b.triage_reason, triage_by = b.triage_by,
+                 triage_until = b.triage_until, triage_at = b.triage_at,
+                 triage_severity = b.triage_severity,
+                 reopen_on_severity_increase = b.reopen_on_severity_increase
+             FROM findings b JOIN scans bs ON bs.id = b.scan_id
+             WHERE bs.name = ?1 AND b.fingerprint = findings.fingerprint
+               AND b.triage_source = 'local' AND b.triage IS NOT NULL
+               AND findings.scan_id = ?2 AND findings.id IN ({created_here})"
+        ))?
+        .execute(params![base, ctx.scan_id, events_before])?;
+    if inherited > 0 {
+        conn.prepare_cached(&format!(
+            "INSERT INTO finding_events (finding_id, run_id, kind, old_value, new_value, at,
+                 actor, reason, until)
+             SELECT id, ?1, 'state_set', 'new', triage, last_seen, triage_by, triage_reason,
+                    triage_until
+             FROM findings
+             WHERE scan_id = ?2 AND triage_source = 'local' AND id IN ({created_here})"
+        ))?
+        .execute(params![run, ctx.scan_id, events_before])?;
+    }
+    Ok(())
+}
+
+/// The end of a complete run: the scan's present findings this run did not list become
+/// `fixed`, or `missing` when the guard trips (see [`Store::finish_run`]). Returns
+/// `(fixed, missing)`.
+pub(super) fn fix_absent(
+    conn: &Connection,
+    ctx: &RunContext,
+    run: RunId,
+    at: &str,
+) -> Result<(u64, u64), StoreError> {
+    let rows = ScanRows::of(conn, ctx.scan_id)?;
+    let in_scan = rows.sql("?1", "?3", "?4");
+    let (present, absent, absent_missing): (i64, i64, i64) = conn
+        .prepare_cached(&format!(
+            "SELECT count(*), count(*) FILTER (WHERE last_run_id < ?2),
+                    count(*) FILTER (WHERE last_run_id < ?2 AND state = 'missing')
+             FROM findings WHERE {in_scan} AND {PRESENT_STATES_SQL}"
+        ))?
+        .query_row(params![ctx.scan_id, run, rows.first, rows.last], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+    // The share is of what the scan had before this run: a listing that swaps every known
+    // finding for others (another project's answer) must not dilute its own absences. Rows
+    // it created already fixed (resolved at the vendor) were never counted as present.
+    // Nor do rows it brought back from `fixed` (reopened, or returned to their triage):
+    // absent before this run, they cannot dilute the absences of what was there.
+    let created: i64 = conn
+        .prepare_cached(
+            "SELECT count(DISTINCT finding_id) FROM finding_events
+             WHERE run_id = ?1 AND new_value != 'fixed'
+               AND (kind = 'created' OR old_value = 'fixed')",
+        )?
+        .query_row(params![run], |r| r.get(0))?;
+    let present = (present - created).max(0) as u64;
+    let absent = absent as u64;
+    if absent == 0 {
+        return Ok((0, 0));
+    }
+    let tripped = ctx.fix_guard < 1.0
+        && (absent == present
+            || (present > FIX_GUARD_MIN_FINDINGS
+                && absent as f64 > ctx.fix_guard * present as f64));
+    // Findings already missing are fixed by this second absence; with the guard tripped the
+    // others are held as missing, else they are fixed too. Events first, while the rows
+    // still show their old state.
+    let change = |to: &str, which: &str| -> Result<u64, StoreError> {
+        let condition = format!("{in_scan} AND last_run_id < ?2 AND {which}");
+        conn.prepare_cached(&format!(
+            "INSERT INTO finding_events (finding_id, run_id, kind, old_value, new_value, at)
+             SELECT id, ?2, ?5, state, ?5, ?6 FROM findings WHERE {condition}"
+        ))?
+        .execute(params![ctx.scan_id, run, rows.first, rows.last, to, at])?;
+        Ok(conn
+            .prepare_cached(&format!(
+                "UPDATE findings SET state = ?5, touched_run_id = ?2 WHERE {condition}"
+            ))?
+            .execute(params![ctx.scan_id, run, rows.first, rows.last, to])? as u64)
+    };
+    if tripped {
+        let fixed = change("fixed", "state = 'missing'")?;
+        let missing = change(
+            "missing",
+            "(state = 'new' OR state = 'open' OR state = 'reopened' \
+             OR state = 'false_positive' OR state = 'accepted')",
+        )?;
+        tracing::warn!(
+            run_id = run,
+            missing,
+            present,
+            "this complete listing lacks {absent} of the scan's {present} findings \
+             (guard: {:.0} %): they are marked missing and become fixed only if the next \
+             complete run lacks them too",
+            ctx.fix_guard * 100.0
+        );
+        debug_assert_eq!(fixed, absent_missing as u64);
+        Ok((fixed, missing))
+    } else {
+        Ok((change("fixed", PRESENT_STATES_SQL)?, 0))
+    }
+}
+
+/// The body of [`Store::upsert_page`], inside the caller's transaction (tests drop that
+/// transaction half way to show a page is all or nothing).
+pub(super) fn upsert_page_in(
+    conn: &Connection,
+    ctx: &RunContext,
+    run: RunId,
+    page: &[Finding],
+    rules: &[crate::config::SuppressRule],
+) -> Result<RunCounts, StoreError> {
+    let at = now();
+    // The rules for this scan still in force; a finding takes the first that matches.
+    let rules: Vec<&crate::config::SuppressRule> = rules
+        .iter()
+        .filter(|r| r.covers_scan(&ctx.scan) && r.active_at(&at))
+        .collect();
+    // Every event with a higher id than this was written by this page's upserts (the page's
+    // transaction is the only writer).
+    let events_before: i64 = conn
+        .prepare_cached("SELECT coalesce(max(id), 0) FROM finding_events")?
+        .query_row([], |r| r.get(0))?;
+    let stale = newer_success(conn, ctx.scan_id, run)?;
+    let mut seen = 0u64;
+    let mut stmt = conn.prepare_cached(&UPSERT_FINDING_SQL)?;
+    let mut suppressed_any = false;
+    for finding in page {
+        let rule = rules.iter().find(|r| r.matches(finding)).copied();
+        suppressed_any |= rule.is_some();
+        seen += upsert_finding(
+            conn,
+            &mut stmt,
+            UpsertContext {
+                scan_id: ctx.scan_id,
+                run,
+                at: &at,
+                stale,
+                rule,
+            },
+            finding,
+        )?;
+    }
+    if suppressed_any {
+        // The rule's event after `created`, for the rows this page created suppressed.
+        conn.prepare_cached(
+            "INSERT INTO finding_events (finding_id, run_id, kind, old_value, new_value, at,
+                 reason, until, rule)
+             SELECT f.id, f.last_run_id, 'suppressed', NULL, f.triage, f.first_seen,
+                    f.triage_reason, f.triage_until, f.triage_rule
+             FROM findings f
+             WHERE f.id IN (SELECT finding_id FROM finding_events
+                            WHERE id > ?1 AND kind = 'created')
+               AND f.triage_source = 'rule'
+             ORDER BY f.id",
+        )?
+        .execute(params![events_before])?;
+    }
+    inherit_branch_triage(conn, ctx, run, events_before)?;
+    // The triggers wrote one `created` event per inserted row, one `reopened` per fixed row
+    // listed again and one `fixed` per known row the vendor calls resolved. A row created
+    // already fixed (resolved at the vendor, or by a run older than the scan's newest
+    // success) was never open here: neither new nor open. Every other counted row was known
+    // and stays (or becomes) open.
+    let (new, created_fixed, reopened, fixed): (i64, i64, i64, i64) = conn
+        .prepare_cached(
+            "SELECT count(*) FILTER (WHERE kind = 'created' AND new_value != 'fixed'),
+                    count(*) FILTER (WHERE kind = 'created' AND new_value = 'fixed'),
+                    count(*) FILTER (WHERE kind = 'reopened'),
+                    count(*) FILTER (WHERE kind = 'fixed')
+             FROM finding_events WHERE id > ?1",
+        )?
+        .query_row(params![events_before], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?;
+    let counts = RunCounts {
+        seen,
+        new: new as u64,
+        open: seen.saturating_sub((new + created_fixed + reopened + fixed) as u64),
+        reopened: reopened as u64,
+        fixed: fixed as u64,
+        missing: 0,
+        pages: 1,
+    };
+    conn.prepare_cached(
+        "UPDATE sync_runs SET seen = seen + ?2, new = new + ?3, open = open + ?4,
+             reopened = reopened + ?5, fixed = fixed + ?6, pages = pages + 1
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        run,
+        counts.seen as i64,
+        counts.new as i64,
+        counts.open as i64,
+        counts.reopened as i64,
+        counts.fixed as i64
+    ])?;
+    Ok(counts)
+}
+
+/// What [`upsert_finding`] needs besides the finding.
+#[derive(Clone, Copy)]
+pub(super) struct UpsertContext<'a> {
+    pub(super) scan_id: i64,
+    pub(super) run: RunId,
+    pub(super) at: &'a str,
+    /// The run is older than the scan's newest success (see [`UPSERT_FINDING_SQL`]).
+    pub(super) stale: bool,
+    /// The suppression rule that matches the finding, if any.
+    pub(super) rule: Option<&'a crate::config::SuppressRule>,
+}
+
+/// Upserts one finding; returns 1 when the row was inserted or updated, 0 when this run had
+/// already seen it (a repeated page) or a newer run has decided it.
+///
+/// A no-op upsert on a row this run already stored is either the same sighting again or a
+/// second finding with the same identity parts: the latter is stored under the next
+/// occurrence's fingerprint (see [`Finding::fingerprint`]).
+pub(super) fn upsert_finding(
+    conn: &Connection,
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    up: UpsertContext<'_>,
+    finding: &Finding,
+) -> Result<u64, StoreError> {
+    let UpsertContext {
+        scan_id,
+        run,
+        at,
+        stale,
+        rule,
+    } = up;
+    let rule_until = rule.and_then(|r| r.until_word());
+    let (kind, file_path, start_line, end_line, method, api_path, host) = match &finding.location {
+        Location::Code {
+            path,
+            start_line,
+            end_line,
+        } => (
+            "code",
+            Some(path.as_str()),
+            *start_line,
+            *end_line,
+            None,
+            None,
+            None,
+        ),
+        Location::Api { method, path, host } => (
+            "api",
+            None,
+            None,
+            None,
+            Some(method.as_str()),
+            Some(path.as_str()),
+            Some(host.as_str()),
+        ),
+        Location::Unknown => ("unknown", None, None, None, None, None, None),
+    };
+    let verdict = finding.verdict.map(|v| v.as_str());
+    for occurrence in 0u32.. {
+        let fingerprint = finding.fingerprint(occurrence);
+        let changed = stmt.execute(params![
+            scan_id,
+            fingerprint,
+            finding.title,
+            finding.severity.as_str(),
+            finding.vendor_status,
+            finding.cwe,
+            finding.owasp,
+            finding.rule_id,
+            kind,
+            file_path,
+            start_line,
+            end_line,
+            method,
+            api_path,
+            host,
+            finding.description,
+            finding.remediation,
+            finding.vendor_url,
+            finding.vendor_id,
+            finding.vendor_first_seen,
+            finding.vendor_last_seen,
+            finding.raw,
+            at,
+            run,
+            verdict,
+            FINGERPRINT_RECIPE,
+            stale,
+            rule.map(|r| r.state.as_str()),
+            rule.map(|r| r.name.as_str()),
+            rule.map(|r| r.reason.as_str()),
+            rule_until,
+        ])?;
+        if changed > 0 {
+            return Ok(changed as u64);
+        }
+        let existing: (i64, Option<String>, Option<u32>, Option<u32>) = conn
+            .prepare_cached(
+                "SELECT touched_run_id, vendor_id, start_line, end_line FROM findings
+                 WHERE scan_id = ?1 AND fingerprint = ?2",
+            )?
+            .query_row(params![scan_id, fingerprint], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?;
+        let (touched, vendor_id, start, end) = existing;
+        if touched != run || finding.same_sighting(vendor_id.as_deref(), (start, end)) {
+            return Ok(0);
+        }
+    }
+    unreachable!("occurrences are unbounded")
+}
+
+impl Store {
+    /// Imports one vendor page in one transaction and returns what it changed (see the
+    /// module docs for the rules). The run's counters move in the same transaction. Only the
+    /// holder of the scan's lease stores: [`StoreError::LeaseLost`] otherwise.
+    pub fn upsert_page(&mut self, run: RunId, page: &[Finding]) -> Result<RunCounts, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let ctx = running_context(&tx, &self.owner, run)?;
+        if !lease::holds_lease(&tx, &self.owner, ctx.scan_id, run)? {
+            return Err(StoreError::LeaseLost(run));
+        }
+        let counts = upsert_page_in(&tx, &ctx, run, page, &self.suppress_rules)?;
+        tx.commit()?;
+        Ok(counts)
+    }
+}
