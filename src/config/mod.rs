@@ -533,6 +533,13 @@ impl Config {
         check::store_only(&text, path)
     }
 
+    /// Every key the file may hold, as dotted paths with `*` for a name the user picks
+    /// (`store.retention.runs`, `instances.*.url`, `suppress.*.reason`): for documentation
+    /// that must name them all.
+    pub fn known_keys() -> Vec<String> {
+        check::known_keys()
+    }
+
     /// The path the CLI should read: `--config`, else `$SCANSYNC_CONFIG`, else the default.
     pub fn resolve_path(cli: Option<&Path>) -> PathBuf {
         cli.map(Path::to_path_buf)

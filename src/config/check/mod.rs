@@ -84,6 +84,60 @@ const WEBHOOK_KEYS: &[&str] = &[
 ];
 const SECRET_KEYS: &[&str] = &["secret_file", "secret_env"];
 
+/// Every table of the file with the keys it may hold, its path written with `*` for a name
+/// the user picks: the one list of keys there is ([`known_keys`]), checked by
+/// `tests::every_listed_key_is_read` against what the walk reads.
+pub(super) const TABLES: &[(&str, &[&str])] = &[
+    ("", TOP_KEYS),
+    ("store", STORE_KEYS),
+    ("store.retention", RETENTION_KEYS),
+    ("daemon", DAEMON_KEYS),
+    ("server", SERVER_KEYS),
+    ("instances.*", INSTANCE_KEYS),
+    ("scans.*", SCAN_KEYS),
+    ("scans.*.schedule", SCHEDULE_KEYS),
+    ("scans.*.webhook", SCAN_HOOK_KEYS),
+    ("webhooks.*", WEBHOOK_KEYS),
+    ("suppress.*", SUPPRESS_KEYS),
+];
+
+/// Every key the file may hold, as dotted paths (`store.retention.runs`, `instances.*.url`):
+/// for documentation that must name them all (the man page of the config file).
+pub(super) fn known_keys() -> Vec<String> {
+    TABLES
+        .iter()
+        .flat_map(|(table, keys)| {
+            keys.iter().map(move |k| {
+                if table.is_empty() {
+                    k.to_string()
+                } else {
+                    format!("{table}.{k}")
+                }
+            })
+        })
+        .collect()
+}
+
+/// What the walk asked of each key list in this thread (tests only).
+#[cfg(test)]
+mod keys_read {
+    use std::cell::RefCell;
+    use std::collections::BTreeSet;
+
+    thread_local! {
+        static READ: RefCell<BTreeSet<(String, String)>> = RefCell::new(BTreeSet::new());
+    }
+
+    /// A list is known by its keys (constants have no fixed address to go by).
+    pub(super) fn note(keys: &[&str], key: &str) {
+        READ.with(|r| r.borrow_mut().insert((keys.join(","), key.to_string())));
+    }
+
+    pub(super) fn was_read(keys: &[&str], key: &str) -> bool {
+        READ.with(|r| r.borrow().contains(&(keys.join(","), key.to_string())))
+    }
+}
+
 /// 1-based line of a byte offset.
 fn line_of(text: &str, span: &Range<usize>) -> usize {
     let end = span.start.min(text.len());
@@ -100,10 +154,20 @@ struct Tbl<'a, 'i> {
     path: &'a str,
     table: &'a DeTable<'i>,
     span: &'a Range<usize>,
+    /// The keys this table may hold (one of [`TABLES`]): what [`Checker::unknown_keys`]
+    /// accepts, and all that [`Tbl::get`] may ask for.
+    keys: &'static [&'static str],
 }
 
 impl<'a, 'i> Tbl<'a, 'i> {
     fn get(&self, key: &str) -> Option<&'a Val<'i>> {
+        debug_assert!(
+            self.keys.contains(&key),
+            "the checker reads {}.{key}, which its key list does not have",
+            self.path
+        );
+        #[cfg(test)]
+        keys_read::note(self.keys, key);
         self.table.get(key)
     }
 
@@ -231,7 +295,8 @@ impl Checker<'_> {
         self.warnings.push(format!("{path}: {msg} (line {line})"));
     }
 
-    fn unknown_keys(&mut self, t: Tbl<'_, '_>, known: &[&str]) {
+    fn unknown_keys(&mut self, t: Tbl<'_, '_>) {
+        let known = t.keys;
         for (key, _) in t.table.iter() {
             let name: &str = key.get_ref();
             if known.contains(&name) {
@@ -431,6 +496,7 @@ impl Checker<'_> {
             path: "config",
             table: doc.get_ref(),
             span: &span,
+            keys: TOP_KEYS,
         };
         for (key, _) in top.table.iter() {
             let name: &str = key.get_ref();
@@ -712,5 +778,125 @@ mod tests {
     fn did_you_mean_suggests_only_close_keys() {
         assert_eq!(closest("organisation", INSTANCE_KEYS), Some("organization"));
         assert_eq!(closest("zzz", INSTANCE_KEYS), None);
+    }
+
+    /// The key lists and the walk are one description: a config with every table holding
+    /// every key it may hold has each listed key read (a key listed but never read would be
+    /// accepted and ignored), and `Tbl::get` refuses, in tests, to read a key its list lacks.
+    #[test]
+    fn every_listed_key_is_read() {
+        let text = r#"
+[store]
+path = "s.db"
+retention = { runs = "180d", events = "180d", notifications = "30d", webhook_deliveries = "24h", branch_scopes = "30d" }
+
+[daemon]
+concurrency = 4
+per_instance_concurrency = 2
+shutdown_timeout = "30s"
+jitter = "10s"
+poll_interval = "5s"
+fix_guard = 0.5
+
+[server]
+listen = "127.0.0.1:9464"
+behind_proxy = false
+max_connections = 64
+
+[instances.ct]
+vendor = "codethreat"
+url = "https://codethreat.example.com"
+organization = "acme"
+token_env = "SCANSYNC_TEST_UNSET_TOKEN"
+insecure = false
+proxy = "http://proxy.example.com:3128"
+timeout = "60s"
+
+[instances.salt]
+vendor = "saltsecurity"
+region = "eu"
+token_env = "SCANSYNC_TEST_UNSET_TOKEN"
+
+[[scans]]
+name = "web"
+instance = "ct"
+bind_to = "web"
+branch = "main"
+environment = "prod"
+tags = ["a"]
+metadata = { team = "x" }
+min_severity = "low"
+fix_guard = 0.5
+enabled = true
+schedule = { cron = "0 0 2 * * *", timezone = "UTC" }
+timeout = "2h"
+webhook = { platform = "github", secret_env = "SCANSYNC_TEST_UNSET_SECRET", branches = ["main"] }
+
+[[scans]]
+name = "api"
+instance = "salt"
+bind_to = "api"
+schedule = { every = "6h" }
+
+[[scans]]
+name = "once"
+instance = "ct"
+bind_to = "once"
+schedule = { at = "2026-12-01T02:00:00Z" }
+
+[webhooks.ops]
+url = "https://hooks.example.com/x"
+secret_env = "SCANSYNC_TEST_UNSET_SECRET"
+events = ["findings.new"]
+min_severity = "high"
+scans = ["web"]
+timeout = "10s"
+
+[[suppress]]
+name = "tests"
+scans = ["web"]
+rule = "R1"
+path = "test/**"
+title = "x"
+state = "accepted"
+reason = "test code"
+until = "2099-01-01"
+"#;
+        let result = Config::from_toml_with(
+            text,
+            Path::new("/nonexistent-dir/c.toml"),
+            Secrets::MayBeAbsent,
+            crate::vendors::REGISTRY,
+        );
+        if let Err(e) = &result {
+            panic!("the every-key config must load: {e}");
+        }
+        let mut never_read = Vec::new();
+        for (table, keys) in TABLES {
+            for key in *keys {
+                if !keys_read::was_read(keys, key) {
+                    never_read.push(format!("{table}.{key}"));
+                }
+            }
+        }
+        assert!(
+            never_read.is_empty(),
+            "listed but never read (accepted and ignored): {never_read:?}"
+        );
+    }
+
+    #[test]
+    fn known_keys_name_every_table_with_its_keys() {
+        let keys = Config::known_keys();
+        for k in [
+            "store.retention.runs",
+            "instances.*.url",
+            "scans.*.schedule.every",
+            "suppress.*.reason",
+            "server.max_connections",
+            "webhooks.*.events",
+        ] {
+            assert!(keys.iter().any(|x| x == k), "{k} missing from {keys:?}");
+        }
     }
 }

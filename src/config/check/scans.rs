@@ -8,8 +8,9 @@ impl Checker<'_> {
             path,
             table,
             span: &span,
+            keys: INSTANCE_KEYS,
         };
-        self.unknown_keys(t, INSTANCE_KEYS);
+        self.unknown_keys(t);
         let vendor = self.required_string(t, "vendor", "one of codethreat, saltsecurity");
         let url = self.url(t, "url", "https://cloud.codethreat.com");
         if let Some(u) = url.as_deref().and_then(|u| reqwest::Url::parse(u).ok()) {
@@ -215,8 +216,9 @@ impl Checker<'_> {
             path,
             table,
             span: &span,
+            keys: SCAN_KEYS,
         };
-        self.unknown_keys(t, SCAN_KEYS);
+        self.unknown_keys(t);
         let name = self.required_string(t, "name", "a unique name for this scan");
         if let Some(n) = name.as_deref().filter(|n| n.contains('@')) {
             // A scan's runs on another branch are stored as NAME@BRANCH: a configured name
@@ -314,8 +316,9 @@ impl Checker<'_> {
             path,
             table,
             span: &span,
+            keys: SCAN_HOOK_KEYS,
         };
-        self.unknown_keys(t, SCAN_HOOK_KEYS);
+        self.unknown_keys(t);
         let names: Vec<&str> = Platform::ALL.iter().map(|p| p.as_str()).collect();
         let platform = self
             .required_string(t, "platform", &names.join(", "))
@@ -426,8 +429,9 @@ impl Checker<'_> {
             path,
             table,
             span: &span,
+            keys: SCHEDULE_KEYS,
         };
-        self.unknown_keys(t, SCHEDULE_KEYS);
+        self.unknown_keys(t);
         // `at` may be a quoted string or a bare TOML date-time.
         let at = match t.get("at").map(|v| v.get_ref()) {
             Some(DeValue::Datetime(dt)) => Some(dt.to_string()),

@@ -14,8 +14,9 @@ impl Checker<'_> {
             path,
             table,
             span: &span,
+            keys: SUPPRESS_KEYS,
         };
-        self.unknown_keys(t, SUPPRESS_KEYS);
+        self.unknown_keys(t);
         let name = match t.get("name") {
             Some(_) => self.required_string(t, "name", "a name for the rule's triage events"),
             None => Some(format!("suppress[{index}]")),
@@ -142,8 +143,9 @@ impl Checker<'_> {
             path,
             table,
             span: &span,
+            keys: WEBHOOK_KEYS,
         };
-        self.unknown_keys(t, WEBHOOK_KEYS);
+        self.unknown_keys(t);
         let url = match t.get("url") {
             Some(_) => self.url(t, "url", "https://siem.example.com/hooks/scansync"),
             None => {
@@ -327,8 +329,9 @@ impl Checker<'_> {
             path: "store",
             table,
             span: &span,
+            keys: STORE_KEYS,
         };
-        self.unknown_keys(t, STORE_KEYS);
+        self.unknown_keys(t);
         let path = self.required_string(
             t,
             "path",
@@ -358,8 +361,9 @@ impl Checker<'_> {
             path,
             table,
             span: &span,
+            keys: RETENTION_KEYS,
         };
-        self.unknown_keys(t, RETENTION_KEYS);
+        self.unknown_keys(t);
         for (key, slot) in [
             ("runs", &mut r.runs),
             ("events", &mut r.events),
@@ -384,8 +388,9 @@ impl Checker<'_> {
             path: "daemon",
             table,
             span: &span,
+            keys: DAEMON_KEYS,
         };
-        self.unknown_keys(t, DAEMON_KEYS);
+        self.unknown_keys(t);
         if let Some(n) = self.count(t, "concurrency", 1) {
             d.concurrency = n;
         }
@@ -414,8 +419,9 @@ impl Checker<'_> {
             path: "server",
             table,
             span: &span,
+            keys: SERVER_KEYS,
         };
-        self.unknown_keys(t, SERVER_KEYS);
+        self.unknown_keys(t);
         let listen = self
             .required_string(t, "listen", "the address to listen on, e.g. \"127.0.0.1:8787\"")
             .and_then(|s| match s.trim().parse::<SocketAddr>() {
