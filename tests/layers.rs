@@ -3,7 +3,8 @@
 //! `crate::` path in the library's non-test code and fails on an import that points up (or
 //! on a top-level module missing from the stack), naming the file and line.
 //!
-//! The stack, bottom first (ARCHITECTURE in README.md says what each layer is for):
+//! The stack, bottom first (README.md, "How the code is laid out", says what each layer is
+//! for):
 //! words and leaves others call → config as plain data → the store (SQL only) → metrics →
 //! vendors over one HTTP layer → outputs (exports, webhook payloads and delivery) → sync →
 //! the daemon and its listener → the command line.
