@@ -1,0 +1,592 @@
+//! Adversarial tests for issue #14 ("a house without circles"): a hardened listener, readers
+//! apart from the writer, retention. Each test attacks one promise; the ones that FAIL show a
+//! break. Loopback only: the daemon runs in process against the simulator, as in
+//! tests/listener.rs; the CLI runs as the real binary.
+
+mod common;
+
+use hmac::{Hmac, Mac};
+use rusqlite::Connection;
+use scansync::daemon::{self, DaemonEvent, DaemonHandle};
+use scansync::sim::{SimOptions, Simulator};
+use serde_json::Value;
+use sha2::Sha256;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// The longest any wait here may take before the test fails.
+const WAIT: Duration = Duration::from_secs(60);
+const GITHUB_SECRET: &str = "gh-secret-5d0b8f1e2a7c4d93";
+const GITLAB_SECRET: &str = "whsec_c2NhbnN5bmMtdGVzdC1zaWduaW5nLWtleS0zMmI=";
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/hooks")
+            .join(name),
+    )
+    .unwrap()
+}
+
+fn hex_hmac(secret: &[u8], body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).unwrap();
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+async fn sim() -> Simulator {
+    Simulator::start(SimOptions {
+        projects: 2,
+        findings_per_project: 10,
+        scan_seconds: 0.0,
+        ..SimOptions::default()
+    })
+    .await
+    .expect("simulator starts")
+}
+
+/// A CodeThreat scan on `main` with a webhook; the secret goes to a file beside the config.
+fn hook_scan(dir: &Path, name: &str, platform: &str, secret: &str) -> String {
+    let file = format!("{name}-secret");
+    std::fs::write(dir.join(&file), format!("{secret}\n")).unwrap();
+    format!(
+        "[[scans]]\nname = \"{name}\"\ninstance = \"sim-codethreat\"\nbind_to = \"project-1\"\n\
+         branch = \"main\"\nschedule = {{ at = \"2099-01-01T00:00:00Z\" }}\n\
+         webhook = {{ platform = \"{platform}\", secret_file = \"{file}\", branches = [\"main\", \"release/*\"] }}\n\n"
+    )
+}
+
+/// A config pointing at `sim`, with `store_extra` appended to `[store]`, `[server]` on a
+/// loopback port chosen by the system (plus `server_extra`) and `scans`.
+fn write_config(
+    sim: &Simulator,
+    dir: &Path,
+    store_extra: &str,
+    server_extra: &str,
+    scans: &str,
+) -> (PathBuf, PathBuf) {
+    let config = dir.join("config.toml");
+    let store = dir.join("scansync.db");
+    sim.write_config(&config, &store).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let head = &text[..text.find("[[scans]]").expect("generated config has scans")];
+    let head = if store_extra.is_empty() {
+        head.to_string()
+    } else {
+        let at = head.find("[store]").expect("generated config has [store]");
+        let line_end = at + head[at..].find('\n').unwrap() + 1;
+        let path_end = line_end + head[line_end..].find('\n').unwrap() + 1;
+        format!("{}{store_extra}\n{}", &head[..path_end], &head[path_end..])
+    };
+    std::fs::write(
+        &config,
+        format!("{head}[server]\nlisten = \"127.0.0.1:0\"\n{server_extra}\n{scans}"),
+    )
+    .unwrap();
+    (config, store)
+}
+
+struct Daemon {
+    handle: DaemonHandle,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    addr: SocketAddr,
+    events: tokio::sync::broadcast::Receiver<DaemonEvent>,
+}
+
+async fn start(config: &Path) -> Daemon {
+    let (handle, control) = daemon::channel();
+    let mut events = handle.subscribe();
+    let path = config.to_path_buf();
+    let task = tokio::spawn(async move { daemon::run(&path, control).await });
+    let addr = loop {
+        match tokio::time::timeout(WAIT, events.recv()).await {
+            Ok(Ok(DaemonEvent::Listening(addr))) => break addr,
+            Ok(Ok(_)) => continue,
+            other => panic!("no Listening event: {other:?}"),
+        }
+    };
+    Daemon {
+        handle,
+        task,
+        addr,
+        events,
+    }
+}
+
+impl Daemon {
+    async fn ready(&mut self) {
+        loop {
+            match tokio::time::timeout(WAIT, self.events.recv()).await {
+                Ok(Ok(DaemonEvent::Ready)) => return,
+                Ok(Ok(_)) => continue,
+                other => panic!("no Ready event: {other:?}"),
+            }
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    async fn stop(self) {
+        self.handle.stop();
+        tokio::time::timeout(WAIT, self.task)
+            .await
+            .expect("daemon stops")
+            .expect("daemon task does not panic")
+            .expect("daemon ends cleanly");
+    }
+}
+
+fn db(store: &Path) -> Connection {
+    let c = Connection::open(store).unwrap();
+    c.busy_timeout(Duration::from_secs(10)).unwrap();
+    c
+}
+
+/// Ids of the runs started by a webhook.
+fn webhook_runs(store: &Path) -> Vec<i64> {
+    let c = db(store);
+    let mut stmt = c
+        .prepare("SELECT id FROM sync_runs WHERE trigger = 'webhook' ORDER BY id")
+        .unwrap();
+    stmt.query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// Waits until run `id` is no longer running.
+async fn finished(store: &Path, id: i64) {
+    let start = Instant::now();
+    loop {
+        let state: Option<String> = db(store)
+            .query_row("SELECT state FROM sync_runs WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .ok();
+        if state.as_deref().is_some_and(|s| s != "running") {
+            return;
+        }
+        assert!(start.elapsed() < WAIT, "run {id} did not end");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+struct Reply {
+    status: u16,
+    json: Value,
+}
+
+async fn post(url: &str, headers: &[(&str, String)], body: String) -> Reply {
+    let mut req = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json");
+    for (k, v) in headers {
+        req = req.header(*k, v);
+    }
+    let resp = req.body(body).send().await.expect("the listener answers");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    Reply {
+        status,
+        json: serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    }
+}
+
+fn github_headers(delivery: &str, body: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("X-GitHub-Event", "push".to_string()),
+        ("X-GitHub-Delivery", delivery.to_string()),
+        (
+            "X-Hub-Signature-256",
+            format!(
+                "sha256={}",
+                hex_hmac(GITHUB_SECRET.as_bytes(), body.as_bytes())
+            ),
+        ),
+    ]
+}
+
+/// Moves the remembered pushes of the store back by `hours`, as if received that long ago.
+fn age_deliveries(store: &Path, hours: i64) {
+    let n = db(store)
+        .execute(
+            &format!(
+                "UPDATE hook_deliveries SET received_at =
+                     strftime('%Y-%m-%dT%H:%M:%fZ', received_at, '-{hours} hours')"
+            ),
+            [],
+        )
+        .unwrap();
+    assert!(n >= 1, "no delivery remembered");
+}
+
+/// Attacks "retention: webhook delivery ids … (configurable)" together with the replay
+/// guard: an operator who keeps delivery ids for 7 days (`[store] retention =
+/// { webhook_deliveries = "7d" }`) expects a captured push replayed two days later to start
+/// nothing. The claim itself deletes every id older than the hard-coded 24 h
+/// (`hooks::DELIVERY_MEMORY`, passed to `Store::claim_delivery`, which purges
+/// `received_at < now - 24h` on every claim), so the setting is ignored and the replay of a
+/// two-day-old push under a fresh delivery id starts a second run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_longer_webhook_deliveries_retention_keeps_a_two_day_old_push_a_duplicate() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let scans = hook_scan(dir.path(), "gh", "github", GITHUB_SECRET);
+    let (config, store) = write_config(
+        &sim,
+        dir.path(),
+        "retention = { webhook_deliveries = \"7d\" }",
+        "",
+        &scans,
+    );
+    let mut d = start(&config).await;
+    d.ready().await;
+    let hook = d.url("/hooks/gh");
+    let push = fixture("github_push.json");
+
+    let r = post(&hook, &github_headers("d-1", &push), push.clone()).await;
+    assert_eq!(r.status, 202, "{}", r.json);
+    let first = r.json["run_id"].as_i64().unwrap();
+    finished(&store, first).await;
+    age_deliveries(&store, 48);
+
+    let r = post(&hook, &github_headers("replayed-2", &push), push.clone()).await;
+    let runs = webhook_runs(&store);
+    d.stop().await;
+    sim.shutdown().await;
+    assert_eq!(
+        (r.status, r.json["result"].as_str()),
+        (200, Some("duplicate")),
+        "a replay within the configured 7 days started something: {}",
+        r.json
+    );
+    assert_eq!(runs, vec![first]);
+}
+
+/// Attacks "a replayed push with a changed or missing delivery header starts nothing" with
+/// the default retention: GitHub's signature carries no timestamp, so once the delivery id is
+/// forgotten (24 h) the same captured, correctly signed push replayed under a new delivery id
+/// starts another run. (A gap of the design as specified: the guard remembers the push for
+/// 24 h only, and nothing else — e.g. a run already done for that `after` commit — stops a
+/// replay after that.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_github_push_replayed_after_25_hours_starts_nothing() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let scans = hook_scan(dir.path(), "gh", "github", GITHUB_SECRET);
+    let (config, store) = write_config(&sim, dir.path(), "", "", &scans);
+    let mut d = start(&config).await;
+    d.ready().await;
+    let hook = d.url("/hooks/gh");
+    let push = fixture("github_push.json");
+
+    let r = post(&hook, &github_headers("d-1", &push), push.clone()).await;
+    assert_eq!(r.status, 202, "{}", r.json);
+    let first = r.json["run_id"].as_i64().unwrap();
+    finished(&store, first).await;
+    age_deliveries(&store, 25);
+
+    let r = post(&hook, &github_headers("replayed-2", &push), push.clone()).await;
+    let runs = webhook_runs(&store);
+    d.stop().await;
+    sim.shutdown().await;
+    assert_ne!(r.status, 202, "a 25-hour-old push replayed started a run: {}", r.json);
+    assert_eq!(runs, vec![first]);
+}
+
+/// Attacks "the replay guard keyed on what the signature covers (for a push: repository,
+/// ref and the `after` commit)" on GitLab with a plain secret token (`X-Gitlab-Token`), where
+/// nothing signs the body: the guard keys on the SHA-256 of the raw body bytes
+/// (`hooks::replay_key`), so the same push (same project, ref and `after`) re-sent with its
+/// JSON re-indented and a new `Idempotency-Key` is not recognised and starts a second run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gitlab_push_resent_with_its_json_reformatted_starts_nothing() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let scans = hook_scan(dir.path(), "gl", "gitlab", GITLAB_SECRET);
+    let (config, store) = write_config(&sim, dir.path(), "", "", &scans);
+    let mut d = start(&config).await;
+    d.ready().await;
+    let hook = d.url("/hooks/gl");
+    let push = fixture("gitlab_push.json");
+    let headers = |key: &str| {
+        vec![
+            ("X-Gitlab-Event", "Push Hook".to_string()),
+            ("X-Gitlab-Token", GITLAB_SECRET.to_string()),
+            ("Idempotency-Key", key.to_string()),
+        ]
+    };
+
+    let r = post(&hook, &headers("k-1"), push.clone()).await;
+    assert_eq!(r.status, 202, "{}", r.json);
+    let first = r.json["run_id"].as_i64().unwrap();
+    finished(&store, first).await;
+
+    // The same push: same project, ref, before and after; only the bytes differ.
+    let same: Value = serde_json::from_str(&push).unwrap();
+    let compact = serde_json::to_string(&same).unwrap();
+    assert_ne!(compact, push);
+    let r = post(&hook, &headers("k-2"), compact).await;
+    let runs = webhook_runs(&store);
+    d.stop().await;
+    sim.shutdown().await;
+    assert_eq!(
+        (r.status, r.json["result"].as_str()),
+        (200, Some("duplicate")),
+        "the same push, re-serialised, started again: {}",
+        r.json
+    );
+    assert_eq!(runs, vec![first]);
+}
+
+/// Attacks "a cap on concurrent connections … never crash the daemon" with a slowloris: as
+/// many connections as the cap, each sending nothing at all, must not keep the listener
+/// unusable past the header read timeout (10 s): a bounded time later `/healthz` answers
+/// again, and the daemon is alive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_filling_the_cap_are_dropped_and_healthz_answers_again() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let scans = hook_scan(dir.path(), "gh", "github", GITHUB_SECRET);
+    let (config, _store) = write_config(&sim, dir.path(), "", "max_connections = 2\n", &scans);
+    let mut d = start(&config).await;
+    d.ready().await;
+    let mut silent = Vec::new();
+    for _ in 0..2 {
+        silent.push(tokio::net::TcpStream::connect(d.addr).await.unwrap());
+    }
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let healthz = d.url("/healthz");
+    let started = Instant::now();
+    let mut answered = None;
+    // Header read timeout (10 s) plus a generous margin.
+    while started.elapsed() < Duration::from_secs(40) {
+        if let Ok(r) = client.get(&healthz).send().await {
+            answered = Some(r.status().as_u16());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let alive = !d.task.is_finished();
+    drop(silent);
+    d.stop().await;
+    sim.shutdown().await;
+    assert!(alive, "the daemon ended");
+    assert_eq!(
+        answered,
+        Some(200),
+        "two silent connections held a listener capped at 2 for 40 s"
+    );
+}
+
+/// Attacks the same cap with keep-alive: connections that each made one request and then
+/// stay idle (as an HTTP client pool does) fill the cap; they must be let go after the idle
+/// timeout, so a new client is served again within a bounded time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_keep_alive_connections_filling_the_cap_are_let_go() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let scans = hook_scan(dir.path(), "gh", "github", GITHUB_SECRET);
+    let (config, _store) = write_config(&sim, dir.path(), "", "max_connections = 2\n", &scans);
+    let mut d = start(&config).await;
+    d.ready().await;
+    let mut idle = Vec::new();
+    for _ in 0..2 {
+        let mut c = tokio::net::TcpStream::connect(d.addr).await.unwrap();
+        c.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 256];
+        let n = tokio::time::timeout(WAIT, c.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"),
+            "{:?}",
+            String::from_utf8_lossy(&buf[..n])
+        );
+        idle.push(c);
+    }
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let healthz = d.url("/healthz");
+    let started = Instant::now();
+    let mut answered = None;
+    while started.elapsed() < Duration::from_secs(40) {
+        if let Ok(r) = client.get(&healthz).send().await {
+            answered = Some(r.status().as_u16());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    drop(idle);
+    d.stop().await;
+    sim.shutdown().await;
+    assert_eq!(
+        answered,
+        Some(200),
+        "two idle keep-alive connections held a listener capped at 2 for 40 s"
+    );
+}
+
+/// Runs the scansync binary with `args`, waiting at most `limit`; `None` when it did not end.
+fn run_bounded(args: &[&str], limit: Duration) -> Option<std::process::Output> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scansync"))
+        .args(args)
+        .env("SCANSYNC_CONFIG", "/nonexistent/scansync-attack.toml")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if child.try_wait().unwrap().is_some() {
+            return Some(child.wait_with_output().unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    None
+}
+
+/// A store with a few runs and findings, made by the library as the daemon makes it.
+fn filled_store(dir: &Path) -> PathBuf {
+    use scansync::store::{RunEnd, RunScope, Store};
+    let path = dir.join("scansync.db");
+    let mut store = Store::open(&path).unwrap();
+    let scope = RunScope {
+        scan: "shop".into(),
+        instance: "ct".into(),
+        vendor: "codethreat".into(),
+        bind_to: "p".into(),
+        branch: Some("main".into()),
+        trigger: "cli".into(),
+        ..RunScope::default()
+    };
+    for _ in 0..2 {
+        let run = store.begin_run(&scope).unwrap();
+        store.finish_run(run, RunEnd::Succeeded).unwrap();
+    }
+    drop(store);
+    path
+}
+
+/// Attacks "readers never wait on the writer": while another process holds a write
+/// transaction on the store (a page commit that takes long), `scansync runs`, `findings` and
+/// `store prune --dry-run` read through their read-only connection and end within a bounded
+/// time, successfully.
+#[test]
+fn readers_end_while_another_process_holds_the_write_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = filled_store(dir.path());
+    let writer = db(&path);
+    writer.execute_batch("BEGIN IMMEDIATE; UPDATE sync_runs SET pages = pages + 1;").unwrap();
+    let p = path.to_str().unwrap();
+    for args in [
+        vec!["runs", "--store", p],
+        vec!["findings", "--store", p],
+        vec!["store", "prune", "--dry-run", "--store", p],
+    ] {
+        let out = run_bounded(&args, Duration::from_secs(30))
+            .unwrap_or_else(|| panic!("{args:?} did not end while the writer held its lock"));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    writer.execute_batch("ROLLBACK").unwrap();
+}
+
+/// Attacks "`scansync store prune --dry-run` shows what would go" and writes nothing: on a
+/// store whose old rows would go, the dry run leaves the database file byte for byte as it
+/// was and the rows all there.
+#[test]
+fn store_prune_dry_run_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = filled_store(dir.path());
+    let c = db(&path);
+    c.execute_batch(
+        "UPDATE sync_runs SET started_at = '2001-01-01T00:00:00.000Z',
+                              finished_at = '2001-01-01T00:00:00.000Z';
+         INSERT INTO hook_deliveries (scan, delivery_id, received_at)
+             VALUES ('shop', 'old', '2001-01-01T00:00:00.000Z');
+         PRAGMA wal_checkpoint(TRUNCATE);",
+    )
+    .unwrap();
+    drop(c);
+    let before = std::fs::read(&path).unwrap();
+    let p = path.to_str().unwrap();
+
+    let out = run_bounded(&["store", "prune", "--dry-run", "--store", p], WAIT).expect("ends");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("1  webhook delivery ids would go"), "{stdout}");
+    assert!(stdout.contains("1  runs would go"), "{stdout}");
+
+    let c = db(&path);
+    let runs: i64 = c.query_row("SELECT count(*) FROM sync_runs", [], |r| r.get(0)).unwrap();
+    let ids: i64 = c
+        .query_row("SELECT count(*) FROM hook_deliveries", [], |r| r.get(0))
+        .unwrap();
+    drop(c);
+    assert_eq!((runs, ids), (2, 1));
+    assert!(std::fs::read(&path).unwrap() == before, "the dry run changed the database file");
+}
+
+/// Guards the config checks of the new keys (issue #14): a zero or negative retention, an
+/// unknown retention key, `max_connections = 0` and an absurd duration each exit 78 naming the
+/// field; an absurd but valid retention passes without a crash.
+#[test]
+fn new_keys_with_bad_values_exit_78_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = "[store]\npath = \"scansync.db\"\n";
+    let cases = [
+        ("retention = { runs = \"0s\" }\n", "", "store.retention.runs"),
+        ("retention = { events = \"-1d\" }\n", "", "store.retention.events"),
+        ("retention = { runz = \"1d\" }\n", "", "store.retention.runz"),
+        (
+            "retention = { branch_scopes = \"99999999999999999999d\" }\n",
+            "",
+            "store.retention.branch_scopes",
+        ),
+        ("", "\n[server]\nlisten = \"127.0.0.1:8787\"\nmax_connections = 0\n", "server.max_connections"),
+    ];
+    for (store_extra, rest, field) in cases {
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, format!("{base}{store_extra}{rest}")).unwrap();
+        let out = run_bounded(&["check-config", "--config", path.to_str().unwrap()], WAIT)
+            .expect("check-config ends");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{field}: {stderr}");
+        assert!(stderr.contains(field), "{field}: {stderr}");
+    }
+    let path = dir.path().join("config.toml");
+    std::fs::write(
+        &path,
+        format!("{base}retention = {{ runs = \"9999999999d\", webhook_deliveries = \"1s\" }}\n"),
+    )
+    .unwrap();
+    let out = run_bounded(&["check-config", "--config", path.to_str().unwrap()], WAIT)
+        .expect("check-config ends");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
