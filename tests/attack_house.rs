@@ -590,3 +590,244 @@ fn new_keys_with_bad_values_exit_78_naming_the_field() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A `scansync run` child process on `config`, its stderr in a file; returns the child, the
+/// stderr file and the listener's address, read from its "listening on" line.
+async fn spawn_daemon(config: &Path, log: &Path) -> (std::process::Child, SocketAddr) {
+    let child = Command::new(env!("CARGO_BIN_EXE_scansync"))
+        .args(["run", "--config"])
+        .arg(config)
+        .env_remove("RUST_LOG")
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(at) = text.find("listening on http://") {
+            let rest = &text[at + "listening on http://".len()..];
+            let addr: String = rest
+                .chars()
+                .take_while(|c| !c.is_whitespace() && *c != '"')
+                .collect();
+            return (child, addr.parse().expect("an address"));
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "the daemon did not say where it listens:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Attacks "a flood of refused requests logged at a bounded rate", on the real binary: 300
+/// unsigned pushes, 300 pushes to a scan that does not exist, 300 pushes with a wrong
+/// signature and 200 connections past `max_connections` cost a handful of log lines, not one
+/// per request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_refused_requests_is_logged_at_a_bounded_rate() {
+    use tokio::io::AsyncReadExt;
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let scans = hook_scan(dir.path(), "gh", "github", GITHUB_SECRET);
+    let (config, _store) = write_config(&sim, dir.path(), "", "max_connections = 4\n", &scans);
+    let log = dir.path().join("stderr.log");
+    let (mut child, addr) = spawn_daemon(&config, &log).await;
+    let client = reqwest::Client::new();
+    // Wait until the store is open (hooks answer 503 before).
+    let start = Instant::now();
+    loop {
+        let r = client.get(format!("http://{addr}/readyz")).send().await;
+        if r.is_ok_and(|r| r.status() == 200) {
+            break;
+        }
+        assert!(start.elapsed() < WAIT, "never ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let push = fixture("github_push.json");
+    let mut statuses = std::collections::BTreeMap::new();
+    for i in 0..300 {
+        for (path, sig) in [
+            ("/hooks/gh", None),
+            ("/hooks/nope", Some("sha256=00")),
+            ("/hooks/gh", Some("sha256=0123456789abcdef")),
+        ] {
+            let mut req = client
+                .post(format!("http://{addr}{path}"))
+                .header("X-GitHub-Event", "push")
+                .header("X-GitHub-Delivery", format!("flood-{i}"));
+            if let Some(sig) = sig {
+                req = req.header("X-Hub-Signature-256", sig);
+            }
+            let status = req.body(push.clone()).send().await.unwrap().status().as_u16();
+            *statuses.entry(status).or_insert(0) += 1;
+        }
+    }
+    // Connections past the cap: hold the 4 places, then knock 200 times.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for _ in 0..200 {
+        if let Ok(mut c) = tokio::net::TcpStream::connect(addr).await {
+            let mut buf = [0u8; 16];
+            let _ = tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf)).await;
+        }
+    }
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let alive = child.try_wait().unwrap().is_none();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    sim.shutdown().await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(alive, "the daemon died:\n{text}");
+    assert_eq!(
+        statuses,
+        [(401, 600), (404, 300)].into_iter().collect(),
+        "unexpected answers"
+    );
+    let refused = text.lines().filter(|l| l.contains("webhook refused")).count();
+    let closed = text
+        .lines()
+        .filter(|l| l.contains("connection closed"))
+        .count();
+    let lines = text.lines().count();
+    assert!(
+        (1..=6).contains(&refused) && closed <= 6 && lines <= 60,
+        "{refused} 'webhook refused' lines, {closed} 'connection closed' lines, {lines} lines in all:\n{text}"
+    );
+}
+
+/// Attacks "`metrics_token_file` required when `listen` is not loopback and not
+/// `behind_proxy` (or refuse to start, say which)" on `run` itself: the daemon refuses to
+/// start on 0.0.0.0 (and on [::]) without it, exit 78, naming the key.
+#[test]
+fn run_refuses_to_listen_beyond_loopback_without_a_metrics_token() {
+    let dir = tempfile::tempdir().unwrap();
+    for listen in ["0.0.0.0:0", "[::]:0"] {
+        let path = dir.path().join("config.toml");
+        std::fs::write(
+            &path,
+            format!("[store]\npath = \"scansync.db\"\n\n[server]\nlisten = \"{listen}\"\nbehind_proxy = false\n"),
+        )
+        .unwrap();
+        let out = run_bounded(&["run", "--config", path.to_str().unwrap()], WAIT)
+            .expect("run refuses at once instead of serving");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{listen}: {stderr}");
+        assert!(
+            stderr.contains("server.metrics_token_file"),
+            "{listen}: {stderr}"
+        );
+        assert!(!dir.path().join("scansync.db").exists(), "{listen}: the store was created");
+    }
+}
+
+/// Attacks the listener's size limits: a 100 MB chunked body to a hook and a 1 MB header
+/// are refused (413 / 431, or the connection closed) within a bounded time, nothing starts,
+/// and the daemon serves on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_100_mb_body_and_a_1_mb_header_are_refused_and_the_daemon_serves_on() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let scans = hook_scan(dir.path(), "gh", "github", GITHUB_SECRET);
+    let (config, store) = write_config(&sim, dir.path(), "", "", &scans);
+    let mut d = start(&config).await;
+    d.ready().await;
+
+    let mut c = tokio::net::TcpStream::connect(d.addr).await.unwrap();
+    c.write_all(
+        b"POST /hooks/gh HTTP/1.1\r\nhost: x\r\nx-github-event: push\r\nx-github-delivery: big\r\n\
+          x-hub-signature-256: sha256=00\r\ntransfer-encoding: chunked\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let chunk = vec![b'x'; 1 << 20];
+    let head = format!("{:x}\r\n", chunk.len());
+    let mut sent = 0usize;
+    let writing = async {
+        for _ in 0..100 {
+            if c.write_all(head.as_bytes()).await.is_err()
+                || c.write_all(&chunk).await.is_err()
+                || c.write_all(b"\r\n").await.is_err()
+            {
+                break;
+            }
+            sent += 1;
+        }
+    };
+    tokio::time::timeout(WAIT, writing).await.expect("the writes end");
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(WAIT, c.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    assert!(
+        matches!(read, Ok(Ok(_)) | Ok(Err(_))),
+        "no end to the 100 MB request (sent {sent} MiB)"
+    );
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 413"),
+        "sent {sent} MiB, answer: {answer:.200}"
+    );
+
+    let mut c = tokio::net::TcpStream::connect(d.addr).await.unwrap();
+    let big = format!(
+        "GET /healthz HTTP/1.1\r\nhost: x\r\nx-pad: {}\r\n\r\n",
+        "a".repeat(1 << 20)
+    );
+    let _ = c.write_all(big.as_bytes()).await;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(WAIT, c.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "no end to the 1 MB header");
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 431") || answer.starts_with("HTTP/1.1 400"),
+        "{answer:.200}"
+    );
+
+    let r = reqwest::get(d.url("/healthz")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(!d.task.is_finished());
+    assert!(webhook_runs(&store).is_empty());
+    d.stop().await;
+    sim.shutdown().await;
+}
+
+/// Attacks the reason `metrics_token_file` is required off loopback ("/metrics names the
+/// scans and counts their findings"): with a token set, a stranger without it still reads
+/// every scan's name (and how long ago it last synced) from `/readyz`, which has no token.
+/// (A judgment call: `/readyz` must stay open for load balancers, but it need not name the
+/// scans to them.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_does_not_name_the_scans_to_a_caller_without_the_metrics_token() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let scans = hook_scan(dir.path(), "payments-acme-prod", "github", GITHUB_SECRET);
+    std::fs::write(dir.path().join("metrics-token"), "mt-9f2c4e7a1b3d5f60aa\n").unwrap();
+    let (config, _store) = write_config(
+        &sim,
+        dir.path(),
+        "",
+        "metrics_token_file = \"metrics-token\"\n",
+        &scans,
+    );
+    let mut d = start(&config).await;
+    d.ready().await;
+    let metrics = reqwest::get(d.url("/metrics")).await.unwrap();
+    assert_eq!(metrics.status(), 401);
+    let readyz = reqwest::get(d.url("/readyz")).await.unwrap();
+    let status = readyz.status().as_u16();
+    let body = readyz.text().await.unwrap();
+    d.stop().await;
+    sim.shutdown().await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        !body.contains("payments-acme-prod"),
+        "/readyz names the scans without the token: {body}"
+    );
+}
