@@ -176,3 +176,33 @@ fn a_prune_with_the_shortest_retention_never_takes_a_finding_the_vendor_still_re
         "a finding's last_run_id names a pruned run"
     );
 }
+
+/// Attacks "pruned by the daemon in small batches" (so a page commit never waits behind a
+/// long purge): a branch scope that ran 1200 times (a busy feature branch, each push a run)
+/// and then went idle for 40 days goes in one `prune_step` with every one of its runs, in
+/// a single transaction (`drop_idle_branch_scope` deletes all the scope's runs, events and
+/// notifications at once once its findings are gone), far more than `BATCH` rows.
+#[test]
+fn one_prune_step_deletes_at_most_a_batch_of_runs_of_an_idle_branch_scope() {
+    let (_dir, mut store) = temp_store();
+    for _ in 0..1200 {
+        import(&mut store, "shop@feature", &[], RunEnd::Succeeded);
+    }
+    import(&mut store, "shop", &[findings(0..3)], RunEnd::Succeeded);
+    age_all(&store, 40);
+    let runs = "SELECT count(*) FROM sync_runs";
+    let before = count(&store, runs);
+    assert_eq!(before, 1201);
+
+    store.prune_step(&Retention::default()).unwrap();
+
+    let gone = before - count(&store, runs);
+    assert!(
+        gone <= super::retention::BATCH,
+        "one step deleted {gone} runs (BATCH = {})",
+        super::retention::BATCH
+    );
+    // And the prune still gets there in the end.
+    store.prune(&Retention::default()).unwrap();
+    assert_eq!(count(&store, runs), 1);
+}
