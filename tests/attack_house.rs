@@ -578,7 +578,7 @@ fn new_keys_with_bad_values_exit_78_naming_the_field() {
     let path = dir.path().join("config.toml");
     std::fs::write(
         &path,
-        format!("{base}retention = {{ runs = \"9999999999d\", webhook_deliveries = \"1s\" }}\n"),
+        format!("{base}retention = {{ runs = \"9999999999d\" }}\n"),
     )
     .unwrap();
     let out = run_bounded(&["check-config", "--config", path.to_str().unwrap()], WAIT)
