@@ -831,3 +831,64 @@ async fn readyz_does_not_name_the_scans_to_a_caller_without_the_metrics_token() 
         "/readyz names the scans without the token: {body}"
     );
 }
+
+/// Attacks "no overflow on hostile input (use `abs_diff`)" beyond the one `(now - sent)` the
+/// issue names: a vendor (or whoever stands between it and scansync) sends a finding whose
+/// `created_at` is the number -9223372036854775808. `vendors::normalize_time` computes
+/// `n.abs()` on it, which overflows: with overflow checks (every debug and test build) the
+/// sync panics instead of storing the finding without that time. (`n.unsigned_abs()` is the
+/// fix.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vendor_timestamp_of_i64_min_does_not_crash_a_sync() {
+    use std::sync::Arc;
+    fn walk(v: &mut Value) {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m.iter_mut() {
+                    if k == "created_at" {
+                        *x = Value::from(i64::MIN);
+                    } else {
+                        walk(x);
+                    }
+                }
+            }
+            Value::Array(a) => a.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let sim = sim().await;
+    let rewrite: common::Rewrite = Arc::new(|_path: &str, a: &mut common::Answer| {
+        if let Ok(mut v) = serde_json::from_slice::<Value>(&a.body) {
+            walk(&mut v);
+            a.body = serde_json::to_vec(&v).unwrap();
+        }
+    });
+    let (proxy, _gate, _held) = common::proxy(&sim, None, rewrite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    let store = dir.path().join("scansync.db");
+    sim.write_config(&config, &store).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let direct = format!("http://{}", sim.addr());
+    assert!(text.contains(&direct));
+    std::fs::write(&config, text.replace(&direct, &proxy)).unwrap();
+
+    let path = config.to_str().unwrap().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        run_bounded(
+            &["--config", &path, "sync", "--scan", "codethreat-project-1"],
+            WAIT,
+        )
+    })
+    .await
+    .unwrap()
+    .expect("sync ends");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    sim.shutdown().await;
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let stored: i64 = db(&store)
+        .query_row("SELECT count(*) FROM findings", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(stored, 10, "{stderr}");
+}
