@@ -892,3 +892,76 @@ async fn a_vendor_timestamp_of_i64_min_does_not_crash_a_sync() {
         .unwrap();
     assert_eq!(stored, 10, "{stderr}");
 }
+
+/// `(PRAGMA data_version, every owner's heartbeat_at)` seen from a connection of this test:
+/// data_version moves when another connection commits; the heartbeats tell the daemon's
+/// own periodic write apart from any other.
+fn write_marks(c: &Connection) -> (i64, Vec<String>) {
+    let v: i64 = c.query_row("PRAGMA data_version", [], |r| r.get(0)).unwrap();
+    let mut stmt = c
+        .prepare("SELECT heartbeat_at FROM owners ORDER BY owner")
+        .unwrap();
+    let beats = stmt
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<Vec<String>, _>>()
+        .unwrap();
+    (v, beats)
+}
+
+/// Attacks "`/readyz` does not write on every request" (and `/metrics` reads only): 100
+/// probes and 100 scrapes leave the store's `data_version` where it was whenever the
+/// daemon's own heartbeat did not write meanwhile (checked by its `heartbeat_at`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_and_metrics_write_nothing_to_the_store() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let scans = hook_scan(dir.path(), "gh", "github", GITHUB_SECRET);
+    let (config, store) = write_config(&sim, dir.path(), "", "", &scans);
+    let mut d = start(&config).await;
+    d.ready().await;
+    let client = reqwest::Client::new();
+    let c = db(&store);
+    let mut checked = false;
+    for _ in 0..5 {
+        let before = write_marks(&c);
+        for _ in 0..100 {
+            let r = client.get(d.url("/readyz")).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            let r = client.get(d.url("/metrics")).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+        }
+        let after = write_marks(&c);
+        if before.1 == after.1 {
+            assert_eq!(before.0, after.0, "the store was written while only probes and scrapes came");
+            checked = true;
+            break;
+        }
+    }
+    d.stop().await;
+    sim.shutdown().await;
+    assert!(checked, "every window had a heartbeat in it");
+}
+
+/// Attacks "a push on GitHub starts the scan bound to it" against event confusion: the
+/// `X-GitHub-Event` header is not signed, so a signed body of another event that carries a
+/// `ref` (here a `workflow_dispatch`, which GitHub sends with `"ref": "refs/heads/main"`),
+/// captured and re-sent with `X-GitHub-Event: push`, passes as a push and starts a run,
+/// although no push happened (`platform::github` reads only `ref` and `deleted`, not what a
+/// push body always has: `before`, `after`, `pusher`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_non_push_body_relabelled_as_a_push_starts_nothing() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let scans = hook_scan(dir.path(), "gh", "github", GITHUB_SECRET);
+    let (config, store) = write_config(&sim, dir.path(), "", "", &scans);
+    let mut d = start(&config).await;
+    d.ready().await;
+    let dispatch = r#"{"inputs":{},"ref":"refs/heads/main","repository":{"id":1296269,"full_name":"octo/hello"},"organization":{"login":"octo"},"sender":{"login":"octocat"},"workflow":".github/workflows/scan.yml"}"#.to_string();
+    let r = post(&d.url("/hooks/gh"), &github_headers("wd-1", &dispatch), dispatch.clone()).await;
+    let runs = webhook_runs(&store);
+    d.stop().await;
+    sim.shutdown().await;
+    assert_ne!(r.status, 202, "a workflow_dispatch body started a run as a push: {}", r.json);
+    assert!(runs.is_empty(), "{runs:?}");
+}
