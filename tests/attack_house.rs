@@ -965,3 +965,91 @@ async fn a_signed_non_push_body_relabelled_as_a_push_starts_nothing() {
     assert_ne!(r.status, 202, "a workflow_dispatch body started a run as a push: {}", r.json);
     assert!(runs.is_empty(), "{runs:?}");
 }
+
+/// Attacks "retention: what is older than *the setting* is gone after a prune" on
+/// `scansync store prune --store FILE`: when the config names a retention it cannot accept
+/// (here `runs = "10y"`, meant as ten years, refused since `y` is no unit), the command does
+/// not stop: `cli::store` falls back to the default retention (180 days) without a word and
+/// deletes runs the operator meant to keep for ten years.
+#[test]
+fn store_prune_with_a_config_it_cannot_read_deletes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = filled_store(dir.path());
+    let c = db(&path);
+    c.execute_batch(
+        "UPDATE sync_runs SET started_at = '2025-01-01T00:00:00.000Z',
+                              finished_at = '2025-01-01T00:00:00.000Z';",
+    )
+    .unwrap();
+    drop(c);
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[store]\npath = \"scansync.db\"\nretention = { runs = \"10y\", events = \"10y\" }\n",
+    )
+    .unwrap();
+    let p = path.to_str().unwrap();
+
+    let out = run_bounded(
+        &["--config", config.to_str().unwrap(), "store", "prune", "--store", p],
+        WAIT,
+    )
+    .expect("ends");
+    let runs: i64 = db(&path)
+        .query_row("SELECT count(*) FROM sync_runs", [], |r| r.get(0))
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(runs, 2, "runs the config meant to keep were pruned:\n{stdout}{stderr}");
+    assert_ne!(out.status.code(), Some(0), "{stdout}{stderr}");
+}
+
+/// Guards the replay guard on Bitbucket (Cloud, HMAC over the body like GitHub): the same
+/// signed push re-sent under another `X-Request-UUID`, or under none, starts nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bitbucket_push_replayed_under_another_or_no_request_uuid_starts_nothing() {
+    const SECRET: &str = "bb-secret-77a01c9e4f2d6b38";
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let scans = hook_scan(dir.path(), "bb", "bitbucket", SECRET);
+    let (config, store) = write_config(&sim, dir.path(), "", "", &scans);
+    let mut d = start(&config).await;
+    d.ready().await;
+    let hook = d.url("/hooks/bb");
+    let push = fixture("bitbucket_cloud_push.json");
+    let headers = |uuid: Option<&str>| {
+        let mut h = vec![
+            ("X-Event-Key", "repo:push".to_string()),
+            (
+                "X-Hub-Signature",
+                format!("sha256={}", hex_hmac(SECRET.as_bytes(), push.as_bytes())),
+            ),
+        ];
+        if let Some(u) = uuid {
+            h.push(("X-Request-UUID", u.to_string()));
+        }
+        h
+    };
+    let r = post(&hook, &headers(Some("u-1")), push.clone()).await;
+    assert_eq!(r.status, 202, "{}", r.json);
+    let first = r.json["run_id"].as_i64().unwrap();
+    finished(&store, first).await;
+    let other = post(&hook, &headers(Some("u-2")), push.clone()).await;
+    let none = post(&hook, &headers(None), push.clone()).await;
+    let runs = webhook_runs(&store);
+    d.stop().await;
+    sim.shutdown().await;
+    assert_eq!(
+        (other.status, other.json["result"].as_str()),
+        (200, Some("duplicate")),
+        "{}",
+        other.json
+    );
+    assert_eq!(
+        (none.status, none.json["result"].as_str()),
+        (200, Some("duplicate")),
+        "{}",
+        none.json
+    );
+    assert_eq!(runs, vec![first]);
+}
