@@ -1053,3 +1053,34 @@ async fn a_bitbucket_push_replayed_under_another_or_no_request_uuid_starts_nothi
     );
     assert_eq!(runs, vec![first]);
 }
+
+/// Attacks "config errors exit 78 naming the field" for `[server] max_connections` (and
+/// `[daemon] concurrency`): a value past what a tokio semaphore holds (2^61 - 1) passes
+/// check-config (`count` takes any usize), and `scansync run` then panics in
+/// `Semaphore::new` (exit 101) instead of refusing the config with exit 78.
+#[test]
+fn an_absurd_max_connections_is_a_config_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(
+        &path,
+        "[store]\npath = \"scansync.db\"\n\n[server]\nlisten = \"127.0.0.1:0\"\nmax_connections = 9223372036854775807\n",
+    )
+    .unwrap();
+    let check = run_bounded(&["check-config", "--config", path.to_str().unwrap()], WAIT)
+        .expect("check-config ends");
+    let run = run_bounded(&["run", "--config", path.to_str().unwrap()], Duration::from_secs(20));
+    let (code, stderr) = match &run {
+        Some(out) => (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned()),
+        None => (None, "(still running after 20 s)".to_string()),
+    };
+    assert!(!stderr.contains("panicked"), "run panicked: {stderr}");
+    assert_eq!(
+        check.status.code(),
+        Some(78),
+        "check-config: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert_eq!(code, Some(78), "run: {stderr}");
+    assert!(stderr.contains("server.max_connections"), "{stderr}");
+}
