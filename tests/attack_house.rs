@@ -1084,3 +1084,72 @@ fn an_absurd_max_connections_is_a_config_error_not_a_panic() {
     assert_eq!(code, Some(78), "run: {stderr}");
     assert!(stderr.contains("server.max_connections"), "{stderr}");
 }
+
+/// Attacks "the watchdog stops pinging when the store is dead so systemd restarts the
+/// service", on the real binary under a fake systemd (`NOTIFY_SOCKET`, `WATCHDOG_USEC`,
+/// a lease TTL of 1.5 s): while another process holds the store's write lock the
+/// `WATCHDOG=1` pings stop; once it lets go they come back.
+#[test]
+fn the_watchdog_stops_pinging_while_the_store_cannot_be_written() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let store = dir.path().join("scansync.db");
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "[store]\npath = \"scansync.db\"\n").unwrap();
+    let log = dir.path().join("stderr.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scansync"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env_remove("RUST_LOG")
+        .env_remove("WATCHDOG_PID")
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", "1000000")
+        .env("SCANSYNC_LEASE_TTL_MS", "1500")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    // Messages that arrive until `until` says stop or `limit` passes; true when it stopped.
+    let mut buf = vec![0u8; 4096];
+    let mut watch = |limit: Duration, until: &mut dyn FnMut(Option<&str>) -> bool| -> bool {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            let msg = match sock.recv(&mut buf) {
+                Ok(n) => Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
+                Err(_) => None,
+            };
+            if until(msg.as_deref()) {
+                return true;
+            }
+        }
+        false
+    };
+    let ready = watch(WAIT, &mut |m| m.is_some_and(|m| m.contains("READY=1")));
+    let pinged = ready && watch(WAIT, &mut |m| m.is_some_and(|m| m.contains("WATCHDOG=1")));
+
+    // Another process takes the write lock and keeps it.
+    let locker = db(&store);
+    locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    // Within a bounded time, a quiet stretch of 3 s without a single ping.
+    let mut quiet_since = Instant::now();
+    let went_quiet = pinged
+        && watch(WAIT, &mut |m| {
+            if m.is_some_and(|m| m.contains("WATCHDOG=1")) {
+                quiet_since = Instant::now();
+            }
+            quiet_since.elapsed() > Duration::from_secs(3)
+        });
+    locker.execute_batch("ROLLBACK").unwrap();
+    let back = went_quiet && watch(WAIT, &mut |m| m.is_some_and(|m| m.contains("WATCHDOG=1")));
+    let alive = child.try_wait().unwrap().is_none();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(ready && pinged, "no READY=1 / WATCHDOG=1 under the fake systemd:\n{text}");
+    assert!(went_quiet, "the pings went on while the store could not be written:\n{text}");
+    assert!(back, "the pings did not come back once the store could be written:\n{text}");
+    assert!(alive, "{text}");
+}
