@@ -206,3 +206,44 @@ fn one_prune_step_deletes_at_most_a_batch_of_runs_of_an_idle_branch_scope() {
     store.prune(&Retention::default()).unwrap();
     assert_eq!(count(&store, runs), 1);
 }
+
+/// Guards "prune racing a page import (two processes on one store)": while a run of this
+/// process is between pages, another process prunes with a one-day retention; the run's
+/// later pages and its end go through, nothing it listed is lost or marked fixed, and no
+/// reference dangles.
+#[test]
+fn a_prune_from_another_process_between_pages_of_a_run_breaks_nothing() {
+    let (dir, mut store) = temp_store();
+    import(&mut store, "shop", &[findings(0..10)], RunEnd::Succeeded);
+    import(&mut store, "shop", &[findings(0..8)], RunEnd::Succeeded);
+    age_all(&store, 400);
+    let run = store.begin_run(&super::tests::scope("shop")).unwrap();
+    store.upsert_page(run, &findings(0..5)).unwrap();
+
+    let mut other = super::tests::other_process(&dir);
+    let day = std::time::Duration::from_secs(24 * 3600);
+    let report = other
+        .prune(&Retention {
+            runs: day,
+            events: day,
+            notifications: day,
+            webhook_deliveries: day,
+            branch_scopes: day,
+        })
+        .unwrap();
+    assert_eq!(report.fixed_findings, 2, "{report:?}");
+
+    store.upsert_page(run, &findings(5..10)).unwrap();
+    let end = store.finish_run(run, RunEnd::Succeeded).unwrap();
+    assert_eq!(end.state, RunState::Succeeded);
+    assert_eq!(end.counts.fixed, 0, "{:?}", end.counts);
+    assert_eq!(
+        count(&store, "SELECT count(*) FROM findings WHERE state = 'fixed'"),
+        0
+    );
+    assert_eq!(count(&store, "SELECT count(*) FROM findings"), 10);
+    assert_eq!(
+        count(&store, "SELECT count(*) FROM pragma_foreign_key_check"),
+        0
+    );
+}
