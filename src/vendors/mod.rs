@@ -309,7 +309,7 @@ pub(crate) fn normalize_time(v: Option<&serde_json::Value>) -> Option<String> {
         serde_json::Value::Number(n) => {
             let n = n.as_i64()?;
             // Epoch milliseconds are what CodeThreat uses; a 10-digit number is seconds.
-            let t = if n.abs() >= 100_000_000_000 {
+            let t = if n.unsigned_abs() >= 100_000_000_000 {
                 DateTime::<Utc>::from_timestamp_millis(n)
             } else {
                 DateTime::<Utc>::from_timestamp(n, 0)
