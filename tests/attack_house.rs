@@ -294,7 +294,11 @@ async fn a_github_push_replayed_after_25_hours_starts_nothing() {
     let runs = webhook_runs(&store);
     d.stop().await;
     sim.shutdown().await;
-    assert_ne!(r.status, 202, "a 25-hour-old push replayed started a run: {}", r.json);
+    assert_ne!(
+        r.status, 202,
+        "a 25-hour-old push replayed started a run: {}",
+        r.json
+    );
     assert_eq!(runs, vec![first]);
 }
 
@@ -493,7 +497,9 @@ fn readers_end_while_another_process_holds_the_write_lock() {
     let dir = tempfile::tempdir().unwrap();
     let path = filled_store(dir.path());
     let writer = db(&path);
-    writer.execute_batch("BEGIN IMMEDIATE; UPDATE sync_runs SET pages = pages + 1;").unwrap();
+    writer
+        .execute_batch("BEGIN IMMEDIATE; UPDATE sync_runs SET pages = pages + 1;")
+        .unwrap();
     let p = path.to_str().unwrap();
     for args in [
         vec!["runs", "--store", p],
@@ -534,18 +540,30 @@ fn store_prune_dry_run_changes_nothing() {
 
     let out = run_bounded(&["store", "prune", "--dry-run", "--store", p], WAIT).expect("ends");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("1  webhook delivery ids would go"), "{stdout}");
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("1  webhook delivery ids would go"),
+        "{stdout}"
+    );
     assert!(stdout.contains("1  runs would go"), "{stdout}");
 
     let c = db(&path);
-    let runs: i64 = c.query_row("SELECT count(*) FROM sync_runs", [], |r| r.get(0)).unwrap();
+    let runs: i64 = c
+        .query_row("SELECT count(*) FROM sync_runs", [], |r| r.get(0))
+        .unwrap();
     let ids: i64 = c
         .query_row("SELECT count(*) FROM hook_deliveries", [], |r| r.get(0))
         .unwrap();
     drop(c);
     assert_eq!((runs, ids), (2, 1));
-    assert!(std::fs::read(&path).unwrap() == before, "the dry run changed the database file");
+    assert!(
+        std::fs::read(&path).unwrap() == before,
+        "the dry run changed the database file"
+    );
 }
 
 /// Guards the config checks of the new keys (issue #14): a zero or negative retention, an
@@ -556,15 +574,31 @@ fn new_keys_with_bad_values_exit_78_naming_the_field() {
     let dir = tempfile::tempdir().unwrap();
     let base = "[store]\npath = \"scansync.db\"\n";
     let cases = [
-        ("retention = { runs = \"0s\" }\n", "", "store.retention.runs"),
-        ("retention = { events = \"-1d\" }\n", "", "store.retention.events"),
-        ("retention = { runz = \"1d\" }\n", "", "store.retention.runz"),
+        (
+            "retention = { runs = \"0s\" }\n",
+            "",
+            "store.retention.runs",
+        ),
+        (
+            "retention = { events = \"-1d\" }\n",
+            "",
+            "store.retention.events",
+        ),
+        (
+            "retention = { runz = \"1d\" }\n",
+            "",
+            "store.retention.runz",
+        ),
         (
             "retention = { branch_scopes = \"99999999999999999999d\" }\n",
             "",
             "store.retention.branch_scopes",
         ),
-        ("", "\n[server]\nlisten = \"127.0.0.1:8787\"\nmax_connections = 0\n", "server.max_connections"),
+        (
+            "",
+            "\n[server]\nlisten = \"127.0.0.1:8787\"\nmax_connections = 0\n",
+            "server.max_connections",
+        ),
     ];
     for (store_extra, rest, field) in cases {
         let path = dir.path().join("config.toml");
@@ -662,7 +696,13 @@ async fn a_flood_of_refused_requests_is_logged_at_a_bounded_rate() {
             if let Some(sig) = sig {
                 req = req.header("X-Hub-Signature-256", sig);
             }
-            let status = req.body(push.clone()).send().await.unwrap().status().as_u16();
+            let status = req
+                .body(push.clone())
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16();
             *statuses.entry(status).or_insert(0) += 1;
         }
     }
@@ -691,7 +731,10 @@ async fn a_flood_of_refused_requests_is_logged_at_a_bounded_rate() {
         [(401, 600), (404, 300)].into_iter().collect(),
         "unexpected answers"
     );
-    let refused = text.lines().filter(|l| l.contains("webhook refused")).count();
+    let refused = text
+        .lines()
+        .filter(|l| l.contains("webhook refused"))
+        .count();
     let closed = text
         .lines()
         .filter(|l| l.contains("connection closed"))
@@ -724,7 +767,10 @@ fn run_refuses_to_listen_beyond_loopback_without_a_metrics_token() {
             stderr.contains("server.metrics_token_file"),
             "{listen}: {stderr}"
         );
-        assert!(!dir.path().join("scansync.db").exists(), "{listen}: the store was created");
+        assert!(
+            !dir.path().join("scansync.db").exists(),
+            "{listen}: the store was created"
+        );
     }
 }
 
@@ -762,7 +808,9 @@ async fn a_100_mb_body_and_a_1_mb_header_are_refused_and_the_daemon_serves_on() 
             sent += 1;
         }
     };
-    tokio::time::timeout(WAIT, writing).await.expect("the writes end");
+    tokio::time::timeout(WAIT, writing)
+        .await
+        .expect("the writes end");
     let mut answer = Vec::new();
     let read = tokio::time::timeout(WAIT, c.read_to_end(&mut answer)).await;
     let answer = String::from_utf8_lossy(&answer).into_owned();
@@ -786,7 +834,9 @@ async fn a_100_mb_body_and_a_1_mb_header_are_refused_and_the_daemon_serves_on() 
     assert!(read.is_ok(), "no end to the 1 MB header");
     let answer = String::from_utf8_lossy(&answer).into_owned();
     assert!(
-        answer.is_empty() || answer.starts_with("HTTP/1.1 431") || answer.starts_with("HTTP/1.1 400"),
+        answer.is_empty()
+            || answer.starts_with("HTTP/1.1 431")
+            || answer.starts_with("HTTP/1.1 400"),
         "{answer:.200}"
     );
 
@@ -897,7 +947,9 @@ async fn a_vendor_timestamp_of_i64_min_does_not_crash_a_sync() {
 /// data_version moves when another connection commits; the heartbeats tell the daemon's
 /// own periodic write apart from any other.
 fn write_marks(c: &Connection) -> (i64, Vec<String>) {
-    let v: i64 = c.query_row("PRAGMA data_version", [], |r| r.get(0)).unwrap();
+    let v: i64 = c
+        .query_row("PRAGMA data_version", [], |r| r.get(0))
+        .unwrap();
     let mut stmt = c
         .prepare("SELECT heartbeat_at FROM owners ORDER BY owner")
         .unwrap();
@@ -933,7 +985,10 @@ async fn readyz_and_metrics_write_nothing_to_the_store() {
         }
         let after = write_marks(&c);
         if before.1 == after.1 {
-            assert_eq!(before.0, after.0, "the store was written while only probes and scrapes came");
+            assert_eq!(
+                before.0, after.0,
+                "the store was written while only probes and scrapes came"
+            );
             checked = true;
             break;
         }
@@ -958,11 +1013,20 @@ async fn a_signed_non_push_body_relabelled_as_a_push_starts_nothing() {
     let mut d = start(&config).await;
     d.ready().await;
     let dispatch = r#"{"inputs":{},"ref":"refs/heads/main","repository":{"id":1296269,"full_name":"octo/hello"},"organization":{"login":"octo"},"sender":{"login":"octocat"},"workflow":".github/workflows/scan.yml"}"#.to_string();
-    let r = post(&d.url("/hooks/gh"), &github_headers("wd-1", &dispatch), dispatch.clone()).await;
+    let r = post(
+        &d.url("/hooks/gh"),
+        &github_headers("wd-1", &dispatch),
+        dispatch.clone(),
+    )
+    .await;
     let runs = webhook_runs(&store);
     d.stop().await;
     sim.shutdown().await;
-    assert_ne!(r.status, 202, "a workflow_dispatch body started a run as a push: {}", r.json);
+    assert_ne!(
+        r.status, 202,
+        "a workflow_dispatch body started a run as a push: {}",
+        r.json
+    );
     assert!(runs.is_empty(), "{runs:?}");
 }
 
@@ -991,7 +1055,14 @@ fn store_prune_with_a_config_it_cannot_read_deletes_nothing() {
     let p = path.to_str().unwrap();
 
     let out = run_bounded(
-        &["--config", config.to_str().unwrap(), "store", "prune", "--store", p],
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "store",
+            "prune",
+            "--store",
+            p,
+        ],
         WAIT,
     )
     .expect("ends");
@@ -1000,7 +1071,10 @@ fn store_prune_with_a_config_it_cannot_read_deletes_nothing() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(runs, 2, "runs the config meant to keep were pruned:\n{stdout}{stderr}");
+    assert_eq!(
+        runs, 2,
+        "runs the config meant to keep were pruned:\n{stdout}{stderr}"
+    );
     assert_ne!(out.status.code(), Some(0), "{stdout}{stderr}");
 }
 
@@ -1069,9 +1143,15 @@ fn an_absurd_max_connections_is_a_config_error_not_a_panic() {
     .unwrap();
     let check = run_bounded(&["check-config", "--config", path.to_str().unwrap()], WAIT)
         .expect("check-config ends");
-    let run = run_bounded(&["run", "--config", path.to_str().unwrap()], Duration::from_secs(20));
+    let run = run_bounded(
+        &["run", "--config", path.to_str().unwrap()],
+        Duration::from_secs(20),
+    );
     let (code, stderr) = match &run {
-        Some(out) => (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned()),
+        Some(out) => (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ),
         None => (None, "(still running after 20 s)".to_string()),
     };
     assert!(!stderr.contains("panicked"), "run panicked: {stderr}");
@@ -1095,7 +1175,8 @@ fn the_watchdog_stops_pinging_while_the_store_cannot_be_written() {
     let dir = tempfile::tempdir().unwrap();
     let sock_path = dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
     let store = dir.path().join("scansync.db");
     let config = dir.path().join("config.toml");
     std::fs::write(&config, "[store]\npath = \"scansync.db\"\n").unwrap();
@@ -1148,8 +1229,17 @@ fn the_watchdog_stops_pinging_while_the_store_cannot_be_written() {
     child.kill().unwrap();
     child.wait().unwrap();
     let text = std::fs::read_to_string(&log).unwrap();
-    assert!(ready && pinged, "no READY=1 / WATCHDOG=1 under the fake systemd:\n{text}");
-    assert!(went_quiet, "the pings went on while the store could not be written:\n{text}");
-    assert!(back, "the pings did not come back once the store could be written:\n{text}");
+    assert!(
+        ready && pinged,
+        "no READY=1 / WATCHDOG=1 under the fake systemd:\n{text}"
+    );
+    assert!(
+        went_quiet,
+        "the pings went on while the store could not be written:\n{text}"
+    );
+    assert!(
+        back,
+        "the pings did not come back once the store could be written:\n{text}"
+    );
     assert!(alive, "{text}");
 }

@@ -48,9 +48,10 @@ pub(crate) fn store_path_from_config(config: &Path) -> anyhow::Result<PathBuf> {
 
 /// The config's `[store]` table alone (path resolved), read without validating the rest.
 pub(crate) fn store_config_from(config: &Path) -> anyhow::Result<crate::config::StoreConfig> {
-    crate::config::Config::store_only(config).map_err(|e| {
-        anyhow::anyhow!("{e}\n(the commands that only read the store also take --store FILE)")
-    })
+    use anyhow::Context;
+    crate::config::Config::store_only(config).context(
+        "no usable [store] in the config (the commands that only read the store also take --store FILE)",
+    )
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {

@@ -25,7 +25,7 @@ pub struct PruneArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Prune this SQLite file instead of the config's [store] path (with the config's
-    /// retention, or the defaults when the config cannot be read)
+    /// retention; the defaults only when there is no config file at all)
     #[arg(long, value_name = "FILE")]
     pub store: Option<PathBuf>,
 }
@@ -35,7 +35,16 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     let config_path = Config::resolve_path(global.config.as_deref());
     let (path, retention) = match (&args.store, super::runs::store_config_from(&config_path)) {
         (Some(p), Ok(c)) => (p.clone(), c.retention),
-        (Some(p), Err(_)) => (p.clone(), Default::default()),
+        // A config that is there but wrong is not a reason to prune by other rules.
+        (Some(_), Err(e)) if config_path.exists() => return Err(e),
+        (Some(p), Err(_)) => {
+            eprintln!(
+                "note: no config at {}: pruning {} with the default retention",
+                config_path.display(),
+                p.display()
+            );
+            (p.clone(), Default::default())
+        }
         (None, c) => {
             let c = c?;
             (c.path, c.retention)
@@ -61,6 +70,7 @@ fn report_text(r: &PruneReport, dry_run: bool) -> String {
         ("webhook delivery ids", r.webhook_deliveries),
         ("branch scopes", r.branch_scopes),
         ("findings of those branch scopes", r.branch_findings),
+        ("other rows of those branch scopes", r.branch_rows),
     ];
     let mut out = String::new();
     for (what, n) in rows {

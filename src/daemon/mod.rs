@@ -246,6 +246,7 @@ async fn prune(ctx: Arc<SyncContext>, retention: crate::config::Retention) {
             webhook_deliveries = total.webhook_deliveries,
             branch_scopes = total.branch_scopes,
             branch_findings = total.branch_findings,
+            branch_rows = total.branch_rows,
             "pruned what [store] retention lets go"
         );
     }

@@ -53,7 +53,12 @@ fn a_prune_keeps_the_last_successful_run_of_a_scan_that_has_failed_since() {
     let (_dir, mut store) = temp_store();
     import(&mut store, "shop", &[], RunEnd::Succeeded);
     age_all(&store, 200);
-    import(&mut store, "shop", &[], RunEnd::Failed("vendor down".into()));
+    import(
+        &mut store,
+        "shop",
+        &[],
+        RunEnd::Failed("vendor down".into()),
+    );
     let before = store.last_successful_syncs().unwrap();
     assert!(before.contains_key("shop"), "{before:?}");
 
@@ -91,7 +96,10 @@ fn a_prune_keeps_the_events_of_findings_fixed_by_todays_run() {
         5,
         "today's fixed events are younger than every retention; the prune took them: {report:?}"
     );
-    assert_eq!(state_of(&store, "shop", &finding(7)), Some(FindingState::Fixed));
+    assert_eq!(
+        state_of(&store, "shop", &finding(7)),
+        Some(FindingState::Fixed)
+    );
 }
 
 /// Attacks the lifecycle rule "nothing false may reach the store or a webhook" through the
@@ -103,7 +111,12 @@ fn a_prune_keeps_the_events_of_findings_fixed_by_todays_run() {
 fn a_false_positive_verdict_survives_a_prune_and_the_finding_returns_triaged() {
     let (_dir, mut store) = temp_store();
     let (f, g) = (finding(3), finding(4));
-    import(&mut store, "shop", &[vec![f.clone(), g.clone()]], RunEnd::Succeeded);
+    import(
+        &mut store,
+        "shop",
+        &[vec![f.clone(), g.clone()]],
+        RunEnd::Succeeded,
+    );
     store
         .set_local_state("shop", &f.fingerprint(0), FindingState::FalsePositive)
         .unwrap();
@@ -115,7 +128,12 @@ fn a_false_positive_verdict_survives_a_prune_and_the_finding_returns_triaged() {
     import(&mut store, "shop", &[vec![g.clone()]], RunEnd::Succeeded);
 
     store.prune(&Retention::default()).unwrap();
-    import(&mut store, "shop", &[vec![f.clone(), g.clone()]], RunEnd::Succeeded);
+    import(
+        &mut store,
+        "shop",
+        &[vec![f.clone(), g.clone()]],
+        RunEnd::Succeeded,
+    );
 
     assert_eq!(
         state_of(&store, "shop", &f),
@@ -133,18 +151,27 @@ fn a_prune_with_the_shortest_retention_never_takes_a_finding_the_vendor_still_re
     let (_dir, mut store) = temp_store();
     import(&mut store, "shop", &[findings(0..30)], RunEnd::Succeeded);
     store
-        .set_local_state("shop", &finding(1).fingerprint(0), FindingState::FalsePositive)
+        .set_local_state(
+            "shop",
+            &finding(1).fingerprint(0),
+            FindingState::FalsePositive,
+        )
         .unwrap();
     store
         .triage(
-            store.resolve_finding(&finding(2).fingerprint(0), Some("shop")).unwrap(),
+            store
+                .resolve_finding(&finding(2).fingerprint(0), Some("shop"))
+                .unwrap(),
             &super::tests::accept(None),
         )
         .unwrap();
     // Then 20 of the 30 vanish at once, beyond the guard's share: missing, not fixed.
     import(&mut store, "shop", &[findings(0..30)], RunEnd::Succeeded);
     import(&mut store, "shop", &[findings(0..10)], RunEnd::Succeeded);
-    let kept = count(&store, "SELECT count(*) FROM findings WHERE state != 'fixed'");
+    let kept = count(
+        &store,
+        "SELECT count(*) FROM findings WHERE state != 'fixed'",
+    );
     assert!(kept >= 10, "{kept}");
     age_all(&store, 400);
     let day = std::time::Duration::from_secs(24 * 3600);
@@ -159,7 +186,10 @@ fn a_prune_with_the_shortest_retention_never_takes_a_finding_the_vendor_still_re
     store.prune(&short).unwrap();
 
     assert_eq!(
-        count(&store, "SELECT count(*) FROM findings WHERE state != 'fixed'"),
+        count(
+            &store,
+            "SELECT count(*) FROM findings WHERE state != 'fixed'"
+        ),
         kept
     );
     assert_eq!(
@@ -238,7 +268,10 @@ fn a_prune_from_another_process_between_pages_of_a_run_breaks_nothing() {
     assert_eq!(end.state, RunState::Succeeded);
     assert_eq!(end.counts.fixed, 0, "{:?}", end.counts);
     assert_eq!(
-        count(&store, "SELECT count(*) FROM findings WHERE state = 'fixed'"),
+        count(
+            &store,
+            "SELECT count(*) FROM findings WHERE state = 'fixed'"
+        ),
         0
     );
     assert_eq!(count(&store, "SELECT count(*) FROM findings"), 10);

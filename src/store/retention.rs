@@ -5,8 +5,10 @@
 //! commit never waits behind a long purge. What is never pruned: a finding of a scan in use
 //! that is not fixed (open, missing or triaged: the vendor still reports it), the newest run
 //! of each scan (the schedules read it), a run a finding or an event or a pending
-//! notification still names, and the events and notifications of a run not yet notified. A
-//! fixed finding last seen longer ago than `runs` goes (a return after that is news again).
+//! notification still names, the newest successful run of each scan, and the events and
+//! notifications of a run not yet notified. A fixed finding whose last sighting and whole
+//! history are older than `runs` goes (a return after that is news again), unless a person
+//! triaged it (it returns to that triage).
 
 use super::{stamp, Store, StoreError, TransactionBehavior};
 use crate::config::Retention;
@@ -22,7 +24,8 @@ pub struct PruneReport {
     pub events: u64,
     /// Ended runs older than `runs` that nothing names any more.
     pub runs: u64,
-    /// Fixed findings last seen longer than `runs` ago (their history goes with them).
+    /// Fixed findings whose last sighting and history are older than `runs`, none a person
+    /// triaged (their history goes with them).
     pub fixed_findings: u64,
     /// Delivered or given-up webhook notifications older than `notifications`.
     pub notifications: u64,
@@ -32,6 +35,9 @@ pub struct PruneReport {
     pub branch_scopes: u64,
     /// The findings those branch scopes held.
     pub branch_findings: u64,
+    /// The other rows of those scopes: their findings' events, their runs and the runs'
+    /// notifications.
+    pub branch_rows: u64,
 }
 
 impl PruneReport {
@@ -47,6 +53,7 @@ impl PruneReport {
         self.webhook_deliveries += other.webhook_deliveries;
         self.branch_scopes += other.branch_scopes;
         self.branch_findings += other.branch_findings;
+        self.branch_rows += other.branch_rows;
     }
 }
 
@@ -70,13 +77,20 @@ const OLD_EVENTS: &str = "SELECT e.id FROM finding_events e
        AND (e.run_id IS NULL OR e.run_id IN (SELECT id FROM sync_runs
                                                WHERE state != 'running'
                                                  AND notified_at IS NOT NULL))";
-/// Fixed findings last seen before the cutoff: what names the old runs.
-const OLD_FIXED_FINDINGS: &str = "SELECT id FROM findings WHERE state = 'fixed' AND last_seen < ?1";
-/// Old ended runs that nothing names: not the newest of their scan, not a finding's
-/// `last_run_id`, no event left, no notification left.
+/// Fixed findings whose last sighting and whole history (the fix included) are older than
+/// the cutoff: what names the old runs. A finding a person triaged stays: it returns to
+/// that triage, and without the row it would come back as news.
+const OLD_FIXED_FINDINGS: &str = "SELECT f.id FROM findings f
+     WHERE f.state = 'fixed' AND f.last_seen < ?1
+       AND f.triage_source IS NOT 'local'
+       AND NOT EXISTS (SELECT 1 FROM finding_events e WHERE e.finding_id = f.id AND e.at >= ?1)";
+/// Old ended runs that nothing names: not the newest of their scan nor its newest success
+/// (the last-success metric and `/readyz` read it), not a finding's `last_run_id`, no event
+/// left, no notification left.
 const OLD_RUNS: &str = "SELECT r.id FROM sync_runs r
      WHERE r.state != 'running' AND r.finished_at < ?1
        AND r.id NOT IN (SELECT max(id) FROM sync_runs GROUP BY scan)
+       AND r.id NOT IN (SELECT max(id) FROM sync_runs WHERE state = 'succeeded' GROUP BY scan)
        AND r.id NOT IN (SELECT DISTINCT last_run_id FROM findings)
        AND NOT EXISTS (SELECT 1 FROM finding_events e WHERE e.run_id = r.id)
        AND NOT EXISTS (SELECT 1 FROM webhook_outbox o WHERE o.run_id = r.id)";
@@ -97,12 +111,23 @@ impl Store {
                 .query_row(params![before(age)], |r| r.get::<_, i64>(0))? as u64)
         };
         let scopes = before(retention.branch_scopes);
-        let branch_findings: i64 = self
-            .conn
-            .prepare(&format!(
-                "SELECT count(*) FROM findings WHERE scan_id IN ({IDLE_BRANCH_SCOPES})"
-            ))?
-            .query_row(params![scopes], |r| r.get(0))?;
+        let scope_count = |sql: String| -> Result<u64, StoreError> {
+            Ok(self
+                .conn
+                .prepare(&sql)?
+                .query_row(params![scopes], |r| r.get::<_, i64>(0))? as u64)
+        };
+        let branch_findings = scope_count(format!(
+            "SELECT count(*) FROM findings WHERE scan_id IN ({IDLE_BRANCH_SCOPES})"
+        ))?;
+        let scope_runs =
+            format!("SELECT id FROM sync_runs WHERE scan_id IN ({IDLE_BRANCH_SCOPES})");
+        let branch_rows = scope_count(format!(
+            "SELECT (SELECT count(*) FROM finding_events WHERE finding_id IN
+                        (SELECT id FROM findings WHERE scan_id IN ({IDLE_BRANCH_SCOPES})))
+                  + (SELECT count(*) FROM ({scope_runs}))
+                  + (SELECT count(*) FROM webhook_outbox WHERE run_id IN ({scope_runs}))"
+        ))?;
         Ok(PruneReport {
             events: count(OLD_EVENTS, retention.events)?,
             // Runs that only become free once their events go are counted by the real
@@ -112,7 +137,8 @@ impl Store {
             notifications: count(OLD_NOTIFICATIONS, retention.notifications)?,
             webhook_deliveries: count(OLD_DELIVERIES, retention.webhook_deliveries)?,
             branch_scopes: count(IDLE_BRANCH_SCOPES, retention.branch_scopes)?,
-            branch_findings: branch_findings as u64,
+            branch_findings,
+            branch_rows,
         })
     }
 
@@ -174,8 +200,9 @@ impl Store {
         Ok(n as u64)
     }
 
-    /// Deletes up to [`BATCH`] findings of one idle branch scope; the scope itself (its
-    /// runs, notifications, lease and row) goes in the step that finds it empty.
+    /// Deletes up to [`BATCH`] rows of one idle branch scope, in order: its findings'
+    /// events, its findings, its runs' notifications and events, its runs; the scope itself
+    /// (lease and row) goes in the step that finds nothing else left.
     fn drop_idle_branch_scope(&mut self, retention: &Retention) -> Result<PruneReport, StoreError> {
         let tx = self
             .conn
@@ -193,28 +220,46 @@ impl Store {
         let Some((scan_id, name)) = scope else {
             return Ok(PruneReport::default());
         };
-        // Their events go with them (ON DELETE CASCADE).
-        let findings = tx
-            .prepare(&format!(
-                "DELETE FROM findings WHERE id IN
-                     (SELECT id FROM findings WHERE scan_id = ?1 LIMIT {BATCH})"
-            ))?
-            .execute(params![scan_id])? as u64;
-        let mut report = PruneReport {
-            branch_findings: findings,
-            ..PruneReport::default()
+        let findings = "SELECT id FROM findings WHERE scan_id = ?1";
+        let runs = "SELECT id FROM sync_runs WHERE scan_id = ?1";
+        let batch = |table: &str, key: &str, ids: String| -> Result<u64, StoreError> {
+            Ok(tx
+                .prepare(&format!(
+                    "DELETE FROM {table} WHERE {key} IN ({ids} LIMIT {BATCH})"
+                ))?
+                .execute(params![scan_id])? as u64)
         };
-        if findings < BATCH as u64 {
-            let runs = "SELECT id FROM sync_runs WHERE scan_id = ?1";
-            tx.execute(
-                &format!("DELETE FROM finding_events WHERE run_id IN ({runs})"),
-                params![scan_id],
-            )?;
-            tx.execute(
-                &format!("DELETE FROM webhook_outbox WHERE run_id IN ({runs})"),
-                params![scan_id],
-            )?;
-            tx.execute("DELETE FROM sync_runs WHERE scan_id = ?1", params![scan_id])?;
+        let mut report = PruneReport::default();
+        let steps: [(&str, String); 5] = [
+            (
+                "finding_events",
+                format!("SELECT id FROM finding_events WHERE finding_id IN ({findings})"),
+            ),
+            ("findings", findings.to_string()),
+            (
+                "webhook_outbox",
+                format!("SELECT id FROM webhook_outbox WHERE run_id IN ({runs})"),
+            ),
+            (
+                "finding_events",
+                format!("SELECT id FROM finding_events WHERE run_id IN ({runs})"),
+            ),
+            ("sync_runs", runs.to_string()),
+        ];
+        let mut done = true;
+        for (table, ids) in steps {
+            let n = batch(table, "id", ids)?;
+            if table == "findings" {
+                report.branch_findings = n;
+            } else {
+                report.branch_rows = n;
+            }
+            if n > 0 {
+                done = false;
+                break;
+            }
+        }
+        if done {
             tx.execute("DELETE FROM scan_leases WHERE scan = ?1", params![name])?;
             tx.execute("DELETE FROM scans WHERE id = ?1", params![scan_id])?;
             report.branch_scopes = 1;
