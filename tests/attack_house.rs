@@ -1,6 +1,7 @@
 //! Adversarial tests for issue #14 ("a house without circles"): a hardened listener, readers
-//! apart from the writer, retention. Each test attacks one promise; the ones that FAIL show a
-//! break. Loopback only: the daemon runs in process against the simulator, as in
+//! apart from the writer, retention. Each test attacks one promise. A doc comment that
+//! describes a break tells what the test found when it was written (the attack round of
+//! 2026-12-01); every one of those was fixed, and the test now guards the fix. Loopback only: the daemon runs in process against the simulator, as in
 //! tests/listener.rs; the CLI runs as the real binary.
 
 mod common;
@@ -531,6 +532,8 @@ fn store_prune_dry_run_changes_nothing() {
                               finished_at = '2001-01-01T00:00:00.000Z';
          INSERT INTO hook_deliveries (scan, delivery_id, received_at)
              VALUES ('shop', 'old', '2001-01-01T00:00:00.000Z');
+         INSERT INTO hook_deliveries (scan, delivery_id, received_at)
+             VALUES ('shop', 'newer', '2002-01-01T00:00:00.000Z');
          PRAGMA wal_checkpoint(TRUNCATE);",
     )
     .unwrap();
@@ -559,7 +562,7 @@ fn store_prune_dry_run_changes_nothing() {
         .query_row("SELECT count(*) FROM hook_deliveries", [], |r| r.get(0))
         .unwrap();
     drop(c);
-    assert_eq!((runs, ids), (2, 1));
+    assert_eq!((runs, ids), (2, 2));
     assert!(
         std::fs::read(&path).unwrap() == before,
         "the dry run changed the database file"

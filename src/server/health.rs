@@ -24,7 +24,19 @@ pub(super) async fn healthz() -> &'static str {
 /// 200 when the store took its heartbeat write lately and answers a read, and the
 /// scheduler runs; 503 otherwise (also while the store is still being opened). The body says which part is not ready, and how long ago
 /// each configured scan last synced successfully.
-pub(super) async fn readyz(State(state): State<Arc<ServerState>>) -> Response {
+/// With `metrics_token_file` set, a caller without the token learns only whether the daemon
+/// is ready (the status code and `ready`): the scan names, their ages and the store's error
+/// text are for the same callers as `/metrics`.
+pub(super) async fn readyz(State(state): State<Arc<ServerState>>, headers: HeaderMap) -> Response {
+    let detailed = match &state.metrics_token {
+        Some(token) => verify::bearer(
+            headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok()),
+            token.expose(),
+        ),
+        None => true,
+    };
     let Some(backend) = state.backend() else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -89,12 +101,19 @@ pub(super) async fn readyz(State(state): State<Arc<ServerState>>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = json!({
-        "ready": ready,
-        "store": store,
-        "scheduler": if scheduler { "running" } else { "not running" },
-        "scans": Value::Object(scans),
-    });
+    let body = if detailed {
+        json!({
+            "ready": ready,
+            "store": store,
+            "scheduler": if scheduler { "running" } else { "not running" },
+            "scans": Value::Object(scans),
+        })
+    } else {
+        json!({
+            "ready": ready,
+            "detail": "send the metrics token (Authorization: Bearer) for the store, the scheduler and each scan",
+        })
+    };
     (status, Json(body)).into_response()
 }
 

@@ -29,9 +29,6 @@ pub const MAX_BODY: usize = 1024 * 1024;
 /// sender (which may still be writing) reads the answer instead of a reset connection. Past
 /// this the connection is simply closed.
 const DRAIN_LIMIT: usize = 8 * MAX_BODY;
-/// How long a delivery id is remembered.
-pub const DELIVERY_MEMORY: Duration = Duration::from_secs(24 * 3600);
-
 /// Refusals share one rate limit: a flood of bad requests from strangers costs a log line
 /// every few seconds, with the count of the lines held back.
 static REFUSALS: std::sync::Mutex<crate::logging::RateLimited> =
@@ -225,16 +222,20 @@ async fn accept(
             "X-GitHub-Delivery is missing; GitHub sends it with every delivery",
         ));
     }
-    // The replay guard is keyed on what the signature covers (the body: repository, ref,
-    // commits), not on the unsigned delivery header: a captured push sent again under a new
-    // or no delivery id is still the same push.
-    let key = replay_key(&body);
+    // The replay guard is keyed on what the push means (repository, refs and the commits
+    // they point to, all covered by the signature), not on the unsigned delivery header nor
+    // the body's bytes: a captured push sent again under a new or no delivery id, or
+    // re-serialised, is still the same push. How long it is remembered is
+    // `[store] retention.webhook_deliveries`; the newest push of each scan is remembered
+    // for good (see `Store::claim_delivery`).
+    let key = replay_key(webhook.platform, &body);
     let shown = delivery.clone().unwrap_or_else(|| key.clone());
-    let (_, ctx) = backend.current();
+    let (config, ctx) = backend.current();
     {
         let (name, key) = (scan.name.clone(), key.clone());
+        let keep = config.store.retention.webhook_deliveries;
         match ctx
-            .with_store(move |s| s.claim_delivery(&name, &key, DELIVERY_MEMORY))
+            .with_store(move |s| s.claim_delivery(&name, &key, keep))
             .await
         {
             Ok(Claim::New) => {}
@@ -332,10 +333,15 @@ async fn accept(
     }
 }
 
-/// What the replay guard remembers of a push: the digest of its signed body.
-fn replay_key(body: &[u8]) -> String {
+/// What the replay guard remembers of a push: the digest of what it means
+/// ([`platform::identity`]), or of its body when the body does not say.
+fn replay_key(platform: Platform, body: &[u8]) -> String {
     use sha2::Digest;
-    format!("sha256:{}", hex::encode(sha2::Sha256::digest(body)))
+    let digest = match platform::identity(platform, body) {
+        Some(identity) => sha2::Sha256::digest(identity.as_bytes()),
+        None => sha2::Sha256::digest(body),
+    };
+    format!("sha256:{}", hex::encode(digest))
 }
 
 fn ignored(reason: &str) -> Answer {

@@ -55,6 +55,75 @@ pub fn delivery_id(platform: Platform, headers: &HeaderMap) -> Option<String> {
         .map(|v| v.chars().take(200).collect())
 }
 
+/// What a push means, in words that stay the same however its JSON is written: the
+/// platform, the repository, and each ref with the commit it now points to. The replay guard
+/// keys on it: the same push sent again (under another delivery id, re-serialised) is the
+/// same push. `None` when the body does not name them (then the guard keys on the body).
+pub fn identity(platform: Platform, body: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let text = |v: &serde_json::Value| -> Option<String> {
+        match v {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    };
+    let (repo, refs): (Option<String>, Vec<(Option<String>, Option<String>)>) = match platform {
+        Platform::Github => (
+            text(&v["repository"]["id"]).or_else(|| text(&v["repository"]["full_name"])),
+            vec![(text(&v["ref"]), text(&v["after"]))],
+        ),
+        Platform::Gitlab => (
+            text(&v["project_id"]).or_else(|| text(&v["project"]["path_with_namespace"])),
+            vec![(text(&v["ref"]), text(&v["after"]))],
+        ),
+        Platform::Bitbucket => {
+            let repo = text(&v["repository"]["full_name"]).or_else(|| {
+                let (key, slug) = (
+                    text(&v["repository"]["project"]["key"])?,
+                    text(&v["repository"]["slug"])?,
+                );
+                Some(format!("{key}/{slug}"))
+            });
+            let cloud = v["push"]["changes"].as_array().map(|changes| {
+                changes
+                    .iter()
+                    .map(|c| {
+                        let side = if c["new"].is_null() {
+                            &c["old"]
+                        } else {
+                            &c["new"]
+                        };
+                        (text(&side["name"]), text(&c["new"]["target"]["hash"]))
+                    })
+                    .collect()
+            });
+            let dc = || {
+                v["changes"].as_array().map(|changes| {
+                    changes
+                        .iter()
+                        .map(|c| (text(&c["refId"]), text(&c["toHash"])))
+                        .collect()
+                })
+            };
+            (repo, cloud.or_else(dc).unwrap_or_default())
+        }
+    };
+    let repo = repo?;
+    if refs.is_empty() || refs.iter().any(|(r, _)| r.is_none()) {
+        return None;
+    }
+    let mut out = format!("{platform}\n{repo}");
+    for (reference, after) in refs {
+        out.push_str(&format!(
+            "\n{} {}",
+            reference.unwrap_or_default(),
+            after.unwrap_or_default()
+        ));
+    }
+    Some(out)
+}
+
 /// One ref a push changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
@@ -90,12 +159,21 @@ fn from_ref(full: &str, deleted: bool) -> Change {
 }
 
 fn github(body: &[u8]) -> Result<Vec<Change>, String> {
+    // `before`, `after` and `pusher` are in every push and in no other event: the event
+    // header is not signed, so a signed body of another kind that has a `ref` (a
+    // `workflow_dispatch`, a `create`) must not pass for a push.
     #[derive(Deserialize)]
     struct Push {
         #[serde(rename = "ref")]
         reference: String,
         #[serde(default)]
         deleted: bool,
+        #[allow(dead_code)]
+        before: String,
+        #[allow(dead_code)]
+        after: String,
+        #[allow(dead_code)]
+        pusher: serde_json::Value,
     }
     let push: Push = parse(body, "GitHub push")?;
     Ok(vec![from_ref(&push.reference, push.deleted)])
@@ -256,7 +334,7 @@ mod tests {
 
     #[test]
     fn github_and_gitlab_branches_come_from_ref() {
-        let body = br#"{"ref":"refs/heads/release/1.2","deleted":false,"after":"a1"}"#;
+        let body = br#"{"ref":"refs/heads/release/1.2","deleted":false,"before":"a0","after":"a1","pusher":{}}"#;
         assert_eq!(
             changes(Platform::Github, body),
             Ok(vec![Change::Branch("release/1.2".into())])
@@ -265,12 +343,13 @@ mod tests {
             changes(Platform::Gitlab, body),
             Ok(vec![Change::Branch("release/1.2".into())])
         );
-        let tag = br#"{"ref":"refs/tags/v1.0"}"#;
+        let tag = br#"{"ref":"refs/tags/v1.0","before":"a0","after":"a1","pusher":{}}"#;
         assert_eq!(
             changes(Platform::Github, tag),
             Ok(vec![Change::NotABranch("refs/tags/v1.0".into())])
         );
-        let gh_deleted = br#"{"ref":"refs/heads/old","deleted":true}"#;
+        let gh_deleted =
+            br#"{"ref":"refs/heads/old","deleted":true,"before":"a0","after":"0000","pusher":{}}"#;
         assert_eq!(
             changes(Platform::Github, gh_deleted),
             Ok(vec![Change::Deleted("old".into())])
@@ -312,6 +391,39 @@ mod tests {
                 Change::Deleted("old".into()),
                 Change::NotABranch("v1".into()),
             ])
+        );
+    }
+
+    #[test]
+    fn a_github_body_without_the_fields_of_a_push_is_not_a_push() {
+        let dispatch = br#"{"ref":"refs/heads/main","inputs":{},"workflow":"scan.yml"}"#;
+        let err = changes(Platform::Github, dispatch).unwrap_err();
+        assert!(err.contains("not a GitHub push payload"), "{err}");
+    }
+
+    #[test]
+    fn a_push_is_known_by_repository_refs_and_commits_however_it_is_written() {
+        let a =
+            br#"{"ref":"refs/heads/main","after":"c1","repository":{"id":7,"full_name":"o/r"}}"#;
+        let b = br#"{ "repository": { "full_name": "o/r", "id": 7 },
+                      "after": "c1", "ref": "refs/heads/main", "extra": 1 }"#;
+        let c = br#"{"ref":"refs/heads/main","after":"c2","repository":{"id":7}}"#;
+        let id = |body: &[u8]| identity(Platform::Github, body);
+        assert_eq!(id(a), id(b));
+        assert!(id(a).is_some());
+        assert_ne!(id(a), id(c));
+        assert_ne!(id(a), identity(Platform::Gitlab, a));
+        let cloud = br#"{"repository":{"full_name":"o/r"},"push":{"changes":[
+            {"new":{"type":"branch","name":"main","target":{"hash":"h1"}},"old":null}]}}"#;
+        let dc = br#"{"repository":{"slug":"r","project":{"key":"O"}},
+            "changes":[{"refId":"refs/heads/main","toHash":"h1","type":"UPDATE"}]}"#;
+        assert!(identity(Platform::Bitbucket, cloud)
+            .unwrap()
+            .contains("main h1"));
+        assert!(identity(Platform::Bitbucket, dc).unwrap().contains("O/r"));
+        assert_eq!(
+            identity(Platform::Github, br#"{"ref":"refs/heads/main"}"#),
+            None
         );
     }
 

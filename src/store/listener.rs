@@ -5,6 +5,9 @@ use super::{now, RunId, Store, StoreError, TransactionBehavior};
 use rusqlite::{params, OptionalExtension};
 use std::time::Duration;
 
+/// The newest delivery of each scan, which no cleanup removes.
+pub(super) const NEWEST_DELIVERIES: &str = "SELECT max(rowid) FROM hook_deliveries GROUP BY scan";
+
 /// What [`Store::claim_delivery`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
@@ -37,7 +40,8 @@ impl StoreError {
 impl Store {
     /// Records a webhook delivery id for `scan` unless it is already there. Deliveries older
     /// than `keep` are forgotten first, in the same transaction, so the table stays small
-    /// and an id is refused for exactly `keep` after it was first accepted.
+    /// and an id is refused for `keep` after it was first accepted; the newest of each scan
+    /// is never forgotten, so the latest push replayed however late starts nothing.
     pub fn claim_delivery(
         &mut self,
         scan: &str,
@@ -49,8 +53,10 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.prepare_cached("DELETE FROM hook_deliveries WHERE received_at < ?1")?
-            .execute(params![cutoff])?;
+        tx.prepare_cached(&format!(
+            "DELETE FROM hook_deliveries WHERE received_at < ?1 AND rowid NOT IN ({NEWEST_DELIVERIES})"
+        ))?
+        .execute(params![cutoff])?;
         let inserted = tx
             .prepare_cached(
                 "INSERT INTO hook_deliveries (scan, delivery_id, received_at) VALUES (?1, ?2, ?3)
@@ -176,21 +182,28 @@ mod tests {
     }
 
     #[test]
-    fn a_delivery_older_than_the_keep_window_is_forgotten() {
+    fn a_delivery_older_than_the_keep_window_is_forgotten_but_the_newest_of_a_scan_is_kept() {
         let (_d, mut s) = store();
         assert_eq!(s.claim_delivery("web", "d-1", DAY).unwrap(), Claim::New);
+        assert_eq!(s.claim_delivery("web", "d-2", DAY).unwrap(), Claim::New);
         s.conn
             .execute(
                 "UPDATE hook_deliveries SET received_at = '2000-01-01T00:00:00.000Z'",
                 [],
             )
             .unwrap();
+        // d-2 is the newest of its scan: kept however old; a replay is still a duplicate.
+        assert!(matches!(
+            s.claim_delivery("web", "d-2", DAY).unwrap(),
+            Claim::Duplicate { .. }
+        ));
+        // d-1 is old and not the newest: forgotten, so it is new again.
         assert_eq!(s.claim_delivery("web", "d-1", DAY).unwrap(), Claim::New);
         let rows: i64 = s
             .conn
             .query_row("SELECT count(*) FROM hook_deliveries", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(rows, 1);
+        assert_eq!(rows, 2);
     }
 
     #[test]

@@ -71,7 +71,10 @@ fn before(age: std::time::Duration) -> String {
 const OLD_NOTIFICATIONS: &str = "SELECT id FROM webhook_outbox
      WHERE coalesce(delivered_at, gave_up_at) IS NOT NULL
        AND coalesce(delivered_at, gave_up_at) < ?1";
-const OLD_DELIVERIES: &str = "SELECT rowid FROM hook_deliveries WHERE received_at < ?1";
+/// Webhook delivery ids older than the cutoff, but the newest of each scan (see
+/// `Store::claim_delivery`).
+const OLD_DELIVERIES: &str = "SELECT rowid FROM hook_deliveries WHERE received_at < ?1
+       AND rowid NOT IN (SELECT max(rowid) FROM hook_deliveries GROUP BY scan)";
 const OLD_EVENTS: &str = "SELECT e.id FROM finding_events e
      WHERE e.at < ?1
        AND (e.run_id IS NULL OR e.run_id IN (SELECT id FROM sync_runs

@@ -9,6 +9,10 @@ mod tables;
 
 type Val<'i> = Spanned<DeValue<'i>>;
 
+/// The largest count a config may give (`concurrency`, `max_connections`): far above any
+/// real need, far below what would overflow the limits built from it.
+const MAX_COUNT: usize = 1_000_000;
+
 const TOP_KEYS: &[&str] = &[
     "store",
     "daemon",
@@ -394,6 +398,8 @@ impl Checker<'_> {
     }
 
     /// A whole number of at least `min`.
+    /// A count of things held at once (runs, connections): at least `min`, at most
+    /// [`MAX_COUNT`] (a semaphore of more permits than tokio allows would panic at start).
     fn count(&mut self, t: Tbl<'_, '_>, key: &str, min: u64) -> Option<usize> {
         let v = t.get(key)?;
         let expected = format!("a whole number of at least {min}");
@@ -401,6 +407,14 @@ impl Checker<'_> {
             DeValue::Integer(i) => {
                 let n = i128::from_str_radix(i.as_str(), i.radix()).ok();
                 match n.and_then(|n| usize::try_from(n).ok()) {
+                    Some(n) if n > MAX_COUNT => {
+                        self.error(
+                            &t.field(key),
+                            Some(&v.span()),
+                            format!("{i} is too large; must be at most {MAX_COUNT}"),
+                        );
+                        None
+                    }
                     Some(n) if n as u64 >= min => Some(n),
                     _ => {
                         self.error(
