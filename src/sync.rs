@@ -12,9 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// The store, shared by every run in the process. SQLite has one writer at a time anyway;
-/// the mutex makes that explicit and keeps each page's transaction whole.
-pub use crate::store::SharedStore;
+use crate::store::SharedStore;
 
 /// What runs need, built once from a validated config (and rebuilt on reload).
 #[derive(Clone)]

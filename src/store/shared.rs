@@ -8,7 +8,8 @@ use super::{Store, StoreError};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
-/// The writer connection, shared by every task of the process.
+/// The writer connection, shared by every task of the process. SQLite has one writer at a
+/// time anyway; the mutex makes that explicit and keeps each page's transaction whole.
 pub type SharedStore = Arc<Mutex<Store>>;
 
 /// Runs `f` on the writer off the async workers.
