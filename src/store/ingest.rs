@@ -329,6 +329,10 @@ pub(super) fn upsert_page_in(
     let events_before: i64 = conn
         .prepare_cached("SELECT coalesce(max(id), 0) FROM finding_events")?
         .query_row([], |r| r.get(0))?;
+    // Every finding with a higher id than this is one this page creates.
+    let findings_before: i64 = conn
+        .prepare_cached("SELECT coalesce(max(id), 0) FROM findings")?
+        .query_row([], |r| r.get(0))?;
     let stale = newer_success(conn, ctx.scan_id, run)?;
     let mut seen = 0u64;
     let mut stmt = conn.prepare_cached(&UPSERT_FINDING_SQL)?;
@@ -349,6 +353,15 @@ pub(super) fn upsert_page_in(
             finding,
         )?;
     }
+    // One `created` event per row the page created, first among the page's events of that
+    // row (a row is updated at most once per run, so its state is still the one it was
+    // created with). One statement per page rather than a trigger per row: the hot path.
+    conn.prepare_cached(
+        "INSERT INTO finding_events (finding_id, run_id, kind, old_value, new_value, at)
+         SELECT id, last_run_id, 'created', NULL, state, first_seen
+         FROM findings WHERE id > ?1 ORDER BY id",
+    )?
+    .execute(params![findings_before])?;
     if suppressed_any {
         // The rule's event after `created`, for the rows this page created suppressed.
         conn.prepare_cached(
@@ -365,7 +378,7 @@ pub(super) fn upsert_page_in(
         .execute(params![events_before])?;
     }
     inherit_branch_triage(conn, ctx, run, events_before)?;
-    // The triggers wrote one `created` event per inserted row, one `reopened` per fixed row
+    // The page wrote one `created` event per inserted row, the triggers one `reopened` per fixed row
     // listed again and one `fixed` per known row the vendor calls resolved. A row created
     // already fixed (resolved at the vendor, or by a run older than the scan's newest
     // success) was never open here: neither new nor open. Every other counted row was known

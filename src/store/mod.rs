@@ -36,7 +36,7 @@
 //! while its finding is fixed and is what it returns to. An acceptance's `until` and a higher
 //! severity (when asked) end it at the next import that lists the finding.
 //!
-//! Events caused by a page import (`created`, `reopened`, `returned`, `vendor_state`,
+//! Events caused by a page import (`reopened`, `returned`, `vendor_state`,
 //! `fixed` by verdict, `severity_changed`, `status_changed`, and the triage events
 //! `suppressed`, `released`, `expired`, `escalated`) are written by triggers in the
 //! schema, which see a row's old and new values in the same statement; that keeps the import
@@ -91,6 +91,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (5, include_str!("migrations/0005_lifecycle.sql")),
     (6, include_str!("migrations/0006_triage.sql")),
+    (
+        7,
+        include_str!("migrations/0007_created_events_per_page.sql"),
+    ),
 ];
 
 mod ingest;
