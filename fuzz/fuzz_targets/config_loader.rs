@@ -3,7 +3,7 @@
 //!
 //! The loader reads the secret files a config names. Its origin is a folder that does not
 //! exist, and texts whose `*_file` settings name a path outside it (absolute, `..`, `%d/`)
-//! are set aside, so a run reads nothing on this machine (no `/dev/zero`, no `/proc`).
+//! are set aside, so a run reads nothing on this machine (no device or kernel files).
 #![no_main]
 
 use libfuzzer_sys::{fuzz_target, Corpus};
