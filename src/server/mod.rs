@@ -17,6 +17,7 @@ mod hooks;
 pub mod platform;
 
 pub mod verify;
+pub use hooks::verify_signature;
 
 use crate::config::{Config, ScanConfig, ServerConfig};
 use crate::secret::Secret;

@@ -341,7 +341,7 @@ impl Vendor for CodeThreat {
             .send(reqwest::Method::GET, url, None)
             .await
             .map_err(|e| self.http_error(e))?;
-        Ok(map_status(&self.json(&resp)?))
+        read_status(&resp)
     }
 
     async fn findings<'a>(
@@ -359,9 +359,7 @@ impl Vendor for CodeThreat {
         Ok(Box::new(IssuePages {
             vendor: self,
             query,
-            link: self.ui_link(bind_to, scan_id),
-            state: PagerState::First,
-            listing: IssueListing::new(ISSUES_PAGE_SIZE as u64, MAX_ISSUE_PAGES),
+            walk: IssueWalk::new(self.ui_link(bind_to, scan_id)),
         }))
     }
 }
@@ -584,6 +582,12 @@ pub fn map_status(v: &Value) -> ScanStatus {
                 .map(|p| p.clamp(0.0, 100.0) as u8),
         },
     }
+}
+
+/// A scan status answer → where the scan is: what [`Vendor::scan_status`] does with the body.
+/// Public for the fuzz targets (`fuzz/`).
+pub fn read_status(resp: &HttpResponse) -> Result<ScanStatus, VendorError> {
+    Ok(map_status(&parse_json(resp)?))
 }
 
 /// (C/P) `issue_state.status` → what it means for the lifecycle. Words seen in CodeThreat's
@@ -838,6 +842,12 @@ enum PagerState {
 struct IssuePages<'a> {
     vendor: &'a CodeThreat,
     query: Vec<(&'static str, String)>,
+    walk: IssueWalk,
+}
+
+/// What the page loop does with each answer, apart from fetching it: where it is in the
+/// listing, and the link every finding carries.
+struct IssueWalk {
     link: Option<String>,
     state: PagerState,
     listing: IssueListing,
@@ -878,31 +888,24 @@ fn parse_issues(resp: &HttpResponse) -> Result<IssueBody<'_>, VendorError> {
     }
 }
 
-#[async_trait]
-impl FindingPages for IssuePages<'_> {
-    async fn next_page(&mut self) -> Result<Option<Vec<Finding>>, VendorError> {
-        let mut query: Vec<(&str, &str)> =
-            self.query.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let page_text;
-        let page = match &self.state {
-            PagerState::Done => return Ok(None),
-            PagerState::First => None,
-            PagerState::Next { pid, page } => {
-                page_text = page.to_string();
-                query.push(("pid", pid.as_str()));
-                query.push(("page", page_text.as_str()));
-                Some(*page)
-            }
-        };
-        let resp = self
-            .vendor
-            .http
-            .get(ISSUES_PATH, &query)
-            .await
-            .map_err(|e| self.vendor.http_error(e))?;
+impl IssueWalk {
+    fn new(link: Option<String>) -> IssueWalk {
+        IssueWalk {
+            link,
+            state: PagerState::First,
+            listing: IssueListing::new(ISSUES_PAGE_SIZE as u64, MAX_ISSUE_PAGES),
+        }
+    }
+
+    /// One page's answer: its findings, and the state moved to the next page (or `Done`).
+    fn read(&mut self, resp: &HttpResponse) -> Result<Vec<Finding>, VendorError> {
         // Whatever happens below, this cursor reads no further unless the pager says so.
-        self.state = PagerState::Done;
-        let body = parse_issues(&resp)?;
+        let page = match std::mem::replace(&mut self.state, PagerState::Done) {
+            PagerState::Done => return Ok(Vec::new()),
+            PagerState::First => None,
+            PagerState::Next { page, .. } => Some(page),
+        };
+        let body = parse_issues(resp)?;
         let total = body.total;
         let findings = body
             .items
@@ -943,7 +946,53 @@ impl FindingPages for IssuePages<'_> {
         if let Step::Next { pid, page } = step {
             self.state = PagerState::Next { pid, page };
         }
-        Ok(Some(findings))
+        Ok(findings)
+    }
+
+    fn done(&self) -> bool {
+        matches!(self.state, PagerState::Done)
+    }
+}
+
+/// Runs an issues listing's page loop over `responses` (the first body, then the pages the
+/// pager asks for, in order) as [`Vendor::findings`] does, without HTTP: the findings of each
+/// page read, and whether the listing ended whole. Public for the fuzz targets (`fuzz/`).
+pub fn walk_issue_pages(
+    responses: &[HttpResponse],
+) -> Result<(Vec<Vec<Finding>>, bool), VendorError> {
+    let mut walk = IssueWalk::new(None);
+    let mut pages = Vec::new();
+    for resp in responses {
+        if walk.done() {
+            break;
+        }
+        pages.push(walk.read(resp)?);
+    }
+    Ok((pages, walk.done()))
+}
+
+#[async_trait]
+impl FindingPages for IssuePages<'_> {
+    async fn next_page(&mut self) -> Result<Option<Vec<Finding>>, VendorError> {
+        let mut query: Vec<(&str, &str)> =
+            self.query.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let page_text;
+        match &self.walk.state {
+            PagerState::Done => return Ok(None),
+            PagerState::First => {}
+            PagerState::Next { pid, page } => {
+                page_text = page.to_string();
+                query.push(("pid", pid.as_str()));
+                query.push(("page", page_text.as_str()));
+            }
+        }
+        let resp = self
+            .vendor
+            .http
+            .get(ISSUES_PATH, &query)
+            .await
+            .map_err(|e| self.vendor.http_error(e))?;
+        self.walk.read(&resp).map(Some)
     }
 }
 

@@ -170,8 +170,18 @@ fn parse_envelope(resp: &HttpResponse, offset: u64) -> Result<Envelope<'_>, Vend
         }
     };
     let next_offset = match end_offset {
-        // A server that omits `endOffset` is read by counting.
-        None => offset + items.len() as u64,
+        // A server that omits `endOffset` is read by counting. An earlier `endOffset` near
+        // u64::MAX leaves no room to count on: no listing is that long.
+        None => offset.checked_add(items.len() as u64).ok_or_else(|| {
+            VendorError::IncompleteListing {
+                vendor: VENDOR,
+                url: resp.url.clone(),
+                detail: format!(
+                    "offset {offset} plus the {} items that came back is past any listing",
+                    items.len()
+                ),
+            }
+        })?,
         Some(n) if n <= offset && !items.is_empty() => {
             return Err(VendorError::IncompleteListing {
                 vendor: VENDOR,
@@ -235,38 +245,66 @@ impl SaltSecurity {
         &self,
         stop_at: Option<&str>,
     ) -> Result<BTreeSet<String>, VendorError> {
-        let mut hosts = BTreeSet::new();
-        let mut offset = 0;
-        for page in 1.. {
+        let mut walk = InventoryWalk::new(stop_at);
+        loop {
             let resp = self
-                .page(INVENTORY_PATH, INVENTORY_PAGE_SIZE, offset, None)
+                .page(INVENTORY_PATH, INVENTORY_PAGE_SIZE, walk.offset, None)
                 .await?;
-            let env = parse_envelope(&resp, offset)?;
-            if env.items.is_empty() {
-                return Ok(hosts);
+            if walk.read(&resp)? {
+                return Ok(walk.hosts);
             }
-            if page > MAX_GAP_PAGES {
-                return Err(VendorError::IncompleteListing {
-                    vendor: VENDOR,
-                    url: resp.url,
-                    detail: format!(
-                        "the inventory has not ended after {MAX_GAP_PAGES} pages (offset {offset})"
-                    ),
-                });
-            }
-            for item in &env.items {
-                let v: Value = serde_json::from_str(item.get()).unwrap_or(Value::Null);
-                if let Some(h) = text_at(&v, "/hostname").or_else(|| text_at(&v, "/host")) {
-                    let found = stop_at.is_some_and(|s| s.eq_ignore_ascii_case(&h));
-                    hosts.insert(h);
-                    if found {
-                        return Ok(hosts);
-                    }
+        }
+    }
+}
+
+/// The inventory walk apart from fetching: the hosts seen, and where the next page starts.
+struct InventoryWalk<'s> {
+    stop_at: Option<&'s str>,
+    hosts: BTreeSet<String>,
+    page: u64,
+    offset: u64,
+}
+
+impl<'s> InventoryWalk<'s> {
+    fn new(stop_at: Option<&'s str>) -> InventoryWalk<'s> {
+        InventoryWalk {
+            stop_at,
+            hosts: BTreeSet::new(),
+            page: 0,
+            offset: 0,
+        }
+    }
+
+    /// One page read at `self.offset`: true when the walk is over (the empty page, or the
+    /// host `stop_at` seen).
+    fn read(&mut self, resp: &HttpResponse) -> Result<bool, VendorError> {
+        self.page += 1;
+        let offset = self.offset;
+        let env = parse_envelope(resp, offset)?;
+        if env.items.is_empty() {
+            return Ok(true);
+        }
+        if self.page > MAX_GAP_PAGES {
+            return Err(VendorError::IncompleteListing {
+                vendor: VENDOR,
+                url: resp.url.clone(),
+                detail: format!(
+                    "the inventory has not ended after {MAX_GAP_PAGES} pages (offset {offset})"
+                ),
+            });
+        }
+        for item in &env.items {
+            let v: Value = serde_json::from_str(item.get()).unwrap_or(Value::Null);
+            if let Some(h) = text_at(&v, "/hostname").or_else(|| text_at(&v, "/host")) {
+                let found = self.stop_at.is_some_and(|s| s.eq_ignore_ascii_case(&h));
+                self.hosts.insert(h);
+                if found {
+                    return Ok(true);
                 }
             }
-            offset = env.next_offset;
         }
-        unreachable!("the page loop only ends by returning")
+        self.offset = env.next_offset;
+        Ok(false)
     }
 }
 
@@ -355,9 +393,7 @@ impl Vendor for SaltSecurity {
     ) -> Result<Box<dyn FindingPages + 'a>, VendorError> {
         Ok(Box::new(GapPages {
             vendor: self,
-            bind_to,
-            offset: Some(0),
-            listing: GapListing::new(MAX_GAP_PAGES),
+            walk: GapWalk::new(bind_to),
         }))
     }
 }
@@ -498,24 +534,34 @@ fn page_digest(items: &[&RawValue]) -> u64 {
 /// error when [`GapListing`] or [`parse_envelope`] finds the pager lying.
 struct GapPages<'a> {
     vendor: &'a SaltSecurity,
+    walk: GapWalk<'a>,
+}
+
+/// The gaps walk apart from fetching: where the next page starts, and the listing's rules.
+struct GapWalk<'a> {
     bind_to: &'a str,
     /// `None` once the empty page was seen (or the listing failed).
     offset: Option<u64>,
     listing: GapListing,
 }
 
-#[async_trait]
-impl FindingPages for GapPages<'_> {
-    async fn next_page(&mut self) -> Result<Option<Vec<Finding>>, VendorError> {
-        let Some(offset) = self.offset else {
-            return Ok(None);
-        };
-        let resp = self
-            .vendor
-            .page(GAPS_PATH, GAPS_PAGE_SIZE, offset, Some(self.bind_to))
-            .await?;
+impl<'a> GapWalk<'a> {
+    fn new(bind_to: &'a str) -> GapWalk<'a> {
+        GapWalk {
+            bind_to,
+            offset: Some(0),
+            listing: GapListing::new(MAX_GAP_PAGES),
+        }
+    }
+
+    /// The page read at `offset`: its findings, `None` when it ended the listing.
+    fn read(
+        &mut self,
+        offset: u64,
+        resp: &HttpResponse,
+    ) -> Result<Option<Vec<Finding>>, VendorError> {
         self.offset = None;
-        let env = parse_envelope(&resp, offset)?;
+        let env = parse_envelope(resp, offset)?;
         if env.items.is_empty() {
             return Ok(None);
         }
@@ -557,6 +603,65 @@ impl FindingPages for GapPages<'_> {
         }
         self.offset = Some(env.next_offset);
         Ok(Some(findings))
+    }
+}
+
+/// Runs the gaps page loop of the host `bind_to` over `responses` (in the order the walk
+/// asks for them) as [`Vendor::findings`] does, without HTTP, and the inventory walk
+/// ([`Vendor::list_targets`], and [`Vendor::resolve_target`] stopping at `bind_to`) over the
+/// same answers: the gaps of each page read, and the hosts each inventory walk found.
+/// Public for the fuzz targets (`fuzz/`).
+pub fn walk_salt_pages(bind_to: &str, responses: &[HttpResponse]) -> GapWalkResult {
+    let mut gaps = GapWalk::new(bind_to);
+    let mut pages = Vec::new();
+    let mut gap_result = Ok(());
+    for resp in responses {
+        let Some(offset) = gaps.offset else { break };
+        match gaps.read(offset, resp) {
+            Ok(Some(findings)) => pages.push((offset, findings)),
+            Ok(None) => break,
+            Err(e) => {
+                gap_result = Err(e);
+                break;
+            }
+        }
+    }
+    let inventory = |stop_at| {
+        let mut walk = InventoryWalk::new(stop_at);
+        for resp in responses {
+            if walk.read(resp)? {
+                break;
+            }
+        }
+        Ok(walk.hosts)
+    };
+    GapWalkResult {
+        pages: gap_result.map(|()| pages),
+        all_hosts: inventory(None),
+        hosts_to_bound: inventory(Some(bind_to)),
+    }
+}
+
+/// What [`walk_salt_pages`] read.
+#[derive(Debug)]
+pub struct GapWalkResult {
+    /// Each gaps page read: the offset it was read at and its findings.
+    pub pages: Result<Vec<(u64, Vec<Finding>)>, VendorError>,
+    pub all_hosts: Result<BTreeSet<String>, VendorError>,
+    pub hosts_to_bound: Result<BTreeSet<String>, VendorError>,
+}
+
+#[async_trait]
+impl FindingPages for GapPages<'_> {
+    async fn next_page(&mut self) -> Result<Option<Vec<Finding>>, VendorError> {
+        let Some(offset) = self.walk.offset else {
+            return Ok(None);
+        };
+        let resp = self
+            .vendor
+            .page(GAPS_PATH, GAPS_PAGE_SIZE, offset, Some(self.walk.bind_to))
+            .await?;
+        self.walk.read(offset, &resp)
     }
 }
 
@@ -674,6 +779,29 @@ mod tests {
             matches!(&err, VendorError::Protocol { detail, .. } if detail.contains("endOffset")),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn counting_past_the_largest_offset_is_incomplete_not_a_panic() {
+        // Found by the salt_pages fuzz target: an inventory page's `endOffset` of u64::MAX,
+        // then a page without `endOffset`, overflowed the count.
+        assert_eq!(
+            next_offset(r#"{"response":[{}]}"#, u64::MAX),
+            Err(
+                "offset 18446744073709551615 plus the 1 items that came back is past any listing"
+                    .into()
+            )
+        );
+        let pages = [
+            r#"{"response":[{"hostname":"a.example"}],"endOffset":18446744073709551615}"#,
+            r#"{"response":[{"host":"b.example"}]}"#,
+        ];
+        let responses: Vec<HttpResponse> = pages.iter().map(|b| response(b)).collect();
+        let walk = walk_salt_pages("b.example", &responses);
+        assert!(matches!(
+            walk.all_hosts,
+            Err(VendorError::IncompleteListing { .. })
+        ));
     }
 
     #[test]
