@@ -43,7 +43,7 @@ pub(super) fn token_from_credential(name: &str) -> Result<Secret, SecretProblem>
         }
     };
     let path = dir.join(name);
-    let text = std::fs::read_to_string(&path).map_err(|e| {
+    let text = read_secret_file(&path).map_err(|e| {
         SecretProblem::unavailable(format!("cannot read credential {}: {e}", path.display()))
     })?;
     Ok(non_empty(
@@ -92,4 +92,24 @@ pub(super) fn non_empty(text: String, empty_message: &str) -> Result<Secret, Str
     } else {
         Ok(Secret::new(token.to_string()))
     }
+}
+
+/// The largest secret file read: a token or a key is a line; a path naming something else
+/// (`/dev/zero`, a log) must not be read to the end.
+const MAX_SECRET_FILE: u64 = 64 * 1024;
+
+/// A secret file's text, refused past [`MAX_SECRET_FILE`] bytes.
+pub(super) fn read_secret_file(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX_SECRET_FILE + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_SECRET_FILE {
+        return Err(std::io::Error::other(format!(
+            "it is larger than {} KiB, which no token or key is",
+            MAX_SECRET_FILE / 1024
+        )));
+    }
+    Ok(text)
 }

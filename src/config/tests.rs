@@ -250,3 +250,19 @@ fn a_rule_matches_rule_path_and_title_together() {
     };
     assert!(!rule.matches(&f));
 }
+
+#[test]
+fn a_secret_file_is_read_only_up_to_its_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "x".repeat(70 * 1024)).unwrap();
+    let text = format!(
+        "[store]\npath = \"db.sqlite\"\n[instances.s]\nvendor = \"saltsecurity\"\nregion = \"eu\"\ntoken_file = \"{}\"\n",
+        token.display()
+    );
+    let errors = Config::from_toml(&text, &dir.path().join("c.toml"), crate::vendors::REGISTRY)
+        .unwrap_err()
+        .to_string();
+    assert!(errors.contains("larger than 64 KiB"), "{errors}");
+    assert!(errors.contains("instances.s.token_file"), "{errors}");
+}

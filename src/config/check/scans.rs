@@ -195,7 +195,7 @@ impl Checker<'_> {
             },
             None => self.base_dir.join(&raw),
         };
-        let text = std::fs::read_to_string(&path).map_err(|e| {
+        let text = read_secret_file(&path).map_err(|e| {
             SecretProblem::unavailable(format!("cannot read {what} file {}: {e}", path.display()))
         })?;
         self.warn_if_readable_by_others(t, key, &path);
