@@ -15,7 +15,7 @@ use libfuzzer_sys::fuzz_target;
 use scansync::config::Platform;
 use scansync::server::platform::{self, Change};
 use scansync::server::{glob, verify_signature};
-use scansync::webhooks::sign::SigningKey;
+use scansync::sign::SigningKey;
 use scansync_fuzz::headers;
 use sha2::Sha256;
 
