@@ -15,6 +15,7 @@ pub use crate::glob;
 mod health;
 mod hooks;
 pub mod platform;
+pub mod schedule_metrics;
 pub mod tls;
 pub mod verify;
 
