@@ -122,7 +122,7 @@ pub const CONFIG_KEYS: &[ConfigKey] = &[
         "Environment label passed to the vendor, such as production."),
     key("scans[].tags", "array of strings", "[]", "Strings attached to the scan."),
     key("scans[].metadata", "table of strings", "{}", "Values attached to the scan request."),
-    key("scans[].min_severity", "string", "info",
+    key("scans[].min_severity", "string", "every severity",
         "Findings below this (info, low, medium, high, critical) are not notified or counted for thresholds; they are still stored and tracked."),
     key("scans[].fix_guard", "number", "daemon.fix_guard", "Overrides daemon.fix_guard for this scan."),
     key("scans[].enabled", "boolean", "true", "false keeps the scan configured but never run."),
