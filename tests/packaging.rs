@@ -65,7 +65,7 @@ fn every_repository_asset_of_the_package_exists() {
         checked += 1;
     }
     assert!(checked >= 5, "only {checked} repository assets");
-    for dir in ["maintainer-scripts", "license-file"] {
+    for dir in ["maintainer-scripts", "license-file", "changelog"] {
         let path = match &deb[dir] {
             toml::Value::String(s) => s.clone(),
             toml::Value::Array(a) => a[0].as_str().unwrap().to_string(),
@@ -74,4 +74,16 @@ fn every_repository_asset_of_the_package_exists() {
         assert!(repo(&path).exists(), "{dir} = {path} does not exist");
     }
     assert!(repo("systemd/scansync.service").is_file());
+}
+
+#[test]
+fn the_debian_changelog_starts_with_this_version() {
+    let changelog = std::fs::read_to_string(repo("debian/changelog")).unwrap();
+    let first = changelog.lines().next().unwrap_or_default();
+    let expected = format!("scansync ({}-1) ", env!("CARGO_PKG_VERSION"));
+    assert!(
+        first.starts_with(&expected),
+        "debian/changelog starts with {first:?}, not {expected:?}: add an entry for this version \
+         (the package ships it as changelog.Debian.gz)"
+    );
 }
