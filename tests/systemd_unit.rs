@@ -24,11 +24,8 @@ fn systemd_analyze() -> Option<PathBuf> {
 fn unit_in_temp_dir() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("temp dir");
     let bin = env!("CARGO_BIN_EXE_scansync");
-    let text = UNIT.replace("/usr/local/bin/scansync", bin);
-    assert_ne!(
-        text, UNIT,
-        "ExecStart no longer names /usr/local/bin/scansync"
-    );
+    let text = UNIT.replace("/usr/bin/scansync", bin);
+    assert_ne!(text, UNIT, "ExecStart no longer names /usr/bin/scansync");
     let path = dir.path().join("scansync.service");
     std::fs::write(&path, text).expect("write unit");
     (dir, path)

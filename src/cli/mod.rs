@@ -6,10 +6,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 pub mod check_config;
+pub mod completions;
+pub mod config_reference;
 pub mod demo;
 pub mod export;
 pub mod finding;
 pub mod findings;
+pub mod man;
 pub mod projects;
 pub mod run;
 pub mod runs;
@@ -94,6 +97,10 @@ pub enum Command {
     WebhookSecret(webhook_secret::Args),
     /// Store upkeep: `store prune [--dry-run]` deletes what [store] retention lets go
     Store(store::Args),
+    /// Print the shell completion script for bash, zsh, fish, elvish or powershell
+    Completions(completions::Args),
+    /// Write the man pages (one per subcommand, and scansync.toml(5)) into a folder
+    Man(man::Args),
 }
 
 /// Parses arguments, sets up logging and the runtime, runs the subcommand, maps the outcome
@@ -131,6 +138,8 @@ pub fn main() -> ExitCode {
             Command::Webhook(a) => webhook::run(&cli.global, a).await,
             Command::WebhookSecret(a) => webhook_secret::run(&cli.global, a).await,
             Command::Store(a) => store::run(&cli.global, a).await,
+            Command::Completions(a) => completions::run(&cli.global, a).await,
+            Command::Man(a) => man::run(&cli.global, a).await,
         }
     });
     match outcome {

@@ -143,9 +143,12 @@ pub(super) async fn metrics(State(state): State<Arc<ServerState>>, headers: Head
         )
             .into_response();
     };
-    let (_, ctx) = backend.current();
+    let (config, ctx) = backend.current();
     match state.metrics_cache.render(&ctx.reader).await {
-        Ok(text) => ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response(),
+        Ok(mut text) => {
+            text.push_str(&super::schedule_metrics::render(&config, Utc::now()));
+            ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response()
+        }
         Err(e) => {
             tracing::warn!("metrics: rendering failed: {e:#}");
             (

@@ -15,7 +15,7 @@ pub use crate::glob;
 mod health;
 mod hooks;
 pub mod platform;
-
+pub mod schedule_metrics;
 pub mod verify;
 pub use hooks::verify_signature;
 
