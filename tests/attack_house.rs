@@ -630,8 +630,11 @@ fn new_keys_with_bad_values_exit_78_naming_the_field() {
 
 /// A `scansync run` child process on `config`, its stderr in a file; returns the child, the
 /// stderr file and the listener's address, read from its "listening on" line.
+/// The caller owns the child and waits on it; here it is killed and waited on before any
+/// panic.
+#[allow(clippy::zombie_processes)]
 async fn spawn_daemon(config: &Path, log: &Path) -> (std::process::Child, SocketAddr) {
-    let child = Command::new(env!("CARGO_BIN_EXE_scansync"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scansync"))
         .args(["run", "--config"])
         .arg(config)
         .env_remove("RUST_LOG")
@@ -650,12 +653,20 @@ async fn spawn_daemon(config: &Path, log: &Path) -> (std::process::Child, Socket
                 .chars()
                 .take_while(|c| !c.is_whitespace() && *c != '"')
                 .collect();
-            return (child, addr.parse().expect("an address"));
+            match addr.parse() {
+                Ok(addr) => return (child, addr),
+                Err(e) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("not an address after \"listening on\": {addr:?}: {e}");
+                }
+            }
         }
-        assert!(
-            start.elapsed() < WAIT,
-            "the daemon did not say where it listens:\n{text}"
-        );
+        if start.elapsed() >= WAIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the daemon did not say where it listens:\n{text}");
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

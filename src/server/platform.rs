@@ -68,7 +68,9 @@ pub fn identity(platform: Platform, body: &[u8]) -> Option<String> {
             _ => None,
         }
     };
-    let (repo, refs): (Option<String>, Vec<(Option<String>, Option<String>)>) = match platform {
+    // Each changed ref with the commit it points to now.
+    type Refs = Vec<(Option<String>, Option<String>)>;
+    let (repo, refs): (Option<String>, Refs) = match platform {
         Platform::Github => (
             text(&v["repository"]["id"]).or_else(|| text(&v["repository"]["full_name"])),
             vec![(text(&v["ref"]), text(&v["after"]))],

@@ -129,7 +129,7 @@ mod keys_read {
     use std::collections::BTreeSet;
 
     thread_local! {
-        static READ: RefCell<BTreeSet<(String, String)>> = RefCell::new(BTreeSet::new());
+        static READ: RefCell<BTreeSet<(String, String)>> = const { RefCell::new(BTreeSet::new()) };
     }
 
     /// A list is known by its keys (constants have no fixed address to go by).
