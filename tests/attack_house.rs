@@ -6,209 +6,18 @@
 
 mod common;
 
-use hmac::{Hmac, Mac};
+use common::hooks::*;
+
 use rusqlite::Connection;
-use scansync::daemon::{self, DaemonEvent, DaemonHandle};
-use scansync::sim::{SimOptions, Simulator};
 use serde_json::Value;
-use sha2::Sha256;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// The longest any wait here may take before the test fails.
-const WAIT: Duration = Duration::from_secs(60);
-const GITHUB_SECRET: &str = "gh-secret-5d0b8f1e2a7c4d93";
-const GITLAB_SECRET: &str = "whsec_c2NhbnN5bmMtdGVzdC1zaWduaW5nLWtleS0zMmI=";
-
-fn fixture(name: &str) -> String {
-    std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/hooks")
-            .join(name),
-    )
-    .unwrap()
-}
-
-fn hex_hmac(secret: &[u8], body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).unwrap();
-    mac.update(body);
-    hex::encode(mac.finalize().into_bytes())
-}
-
-async fn sim() -> Simulator {
-    Simulator::start(SimOptions {
-        projects: 2,
-        findings_per_project: 10,
-        scan_seconds: 0.0,
-        ..SimOptions::default()
-    })
-    .await
-    .expect("simulator starts")
-}
-
-/// A CodeThreat scan on `main` with a webhook; the secret goes to a file beside the config.
-fn hook_scan(dir: &Path, name: &str, platform: &str, secret: &str) -> String {
-    let file = format!("{name}-secret");
-    std::fs::write(dir.join(&file), format!("{secret}\n")).unwrap();
-    format!(
-        "[[scans]]\nname = \"{name}\"\ninstance = \"sim-codethreat\"\nbind_to = \"project-1\"\n\
-         branch = \"main\"\nschedule = {{ at = \"2099-01-01T00:00:00Z\" }}\n\
-         webhook = {{ platform = \"{platform}\", secret_file = \"{file}\", branches = [\"main\", \"release/*\"] }}\n\n"
-    )
-}
-
-/// A config pointing at `sim`, with `store_extra` appended to `[store]`, `[server]` on a
-/// loopback port chosen by the system (plus `server_extra`) and `scans`.
-fn write_config(
-    sim: &Simulator,
-    dir: &Path,
-    store_extra: &str,
-    server_extra: &str,
-    scans: &str,
-) -> (PathBuf, PathBuf) {
-    let config = dir.join("config.toml");
-    let store = dir.join("scansync.db");
-    sim.write_config(&config, &store).unwrap();
-    let text = std::fs::read_to_string(&config).unwrap();
-    let head = &text[..text.find("[[scans]]").expect("generated config has scans")];
-    let head = if store_extra.is_empty() {
-        head.to_string()
-    } else {
-        let at = head.find("[store]").expect("generated config has [store]");
-        let line_end = at + head[at..].find('\n').unwrap() + 1;
-        let path_end = line_end + head[line_end..].find('\n').unwrap() + 1;
-        format!("{}{store_extra}\n{}", &head[..path_end], &head[path_end..])
-    };
-    std::fs::write(
-        &config,
-        format!("{head}[server]\nlisten = \"127.0.0.1:0\"\n{server_extra}\n{scans}"),
-    )
-    .unwrap();
-    (config, store)
-}
-
-struct Daemon {
-    handle: DaemonHandle,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-    addr: SocketAddr,
-    events: tokio::sync::broadcast::Receiver<DaemonEvent>,
-}
-
-async fn start(config: &Path) -> Daemon {
-    let (handle, control) = daemon::channel();
-    let mut events = handle.subscribe();
-    let path = config.to_path_buf();
-    let task = tokio::spawn(async move { daemon::run(&path, control).await });
-    let addr = loop {
-        match tokio::time::timeout(WAIT, events.recv()).await {
-            Ok(Ok(DaemonEvent::Listening(addr))) => break addr,
-            Ok(Ok(_)) => continue,
-            other => panic!("no Listening event: {other:?}"),
-        }
-    };
-    Daemon {
-        handle,
-        task,
-        addr,
-        events,
-    }
-}
-
-impl Daemon {
-    async fn ready(&mut self) {
-        loop {
-            match tokio::time::timeout(WAIT, self.events.recv()).await {
-                Ok(Ok(DaemonEvent::Ready)) => return,
-                Ok(Ok(_)) => continue,
-                other => panic!("no Ready event: {other:?}"),
-            }
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    async fn stop(self) {
-        self.handle.stop();
-        tokio::time::timeout(WAIT, self.task)
-            .await
-            .expect("daemon stops")
-            .expect("daemon task does not panic")
-            .expect("daemon ends cleanly");
-    }
-}
-
-fn db(store: &Path) -> Connection {
-    let c = Connection::open(store).unwrap();
-    c.busy_timeout(Duration::from_secs(10)).unwrap();
-    c
-}
-
-/// Ids of the runs started by a webhook.
-fn webhook_runs(store: &Path) -> Vec<i64> {
-    let c = db(store);
-    let mut stmt = c
-        .prepare("SELECT id FROM sync_runs WHERE trigger = 'webhook' ORDER BY id")
-        .unwrap();
-    stmt.query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
-}
-
-/// Waits until run `id` is no longer running.
-async fn finished(store: &Path, id: i64) {
-    let start = Instant::now();
-    loop {
-        let state: Option<String> = db(store)
-            .query_row("SELECT state FROM sync_runs WHERE id = ?1", [id], |r| {
-                r.get(0)
-            })
-            .ok();
-        if state.as_deref().is_some_and(|s| s != "running") {
-            return;
-        }
-        assert!(start.elapsed() < WAIT, "run {id} did not end");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-struct Reply {
-    status: u16,
-    json: Value,
-}
-
-async fn post(url: &str, headers: &[(&str, String)], body: String) -> Reply {
-    let mut req = reqwest::Client::new()
-        .post(url)
-        .header("content-type", "application/json");
-    for (k, v) in headers {
-        req = req.header(*k, v);
-    }
-    let resp = req.body(body).send().await.expect("the listener answers");
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
-    Reply {
-        status,
-        json: serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    }
-}
-
-fn github_headers(delivery: &str, body: &str) -> Vec<(&'static str, String)> {
-    vec![
-        ("X-GitHub-Event", "push".to_string()),
-        ("X-GitHub-Delivery", delivery.to_string()),
-        (
-            "X-Hub-Signature-256",
-            format!(
-                "sha256={}",
-                hex_hmac(GITHUB_SECRET.as_bytes(), body.as_bytes())
-            ),
-        ),
-    ]
+/// Ids of the runs started by a webhook, oldest first.
+fn run_ids(store: &Path) -> Vec<i64> {
+    webhook_runs(store).into_iter().map(|r| r.0).collect()
 }
 
 /// Moves the remembered pushes of the store back by `hours`, as if received that long ago.
@@ -234,7 +43,7 @@ fn age_deliveries(store: &Path, hours: i64) {
 /// two-day-old push under a fresh delivery id starts a second run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_longer_webhook_deliveries_retention_keeps_a_two_day_old_push_a_duplicate() {
-    let sim = sim().await;
+    let sim = sim(0.0).await;
     let dir = tempfile::tempdir().unwrap();
     let scans = hook_scan(dir.path(), "gh", "github", GITHUB_SECRET);
     let (config, store) = write_config(
@@ -249,14 +58,19 @@ async fn a_longer_webhook_deliveries_retention_keeps_a_two_day_old_push_a_duplic
     let hook = d.url("/hooks/gh");
     let push = fixture("github_push.json");
 
-    let r = post(&hook, &github_headers("d-1", &push), push.clone()).await;
+    let r = post(&hook, &github_headers("push", "d-1", &push), push.clone()).await;
     assert_eq!(r.status, 202, "{}", r.json);
     let first = r.json["run_id"].as_i64().unwrap();
-    finished(&store, first).await;
+    finished_run(&store, first).await;
     age_deliveries(&store, 48);
 
-    let r = post(&hook, &github_headers("replayed-2", &push), push.clone()).await;
-    let runs = webhook_runs(&store);
+    let r = post(
+        &hook,
+        &github_headers("push", "replayed-2", &push),
+        push.clone(),
+    )
+    .await;
+    let runs = run_ids(&store);
     d.stop().await;
     sim.shutdown().await;
     assert_eq!(
@@ -276,7 +90,7 @@ async fn a_longer_webhook_deliveries_retention_keeps_a_two_day_old_push_a_duplic
 /// replay after that.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_github_push_replayed_after_25_hours_starts_nothing() {
-    let sim = sim().await;
+    let sim = sim(0.0).await;
     let dir = tempfile::tempdir().unwrap();
     let scans = hook_scan(dir.path(), "gh", "github", GITHUB_SECRET);
     let (config, store) = write_config(&sim, dir.path(), "", "", &scans);
@@ -285,14 +99,19 @@ async fn a_github_push_replayed_after_25_hours_starts_nothing() {
     let hook = d.url("/hooks/gh");
     let push = fixture("github_push.json");
 
-    let r = post(&hook, &github_headers("d-1", &push), push.clone()).await;
+    let r = post(&hook, &github_headers("push", "d-1", &push), push.clone()).await;
     assert_eq!(r.status, 202, "{}", r.json);
     let first = r.json["run_id"].as_i64().unwrap();
-    finished(&store, first).await;
+    finished_run(&store, first).await;
     age_deliveries(&store, 25);
 
-    let r = post(&hook, &github_headers("replayed-2", &push), push.clone()).await;
-    let runs = webhook_runs(&store);
+    let r = post(
+        &hook,
+        &github_headers("push", "replayed-2", &push),
+        push.clone(),
+    )
+    .await;
+    let runs = run_ids(&store);
     d.stop().await;
     sim.shutdown().await;
     assert_ne!(
@@ -310,7 +129,7 @@ async fn a_github_push_replayed_after_25_hours_starts_nothing() {
 /// JSON re-indented and a new `Idempotency-Key` is not recognised and starts a second run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gitlab_push_resent_with_its_json_reformatted_starts_nothing() {
-    let sim = sim().await;
+    let sim = sim(0.0).await;
     let dir = tempfile::tempdir().unwrap();
     let scans = hook_scan(dir.path(), "gl", "gitlab", GITLAB_SECRET);
     let (config, store) = write_config(&sim, dir.path(), "", "", &scans);
@@ -329,14 +148,14 @@ async fn a_gitlab_push_resent_with_its_json_reformatted_starts_nothing() {
     let r = post(&hook, &headers("k-1"), push.clone()).await;
     assert_eq!(r.status, 202, "{}", r.json);
     let first = r.json["run_id"].as_i64().unwrap();
-    finished(&store, first).await;
+    finished_run(&store, first).await;
 
     // The same push: same project, ref, before and after; only the bytes differ.
     let same: Value = serde_json::from_str(&push).unwrap();
     let compact = serde_json::to_string(&same).unwrap();
     assert_ne!(compact, push);
     let r = post(&hook, &headers("k-2"), compact).await;
-    let runs = webhook_runs(&store);
+    let runs = run_ids(&store);
     d.stop().await;
     sim.shutdown().await;
     assert_eq!(
@@ -354,7 +173,7 @@ async fn a_gitlab_push_resent_with_its_json_reformatted_starts_nothing() {
 /// again, and the daemon is alive.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_connections_filling_the_cap_are_dropped_and_healthz_answers_again() {
-    let sim = sim().await;
+    let sim = sim(0.0).await;
     let dir = tempfile::tempdir().unwrap();
     let scans = hook_scan(dir.path(), "gh", "github", GITHUB_SECRET);
     let (config, _store) = write_config(&sim, dir.path(), "", "max_connections = 2\n", &scans);
@@ -397,7 +216,7 @@ async fn silent_connections_filling_the_cap_are_dropped_and_healthz_answers_agai
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_keep_alive_connections_filling_the_cap_are_let_go() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let sim = sim().await;
+    let sim = sim(0.0).await;
     let dir = tempfile::tempdir().unwrap();
     let scans = hook_scan(dir.path(), "gh", "github", GITHUB_SECRET);
     let (config, _store) = write_config(&sim, dir.path(), "", "max_connections = 2\n", &scans);
@@ -678,7 +497,7 @@ async fn spawn_daemon(config: &Path, log: &Path) -> (std::process::Child, Socket
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_refused_requests_is_logged_at_a_bounded_rate() {
     use tokio::io::AsyncReadExt;
-    let sim = sim().await;
+    let sim = sim(0.0).await;
     let dir = tempfile::tempdir().unwrap();
     let scans = hook_scan(dir.path(), "gh", "github", GITHUB_SECRET);
     let (config, _store) = write_config(&sim, dir.path(), "", "max_connections = 4\n", &scans);
@@ -794,7 +613,7 @@ fn run_refuses_to_listen_beyond_loopback_without_a_metrics_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_100_mb_body_and_a_1_mb_header_are_refused_and_the_daemon_serves_on() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let sim = sim().await;
+    let sim = sim(0.0).await;
     let dir = tempfile::tempdir().unwrap();
     let scans = hook_scan(dir.path(), "gh", "github", GITHUB_SECRET);
     let (config, store) = write_config(&sim, dir.path(), "", "", &scans);
@@ -857,7 +676,7 @@ async fn a_100_mb_body_and_a_1_mb_header_are_refused_and_the_daemon_serves_on() 
     let r = reqwest::get(d.url("/healthz")).await.unwrap();
     assert_eq!(r.status(), 200);
     assert!(!d.task.is_finished());
-    assert!(webhook_runs(&store).is_empty());
+    assert!(run_ids(&store).is_empty());
     d.stop().await;
     sim.shutdown().await;
 }
@@ -869,7 +688,7 @@ async fn a_100_mb_body_and_a_1_mb_header_are_refused_and_the_daemon_serves_on() 
 /// scans to them.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_does_not_name_the_scans_to_a_caller_without_the_metrics_token() {
-    let sim = sim().await;
+    let sim = sim(0.0).await;
     let dir = tempfile::tempdir().unwrap();
     let scans = hook_scan(dir.path(), "payments-acme-prod", "github", GITHUB_SECRET);
     std::fs::write(dir.path().join("metrics-token"), "mt-9f2c4e7a1b3d5f60aa\n").unwrap();
@@ -920,7 +739,7 @@ async fn a_vendor_timestamp_of_i64_min_does_not_crash_a_sync() {
             _ => {}
         }
     }
-    let sim = sim().await;
+    let sim = sim(0.0).await;
     let rewrite: common::Rewrite = Arc::new(|_path: &str, a: &mut common::Answer| {
         if let Ok(mut v) = serde_json::from_slice::<Value>(&a.body) {
             walk(&mut v);
@@ -980,7 +799,7 @@ fn write_marks(c: &Connection) -> (i64, Vec<String>) {
 /// daemon's own heartbeat did not write meanwhile (checked by its `heartbeat_at`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_and_metrics_write_nothing_to_the_store() {
-    let sim = sim().await;
+    let sim = sim(0.0).await;
     let dir = tempfile::tempdir().unwrap();
     let scans = hook_scan(dir.path(), "gh", "github", GITHUB_SECRET);
     let (config, store) = write_config(&sim, dir.path(), "", "", &scans);
@@ -1020,7 +839,7 @@ async fn readyz_and_metrics_write_nothing_to_the_store() {
 /// push body always has: `before`, `after`, `pusher`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_non_push_body_relabelled_as_a_push_starts_nothing() {
-    let sim = sim().await;
+    let sim = sim(0.0).await;
     let dir = tempfile::tempdir().unwrap();
     let scans = hook_scan(dir.path(), "gh", "github", GITHUB_SECRET);
     let (config, store) = write_config(&sim, dir.path(), "", "", &scans);
@@ -1029,11 +848,11 @@ async fn a_signed_non_push_body_relabelled_as_a_push_starts_nothing() {
     let dispatch = r#"{"inputs":{},"ref":"refs/heads/main","repository":{"id":1296269,"full_name":"octo/hello"},"organization":{"login":"octo"},"sender":{"login":"octocat"},"workflow":".github/workflows/scan.yml"}"#.to_string();
     let r = post(
         &d.url("/hooks/gh"),
-        &github_headers("wd-1", &dispatch),
+        &github_headers("push", "wd-1", &dispatch),
         dispatch.clone(),
     )
     .await;
-    let runs = webhook_runs(&store);
+    let runs = run_ids(&store);
     d.stop().await;
     sim.shutdown().await;
     assert_ne!(
@@ -1097,7 +916,7 @@ fn store_prune_with_a_config_it_cannot_read_deletes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bitbucket_push_replayed_under_another_or_no_request_uuid_starts_nothing() {
     const SECRET: &str = "bb-secret-77a01c9e4f2d6b38";
-    let sim = sim().await;
+    let sim = sim(0.0).await;
     let dir = tempfile::tempdir().unwrap();
     let scans = hook_scan(dir.path(), "bb", "bitbucket", SECRET);
     let (config, store) = write_config(&sim, dir.path(), "", "", &scans);
@@ -1121,10 +940,10 @@ async fn a_bitbucket_push_replayed_under_another_or_no_request_uuid_starts_nothi
     let r = post(&hook, &headers(Some("u-1")), push.clone()).await;
     assert_eq!(r.status, 202, "{}", r.json);
     let first = r.json["run_id"].as_i64().unwrap();
-    finished(&store, first).await;
+    finished_run(&store, first).await;
     let other = post(&hook, &headers(Some("u-2")), push.clone()).await;
     let none = post(&hook, &headers(None), push.clone()).await;
-    let runs = webhook_runs(&store);
+    let runs = run_ids(&store);
     d.stop().await;
     sim.shutdown().await;
     assert_eq!(

@@ -7,209 +7,17 @@
 
 mod common;
 
+use common::hooks::*;
+
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use prometheus_parse::Scrape;
-use rusqlite::{Connection, OpenFlags};
-use scansync::daemon::{self, DaemonEvent, DaemonHandle};
-use scansync::sim::{SimOptions, Simulator};
+use rusqlite::Connection;
+use scansync::sim::Simulator;
 use serde_json::Value;
 use sha2::Sha256;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
-
-/// The longest any wait here may take before the test fails: generous for a loaded machine.
-const WAIT: Duration = Duration::from_secs(60);
-const GITHUB_SECRET: &str = "gh-secret-5d0b8f1e2a7c4d93";
-const BITBUCKET_SECRET: &str = "bb-secret-77a01c9e4f2d6b38";
-/// A Standard Webhooks signing token, which GitLab also accepts as a plain secret token.
-const GITLAB_SECRET: &str = "whsec_c2NhbnN5bmMtdGVzdC1zaWduaW5nLWtleS0zMmI=";
-
-fn fixture(name: &str) -> String {
-    std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/hooks")
-            .join(name),
-    )
-    .unwrap()
-}
-
-/// Hex HMAC-SHA256, computed here, independently of the listener's own check.
-fn hex_hmac(secret: &[u8], body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).unwrap();
-    mac.update(body);
-    hex::encode(mac.finalize().into_bytes())
-}
-
-async fn sim(scan_seconds: f64) -> Simulator {
-    Simulator::start(SimOptions {
-        projects: 2,
-        findings_per_project: 10,
-        scan_seconds,
-        ..SimOptions::default()
-    })
-    .await
-    .expect("simulator starts")
-}
-
-/// A CodeThreat scan on `main` with a webhook (and a schedule that does not fire in a
-/// test); the secret goes to a file beside the config.
-fn hook_scan(dir: &Path, name: &str, platform: &str, secret: &str) -> String {
-    let file = format!("{name}-secret");
-    std::fs::write(dir.join(&file), format!("{secret}\n")).unwrap();
-    format!(
-        "[[scans]]\nname = \"{name}\"\ninstance = \"sim-codethreat\"\nbind_to = \"project-1\"\n\
-         branch = \"main\"\nschedule = {{ at = \"2099-01-01T00:00:00Z\" }}\n\
-         webhook = {{ platform = \"{platform}\", secret_file = \"{file}\", branches = [\"main\", \"release/*\"] }}\n\n"
-    )
-}
-
-/// A config pointing at `sim`, with `[server]` (port chosen by the system) and `scans`.
-fn write_config(
-    sim: &Simulator,
-    dir: &Path,
-    server_extra: &str,
-    scans: &str,
-) -> (PathBuf, PathBuf) {
-    let config = dir.join("config.toml");
-    let store = dir.join("scansync.db");
-    sim.write_config(&config, &store).unwrap();
-    let text = std::fs::read_to_string(&config).unwrap();
-    let head = &text[..text.find("[[scans]]").expect("generated config has scans")];
-    std::fs::write(
-        &config,
-        format!("{head}[server]\nlisten = \"127.0.0.1:0\"\n{server_extra}\n{scans}"),
-    )
-    .unwrap();
-    (config, store)
-}
-
-struct Daemon {
-    handle: DaemonHandle,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-    addr: SocketAddr,
-    events: tokio::sync::broadcast::Receiver<DaemonEvent>,
-}
-
-/// Starts the daemon in process and waits until its listener is bound.
-async fn start(config: &Path) -> Daemon {
-    let (handle, control) = daemon::channel();
-    let mut events = handle.subscribe();
-    let path = config.to_path_buf();
-    let task = tokio::spawn(async move { daemon::run(&path, control).await });
-    let addr = loop {
-        match tokio::time::timeout(WAIT, events.recv()).await {
-            Ok(Ok(DaemonEvent::Listening(addr))) => break addr,
-            Ok(Ok(_)) => continue,
-            other => panic!("no Listening event: {other:?}"),
-        }
-    };
-    Daemon {
-        handle,
-        task,
-        addr,
-        events,
-    }
-}
-
-impl Daemon {
-    async fn ready(&mut self) {
-        loop {
-            match tokio::time::timeout(WAIT, self.events.recv()).await {
-                Ok(Ok(DaemonEvent::Ready)) => return,
-                Ok(Ok(_)) => continue,
-                other => panic!("no Ready event: {other:?}"),
-            }
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    async fn stop(self) {
-        self.handle.stop();
-        tokio::time::timeout(WAIT, self.task)
-            .await
-            .expect("daemon stops")
-            .expect("daemon task does not panic")
-            .expect("daemon ends cleanly");
-    }
-}
-
-fn db(store: &Path) -> Connection {
-    let c = Connection::open_with_flags(store, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
-    c.busy_timeout(Duration::from_secs(5)).unwrap();
-    c
-}
-
-/// `(id, scan, branch, trigger, state)` of every run started by a webhook, oldest first.
-fn webhook_runs(store: &Path) -> Vec<(i64, String, Option<String>, String, String)> {
-    let c = db(store);
-    let mut stmt = c
-        .prepare(
-            "SELECT id, scan, branch, trigger, state FROM sync_runs
-             WHERE trigger = 'webhook' ORDER BY id",
-        )
-        .unwrap();
-    stmt.query_map([], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-    })
-    .unwrap()
-    .collect::<Result<_, _>>()
-    .unwrap()
-}
-
-/// Waits until run `id` has ended and returns its `(scan, branch, trigger, state)`.
-async fn finished_run(store: &Path, id: i64) -> (String, Option<String>, String, String) {
-    let start = Instant::now();
-    loop {
-        if let Some(r) = webhook_runs(store).into_iter().find(|r| r.0 == id) {
-            if r.4 != "running" {
-                return (r.1, r.2, r.3, r.4);
-            }
-        }
-        assert!(start.elapsed() < WAIT, "run {id} did not end");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-struct Reply {
-    status: u16,
-    json: Value,
-}
-
-async fn post(url: &str, headers: &[(&str, String)], body: impl Into<reqwest::Body>) -> Reply {
-    let mut req = reqwest::Client::new()
-        .post(url)
-        .header("content-type", "application/json");
-    for (k, v) in headers {
-        req = req.header(*k, v);
-    }
-    let resp = req.body(body).send().await.expect("the listener answers");
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
-    Reply {
-        status,
-        json: serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    }
-}
-
-fn github_headers(event: &str, delivery: &str, body: &str) -> Vec<(&'static str, String)> {
-    vec![
-        ("X-GitHub-Event", event.to_string()),
-        ("X-GitHub-Delivery", delivery.to_string()),
-        (
-            "X-Hub-Signature-256",
-            format!(
-                "sha256={}",
-                hex_hmac(GITHUB_SECRET.as_bytes(), body.as_bytes())
-            ),
-        ),
-        ("User-Agent", "GitHub-Hookshot/8c9b3e1".to_string()),
-    ]
-}
 
 fn on_branch(payload: &str, from: &str, to: &str) -> String {
     assert!(payload.contains(from), "fixture lacks {from}");
@@ -224,7 +32,7 @@ async fn github_push_starts_a_run_on_its_branch_and_nothing_else_does() {
         "{}[[scans]]\nname = \"plain\"\ninstance = \"sim-salt\"\nbind_to = \"project-1\"\nschedule = {{ at = \"2099-01-01T00:00:00Z\" }}\n",
         hook_scan(dir.path(), "gh", "github", GITHUB_SECRET)
     );
-    let (config, store) = write_config(&sim, dir.path(), "", &scans);
+    let (config, store) = write_config(&sim, dir.path(), "", "", &scans);
     let mut d = start(&config).await;
     d.ready().await;
     let hook = d.url("/hooks/gh");
@@ -352,7 +160,7 @@ async fn gitlab_push_with_a_secret_token_or_a_signing_token_starts_a_run() {
     let sim = sim(0.0).await;
     let dir = tempfile::tempdir().unwrap();
     let scans = hook_scan(dir.path(), "gl", "gitlab", GITLAB_SECRET);
-    let (config, store) = write_config(&sim, dir.path(), "", &scans);
+    let (config, store) = write_config(&sim, dir.path(), "", "", &scans);
     let mut d = start(&config).await;
     d.ready().await;
     let hook = d.url("/hooks/gl");
@@ -420,7 +228,7 @@ async fn bitbucket_cloud_and_data_center_pushes_start_runs() {
     let sim = sim(0.0).await;
     let dir = tempfile::tempdir().unwrap();
     let scans = hook_scan(dir.path(), "bb", "bitbucket", BITBUCKET_SECRET);
-    let (config, store) = write_config(&sim, dir.path(), "", &scans);
+    let (config, store) = write_config(&sim, dir.path(), "", "", &scans);
     let mut d = start(&config).await;
     d.ready().await;
     let hook = d.url("/hooks/bb");
@@ -528,7 +336,7 @@ async fn pushes_while_a_run_is_going_queue_exactly_one_more_run() {
     let (proxy_url, gate, status_requests) = held_scans(&sim).await;
     let dir = tempfile::tempdir().unwrap();
     let scans = hook_scan(dir.path(), "gh", "github", GITHUB_SECRET);
-    let (config, store) = write_config(&sim, dir.path(), "", &scans);
+    let (config, store) = write_config(&sim, dir.path(), "", "", &scans);
     let text = std::fs::read_to_string(&config).unwrap();
     assert!(text.contains(&sim.codethreat_url()));
     std::fs::write(&config, text.replace(&sim.codethreat_url(), &proxy_url)).unwrap();
@@ -580,7 +388,7 @@ async fn readyz_is_503_until_the_store_is_open_then_200() {
     let sim = sim(0.0).await;
     let dir = tempfile::tempdir().unwrap();
     let scans = hook_scan(dir.path(), "gh", "github", GITHUB_SECRET);
-    let (config, store) = write_config(&sim, dir.path(), "", &scans);
+    let (config, store) = write_config(&sim, dir.path(), "", "", &scans);
     // Another process (here: this test) holds the store's write lock, as a backup would.
     drop(scansync::store::Store::open(&store).unwrap());
     let lock = Connection::open(&store).unwrap();
@@ -662,7 +470,7 @@ async fn the_listener_speaks_https_with_the_configured_certificate() {
         tls.join("server.pem").display(),
         tls.join("server.key").display()
     );
-    let (config, _) = write_config(&sim, dir.path(), &extra, "");
+    let (config, _) = write_config(&sim, dir.path(), "", &extra, "");
     let mut d = start(&config).await;
     d.ready().await;
     let ca = reqwest::Certificate::from_pem(&std::fs::read(tls.join("ca.pem")).unwrap()).unwrap();
@@ -696,6 +504,7 @@ async fn metrics_require_the_bearer_token_when_one_is_set() {
     let (config, _) = write_config(
         &sim,
         dir.path(),
+        "",
         "metrics_token_file = \"metrics-token\"\n",
         "",
     );
@@ -758,7 +567,7 @@ async fn metrics_over_http_move_by_what_a_run_did_and_findings_match_the_store()
     let dir = tempfile::tempdir().unwrap();
     // A scan and an instance of this test's own: the registry is shared by every test here.
     let scans = hook_scan(dir.path(), "mh", "github", GITHUB_SECRET);
-    let (config, store) = write_config(&sim, dir.path(), "", &scans);
+    let (config, store) = write_config(&sim, dir.path(), "", "", &scans);
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(&config, text.replace("sim-codethreat", "mh-ct")).unwrap();
     let mut d = start(&config).await;
@@ -880,7 +689,7 @@ async fn connections_past_the_cap_are_closed_and_the_listener_serves_on() {
     let sim = sim(0.0).await;
     let dir = tempfile::tempdir().unwrap();
     let scans = hook_scan(dir.path(), "gh", "github", GITHUB_SECRET);
-    let (config, _store) = write_config(&sim, dir.path(), "max_connections = 3\n", &scans);
+    let (config, _store) = write_config(&sim, dir.path(), "", "max_connections = 3\n", &scans);
     let mut d = start(&config).await;
     d.ready().await;
     // Three connections that send nothing hold the three places.

@@ -7,6 +7,8 @@
 //! code there.
 #![allow(dead_code)]
 
+pub mod hooks;
+
 use prometheus_parse::{LineInfo, Scrape, Value};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
