@@ -90,12 +90,7 @@ async fn a_longer_webhook_deliveries_retention_keeps_a_two_day_old_push_a_duplic
 /// replay after that.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_github_push_replayed_after_25_hours_starts_nothing() {
-    let sim = sim(0.0).await;
-    let dir = tempfile::tempdir().unwrap();
-    let scans = hook_scan(dir.path(), "gh", "github", GITHUB_SECRET);
-    let (config, store) = write_config(&sim, dir.path(), "", "", &scans);
-    let mut d = start(&config).await;
-    d.ready().await;
+    let (sim, _dir, d, store) = hook_daemon("gh", "github", GITHUB_SECRET, "", "").await;
     let hook = d.url("/hooks/gh");
     let push = fixture("github_push.json");
 
@@ -129,12 +124,7 @@ async fn a_github_push_replayed_after_25_hours_starts_nothing() {
 /// JSON re-indented and a new `Idempotency-Key` is not recognised and starts a second run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gitlab_push_resent_with_its_json_reformatted_starts_nothing() {
-    let sim = sim(0.0).await;
-    let dir = tempfile::tempdir().unwrap();
-    let scans = hook_scan(dir.path(), "gl", "gitlab", GITLAB_SECRET);
-    let (config, store) = write_config(&sim, dir.path(), "", "", &scans);
-    let mut d = start(&config).await;
-    d.ready().await;
+    let (sim, _dir, d, store) = hook_daemon("gl", "gitlab", GITLAB_SECRET, "", "").await;
     let hook = d.url("/hooks/gl");
     let push = fixture("gitlab_push.json");
     let headers = |key: &str| {
@@ -173,12 +163,8 @@ async fn a_gitlab_push_resent_with_its_json_reformatted_starts_nothing() {
 /// again, and the daemon is alive.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_connections_filling_the_cap_are_dropped_and_healthz_answers_again() {
-    let sim = sim(0.0).await;
-    let dir = tempfile::tempdir().unwrap();
-    let scans = hook_scan(dir.path(), "gh", "github", GITHUB_SECRET);
-    let (config, _store) = write_config(&sim, dir.path(), "", "max_connections = 2\n", &scans);
-    let mut d = start(&config).await;
-    d.ready().await;
+    let (sim, _dir, d, _store) =
+        hook_daemon("gh", "github", GITHUB_SECRET, "", "max_connections = 2\n").await;
     let mut silent = Vec::new();
     for _ in 0..2 {
         silent.push(tokio::net::TcpStream::connect(d.addr).await.unwrap());
@@ -216,12 +202,8 @@ async fn silent_connections_filling_the_cap_are_dropped_and_healthz_answers_agai
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_keep_alive_connections_filling_the_cap_are_let_go() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let sim = sim(0.0).await;
-    let dir = tempfile::tempdir().unwrap();
-    let scans = hook_scan(dir.path(), "gh", "github", GITHUB_SECRET);
-    let (config, _store) = write_config(&sim, dir.path(), "", "max_connections = 2\n", &scans);
-    let mut d = start(&config).await;
-    d.ready().await;
+    let (sim, _dir, d, _store) =
+        hook_daemon("gh", "github", GITHUB_SECRET, "", "max_connections = 2\n").await;
     let mut idle = Vec::new();
     for _ in 0..2 {
         let mut c = tokio::net::TcpStream::connect(d.addr).await.unwrap();
@@ -613,12 +595,7 @@ fn run_refuses_to_listen_beyond_loopback_without_a_metrics_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_100_mb_body_and_a_1_mb_header_are_refused_and_the_daemon_serves_on() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let sim = sim(0.0).await;
-    let dir = tempfile::tempdir().unwrap();
-    let scans = hook_scan(dir.path(), "gh", "github", GITHUB_SECRET);
-    let (config, store) = write_config(&sim, dir.path(), "", "", &scans);
-    let mut d = start(&config).await;
-    d.ready().await;
+    let (sim, _dir, d, store) = hook_daemon("gh", "github", GITHUB_SECRET, "", "").await;
 
     let mut c = tokio::net::TcpStream::connect(d.addr).await.unwrap();
     c.write_all(
@@ -799,12 +776,7 @@ fn write_marks(c: &Connection) -> (i64, Vec<String>) {
 /// daemon's own heartbeat did not write meanwhile (checked by its `heartbeat_at`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_and_metrics_write_nothing_to_the_store() {
-    let sim = sim(0.0).await;
-    let dir = tempfile::tempdir().unwrap();
-    let scans = hook_scan(dir.path(), "gh", "github", GITHUB_SECRET);
-    let (config, store) = write_config(&sim, dir.path(), "", "", &scans);
-    let mut d = start(&config).await;
-    d.ready().await;
+    let (sim, _dir, d, store) = hook_daemon("gh", "github", GITHUB_SECRET, "", "").await;
     let client = reqwest::Client::new();
     let c = db(&store);
     let mut checked = false;
@@ -839,12 +811,7 @@ async fn readyz_and_metrics_write_nothing_to_the_store() {
 /// push body always has: `before`, `after`, `pusher`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_non_push_body_relabelled_as_a_push_starts_nothing() {
-    let sim = sim(0.0).await;
-    let dir = tempfile::tempdir().unwrap();
-    let scans = hook_scan(dir.path(), "gh", "github", GITHUB_SECRET);
-    let (config, store) = write_config(&sim, dir.path(), "", "", &scans);
-    let mut d = start(&config).await;
-    d.ready().await;
+    let (sim, _dir, d, store) = hook_daemon("gh", "github", GITHUB_SECRET, "", "").await;
     let dispatch = r#"{"inputs":{},"ref":"refs/heads/main","repository":{"id":1296269,"full_name":"octo/hello"},"organization":{"login":"octo"},"sender":{"login":"octocat"},"workflow":".github/workflows/scan.yml"}"#.to_string();
     let r = post(
         &d.url("/hooks/gh"),
@@ -916,12 +883,7 @@ fn store_prune_with_a_config_it_cannot_read_deletes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bitbucket_push_replayed_under_another_or_no_request_uuid_starts_nothing() {
     const SECRET: &str = "bb-secret-77a01c9e4f2d6b38";
-    let sim = sim(0.0).await;
-    let dir = tempfile::tempdir().unwrap();
-    let scans = hook_scan(dir.path(), "bb", "bitbucket", SECRET);
-    let (config, store) = write_config(&sim, dir.path(), "", "", &scans);
-    let mut d = start(&config).await;
-    d.ready().await;
+    let (sim, _dir, d, store) = hook_daemon("bb", "bitbucket", SECRET, "", "").await;
     let hook = d.url("/hooks/bb");
     let push = fixture("bitbucket_cloud_push.json");
     let headers = |uuid: Option<&str>| {

@@ -213,3 +213,22 @@ pub fn github_headers(event: &str, delivery: &str, body: &str) -> Vec<(&'static 
         ("User-Agent", "GitHub-Hookshot/8c9b3e1".to_string()),
     ]
 }
+
+/// A simulator and, ready, a daemon whose config has one push-hook scan `name` on `platform`
+/// signed with `secret` (see [`write_config`] for the extras); with the folder that holds the
+/// config, and the store's path.
+pub async fn hook_daemon(
+    name: &str,
+    platform: &str,
+    secret: &str,
+    store_extra: &str,
+    server_extra: &str,
+) -> (Simulator, tempfile::TempDir, Daemon, PathBuf) {
+    let sim = sim(0.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let scans = hook_scan(dir.path(), name, platform, secret);
+    let (config, store) = write_config(&sim, dir.path(), store_extra, server_extra, &scans);
+    let mut d = start(&config).await;
+    d.ready().await;
+    (sim, dir, d, store)
+}
