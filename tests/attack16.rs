@@ -68,3 +68,82 @@ fn attack16_the_unit_does_not_require_a_token_file_for_an_unused_vendor() {
         );
     }
 }
+
+/// "a scan without success for twice its interval" for a cron scan: an office-hours cron
+/// (every 5 minutes, 09:00-17:55 on weekdays) waits 15 hours every night and 63 hours every
+/// weekend, yet `scansync_scan_interval_seconds` looks at only its next 40 fire times (200
+/// minutes) and says 300 s, so ScansyncScanStale (`> 2 * interval`, `for: 10m`) fires every
+/// evening and all weekend on a healthy daemon (cause: CRON_LOOKAHEAD in
+/// src/server/schedule_metrics.rs).
+#[test]
+fn attack16_an_office_hours_cron_scan_is_not_stale_every_night() {
+    use std::io::{Read, Write};
+    let dir = std::env::temp_dir().join(format!("scansync-attack16-cron-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[store]
+path = "{store}"
+[instances.ct]
+vendor = "codethreat"
+url = "http://127.0.0.1:9"
+organization = "acme"
+token = "x"
+[[scans]]
+name = "office"
+instance = "ct"
+bind_to = "payments"
+schedule = {{ cron = "0 */5 9-17 * * Mon-Fri" }}
+[server]
+listen = "127.0.0.1:{port}"
+"#,
+            store = dir.join("s.db").display()
+        ),
+    )
+    .unwrap();
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_scansync"))
+        .arg("--config")
+        .arg(&config)
+        .arg("run")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut metrics = String::new();
+    for _ in 0..100 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let Ok(mut conn) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+            continue;
+        };
+        let _ = conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let mut text = String::new();
+        let _ = conn.read_to_string(&mut text);
+        if text.contains("scansync_scan_interval_seconds{") {
+            metrics = text;
+            break;
+        }
+    }
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    let value: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("scansync_scan_interval_seconds{scan=\"office\"} "))
+        .unwrap_or_else(|| panic!("no interval for scan office in /metrics:\n{metrics}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        value >= 15.0 * 3600.0,
+        "scansync_scan_interval_seconds{{scan=\"office\"}} is {value}: ScansyncScanStale fires \
+         {}s after each evening's last run although the next run is only due at 09:00",
+        2.0 * value + 600.0
+    );
+}
