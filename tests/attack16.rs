@@ -11,7 +11,7 @@ fn repo(path: &str) -> PathBuf {
 /// The alert rules fire for the conditions their names promise
 /// (tests/fixtures/attack16/rules-attack.test.yml says which and why).
 #[test]
-fn attack16_alerts_fire_for_a_never_successful_scan_and_a_slowly_growing_outbox() {
+fn attack16_alerts_fire_for_a_never_successful_scan_a_slowly_growing_outbox_and_a_first_failure() {
     let rules = repo("contrib/prometheus/scansync-rules.yml");
     let text = std::fs::read_to_string(repo("tests/fixtures/attack16/rules-attack.test.yml"))
         .unwrap()
