@@ -69,16 +69,16 @@ fn attack16_the_unit_does_not_require_a_token_file_for_an_unused_vendor() {
     }
 }
 
-/// "a scan without success for twice its interval" for a cron scan: an office-hours cron
-/// (every 5 minutes, 09:00-17:55 on weekdays) waits 15 hours every night and 63 hours every
-/// weekend, yet `scansync_scan_interval_seconds` looks at only its next 40 fire times (200
-/// minutes) and says 300 s, so ScansyncScanStale (`> 2 * interval`, `for: 10m`) fires every
-/// evening and all weekend on a healthy daemon (cause: CRON_LOOKAHEAD in
-/// src/server/schedule_metrics.rs).
-#[test]
-fn attack16_an_office_hours_cron_scan_is_not_stale_every_night() {
+/// `/metrics` of `scansync run` with one CodeThreat scan on `schedule` (a TOML inline table)
+/// and a listener, read as soon as the interval gauge is served (the daemon just started: no
+/// run has ended yet).
+fn fresh_daemon_metrics(schedule: &str) -> String {
     use std::io::{Read, Write};
-    let dir = std::env::temp_dir().join(format!("scansync-attack16-cron-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "scansync-attack16-{}-{}",
+        std::process::id(),
+        schedule.len()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -100,7 +100,7 @@ token = "x"
 name = "office"
 instance = "ct"
 bind_to = "payments"
-schedule = {{ cron = "0 */5 9-17 * * Mon-Fri" }}
+schedule = {schedule}
 [server]
 listen = "127.0.0.1:{port}"
 "#,
@@ -133,6 +133,18 @@ listen = "127.0.0.1:{port}"
     let _ = daemon.kill();
     let _ = daemon.wait();
     let _ = std::fs::remove_dir_all(&dir);
+    metrics
+}
+
+/// "a scan without success for twice its interval" for a cron scan: an office-hours cron
+/// (every 5 minutes, 09:00-17:55 on weekdays) waits 15 hours every night and 63 hours every
+/// weekend, yet `scansync_scan_interval_seconds` looks at only its next 40 fire times (200
+/// minutes) and says 300 s, so ScansyncScanStale (`> 2 * interval`, `for: 10m`) fires every
+/// evening and all weekend on a healthy daemon (cause: CRON_LOOKAHEAD in
+/// src/server/schedule_metrics.rs).
+#[test]
+fn attack16_an_office_hours_cron_scan_is_not_stale_every_night() {
+    let metrics = fresh_daemon_metrics(r#"{ cron = "0 */5 9-17 * * Mon-Fri" }"#);
     let value: f64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("scansync_scan_interval_seconds{scan=\"office\"} "))
@@ -146,4 +158,43 @@ listen = "127.0.0.1:{port}"
          {}s after each evening's last run although the next run is only due at 09:00",
         2.0 * value + 600.0
     );
+}
+
+/// The dashboard "drops in": its `job` variable (and through it every panel, `up` and the
+/// outbox included) comes from `label_values(scansync_findings, job)`, but a daemon whose
+/// scans have not finished a run yet serves no `scansync_findings` series at all, so a fresh
+/// install whose scans are cron (nightly, weekly) shows an empty dashboard (no job to pick)
+/// until the first run ends, while the daemon is up. (An `every` scan runs at start-up, which
+/// hides this.)
+#[test]
+fn attack16_a_fresh_daemon_serves_the_metric_the_dashboard_variables_come_from() {
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo("contrib/grafana/scansync.json")).unwrap(),
+    )
+    .unwrap();
+    let metrics = fresh_daemon_metrics(r#"{ cron = "0 0 3 1 1 *" }"#);
+    for var in dashboard["templating"]["list"].as_array().unwrap() {
+        let Some(query) = var["definition"]
+            .as_str()
+            .or(var["query"]["query"].as_str())
+            .or(var["query"].as_str())
+        else {
+            continue;
+        };
+        let Some(rest) = query.strip_prefix("label_values(") else {
+            continue;
+        };
+        let metric: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with(&format!("{metric}{{"))),
+            "dashboard variable {} = {query}: a freshly started daemon serves no {metric} \
+             series, so the variable is empty and so is every panel; /metrics:\n{metrics}",
+            var["name"]
+        );
+    }
 }
