@@ -198,3 +198,22 @@ fn attack16_a_fresh_daemon_serves_the_metric_the_dashboard_variables_come_from()
         );
     }
 }
+
+/// The .deb's synopsis (`apt show`, `dpkg -l`): cargo-deb takes Cargo.toml's `description`
+/// and wraps it at 80 columns, so a longer one is cut ("... pulled from") and its tail
+/// (" scanner vendors") becomes the first line of the extended description
+/// (`dpkg-deb -f scansync_*.deb Description`).
+#[test]
+fn attack16_the_package_synopsis_fits_one_control_line() {
+    let manifest = std::fs::read_to_string(repo("Cargo.toml")).unwrap();
+    let description = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("description = \""))
+        .and_then(|l| l.strip_suffix('"'))
+        .expect("a description = \"...\" line in Cargo.toml");
+    assert!(
+        "Description: ".len() + description.len() <= 80,
+        "the synopsis is {} characters; cargo-deb wraps it: {description:?}",
+        description.len()
+    );
+}
