@@ -217,3 +217,44 @@ fn attack16_the_package_synopsis_fits_one_control_line() {
         description.len()
     );
 }
+
+/// scripts/offline-tarball holds HEAD and warns about uncommitted changes, but only tracked
+/// ones (`git status --untracked-files=no`): a new file not yet `git add`ed (a migration that
+/// an include_str! names, a new module) is left out without a word, and the tarball then fails
+/// to build on the machine without network, where it is hardest to fix.
+#[test]
+fn attack16_the_offline_tarball_warns_about_an_untracked_source_file() {
+    let dir = std::env::temp_dir().join(format!("scansync-attack16-tar-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let clone = dir.join("src");
+    let status = Command::new("git")
+        .arg("clone")
+        .arg("-q")
+        .arg(env!("CARGO_MANIFEST_DIR"))
+        .arg(&clone)
+        .status()
+        .expect("git");
+    assert!(status.success(), "git clone failed");
+    std::fs::write(
+        clone.join("src/store/migrations/0099_not_added_yet.sql"),
+        "-- new\n",
+    )
+    .unwrap();
+    let out = Command::new(clone.join("scripts/offline-tarball"))
+        .arg(dir.join("t.tar.gz"))
+        .current_dir(&clone)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.status.success(),
+        "offline-tarball failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("0099_not_added_yet.sql") || stderr.contains("untracked"),
+        "src/store/migrations/0099_not_added_yet.sql is not in the tarball and \
+         scripts/offline-tarball said nothing about it; stderr:\n{stderr}"
+    );
+}
