@@ -299,6 +299,25 @@ impl Checker<'_> {
         self.warnings.push(format!("{path}: {msg} (line {line})"));
     }
 
+    /// `table` (found at `path`, spanning `span`) as the walk reads it, with `keys` its
+    /// known keys; every other key in it is reported at once.
+    fn enter<'a, 'i>(
+        &mut self,
+        path: &'a str,
+        table: &'a DeTable<'i>,
+        span: &'a Range<usize>,
+        keys: &'static [&'static str],
+    ) -> Tbl<'a, 'i> {
+        let t = Tbl {
+            path,
+            table,
+            span,
+            keys,
+        };
+        self.unknown_keys(t);
+        t
+    }
+
     fn unknown_keys(&mut self, t: Tbl<'_, '_>) {
         let known = t.keys;
         for (key, _) in t.table.iter() {

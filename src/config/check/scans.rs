@@ -4,13 +4,7 @@ impl Checker<'_> {
     pub(super) fn instance(&mut self, path: &str, v: &Val<'_>) -> Option<InstanceConfig> {
         let table = self.table(path, v, "a table ([instances.NAME])")?;
         let span = v.span();
-        let t = Tbl {
-            path,
-            table,
-            span: &span,
-            keys: INSTANCE_KEYS,
-        };
-        self.unknown_keys(t);
+        let t = self.enter(path, table, &span, INSTANCE_KEYS);
         let vendor = self.required_string(t, "vendor", "one of codethreat, saltsecurity");
         let url = self.url(t, "url", "https://cloud.codethreat.com");
         if let Some(u) = url.as_deref().and_then(|u| reqwest::Url::parse(u).ok()) {
@@ -212,13 +206,7 @@ impl Checker<'_> {
     ) -> Option<ScanConfig> {
         let table = self.table(path, v, "a table ([[scans]])")?;
         let span = v.span();
-        let t = Tbl {
-            path,
-            table,
-            span: &span,
-            keys: SCAN_KEYS,
-        };
-        self.unknown_keys(t);
+        let t = self.enter(path, table, &span, SCAN_KEYS);
         let name = self.required_string(t, "name", "a unique name for this scan");
         if let Some(n) = name.as_deref().filter(|n| n.contains('@')) {
             // A scan's runs on another branch are stored as NAME@BRANCH: a configured name
@@ -312,13 +300,7 @@ impl Checker<'_> {
             "a table ({ platform = \"github\", secret_env = \"...\", branches = [\"main\"] })",
         )?;
         let span = v.span();
-        let t = Tbl {
-            path,
-            table,
-            span: &span,
-            keys: SCAN_HOOK_KEYS,
-        };
-        self.unknown_keys(t);
+        let t = self.enter(path, table, &span, SCAN_HOOK_KEYS);
         let names: Vec<&str> = Platform::ALL.iter().map(|p| p.as_str()).collect();
         let platform = self
             .required_string(t, "platform", &names.join(", "))
@@ -425,13 +407,7 @@ impl Checker<'_> {
             }
         };
         let span = v.span();
-        let t = Tbl {
-            path,
-            table,
-            span: &span,
-            keys: SCHEDULE_KEYS,
-        };
-        self.unknown_keys(t);
+        let t = self.enter(path, table, &span, SCHEDULE_KEYS);
         // `at` may be a quoted string or a bare TOML date-time.
         let at = match t.get("at").map(|v| v.get_ref()) {
             Some(DeValue::Datetime(dt)) => Some(dt.to_string()),

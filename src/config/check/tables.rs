@@ -10,13 +10,7 @@ impl Checker<'_> {
     ) -> Option<SuppressRule> {
         let table = self.table(path, v, "a table ([[suppress]])")?;
         let span = v.span();
-        let t = Tbl {
-            path,
-            table,
-            span: &span,
-            keys: SUPPRESS_KEYS,
-        };
-        self.unknown_keys(t);
+        let t = self.enter(path, table, &span, SUPPRESS_KEYS);
         let name = match t.get("name") {
             Some(_) => self.required_string(t, "name", "a name for the rule's triage events"),
             None => Some(format!("suppress[{index}]")),
@@ -139,13 +133,7 @@ impl Checker<'_> {
     ) -> Option<WebhookConfig> {
         let table = self.table(path, v, "a table ([webhooks.NAME])")?;
         let span = v.span();
-        let t = Tbl {
-            path,
-            table,
-            span: &span,
-            keys: WEBHOOK_KEYS,
-        };
-        self.unknown_keys(t);
+        let t = self.enter(path, table, &span, WEBHOOK_KEYS);
         let url = match t.get("url") {
             Some(_) => self.url(t, "url", "https://siem.example.com/hooks/scansync"),
             None => {
@@ -325,13 +313,7 @@ impl Checker<'_> {
     pub(super) fn store(&mut self, v: &Val<'_>) -> Option<StoreConfig> {
         let table = self.table("store", v, "a table ([store])")?;
         let span = v.span();
-        let t = Tbl {
-            path: "store",
-            table,
-            span: &span,
-            keys: STORE_KEYS,
-        };
-        self.unknown_keys(t);
+        let t = self.enter("store", table, &span, STORE_KEYS);
         let path = self.required_string(
             t,
             "path",
@@ -357,13 +339,7 @@ impl Checker<'_> {
             return r;
         };
         let span = v.span();
-        let t = Tbl {
-            path,
-            table,
-            span: &span,
-            keys: RETENTION_KEYS,
-        };
-        self.unknown_keys(t);
+        let t = self.enter(path, table, &span, RETENTION_KEYS);
         for (key, slot) in [
             ("runs", &mut r.runs),
             ("events", &mut r.events),
@@ -384,13 +360,7 @@ impl Checker<'_> {
             return d;
         };
         let span = v.span();
-        let t = Tbl {
-            path: "daemon",
-            table,
-            span: &span,
-            keys: DAEMON_KEYS,
-        };
-        self.unknown_keys(t);
+        let t = self.enter("daemon", table, &span, DAEMON_KEYS);
         if let Some(n) = self.count(t, "concurrency", 1) {
             d.concurrency = n;
         }
@@ -415,13 +385,7 @@ impl Checker<'_> {
     pub(super) fn server(&mut self, v: &Val<'_>) -> Option<ServerConfig> {
         let table = self.table("server", v, "a table ([server])")?;
         let span = v.span();
-        let t = Tbl {
-            path: "server",
-            table,
-            span: &span,
-            keys: SERVER_KEYS,
-        };
-        self.unknown_keys(t);
+        let t = self.enter("server", table, &span, SERVER_KEYS);
         let listen = self
             .required_string(t, "listen", "the address to listen on, e.g. \"127.0.0.1:8787\"")
             .and_then(|s| match s.trim().parse::<SocketAddr>() {
