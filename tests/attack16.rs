@@ -243,7 +243,7 @@ fn attack16_the_offline_tarball_warns_about_an_untracked_source_file() {
         .expect("git");
     assert!(status.success(), "git clone failed");
     std::fs::write(
-        clone.join("src/store/migrations/0099_not_added_yet.sql"),
+        clone.join("src/store/migrations/sqlite/0099_not_added_yet.sql"),
         "-- new\n",
     )
     .unwrap();
@@ -261,7 +261,7 @@ fn attack16_the_offline_tarball_warns_about_an_untracked_source_file() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("0099_not_added_yet.sql") || stderr.contains("untracked"),
-        "src/store/migrations/0099_not_added_yet.sql is not in the tarball and \
+        "src/store/migrations/sqlite/0099_not_added_yet.sql is not in the tarball and \
          scripts/offline-tarball said nothing about it; stderr:\n{stderr}"
     );
 }

@@ -216,7 +216,7 @@ fn rows_of_a_version_1_store_survive_migration_to_the_schema_of_a_fresh_store() 
     let old = dir.path().join("v1.db");
     {
         let conn = Connection::open(&old).unwrap();
-        conn.execute_batch(include_str!("../src/store/migrations/0001_init.sql"))
+        conn.execute_batch(include_str!("../src/store/migrations/sqlite/0001_init.sql"))
             .unwrap();
         conn.pragma_update(None, "user_version", 1).unwrap();
         conn.execute_batch(

@@ -41,11 +41,7 @@ fn outbox(store: &Store) -> Vec<(String, i64, Vec<String>)> {
         .prepare("SELECT event_type, run_id, payload FROM webhook_outbox ORDER BY id")
         .unwrap();
     stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, String>(2)?,
-        ))
+        Ok((r.get::<String>(0)?, r.get::<i64>(1)?, r.get::<String>(2)?))
     })
     .unwrap()
     .map(|r| {

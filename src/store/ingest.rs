@@ -159,7 +159,7 @@ impl ScanRows {
     const MAX_SPREAD: i64 = 4;
 
     /// Reads the scan's row count and id bounds (from the dedup index alone, no table reads).
-    pub(super) fn of(conn: &Connection, scan_id: i64) -> Result<ScanRows, StoreError> {
+    pub(super) fn of(conn: &Db, scan_id: i64) -> Result<ScanRows, StoreError> {
         let (count, first, last): (i64, Option<i64>, Option<i64>) = conn
             .prepare_cached("SELECT count(*), min(id), max(id) FROM findings WHERE scan_id = ?1")?
             .query_row(params![scan_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
@@ -192,7 +192,7 @@ impl ScanRows {
 /// once, must not fail a feature branch's CI threshold. Only at creation: a triage set on
 /// the branch later is the branch's own. The `state_set` event says whose triage it is.
 pub(super) fn inherit_branch_triage(
-    conn: &Connection,
+    conn: &Db,
     ctx: &RunContext,
     run: RunId,
     events_before: i64,
@@ -233,7 +233,7 @@ pub(super) fn inherit_branch_triage(
 /// `fixed`, or `missing` when the guard trips (see [`Store::finish_run`]). Returns
 /// `(fixed, missing)`.
 pub(super) fn fix_absent(
-    conn: &Connection,
+    conn: &Db,
     ctx: &RunContext,
     run: RunId,
     at: &str,
@@ -312,7 +312,7 @@ pub(super) fn fix_absent(
 /// The body of [`Store::upsert_page`], inside the caller's transaction (tests drop that
 /// transaction half way to show a page is all or nothing).
 pub(super) fn upsert_page_in(
-    conn: &Connection,
+    conn: &Db,
     ctx: &RunContext,
     run: RunId,
     page: &[Finding],
@@ -438,8 +438,8 @@ pub(super) struct UpsertContext<'a> {
 /// second finding with the same identity parts: the latter is stored under the next
 /// occurrence's fingerprint (see [`Finding::fingerprint`]).
 pub(super) fn upsert_finding(
-    conn: &Connection,
-    stmt: &mut rusqlite::CachedStatement<'_>,
+    conn: &Db,
+    stmt: &mut db::Stmt<'_>,
     up: UpsertContext<'_>,
     finding: &Finding,
 ) -> Result<u64, StoreError> {
@@ -536,9 +536,7 @@ impl Store {
     /// module docs for the rules). The run's counters move in the same transaction. Only the
     /// holder of the scan's lease stores: [`StoreError::LeaseLost`] otherwise.
     pub fn upsert_page(&mut self, run: RunId, page: &[Finding]) -> Result<RunCounts, StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.write_transaction()?;
         let ctx = running_context(&tx, &self.owner, run)?;
         if !lease::holds_lease(&tx, &self.owner, ctx.scan_id, run)? {
             return Err(StoreError::LeaseLost(run));

@@ -13,8 +13,8 @@
 //!   [`Store::release_owner`]) is abandoned: a daemon adopts it ([`Store::adopt_run`]) and
 //!   polls the same vendor scan, or ends it ([`Store::end_abandoned_run`]).
 
-use super::{now, read_run, stamp, RunId, RunRow, Store, StoreError, TransactionBehavior};
-use rusqlite::{params, Connection, OptionalExtension};
+use super::db::{params, Db, OptionalExtension};
+use super::{now, read_run, stamp, RunId, RunRow, Store, StoreError};
 use std::time::Duration;
 
 /// How long a lease and an owner's heartbeat stay valid without renewal ("about a minute").
@@ -77,7 +77,7 @@ fn expiry_from_now() -> String {
 }
 
 /// Writes (or renews) this process's `owners` row.
-pub(super) fn register_owner(conn: &Connection, owner: &Owner) -> Result<(), StoreError> {
+pub(super) fn register_owner(conn: &Db, owner: &Owner) -> Result<(), StoreError> {
     let at = now();
     conn.prepare_cached(
         "INSERT INTO owners (owner, label, started_at, heartbeat_at, expires_at)
@@ -90,7 +90,7 @@ pub(super) fn register_owner(conn: &Connection, owner: &Owner) -> Result<(), Sto
 
 /// Whether `owner` holds the lease of `scan` for `run` right now.
 pub(super) fn holds_lease(
-    conn: &Connection,
+    conn: &Db,
     owner: &Owner,
     scan_id: i64,
     run: RunId,
@@ -108,7 +108,7 @@ pub(super) fn holds_lease(
 /// Takes the lease of `scan` for `run` when it is free (absent, expired, or left by a run that
 /// ended), inside the caller's immediate transaction.
 pub(super) fn claim_in(
-    conn: &Connection,
+    conn: &Db,
     owner: &Owner,
     scan: &str,
     run: Option<RunId>,
@@ -129,7 +129,7 @@ pub(super) fn claim_in(
         let run_ended = match holder_run {
             Some(id) => conn
                 .prepare_cached("SELECT state != 'running' FROM sync_runs WHERE id = ?1")?
-                .query_row(params![id], |r| r.get::<_, bool>(0))
+                .query_row(params![id], |r| r.get::<bool>(0))
                 .optional()?
                 .unwrap_or(true),
             None => false,
@@ -157,7 +157,7 @@ pub(super) fn claim_in(
 /// run of this process does: a queued run that ends unstarted leaves it), inside the caller's
 /// transaction.
 pub(super) fn release_in(
-    conn: &Connection,
+    conn: &Db,
     owner: &Owner,
     scan_id: i64,
     run: RunId,
@@ -174,14 +174,14 @@ pub(super) fn release_in(
 /// with one of `triggers` and that succeeded: it served a due time that a run of `owner` was
 /// about to serve again (see [`Store::begin_due_run`]).
 pub(super) fn success_since(
-    conn: &Connection,
+    conn: &Db,
     owner: &Owner,
     scan: &str,
     since: chrono::DateTime<chrono::Utc>,
     triggers: &[&str],
 ) -> Result<Option<RunId>, StoreError> {
     let marks: Vec<String> = (0..triggers.len()).map(|i| format!("?{}", i + 4)).collect();
-    let mut args: Vec<rusqlite::types::Value> = vec![
+    let mut args: Vec<super::db::Value> = vec![
         scan.to_string().into(),
         stamp(since).into(),
         owner.id.clone().into(),
@@ -194,12 +194,12 @@ pub(super) fn success_since(
                AND owner IS NOT ?3 AND trigger IN ({})",
             marks.join(", ")
         ))?
-        .query_row(rusqlite::params_from_iter(args), |r| r.get(0))?)
+        .query_row(super::db::params_from_iter(&args), |r| r.get(0))?)
 }
 
 /// Ids of `running` runs whose owner is gone (no `owners` row, or an expired one), oldest
 /// first.
-fn abandoned_ids(conn: &Connection) -> Result<Vec<RunId>, StoreError> {
+fn abandoned_ids(conn: &Db) -> Result<Vec<RunId>, StoreError> {
     let ids = conn
         .prepare_cached(
             "SELECT r.id FROM sync_runs r LEFT JOIN owners o ON o.owner = r.owner
@@ -211,7 +211,7 @@ fn abandoned_ids(conn: &Connection) -> Result<Vec<RunId>, StoreError> {
     Ok(ids)
 }
 
-fn is_abandoned(conn: &Connection, id: RunId) -> Result<bool, StoreError> {
+fn is_abandoned(conn: &Db, id: RunId) -> Result<bool, StoreError> {
     let found: Option<i64> = conn
         .prepare_cached(
             "SELECT 1 FROM sync_runs r LEFT JOIN owners o ON o.owner = r.owner
@@ -243,9 +243,7 @@ impl Store {
         scan: &str,
         run: RunId,
     ) -> Result<(ScanClaim, RunId), StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.write_transaction()?;
         let claim = claim_in(&tx, &self.owner, scan, Some(run))?;
         if claim != ScanClaim::Claimed {
             tx.commit()?;
@@ -314,9 +312,7 @@ impl Store {
     /// lease it no longer holds although one of its runs of them is `running` (another
     /// process took them after they expired): those runs must stop storing.
     pub fn heartbeat(&mut self) -> Result<Vec<String>, StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.write_transaction()?;
         register_owner(&tx, &self.owner)?;
         let at = now();
         tx.prepare_cached(
@@ -340,9 +336,7 @@ impl Store {
     /// `running` on purpose (`scan --async`, a stop while a vendor scan runs) are adopted by
     /// a daemon at once instead of after the heartbeat expires.
     pub fn release_owner(&mut self) -> Result<(), StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.write_transaction()?;
         tx.prepare_cached("DELETE FROM scan_leases WHERE owner = ?1")?
             .execute(params![self.owner.id])?;
         tx.prepare_cached("DELETE FROM owners WHERE owner = ?1")?
@@ -370,9 +364,7 @@ impl Store {
         &mut self,
         id: RunId,
     ) -> Result<Option<Result<RunRow, ScanClaim>>, StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.write_transaction()?;
         if !is_abandoned(&tx, id)? {
             return Ok(None);
         }
@@ -396,9 +388,7 @@ impl Store {
         reason: &str,
     ) -> Result<Option<RunRow>, StoreError> {
         {
-            let tx = self
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = self.conn.write_transaction()?;
             if !is_abandoned(&tx, id)? {
                 return Ok(None);
             }

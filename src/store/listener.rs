@@ -1,8 +1,8 @@
 //! What the listener keeps in the store: the replay guard for webhook deliveries, the
 //! readiness probe, and the last successful sync of each scan for `/readyz`.
 
-use super::{now, RunId, Store, StoreError, TransactionBehavior};
-use rusqlite::{params, OptionalExtension};
+use super::db::{params, OptionalExtension};
+use super::{now, RunId, Store, StoreError};
 use std::time::Duration;
 
 /// The newest delivery of each scan, which no cleanup removes.
@@ -25,15 +25,10 @@ impl StoreError {
     /// fine, just taken (a backup, another scansync migrating it), so waiting is worth it.
     /// The daemon waits on this at start-up while its listener answers `/readyz` with 503.
     pub fn is_busy(&self) -> bool {
-        let e = match self {
-            StoreError::Open { source, .. } => source,
-            StoreError::Sqlite(e) => e,
-            _ => return false,
-        };
-        matches!(
-            e.sqlite_error_code(),
-            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-        )
+        match self {
+            StoreError::Open { source, .. } | StoreError::Db(source) => source.is_busy(),
+            _ => false,
+        }
     }
 }
 
@@ -50,9 +45,7 @@ impl Store {
     ) -> Result<Claim, StoreError> {
         let at = now();
         let cutoff = cutoff(keep);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.write_transaction()?;
         tx.prepare_cached(&format!(
             "DELETE FROM hook_deliveries WHERE received_at < ?1 AND rowid NOT IN ({NEWEST_DELIVERIES})"
         ))?

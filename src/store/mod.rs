@@ -71,7 +71,8 @@ pub use lease::{heartbeat_every, lease_ttl, Owner, ScanClaim};
 pub use listener::Claim;
 
 use crate::finding::{Finding, Location, Severity, FINGERPRINT_RECIPE};
-use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+mod db;
+use db::{params, Db, OptionalExtension, Row};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
@@ -82,23 +83,33 @@ use std::time::Duration;
 /// migrations written on parallel branches keep their numbers when merged: each applies in
 /// version order, and `user_version` ends at the last one.
 const MIGRATIONS: &[(i64, &str)] = &[
-    (1, include_str!("migrations/0001_init.sql")),
-    (2, include_str!("migrations/0002_webhooks.sql")),
-    (3, include_str!("migrations/0003_hook_deliveries.sql")),
+    (1, include_str!("migrations/sqlite/0001_init.sql")),
+    (2, include_str!("migrations/sqlite/0002_webhooks.sql")),
+    (
+        3,
+        include_str!("migrations/sqlite/0003_hook_deliveries.sql"),
+    ),
     (
         4,
-        include_str!("migrations/0004_checks_without_in_lists.sql"),
+        include_str!("migrations/sqlite/0004_checks_without_in_lists.sql"),
     ),
-    (5, include_str!("migrations/0005_lifecycle.sql")),
-    (6, include_str!("migrations/0006_triage.sql")),
+    (5, include_str!("migrations/sqlite/0005_lifecycle.sql")),
+    (6, include_str!("migrations/sqlite/0006_triage.sql")),
     (
         7,
-        include_str!("migrations/0007_created_events_per_page.sql"),
+        include_str!("migrations/sqlite/0007_created_events_per_page.sql"),
     ),
 ];
 
+/// The PostgreSQL schema's migrations: version 7 is the whole schema as SQLite has it at 7
+/// (a version means the same tables on both); later ones come in pairs with SQLite's.
+const MIGRATIONS_POSTGRES: &[(i64, &str)] =
+    &[(7, include_str!("migrations/postgres/0007_schema.sql"))];
+
 mod ingest;
 mod outbox;
+mod postgres;
+pub use postgres::{hide_password, PgTarget};
 mod query;
 mod runs;
 mod shared;
@@ -135,10 +146,10 @@ pub enum StoreError {
     Open {
         path: String,
         #[source]
-        source: rusqlite::Error,
+        source: db::Error,
     },
     #[error("store: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Db(#[from] db::Error),
     #[error("store: {0}")]
     Invalid(String),
     /// [`Store::begin_due_run`]: this run of the scan (another process's) served the due
@@ -198,7 +209,7 @@ fn stamp(t: chrono::DateTime<chrono::Utc>) -> String {
 
 /// The store. One writer connection; readers open their own (WAL lets them run beside it).
 pub struct Store {
-    conn: Connection,
+    conn: Db,
     /// The webhooks `finish_run` writes notifications for (see [`Store::set_webhook_routes`]).
     notifications: Option<outbox::Notifications>,
     /// This process, as the leases name it.
@@ -226,7 +237,8 @@ impl Store {
                 ))
             })?;
         }
-        let mut conn = Connection::open(path).map_err(open_err)?;
+        let open_err = |source: rusqlite::Error| open_err(source.into());
+        let conn = rusqlite::Connection::open(path).map_err(open_err)?;
         conn.busy_timeout(Duration::from_secs(5))
             .map_err(open_err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
@@ -241,6 +253,7 @@ impl Store {
         conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)
             .map_err(open_err)?;
         conn.set_prepared_statement_cache_capacity(64);
+        let mut conn = Db::sqlite(conn);
         migrate(&mut conn, &shown)?;
         Ok(Store {
             conn,
@@ -258,15 +271,17 @@ impl Store {
         if !path.exists() {
             return Err(StoreError::Missing(shown));
         }
-        let conn = Connection::open_with_flags(
+        let conn = rusqlite::Connection::open_with_flags(
             path,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|source| StoreError::Open {
             path: shown.clone(),
-            source,
+            source: source.into(),
         })?;
-        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(db::Error::from)?;
+        let conn = Db::sqlite(conn);
         let known = MIGRATIONS.last().map_or(0, |(v, _)| *v);
         let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if found > known {
@@ -289,6 +304,42 @@ impl Store {
             owner: Owner::new(),
             suppress_rules: Vec::new(),
         })
+    }
+
+    /// Opens the store on PostgreSQL and brings its schema up to date (see `postgres.rs`).
+    pub fn open_postgres(target: &PgTarget) -> Result<Store, StoreError> {
+        let mut conn = Db::postgres(postgres::connect(target)?);
+        postgres::migrate(&mut conn, &target.shown())?;
+        Ok(Store::with_conn(conn))
+    }
+
+    /// [`Store::open_read_only`] on PostgreSQL: the session is read-only, the schema must be
+    /// this binary's version.
+    pub fn open_postgres_read_only(target: &PgTarget) -> Result<Store, StoreError> {
+        let conn = Db::postgres(postgres::connect(target)?);
+        conn.execute_batch("SET default_transaction_read_only = on")?;
+        let known = MIGRATIONS_POSTGRES.last().map_or(0, |(v, _)| *v);
+        let found = postgres::version(&conn)?;
+        let path = target.shown();
+        if found > known {
+            return Err(StoreError::SchemaTooNew { path, found, known });
+        }
+        if found == 0 {
+            return Err(StoreError::Missing(path));
+        }
+        if found < known {
+            return Err(StoreError::SchemaTooOld { path, found, known });
+        }
+        Ok(Store::with_conn(conn))
+    }
+
+    fn with_conn(conn: Db) -> Store {
+        Store {
+            conn,
+            notifications: None,
+            owner: Owner::new(),
+            suppress_rules: Vec::new(),
+        }
     }
 
     /// The connection settings that shape write speed, as `(pragma, value)` in the order they
@@ -325,10 +376,10 @@ impl Store {
 /// Brings the schema up to date, one migration per transaction. The version is re-read
 /// inside the (immediate, so exclusive-writer) transaction so two processes opening a fresh
 /// file at once do not both apply a migration.
-fn migrate(conn: &mut Connection, path: &str) -> Result<(), StoreError> {
+fn migrate(conn: &mut Db, path: &str) -> Result<(), StoreError> {
     let known = MIGRATIONS.last().map_or(0, |(v, _)| *v);
     loop {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = conn.write_transaction()?;
         let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if version > known {
             return Err(StoreError::SchemaTooNew {
@@ -344,7 +395,7 @@ fn migrate(conn: &mut Connection, path: &str) -> Result<(), StoreError> {
         if *next == 5 {
             rekey_v2(&tx)?;
         }
-        tx.pragma_update(None, "user_version", next)?;
+        tx.execute_batch(&format!("PRAGMA user_version = {next}"))?;
         tx.commit()?;
     }
 }
@@ -352,11 +403,11 @@ fn migrate(conn: &mut Connection, path: &str) -> Result<(), StoreError> {
 /// Migration 5's code half: every finding re-keyed to fingerprint recipe 2 in place (same
 /// row id, state and history), inside the migration's transaction. Rows of one scan that
 /// share recipe 2's parts are numbered as occurrences by line, then by age.
-fn rekey_v2(conn: &Connection) -> Result<(), StoreError> {
+fn rekey_v2(conn: &Db) -> Result<(), StoreError> {
     const PARTS: &str = "SELECT id, scan_id, title, rule_id, cwe, location_kind, file_path, \
          start_line, end_line, http_method, api_path, api_host FROM findings";
     /// The identity parts of a row, as a finding recipe 2 can key.
-    fn parts(r: &Row<'_>) -> rusqlite::Result<Finding> {
+    fn parts(r: &Row<'_>) -> db::Result<Finding> {
         let location = location_from_row(r, 5)?;
         Ok(Finding {
             vendor_id: None,
@@ -384,7 +435,7 @@ fn rekey_v2(conn: &Connection) -> Result<(), StoreError> {
         let mut stmt = conn.prepare(&format!("{PARTS} ORDER BY id"))?;
         let mut rows = stmt.query([])?;
         while let Some(r) = rows.next()? {
-            let finding = parts(r)?;
+            let finding = parts(&r)?;
             let (start, end) = finding.lines();
             by_key
                 .entry((r.get(1)?, finding.fingerprint(0)))
@@ -411,6 +462,9 @@ fn rekey_v2(conn: &Connection) -> Result<(), StoreError> {
 }
 
 #[cfg(test)]
+mod test_db;
+
+#[cfg(test)]
 mod tests;
 
 #[cfg(test)]
@@ -418,3 +472,9 @@ mod attack_tests;
 
 #[cfg(test)]
 mod house_attack_tests;
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Db(e.into())
+    }
+}

@@ -13,6 +13,7 @@
 //!   The scan's own `min_severity` (recorded on the run) filters too, like the webhook's.
 //! - `run.failed` when the run ended `failed` or `timed_out`.
 
+use super::db::{params, params_from_iter, Db, Row};
 use super::{
     finding_from_row, stamp, FindingRow, RunId, RunRow, RunState, ScanRows, Store, StoreError,
     FINDING_COLUMNS, SEVERITY_RANK_SQL,
@@ -20,7 +21,6 @@ use super::{
 use crate::config::{EventType, Route};
 use crate::finding::Severity;
 use chrono::{DateTime, Utc};
-use rusqlite::{params, params_from_iter, Connection, Row};
 
 /// The most findings one notification lists, worst first; the rest are only counted.
 pub const MAX_FINDINGS: usize = 100;
@@ -107,7 +107,7 @@ fn event_condition(event: EventType) -> Option<&'static str> {
 }
 
 fn matching(
-    conn: &Connection,
+    conn: &Db,
     event: EventType,
     scan_id: i64,
     run: RunId,
@@ -126,12 +126,8 @@ fn matching(
         .collect();
     let marks: Vec<String> = (0..words.len()).map(|i| format!("?{}", i + 3)).collect();
     let severity_in = format!("f.severity IN ({})", marks.join(", "));
-    let mut args: Vec<rusqlite::types::Value> = vec![scan_id.into(), run.into()];
-    args.extend(
-        words
-            .iter()
-            .map(|w| rusqlite::types::Value::from(w.to_string())),
-    );
+    let mut args: Vec<super::db::Value> = vec![scan_id.into(), run.into()];
+    args.extend(words.iter().map(|w| super::db::Value::from(w.to_string())));
     // The scan's rows in id order where they are dense (see `ScanRows`): a walk along the
     // dedup index reads a large scan's rows in random order.
     let scan_rows = ScanRows::of(conn, scan_id)?;
@@ -165,7 +161,7 @@ fn matching(
     let mut rows = stmt.query(params_from_iter(args.iter()))?;
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
-        out.push(finding_from_row(row)?);
+        out.push(finding_from_row(&row)?);
     }
     Ok(Matching {
         rows: out,
@@ -177,7 +173,7 @@ fn matching(
 /// transaction, after the run's last state changes. `min_severity` is the scan's (recorded
 /// on the run). Returns how many rows were written.
 pub(super) fn write_notifications(
-    conn: &Connection,
+    conn: &Db,
     notifications: &Notifications,
     scan_id: i64,
     row: &RunRow,
@@ -221,7 +217,7 @@ pub(super) fn write_notifications(
 }
 
 fn insert(
-    conn: &Connection,
+    conn: &Db,
     webhook: &str,
     event: EventType,
     run: RunId,
@@ -241,7 +237,7 @@ fn insert(
 const MESSAGE_COLUMNS: &str = "id, msg_id, webhook, event_type, run_id, payload, created_at, \
      attempts, next_attempt_at";
 
-fn message_from_row(r: &Row<'_>) -> rusqlite::Result<OutboxMessage> {
+fn message_from_row(r: &Row<'_>) -> super::db::Result<OutboxMessage> {
     Ok(OutboxMessage {
         id: r.get(0)?,
         msg_id: r.get(1)?,
@@ -250,8 +246,8 @@ fn message_from_row(r: &Row<'_>) -> rusqlite::Result<OutboxMessage> {
         run_id: r.get(4)?,
         payload: r.get(5)?,
         created_at: r.get(6)?,
-        attempts: r.get::<_, i64>(7)?.clamp(0, u32::MAX as i64) as u32,
-        next_attempt_at: r.get::<_, Option<String>>(8)?.unwrap_or_default(),
+        attempts: r.get::<i64>(7)?.clamp(0, u32::MAX as i64) as u32,
+        next_attempt_at: r.get::<Option<String>>(8)?.unwrap_or_default(),
     })
 }
 
@@ -394,13 +390,11 @@ impl Store {
                     event_type: r.get(2)?,
                     run_id: r.get(3)?,
                     state: r.get(4)?,
-                    attempts: r.get::<_, i64>(5)?.clamp(0, u32::MAX as i64) as u32,
+                    attempts: r.get::<i64>(5)?.clamp(0, u32::MAX as i64) as u32,
                     created_at: r.get(6)?,
                     next_attempt_at: r.get(7)?,
                     last_attempt_at: r.get(8)?,
-                    last_status: r
-                        .get::<_, Option<i64>>(9)?
-                        .and_then(|s| u16::try_from(s).ok()),
+                    last_status: r.get::<Option<i64>>(9)?.and_then(|s| u16::try_from(s).ok()),
                     last_error: r.get(10)?,
                     delivered_at: r.get(11)?,
                     gave_up_at: r.get(12)?,

@@ -20,11 +20,11 @@ pub(super) const SEVERITY_RANK_SQL: &str =
 
 /// A location from the columns `location_kind, file_path, start_line, end_line, http_method,
 /// api_path, api_host`, the first at index `first`.
-pub(super) fn location_from_row(r: &Row<'_>, first: usize) -> rusqlite::Result<Location> {
-    let text = |i: usize| -> rusqlite::Result<String> {
-        Ok(r.get::<_, Option<String>>(first + i)?.unwrap_or_default())
+pub(super) fn location_from_row(r: &Row<'_>, first: usize) -> db::Result<Location> {
+    let text = |i: usize| -> db::Result<String> {
+        Ok(r.get::<Option<String>>(first + i)?.unwrap_or_default())
     };
-    Ok(match r.get::<_, String>(first)?.as_str() {
+    Ok(match r.get::<String>(first)?.as_str() {
         "code" => Location::Code {
             path: text(1)?,
             start_line: r.get(first + 2)?,
@@ -48,7 +48,7 @@ pub(super) fn finding_from_row(r: &Row<'_>) -> Result<FindingRow, StoreError> {
         instance: r.get(2)?,
         vendor: r.get(3)?,
         bind_to: r.get(4)?,
-        state: FindingState::parse(&r.get::<_, String>(5)?)?,
+        state: FindingState::parse(&r.get::<String>(5)?)?,
         finding: Finding {
             vendor_id: r.get(6)?,
             title: r.get(7)?,
@@ -70,7 +70,7 @@ pub(super) fn finding_from_row(r: &Row<'_>) -> Result<FindingRow, StoreError> {
         },
         first_seen: r.get(26)?,
         last_seen: r.get(27)?,
-        times_seen: r.get::<_, i64>(28)? as u64,
+        times_seen: r.get::<i64>(28)? as u64,
         id: r.get(29)?,
         triage: triage::triage_from_row(r, 30)?,
     })
@@ -141,10 +141,10 @@ impl Store {
         );
         let mut stmt = self.conn.prepare(&sql).map_err(StoreError::from)?;
         let mut rows = stmt
-            .query(rusqlite::params_from_iter(args))
+            .query(db::params_from_iter(&args))
             .map_err(StoreError::from)?;
         while let Some(row) = rows.next().map_err(StoreError::from)? {
-            f(finding_from_row(row)?)?;
+            f(finding_from_row(&row)?)?;
         }
         Ok(())
     }
@@ -185,7 +185,7 @@ impl Store {
             let severity = word
                 .parse::<Severity>()
                 .map_err(|_| unknown_word("severity", &word))?;
-            out.insert(severity, row.get::<_, i64>(1)? as u64);
+            out.insert(severity, row.get::<i64>(1)? as u64);
         }
         Ok(out)
     }
@@ -212,17 +212,16 @@ impl Store {
         while let Some(row) = rows.next()? {
             let scan: String = row.get(0)?;
             let counts = out.entry(scan).or_default();
-            let (Some(state), Some(severity)) = (
-                row.get::<_, Option<String>>(1)?,
-                row.get::<_, Option<String>>(2)?,
-            ) else {
+            let (Some(state), Some(severity)) =
+                (row.get::<Option<String>>(1)?, row.get::<Option<String>>(2)?)
+            else {
                 continue;
             };
             let state = FindingState::parse(&state)?;
             let severity = severity
                 .parse::<Severity>()
                 .map_err(|_| unknown_word("severity", &severity))?;
-            counts.insert((state, severity), row.get::<_, i64>(3)? as u64);
+            counts.insert((state, severity), row.get::<i64>(3)? as u64);
         }
         Ok(out)
     }
@@ -235,7 +234,7 @@ impl Store {
              WHERE state = 'succeeded' AND finished_at IS NOT NULL
              GROUP BY scan",
         )?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<String>(0)?, r.get::<String>(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

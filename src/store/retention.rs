@@ -10,9 +10,9 @@
 //! history are older than `runs` goes (a return after that is news again), unless a person
 //! triaged it (it returns to that triage).
 
-use super::{stamp, Store, StoreError, TransactionBehavior};
+use super::db::params;
+use super::{stamp, Store, StoreError};
 use crate::config::Retention;
-use rusqlite::params;
 
 /// Rows deleted per transaction.
 pub const BATCH: i64 = 500;
@@ -111,14 +111,14 @@ impl Store {
             Ok(self
                 .conn
                 .prepare(&format!("SELECT count(*) FROM ({ids})"))?
-                .query_row(params![before(age)], |r| r.get::<_, i64>(0))? as u64)
+                .query_row(params![before(age)], |r| r.get::<i64>(0))? as u64)
         };
         let scopes = before(retention.branch_scopes);
         let scope_count = |sql: String| -> Result<u64, StoreError> {
             Ok(self
                 .conn
                 .prepare(&sql)?
-                .query_row(params![scopes], |r| r.get::<_, i64>(0))? as u64)
+                .query_row(params![scopes], |r| r.get::<i64>(0))? as u64)
         };
         let branch_findings = scope_count(format!(
             "SELECT count(*) FROM findings WHERE scan_id IN ({IDLE_BRANCH_SCOPES})"
@@ -191,9 +191,7 @@ impl Store {
         ids: &str,
         age: std::time::Duration,
     ) -> Result<u64, StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.write_transaction()?;
         let n = tx
             .prepare(&format!(
                 "DELETE FROM {table} WHERE {key} IN ({ids} LIMIT {BATCH})"
@@ -207,9 +205,7 @@ impl Store {
     /// events, its findings, its runs' notifications and events, its runs; the scope itself
     /// (lease and row) goes in the step that finds nothing else left.
     fn drop_idle_branch_scope(&mut self, retention: &Retention) -> Result<PruneReport, StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.write_transaction()?;
         let scope: Option<(i64, String)> = {
             let mut stmt = tx.prepare(&format!(
                 "SELECT id, name FROM scans WHERE id IN ({IDLE_BRANCH_SCOPES}) LIMIT 1"

@@ -22,7 +22,7 @@ pub(super) fn no_such_run(run: RunId) -> StoreError {
 /// The run's scope, or an error when the run does not exist, has already ended, or is owned
 /// by another process (it adopted the run): a page or an end for such a run is refused.
 pub(super) fn running_context(
-    conn: &Connection,
+    conn: &Db,
     owner: &Owner,
     run: RunId,
 ) -> Result<RunContext, StoreError> {
@@ -52,11 +52,7 @@ pub(super) fn running_context(
 
 /// Whether a run of the scan newer than `run` has succeeded: then `run`'s listing is older
 /// than the scan's truth, and it neither fixes nor creates open findings.
-pub(super) fn newer_success(
-    conn: &Connection,
-    scan_id: i64,
-    run: RunId,
-) -> Result<bool, StoreError> {
+pub(super) fn newer_success(conn: &Db, scan_id: i64, run: RunId) -> Result<bool, StoreError> {
     Ok(conn
         .prepare_cached(
             "SELECT EXISTS (SELECT 1 FROM sync_runs
@@ -65,19 +61,19 @@ pub(super) fn newer_success(
         .query_row(params![scan_id, run], |r| r.get(0))?)
 }
 
-pub(super) fn read_run(conn: &Connection, id: RunId) -> Result<Option<RunRow>, StoreError> {
+pub(super) fn read_run(conn: &Db, id: RunId) -> Result<Option<RunRow>, StoreError> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {RUN_COLUMNS} FROM sync_runs WHERE id = ?1"
     ))?;
     let mut rows = stmt.query(params![id])?;
     match rows.next()? {
-        Some(row) => Ok(Some(run_from_row(row)?)),
+        Some(row) => Ok(Some(run_from_row(&row)?)),
         None => Ok(None),
     }
 }
 
 pub(super) fn run_from_row(r: &Row<'_>) -> Result<RunRow, StoreError> {
-    let count = |i: usize| -> Result<u64, StoreError> { Ok(r.get::<_, i64>(i)? as u64) };
+    let count = |i: usize| -> Result<u64, StoreError> { Ok(r.get::<i64>(i)? as u64) };
     Ok(RunRow {
         id: r.get(0)?,
         scan: r.get(1)?,
@@ -86,7 +82,7 @@ pub(super) fn run_from_row(r: &Row<'_>) -> Result<RunRow, StoreError> {
         bind_to: r.get(4)?,
         branch: r.get(5)?,
         trigger: r.get(6)?,
-        state: RunState::parse(&r.get::<_, String>(7)?)?,
+        state: RunState::parse(&r.get::<String>(7)?)?,
         vendor_scan_id: r.get(8)?,
         started_at: r.get(9)?,
         finished_at: r.get(10)?,
@@ -139,9 +135,7 @@ impl Store {
         due: Option<(chrono::DateTime<chrono::Utc>, &[&str])>,
     ) -> Result<RunId, StoreError> {
         let pid = std::process::id();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.write_transaction()?;
         // Read once the write lock is held: a run that waited for it (another process ending
         // its run) must not appear to have started before that run ended.
         let at = now();
@@ -242,9 +236,7 @@ impl Store {
     /// `missing`, and only the next complete run that still lacks them fixes them; findings
     /// already `missing` are fixed either way (their second absence).
     pub fn finish_run(&mut self, run: RunId, end: RunEnd) -> Result<RunRow, StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.write_transaction()?;
         let at = now();
         let ctx = running_context(&tx, &self.owner, run)?;
         let holds_lease = lease::holds_lease(&tx, &self.owner, ctx.scan_id, run)?;
@@ -304,9 +296,7 @@ impl Store {
     /// while the vendor scan runs). The run's owner row goes when the process says goodbye
     /// ([`Store::release_owner`]) or its heartbeat expires.
     pub fn detach_run(&mut self, run: RunId) -> Result<(), StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.write_transaction()?;
         let ctx = running_context(&tx, &self.owner, run)?;
         lease::release_in(&tx, &self.owner, ctx.scan_id, run)?;
         tx.commit()?;
@@ -333,7 +323,7 @@ impl Store {
         let mut rows = stmt.query(params![scan, limit])?;
         let mut out = Vec::new();
         while let Some(row) = rows.next()? {
-            out.push(run_from_row(row)?);
+            out.push(run_from_row(&row)?);
         }
         Ok(out)
     }

@@ -1,8 +1,9 @@
 //! Dedup and lifecycle rules, pinned against a real store file in a temp folder.
 
+use super::test_db::{on_postgres, TestDb};
 use super::*;
 use proptest::prelude::*;
-use tempfile::TempDir;
+use rusqlite::Connection;
 
 /// The id of `f` (the first of its identity) in scan "shop".
 pub(super) fn id_of(store: &Store, f: &Finding) -> i64 {
@@ -36,10 +37,10 @@ pub(super) fn rule(name: &str, title: &str) -> crate::config::SuppressRule {
     }
 }
 
-pub(super) fn temp_store() -> (TempDir, Store) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("state/scansync.db")).unwrap();
-    (dir, store)
+pub(super) fn temp_store() -> (TestDb, Store) {
+    let db = TestDb::new();
+    let store = db.open();
+    (db, store)
 }
 
 pub(super) fn scope(scan: &str) -> RunScope {
@@ -537,8 +538,8 @@ fn open_by_severity_counts_only_open_states() {
 
 /// A second store handle on the same file: another process as far as leases go (its own
 /// owner id), with no heartbeat running.
-pub(super) fn other_process(dir: &TempDir) -> Store {
-    Store::open(&dir.path().join("state/scansync.db")).unwrap()
+pub(super) fn other_process(db: &TestDb) -> Store {
+    db.open()
 }
 
 /// Makes every lease and owner heartbeat of `owner` expired, as if the process had died.
@@ -547,14 +548,14 @@ fn expire(store: &Store, owner: &str) {
         .conn
         .execute(
             "UPDATE owners SET expires_at = '2000-01-01T00:00:00.000Z' WHERE owner = ?1",
-            [owner],
+            params![owner],
         )
         .unwrap();
     store
         .conn
         .execute(
             "UPDATE scan_leases SET expires_at = '2000-01-01T00:00:00.000Z' WHERE owner = ?1",
-            [owner],
+            params![owner],
         )
         .unwrap();
 }
@@ -910,7 +911,7 @@ fn opening_the_store_leaves_a_live_writers_running_run_alone() {
     let (dir, mut writer) = temp_store();
     let run = writer.begin_run(&scope("shop")).unwrap();
     writer.upsert_page(run, &findings(0..3)).unwrap();
-    let reader = Store::open(&dir.path().join("state/scansync.db")).unwrap();
+    let reader = other_process(&dir);
     assert_eq!(reader.run(run).unwrap().unwrap().state, RunState::Running);
     assert_eq!(reader.findings(&FindingFilter::default()).unwrap().len(), 3);
 }
@@ -1050,6 +1051,8 @@ fn version_1_store_upgraded_keeps_every_findings_id_state_and_history_and_rekeys
     );
     let findings_v2: Vec<String> = store
         .conn
+        .as_sqlite()
+        .unwrap()
         .prepare(&format!("SELECT {kept} FROM findings ORDER BY id"))
         .unwrap()
         .query_map([], |r| {
@@ -1063,7 +1066,7 @@ fn version_1_store_upgraded_keeps_every_findings_id_state_and_history_and_rekeys
         .collect();
     assert_eq!(findings_v2, findings_v1, "ids, states and attributes stay");
     // Version 6 added the triage columns (who, why, until, rule), empty on old events.
-    let events_now: Vec<String> = dump(&store.conn, "finding_events")
+    let events_now: Vec<String> = dump(store.conn.as_sqlite().unwrap(), "finding_events")
         .into_iter()
         .map(|line| {
             let cells: Vec<&str> = line.split('|').collect();
@@ -1088,7 +1091,7 @@ fn version_1_store_upgraded_keeps_every_findings_id_state_and_history_and_rekeys
             .conn
             .query_row(
                 "SELECT fingerprint FROM findings WHERE id = ?1",
-                [id],
+                params![id],
                 |r| r.get(0),
             )
             .unwrap()
@@ -1301,9 +1304,9 @@ fn outbox(store: &Store) -> Vec<(String, String, serde_json::Value)> {
         .unwrap();
     stmt.query_map([], |r| {
         Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
+            r.get::<String>(0)?,
+            r.get::<String>(1)?,
+            r.get::<String>(2)?,
         ))
     })
     .unwrap()

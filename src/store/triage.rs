@@ -10,11 +10,11 @@
 //! an `expired` event. The end is applied by imports rather than by a clock in the store, so
 //! it is decided by the same transaction that decides everything else about the finding.
 
+use super::db::{params, OptionalExtension, Row};
 use super::{
     finding_from_row, now, FindingEvent, FindingRow, FindingState, Store, StoreError,
     FINDING_COLUMNS,
 };
-use rusqlite::{params, OptionalExtension, Row, TransactionBehavior};
 use std::collections::BTreeMap;
 
 /// Who set a finding's triage.
@@ -104,11 +104,11 @@ pub struct FindingDetail {
 /// Reads the triage columns `triage, triage_source, triage_reason, triage_by, triage_until,
 /// triage_at, triage_rule, reopen_on_severity_increase` starting at index `first`.
 pub(super) fn triage_from_row(r: &Row<'_>, first: usize) -> Result<Triage, StoreError> {
-    let state = match r.get::<_, Option<String>>(first)? {
+    let state = match r.get::<Option<String>>(first)? {
         Some(word) => Some(FindingState::parse(&word)?),
         None => None,
     };
-    let source = match r.get::<_, Option<String>>(first + 1)?.as_deref() {
+    let source = match r.get::<Option<String>>(first + 1)?.as_deref() {
         None => None,
         Some("local") => Some(TriageSource::Local),
         Some("rule") => Some(TriageSource::Rule),
@@ -123,7 +123,7 @@ pub(super) fn triage_from_row(r: &Row<'_>, first: usize) -> Result<Triage, Store
         until: r.get(first + 4)?,
         at: r.get(first + 5)?,
         rule: r.get(first + 6)?,
-        reopen_on_severity_increase: r.get::<_, Option<bool>>(first + 7)?.unwrap_or(false),
+        reopen_on_severity_increase: r.get::<Option<bool>>(first + 7)?.unwrap_or(false),
     })
 }
 
@@ -238,7 +238,7 @@ impl Store {
         ))?;
         let mut rows = stmt.query(params![id])?;
         match rows.next()? {
-            Some(row) => Ok(Some(finding_from_row(row)?)),
+            Some(row) => Ok(Some(finding_from_row(&row)?)),
             None => Ok(None),
         }
     }
@@ -305,9 +305,7 @@ impl Store {
         req: &TriageRequest,
     ) -> Result<Vec<FindingState>, StoreError> {
         let at = now();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.write_transaction()?;
         let states = ids
             .iter()
             .map(|id| triage_in(&tx, *id, req, &at))
@@ -326,7 +324,7 @@ impl Store {
              GROUP BY s.name",
         )?;
         let rows = stmt.query_map(params![before], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+            Ok((r.get::<String>(0)?, r.get::<i64>(1)? as u64))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -334,7 +332,7 @@ impl Store {
 
 /// The body of [`Store::triage_all`] for one finding, inside its transaction.
 fn triage_in(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &super::db::Tx<'_>,
     id: i64,
     req: &TriageRequest,
     at: &str,
@@ -402,7 +400,7 @@ fn triage_in(
     let old = FindingState::parse(&old_word)?;
     let absent = matches!(old, FindingState::Fixed | FindingState::Missing);
     let until = req.until.map(|d| d.format("%Y-%m-%d").to_string());
-    let event = |tx: &rusqlite::Transaction<'_>, new: FindingState| -> Result<(), StoreError> {
+    let event = |tx: &super::db::Tx<'_>, new: FindingState| -> Result<(), StoreError> {
         tx.prepare_cached(
             "INSERT INTO finding_events (finding_id, run_id, kind, old_value, new_value, at,
                      actor, reason, until)

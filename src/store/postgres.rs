@@ -1,0 +1,273 @@
+//! Opening the store on PostgreSQL (`[store] url`): the connection with its TLS, and the
+//! schema's versions there. What the store does once open is the same code as on SQLite
+//! (`db.rs` says how).
+//!
+//! TLS verifies the server's certificate and name whenever it is used: `sslmode=require`,
+//! `verify-ca` and `verify-full` all mean a verified connection here (libpq's `require`
+//! does not verify; scansync never connects to an unverified server it was told to reach
+//! over TLS), `prefer` uses verified TLS when the server offers it, `disable` none (a socket
+//! on loopback). The roots are the system's, or `[store] ca_file`.
+
+use super::db::{Db, Error as DbError};
+use super::{StoreError, MIGRATIONS_POSTGRES};
+use rustls_pki_types::pem::PemObject;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Where a PostgreSQL store is and how to log in.
+#[derive(Clone)]
+pub struct PgTarget {
+    /// `postgres://user@host:port/db?sslmode=…`, without a password.
+    pub url: String,
+    /// From `password_file` / `password_env` / a systemd credential; never in the url.
+    pub password: Option<crate::secret::Secret>,
+    /// A PEM bundle of the CA that signed the server's certificate (else the system roots).
+    pub ca_file: Option<std::path::PathBuf>,
+    /// The schema (PostgreSQL's namespace) the tables live in; `None`: the user's default.
+    /// Tests give each store its own.
+    pub schema: Option<String>,
+}
+
+impl std::fmt::Debug for PgTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.shown())
+    }
+}
+
+impl PgTarget {
+    /// The url as errors and logs show it: any password in it hidden.
+    pub fn shown(&self) -> String {
+        hide_password(&self.url)
+    }
+}
+
+/// A url with its password (`user:secret@`) replaced by `***`.
+pub fn hide_password(url: &str) -> String {
+    let Some(rest) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (scheme, rest) = rest;
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{}", &rest[authority_end..]),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+/// What TLS the url asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tls {
+    Disable,
+    Prefer,
+    Require,
+}
+
+/// The url's `sslmode` (libpq's words) and the url without it, for the driver, which knows
+/// only disable/prefer/require and verifies nothing itself.
+fn split_sslmode(url: &str) -> Result<(Tls, String), String> {
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((Tls::Prefer, url.to_owned()));
+    };
+    let mut tls = Tls::Prefer;
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("sslmode", mode)) => {
+                tls = match mode {
+                    "disable" => Tls::Disable,
+                    "allow" | "prefer" => Tls::Prefer,
+                    "require" | "verify-ca" | "verify-full" => Tls::Require,
+                    other => {
+                        return Err(format!(
+                            "sslmode={other} is not one of disable, prefer, require, verify-ca, \
+                             verify-full"
+                        ))
+                    }
+                }
+            }
+            Some(("sslrootcert", _)) => {
+                return Err("sslrootcert is not read from the url; set [store] ca_file".into())
+            }
+            _ => kept.push(pair),
+        }
+    }
+    let mode = match tls {
+        Tls::Disable => "disable",
+        Tls::Prefer => "prefer",
+        Tls::Require => "require",
+    };
+    kept.push(match mode {
+        "disable" => "sslmode=disable",
+        "prefer" => "sslmode=prefer",
+        _ => "sslmode=require",
+    });
+    Ok((tls, format!("{base}?{}", kept.join("&"))))
+}
+
+fn tls_connector(
+    ca_file: Option<&Path>,
+) -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))?;
+            let mut added = 0;
+            for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
+                let cert = cert.map_err(|e| {
+                    format!(
+                        "ca_file {} is not a PEM certificate bundle: {e}",
+                        path.display()
+                    )
+                })?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+                added += 1;
+            }
+            if added == 0 {
+                return Err(format!(
+                    "ca_file {} holds no PEM certificate",
+                    path.display()
+                ));
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            for cert in found.certs {
+                let _ = roots.add(cert);
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+/// Connects; the error names the server (never the password) and what went wrong.
+pub fn connect(target: &PgTarget) -> Result<postgres::Client, StoreError> {
+    let invalid =
+        |detail: String| StoreError::Invalid(format!("store {}: {detail}", target.shown()));
+    let (tls, url) = split_sslmode(&target.url).map_err(invalid)?;
+    let mut config: postgres::Config = url
+        .parse()
+        .map_err(|e: postgres::Error| invalid(format!("not a PostgreSQL url: {e}")))?;
+    if let Some(password) = &target.password {
+        config.password(password.expose());
+    }
+    if let Some(schema) = &target.schema {
+        config.options(&format!("-c search_path={schema}"));
+    }
+    config.application_name("scansync");
+    config.connect_timeout(std::time::Duration::from_secs(10));
+    let open = |source: postgres::Error| StoreError::Open {
+        path: target.shown(),
+        source: DbError::Postgres(source),
+    };
+    let client = if tls == Tls::Disable {
+        config.connect(postgres::NoTls).map_err(open)?
+    } else {
+        let connector = tls_connector(target.ca_file.as_deref()).map_err(invalid)?;
+        config.connect(connector).map_err(open)?
+    };
+    Ok(client)
+}
+
+/// The table that holds the schema version (SQLite keeps it in `PRAGMA user_version`).
+const VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS scansync_schema (
+    version BIGINT NOT NULL
+)";
+
+/// The advisory lock migrations take, so that nodes starting together migrate once.
+const MIGRATION_LOCK: i64 = 0x7363_616e_6d69_6772;
+
+/// The schema version of the database (0 when scansync never wrote it).
+pub fn version(db: &Db) -> Result<i64, DbError> {
+    let exists: i64 = db.query_row(
+        "SELECT count(*) FROM information_schema.tables
+          WHERE table_schema = current_schema() AND table_name = 'scansync_schema'",
+        super::db::params![],
+        |r| r.get(0),
+    )?;
+    if exists == 0 {
+        return Ok(0);
+    }
+    Ok(db.query_row(
+        "SELECT coalesce(max(version), 0) FROM scansync_schema",
+        super::db::params![],
+        |r| r.get(0),
+    )?)
+}
+
+/// Brings the schema up to date (the daemon and writing commands only), each migration in
+/// one transaction under [`MIGRATION_LOCK`].
+pub fn migrate(db: &mut Db, shown: &str) -> Result<(), StoreError> {
+    let known = MIGRATIONS_POSTGRES.last().map_or(0, |(v, _)| *v);
+    loop {
+        let tx = db.write_transaction()?;
+        tx.execute_batch(&format!(
+            "SELECT pg_advisory_xact_lock({MIGRATION_LOCK}); {VERSION_TABLE}"
+        ))?;
+        let found = version(&tx)?;
+        if found > known {
+            return Err(StoreError::SchemaTooNew {
+                path: shown.to_owned(),
+                found,
+                known,
+            });
+        }
+        let Some((next, sql)) = MIGRATIONS_POSTGRES.iter().find(|(v, _)| *v > found) else {
+            return Ok(());
+        };
+        tx.execute_batch(sql)?;
+        tx.execute_batch(&format!(
+            "DELETE FROM scansync_schema; INSERT INTO scansync_schema (version) VALUES ({next})"
+        ))?;
+        tx.commit()?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sslmode_verify_full_means_verified_tls_and_the_rest_of_the_query_stays() {
+        let (tls, url) =
+            split_sslmode("postgres://u@h:5432/db?sslmode=verify-full&connect_timeout=3").unwrap();
+        assert_eq!(tls, Tls::Require);
+        assert_eq!(
+            url,
+            "postgres://u@h:5432/db?connect_timeout=3&sslmode=require"
+        );
+        assert_eq!(split_sslmode("postgres://u@h/db").unwrap().0, Tls::Prefer);
+        assert_eq!(
+            split_sslmode("postgres://u@h/db?sslmode=disable")
+                .unwrap()
+                .0,
+            Tls::Disable
+        );
+        assert!(split_sslmode("postgres://u@h/db?sslmode=bogus").is_err());
+        assert!(split_sslmode("postgres://u@h/db?sslrootcert=/x").is_err());
+    }
+
+    #[test]
+    fn a_password_in_the_url_is_never_shown() {
+        assert_eq!(
+            hide_password("postgres://scan:s3cret@db.example:5432/x?sslmode=require"),
+            "postgres://scan:***@db.example:5432/x?sslmode=require"
+        );
+        assert_eq!(
+            hide_password("postgres://scan@db/x"),
+            "postgres://scan@db/x"
+        );
+    }
+}

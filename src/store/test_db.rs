@@ -1,0 +1,131 @@
+//! Where the store's tests keep their store: a SQLite file in a temporary folder, or, when
+//! the suite runs on PostgreSQL (`SCANSYNC_TEST_STORE=postgres`, with the server in
+//! `SCANSYNC_TEST_POSTGRES`), a schema of its own in that database, dropped afterwards. The
+//! same tests run on both; [`the_store_suite_runs_on_postgresql`] runs them there.
+
+use super::{PgTarget, Store};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tempfile::TempDir;
+
+/// The variable naming the PostgreSQL server the suite may use (a url with a user who can
+/// create schemas in its database).
+pub const POSTGRES_URL_VAR: &str = "SCANSYNC_TEST_POSTGRES";
+
+/// True in the run of the suite on PostgreSQL.
+pub fn on_postgres() -> bool {
+    std::env::var("SCANSYNC_TEST_STORE").is_ok_and(|v| v == "postgres")
+}
+
+/// One test's store location.
+pub struct TestDb {
+    dir: TempDir,
+    pg: Option<PgTarget>,
+}
+
+impl TestDb {
+    pub fn new() -> TestDb {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let dir = tempfile::tempdir().unwrap();
+        let pg = on_postgres().then(|| {
+            let url = std::env::var(POSTGRES_URL_VAR)
+                .unwrap_or_else(|_| panic!("{POSTGRES_URL_VAR} is not set"));
+            let schema = format!(
+                "t{}_{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            );
+            let target = PgTarget {
+                url,
+                password: None,
+                ca_file: None,
+                schema: None,
+            };
+            let mut admin = super::postgres::connect(&target).unwrap();
+            admin
+                .batch_execute(&format!(
+                    "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+                ))
+                .unwrap();
+            PgTarget {
+                schema: Some(schema),
+                ..target
+            }
+        });
+        TestDb { dir, pg }
+    }
+
+    /// A folder of the test's own (the SQLite file is in it).
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A store handle: on the same database each time, as another process would open it.
+    pub fn open(&self) -> Store {
+        match &self.pg {
+            Some(target) => Store::open_postgres(target).unwrap(),
+            None => Store::open(&self.dir.path().join("state/scansync.db")).unwrap(),
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some(target) = &self.pg {
+            let schema = target.schema.clone().unwrap_or_default();
+            let admin = PgTarget {
+                schema: None,
+                ..target.clone()
+            };
+            if let Ok(mut admin) = super::postgres::connect(&admin) {
+                let _ = admin.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+            }
+        }
+    }
+}
+
+/// The store's tests (every `store::` test) again, on PostgreSQL, in a second run of this
+/// test binary. Without a server named in `SCANSYNC_TEST_POSTGRES` it says so and passes,
+/// except under CI, where not running them is a failure.
+#[test]
+fn the_store_suite_runs_on_postgresql() {
+    if on_postgres() {
+        return;
+    }
+    let Ok(_url) = std::env::var(POSTGRES_URL_VAR) else {
+        let required = std::env::var("CI").is_ok_and(|v| v == "true");
+        assert!(
+            !required,
+            "the store's tests did not run on PostgreSQL: CI must set {POSTGRES_URL_VAR}"
+        );
+        eprintln!(
+            "SKIPPED: the store's tests did not run on PostgreSQL; set {POSTGRES_URL_VAR}=\
+             postgres://user:password@127.0.0.1:5432/db?sslmode=disable to run them"
+        );
+        return;
+    };
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "store::",
+            "--skip",
+            "the_store_suite_runs_on_postgresql",
+            "--skip",
+            "store::db::",
+        ])
+        .env("SCANSYNC_TEST_STORE", "postgres")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let summary = stdout
+        .lines()
+        .filter(|l| l.starts_with("test result") || l.contains("FAILED") || l.contains("panicked"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    eprintln!("the store's tests on PostgreSQL: {summary}");
+    assert!(
+        out.status.success(),
+        "the store's tests failed on PostgreSQL:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("test result: ok"), "{stdout}");
+}
