@@ -746,7 +746,8 @@ impl<T, E: From<Error>, F: FnMut(&Row<'_>) -> Result<T, E>> Iterator for MappedR
 /// The store's SQL (SQLite's spelling) in PostgreSQL's: `?N` and `?` placeholders become
 /// `$N`; `a IS b` / `a IS NOT b` (SQLite's null-safe comparisons) become
 /// `IS NOT DISTINCT FROM` / `IS DISTINCT FROM` unless `b` is NULL (or TRUE/FALSE/DISTINCT);
-/// `instr(` becomes `strpos(` (same arguments, same answer). Quoted text and identifiers
+/// `instr(` becomes `strpos(` (same arguments, same answer); `NOT INDEXED` (a hint to
+/// SQLite's planner) goes. Quoted text and identifiers
 /// are copied as they are.
 pub fn translate(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len() + 16);
@@ -846,6 +847,10 @@ pub fn translate(sql: &str) -> String {
                         }
                     }
                     "INSTR" if chars.get(i) == Some(&'(') => out.push_str("strpos"),
+                    // SQLite's planner hint; PostgreSQL plans for itself.
+                    "NOT" if word_at(i).is_some_and(|(w, _)| w == "INDEXED") => {
+                        i = word_at(i).map_or(i, |(_, end)| end);
+                    }
                     _ => out.push_str(&word),
                 }
             }

@@ -1,6 +1,7 @@
 //! Adversarial tests for issue #14 ("nothing grows forever"): each one attacks a promise of
 //! `[store] retention` and the prune, at the store level. The tests that FAIL show a break.
 
+use super::test_db::{age, RUN_TIMES};
 use super::tests::{count, finding, findings, import, temp_store};
 use super::*;
 use crate::config::Retention;
@@ -8,24 +9,8 @@ use crate::config::Retention;
 /// Moves every stored time of the store (runs, events, scans, findings' first and last
 /// seen) back by `days`, as if all of it had happened that long ago.
 fn age_all(store: &Store, days: i64) {
-    let shift = format!("'-{days} days'");
-    let at = |col: &str| format!("{col} = strftime('%Y-%m-%dT%H:%M:%fZ', {col}, {shift})");
-    store
-        .conn
-        .execute_batch(&format!(
-            "UPDATE sync_runs SET {}, {}, {};
-             UPDATE finding_events SET {};
-             UPDATE scans SET {};
-             UPDATE findings SET {}, {};",
-            at("started_at"),
-            at("finished_at"),
-            at("notified_at"),
-            at("at"),
-            at("created_at"),
-            at("first_seen"),
-            at("last_seen"),
-        ))
-        .unwrap();
+    age(store, days, RUN_TIMES);
+    age(store, days, &[("findings", &["first_seen", "last_seen"])]);
 }
 
 fn state_of(store: &Store, scan: &str, f: &Finding) -> Option<FindingState> {
@@ -85,8 +70,10 @@ fn a_prune_keeps_the_events_of_findings_fixed_by_todays_run() {
     age_all(&store, 200);
     let today = import(&mut store, "shop", &[findings(0..5)], RunEnd::Succeeded);
     assert_eq!(today.counts.fixed, 5, "{:?}", today.counts);
-    let recent = "SELECT count(*) FROM finding_events
-                  WHERE kind = 'fixed' AND at > strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-1 days')";
+    let recent = &format!(
+        "SELECT count(*) FROM finding_events WHERE kind = 'fixed' AND at > '{}'",
+        stamp(chrono::Utc::now() - chrono::Duration::days(1))
+    );
     assert_eq!(count(&store, recent), 5);
 
     let report = store.prune(&Retention::default()).unwrap();
@@ -192,10 +179,7 @@ fn a_prune_with_the_shortest_retention_never_takes_a_finding_the_vendor_still_re
         ),
         kept
     );
-    assert_eq!(
-        count(&store, "SELECT count(*) FROM pragma_foreign_key_check"),
-        0
-    );
+    assert_eq!(super::test_db::foreign_key_violations(&store), 0);
     assert_eq!(
         count(
             &store,
@@ -275,8 +259,5 @@ fn a_prune_from_another_process_between_pages_of_a_run_breaks_nothing() {
         0
     );
     assert_eq!(count(&store, "SELECT count(*) FROM findings"), 10);
-    assert_eq!(
-        count(&store, "SELECT count(*) FROM pragma_foreign_key_check"),
-        0
-    );
+    assert_eq!(super::test_db::foreign_key_violations(&store), 0);
 }

@@ -33,7 +33,7 @@ pub(super) static UPSERT_FINDING_SQL: std::sync::LazyLock<String> =
         let local = format!(
             "(findings.triage_source = 'local'
           AND (findings.triage_until IS NULL OR findings.triage_until > excluded.last_seen)
-          AND NOT (findings.reopen_on_severity_increase
+          AND NOT (findings.reopen_on_severity_increase <> 0
                    AND {} > {}))",
             rank("excluded.severity"),
             rank("coalesce(findings.triage_severity, findings.severity)")
@@ -77,7 +77,7 @@ INSERT INTO findings (
 VALUES (?1, ?2,
         CASE WHEN ?27 THEN 'fixed'
              WHEN ?25 = 'resolved' THEN 'fixed'
-             WHEN ?28 IS NOT NULL THEN ?28
+             WHEN CAST(?28 AS TEXT) IS NOT NULL THEN ?28
              ELSE CASE ?25 WHEN 'false_positive' THEN 'false_positive'
                            WHEN 'accepted' THEN 'accepted' ELSE 'new' END END,
         ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,

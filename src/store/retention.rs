@@ -110,7 +110,7 @@ impl Store {
         let count = |ids: &str, age| -> Result<u64, StoreError> {
             Ok(self
                 .conn
-                .prepare(&format!("SELECT count(*) FROM ({ids})"))?
+                .prepare(&format!("SELECT count(*) FROM ({ids}) AS listed"))?
                 .query_row(params![before(age)], |r| r.get::<i64>(0))? as u64)
         };
         let scopes = before(retention.branch_scopes);
@@ -128,7 +128,7 @@ impl Store {
         let branch_rows = scope_count(format!(
             "SELECT (SELECT count(*) FROM finding_events WHERE finding_id IN
                         (SELECT id FROM findings WHERE scan_id IN ({IDLE_BRANCH_SCOPES})))
-                  + (SELECT count(*) FROM ({scope_runs}))
+                  + (SELECT count(*) FROM ({scope_runs}) AS listed)
                   + (SELECT count(*) FROM webhook_outbox WHERE run_id IN ({scope_runs}))"
         ))?;
         Ok(PruneReport {
@@ -277,21 +277,7 @@ mod tests {
 
     /// Moves every stored time of the store back by `days`.
     fn age(store: &Store, days: i64) {
-        let shift = format!("'-{days} days'");
-        let at = |col: &str| format!("{col} = strftime('%Y-%m-%dT%H:%M:%fZ', {col}, {shift})");
-        store
-            .conn
-            .execute_batch(&format!(
-                "UPDATE sync_runs SET {}, {}, {};
-                 UPDATE finding_events SET {};
-                 UPDATE scans SET {};",
-                at("started_at"),
-                at("finished_at"),
-                at("notified_at"),
-                at("at"),
-                at("created_at"),
-            ))
-            .unwrap();
+        super::super::test_db::age(store, days, super::super::test_db::RUN_TIMES);
     }
 
     #[test]
@@ -331,11 +317,15 @@ mod tests {
             ),
             0
         );
-        assert_eq!(count(&store, "SELECT count(*) FROM finding_events WHERE at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-180 days')"), 0);
+        let cutoff = stamp(chrono::Utc::now() - chrono::Duration::days(180));
         assert_eq!(
-            count(&store, "SELECT count(*) FROM pragma_foreign_key_check"),
+            count(
+                &store,
+                &format!("SELECT count(*) FROM finding_events WHERE at < '{cutoff}'")
+            ),
             0
         );
+        assert_eq!(super::super::test_db::foreign_key_violations(&store), 0);
         // Nothing left: a second prune deletes nothing.
         assert!(store.prune(&retention).unwrap().is_empty());
     }

@@ -316,7 +316,7 @@ impl Store {
                 "SELECT {RUN_COLUMNS} FROM sync_runs WHERE scan = ?1 ORDER BY id DESC LIMIT ?2"
             ),
             None => format!(
-                "SELECT {RUN_COLUMNS} FROM sync_runs WHERE ?1 IS NULL ORDER BY id DESC LIMIT ?2"
+                "SELECT {RUN_COLUMNS} FROM sync_runs WHERE CAST(?1 AS TEXT) IS NULL ORDER BY id DESC LIMIT ?2"
             ),
         };
         let mut stmt = self.conn.prepare_cached(&sql)?;

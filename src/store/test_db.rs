@@ -17,6 +17,40 @@ pub fn on_postgres() -> bool {
     std::env::var("SCANSYNC_TEST_STORE").is_ok_and(|v| v == "postgres")
 }
 
+/// The tables and time columns [`age`] moves: runs, events, scans.
+pub const RUN_TIMES: &[(&str, &[&str])] = &[
+    ("sync_runs", &["started_at", "finished_at", "notified_at"]),
+    ("finding_events", &["at"]),
+    ("scans", &["created_at"]),
+];
+
+/// Moves the given stored times back by `days`, as if that had happened that long ago.
+pub fn age(store: &Store, days: i64, tables: &[(&str, &[&str])]) {
+    for (table, columns) in tables {
+        let set: Vec<String> = columns
+            .iter()
+            .map(|c| days_earlier(store, c, days))
+            .collect();
+        store
+            .conn
+            .execute_batch(&format!("UPDATE {table} SET {}", set.join(", ")))
+            .unwrap();
+    }
+}
+
+/// SQL that sets `col` (a store time) `days` earlier, in the store's own format.
+fn days_earlier(store: &Store, col: &str, days: i64) -> String {
+    match store.conn.backend() {
+        super::db::Backend::Sqlite => {
+            format!("{col} = strftime('%Y-%m-%dT%H:%M:%fZ', {col}, '-{days} days')")
+        }
+        super::db::Backend::Postgres => format!(
+            "{col} = to_char((CAST({col} AS timestamptz) - interval '{days} days') \
+             AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+        ),
+    }
+}
+
 /// One test's store location.
 pub struct TestDb {
     dir: TempDir,
@@ -128,4 +162,18 @@ fn the_store_suite_runs_on_postgresql() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("test result: ok"), "{stdout}");
+}
+
+/// Rows whose foreign keys point nowhere. PostgreSQL refuses them at every statement, so
+/// there are none to count there; SQLite checks only what it is asked to.
+pub fn foreign_key_violations(store: &Store) -> i64 {
+    match store.conn.backend() {
+        super::db::Backend::Sqlite => store
+            .conn
+            .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+                r.get(0)
+            })
+            .unwrap(),
+        super::db::Backend::Postgres => 0,
+    }
 }

@@ -169,7 +169,7 @@ impl Store {
                 .prepare_cached(
                     "SELECT f.id, s.name, f.fingerprint, f.title FROM findings f
                      JOIN scans s ON s.id = f.scan_id
-                     WHERE f.id = ?1 AND (?2 IS NULL OR s.name = ?2)",
+                     WHERE f.id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR s.name = ?2)",
                 )?
                 .query_row(params![id, scan], read)
                 .optional()?;
@@ -182,7 +182,7 @@ impl Store {
                 "SELECT f.id, s.name, f.fingerprint, f.title FROM findings f
                  JOIN scans s ON s.id = f.scan_id
                  WHERE substr(f.fingerprint, 1, length(?1)) = ?1
-                   AND (?2 IS NULL OR s.name = ?2)
+                   AND (CAST(?2 AS TEXT) IS NULL OR s.name = ?2)
                  ORDER BY s.name, f.fingerprint LIMIT 50",
             )?;
             for c in stmt.query_map(params![prefix, scan], read)? {
