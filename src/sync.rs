@@ -201,9 +201,9 @@ impl SyncContext {
         config: &Config,
         stop: tokio::sync::watch::Receiver<bool>,
     ) -> anyhow::Result<SyncContext> {
-        let mut store = Store::open(&config.store.path)?;
+        let mut store = Store::open_at(&config.store.location)?;
         store.set_webhook_routes(config.webhook_routes(), crate::webhooks::payload::body);
-        let reader = Store::open_read_only(&config.store.path)?;
+        let reader = Store::open_read_only_at(&config.store.location)?;
         store.set_suppress_rules(config.suppress.clone());
         let mut ctx = SyncContext {
             store: Arc::new(Mutex::new(store)),
@@ -1032,7 +1032,7 @@ mod tests {
     fn config(concurrency: usize, per_instance_concurrency: usize) -> Config {
         Config {
             store: StoreConfig {
-                path: "/tmp/unused.db".into(),
+                location: crate::config::StoreLocation::Sqlite("/tmp/unused.db".into()),
                 retention: Default::default(),
             },
             daemon: DaemonConfig {

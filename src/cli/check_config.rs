@@ -50,7 +50,7 @@ pub fn suppress_summary(config: &Config, now: DateTime<Utc>) -> String {
     let rules = &config.suppress;
     let stamp = now.to_rfc3339_opts(SecondsFormat::Millis, true);
     let mut counts = vec![0u64; rules.len()];
-    let store_note = match Store::open_read_only(&config.store.path) {
+    let store_note = match Store::open_read_only_at(&config.store.location) {
         Ok(store) => {
             let filter = FindingFilter {
                 states: FindingState::ALL
@@ -74,7 +74,7 @@ pub fn suppress_summary(config: &Config, now: DateTime<Utc>) -> String {
         }
         Err(crate::store::StoreError::Missing(_)) => Some(format!(
             "no store yet at {}, so no findings to match",
-            config.store.path.display()
+            config.store.location
         )),
         Err(e) => Some(format!("cannot count matches: {e}")),
     };
@@ -123,7 +123,7 @@ pub fn suppress_summary(config: &Config, now: DateTime<Utc>) -> String {
 pub fn summary(path: &std::path::Path, config: &Config, now: DateTime<Utc>) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "config {}: ok", path.display());
-    let _ = writeln!(out, "store: {}", config.store.path.display());
+    let _ = writeln!(out, "store: {}", config.store.location);
     let d = &config.daemon;
     let _ = writeln!(
         out,

@@ -39,13 +39,13 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     }
     let path = Config::resolve_path(global.config.as_deref());
     let config = Config::load(&path, crate::vendors::REGISTRY)?;
-    let store_path = config.store.path.clone();
-    // SQLite reads block; keep them off the async workers.
-    tokio::task::spawn_blocking(move || export(&store_path, args)).await?
+    let location = config.store.location.clone();
+    // Store reads block; keep them off the async workers.
+    tokio::task::spawn_blocking(move || export(&location, args)).await?
 }
 
-fn export(store_path: &std::path::Path, args: Args) -> anyhow::Result<u8> {
-    let store = Store::open_read_only(store_path)?;
+fn export(location: &crate::config::StoreLocation, args: Args) -> anyhow::Result<u8> {
+    let store = Store::open_read_only_at(location)?;
     let filter = FindingFilter {
         scans: args.scans,
         states: args.states,

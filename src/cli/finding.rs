@@ -3,12 +3,12 @@
 
 use super::runs::{open_store, OutputFormat};
 use super::{table, Global};
+use crate::config::StoreLocation;
 use crate::display::clean;
 use crate::store::{FindingDetail, FindingEvent};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 use std::io::Write;
-use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -22,9 +22,10 @@ pub struct Args {
     /// table, or json (one object with the finding's fields, its triage and its history)
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub format: OutputFormat,
-    /// Read this SQLite file instead of the config's [store] path
-    #[arg(long, value_name = "FILE")]
-    pub store: Option<PathBuf>,
+    /// Read this store instead of the config's [store]: a SQLite file, or a postgres:// url
+    /// (password from $PGPASSWORD)
+    #[arg(long, value_name = "FILE", value_parser = StoreLocation::from_cli)]
+    pub store: Option<StoreLocation>,
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {

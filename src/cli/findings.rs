@@ -2,12 +2,12 @@
 
 use super::runs::{open_store, OutputFormat};
 use super::{table, Global};
+use crate::config::StoreLocation;
 use crate::export::{parse_state, state_word};
 use crate::finding::Severity;
 use crate::store::{FindingFilter, FindingRow, FindingState};
 use serde_json::Value;
 use std::io::{self, Write};
-use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -29,9 +29,10 @@ pub struct Args {
     /// table, or json (JSON Lines: one finding per line)
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub format: OutputFormat,
-    /// Read this SQLite file instead of the config's [store] path
-    #[arg(long, value_name = "FILE")]
-    pub store: Option<PathBuf>,
+    /// Read this store instead of the config's [store]: a SQLite file, or a postgres:// url
+    /// (password from $PGPASSWORD)
+    #[arg(long, value_name = "FILE", value_parser = StoreLocation::from_cli)]
+    pub store: Option<StoreLocation>,
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {

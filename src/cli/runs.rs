@@ -2,10 +2,11 @@
 
 use super::{table, Global};
 use crate::config::Config;
+use crate::config::StoreLocation;
 use crate::store::{RunRow, RunState, Store};
 use serde_json::{json, Value};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// `--format`: a table for people, JSON Lines for scripts.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -26,24 +27,25 @@ pub struct Args {
     /// table, or json (JSON Lines: one run per line)
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub format: OutputFormat,
-    /// Read this SQLite file instead of the config's [store] path
-    #[arg(long, value_name = "FILE")]
-    pub store: Option<PathBuf>,
+    /// Read this store instead of the config's [store]: a SQLite file, or a postgres:// url
+    /// (password from $PGPASSWORD)
+    #[arg(long, value_name = "FILE", value_parser = StoreLocation::from_cli)]
+    pub store: Option<StoreLocation>,
 }
 
 /// The store the read-only commands look at: `--store`, else the config's `[store] path`.
 /// Only that one key is read, so `findings` and `runs` work for an operator who cannot read
 /// the tokens (systemd credentials exist only inside the service).
-pub(crate) fn open_store(global: &Global, store: Option<&PathBuf>) -> anyhow::Result<Store> {
-    let path = match store {
+pub(crate) fn open_store(global: &Global, store: Option<&StoreLocation>) -> anyhow::Result<Store> {
+    let location = match store {
         Some(p) => p.clone(),
-        None => store_path_from_config(&Config::resolve_path(global.config.as_deref()))?,
+        None => store_location_from_config(&Config::resolve_path(global.config.as_deref()))?,
     };
-    Ok(Store::open_read_only(&path)?)
+    Ok(Store::open_read_only_at(&location)?)
 }
 
-pub(crate) fn store_path_from_config(config: &Path) -> anyhow::Result<PathBuf> {
-    Ok(store_config_from(config)?.path)
+pub(crate) fn store_location_from_config(config: &Path) -> anyhow::Result<StoreLocation> {
+    Ok(store_config_from(config)?.location)
 }
 
 /// The config's `[store]` table alone (path resolved), read without validating the rest.
@@ -224,14 +226,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            store_path_from_config(&config).unwrap(),
-            PathBuf::from("/var/lib/scansync/s.db")
+            store_location_from_config(&config).unwrap(),
+            StoreLocation::Sqlite("/var/lib/scansync/s.db".into())
         );
     }
 
     #[test]
     fn missing_config_error_suggests_store_flag() {
-        let e = store_path_from_config(Path::new("/nonexistent/scansync.toml"))
+        let e = store_location_from_config(Path::new("/nonexistent/scansync.toml"))
             .unwrap_err()
             .to_string();
         assert!(e.contains("--store"), "{e}");

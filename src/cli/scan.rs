@@ -421,7 +421,7 @@ mod tests {
     fn config(instances: &[(&str, &str)], scans: &[(&str, &str, &str)]) -> Config {
         Config {
             store: StoreConfig {
-                path: "/tmp/s.db".into(),
+                location: crate::config::StoreLocation::Sqlite("/tmp/s.db".into()),
                 retention: Default::default(),
             },
             daemon: DaemonConfig::default(),

@@ -3,8 +3,8 @@
 
 use super::Global;
 use crate::config::Config;
+use crate::config::StoreLocation;
 use crate::store::{PruneReport, Store};
-use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -26,14 +26,14 @@ pub struct PruneArgs {
     pub dry_run: bool,
     /// Prune this SQLite file instead of the config's [store] path (with the config's
     /// retention; the defaults only when there is no config file at all)
-    #[arg(long, value_name = "FILE")]
-    pub store: Option<PathBuf>,
+    #[arg(long, value_name = "FILE", value_parser = StoreLocation::from_cli)]
+    pub store: Option<StoreLocation>,
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     let StoreCommand::Prune(args) = args.command;
     let config_path = Config::resolve_path(global.config.as_deref());
-    let (path, retention) = match (&args.store, super::runs::store_config_from(&config_path)) {
+    let (location, retention) = match (&args.store, super::runs::store_config_from(&config_path)) {
         (Some(p), Ok(c)) => (p.clone(), c.retention),
         // A config that is there but wrong is not a reason to prune by other rules.
         (Some(_), Err(e)) if config_path.exists() => return Err(e),
@@ -41,19 +41,19 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
             eprintln!(
                 "note: no config at {}: pruning {} with the default retention",
                 config_path.display(),
-                p.display()
+                p
             );
             (p.clone(), Default::default())
         }
         (None, c) => {
             let c = c?;
-            (c.path, c.retention)
+            (c.location, c.retention)
         }
     };
     let report = if args.dry_run {
-        Store::open_read_only(&path)?.prune_preview(&retention)?
+        Store::open_read_only_at(&location)?.prune_preview(&retention)?
     } else {
-        let mut store = Store::open(&path)?;
+        let mut store = Store::open_at(&location)?;
         tokio::task::spawn_blocking(move || store.prune(&retention)).await??
     };
     print!("{}", report_text(&report, args.dry_run));

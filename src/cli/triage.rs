@@ -2,9 +2,9 @@
 //! person's verdict on findings, kept through re-syncs (see [`crate::store::Store::triage`]).
 
 use super::Global;
+use crate::config::StoreLocation;
 use crate::store::{FindingState, Store, TriageRequest};
 use chrono::NaiveDate;
-use std::path::PathBuf;
 
 /// The states a person may give.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,8 +54,8 @@ pub struct Args {
     #[arg(long, value_name = "NAME")]
     pub scan: Option<String>,
     /// Write this SQLite file instead of the config's [store] path
-    #[arg(long, value_name = "FILE")]
-    pub store: Option<PathBuf>,
+    #[arg(long, value_name = "FILE", value_parser = StoreLocation::from_cli)]
+    pub store: Option<StoreLocation>,
 }
 
 fn parse_date(word: &str) -> Result<NaiveDate, String> {
@@ -121,14 +121,16 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
              the scan that lists the finding, which becomes open again"
         );
     }
-    let path = match &args.store {
+    let location = match &args.store {
         Some(p) => p.clone(),
-        None => super::runs::store_path_from_config(&crate::config::Config::resolve_path(
+        None => super::runs::store_location_from_config(&crate::config::Config::resolve_path(
             global.config.as_deref(),
         ))?,
     };
-    if !path.exists() {
-        return Err(crate::store::StoreError::Missing(path.display().to_string()).into());
+    if let StoreLocation::Sqlite(path) = &location {
+        if !path.exists() {
+            return Err(crate::store::StoreError::Missing(path.display().to_string()).into());
+        }
     }
     let request = TriageRequest {
         state,
@@ -141,7 +143,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     let scan = args.scan.clone();
     // SQLite blocks; keep it off the async workers.
     let lines = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<String>> {
-        let mut store = Store::open(&path)?;
+        let mut store = Store::open_at(&location)?;
         // Every key is resolved before anything is written: a typo triages nothing.
         let ids = keys
             .iter()

@@ -4,9 +4,9 @@
 use super::runs::{open_store, OutputFormat};
 use super::{table, Global};
 use crate::config::Config;
+use crate::config::StoreLocation;
 use crate::store::OutboxRow;
 use std::io::Write;
-use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -36,9 +36,10 @@ pub struct PendingArgs {
     /// Include delivered notifications too
     #[arg(long)]
     pub all: bool,
-    /// Read this SQLite file instead of the config's [store] path
-    #[arg(long, value_name = "FILE")]
-    pub store: Option<PathBuf>,
+    /// Read this store instead of the config's [store]: a SQLite file, or a postgres:// url
+    /// (password from $PGPASSWORD)
+    #[arg(long, value_name = "FILE", value_parser = StoreLocation::from_cli)]
+    pub store: Option<StoreLocation>,
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {

@@ -135,11 +135,107 @@ pub struct ScanHookConfig {
 /// `[store]`
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
-    /// The SQLite file; created with its parent folder if missing (by the store, at open).
-    /// A relative path in the file is joined to the config file's folder by validation.
-    pub path: PathBuf,
+    /// `path` or `url`: exactly one.
+    pub location: StoreLocation,
     /// `[store] retention`: how long what piles up is kept (the daemon prunes it).
     pub retention: Retention,
+}
+
+/// Where the store is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreLocation {
+    /// `[store] path`: the SQLite file; created with its parent folder if missing (by the
+    /// store, at open). A relative path is joined to the config file's folder by validation.
+    Sqlite(PathBuf),
+    /// `[store] url`: a PostgreSQL database several daemons can share.
+    Postgres(PgTarget),
+}
+
+impl std::fmt::Display for StoreLocation {
+    /// The file, or the url (it never holds a password: validation refuses one).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreLocation::Sqlite(path) => write!(f, "{}", path.display()),
+            StoreLocation::Postgres(target) => write!(f, "{}", target.shown()),
+        }
+    }
+}
+
+impl StoreLocation {
+    /// `--store` on the command line: a SQLite file, or a `postgres://` url whose password
+    /// comes from `$PGPASSWORD` (libpq's variable), never from the url itself.
+    pub fn from_cli(arg: &str) -> Result<StoreLocation, String> {
+        if !is_postgres_url(arg) {
+            return Ok(StoreLocation::Sqlite(PathBuf::from(arg)));
+        }
+        if url_has_password(arg) {
+            return Err(
+                "--store: the url holds a password; leave it out and set PGPASSWORD instead".into(),
+            );
+        }
+        Ok(StoreLocation::Postgres(PgTarget {
+            url: arg.to_owned(),
+            password: std::env::var("PGPASSWORD").ok().map(Secret::new),
+            ca_file: None,
+            schema: None,
+        }))
+    }
+}
+
+/// Whether `s` is a PostgreSQL url rather than a file name.
+pub fn is_postgres_url(s: &str) -> bool {
+    s.starts_with("postgres://") || s.starts_with("postgresql://")
+}
+
+/// Whether a url carries a password (`user:password@host`).
+pub fn url_has_password(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+    authority
+        .rsplit_once('@')
+        .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+}
+
+/// A PostgreSQL store: where it is and how to log in.
+#[derive(Clone, PartialEq)]
+pub struct PgTarget {
+    /// `postgres://user@host:port/db?sslmode=…`, without a password.
+    pub url: String,
+    /// From `password_file` / `password_env` / `password_credential`.
+    pub password: Option<Secret>,
+    /// `[store] ca_file`: the CA of the server's certificate (else the system's roots).
+    pub ca_file: Option<PathBuf>,
+    /// The schema the tables live in (`None`: the login's default search path). Not a config
+    /// key: tests give each store one of its own.
+    pub schema: Option<String>,
+}
+
+impl std::fmt::Debug for PgTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PgTarget({})", self.shown())
+    }
+}
+
+impl PgTarget {
+    /// The url as errors and logs show it: a password in it (tests only) hidden.
+    pub fn shown(&self) -> String {
+        hide_password(&self.url)
+    }
+}
+
+/// A url with its password (`user:secret@`) replaced by `***`.
+pub fn hide_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    match rest[..authority_end].rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{}", &rest[authority_end..]),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
 }
 
 /// `[store] retention = { runs = "180d", … }`: how long each kind of row that only piles up

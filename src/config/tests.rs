@@ -138,7 +138,10 @@ fn from_toml_resolves_the_token_without_its_trailing_newline() {
         Config::from_toml(&text, &dir.path().join("c.toml"), crate::vendors::REGISTRY).unwrap();
     let instance = &loaded.config.instances["s"];
     assert_eq!(instance.resolved_token.as_ref().unwrap().expose(), "abc123");
-    assert_eq!(loaded.config.store.path, dir.path().join("db.sqlite"));
+    assert_eq!(
+        loaded.config.store.location,
+        StoreLocation::Sqlite(dir.path().join("db.sqlite"))
+    );
 }
 
 fn suppress_config(rules: &str) -> Result<Loaded, ConfigErrors> {

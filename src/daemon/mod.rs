@@ -329,7 +329,7 @@ pub async fn run(config_path: &Path, control: DaemonControl) -> anyhow::Result<(
     let enabled = config.scans.iter().filter(|s| s.enabled).count();
     info!(
         "scansync running: {enabled} scan(s) scheduled, {resumed} run(s) resumed, store {}",
-        config.store.path.display()
+        config.store.location
     );
     shared.scheduling.store(true, Ordering::SeqCst);
     if let Some(listener) = &listener {
@@ -454,7 +454,7 @@ async fn open_store(
                 if !logged {
                     warn!(
                         "the store {} is locked by another process; waiting for it (retrying every {}s): {e}",
-                        config.store.path.display(),
+                        config.store.location,
                         STORE_RETRY.as_secs()
                     );
                     sd_status("waiting for the store: locked by another process");

@@ -343,11 +343,11 @@ impl Shared {
         if new.server != old.server {
             warn!("[server] changed; the listener keeps its address, TLS files and metrics token until scansync restarts (webhook settings of scans apply now)");
         }
-        if new.store.path != old.store.path {
+        if new.store.location != old.store.location {
             return Err(ReloadError::Other(anyhow::anyhow!(
-                "store.path changed from {} to {}; moving the store needs a restart (systemctl restart scansync)",
-                old.store.path.display(),
-                new.store.path.display()
+                "[store] changed from {} to {}; moving the store needs a restart (systemctl restart scansync)",
+                old.store.location,
+                new.store.location
             )));
         }
         // One writer connection per process: the new context keeps the store the runs in

@@ -195,7 +195,7 @@ fn config_with_scans(scans: Vec<ScanConfig>) -> Config {
     };
     Config {
         store: crate::config::StoreConfig {
-            path: "/tmp/unused.db".into(),
+            location: crate::config::StoreLocation::Sqlite("/tmp/unused.db".into()),
             retention: Default::default(),
         },
         daemon: Default::default(),

@@ -469,7 +469,8 @@ impl Db {
         }
     }
 
-    /// The SQLite connection, for what only SQLite has (PRAGMAs, the file).
+    /// The SQLite connection, for tests of what only SQLite has (PRAGMAs, the file).
+    #[cfg(test)]
     pub fn as_sqlite(&self) -> Option<&rusqlite::Connection> {
         match &self.conn {
             Conn::Sqlite(c) => Some(c),
@@ -534,21 +535,6 @@ impl Db {
             Conn::Postgres(s) => s.borrow_mut().client.batch_execute(&format!(
                 "BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})"
             ))?,
-        }
-        Ok(Tx {
-            db: self,
-            done: false,
-        })
-    }
-
-    /// A read transaction: one consistent view across several statements.
-    pub fn transaction(&mut self) -> Result<Tx<'_>> {
-        match &self.conn {
-            Conn::Sqlite(c) => c.execute_batch("BEGIN DEFERRED")?,
-            Conn::Postgres(s) => s
-                .borrow_mut()
-                .client
-                .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ")?,
         }
         Ok(Tx {
             db: self,
@@ -661,10 +647,6 @@ impl<'a> Stmt<'a> {
             Some(row) => f(&row),
             None => Err(Error::NoRows.into()),
         }
-    }
-
-    pub fn exists(&mut self, params: impl Params) -> Result<bool> {
-        Ok(self.query(params)?.next()?.is_some())
     }
 
     pub fn query(&mut self, params: impl Params) -> Result<Rows<'_>> {

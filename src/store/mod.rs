@@ -70,6 +70,7 @@ mod listener;
 pub use lease::{heartbeat_every, lease_ttl, Owner, ScanClaim};
 pub use listener::Claim;
 
+pub use crate::config::StoreLocation;
 use crate::finding::{Finding, Location, Severity, FINGERPRINT_RECIPE};
 mod db;
 use db::{params, Db, OptionalExtension, Row};
@@ -109,7 +110,7 @@ const MIGRATIONS_POSTGRES: &[(i64, &str)] =
 mod ingest;
 mod outbox;
 mod postgres;
-pub use postgres::{hide_password, PgTarget};
+pub use postgres::PgTarget;
 mod query;
 mod runs;
 mod shared;
@@ -304,6 +305,22 @@ impl Store {
             owner: Owner::new(),
             suppress_rules: Vec::new(),
         })
+    }
+
+    /// Opens the store where the config says, for writing (migrating it first).
+    pub fn open_at(location: &StoreLocation) -> Result<Store, StoreError> {
+        match location {
+            StoreLocation::Sqlite(path) => Store::open(path),
+            StoreLocation::Postgres(target) => Store::open_postgres(target),
+        }
+    }
+
+    /// Opens the store where the config says, for reading only (see [`Store::open_read_only`]).
+    pub fn open_read_only_at(location: &StoreLocation) -> Result<Store, StoreError> {
+        match location {
+            StoreLocation::Sqlite(path) => Store::open_read_only(path),
+            StoreLocation::Postgres(target) => Store::open_postgres_read_only(target),
+        }
     }
 
     /// Opens the store on PostgreSQL and brings its schema up to date (see `postgres.rs`).

@@ -10,53 +10,10 @@
 
 use super::db::{Db, Error as DbError};
 use super::{StoreError, MIGRATIONS_POSTGRES};
+pub use crate::config::PgTarget;
 use rustls_pki_types::pem::PemObject;
 use std::path::Path;
 use std::sync::Arc;
-
-/// Where a PostgreSQL store is and how to log in.
-#[derive(Clone)]
-pub struct PgTarget {
-    /// `postgres://user@host:port/db?sslmode=…`, without a password.
-    pub url: String,
-    /// From `password_file` / `password_env` / a systemd credential; never in the url.
-    pub password: Option<crate::secret::Secret>,
-    /// A PEM bundle of the CA that signed the server's certificate (else the system roots).
-    pub ca_file: Option<std::path::PathBuf>,
-    /// The schema (PostgreSQL's namespace) the tables live in; `None`: the user's default.
-    /// Tests give each store its own.
-    pub schema: Option<String>,
-}
-
-impl std::fmt::Debug for PgTarget {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.shown())
-    }
-}
-
-impl PgTarget {
-    /// The url as errors and logs show it: any password in it hidden.
-    pub fn shown(&self) -> String {
-        hide_password(&self.url)
-    }
-}
-
-/// A url with its password (`user:secret@`) replaced by `***`.
-pub fn hide_password(url: &str) -> String {
-    let Some(rest) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let (scheme, rest) = rest;
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}{}", &rest[authority_end..]),
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
-    }
-}
 
 /// What TLS the url asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -257,17 +214,5 @@ mod tests {
         );
         assert!(split_sslmode("postgres://u@h/db?sslmode=bogus").is_err());
         assert!(split_sslmode("postgres://u@h/db?sslrootcert=/x").is_err());
-    }
-
-    #[test]
-    fn a_password_in_the_url_is_never_shown() {
-        assert_eq!(
-            hide_password("postgres://scan:s3cret@db.example:5432/x?sslmode=require"),
-            "postgres://scan:***@db.example:5432/x?sslmode=require"
-        );
-        assert_eq!(
-            hide_password("postgres://scan@db/x"),
-            "postgres://scan@db/x"
-        );
     }
 }

@@ -4,7 +4,6 @@
 //! same tests run on both; [`the_store_suite_runs_on_postgresql`] runs them there.
 
 use super::{PgTarget, Store};
-use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tempfile::TempDir;
 
@@ -87,11 +86,6 @@ impl TestDb {
             }
         });
         TestDb { dir, pg }
-    }
-
-    /// A folder of the test's own (the SQLite file is in it).
-    pub fn path(&self) -> &Path {
-        self.dir.path()
     }
 
     /// A store handle: on the same database each time, as another process would open it.

@@ -1172,7 +1172,7 @@ fn a_page_transaction_dropped_without_commit_leaves_no_trace() {
     store.upsert_page(run, &findings(0..5)).unwrap();
     {
         let owner = store.owner.clone();
-        let tx = store.conn.transaction().unwrap();
+        let tx = store.conn.write_transaction().unwrap();
         let ctx = running_context(&tx, &owner, run).unwrap();
         upsert_page_in(&tx, &ctx, run, &findings(5..10), &[]).unwrap();
         // Dropped here: the crash between writing rows and committing.

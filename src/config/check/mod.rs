@@ -37,7 +37,24 @@ const SCAN_HOOK_KEYS: &[&str] = &["platform", "secret_file", "secret_env", "bran
 /// Shorter webhook secrets are accepted but warned about (`scansync webhook-secret` makes 43
 /// characters).
 const MIN_WEBHOOK_SECRET_LEN: usize = 16;
-const STORE_KEYS: &[&str] = &["path", "retention"];
+const STORE_KEYS: &[&str] = &[
+    "path",
+    "url",
+    "password_file",
+    "password_env",
+    "password_credential",
+    "ca_file",
+    "retention",
+];
+/// `[store]` keys that only a PostgreSQL store reads.
+const PG_ONLY_KEYS: &[&str] = &[
+    "password_file",
+    "password_env",
+    "password_credential",
+    "ca_file",
+];
+/// Where a PostgreSQL store's password comes from: file, environment, systemd credential.
+const PG_PASSWORD_KEYS: &[&str] = &["password_file", "password_env", "password_credential"];
 const DAEMON_KEYS: &[&str] = &[
     "concurrency",
     "per_instance_concurrency",
@@ -643,7 +660,7 @@ impl Checker<'_> {
         }
         Config {
             store: store.unwrap_or(StoreConfig {
-                path: PathBuf::new(),
+                location: StoreLocation::Sqlite(PathBuf::new()),
                 retention: Retention::default(),
             }),
             daemon,

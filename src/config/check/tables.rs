@@ -268,7 +268,20 @@ impl Checker<'_> {
         t: Tbl<'_, '_>,
         missing: &str,
     ) -> Option<(&'static str, Option<PathBuf>, Secret)> {
-        let mut given: Vec<&'static str> = SECRET_KEYS
+        self.secret_from(t, SECRET_KEYS, "secret", missing)
+    }
+
+    /// [`Checker::secret_source`] for any set of keys: `keys` are the file key, the
+    /// environment key and optionally a systemd credential's (`password_file`,
+    /// `password_env`, `password_credential`); `what` names the secret in messages.
+    pub(super) fn secret_from(
+        &mut self,
+        t: Tbl<'_, '_>,
+        keys: &'static [&'static str],
+        what: &str,
+        missing: &str,
+    ) -> Option<(&'static str, Option<PathBuf>, Secret)> {
+        let mut given: Vec<&'static str> = keys
             .iter()
             .copied()
             .filter(|k| t.get(k).is_some())
@@ -285,7 +298,7 @@ impl Checker<'_> {
                     &t.field(second),
                     Some(&t.span_of(second)),
                     format!(
-                        "secret given twice ({}); keep exactly one",
+                        "{what} given twice ({}); keep exactly one",
                         given.join(" and ")
                     ),
                 );
@@ -294,11 +307,13 @@ impl Checker<'_> {
         }
         let key = given[0];
         let raw = self.string(t, key)?;
-        let read = if key == "secret_file" {
-            self.secret_from_file(t, key, "secret", Path::new(&raw))
+        let read = if key == keys[0] {
+            self.secret_from_file(t, key, what, Path::new(&raw))
                 .map(|(path, secret)| (Some(path), secret))
+        } else if key == keys[1] {
+            secret_from_env(&raw, what, keys[0]).map(|secret| (None, secret))
         } else {
-            secret_from_env(&raw, "secret", "secret_file").map(|secret| (None, secret))
+            token_from_credential(&raw).map(|secret| (None, secret))
         };
         match read {
             Ok((path, secret)) => Some((key, path, secret)),
@@ -314,18 +329,96 @@ impl Checker<'_> {
         let table = self.table("store", v, "a table ([store])")?;
         let span = v.span();
         let t = self.enter("store", table, &span, STORE_KEYS);
-        let path = self.required_string(
-            t,
-            "path",
-            "the SQLite file, e.g. \"/var/lib/scansync/scansync.db\"",
-        );
         let retention = match t.get("retention") {
             Some(v) => self.retention(&t.field("retention"), v),
             None => Retention::default(),
         };
+        let location = match (t.get("path"), t.get("url")) {
+            (Some(_), Some(_)) => {
+                self.error(
+                    &t.field("url"),
+                    Some(&t.span_of("url")),
+                    "path and url both given; keep exactly one (path: a SQLite file, url: \
+                     a PostgreSQL database)",
+                );
+                None
+            }
+            (_, Some(_)) => self.postgres_store(t).map(StoreLocation::Postgres),
+            _ => {
+                let path = self.required_string(
+                    t,
+                    "path",
+                    "the SQLite file, e.g. \"/var/lib/scansync/scansync.db\", or url for \
+                     PostgreSQL",
+                );
+                for key in PG_ONLY_KEYS {
+                    if t.get(key).is_some() {
+                        self.error(
+                            &t.field(key),
+                            Some(&t.span_of(key)),
+                            "is for a PostgreSQL store (url); a SQLite store (path) has no \
+                             password or TLS",
+                        );
+                    }
+                }
+                path.map(|p| StoreLocation::Sqlite(self.base_dir.join(p)))
+            }
+        };
         Some(StoreConfig {
-            path: self.base_dir.join(path?),
+            location: location?,
             retention,
+        })
+    }
+
+    /// `[store] url` with its password and TLS settings.
+    fn postgres_store(&mut self, t: Tbl<'_, '_>) -> Option<PgTarget> {
+        const EXAMPLE: &str = "postgres://scansync@db.example:5432/scansync?sslmode=verify-full";
+        let url = self.required_string(t, "url", EXAMPLE)?;
+        let blame = t.span_of("url");
+        if !is_postgres_url(&url) {
+            self.error(
+                &t.field("url"),
+                Some(&blame),
+                format!("is not a PostgreSQL url (e.g. \"{EXAMPLE}\")"),
+            );
+            return None;
+        }
+        if url_has_password(&url) {
+            // Not echoed: the url holds a password.
+            self.error(
+                &t.field("url"),
+                Some(&blame),
+                "holds a password; take it out of the url and give password_file, \
+                 password_env or password_credential",
+            );
+            return None;
+        }
+        let given = PG_PASSWORD_KEYS.iter().any(|k| t.get(k).is_some());
+        let password = if given {
+            Some(self.secret_from(t, PG_PASSWORD_KEYS, "password", "")?.2)
+        } else {
+            None
+        };
+        let ca_file = match t.get("ca_file") {
+            Some(_) => {
+                let path = self.path(t, "ca_file")?;
+                if let Err(e) = std::fs::metadata(&path) {
+                    self.error(
+                        &t.field("ca_file"),
+                        Some(&t.span_of("ca_file")),
+                        format!("cannot read {}: {e}", path.display()),
+                    );
+                    return None;
+                }
+                Some(path)
+            }
+            None => None,
+        };
+        Some(PgTarget {
+            url,
+            password,
+            ca_file,
+            schema: None,
         })
     }
 
