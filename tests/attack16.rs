@@ -1,8 +1,9 @@
 //! Adversarial tests for issue #16 (packaging, monitoring). Each test here names a promise of
 //! the issue that an operator would rely on and showed it broken when written (2026-12-01).
 //! Fixed since: the package synopsis, the offline tarball's warning for untracked files, the
-//! dashboard's variables on a fresh daemon. `#[ignore]`d with their reason: the breaks still
-//! open (issue #16 stays open for them); `cargo test --test attack16 -- --ignored` runs them.
+//! dashboard's variables on a fresh daemon, the unit's credentials. `#[ignore]`d with their
+//! reason: the breaks still open (issue #16 stays open for them); `cargo test --test attack16
+//! -- --ignored` runs them.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -52,26 +53,52 @@ fn attack16_alerts_fire_for_a_never_successful_scan_a_slowly_growing_outbox_and_
 }
 
 /// "`systemctl enable --now scansync` after the config is written" starts it: with the
-/// packaged minimal config (one CodeThreat instance) the unit still loads
-/// /etc/scansync/credentials/saltsecurity, and systemd refuses to start a unit whose
-/// LoadCredential= file is missing (243/CREDENTIALS). Every LoadCredential= of the shipped unit
-/// must therefore name something that exists after following the packaged config's steps,
-/// i.e. no per-vendor file for a vendor the config does not use.
+/// packaged minimal config (one CodeThreat instance) the unit loaded
+/// /etc/scansync/credentials/saltsecurity too, and systemd refuses to start a unit whose
+/// LoadCredential= source is missing (243/CREDENTIALS), unless a SetCredential= of the same id
+/// gives a default (systemd.exec(5)). Every LoadCredential= of the shipped unit must therefore
+/// have that default or name something the packaged config's steps create, i.e. no per-vendor
+/// file for a vendor the config does not use; and every credential the config names must be
+/// one the unit hands over: `ID`, or `ID_FILE` from a directory DIR whose DIR/FILE the config
+/// tells the operator to write.
 #[test]
-#[ignore = "known break (#16, open): the unit loads both vendors' credentials"]
 fn attack16_the_unit_does_not_require_a_token_file_for_an_unused_vendor() {
     let unit = std::fs::read_to_string(repo("systemd/scansync.service")).unwrap();
     let conf = std::fs::read_to_string(repo("debian/config.toml")).unwrap();
-    for line in unit.lines().filter(|l| l.starts_with("LoadCredential=")) {
-        let id = line["LoadCredential=".len()..].split(':').next().unwrap();
+    let settings = |key: &'static str| {
+        unit.lines()
+            .filter_map(move |l| l.strip_prefix(key))
+            .map(|v| v.split_once(':').unwrap_or((v, v)))
+    };
+    let defaults: Vec<&str> = settings("SetCredential=").map(|(id, _)| id).collect();
+    let loaded: Vec<(&str, &str)> = settings("LoadCredential=").collect();
+    for (id, path) in &loaded {
         assert!(
-            conf.contains(&format!("credential = \"{id}\"")),
-            "the unit requires credential {id} ({line}), which the packaged minimal config never \
-             uses: `systemctl enable --now scansync` fails with 243/CREDENTIALS unless the \
-             operator creates a token file for a vendor they do not use or edits the unit \
-             (systemctl edit --full, which then shadows every later packaged unit)"
+            defaults.contains(id) || conf.contains(&format!("credential = \"{id}\"")),
+            "the unit requires credential {id} (LoadCredential={id}:{path}), which the packaged \
+             minimal config never uses: `systemctl enable --now scansync` fails with \
+             243/CREDENTIALS unless the operator creates a token file for a vendor they do not \
+             use or edits the unit (systemctl edit --full, which then shadows every later \
+             packaged unit)"
         );
     }
+    let named = conf
+        .split("credential = \"")
+        .skip(1)
+        .map(|rest| &rest[..rest.find('"').unwrap()]);
+    let mut count = 0;
+    for name in named {
+        count += 1;
+        assert!(
+            loaded.iter().any(|(id, dir)| name == *id
+                || name
+                    .strip_prefix(&format!("{id}_"))
+                    .is_some_and(|file| conf.contains(&format!("{dir}/{file}")))),
+            "the packaged config names credential {name}, which no LoadCredential= of the unit \
+             provides where the config says to put the token ({loaded:?})"
+        );
+    }
+    assert!(count > 0, "the packaged config names no credential");
 }
 
 /// `/metrics` of `scansync run` with one CodeThreat scan on `schedule` (a TOML inline table)
