@@ -1,9 +1,9 @@
 //! Adversarial tests for issue #16 (packaging, monitoring). Each test here names a promise of
 //! the issue that an operator would rely on and showed it broken when written (2026-12-01).
 //! Fixed since: the package synopsis, the offline tarball's warning for untracked files, the
-//! dashboard's variables on a fresh daemon, the unit's credentials. `#[ignore]`d with their
-//! reason: the breaks still open (issue #16 stays open for them); `cargo test --test attack16
-//! -- --ignored` runs them.
+//! dashboard's variables on a fresh daemon, the unit's credentials, a cron scan's interval.
+//! `#[ignore]`d with their reason: the breaks still open (issue #16 stays open for them);
+//! `cargo test --test attack16 -- --ignored` runs them.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -170,12 +170,10 @@ listen = "127.0.0.1:{port}"
 
 /// "a scan without success for twice its interval" for a cron scan: an office-hours cron
 /// (every 5 minutes, 09:00-17:55 on weekdays) waits 15 hours every night and 63 hours every
-/// weekend, yet `scansync_scan_interval_seconds` looks at only its next 40 fire times (200
-/// minutes) and says 300 s, so ScansyncScanStale (`> 2 * interval`, `for: 10m`) fires every
-/// evening and all weekend on a healthy daemon (cause: CRON_LOOKAHEAD in
-/// src/server/schedule_metrics.rs).
+/// weekend, yet `scansync_scan_interval_seconds` looked at only its next 40 fire times (200
+/// minutes) and said 300 s, so ScansyncScanStale (`> 2 * interval`, `for: 10m`) fired every
+/// evening and all weekend on a healthy daemon.
 #[test]
-#[ignore = "known break (#16, open): a cron interval is read from 40 fire times only"]
 fn attack16_an_office_hours_cron_scan_is_not_stale_every_night() {
     let metrics = fresh_daemon_metrics(r#"{ cron = "0 */5 9-17 * * Mon-Fri" }"#);
     let value: f64 = metrics
