@@ -1,9 +1,8 @@
 //! Adversarial tests for issue #16 (packaging, monitoring). Each test here names a promise of
 //! the issue that an operator would rely on and showed it broken when written (2026-12-01).
-//! Fixed since: the package synopsis, the offline tarball's warning for untracked files, the
-//! dashboard's variables on a fresh daemon, the unit's credentials, a cron scan's interval.
-//! `#[ignore]`d with their reason: the breaks still open (issue #16 stays open for them);
-//! `cargo test --test attack16 -- --ignored` runs them.
+//! All fixed since: the package synopsis, the offline tarball's warning for untracked files,
+//! the dashboard's variables on a fresh daemon, the stale / outbox / runs-failing alerts, a
+//! cron scan's interval, and the unit's credentials.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -15,7 +14,6 @@ fn repo(path: &str) -> PathBuf {
 /// The alert rules fire for the conditions their names promise
 /// (tests/fixtures/attack16/rules-attack.test.yml says which and why).
 #[test]
-#[ignore = "known break (#16, open): the stale, outbox and runs-failing rules miss these cases"]
 fn attack16_alerts_fire_for_a_never_successful_scan_a_slowly_growing_outbox_and_a_first_failure() {
     let rules = repo("contrib/prometheus/scansync-rules.yml");
     let text = std::fs::read_to_string(repo("tests/fixtures/attack16/rules-attack.test.yml"))
