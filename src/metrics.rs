@@ -13,9 +13,9 @@
 //! - recorded as things happen (runs, vendor requests, retries, webhook deliveries and
 //!   triggers): counters and histograms in [`Metrics`];
 //! - read from the store at scrape time (findings by scan/state/severity, last successful
-//!   sync per scan): the store is the truth for these, and a gauge kept in memory would be
-//!   wrong after a restart, or after a run by another process (`scansync scan` beside the
-//!   daemon).
+//!   and failed sync per scan, the outbox): the store is the truth for these, and a gauge
+//!   kept in memory would be wrong after a restart, or after a run by another process
+//!   (`scansync scan` beside the daemon).
 //!
 //! # Families
 //! | name | type | labels |
@@ -25,11 +25,14 @@
 //! | `scansync_findings` | gauge | `scan`, `state`, `severity` (every combination, zeros included; `false_positive` and `accepted` are the triaged ones) |
 //! | `scansync_acceptances_expiring_7d` | gauge | `scan` (accepted findings whose `until` is within 7 days, or already past and not yet reopened by a run) |
 //! | `scansync_last_successful_sync_timestamp_seconds` | gauge | `scan` |
+//! | `scansync_last_failed_sync_timestamp_seconds` | gauge | `scan` (failed or timed out) |
 //! | `scansync_vendor_requests_total` | counter | `instance`, `status_class` (2xx, 3xx, 4xx, 5xx, error) |
 //! | `scansync_vendor_request_duration_seconds` | histogram | `instance` |
 //! | `scansync_vendor_retries_total` | counter | `instance` |
 //! | `scansync_webhook_deliveries_total` | counter | `webhook`, `outcome` |
 //! | `scansync_webhook_triggers_total` | counter | `scan`, `result` |
+//! | `scansync_webhook_outbox_depth` | gauge | |
+//! | `scansync_webhook_outbox_oldest_pending_timestamp_seconds` | gauge | `webhook` (those with notifications to deliver) |
 //!
 //! `scan` is the store's scan name: a branch scanned apart from the configured one shows as
 //! `name@branch`, as in `scansync findings` and `scansync runs`.
@@ -92,6 +95,11 @@ struct InstanceLabels {
 struct DeliveryLabels {
     webhook: String,
     outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WebhookLabels {
+    webhook: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -280,8 +288,14 @@ pub struct StoreSnapshot {
     pub findings: BTreeMap<String, FindingCounts>,
     /// Per scan, the end of its latest successful run (RFC 3339).
     pub last_success: BTreeMap<String, String>,
+    /// Per scan, the end of its latest failed or timed-out run (RFC 3339).
+    pub last_failure: BTreeMap<String, String>,
+    /// Per scan, when its first run started (RFC 3339); for the listener's schedule families.
+    pub scan_created: BTreeMap<String, String>,
     /// Webhook notifications not yet delivered (nor given up).
     pub outbox_depth: u64,
+    /// Per webhook with notifications to deliver, when the oldest was written (RFC 3339).
+    pub outbox_oldest_pending: BTreeMap<String, String>,
     /// Per scan, accepted findings whose acceptance ends within the next 7 days (or has
     /// ended without a run since); scans without any are absent.
     pub acceptances_expiring_7d: BTreeMap<String, u64>,
@@ -296,7 +310,9 @@ const EXPIRING_WITHIN: chrono::Duration = chrono::Duration::days(7);
 /// The store is read now, on the read-only connection: the uncached form of
 /// [`SnapshotCache::render`].
 pub async fn render(reader: &Reader) -> anyhow::Result<String> {
-    SnapshotCache::default().render(reader).await
+    SnapshotCache::default()
+        .render(reader, |_| String::new())
+        .await
 }
 
 /// What the store says now, read on the read-only connection.
@@ -306,7 +322,10 @@ async fn store_snapshot(reader: &Reader) -> anyhow::Result<StoreSnapshot> {
             Ok(StoreSnapshot {
                 findings: s.finding_counts()?,
                 last_success: s.last_successful_syncs()?,
+                last_failure: s.last_failed_syncs()?,
+                scan_created: s.scans_created()?,
                 outbox_depth: s.outbox_depth()?,
+                outbox_oldest_pending: s.outbox_oldest_pending()?,
                 acceptances_expiring_7d: s.acceptances_expiring(
                     &(chrono::Utc::now() + EXPIRING_WITHIN)
                         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
@@ -333,41 +352,76 @@ pub struct SnapshotCache {
 struct CachedStoreText {
     read_at: std::time::Instant,
     runs_ended: u64,
+    snapshot: std::sync::Arc<StoreSnapshot>,
     text: std::sync::Arc<String>,
 }
 
 impl SnapshotCache {
-    /// The whole exposition: this process's counters now, the store's part from the cache.
-    pub async fn render(&self, reader: &Reader) -> anyhow::Result<String> {
+    /// The whole exposition: this process's counters now, the store's part from the cache,
+    /// then what `more` makes of the same snapshot (families that also need what only the
+    /// caller knows, such as the config in force).
+    pub async fn render(
+        &self,
+        reader: &Reader,
+        more: impl FnOnce(&StoreSnapshot) -> String,
+    ) -> anyhow::Result<String> {
         let runs_ended = global()
             .runs_ended
             .load(std::sync::atomic::Ordering::Relaxed);
-        let store_text = {
+        let (snapshot, store_text) = {
             let mut slot = self.slot.lock().await;
             match slot.as_ref() {
                 Some(c) if c.read_at.elapsed() < SNAPSHOT_EVERY && c.runs_ended == runs_ended => {
-                    c.text.clone()
+                    (c.snapshot.clone(), c.text.clone())
                 }
                 _ => {
-                    let text = std::sync::Arc::new(render_store(&store_snapshot(reader).await?));
+                    let snapshot = std::sync::Arc::new(store_snapshot(reader).await?);
+                    let text = std::sync::Arc::new(render_store(&snapshot));
                     *slot = Some(CachedStoreText {
                         read_at: std::time::Instant::now(),
                         runs_ended,
+                        snapshot: snapshot.clone(),
                         text: text.clone(),
                     });
-                    text
+                    (snapshot, text)
                 }
             }
         };
         let mut text = global().render_recorded();
         text.push_str(&store_text);
+        text.push_str(&more(&snapshot));
         Ok(text)
     }
 }
 
+/// A gauge per key of `times` (RFC 3339) in Unix seconds. A time the store cannot parse was
+/// written by hand; leaving its series out is better than a made-up value.
+fn timestamps<L>(
+    times: &BTreeMap<String, String>,
+    labels: impl Fn(&str) -> L,
+) -> Family<L, Gauge<f64, AtomicU64>>
+where
+    L: Clone + std::hash::Hash + Eq,
+{
+    let family: Family<L, Gauge<f64, AtomicU64>> = Family::default();
+    for (key, at) in times {
+        if let Some(seconds) = unix_seconds(at) {
+            family.get_or_create(&labels(key)).set(seconds);
+        }
+    }
+    family
+}
+
+/// An RFC 3339 time in Unix seconds (milliseconds kept); `None` when it does not parse.
+pub fn unix_seconds(rfc3339: &str) -> Option<f64> {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .ok()
+        .map(|at| at.timestamp_millis() as f64 / 1000.0)
+}
+
 /// The store-backed families: findings (every state × severity of every scan, zeros
 /// included, so a count that drops to zero reads as 0 rather than disappearing), the last
-/// successful sync time and the webhook outbox depth.
+/// successful and failed sync times, and the webhook outbox (depth, oldest waiting).
 pub fn render_store(snapshot: &StoreSnapshot) -> String {
     let findings: Family<FindingLabels, Gauge> = Family::default();
     for (scan, counts) in &snapshot.findings {
@@ -384,16 +438,14 @@ pub fn render_store(snapshot: &StoreSnapshot) -> String {
             }
         }
     }
-    let last_success: Family<ScanLabels, Gauge<f64, AtomicU64>> = Family::default();
-    for (scan, at) in &snapshot.last_success {
-        // A time the store cannot parse was written by hand; leaving the series out is
-        // better than a made-up value.
-        if let Ok(at) = chrono::DateTime::parse_from_rfc3339(at) {
-            last_success
-                .get_or_create(&ScanLabels { scan: scan.clone() })
-                .set(at.timestamp_millis() as f64 / 1000.0);
-        }
-    }
+    let scan = |scan: &str| ScanLabels {
+        scan: scan.to_string(),
+    };
+    let last_success = timestamps(&snapshot.last_success, scan);
+    let last_failure = timestamps(&snapshot.last_failure, scan);
+    let oldest_pending = timestamps(&snapshot.outbox_oldest_pending, |webhook| WebhookLabels {
+        webhook: webhook.to_string(),
+    });
     // Every scan, zeros included, like the findings.
     let expiring: Family<ScanLabels, Gauge> = Family::default();
     for scan in snapshot.findings.keys() {
@@ -415,6 +467,11 @@ pub fn render_store(snapshot: &StoreSnapshot) -> String {
         outbox,
     );
     registry.register(
+        "scansync_webhook_outbox_oldest_pending_timestamp_seconds",
+        "When the oldest notification waiting for delivery to each webhook was written, in Unix seconds (no series for a webhook with none waiting)",
+        oldest_pending,
+    );
+    registry.register(
         "scansync_findings",
         "Findings in the store, by scan, lifecycle state and severity",
         findings,
@@ -428,6 +485,11 @@ pub fn render_store(snapshot: &StoreSnapshot) -> String {
         "scansync_last_successful_sync_timestamp_seconds",
         "When the latest successful sync run of each scan ended, in Unix seconds",
         last_success,
+    );
+    registry.register(
+        "scansync_last_failed_sync_timestamp_seconds",
+        "When the latest failed or timed-out sync run of each scan ended, in Unix seconds",
+        last_failure,
     );
     let mut openmetrics = String::new();
     encode_registry(&mut openmetrics, &registry).expect("writing to a String");
@@ -559,7 +621,16 @@ mod tests {
                 "shop".to_string(),
                 "2026-01-02T03:04:05.250Z".to_string(),
             )]),
+            last_failure: BTreeMap::from([(
+                "empty".to_string(),
+                "2026-01-02T03:04:06.000Z".to_string(),
+            )]),
+            scan_created: BTreeMap::new(),
             outbox_depth: 2,
+            outbox_oldest_pending: BTreeMap::from([(
+                "chat".to_string(),
+                "2026-01-02T03:00:00.000Z".to_string(),
+            )]),
             acceptances_expiring_7d: BTreeMap::from([("shop".to_string(), 4)]),
         };
         let text = render_store(&snapshot);
@@ -591,6 +662,18 @@ mod tests {
         assert!(
             text.contains(
                 "scansync_last_successful_sync_timestamp_seconds{scan=\"shop\"} 1767323045.25\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "scansync_last_failed_sync_timestamp_seconds{scan=\"empty\"} 1767323046.0\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "scansync_webhook_outbox_oldest_pending_timestamp_seconds{webhook=\"chat\"} 1767322800.0\n"
             ),
             "{text}"
         );

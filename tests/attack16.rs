@@ -1,8 +1,8 @@
 //! Adversarial tests for issue #16 (packaging, monitoring). Each test here names a promise of
 //! the issue that an operator would rely on and showed it broken when written (2026-12-01).
-//! Fixed since: the package synopsis, the offline tarball's warning for untracked files, the
-//! dashboard's variables on a fresh daemon. `#[ignore]`d with their reason: the breaks still
-//! open (issue #16 stays open for them); `cargo test --test attack16 -- --ignored` runs them.
+//! All fixed since: the package synopsis, the offline tarball's warning for untracked files,
+//! the dashboard's variables on a fresh daemon, the stale / outbox / runs-failing alerts, a
+//! cron scan's interval, and the unit's credentials.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -14,7 +14,6 @@ fn repo(path: &str) -> PathBuf {
 /// The alert rules fire for the conditions their names promise
 /// (tests/fixtures/attack16/rules-attack.test.yml says which and why).
 #[test]
-#[ignore = "known break (#16, open): the stale, outbox and runs-failing rules miss these cases"]
 fn attack16_alerts_fire_for_a_never_successful_scan_a_slowly_growing_outbox_and_a_first_failure() {
     let rules = repo("contrib/prometheus/scansync-rules.yml");
     let text = std::fs::read_to_string(repo("tests/fixtures/attack16/rules-attack.test.yml"))
@@ -52,26 +51,52 @@ fn attack16_alerts_fire_for_a_never_successful_scan_a_slowly_growing_outbox_and_
 }
 
 /// "`systemctl enable --now scansync` after the config is written" starts it: with the
-/// packaged minimal config (one CodeThreat instance) the unit still loads
-/// /etc/scansync/credentials/saltsecurity, and systemd refuses to start a unit whose
-/// LoadCredential= file is missing (243/CREDENTIALS). Every LoadCredential= of the shipped unit
-/// must therefore name something that exists after following the packaged config's steps,
-/// i.e. no per-vendor file for a vendor the config does not use.
+/// packaged minimal config (one CodeThreat instance) the unit loaded
+/// /etc/scansync/credentials/saltsecurity too, and systemd refuses to start a unit whose
+/// LoadCredential= source is missing (243/CREDENTIALS), unless a SetCredential= of the same id
+/// gives a default (systemd.exec(5)). Every LoadCredential= of the shipped unit must therefore
+/// have that default or name something the packaged config's steps create, i.e. no per-vendor
+/// file for a vendor the config does not use; and every credential the config names must be
+/// one the unit hands over: `ID`, or `ID_FILE` from a directory DIR whose DIR/FILE the config
+/// tells the operator to write.
 #[test]
-#[ignore = "known break (#16, open): the unit loads both vendors' credentials"]
 fn attack16_the_unit_does_not_require_a_token_file_for_an_unused_vendor() {
     let unit = std::fs::read_to_string(repo("systemd/scansync.service")).unwrap();
     let conf = std::fs::read_to_string(repo("debian/config.toml")).unwrap();
-    for line in unit.lines().filter(|l| l.starts_with("LoadCredential=")) {
-        let id = line["LoadCredential=".len()..].split(':').next().unwrap();
+    let settings = |key: &'static str| {
+        unit.lines()
+            .filter_map(move |l| l.strip_prefix(key))
+            .map(|v| v.split_once(':').unwrap_or((v, v)))
+    };
+    let defaults: Vec<&str> = settings("SetCredential=").map(|(id, _)| id).collect();
+    let loaded: Vec<(&str, &str)> = settings("LoadCredential=").collect();
+    for (id, path) in &loaded {
         assert!(
-            conf.contains(&format!("credential = \"{id}\"")),
-            "the unit requires credential {id} ({line}), which the packaged minimal config never \
-             uses: `systemctl enable --now scansync` fails with 243/CREDENTIALS unless the \
-             operator creates a token file for a vendor they do not use or edits the unit \
-             (systemctl edit --full, which then shadows every later packaged unit)"
+            defaults.contains(id) || conf.contains(&format!("credential = \"{id}\"")),
+            "the unit requires credential {id} (LoadCredential={id}:{path}), which the packaged \
+             minimal config never uses: `systemctl enable --now scansync` fails with \
+             243/CREDENTIALS unless the operator creates a token file for a vendor they do not \
+             use or edits the unit (systemctl edit --full, which then shadows every later \
+             packaged unit)"
         );
     }
+    let named = conf
+        .split("credential = \"")
+        .skip(1)
+        .map(|rest| &rest[..rest.find('"').unwrap()]);
+    let mut count = 0;
+    for name in named {
+        count += 1;
+        assert!(
+            loaded.iter().any(|(id, dir)| name == *id
+                || name
+                    .strip_prefix(&format!("{id}_"))
+                    .is_some_and(|file| conf.contains(&format!("{dir}/{file}")))),
+            "the packaged config names credential {name}, which no LoadCredential= of the unit \
+             provides where the config says to put the token ({loaded:?})"
+        );
+    }
+    assert!(count > 0, "the packaged config names no credential");
 }
 
 /// `/metrics` of `scansync run` with one CodeThreat scan on `schedule` (a TOML inline table)
@@ -143,12 +168,10 @@ listen = "127.0.0.1:{port}"
 
 /// "a scan without success for twice its interval" for a cron scan: an office-hours cron
 /// (every 5 minutes, 09:00-17:55 on weekdays) waits 15 hours every night and 63 hours every
-/// weekend, yet `scansync_scan_interval_seconds` looks at only its next 40 fire times (200
-/// minutes) and says 300 s, so ScansyncScanStale (`> 2 * interval`, `for: 10m`) fires every
-/// evening and all weekend on a healthy daemon (cause: CRON_LOOKAHEAD in
-/// src/server/schedule_metrics.rs).
+/// weekend, yet `scansync_scan_interval_seconds` looked at only its next 40 fire times (200
+/// minutes) and said 300 s, so ScansyncScanStale (`> 2 * interval`, `for: 10m`) fired every
+/// evening and all weekend on a healthy daemon.
 #[test]
-#[ignore = "known break (#16, open): a cron interval is read from 40 fire times only"]
 fn attack16_an_office_hours_cron_scan_is_not_stale_every_night() {
     let metrics = fresh_daemon_metrics(r#"{ cron = "0 */5 9-17 * * Mon-Fri" }"#);
     let value: f64 = metrics

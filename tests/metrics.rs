@@ -351,7 +351,10 @@ async fn the_store_part_of_a_scrape_is_read_once_per_period_and_again_after_a_ru
             })
             .sum()
     };
-    let first = cache.render(&s.ctx.reader).await.unwrap();
+    let first = cache
+        .render(&s.ctx.reader, |_| String::new())
+        .await
+        .unwrap();
     assert_eq!(fixed_of(&first), 0.0);
     // Another process fixes every finding behind the daemon's back.
     Connection::open(&s.store)
@@ -359,10 +362,16 @@ async fn the_store_part_of_a_scrape_is_read_once_per_period_and_again_after_a_ru
         .execute("UPDATE findings SET state = 'fixed'", [])
         .unwrap();
     // Within the period, scrapes are served from the one read.
-    let again = cache.render(&s.ctx.reader).await.unwrap();
+    let again = cache
+        .render(&s.ctx.reader, |_| String::new())
+        .await
+        .unwrap();
     assert_eq!(fixed_of(&again), 0.0, "served from the snapshot");
     // A run of this process ending makes the next scrape read the store again.
     metrics::global().run_finished("m4-ct-scan", "succeeded", std::time::Duration::ZERO);
-    let after = cache.render(&s.ctx.reader).await.unwrap();
+    let after = cache
+        .render(&s.ctx.reader, |_| String::new())
+        .await
+        .unwrap();
     assert!(fixed_of(&after) > 0.0, "{after}");
 }

@@ -143,9 +143,10 @@ async fn dashboard_and_rules_use_only_metrics_the_daemon_serves() {
         .unwrap();
     let generated = std::fs::read_to_string(&config).unwrap();
     let head = &generated[..generated.find("[[scans]]").expect("the config has scans")];
-    // Periodic scans (every, cron) so the interval family has series; new findings go to a
-    // webhook receiver that refuses connections (a closed loopback port), so deliveries are
-    // retried and the outbox holds them.
+    // Periodic scans (every, cron) so the interval family has series, one of them bound to a
+    // project the vendor does not have, so the failed-run family has one too; new findings go
+    // to a webhook receiver that refuses connections (a closed loopback port), so deliveries
+    // are retried and the outbox holds them.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let closed_port = closed.local_addr().unwrap().port();
     drop(closed);
@@ -157,7 +158,9 @@ async fn dashboard_and_rules_use_only_metrics_the_daemon_serves() {
          [[scans]]\nname = \"ct-hourly\"\ninstance = \"sim-codethreat\"\n\
          bind_to = \"project-1\"\nbranch = \"main\"\nschedule = {{ every = \"1h\" }}\n\n\
          [[scans]]\nname = \"salt-nightly\"\ninstance = \"sim-salt\"\n\
-         bind_to = \"project-1\"\nschedule = {{ cron = \"0 0 2 * * *\" }}\n"
+         bind_to = \"project-1\"\nschedule = {{ cron = \"0 0 2 * * *\" }}\n\n\
+         [[scans]]\nname = \"ct-missing\"\ninstance = \"sim-codethreat\"\n\
+         bind_to = \"no-such-project\"\nschedule = {{ every = \"1h\" }}\n"
     );
     std::fs::write(&config, text).unwrap();
 
@@ -205,6 +208,7 @@ async fn dashboard_and_rules_use_only_metrics_the_daemon_serves() {
             _ => String::new(),
         };
         if text.contains("scansync_runs_total{scan=\"ct-hourly\",outcome=\"succeeded\"} 1")
+            && text.contains("scansync_last_failed_sync_timestamp_seconds{scan=\"ct-missing\"}")
             && text.contains("scansync_webhook_deliveries_total{webhook=\"sink\"")
             && text.contains("scansync_vendor_retries_total{")
         {
@@ -212,7 +216,7 @@ async fn dashboard_and_rules_use_only_metrics_the_daemon_serves() {
         }
         assert!(
             start.elapsed() < WAIT,
-            "no successful run and retried delivery in /metrics within {WAIT:?}:\n{text}\n\
+            "no successful run, failed run and retried delivery in /metrics within {WAIT:?}:\n{text}\n\
              --- daemon log ---\n{}",
             std::fs::read_to_string(&log).unwrap_or_default()
         );
@@ -245,8 +249,9 @@ async fn dashboard_and_rules_use_only_metrics_the_daemon_serves() {
     }
     for must in [
         "scansync_scan_interval_seconds",
-        "scansync_runs_total",
-        "scansync_webhook_outbox_depth",
+        "scansync_scan_created_timestamp_seconds",
+        "scansync_last_failed_sync_timestamp_seconds",
+        "scansync_webhook_outbox_oldest_pending_timestamp_seconds",
     ] {
         assert!(rules.contains(must), "the rules do not use {must}");
     }

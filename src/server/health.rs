@@ -144,11 +144,13 @@ pub(super) async fn metrics(State(state): State<Arc<ServerState>>, headers: Head
             .into_response();
     };
     let (config, ctx) = backend.current();
-    match state.metrics_cache.render(&ctx.reader).await {
-        Ok(mut text) => {
-            text.push_str(&super::schedule_metrics::render(&config, Utc::now()));
-            ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response()
-        }
+    let schedule = state.schedule_metrics.get(&config);
+    let rendered = state
+        .metrics_cache
+        .render(&ctx.reader, |store| schedule.render(&store.scan_created))
+        .await;
+    match rendered {
+        Ok(text) => ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response(),
         Err(e) => {
             tracing::warn!("metrics: rendering failed: {e:#}");
             (

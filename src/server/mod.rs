@@ -90,6 +90,8 @@ struct ServerState {
     metrics_token: Option<Secret>,
     /// The store's part of `/metrics`, refreshed at most every few seconds.
     metrics_cache: crate::metrics::SnapshotCache,
+    /// The config's part of `/metrics`, worked out once per config.
+    schedule_metrics: schedule_metrics::ScheduleCache,
 }
 
 impl ServerState {
@@ -132,6 +134,7 @@ impl Listener {
             backend: backend_rx,
             metrics_token: config.metrics_token.clone(),
             metrics_cache: Default::default(),
+            schedule_metrics: schedule_metrics::ScheduleCache::new(chrono::Utc::now()),
         });
         let https = tls.is_some();
         let cap = Arc::new(tokio::sync::Semaphore::new(config.max_connections));

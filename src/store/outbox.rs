@@ -21,6 +21,7 @@ use super::{
 use crate::config::{EventType, Route};
 use crate::finding::Severity;
 use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
 
 /// The most findings one notification lists, worst first; the rest are only counted.
 pub const MAX_FINDINGS: usize = 100;
@@ -412,5 +413,18 @@ impl Store {
             |r| r.get(0),
         )?;
         Ok(n as u64)
+    }
+
+    /// Per webhook with notifications still to deliver, when the oldest of them was written
+    /// (RFC 3339 UTC): how long a receiver has not been taking them, which the depth alone
+    /// does not say (a dead receiver fed a few notifications every few hours keeps it flat
+    /// for hours).
+    pub fn outbox_oldest_pending(&self) -> Result<BTreeMap<String, String>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT webhook, min(created_at) FROM webhook_outbox WHERE state = 'pending'
+             GROUP BY webhook",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<String>(0)?, r.get::<String>(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 }

@@ -227,13 +227,37 @@ impl Store {
     }
 
     /// When each scan last finished a successful run (RFC 3339 UTC), for scans that ever had
-    /// one. Times are stored with fixed-width milliseconds, so the text maximum is the latest.
+    /// one.
     pub fn last_successful_syncs(&self) -> Result<BTreeMap<String, String>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
+        self.last_run_ends("state = 'succeeded'")
+    }
+
+    /// When each scan last finished a failed or timed-out run (RFC 3339 UTC), for scans that
+    /// ever had one. With [`Store::last_successful_syncs`] it says whether a scan's runs fail,
+    /// its very first run included, which a counter cannot say: its series appears at its
+    /// first increment, so that increment is never seen as one.
+    pub fn last_failed_syncs(&self) -> Result<BTreeMap<String, String>, StoreError> {
+        self.last_run_ends("state IN ('failed', 'timed_out')")
+    }
+
+    /// The latest `finished_at` per scan of the runs `which` selects. Times are stored with
+    /// fixed-width milliseconds, so the text maximum is the latest.
+    fn last_run_ends(&self, which: &'static str) -> Result<BTreeMap<String, String>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT scan, max(finished_at) FROM sync_runs
-             WHERE state = 'succeeded' AND finished_at IS NOT NULL
-             GROUP BY scan",
-        )?;
+             WHERE {which} AND finished_at IS NOT NULL
+             GROUP BY scan"
+        ))?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<String>(0)?, r.get::<String>(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// When each scan's row was made (RFC 3339 UTC): when its first run started. For a scan
+    /// that never succeeded, the time its lack of success is counted from.
+    pub fn scans_created(&self) -> Result<BTreeMap<String, String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT name, created_at FROM scans")?;
         let rows = stmt.query_map([], |r| Ok((r.get::<String>(0)?, r.get::<String>(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }

@@ -1543,6 +1543,14 @@ fn delivery_bookkeeping_claims_retries_delivers_and_gives_up() {
     let now = chrono::Utc::now();
     let due = store.due_webhook_messages(now, 10).unwrap();
     assert_eq!(due.len(), 2);
+    let oldest = store.outbox_oldest_pending().unwrap();
+    assert_eq!(
+        oldest,
+        BTreeMap::from([
+            ("a".to_string(), due[0].created_at.clone()),
+            ("b".to_string(), due[1].created_at.clone()),
+        ])
+    );
     assert!(due
         .iter()
         .all(|m| m.msg_id.starts_with("msg_") && m.attempts == 0));
@@ -1577,6 +1585,7 @@ fn delivery_bookkeeping_claims_retries_delivers_and_gives_up() {
         .unwrap();
 
     assert_eq!(store.outbox_depth().unwrap(), 0);
+    assert!(store.outbox_oldest_pending().unwrap().is_empty());
     assert_eq!(store.next_webhook_due().unwrap(), None);
     let undelivered = store.webhook_outbox(false).unwrap();
     assert_eq!(undelivered.len(), 1);
@@ -1640,4 +1649,25 @@ fn last_successful_syncs_take_the_latest_success_and_skip_other_ends() {
     assert_eq!(last.len(), 1, "{last:?}");
     assert!(second.finished_at >= first.finished_at);
     assert_eq!(Some(&last["shop"]), second.finished_at.as_ref());
+}
+
+#[test]
+fn last_failed_syncs_take_failures_and_timeouts_and_scans_date_from_their_first_run() {
+    let (_dir, mut store) = temp_store();
+    let first = import(&mut store, "shop", &[findings(0..2)], RunEnd::Succeeded);
+    import(
+        &mut store,
+        "shop",
+        &[],
+        RunEnd::Failed("vendor down".into()),
+    );
+    let late = import(&mut store, "shop", &[], RunEnd::TimedOut("slow".into()));
+    import(&mut store, "shop", &[], RunEnd::Interrupted("stop".into()));
+    import(&mut store, "fine", &[], RunEnd::Succeeded);
+    let failed = store.last_failed_syncs().unwrap();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(Some(&failed["shop"]), late.finished_at.as_ref());
+    let created = store.scans_created().unwrap();
+    assert_eq!(created.keys().collect::<Vec<_>>(), ["fine", "shop"]);
+    assert_eq!(created["shop"], first.started_at);
 }
