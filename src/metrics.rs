@@ -133,6 +133,39 @@ pub struct Metrics {
 }
 
 /// The one registry of this process.
+/// This daemon's name among the nodes that share a store (`[daemon] node_name`, else the
+/// host name): every series carries it as its `node` label, so that the store's figures,
+/// which every node serves alike, and each node's own counters can be told apart.
+static NODE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Names this process for [`node`]; the first call wins (set once, at the daemon's start,
+/// before anything is recorded).
+pub fn set_node(name: Option<&str>) {
+    let _ = NODE.set(name.map_or_else(host_name, str::to_owned));
+}
+
+/// See [`NODE`].
+pub fn node() -> &'static str {
+    NODE.get_or_init(host_name)
+}
+
+/// The kernel's host name (what `hostname` prints).
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+/// A registry whose every series carries `node` (see [`NODE`]).
+pub fn node_registry() -> Registry {
+    Registry::with_labels(std::iter::once((
+        std::borrow::Cow::Borrowed("node"),
+        std::borrow::Cow::Borrowed(node()),
+    )))
+}
+
 pub fn global() -> &'static Metrics {
     static GLOBAL: std::sync::OnceLock<Metrics> = std::sync::OnceLock::new();
     GLOBAL.get_or_init(Metrics::default)
@@ -145,7 +178,7 @@ impl Default for Metrics {
         let vendor_request_duration: HistogramFamily<InstanceLabels> =
             Family::new_with_constructor(|| Histogram::new(REQUEST_DURATION_BUCKETS));
         let m = Metrics {
-            registry: Registry::default(),
+            registry: node_registry(),
             runs: Family::default(),
             run_duration,
             vendor_requests: Family::default(),
@@ -155,7 +188,7 @@ impl Default for Metrics {
             webhook_triggers: Family::default(),
             runs_ended: AtomicU64::new(0),
         };
-        let mut registry = Registry::default();
+        let mut registry = node_registry();
         // Counter names are given without `_total`: the encoder appends it to the samples.
         registry.register(
             "scansync_runs",
@@ -460,7 +493,7 @@ pub fn render_store(snapshot: &StoreSnapshot) -> String {
     }
     let outbox: Gauge = Gauge::default();
     outbox.set(i64::try_from(snapshot.outbox_depth).unwrap_or(i64::MAX));
-    let mut registry = Registry::default();
+    let mut registry = node_registry();
     registry.register(
         "scansync_webhook_outbox_depth",
         "Webhook notifications waiting in the outbox for delivery",

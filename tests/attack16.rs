@@ -176,7 +176,8 @@ fn attack16_an_office_hours_cron_scan_is_not_stale_every_night() {
     let metrics = fresh_daemon_metrics(r#"{ cron = "0 */5 9-17 * * Mon-Fri" }"#);
     let value: f64 = metrics
         .lines()
-        .find_map(|l| l.strip_prefix("scansync_scan_interval_seconds{scan=\"office\"} "))
+        .filter(|l| l.starts_with("scansync_scan_interval_seconds{"))
+        .find_map(|l| l.split_once(",scan=\"office\"} ").map(|(_, v)| v))
         .unwrap_or_else(|| panic!("no interval for scan office in /metrics:\n{metrics}"))
         .trim()
         .parse()

@@ -207,9 +207,11 @@ async fn dashboard_and_rules_use_only_metrics_the_daemon_serves() {
             Ok(resp) if resp.status().is_success() => resp.text().await.unwrap_or_default(),
             _ => String::new(),
         };
-        if text.contains("scansync_runs_total{scan=\"ct-hourly\",outcome=\"succeeded\"} 1")
-            && text.contains("scansync_last_failed_sync_timestamp_seconds{scan=\"ct-missing\"}")
-            && text.contains("scansync_webhook_deliveries_total{webhook=\"sink\"")
+        // Every series also carries this daemon's `node` label, first.
+        if text.contains(",scan=\"ct-hourly\",outcome=\"succeeded\"} 1")
+            && text.contains("scansync_last_failed_sync_timestamp_seconds{node=")
+            && text.contains(",scan=\"ct-missing\"}")
+            && text.contains(",webhook=\"sink\"")
             && text.contains("scansync_vendor_retries_total{")
         {
             break text;
@@ -227,7 +229,8 @@ async fn dashboard_and_rules_use_only_metrics_the_daemon_serves() {
 
     let exposed = exposed_names(&metrics);
     assert!(
-        metrics.contains("scansync_scan_interval_seconds{scan=\"ct-hourly\"} 3600"),
+        metrics.contains("scansync_scan_interval_seconds{node=")
+            && metrics.contains(",scan=\"ct-hourly\"} 3600"),
         "{metrics}"
     );
     let dashboard = dashboard_names();

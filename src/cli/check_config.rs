@@ -32,6 +32,17 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
         eprintln!("warning: {w}");
     }
     print!("{}", summary(&path, &loaded.config, Utc::now()));
+    // The store is part of what must work: a PostgreSQL server that refuses the login is
+    // found here, not at the daemon's start.
+    let location = loaded.config.store.location.clone();
+    let probe = tokio::task::spawn_blocking(move || crate::store::Store::probe(&location)).await?;
+    match probe {
+        Ok(state) => println!("store check: {state}"),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(super::test_connection::EXIT_OTHER);
+        }
+    }
     if !loaded.config.suppress.is_empty() {
         let config = loaded.config.clone();
         // SQLite reads block; keep them off the async workers.

@@ -57,6 +57,22 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     }
     let width = selected.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
     let mut first_failure = None;
+    // The store first: a daemon that cannot write its findings is not working either.
+    let location = config.store.location.clone();
+    match tokio::task::spawn_blocking(move || crate::store::Store::probe(&location)).await? {
+        Ok(state) => println!(
+            "ok   {:width$}  {}: {state}",
+            "store", config.store.location
+        ),
+        Err(e) => {
+            println!(
+                "FAIL {:width$}  {}",
+                "store",
+                crate::display::clean(&e.to_string())
+            );
+            first_failure = Some(EXIT_OTHER);
+        }
+    }
     for (name, instance) in selected {
         let (line, code) = test_one(name, instance, width).await;
         // The line may quote the vendor's answer: escaped, it cannot drive the terminal.

@@ -291,6 +291,9 @@ pub struct DaemonConfig {
     /// The mass-fix guard: when one complete run would fix more than this share of a scan's
     /// findings (or all of them), the fixes are held one run (`missing`). `1.0` turns it off.
     pub fix_guard: f64,
+    /// This daemon's name among those sharing a store (`node` label of `/metrics`, `node`
+    /// of `/readyz`); `None`: the host name.
+    pub node_name: Option<String>,
 }
 
 impl Default for DaemonConfig {
@@ -302,6 +305,7 @@ impl Default for DaemonConfig {
             jitter: Duration::ZERO,
             poll_interval: Duration::from_secs(5),
             fix_guard: DEFAULT_FIX_GUARD,
+            node_name: None,
         }
     }
 }

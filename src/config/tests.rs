@@ -269,3 +269,135 @@ fn a_secret_file_is_read_only_up_to_its_limit() {
     assert!(errors.contains("larger than 64 KiB"), "{errors}");
     assert!(errors.contains("instances.s.token_file"), "{errors}");
 }
+
+fn store_config(store: &str) -> Result<Loaded, ConfigErrors> {
+    let text = format!(
+        "[store]\n{store}\n[instances.s]\nvendor = \"saltsecurity\"\n\
+         region = \"eu\"\ntoken = \"t\"\n[[scans]]\nname = \"api\"\ninstance = \"s\"\n\
+         bind_to = \"a\"\nschedule = \"now\"\n"
+    );
+    Config::from_toml(
+        &text,
+        Path::new("/etc/scansync/c.toml"),
+        crate::vendors::REGISTRY,
+    )
+}
+
+fn store_errors(store: &str) -> String {
+    store_config(store).unwrap_err().errors.join("\n")
+}
+
+#[test]
+fn a_postgresql_store_takes_a_url_and_a_password_from_outside_the_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "s3cret\n").unwrap();
+    let loaded = store_config(&format!(
+        "url = \"postgres://scan@db.example:5432/s?sslmode=verify-full\"\npassword_file = \"{}\"\n\
+         ca_file = \"{}\"",
+        pw.display(),
+        pw.display()
+    ))
+    .unwrap();
+    let StoreLocation::Postgres(target) = &loaded.config.store.location else {
+        panic!("{:?}", loaded.config.store.location)
+    };
+    assert_eq!(
+        target.url,
+        "postgres://scan@db.example:5432/s?sslmode=verify-full"
+    );
+    assert_eq!(target.password.as_ref().map(|p| p.expose()), Some("s3cret"));
+    assert_eq!(target.ca_file.as_deref(), Some(pw.as_path()));
+    assert!(!format!("{:?}", loaded.config).contains("s3cret"));
+    // Without a password key: the server's own rules (trust, peer, a .pgpass) apply.
+    let loaded = store_config("url = \"postgresql://scan@db/s\"").unwrap();
+    assert!(
+        matches!(&loaded.config.store.location, StoreLocation::Postgres(t) if t.password.is_none())
+    );
+}
+
+#[test]
+fn store_errors_name_their_field_and_never_echo_a_password() {
+    for (store, want) in [
+        (
+            "path = \"a.db\"\nurl = \"postgres://u@h/d\"",
+            "store.url: path and url both given",
+        ),
+        (
+            "url = \"mysql://u@h/d\"",
+            "store.url: is not a PostgreSQL url",
+        ),
+        (
+            "url = \"postgres://u:hunter2@h/d\"",
+            "store.url: holds a password",
+        ),
+        (
+            "path = \"a.db\"\npassword_env = \"PG\"",
+            "store.password_env: is for a PostgreSQL store",
+        ),
+        (
+            "path = \"a.db\"\nca_file = \"ca.pem\"",
+            "store.ca_file: is for a PostgreSQL store",
+        ),
+        (
+            "url = \"postgres://u@h/d\"\npassword_env = \"A\"\npassword_credential = \"b\"",
+            "store.password_credential: password given twice",
+        ),
+        (
+            "url = \"postgres://u@h/d\"\npassword_env = \"not a name\"",
+            "store.password_env:",
+        ),
+        ("", "store.path: is required"),
+    ] {
+        let errors = store_errors(store);
+        assert!(errors.contains(want), "{want} in:\n{errors}");
+        assert!(!errors.contains("hunter2"), "{errors}");
+    }
+}
+
+#[test]
+fn node_name_is_a_plain_word_defaulting_to_the_host_name() {
+    let ok = |name: &str| {
+        store_config(&format!(
+            "path = \"a.db\"\n[daemon]\nnode_name = \"{name}\""
+        ))
+        .map(|l| l.config.daemon.node_name)
+    };
+    assert_eq!(
+        ok("scan-node_1.eu").unwrap().as_deref(),
+        Some("scan-node_1.eu")
+    );
+    for bad in ["", "two words", "a\\\"b", &"x".repeat(65)] {
+        let errors = ok(bad).unwrap_err().errors.join("\n");
+        assert!(
+            errors.contains("daemon.node_name: must be 1 to 64"),
+            "{bad}: {errors}"
+        );
+    }
+    assert_eq!(
+        store_config("path = \"a.db\"")
+            .unwrap()
+            .config
+            .daemon
+            .node_name,
+        None
+    );
+}
+
+#[test]
+fn a_password_in_a_url_is_hidden_wherever_it_is_shown() {
+    assert_eq!(
+        hide_password("postgres://scan:s3cret@db.example:5432/x?sslmode=require"),
+        "postgres://scan:***@db.example:5432/x?sslmode=require"
+    );
+    assert_eq!(
+        hide_password("postgres://scan@db/x"),
+        "postgres://scan@db/x"
+    );
+    assert!(url_has_password("postgres://a:b@h/d"));
+    assert!(!url_has_password("postgres://a@h/d?password_hint=x:y"));
+    assert!(matches!(
+        StoreLocation::from_cli("postgres://a:b@h/d"),
+        Err(e) if !e.contains('b') || e.contains("PGPASSWORD")
+    ));
+}

@@ -16,7 +16,6 @@ use prometheus_client::encoding::text::encode_registry;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
@@ -160,7 +159,7 @@ impl ScheduleMetrics {
                 .get_or_create(&labels)
                 .set(first_run.map_or(served, |at| at.min(served)));
         }
-        let mut registry = Registry::default();
+        let mut registry = crate::metrics::node_registry();
         registry.register(
             "scansync_scan_interval_seconds",
             "The longest time between two scheduled runs of each periodic scan (every: its duration; cron: the longest gap over the next 400 days)",

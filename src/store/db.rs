@@ -408,21 +408,58 @@ impl<T> OptionalExtension<T> for Result<T> {
 
 /// A PostgreSQL session and its prepared statements (by the store's SQL text).
 pub struct PgSession {
-    client: postgres::Client,
+    /// Always `Some` but while dropping (see `Drop`).
+    client: Option<postgres::Client>,
     statements: HashMap<String, postgres::Statement>,
 }
 
+/// Runs a call of the synchronous PostgreSQL client, which drives its own small runtime and
+/// so must not block a thread that drives the daemon's async tasks. The store is used from
+/// blocking threads (where this just calls `f`); a call from an async worker gives up the
+/// worker for its duration instead of panicking.
+pub fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Err(_) => f(),
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        Ok(_) => std::thread::scope(|s| {
+            s.spawn(f)
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        }),
+    }
+}
+
 impl PgSession {
+    /// Runs `f` on the client, off the async runtime (see [`off_runtime`]).
+    fn call<T: Send>(
+        &mut self,
+        f: impl FnOnce(&mut postgres::Client) -> Result<T, postgres::Error> + Send,
+    ) -> Result<T> {
+        let client = self.client.as_mut().expect("client is there until dropped");
+        Ok(off_runtime(|| f(client))?)
+    }
+
     fn statement(&mut self, sql: &str) -> Result<postgres::Statement> {
         if let Some(s) = self.statements.get(sql) {
             return Ok(s.clone());
         }
-        let prepared = self.client.prepare(&translate(sql))?;
+        let translated = translate(sql);
+        let prepared = self.call(|c| c.prepare(&translated))?;
         if self.statements.len() >= 512 {
             self.statements.clear();
         }
         self.statements.insert(sql.to_owned(), prepared.clone());
         Ok(prepared)
+    }
+}
+
+impl Drop for PgSession {
+    /// Closing the connection blocks too.
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            off_runtime(move || drop(client));
+        }
     }
 }
 
@@ -456,7 +493,7 @@ impl Db {
     pub fn postgres(client: postgres::Client) -> Db {
         Db {
             conn: Conn::Postgres(Box::new(RefCell::new(PgSession {
-                client,
+                client: Some(client),
                 statements: HashMap::new(),
             }))),
         }
@@ -496,7 +533,8 @@ impl Db {
         Ok(Stmt(match &self.conn {
             Conn::Sqlite(c) => StmtKind::Sqlite(c.prepare(sql)?),
             Conn::Postgres(s) => {
-                let statement = s.borrow_mut().client.prepare(&translate(sql))?;
+                let translated = translate(sql);
+                let statement = s.borrow_mut().call(|c| c.prepare(&translated))?;
                 StmtKind::Postgres {
                     session: s,
                     statement,
@@ -522,7 +560,7 @@ impl Db {
     pub fn execute_batch(&self, sql: &str) -> Result<()> {
         match &self.conn {
             Conn::Sqlite(c) => c.execute_batch(sql)?,
-            Conn::Postgres(s) => s.borrow_mut().client.batch_execute(sql)?,
+            Conn::Postgres(s) => s.borrow_mut().call(|c| c.batch_execute(sql))?,
         }
         Ok(())
     }
@@ -532,9 +570,10 @@ impl Db {
     pub fn write_transaction(&mut self) -> Result<Tx<'_>> {
         match &self.conn {
             Conn::Sqlite(c) => c.execute_batch("BEGIN IMMEDIATE")?,
-            Conn::Postgres(s) => s.borrow_mut().client.batch_execute(&format!(
-                "BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})"
-            ))?,
+            Conn::Postgres(s) => {
+                let begin = format!("BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})");
+                s.borrow_mut().call(|c| c.batch_execute(&begin))?
+            }
         }
         Ok(Tx {
             db: self,
@@ -623,8 +662,7 @@ impl<'a> Stmt<'a> {
         let values = pg_values(params.list());
         let n = session
             .borrow_mut()
-            .client
-            .execute(statement, &pg_refs(&values))?;
+            .call(|c| c.execute(statement, &pg_refs(&values)))?;
         Ok(n as usize)
     }
 
@@ -664,8 +702,7 @@ impl<'a> Stmt<'a> {
         let values = pg_values(params.list());
         let rows = session
             .borrow_mut()
-            .client
-            .query(statement, &pg_refs(&values))?;
+            .call(|c| c.query(statement, &pg_refs(&values)))?;
         Ok(Rows::Postgres(rows.into_iter(), None))
     }
 

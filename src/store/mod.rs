@@ -323,6 +323,39 @@ impl Store {
         }
     }
 
+    /// Whether the store can be reached and what it holds, in words for `check-config` and
+    /// `test-connection`, without writing anything. An error: it cannot be reached (a wrong
+    /// password, host or certificate), or it was written by a newer scansync.
+    pub fn probe(location: &StoreLocation) -> Result<String, StoreError> {
+        let known = MIGRATIONS.last().map_or(0, |(v, _)| *v);
+        let found = match location {
+            StoreLocation::Sqlite(path) if !path.exists() => {
+                return Ok("no file yet; the daemon or `scansync sync` creates it".into())
+            }
+            StoreLocation::Sqlite(path) => Store::open_read_only(path).map(|_| known),
+            StoreLocation::Postgres(target) => {
+                let conn = Db::postgres(postgres::connect(target)?);
+                postgres::version(&conn).map_err(StoreError::from)
+            }
+        };
+        match found {
+            Ok(0) => Ok("reachable, empty; the daemon or `scansync sync` creates the schema".into()),
+            Ok(v) if v == known => Ok(format!("reachable, schema version {v}")),
+            Ok(v) if v < known => Ok(format!(
+                "reachable, schema version {v}; the daemon or `scansync sync` upgrades it to {known}"
+            )),
+            Ok(v) => Err(StoreError::SchemaTooNew {
+                path: location.to_string(),
+                found: v,
+                known,
+            }),
+            Err(StoreError::SchemaTooOld { found, .. }) => Ok(format!(
+                "reachable, schema version {found}; the daemon or `scansync sync` upgrades it to {known}"
+            )),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Opens the store on PostgreSQL and brings its schema up to date (see `postgres.rs`).
     pub fn open_postgres(target: &PgTarget) -> Result<Store, StoreError> {
         let mut conn = Db::postgres(postgres::connect(target)?);

@@ -130,10 +130,10 @@ pub fn connect(target: &PgTarget) -> Result<postgres::Client, StoreError> {
         source: DbError::Postgres(source),
     };
     let client = if tls == Tls::Disable {
-        config.connect(postgres::NoTls).map_err(open)?
+        super::db::off_runtime(|| config.connect(postgres::NoTls)).map_err(open)?
     } else {
         let connector = tls_connector(target.ca_file.as_deref()).map_err(invalid)?;
-        config.connect(connector).map_err(open)?
+        super::db::off_runtime(|| config.connect(connector)).map_err(open)?
     };
     Ok(client)
 }
@@ -157,11 +157,11 @@ pub fn version(db: &Db) -> Result<i64, DbError> {
     if exists == 0 {
         return Ok(0);
     }
-    Ok(db.query_row(
+    db.query_row(
         "SELECT coalesce(max(version), 0) FROM scansync_schema",
         super::db::params![],
         |r| r.get(0),
-    )?)
+    )
 }
 
 /// Brings the schema up to date (the daemon and writing commands only), each migration in

@@ -95,7 +95,10 @@ pub fn value(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> Option<f
         .iter()
         .filter(|s| s.metric == metric)
         .filter(|s| {
-            s.labels.len() == labels.len() && labels.iter().all(|(k, v)| s.labels.get(k) == Some(v))
+            // `node` (this daemon's name, on every series) is not one of the labels asked for.
+            let node = usize::from(s.labels.get("node").is_some());
+            s.labels.len() == labels.len() + node
+                && labels.iter().all(|(k, v)| s.labels.get(k) == Some(v))
         })
         .map(|s| match s.value {
             Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => v,

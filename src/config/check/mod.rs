@@ -62,6 +62,7 @@ const DAEMON_KEYS: &[&str] = &[
     "jitter",
     "poll_interval",
     "fix_guard",
+    "node_name",
 ];
 const INSTANCE_KEYS: &[&str] = &[
     "vendor",

@@ -469,6 +469,23 @@ impl Checker<'_> {
         if let Some(x) = self.duration(t, "poll_interval", false) {
             d.poll_interval = x;
         }
+        if let Some(name) = self.string(t, "node_name") {
+            let fits = !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            if fits {
+                d.node_name = Some(name);
+            } else {
+                self.error(
+                    &t.field("node_name"),
+                    Some(&t.span_of("node_name")),
+                    "must be 1 to 64 letters, digits, '-', '_' or '.' (it names this daemon \
+                     in /metrics and /readyz)",
+                );
+            }
+        }
         if let Some(x) = self.share(t, "fix_guard") {
             d.fix_guard = x;
         }
