@@ -133,36 +133,11 @@ pub struct Metrics {
 }
 
 /// The one registry of this process.
-/// This daemon's name among the nodes that share a store (`[daemon] node_name`, else the
-/// host name): every series carries it as its `node` label, so that the store's figures,
-/// which every node serves alike, and each node's own counters can be told apart.
-static NODE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-
-/// Names this process for [`node`]; the first call wins (set once, at the daemon's start,
-/// before anything is recorded).
-pub fn set_node(name: Option<&str>) {
-    let _ = NODE.set(name.map_or_else(host_name, str::to_owned));
-}
-
-/// See [`NODE`].
-pub fn node() -> &'static str {
-    NODE.get_or_init(host_name)
-}
-
-/// The kernel's host name (what `hostname` prints).
-pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".to_owned())
-}
-
-/// A registry whose every series carries `node` (see [`NODE`]).
+/// A registry whose every series carries `node` (see [`crate::config::node`]).
 pub fn node_registry() -> Registry {
     Registry::with_labels(std::iter::once((
         std::borrow::Cow::Borrowed("node"),
-        std::borrow::Cow::Borrowed(node()),
+        std::borrow::Cow::Borrowed(crate::config::node()),
     )))
 }
 

@@ -673,3 +673,29 @@ fn read(path: &Path) -> Result<String, ConfigErrors> {
         ))
     })
 }
+
+/// This daemon's name among the nodes that share a store (`[daemon] node_name`, else the
+/// host name): every `/metrics` series carries it as its `node` label (the store's figures,
+/// which every node serves alike, and each node's own counters can be told apart), and the
+/// store's leases name it, so `scan_leases` and "being run by" messages say which host.
+static NODE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Names this process for [`node`]; the first call wins (set once, at the daemon's start,
+/// before anything is recorded).
+pub fn set_node(name: Option<&str>) {
+    let _ = NODE.set(name.map_or_else(host_name, str::to_owned));
+}
+
+/// See [`NODE`].
+pub fn node() -> &'static str {
+    NODE.get_or_init(host_name)
+}
+
+/// The kernel's host name (what `hostname` prints).
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}

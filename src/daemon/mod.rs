@@ -279,7 +279,7 @@ pub async fn run(config_path: &Path, control: DaemonControl) -> anyhow::Result<(
     } = control;
     sd_status("loading the config");
     let config = Config::load(config_path, crate::vendors::REGISTRY)?;
-    crate::metrics::set_node(config.daemon.node_name.as_deref());
+    crate::config::set_node(config.daemon.node_name.as_deref());
     // Before the store: `/healthz` answers at once and `/readyz` says 503 until ready.
     let listener = match &config.server {
         Some(server) => {

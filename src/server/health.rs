@@ -104,7 +104,7 @@ pub(super) async fn readyz(State(state): State<Arc<ServerState>>, headers: Heade
     let body = if detailed {
         json!({
             "ready": ready,
-            "node": crate::metrics::node(),
+            "node": crate::config::node(),
             "store": store,
             "scheduler": if scheduler { "running" } else { "not running" },
             "scans": Value::Object(scans),

@@ -39,21 +39,15 @@ pub fn heartbeat_every() -> Duration {
 pub struct Owner {
     /// Random, unique per process start.
     pub id: String,
-    /// `host:pid`, for people reading `scan_leases` or "waiting for" messages.
+    /// `node:pid` (the node: `[daemon] node_name`, else the host name), for people reading `scan_leases` or "waiting for" messages.
     pub label: String,
 }
 
 impl Owner {
     pub(super) fn new() -> Owner {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .ok()
-            .map(|h| h.trim().to_owned())
-            .filter(|h| !h.is_empty())
-            .or_else(|| std::env::var("HOSTNAME").ok())
-            .unwrap_or_else(|| "localhost".into());
         Owner {
             id: uuid::Uuid::new_v4().simple().to_string(),
-            label: format!("{host}:{}", std::process::id()),
+            label: format!("{}:{}", crate::config::node(), std::process::id()),
         }
     }
 }

@@ -1,0 +1,475 @@
+//! Several `scansync run` processes on one PostgreSQL store (issue #15): each due run of a
+//! scan runs once across all of them, no finding is stored twice or fixed wrongly, and the
+//! runs of a node that dies (SIGKILL) are finished by the others once its lease expires.
+//!
+//! Needs a PostgreSQL server: `SCANSYNC_TEST_POSTGRES` (a url whose user may create
+//! databases). Without it the tests say SKIPPED, or fail under CI (`tests/common`).
+
+mod common;
+
+use scansync::sim::{SimOptions, Simulator};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_scansync");
+/// How long a lease lives here (the daemons read `SCANSYNC_LEASE_TTL_MS`): short, so a killed
+/// node's runs are taken over within the test's patience.
+const LEASE_TTL: Duration = Duration::from_secs(4);
+/// The variable the daemons read their database password from.
+const PASSWORD_VAR: &str = "SCANSYNC_TEST_PG_PASSWORD";
+
+/// A database made for one test, dropped afterwards.
+struct Database {
+    /// The server's url as given (with its password), for the test's own queries.
+    admin: String,
+    name: String,
+    /// The new database's url, without the password (as a config holds it).
+    url: String,
+    password: String,
+}
+
+impl Database {
+    /// `None` (after saying SKIPPED, or failing under CI) without a server to use.
+    fn fresh(prefix: &str) -> Option<Database> {
+        let Ok(admin) = std::env::var("SCANSYNC_TEST_POSTGRES") else {
+            common::tool_missing(
+                "several daemons on PostgreSQL",
+                "SCANSYNC_TEST_POSTGRES is not set (a postgres:// url of a server where its \
+                 user may create databases)",
+            );
+            return None;
+        };
+        let name = format!("{prefix}_{}", std::process::id());
+        let mut url = reqwest::Url::parse(&admin).expect("SCANSYNC_TEST_POSTGRES is a url");
+        let password = url.password().unwrap_or_default().to_owned();
+        url.set_password(None).unwrap();
+        url.set_path(&format!("/{name}"));
+        let db = Database {
+            admin,
+            name,
+            url: url.to_string(),
+            password,
+        };
+        db.admin_sql(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", db.name));
+        db.admin_sql(&format!("CREATE DATABASE {}", db.name));
+        Some(db)
+    }
+
+    /// Runs `sql` on the server's own database (off any async runtime: the client blocks).
+    fn admin_sql(&self, sql: &str) {
+        let (admin, sql) = (self.admin.clone(), sql.to_owned());
+        std::thread::spawn(move || {
+            let mut c = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
+            c.batch_execute(&sql).unwrap();
+        })
+        .join()
+        .unwrap();
+    }
+
+    /// Rows of `sql` on the test's database, each as text cells.
+    fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        let mut url = reqwest::Url::parse(&self.url).unwrap();
+        url.set_password(Some(&self.password)).unwrap();
+        let (url, sql) = (url.to_string(), sql.to_owned());
+        std::thread::spawn(move || {
+            let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+            let messages = match c.simple_query(&sql) {
+                Ok(m) => m,
+                // Before a daemon made the schema: nothing to read yet.
+                Err(e) if e.code() == Some(&postgres::error::SqlState::UNDEFINED_TABLE) => {
+                    Vec::new()
+                }
+                Err(e) => panic!("{sql}: {e}"),
+            };
+            messages
+                .into_iter()
+                .filter_map(|m| match m {
+                    postgres::SimpleQueryMessage::Row(r) => {
+                        Some((0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect())
+                    }
+                    _ => None,
+                })
+                .collect()
+        })
+        .join()
+        .unwrap()
+    }
+
+    fn count(&self, sql: &str) -> i64 {
+        self.rows(sql)
+            .first()
+            .and_then(|r| r[0].as_deref())
+            .map_or(0, |n| n.parse().unwrap())
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        let admin = self.admin.clone();
+        let _ = std::thread::spawn(move || {
+            if let Ok(mut c) = postgres::Client::connect(&admin, postgres::NoTls) {
+                let _ = c.batch_execute(&sql);
+            }
+        })
+        .join();
+    }
+}
+
+/// One `scansync run` with its own config (its node name) and log.
+struct Node {
+    name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Node {
+    fn start(dir: &Path, name: &str, base_config: &str, db: &Database) -> Node {
+        let config = dir.join(format!("{name}.toml"));
+        std::fs::write(
+            &config,
+            base_config.replacen(
+                "[daemon]\n",
+                &format!("[daemon]\nnode_name = \"{name}\"\n"),
+                1,
+            ),
+        )
+        .unwrap();
+        let log = dir.join(format!("{name}.log"));
+        let child = Command::new(BIN)
+            .arg("--config")
+            .arg(&config)
+            .arg("run")
+            .env("SCANSYNC_LEASE_TTL_MS", LEASE_TTL.as_millis().to_string())
+            .env(PASSWORD_VAR, &db.password)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .spawn()
+            .expect("scansync starts");
+        Node {
+            name: name.to_owned(),
+            child,
+            log,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} {}", self.name);
+    }
+
+    /// SIGTERM, then the exit; the log on failure.
+    async fn stop(mut self) {
+        self.signal("TERM");
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(
+                    status.success(),
+                    "{} exited {status}:\n{}",
+                    self.name,
+                    self.log()
+                );
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "{} did not stop:\n{}",
+                self.name,
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The simulator's config with the store on `db` and `scans` as the `[[scans]]`.
+fn config(sim: &Simulator, dir: &Path, db: &Database, scans: &str) -> String {
+    let path = dir.join("base.toml");
+    sim.write_config(&path, &dir.join("unused.db")).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let head = &text[..text.find("[[scans]]").expect("generated config has scans")];
+    let (before, after) = head.split_once("[store]\n").expect("a [store] table");
+    let rest = after.split_once('\n').map_or("", |(_, rest)| rest);
+    format!(
+        "{before}[store]\nurl = \"{}\"\npassword_env = \"{PASSWORD_VAR}\"\n{rest}{scans}",
+        db.url
+    )
+}
+
+fn ct_scans(n: usize, schedule: &str) -> String {
+    (1..=n)
+        .map(|i| {
+            format!(
+                "[[scans]]\nname = \"s{i:02}\"\ninstance = \"sim-codethreat\"\n\
+                 bind_to = \"project-{i}\"\nbranch = \"main\"\nschedule = {schedule}\n\n"
+            )
+        })
+        .collect()
+}
+
+fn scan_starts(sim: &Simulator) -> usize {
+    sim.requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/api/scan/start"))
+        .count()
+}
+
+fn millis(stamp: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(stamp)
+        .unwrap()
+        .timestamp_millis()
+}
+
+/// No finding stored twice, none fixed: the simulator's findings never change here.
+fn assert_findings_whole(db: &Database, scans: usize, per_scan: i64) {
+    let rows = db.rows(
+        "SELECT s.name, count(*), count(DISTINCT f.fingerprint),
+                sum(CASE WHEN f.state = 'fixed' OR f.state = 'missing' THEN 1 ELSE 0 END)
+         FROM findings f JOIN scans s ON s.id = f.scan_id GROUP BY s.name ORDER BY s.name",
+    );
+    assert_eq!(rows.len(), scans, "every scan has findings: {rows:?}");
+    for r in &rows {
+        let n = |i: usize| r[i].as_deref().unwrap().parse::<i64>().unwrap();
+        assert_eq!((n(1), n(2), n(3)), (per_scan, per_scan, 0), "{r:?}");
+    }
+    assert_eq!(
+        db.count("SELECT count(*) FROM finding_events WHERE kind = 'fixed' OR kind = 'missing'"),
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_daemons_run_each_due_time_of_thirty_scans_once() {
+    let Some(db) = Database::fresh("scansync_three") else {
+        return;
+    };
+    const SCANS: usize = 30;
+    const EVERY: i64 = 20;
+    const FINDINGS: u32 = 15;
+    let sim = Simulator::start(SimOptions {
+        projects: SCANS as u32,
+        findings_per_project: FINDINGS,
+        scan_seconds: 1.0,
+        ..SimOptions::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let base = config(
+        &sim,
+        dir.path(),
+        &db,
+        &ct_scans(SCANS, &format!("{{ every = \"{EVERY}s\" }}")),
+    );
+    let nodes: Vec<Node> = ["node-a", "node-b", "node-c"]
+        .iter()
+        .map(|n| Node::start(dir.path(), n, &base, &db))
+        .collect();
+    let ran_for = Duration::from_secs(100);
+    tokio::time::sleep(ran_for).await;
+    let logs: BTreeMap<String, String> = nodes.iter().map(|n| (n.name.clone(), n.log())).collect();
+    for node in nodes {
+        node.stop().await;
+    }
+    let all_logs = || {
+        logs.iter()
+            .map(|(n, l)| format!("--- {n}\n{l}"))
+            .collect::<String>()
+    };
+
+    // Each scan's runs: none begun within half an interval of the one before (one run per
+    // due time, whichever node's timer fired first), and about one per interval (the work
+    // got done).
+    let runs =
+        db.rows("SELECT scan, state, started_at, vendor_scan_id FROM sync_runs ORDER BY scan, id");
+    let mut by_scan: BTreeMap<String, Vec<(String, i64, Option<String>)>> = BTreeMap::new();
+    for r in &runs {
+        by_scan.entry(r[0].clone().unwrap()).or_default().push((
+            r[1].clone().unwrap(),
+            millis(r[2].as_deref().unwrap()),
+            r[3].clone(),
+        ));
+    }
+    assert_eq!(by_scan.len(), SCANS, "every scan ran: {runs:?}");
+    let expected = ran_for.as_secs() as i64 / EVERY;
+    for (scan, runs) in &by_scan {
+        for pair in runs.windows(2) {
+            assert!(
+                pair[1].1 - pair[0].1 >= EVERY * 1000 / 2,
+                "{scan}: two runs {} ms apart, one due time served twice: {:?}\n{}",
+                pair[1].1 - pair[0].1,
+                db.rows(&format!(
+                    "SELECT id, state, trigger, started_at, finished_at, owner FROM sync_runs \
+                     WHERE scan = '{scan}' ORDER BY id"
+                )),
+                logs.iter()
+                    .map(|(n, l)| format!(
+                        "--- {n}\n{}",
+                        l.lines()
+                            .filter(|l| l.contains(&format!("scan={scan}")))
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    ))
+                    .collect::<String>()
+            );
+        }
+        assert!(
+            runs.len() as i64 >= expected - 1 && runs.len() as i64 <= expected + 1,
+            "{scan}: {} runs in {ran_for:?} at every {EVERY}s: {runs:?}",
+            runs.len()
+        );
+        for (state, _, _) in runs {
+            assert!(
+                state == "succeeded" || state == "interrupted",
+                "{scan}: {runs:?}\n{}",
+                all_logs()
+            );
+        }
+    }
+    // Each run started one vendor scan, and no vendor scan was started for nothing.
+    let with_scan: Vec<&String> = by_scan
+        .values()
+        .flatten()
+        .filter_map(|(_, _, v)| v.as_ref())
+        .collect();
+    let distinct: BTreeSet<&&String> = with_scan.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        with_scan.len(),
+        "a vendor scan shared by two runs"
+    );
+    assert_eq!(
+        scan_starts(&sim),
+        with_scan.len(),
+        "vendor scans started vs runs that recorded one"
+    );
+    assert_findings_whole(&db, SCANS, i64::from(FINDINGS));
+    // The work was shared: every node ran some of it.
+    for (name, log) in &logs {
+        assert!(
+            log.contains("run finished"),
+            "{name} never finished a run:\n{}",
+            all_logs()
+        );
+    }
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runs_of_a_killed_node_are_finished_by_the_others_after_its_lease() {
+    let Some(db) = Database::fresh("scansync_killed") else {
+        return;
+    };
+    const SCANS: usize = 6;
+    const FINDINGS: u32 = 15;
+    // Vendor scans long enough to kill a node while it waits on one.
+    let scan_seconds = 8.0;
+    let sim = Simulator::start(SimOptions {
+        projects: SCANS as u32,
+        findings_per_project: FINDINGS,
+        scan_seconds,
+        ..SimOptions::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let base = config(
+        &sim,
+        dir.path(),
+        &db,
+        &ct_scans(SCANS, "{ every = \"1h\" }"),
+    );
+    let mut nodes: Vec<Node> = ["node-a", "node-b", "node-c"]
+        .iter()
+        .map(|n| Node::start(dir.path(), n, &base, &db))
+        .collect();
+
+    // Wait until node-a waits on a vendor scan, then kill it without a goodbye.
+    let victims_sql = "SELECT r.id FROM sync_runs r JOIN owners o ON o.owner = r.owner
+                       WHERE o.label LIKE 'node-a:%' AND r.state = 'running'
+                         AND r.vendor_scan_id IS NOT NULL ORDER BY r.id";
+    let start = Instant::now();
+    let victims = loop {
+        let rows = db.rows(victims_sql);
+        if !rows.is_empty() {
+            break rows
+                .into_iter()
+                .map(|r| r[0].clone().unwrap())
+                .collect::<Vec<_>>();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "node-a never ran a scan:\n{}",
+            nodes[0].log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let killed = nodes.remove(0);
+    killed.signal("KILL");
+    let killed_at = Instant::now();
+    drop(killed);
+
+    // Its runs end, under the same ids, on the other nodes: once its lease expires, at the
+    // next adoption tick (a third of the lease), the vendor scan polled where it was.
+    let ids = victims.join(",");
+    let limit =
+        LEASE_TTL + LEASE_TTL / 3 + Duration::from_secs_f64(scan_seconds) + Duration::from_secs(10);
+    loop {
+        let done = db.count(&format!(
+            "SELECT count(*) FROM sync_runs WHERE id IN ({ids}) AND state = 'succeeded'"
+        ));
+        if done as usize == victims.len() {
+            break;
+        }
+        assert!(
+            killed_at.elapsed() < limit,
+            "node-a's runs {ids} not finished by the others within {limit:?}: {:?}\n{}\n{}",
+            db.rows("SELECT id, scan, state, owner, error FROM sync_runs ORDER BY id"),
+            nodes[0].log(),
+            nodes[1].log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Every scan's one due time ran once: one run each (the adopted ones under their old
+    // ids), one vendor scan each, its findings whole.
+    let start = Instant::now();
+    while db.count("SELECT count(*) FROM sync_runs WHERE state = 'succeeded'") < SCANS as i64 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{:?}",
+            db.rows("SELECT id, scan, state FROM sync_runs")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for node in nodes {
+        node.stop().await;
+    }
+    assert_eq!(
+        db.rows("SELECT scan, count(*) FROM sync_runs GROUP BY scan HAVING count(*) > 1"),
+        Vec::<Vec<Option<String>>>::new(),
+        "a scan ran twice for one due time"
+    );
+    assert_eq!(scan_starts(&sim), SCANS, "one vendor scan per scan");
+    assert_findings_whole(&db, SCANS, i64::from(FINDINGS));
+    sim.shutdown().await;
+}
