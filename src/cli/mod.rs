@@ -95,7 +95,8 @@ pub enum Command {
     Webhook(webhook::Args),
     /// Print a new random secret for a scan's webhook (32 bytes, URL-safe base64)
     WebhookSecret(webhook_secret::Args),
-    /// Store upkeep: `store prune [--dry-run]` deletes what [store] retention lets go
+    /// Store upkeep: `store prune` deletes what [store] retention lets go, `store copy` moves
+    /// a store (SQLite to PostgreSQL)
     Store(store::Args),
     /// Print the shell completion script for bash, zsh, fish, elvish or powershell
     Completions(completions::Args),

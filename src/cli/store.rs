@@ -1,10 +1,11 @@
 //! `scansync store prune`: what `[store] retention` lets go, now (the daemon also prunes by
-//! itself, hourly), or with `--dry-run` only counted.
+//! itself, hourly), or with `--dry-run` only counted. `scansync store copy`: a whole store
+//! into an empty one (SQLite to PostgreSQL is the upgrade path).
 
 use super::Global;
 use crate::config::Config;
 use crate::config::StoreLocation;
-use crate::store::{PruneReport, Store};
+use crate::store::{CopyReport, PruneReport, Store};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -17,6 +18,26 @@ pub enum StoreCommand {
     /// Delete what [store] retention lets go (old runs, events, delivered notifications,
     /// webhook delivery ids, idle branch scopes); open findings of scans in use never go
     Prune(PruneArgs),
+    /// Copy a whole store into an empty one (SQLite to PostgreSQL), same ids, counts verified
+    ///
+    /// Every table (findings, events, runs, webhook notifications, leases, delivery ids) is
+    /// copied with the same ids in one transaction, and each table's row count is compared
+    /// on both sides before it commits: a failure leaves the destination empty. A destination
+    /// that holds any row is refused. Stop the daemon first: a store it is writing is read as
+    /// of one moment, and what it writes afterwards is not in the copy.
+    Copy(CopyArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CopyArgs {
+    /// The store to copy: a SQLite file, or a postgres:// url (password from $PGPASSWORD);
+    /// opened read-only, it must be at this scansync's schema version
+    #[arg(long, value_name = "FILE|URL", value_parser = StoreLocation::from_cli)]
+    pub from: StoreLocation,
+    /// The store to copy into: a SQLite file, or a postgres:// url (password from
+    /// $PGPASSWORD); created and migrated if need be, refused unless every table is empty
+    #[arg(long, value_name = "FILE|URL", value_parser = StoreLocation::from_cli)]
+    pub to: StoreLocation,
 }
 
 #[derive(clap::Args, Debug)]
@@ -31,7 +52,29 @@ pub struct PruneArgs {
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
-    let StoreCommand::Prune(args) = args.command;
+    match args.command {
+        StoreCommand::Prune(args) => prune(global, args).await,
+        StoreCommand::Copy(args) => copy(args).await,
+    }
+}
+
+async fn copy(args: CopyArgs) -> anyhow::Result<u8> {
+    let (from, to) = (args.from.clone(), args.to.clone());
+    let report = tokio::task::spawn_blocking(move || crate::store::copy(&from, &to)).await??;
+    print!("{}", copy_text(&report, &args.from, &args.to));
+    Ok(0)
+}
+
+fn copy_text(r: &CopyReport, from: &StoreLocation, to: &StoreLocation) -> String {
+    let mut out = format!("copied {from} to {to}:\n");
+    for (table, rows) in &r.tables {
+        out.push_str(&format!("{rows:>9}  {table}\n"));
+    }
+    out.push_str("verified: every table has as many rows in the copy as in the source\n");
+    out
+}
+
+async fn prune(global: &Global, args: PruneArgs) -> anyhow::Result<u8> {
     let config_path = Config::resolve_path(global.config.as_deref());
     let (location, retention) = match (&args.store, super::runs::store_config_from(&config_path)) {
         (Some(p), Ok(c)) => (p.clone(), c.retention),

@@ -316,6 +316,19 @@ impl FromCell for Vec<u8> {
         }
     }
 }
+/// Any value as it is, for code that moves rows without knowing their columns (`store copy`).
+/// A blob has no [`Value`]: the store writes none.
+impl FromCell for Value<'static> {
+    fn from_cell(cell: Cell<'_>) -> Result<Self, String> {
+        Ok(match cell {
+            Cell::Null => Value::Null,
+            Cell::Int(i) => Value::Int(i),
+            Cell::Real(f) => Value::Real(f),
+            Cell::Text(t) => Value::Text(Cow::Owned(t.to_owned())),
+            other @ Cell::Blob(_) => return Err(wrong(other, "a number or text")),
+        })
+    }
+}
 impl<T: FromCell> FromCell for Option<T> {
     fn from_cell(cell: Cell<'_>) -> Result<Self, String> {
         match cell {
@@ -575,6 +588,20 @@ impl Db {
                 s.borrow_mut().call(|c| c.batch_execute(&begin))?
             }
         }
+        Ok(Tx {
+            db: self,
+            done: false,
+        })
+    }
+
+    /// A read transaction that sees one state of the store throughout, whatever commits
+    /// meanwhile (SQLite's WAL snapshot from the first read; PostgreSQL's REPEATABLE READ).
+    /// Takes no lock: writers go on. Dropped, it ends (there is nothing to commit).
+    pub fn read_snapshot(&mut self) -> Result<Tx<'_>> {
+        self.execute_batch(match self.backend() {
+            Backend::Sqlite => "BEGIN DEFERRED",
+            Backend::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        })?;
         Ok(Tx {
             db: self,
             done: false,

@@ -107,6 +107,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
 const MIGRATIONS_POSTGRES: &[(i64, &str)] =
     &[(7, include_str!("migrations/postgres/0007_schema.sql"))];
 
+mod copy;
+pub use copy::{copy, CopyReport};
 mod ingest;
 mod outbox;
 mod postgres;
@@ -186,6 +188,23 @@ pub enum StoreError {
         path: String,
         found: i64,
         known: i64,
+    },
+    /// `store copy` into a store that already holds rows: ids would collide, and merging
+    /// two stores' histories is not a copy.
+    #[error(
+        "{to} is not empty (its table {table} has rows); `store copy` copies only into an \
+         empty store, and nothing was copied"
+    )]
+    CopyIntoNonEmpty { to: String, table: &'static str },
+    /// `store copy` found other counts on the two sides when it was done (nothing was kept).
+    #[error(
+        "store copy: table {table} has {source_rows} rows in the source but {copied_rows} in \
+         the copy (or another largest id); nothing was copied"
+    )]
+    CopyMismatch {
+        table: &'static str,
+        source_rows: u64,
+        copied_rows: u64,
     },
     #[error(
         "store {path} has schema version {found}, but this scansync knows only up to \

@@ -3,7 +3,7 @@
 //! `SCANSYNC_TEST_POSTGRES`), a schema of its own in that database, dropped afterwards. The
 //! same tests run on both; [`the_store_suite_runs_on_postgresql`] runs them there.
 
-use super::{PgTarget, Store};
+use super::{PgTarget, Store, StoreLocation};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tempfile::TempDir;
 
@@ -88,11 +88,24 @@ impl TestDb {
         TestDb { dir, pg }
     }
 
+    /// A SQLite store, whichever backend the suite runs on.
+    pub fn sqlite() -> TestDb {
+        TestDb {
+            dir: tempfile::tempdir().unwrap(),
+            pg: None,
+        }
+    }
+
     /// A store handle: on the same database each time, as another process would open it.
     pub fn open(&self) -> Store {
+        Store::open_at(&self.location()).unwrap()
+    }
+
+    /// Where the store is, as the config would say.
+    pub fn location(&self) -> StoreLocation {
         match &self.pg {
-            Some(target) => Store::open_postgres(target).unwrap(),
-            None => Store::open(&self.dir.path().join("state/scansync.db")).unwrap(),
+            Some(target) => StoreLocation::Postgres(target.clone()),
+            None => StoreLocation::Sqlite(self.dir.path().join("state/scansync.db")),
         }
     }
 }
