@@ -424,6 +424,11 @@ pub struct PgSession {
     /// Always `Some` but while dropping (see `Drop`).
     client: Option<postgres::Client>,
     statements: HashMap<String, postgres::Statement>,
+    /// Whether a [`Tx`] is open: [`Db::for_each_row`]'s cursor then lives in it instead of
+    /// a transaction of its own.
+    in_transaction: bool,
+    /// Numbers cursors, so one opened while another is read gets a name of its own.
+    cursors: u64,
 }
 
 /// Runs a call of the synchronous PostgreSQL client, which drives its own small runtime and
@@ -508,6 +513,8 @@ impl Db {
             conn: Conn::Postgres(Box::new(RefCell::new(PgSession {
                 client: Some(client),
                 statements: HashMap::new(),
+                in_transaction: false,
+                cursors: 0,
             }))),
         }
     }
@@ -585,7 +592,9 @@ impl Db {
             Conn::Sqlite(c) => c.execute_batch("BEGIN IMMEDIATE")?,
             Conn::Postgres(s) => {
                 let begin = format!("BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})");
-                s.borrow_mut().call(|c| c.batch_execute(&begin))?
+                let mut s = s.borrow_mut();
+                s.call(|c| c.batch_execute(&begin))?;
+                s.in_transaction = true;
             }
         }
         Ok(Tx {
@@ -602,12 +611,89 @@ impl Db {
             Backend::Sqlite => "BEGIN DEFERRED",
             Backend::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
         })?;
+        self.set_in_transaction(true);
         Ok(Tx {
             db: self,
             done: false,
         })
     }
 }
+
+impl Db {
+    fn set_in_transaction(&self, open: bool) {
+        if let Conn::Postgres(s) = &self.conn {
+            s.borrow_mut().in_transaction = open;
+        }
+    }
+
+    /// Calls `f` on each row of a query that may return more rows than fit in memory
+    /// (exports of a large store), reading them a page at a time: SQLite steps its
+    /// statement; PostgreSQL, whose client otherwise receives a whole result before the
+    /// first row, reads a cursor [`CURSOR_PAGE`] rows per round trip, in a read-only
+    /// REPEATABLE READ transaction of its own (or the open [`Tx`]), so every page comes from
+    /// the same moment of the store. `f` may use this connection between rows.
+    pub fn for_each_row<E: From<Error>>(
+        &self,
+        sql: &str,
+        params: impl Params,
+        mut f: impl FnMut(&Row<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let session = match &self.conn {
+            Conn::Sqlite(c) => {
+                let mut stmt = c.prepare(sql).map_err(Error::from)?;
+                bind(&mut stmt, params.list())?;
+                let mut rows = stmt.raw_query();
+                while let Some(row) = rows.next().map_err(Error::from)? {
+                    f(&Row::Sqlite(row))?;
+                }
+                return Ok(());
+            }
+            Conn::Postgres(s) => s,
+        };
+        let (cursor, own) = {
+            let mut s = session.borrow_mut();
+            s.cursors += 1;
+            (format!("scansync_rows_{}", s.cursors), !s.in_transaction)
+        };
+        let values = pg_values(params.list());
+        let declare = format!("DECLARE {cursor} NO SCROLL CURSOR FOR {}", translate(sql));
+        let fetch = format!("FETCH {CURSOR_PAGE} FROM {cursor}");
+        let mut read_all = || -> Result<(), E> {
+            session.borrow_mut().call(|c| {
+                if own {
+                    c.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
+                }
+                c.execute(declare.as_str(), &pg_refs(&values)).map(drop)
+            })?;
+            loop {
+                let page = session
+                    .borrow_mut()
+                    .call(|c| c.query(fetch.as_str(), &[]))?;
+                if page.is_empty() {
+                    return Ok(());
+                }
+                for row in &page {
+                    f(&Row::Postgres(row))?;
+                }
+            }
+        };
+        let read = read_all();
+        // A transaction of its own ends here; in the caller's, the cursor closes (with
+        // nothing to say if an error already aborted that transaction: its rollback will).
+        let end = if own {
+            format!("{}; ", if read.is_ok() { "COMMIT" } else { "ROLLBACK" })
+        } else {
+            format!("CLOSE {cursor}; ")
+        };
+        let ended = session.borrow_mut().call(|c| c.batch_execute(&end));
+        read?;
+        ended.map_err(E::from)
+    }
+}
+
+/// Rows per round trip of [`Db::for_each_row`]'s cursor on PostgreSQL: large enough that
+/// the round trips cost little next to the rows, small enough to keep memory flat.
+const CURSOR_PAGE: usize = 1000;
 
 /// A transaction; dereferences to its connection. Dropped without [`Tx::commit`], it rolls
 /// back (an error or a panic part-way leaves nothing half-written).
@@ -626,6 +712,7 @@ impl std::ops::Deref for Tx<'_> {
 impl Tx<'_> {
     pub fn commit(mut self) -> Result<()> {
         self.done = true;
+        self.db.set_in_transaction(false);
         self.db.execute_batch("COMMIT")
     }
 }
@@ -633,6 +720,7 @@ impl Tx<'_> {
 impl Drop for Tx<'_> {
     fn drop(&mut self) {
         if !self.done {
+            self.db.set_in_transaction(false);
             let _ = self.db.execute_batch("ROLLBACK");
         }
     }
@@ -714,6 +802,8 @@ impl<'a> Stmt<'a> {
         }
     }
 
+    /// The rows, read one at a time. On PostgreSQL the whole result arrives first: a query
+    /// whose result grows with the store belongs in [`Db::for_each_row`].
     pub fn query(&mut self, params: impl Params) -> Result<Rows<'_>> {
         let (session, statement) = match &mut self.0 {
             StmtKind::SqliteCached(s) => {

@@ -139,14 +139,25 @@ impl Store {
              {where_clause}
              ORDER BY {SEVERITY_RANK_SQL} DESC, s.name, f.fingerprint"
         );
-        let mut stmt = self.conn.prepare(&sql).map_err(StoreError::from)?;
-        let mut rows = stmt
-            .query(db::params_from_iter(&args))
-            .map_err(StoreError::from)?;
-        while let Some(row) = rows.next().map_err(StoreError::from)? {
-            f(finding_from_row(&row)?)?;
+        /// The store's error or the caller's, apart until the end.
+        enum Stop<E> {
+            Store(StoreError),
+            Caller(E),
         }
-        Ok(())
+        impl<E> From<db::Error> for Stop<E> {
+            fn from(e: db::Error) -> Self {
+                Stop::Store(e.into())
+            }
+        }
+        self.conn
+            .for_each_row(&sql, db::params_from_iter(&args), |row| {
+                let finding = finding_from_row(row).map_err(Stop::Store)?;
+                f(finding).map_err(Stop::Caller)
+            })
+            .map_err(|stop| match stop {
+                Stop::Store(e) => E::from(e),
+                Stop::Caller(e) => e,
+            })
     }
 
     /// [`Store::for_each_finding`] collected, for callers that want them all at once.

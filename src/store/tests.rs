@@ -518,6 +518,57 @@ fn for_each_finding_stops_at_the_callers_error() {
     assert_eq!(calls, 1);
 }
 
+/// Exports read findings a page at a time (PostgreSQL: a cursor, [`db::Db::for_each_row`]):
+/// more rows than a page all arrive once, in order, from the moment the read began though a
+/// writer commits meanwhile; a reader that stops part-way leaves the connection usable.
+#[test]
+fn for_each_finding_streams_one_moment_of_the_store_across_pages() {
+    let (db, mut store) = temp_store();
+    let pages: Vec<Vec<Finding>> = (0..5).map(|p| findings(p * 500..(p + 1) * 500)).collect();
+    import(&mut store, "shop", &pages, RunEnd::Succeeded);
+    let all = store.findings(&FindingFilter::default()).unwrap();
+    assert_eq!(all.len(), 2500);
+
+    let mut writer = db.open();
+    let mut streamed = Vec::new();
+    store
+        .for_each_finding(&FindingFilter::default(), |r| {
+            if streamed.len() == 1 {
+                import(
+                    &mut writer,
+                    "billing",
+                    &[findings(0..1500)],
+                    RunEnd::Succeeded,
+                );
+            }
+            streamed.push((r.id, r.fingerprint));
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+    let expected: Vec<_> = all.iter().map(|r| (r.id, r.fingerprint.clone())).collect();
+    assert_eq!(streamed, expected, "the rows of the moment the read began");
+    assert_eq!(
+        store.findings(&FindingFilter::default()).unwrap().len(),
+        4000
+    );
+
+    let mut calls = 0;
+    let stopped = store.for_each_finding(&FindingFilter::default(), |_| {
+        calls += 1;
+        if calls == 1500 {
+            return Err(StoreError::Invalid("reader gone".into()));
+        }
+        Ok(())
+    });
+    assert!(stopped.is_err());
+    assert_eq!(calls, 1500);
+    import(&mut store, "shop", &pages, RunEnd::Succeeded);
+    assert_eq!(
+        store.findings(&FindingFilter::default()).unwrap().len(),
+        4000
+    );
+}
+
 #[test]
 fn open_by_severity_counts_only_open_states() {
     let (_dir, mut store) = temp_store();
