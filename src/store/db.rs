@@ -29,6 +29,8 @@ pub enum Error {
     NoRows,
     #[error("column {index}: {message}")]
     Type { index: usize, message: String },
+    #[error("the connection to the store was lost and could not be opened again: {0}")]
+    Reconnect(String),
 }
 
 /// PostgreSQL's error with its detail: `postgres::Error`'s own Display says only "db error".
@@ -429,7 +431,26 @@ pub struct PgSession {
     in_transaction: bool,
     /// Numbers cursors, so one opened while another is read gets a name of its own.
     cursors: u64,
+    /// Opens the connection again once the server closed it (a restart, a failover, a
+    /// dropped network): a long-running daemon would otherwise fail every call from then on.
+    reconnect: Option<Reconnect>,
+    /// A call failed in a way that ends the session (see [`session_lost`]) before the client
+    /// noticed the connection closed.
+    broken: bool,
 }
+
+/// Whether `e` means the session is over: the server ended it (a FATAL error such as an
+/// administrator's termination or a shutdown) or the connection itself failed.
+fn session_lost(e: &postgres::Error) -> bool {
+    let fatal = e
+        .as_db_error()
+        .is_some_and(|d| matches!(d.severity(), "FATAL" | "PANIC"));
+    let io = std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>());
+    e.is_closed() || fatal || io
+}
+
+/// Makes a new connection like the first (the error in words, naming no secret).
+pub type Reconnect = Box<dyn Fn() -> std::result::Result<postgres::Client, String> + Send>;
 
 /// Runs a call of the synchronous PostgreSQL client, which drives its own small runtime and
 /// so must not block a thread that drives the daemon's async tasks. The store is used from
@@ -454,8 +475,34 @@ impl PgSession {
         &mut self,
         f: impl FnOnce(&mut postgres::Client) -> Result<T, postgres::Error> + Send,
     ) -> Result<T> {
+        self.reconnect_if_closed()?;
         let client = self.client.as_mut().expect("client is there until dropped");
-        Ok(off_runtime(|| f(client))?)
+        off_runtime(|| f(client)).map_err(|e| {
+            self.broken |= session_lost(&e);
+            e.into()
+        })
+    }
+
+    /// A closed connection is opened again, but never inside a transaction: what it did is
+    /// gone with the old connection, so its statements fail until the transaction ends (and
+    /// a COMMIT must not succeed on a connection that never saw them). The call that met the
+    /// closing failed; the next one after the transaction gets the new connection.
+    fn reconnect_if_closed(&mut self) -> Result<()> {
+        let closed = self.broken || self.client.as_ref().is_some_and(|c| c.is_closed());
+        let Some(reconnect) = self
+            .reconnect
+            .as_ref()
+            .filter(|_| closed && !self.in_transaction)
+        else {
+            return Ok(());
+        };
+        let client = reconnect().map_err(Error::Reconnect)?;
+        if let Some(old) = self.client.replace(client) {
+            off_runtime(move || drop(old));
+        }
+        self.statements.clear();
+        self.broken = false;
+        Ok(())
     }
 
     fn statement(&mut self, sql: &str) -> Result<postgres::Statement> {
@@ -508,13 +555,17 @@ impl Db {
         }
     }
 
-    pub fn postgres(client: postgres::Client) -> Db {
+    /// A PostgreSQL connection; `reconnect`, when given, replaces it once the server has
+    /// closed it (see `PgSession::reconnect_if_closed`).
+    pub fn postgres(client: postgres::Client, reconnect: Option<Reconnect>) -> Db {
         Db {
             conn: Conn::Postgres(Box::new(RefCell::new(PgSession {
                 client: Some(client),
                 statements: HashMap::new(),
                 in_transaction: false,
                 cursors: 0,
+                reconnect,
+                broken: false,
             }))),
         }
     }
@@ -652,8 +703,12 @@ impl Db {
         };
         let (cursor, own) = {
             let mut s = session.borrow_mut();
+            s.reconnect_if_closed()?;
             s.cursors += 1;
-            (format!("scansync_rows_{}", s.cursors), !s.in_transaction)
+            let own = !s.in_transaction;
+            // The cursor lives in a transaction: no reconnecting under it.
+            s.in_transaction = true;
+            (format!("scansync_rows_{}", s.cursors), own)
         };
         let values = pg_values(params.list());
         let declare = format!("DECLARE {cursor} NO SCROLL CURSOR FOR {}", translate(sql));
@@ -686,6 +741,9 @@ impl Db {
             format!("CLOSE {cursor}; ")
         };
         let ended = session.borrow_mut().call(|c| c.batch_execute(&end));
+        if own {
+            session.borrow_mut().in_transaction = false;
+        }
         read?;
         ended.map_err(E::from)
     }
@@ -712,8 +770,11 @@ impl std::ops::Deref for Tx<'_> {
 impl Tx<'_> {
     pub fn commit(mut self) -> Result<()> {
         self.done = true;
+        // Still marked open while COMMIT goes out: it must meet the connection that ran the
+        // transaction or fail, never a new one.
+        let committed = self.db.execute_batch("COMMIT");
         self.db.set_in_transaction(false);
-        self.db.execute_batch("COMMIT")
+        committed
     }
 }
 

@@ -353,7 +353,7 @@ impl Store {
             }
             StoreLocation::Sqlite(path) => Store::open_read_only(path).map(|_| known),
             StoreLocation::Postgres(target) => {
-                let conn = Db::postgres(postgres::connect(target)?);
+                let conn = postgres::session(target, true)?;
                 postgres::version(&conn).map_err(StoreError::from)
             }
         };
@@ -377,7 +377,7 @@ impl Store {
 
     /// Opens the store on PostgreSQL and brings its schema up to date (see `postgres.rs`).
     pub fn open_postgres(target: &PgTarget) -> Result<Store, StoreError> {
-        let mut conn = Db::postgres(postgres::connect(target)?);
+        let mut conn = postgres::session(target, false)?;
         postgres::migrate(&mut conn, &target.shown())?;
         Ok(Store::with_conn(conn))
     }
@@ -385,8 +385,7 @@ impl Store {
     /// [`Store::open_read_only`] on PostgreSQL: the session is read-only, the schema must be
     /// this binary's version.
     pub fn open_postgres_read_only(target: &PgTarget) -> Result<Store, StoreError> {
-        let conn = Db::postgres(postgres::connect(target)?);
-        conn.execute_batch("SET default_transaction_read_only = on")?;
+        let conn = postgres::session(target, true)?;
         let known = MIGRATIONS_POSTGRES.last().map_or(0, |(v, _)| *v);
         let found = postgres::version(&conn)?;
         let path = target.shown();

@@ -138,6 +138,30 @@ pub fn connect(target: &PgTarget) -> Result<postgres::Client, StoreError> {
     Ok(client)
 }
 
+/// A session for the store: connected now, and connected again the same way (read-only
+/// too, when asked) whenever the server closes it, so a daemon outlives a database restart.
+pub fn session(target: &PgTarget, read_only: bool) -> Result<Db, StoreError> {
+    const READ_ONLY: &str = "SET default_transaction_read_only = on";
+    let open = move |target: &PgTarget| -> Result<postgres::Client, StoreError> {
+        let mut client = connect(target)?;
+        if read_only {
+            super::db::off_runtime(|| client.batch_execute(READ_ONLY)).map_err(|source| {
+                StoreError::Open {
+                    path: target.shown(),
+                    source: DbError::Postgres(source),
+                }
+            })?;
+        }
+        Ok(client)
+    };
+    let client = open(target)?;
+    let again = target.clone();
+    Ok(Db::postgres(
+        client,
+        Some(Box::new(move || open(&again).map_err(|e| e.to_string()))),
+    ))
+}
+
 /// The table that holds the schema version (SQLite keeps it in `PRAGMA user_version`).
 const VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS scansync_schema (
     version BIGINT NOT NULL

@@ -1722,3 +1722,32 @@ fn last_failed_syncs_take_failures_and_timeouts_and_scans_date_from_their_first_
     assert_eq!(created.keys().collect::<Vec<_>>(), ["fine", "shop"]);
     assert_eq!(created["shop"], first.started_at);
 }
+
+/// PostgreSQL closes a session (a restart, a failover, an administrator): the call that met
+/// it fails, the next ones reconnect, and a transaction that lost its session never reports
+/// a commit.
+#[test]
+fn a_store_on_postgresql_reconnects_after_the_server_closed_its_session() {
+    if !on_postgres() {
+        return;
+    }
+    const KILL: &str = "SELECT pg_terminate_backend(pg_backend_pid())";
+    let (_db, mut store) = temp_store();
+    import(&mut store, "shop", &[findings(0..10)], RunEnd::Succeeded);
+    assert!(store.conn.execute(KILL, db::params![]).is_err());
+    assert_eq!(store.findings(&FindingFilter::default()).unwrap().len(), 10);
+    import(&mut store, "shop", &[findings(0..12)], RunEnd::Succeeded);
+    assert_eq!(store.findings(&FindingFilter::default()).unwrap().len(), 12);
+
+    {
+        let tx = store.conn.write_transaction().unwrap();
+        tx.execute("DELETE FROM findings", db::params![]).unwrap();
+        assert!(tx.execute(KILL, db::params![]).is_err());
+        assert!(tx.commit().is_err(), "a commit on a closed session");
+    }
+    assert_eq!(
+        store.findings(&FindingFilter::default()).unwrap().len(),
+        12,
+        "nothing of the lost transaction"
+    );
+}
