@@ -127,7 +127,9 @@ impl Daemon {
         Daemon { child, port, dir }
     }
 
-    /// (status, body) of `GET path`, or None while nothing listens.
+    /// (status, body) of `GET path`, or None while nothing listens. The `node` label every
+    /// /metrics series carries (several daemons on one store) is taken out, so the series
+    /// below are written as one daemon's.
     fn get(&self, path: &str) -> Option<(u16, String)> {
         let mut conn = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
         conn.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
@@ -142,7 +144,7 @@ impl Daemon {
             .split_once("\r\n\r\n")
             .map_or("", |(_, b)| b)
             .to_string();
-        Some((status, body))
+        Some((status, without_node(&body)))
     }
 
     /// Polls `GET path` until `done` holds (10 s at most); the last answer.
@@ -170,6 +172,27 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `metrics` with the `node="…"` label left out of every series.
+fn without_node(metrics: &str) -> String {
+    let mut out = String::with_capacity(metrics.len());
+    let mut rest = metrics;
+    while let Some(i) = rest.find("{node=\"") {
+        let value = &rest[i + "{node=\"".len()..];
+        let Some(end) = value.find('"') else { break };
+        out.push_str(&rest[..i]);
+        let after = &value[end + 1..];
+        rest = match after.strip_prefix(',') {
+            Some(more) => {
+                out.push('{');
+                more
+            }
+            None => after.strip_prefix('}').unwrap_or(after),
+        };
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The value of the series `metric{labels}` (labels written as in the text) in `metrics`.

@@ -215,6 +215,7 @@ impl ScheduleCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::without_node;
     use std::time::Duration;
 
     fn at(s: &str) -> DateTime<Utc> {
@@ -327,7 +328,7 @@ mod tests {
              schedule = { every = \"1h\" }\n",
         );
         let cache = ScheduleCache::new(at("2026-12-01T12:00:00Z"));
-        let out = cache.get(&config).render(&BTreeMap::new());
+        let out = without_node(&cache.get(&config).render(&BTreeMap::new()));
         assert!(
             out.contains("# TYPE scansync_scan_interval_seconds gauge\n"),
             "{out}"
@@ -362,7 +363,7 @@ mod tests {
             ("old".to_string(), "2026-11-01T00:00:00.000Z".to_string()),
             ("late".to_string(), "2030-01-01T00:00:00.000Z".to_string()),
         ]);
-        let out = served.render(&created);
+        let out = without_node(&served.render(&created));
         assert!(
             out.contains("scansync_scan_created_timestamp_seconds{scan=\"old\"} 1793491200.0\n"),
             "{out}"
@@ -370,7 +371,7 @@ mod tests {
         // A reload that adds a scan: the old one keeps its time, the new one is served from
         // now, even when the store dates it later (its first run came after).
         let reloaded = config(dir.path(), &format!("{}{}", scan("old"), scan("late")));
-        let out = cache.get(&reloaded).render(&created);
+        let out = without_node(&cache.get(&reloaded).render(&created));
         assert!(
             out.contains("scansync_scan_created_timestamp_seconds{scan=\"old\"} 1793491200.0\n"),
             "{out}"
