@@ -61,7 +61,6 @@ fn promtool_test_rules(fixture: &str) {
 /// that failure, with no run since (a RESOLVED for a scan that is still broken), and nothing
 /// fires again until ScansyncScanStale 17 hours later.
 #[test]
-#[ignore = "known break (#16 round 2): ScansyncRunsFailing resolves 6h after a daily scan's failure while its latest run is still the failed one"]
 fn attack16r2_runs_failing_keeps_firing_while_the_latest_run_is_a_failure() {
     promtool_test_rules("rules-round2-runs-failing.test.yml");
 }
