@@ -258,6 +258,19 @@ impl Metrics {
             .inc();
     }
 
+    /// `webhook` is configured: its delivery series start at 0, because a counter series that
+    /// appears with its first increment is no increase, and a first give-up (a 410 Gone gives
+    /// up at once) would slip past `increase()` and the alert on it.
+    pub fn webhook_configured(&self, webhook: &str) {
+        for outcome in ["delivered", "retry", "gave_up"] {
+            // Created is enough: the guard only holds the family's lock.
+            let _ = self.webhook_deliveries.get_or_create(&DeliveryLabels {
+                webhook: webhook.to_string(),
+                outcome: outcome.to_string(),
+            });
+        }
+    }
+
     /// A request to `POST /hooks/<scan>` was answered: `result` is started, queued,
     /// duplicate, ignored, unauthorized, not_found, bad_request or unavailable (503).
     pub fn webhook_trigger(&self, scan: &str, result: &str) {
@@ -607,6 +620,32 @@ mod tests {
         );
         assert!(
             !text.contains("# UNIT") && !text.contains("# EOF"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_configured_webhook_serves_its_delivery_series_at_zero() {
+        let m = Metrics::default();
+        m.webhook_configured("chat");
+        m.webhook_configured("chat");
+        let text = without_node(&m.render_recorded());
+        for outcome in ["delivered", "retry", "gave_up"] {
+            let series = format!("webhook=\"chat\",outcome=\"{outcome}\"}} 0\n");
+            assert_eq!(
+                text.lines()
+                    .filter(|l| l.starts_with("scansync_webhook_deliveries_total{"))
+                    .filter(|l| format!("{l}\n").ends_with(&series))
+                    .count(),
+                1,
+                "{text}"
+            );
+        }
+        // A later give-up counts from there.
+        m.webhook_delivery("chat", "gave_up");
+        let text = without_node(&m.render_recorded());
+        assert!(
+            text.contains("webhook=\"chat\",outcome=\"gave_up\"} 1\n"),
             "{text}"
         );
     }

@@ -69,7 +69,6 @@ fn attack16r2_runs_failing_keeps_firing_while_the_latest_run_is_a_failure() {
 /// first give-up of a process (a 410 Gone receiver gives up at once) is never counted by
 /// increase() and the notification is lost without an alert.
 #[test]
-#[ignore = "known break (#16 round 2): ScansyncWebhookGaveUp misses a webhook's first give-up (its series appears at 1)"]
 fn attack16r2_webhook_gave_up_fires_for_the_first_give_up() {
     promtool_test_rules("rules-round2-gave-up.test.yml");
 }
