@@ -33,6 +33,7 @@
 //! | `scansync_webhook_triggers_total` | counter | `scan`, `result` |
 //! | `scansync_webhook_outbox_depth` | gauge | |
 //! | `scansync_webhook_outbox_oldest_pending_timestamp_seconds` | gauge | `webhook` (those with notifications to deliver) |
+//! | `scansync_ready` | gauge | (1 when `/readyz` would answer 200; the listener's only) |
 //!
 //! `scan` is the store's scan name: a branch scanned apart from the configured one shows as
 //! `name@branch`, as in `scansync findings` and `scansync runs`.
@@ -517,6 +518,22 @@ pub fn render_store(snapshot: &StoreSnapshot) -> String {
     to_prometheus_text(&openmetrics)
 }
 
+/// `scansync_ready`: 1 when `/readyz` would answer 200. A daemon whose store takes no writes
+/// still serves /metrics, so `up` alone cannot tell an alert that it is not ready.
+pub fn render_ready(ready: bool) -> String {
+    let gauge: Gauge = Gauge::default();
+    gauge.set(i64::from(ready));
+    let mut registry = node_registry();
+    registry.register(
+        "scansync_ready",
+        "1 when the daemon is ready (as GET /readyz decides: the store took its heartbeat write lately and answers reads, the scheduler runs), else 0",
+        gauge,
+    );
+    let mut text = String::new();
+    encode_registry(&mut text, &registry).expect("writing to a String");
+    text
+}
+
 /// Turns prometheus-client's OpenMetrics text (without the `# EOF` line, which
 /// `encode_registry` leaves out) into the Prometheus text format 0.0.4.
 ///
@@ -648,6 +665,19 @@ mod tests {
             text.contains("webhook=\"chat\",outcome=\"gave_up\"} 1\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_ready_gauge_is_one_or_zero() {
+        for (ready, value) in [(true, 1), (false, 0)] {
+            let text = render_ready(ready);
+            assert!(text.contains("# TYPE scansync_ready gauge\n"), "{text}");
+            assert!(
+                text.lines()
+                    .any(|l| l.starts_with("scansync_ready") && l.ends_with(&format!(" {value}"))),
+                "{text}"
+            );
+        }
     }
 
     #[test]

@@ -206,7 +206,6 @@ fn sample(metrics: &str, series: &str) -> Option<f64> {
 /// /metrics only reads and answers 200, so `up` stays 1 and ScansyncNotReady (`up == 0`)
 /// never fires; no series says "not ready" either.
 #[test]
-#[ignore = "known break (#16 round 2): ScansyncNotReady never fires for a daemon whose /readyz is 503 (store takes no writes): /metrics still answers 200"]
 fn attack16r2_the_not_ready_alert_sees_a_daemon_whose_readyz_fails() {
     let daemon = Daemon::start(
         "[[scans]]\nname = \"nightly\"\ninstance = \"ct\"\nbind_to = \"p\"\n\
