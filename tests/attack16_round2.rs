@@ -292,7 +292,6 @@ fn attack16r2_the_dashboard_shows_the_findings_of_a_one_shot_scan() {
 /// longest time between two scheduled runs") leaves the jitter out, and ScansyncScanStale
 /// (> 2 x interval) fires for a healthy `every = "1h"` scan under `jitter = "2h"`.
 #[test]
-#[ignore = "known break (#16 round 2): scansync_scan_interval_seconds ignores [daemon] jitter, so a healthy scan with jitter near its interval is reported stale"]
 fn attack16r2_the_interval_gauge_counts_the_jitter() {
     let daemon = Daemon::start(
         "[[scans]]\nname = \"hourly\"\ninstance = \"ct\"\nbind_to = \"p\"\n\
