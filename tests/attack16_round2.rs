@@ -245,7 +245,6 @@ fn attack16r2_the_not_ready_alert_sees_a_daemon_whose_readyz_fails() {
 /// scope `name@branch`, a disabled or removed scan) has findings in /metrics that no panel
 /// with `scan=~"$scan"` shows, and it cannot be picked.
 #[test]
-#[ignore = "known break (#16 round 2): the dashboard's scan variable (from the interval gauge, no allValue) hides now/at scans and branch scopes from every panel"]
 fn attack16r2_the_dashboard_shows_the_findings_of_a_one_shot_scan() {
     let daemon = Daemon::start(
         "[[scans]]\nname = \"once\"\ninstance = \"ct\"\nbind_to = \"p\"\nschedule = \"now\"\n\
