@@ -421,7 +421,6 @@ fn attack16r2_the_unit_credential_default_covers_its_directory() {
 /// `secret_file = "%d/webhook-siem"` name credentials the unit never has: the daemon refuses
 /// to start ("cannot read …/metrics-token") with the file in /etc/scansync/credentials.
 #[test]
-#[ignore = "known break (#16 round 2): config.example.toml's %d/metrics-token, %d/ct-token, %d/webhook-siem are not credentials the packaged unit provides (scansync_<file>)"]
 fn attack16r2_the_shipped_examples_name_only_credentials_the_unit_provides() {
     let mut wrong = Vec::new();
     for file in [
