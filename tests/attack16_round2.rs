@@ -466,7 +466,6 @@ fn attack16r2_the_shipped_examples_name_only_credentials_the_unit_provides() {
 /// how to run it with the unit's credentials (`systemd-run -p LoadCredential=…`, or reading
 /// /etc/scansync/credentials).
 #[test]
-#[ignore = "known break (#16 round 2): `scansync test-connection` (the alert's advice) exits 78 on the packaged credential layout with a LoadCredential hint that contradicts the unit"]
 fn attack16r2_test_connection_runs_or_says_how_with_the_packaged_credentials() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.toml");
