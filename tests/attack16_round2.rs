@@ -502,7 +502,6 @@ fn attack16r2_test_connection_runs_or_says_how_with_the_packaged_credentials() {
 /// instance added with a new token file is rejected ("cannot read credential …"). The reload
 /// section must say that token files need a restart.
 #[test]
-#[ignore = "known break (#16 round 2): systemd/README.md promises new tokens on reload, but credentials from /etc/scansync/credentials are only read at start"]
 fn attack16r2_the_reload_docs_say_token_files_need_a_restart() {
     let readme = read("systemd/README.md");
     let section = readme
