@@ -1,7 +1,7 @@
 //! Adversarial tests for issue #16 ("Ready for an air-gapped server"), second round, after the
 //! first round's eight breaks were fixed (tests/attack16.rs). Each test names a promise of the
-//! issue an operator relies on. Those marked `#[ignore = "known break (#16 round 2): …"]`
-//! showed it broken when written (2026-12-01); the others held and stay as guards.
+//! issue an operator relies on. Nine showed it broken when written (2026-12-01) and have been
+//! fixed since; the other three held. All stay as guards.
 //!
 //! Rule fixtures: tests/fixtures/attack16/rules-round2-*.test.yml (`[RULES]` is replaced by
 //! the real contrib/prometheus/scansync-rules.yml).
@@ -538,7 +538,6 @@ fn version(v: &str) -> [u64; 3] {
 /// (uuid 1.29 wants 1.89, the icu crates under url 1.88), so an air-gapped server with Rust
 /// 1.85 (Debian 13's rustc) cannot build the tarball.
 #[test]
-#[ignore = "known break (#16 round 2): Cargo.lock pins crates needing rustc 1.89 (uuid 1.29.3, icu 2.4, sha2 0.11) while Cargo.toml and the README say Rust 1.85"]
 fn attack16r2_the_locked_dependencies_build_with_the_rust_version_the_readme_names() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_string());
