@@ -33,6 +33,7 @@
 //! | `scansync_webhook_triggers_total` | counter | `scan`, `result` |
 //! | `scansync_webhook_outbox_depth` | gauge | |
 //! | `scansync_webhook_outbox_oldest_pending_timestamp_seconds` | gauge | `webhook` (those with notifications to deliver) |
+//! | `scansync_ready` | gauge | (1 when `/readyz` would answer 200; the listener's only) |
 //!
 //! `scan` is the store's scan name: a branch scanned apart from the configured one shows as
 //! `name@branch`, as in `scansync findings` and `scansync runs`.
@@ -256,6 +257,19 @@ impl Metrics {
                 outcome: outcome.to_string(),
             })
             .inc();
+    }
+
+    /// `webhook` is configured: its delivery series start at 0, because a counter series that
+    /// appears with its first increment is no increase, and a first give-up (a 410 Gone gives
+    /// up at once) would slip past `increase()` and the alert on it.
+    pub fn webhook_configured(&self, webhook: &str) {
+        for outcome in ["delivered", "retry", "gave_up"] {
+            // Created is enough: the guard only holds the family's lock.
+            let _ = self.webhook_deliveries.get_or_create(&DeliveryLabels {
+                webhook: webhook.to_string(),
+                outcome: outcome.to_string(),
+            });
+        }
     }
 
     /// A request to `POST /hooks/<scan>` was answered: `result` is started, queued,
@@ -504,6 +518,22 @@ pub fn render_store(snapshot: &StoreSnapshot) -> String {
     to_prometheus_text(&openmetrics)
 }
 
+/// `scansync_ready`: 1 when `/readyz` would answer 200. A daemon whose store takes no writes
+/// still serves /metrics, so `up` alone cannot tell an alert that it is not ready.
+pub fn render_ready(ready: bool) -> String {
+    let gauge: Gauge = Gauge::default();
+    gauge.set(i64::from(ready));
+    let mut registry = node_registry();
+    registry.register(
+        "scansync_ready",
+        "1 when the daemon is ready (as GET /readyz decides: the store took its heartbeat write lately and answers reads, the scheduler runs), else 0",
+        gauge,
+    );
+    let mut text = String::new();
+    encode_registry(&mut text, &registry).expect("writing to a String");
+    text
+}
+
 /// Turns prometheus-client's OpenMetrics text (without the `# EOF` line, which
 /// `encode_registry` leaves out) into the Prometheus text format 0.0.4.
 ///
@@ -551,6 +581,15 @@ fn to_prometheus_text(openmetrics: &str) -> String {
     out
 }
 
+/// `text` with this process's `node` label left out of every series, for tests that write
+/// the series they expect as one daemon's.
+#[cfg(test)]
+pub(crate) fn without_node(text: &str) -> String {
+    let node = format!("node=\"{}\"", crate::config::node());
+    text.replace(&format!("{{{node},"), "{")
+        .replace(&format!("{{{node}}}"), "")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -571,7 +610,7 @@ mod tests {
         let m = Metrics::default();
         m.run_finished("shop", "succeeded", Duration::from_millis(1500));
         m.vendor_retry("ct");
-        let text = m.render_recorded();
+        let text = without_node(&m.render_recorded());
         assert!(
             text.contains("# HELP scansync_runs_total Sync runs"),
             "{text}"
@@ -600,6 +639,45 @@ mod tests {
             !text.contains("# UNIT") && !text.contains("# EOF"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_configured_webhook_serves_its_delivery_series_at_zero() {
+        let m = Metrics::default();
+        m.webhook_configured("chat");
+        m.webhook_configured("chat");
+        let text = without_node(&m.render_recorded());
+        for outcome in ["delivered", "retry", "gave_up"] {
+            let series = format!("webhook=\"chat\",outcome=\"{outcome}\"}} 0\n");
+            assert_eq!(
+                text.lines()
+                    .filter(|l| l.starts_with("scansync_webhook_deliveries_total{"))
+                    .filter(|l| format!("{l}\n").ends_with(&series))
+                    .count(),
+                1,
+                "{text}"
+            );
+        }
+        // A later give-up counts from there.
+        m.webhook_delivery("chat", "gave_up");
+        let text = without_node(&m.render_recorded());
+        assert!(
+            text.contains("webhook=\"chat\",outcome=\"gave_up\"} 1\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_ready_gauge_is_one_or_zero() {
+        for (ready, value) in [(true, 1), (false, 0)] {
+            let text = render_ready(ready);
+            assert!(text.contains("# TYPE scansync_ready gauge\n"), "{text}");
+            assert!(
+                text.lines()
+                    .any(|l| l.starts_with("scansync_ready") && l.ends_with(&format!(" {value}"))),
+                "{text}"
+            );
+        }
     }
 
     #[test]
@@ -641,7 +719,7 @@ mod tests {
             )]),
             acceptances_expiring_7d: BTreeMap::from([("shop".to_string(), 4)]),
         };
-        let text = render_store(&snapshot);
+        let text = without_node(&render_store(&snapshot));
         let series = |scan: &str| {
             text.lines()
                 .filter(|l| l.starts_with(&format!("scansync_findings{{scan=\"{scan}\"")))

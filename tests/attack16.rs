@@ -214,18 +214,33 @@ fn attack16_a_fresh_daemon_serves_the_metric_the_dashboard_variables_come_from()
         let Some(rest) = query.strip_prefix("label_values(") else {
             continue;
         };
-        let metric: String = rest
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .collect();
+        // `metric{…}`, or `{__name__=~"a|b", …}`: the variable has values when any is served.
+        let names: Vec<String> = match rest.strip_prefix("{__name__=~\"") {
+            Some(alternatives) => alternatives
+                .split('"')
+                .next()
+                .unwrap()
+                .split('|')
+                .map(str::to_string)
+                .collect(),
+            None => vec![rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect()],
+        };
         assert!(
-            metrics
-                .lines()
-                .any(|l| l.starts_with(&format!("{metric}{{"))
-                    || l.starts_with(&format!("{metric} "))),
-            "dashboard variable {} = {query}: a freshly started daemon serves no {metric} \
-             series, so the variable is empty and so is every panel; /metrics:\n{metrics}",
+            names.iter().all(|n| !n.is_empty()),
+            "dashboard variable {} = {query}: no metric name found in it",
             var["name"]
+        );
+        assert!(
+            metrics.lines().any(|l| names.iter().any(|metric| {
+                l.starts_with(&format!("{metric}{{")) || l.starts_with(&format!("{metric} "))
+            })),
+            "dashboard variable {} = {query}: a freshly started daemon serves no {} \
+             series, so the variable is empty and so is every panel; /metrics:\n{metrics}",
+            var["name"],
+            names.join(" or ")
         );
     }
 }

@@ -1,7 +1,7 @@
 //! Adversarial tests for issue #16 ("Ready for an air-gapped server"), second round, after the
 //! first round's eight breaks were fixed (tests/attack16.rs). Each test names a promise of the
-//! issue an operator relies on. Those marked `#[ignore = "known break (#16 round 2): …"]`
-//! showed it broken when written (2026-12-01); the others held and stay as guards.
+//! issue an operator relies on. Nine showed it broken when written (2026-12-01) and have been
+//! fixed since; the other three held. All stay as guards.
 //!
 //! Rule fixtures: tests/fixtures/attack16/rules-round2-*.test.yml (`[RULES]` is replaced by
 //! the real contrib/prometheus/scansync-rules.yml).
@@ -61,7 +61,6 @@ fn promtool_test_rules(fixture: &str) {
 /// that failure, with no run since (a RESOLVED for a scan that is still broken), and nothing
 /// fires again until ScansyncScanStale 17 hours later.
 #[test]
-#[ignore = "known break (#16 round 2): ScansyncRunsFailing resolves 6h after a daily scan's failure while its latest run is still the failed one"]
 fn attack16r2_runs_failing_keeps_firing_while_the_latest_run_is_a_failure() {
     promtool_test_rules("rules-round2-runs-failing.test.yml");
 }
@@ -70,7 +69,6 @@ fn attack16r2_runs_failing_keeps_firing_while_the_latest_run_is_a_failure() {
 /// first give-up of a process (a 410 Gone receiver gives up at once) is never counted by
 /// increase() and the notification is lost without an alert.
 #[test]
-#[ignore = "known break (#16 round 2): ScansyncWebhookGaveUp misses a webhook's first give-up (its series appears at 1)"]
 fn attack16r2_webhook_gave_up_fires_for_the_first_give_up() {
     promtool_test_rules("rules-round2-gave-up.test.yml");
 }
@@ -127,7 +125,9 @@ impl Daemon {
         Daemon { child, port, dir }
     }
 
-    /// (status, body) of `GET path`, or None while nothing listens.
+    /// (status, body) of `GET path`, or None while nothing listens. The `node` label every
+    /// /metrics series carries (several daemons on one store) is taken out, so the series
+    /// below are written as one daemon's.
     fn get(&self, path: &str) -> Option<(u16, String)> {
         let mut conn = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
         conn.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
@@ -142,7 +142,7 @@ impl Daemon {
             .split_once("\r\n\r\n")
             .map_or("", |(_, b)| b)
             .to_string();
-        Some((status, body))
+        Some((status, without_node(&body)))
     }
 
     /// Polls `GET path` until `done` holds (10 s at most); the last answer.
@@ -172,6 +172,27 @@ impl Drop for Daemon {
     }
 }
 
+/// `metrics` with the `node="…"` label left out of every series.
+fn without_node(metrics: &str) -> String {
+    let mut out = String::with_capacity(metrics.len());
+    let mut rest = metrics;
+    while let Some(i) = rest.find("{node=\"") {
+        let value = &rest[i + "{node=\"".len()..];
+        let Some(end) = value.find('"') else { break };
+        out.push_str(&rest[..i]);
+        let after = &value[end + 1..];
+        rest = match after.strip_prefix(',') {
+            Some(more) => {
+                out.push('{');
+                more
+            }
+            None => after.strip_prefix('}').unwrap_or(after),
+        };
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The value of the series `metric{labels}` (labels written as in the text) in `metrics`.
 fn sample(metrics: &str, series: &str) -> Option<f64> {
     metrics
@@ -185,7 +206,6 @@ fn sample(metrics: &str, series: &str) -> Option<f64> {
 /// /metrics only reads and answers 200, so `up` stays 1 and ScansyncNotReady (`up == 0`)
 /// never fires; no series says "not ready" either.
 #[test]
-#[ignore = "known break (#16 round 2): ScansyncNotReady never fires for a daemon whose /readyz is 503 (store takes no writes): /metrics still answers 200"]
 fn attack16r2_the_not_ready_alert_sees_a_daemon_whose_readyz_fails() {
     let daemon = Daemon::start(
         "[[scans]]\nname = \"nightly\"\ninstance = \"ct\"\nbind_to = \"p\"\n\
@@ -225,7 +245,6 @@ fn attack16r2_the_not_ready_alert_sees_a_daemon_whose_readyz_fails() {
 /// scope `name@branch`, a disabled or removed scan) has findings in /metrics that no panel
 /// with `scan=~"$scan"` shows, and it cannot be picked.
 #[test]
-#[ignore = "known break (#16 round 2): the dashboard's scan variable (from the interval gauge, no allValue) hides now/at scans and branch scopes from every panel"]
 fn attack16r2_the_dashboard_shows_the_findings_of_a_one_shot_scan() {
     let daemon = Daemon::start(
         "[[scans]]\nname = \"once\"\ninstance = \"ct\"\nbind_to = \"p\"\nschedule = \"now\"\n\
@@ -272,7 +291,6 @@ fn attack16r2_the_dashboard_shows_the_findings_of_a_one_shot_scan() {
 /// longest time between two scheduled runs") leaves the jitter out, and ScansyncScanStale
 /// (> 2 x interval) fires for a healthy `every = "1h"` scan under `jitter = "2h"`.
 #[test]
-#[ignore = "known break (#16 round 2): scansync_scan_interval_seconds ignores [daemon] jitter, so a healthy scan with jitter near its interval is reported stale"]
 fn attack16r2_the_interval_gauge_counts_the_jitter() {
     let daemon = Daemon::start(
         "[[scans]]\nname = \"hourly\"\ninstance = \"ct\"\nbind_to = \"p\"\n\
@@ -403,7 +421,6 @@ fn attack16r2_the_unit_credential_default_covers_its_directory() {
 /// `secret_file = "%d/webhook-siem"` name credentials the unit never has: the daemon refuses
 /// to start ("cannot read …/metrics-token") with the file in /etc/scansync/credentials.
 #[test]
-#[ignore = "known break (#16 round 2): config.example.toml's %d/metrics-token, %d/ct-token, %d/webhook-siem are not credentials the packaged unit provides (scansync_<file>)"]
 fn attack16r2_the_shipped_examples_name_only_credentials_the_unit_provides() {
     let mut wrong = Vec::new();
     for file in [
@@ -449,7 +466,6 @@ fn attack16r2_the_shipped_examples_name_only_credentials_the_unit_provides() {
 /// how to run it with the unit's credentials (`systemd-run -p LoadCredential=…`, or reading
 /// /etc/scansync/credentials).
 #[test]
-#[ignore = "known break (#16 round 2): `scansync test-connection` (the alert's advice) exits 78 on the packaged credential layout with a LoadCredential hint that contradicts the unit"]
 fn attack16r2_test_connection_runs_or_says_how_with_the_packaged_credentials() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.toml");
@@ -486,7 +502,6 @@ fn attack16r2_test_connection_runs_or_says_how_with_the_packaged_credentials() {
 /// instance added with a new token file is rejected ("cannot read credential …"). The reload
 /// section must say that token files need a restart.
 #[test]
-#[ignore = "known break (#16 round 2): systemd/README.md promises new tokens on reload, but credentials from /etc/scansync/credentials are only read at start"]
 fn attack16r2_the_reload_docs_say_token_files_need_a_restart() {
     let readme = read("systemd/README.md");
     let section = readme
@@ -523,7 +538,6 @@ fn version(v: &str) -> [u64; 3] {
 /// (uuid 1.29 wants 1.89, the icu crates under url 1.88), so an air-gapped server with Rust
 /// 1.85 (Debian 13's rustc) cannot build the tarball.
 #[test]
-#[ignore = "known break (#16 round 2): Cargo.lock pins crates needing rustc 1.89 (uuid 1.29.3, icu 2.4, sha2 0.11) while Cargo.toml and the README say Rust 1.85"]
 fn attack16r2_the_locked_dependencies_build_with_the_rust_version_the_readme_names() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_string());

@@ -168,6 +168,18 @@ fn corpus() -> Vec<Case> {
             salt("region = \"us\"").replace("token_env = \"SCANSYNC_TEST_TOKEN\"", "token_file = \"%d/salt-token\""),
             "error: instances.salt.token_file: \"%d/salt-token\" needs $CREDENTIALS_DIRECTORY, which is unset",
         ),
+        // The packaged unit's scansync_FILE, outside systemd: read from the unit's source file
+        // (absent on a test machine), and the error says where it looked.
+        case(
+            "packaged credential without CREDENTIALS_DIRECTORY",
+            salt("region = \"us\"").replace("token_env = \"SCANSYNC_TEST_TOKEN\"", "credential = \"scansync_no-such-test-token\""),
+            "error: instances.salt.credential: cannot read credential scansync_no-such-test-token from /etc/scansync/credentials/no-such-test-token: ",
+        ),
+        case(
+            "packaged %d token_file without CREDENTIALS_DIRECTORY",
+            salt("region = \"us\"").replace("token_env = \"SCANSYNC_TEST_TOKEN\"", "token_file = \"%d/scansync_no-such-test-token\""),
+            "error: instances.salt.token_file: cannot read token file /etc/scansync/credentials/no-such-test-token: ",
+        ),
         case(
             "duplicate scan names",
             format!("{base}{}{}", ok_scan("nightly"), ok_scan("nightly")),

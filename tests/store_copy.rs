@@ -154,7 +154,7 @@ fn finding(n: usize) -> Finding {
         0 => Location::Code {
             path: format!("src/module{}/file{n}.rs", n % 97),
             start_line: Some((n % 500) as u32 + 1),
-            end_line: (n % 2 == 0).then_some((n % 500) as u32 + 4),
+            end_line: n.is_multiple_of(2).then_some((n % 500) as u32 + 4),
         },
         1 => Location::Api {
             method: ["GET", "POST", "DELETE"][n % 3].into(),
@@ -164,12 +164,12 @@ fn finding(n: usize) -> Finding {
         _ => Location::Unknown,
     };
     Finding {
-        vendor_id: (n % 4 == 0).then(|| format!("v-{n}")),
+        vendor_id: n.is_multiple_of(4).then(|| format!("v-{n}")),
         title: format!("Problem {n}: \"quoted\" O'Brien — ünïcode ✓"),
         severity: Severity::ALL[n % 5],
         vendor_status: Some(["Open", "In progress"][n % 2].into()),
-        cwe: (n % 5 != 0).then(|| format!("CWE-{}", 20 + n % 60)),
-        owasp: (n % 6 == 0).then(|| "A03:2021".into()),
+        cwe: (!n.is_multiple_of(5)).then(|| format!("CWE-{}", 20 + n % 60)),
+        owasp: n.is_multiple_of(6).then(|| "A03:2021".into()),
         rule_id: Some(format!("rule-{}", n % 41)),
         location,
         description: Some(format!("line one\nline two {n}\ttabbed")),
@@ -178,7 +178,7 @@ fn finding(n: usize) -> Finding {
         vendor_first_seen: Some("2025-03-01T10:00:00Z".into()),
         vendor_last_seen: None,
         raw: format!("{{\"id\":{n},\"note\":\"\\u00e9 and \\\"quotes\\\"\"}}"),
-        verdict: (n % 10 == 0).then_some(Verdict::Active),
+        verdict: n.is_multiple_of(10).then_some(Verdict::Active),
     }
 }
 

@@ -48,7 +48,7 @@ fn finding(n: usize, severity: usize, status: usize) -> Finding {
         cwe: Some("CWE-89".into()),
         owasp: None,
         rule_id: Some(format!("rule-{n}")),
-        location: if n % 3 == 0 {
+        location: if n.is_multiple_of(3) {
             Location::Api {
                 method: "GET".into(),
                 path: format!("/v1/items/{n}"),

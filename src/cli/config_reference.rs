@@ -111,7 +111,7 @@ pub const CONFIG_KEYS: &[ConfigKey] = &[
     key("instances.NAME.token_env", "string", "none",
         "The name of an environment variable holding the token."),
     key("instances.NAME.credential", "string", "none",
-        "A systemd credential name, read from $CREDENTIALS_DIRECTORY/NAME. The packaged unit loads each file FILE of /etc/scansync/credentials as scansync_FILE."),
+        "A systemd credential name, read from $CREDENTIALS_DIRECTORY/NAME. The packaged unit loads each file FILE of /etc/scansync/credentials as scansync_FILE; where $CREDENTIALS_DIRECTORY is unset (test-connection or check-config run by hand), scansync_FILE is read from that file itself."),
     key("instances.NAME.token", "string", "none",
         "The token itself, inline: allowed, but warned about at every start."),
     key("instances.NAME.insecure", "boolean", "false",

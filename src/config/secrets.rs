@@ -34,22 +34,71 @@ pub(super) fn token_from_credential(name: &str) -> Result<Secret, SecretProblem>
             "\"{name}\" is not a credential name (no slashes; the name given to LoadCredential=)"
         )));
     }
-    let dir = match std::env::var_os("CREDENTIALS_DIRECTORY") {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => {
+    let (path, outside_systemd) = match credential_path(name) {
+        CredentialPath::Systemd(path) => (path, false),
+        CredentialPath::Packaged(path) => (path, true),
+        CredentialPath::Unset => {
             return Err(SecretProblem::unavailable(format!(
-                "credential \"{name}\" needs $CREDENTIALS_DIRECTORY, which is unset; run under systemd with LoadCredential={name}:/path/to/token, or use token_file"
+                "credential \"{name}\" needs $CREDENTIALS_DIRECTORY, which is unset; run under systemd with LoadCredential={name}:/path/to/token, or use token_file (the packaged unit provides scansync_FILE for each file FILE of {PACKAGED_CREDENTIALS})"
             )))
         }
     };
-    let path = dir.join(name);
     let text = read_secret_file(&path).map_err(|e| {
-        SecretProblem::unavailable(format!("cannot read credential {}: {e}", path.display()))
+        SecretProblem::unavailable(if outside_systemd {
+            format!(
+                "cannot read credential {name} from {}: {e}; {}",
+                path.display(),
+                packaged_hint(name)
+            )
+        } else {
+            format!("cannot read credential {}: {e}", path.display())
+        })
     })?;
     Ok(non_empty(
         text,
         &format!("credential {} is empty", path.display()),
     )?)
+}
+
+/// The folder the packaged unit loads its credentials from (systemd/scansync.service,
+/// `LoadCredential=scansync:/etc/scansync/credentials`): systemd names each file FILE in it
+/// `scansync_FILE`.
+pub(super) const PACKAGED_CREDENTIALS: &str = "/etc/scansync/credentials";
+
+/// Where a credential is read from.
+pub(super) enum CredentialPath {
+    /// `$CREDENTIALS_DIRECTORY/NAME`: under systemd, the copy it made for this service.
+    Systemd(PathBuf),
+    /// A `scansync_FILE` read by a command outside systemd (`test-connection`, which the
+    /// alerts suggest, `check-config`, a one-off `scan`): the packaged unit's source file, so
+    /// an operator with access to it tests the token the service uses, with no second copy.
+    Packaged(PathBuf),
+    /// Another name outside systemd: nothing says where it would come from.
+    Unset,
+}
+
+/// Where credential `name` (no slash) is read from in this process.
+pub(super) fn credential_path(name: &str) -> CredentialPath {
+    match std::env::var_os("CREDENTIALS_DIRECTORY") {
+        Some(dir) if !dir.is_empty() => CredentialPath::Systemd(PathBuf::from(dir).join(name)),
+        _ => match name.strip_prefix("scansync_") {
+            Some(file) if !file.is_empty() && !file.contains('/') && file != ".." => {
+                CredentialPath::Packaged(Path::new(PACKAGED_CREDENTIALS).join(file))
+            }
+            _ => CredentialPath::Unset,
+        },
+    }
+}
+
+/// What to do when a packaged credential cannot be read outside systemd: the folder is
+/// root's (0700), and the unit's own view of it is one `systemd-run` away.
+pub(super) fn packaged_hint(name: &str) -> String {
+    format!(
+        "$CREDENTIALS_DIRECTORY is unset, so {name} is read where the packaged unit loads it from \
+         (readable by root: run it with sudo), or run it with the unit's credentials: \
+         sudo systemd-run --pipe --wait -p LoadCredential=scansync:{PACKAGED_CREDENTIALS} \
+         scansync COMMAND"
+    )
 }
 
 /// Why a secret was not read: its setting is wrong (always an error), or it is not there

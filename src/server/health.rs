@@ -51,11 +51,8 @@ pub(super) async fn readyz(State(state): State<Arc<ServerState>>, headers: Heade
     };
     let (config, ctx) = backend.current();
     let scheduler = backend.scheduler_running();
-    // Writable: the heartbeat (a write every few seconds) went through lately; a probe is
-    // a read on the read-only connection, so a scrape of /readyz writes nothing and never
-    // waits behind a run's page commit.
     let ttl = crate::store::lease_ttl();
-    let writable = ctx.store_beat.fresh(ttl);
+    let writable = writable(&ctx);
     let check = tokio::time::timeout(
         STORE_CHECK_TIMEOUT,
         ctx.reader.read(|s| s.last_successful_syncs()),
@@ -118,6 +115,14 @@ pub(super) async fn readyz(State(state): State<Arc<ServerState>>, headers: Heade
     (status, Json(body)).into_response()
 }
 
+/// Whether the heartbeat (a write every few seconds) went through lately: the store's reads
+/// alone cannot show one that takes no writes (disk full, a lock held by another process).
+/// Asked rather than tried, so neither /readyz nor /metrics writes, or waits behind a run's
+/// page commit.
+fn writable(ctx: &crate::sync::SyncContext) -> bool {
+    ctx.store_beat.fresh(crate::store::lease_ttl())
+}
+
 /// The Prometheus text exposition; with `metrics_token_file` set, only for
 /// `Authorization: Bearer <token>`.
 pub(super) async fn metrics(State(state): State<Arc<ServerState>>, headers: HeaderMap) -> Response {
@@ -146,9 +151,14 @@ pub(super) async fn metrics(State(state): State<Arc<ServerState>>, headers: Head
     };
     let (config, ctx) = backend.current();
     let schedule = state.schedule_metrics.get(&config);
+    // /readyz's verdict, for an alert that cannot probe it: rendering reads the store (or
+    // fails the scrape), so what is left is the heartbeat and the scheduler.
+    let ready = writable(&ctx) && backend.scheduler_running();
     let rendered = state
         .metrics_cache
-        .render(&ctx.reader, |store| schedule.render(&store.scan_created))
+        .render(&ctx.reader, |store| {
+            schedule.render(&store.scan_created) + &crate::metrics::render_ready(ready)
+        })
         .await;
     match rendered {
         Ok(text) => ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response(),

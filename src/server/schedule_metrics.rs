@@ -2,7 +2,8 @@
 //! success for twice its interval" per scan (contrib/prometheus/scansync-rules.yml) without
 //! the operator copying each schedule into the alert:
 //! - `scansync_scan_interval_seconds`: the longest time between two scheduled runs of each
-//!   periodic scan;
+//!   periodic scan, `[daemon] jitter` included (a run starts up to that long after its time,
+//!   so two runs can be the schedule's gap plus the jitter apart);
 //! - `scansync_scan_created_timestamp_seconds`: since when that scan exists, which is where its
 //!   lack of success counts from when it never succeeded (there is no last success to count
 //!   from then).
@@ -112,19 +113,22 @@ struct PeriodicScan {
 
 impl ScheduleMetrics {
     /// For `config`, at `now`; a scan that `previous` (the config before a reload) had keeps
-    /// its first-served time, any other gets `since`.
+    /// its first-served time, any other gets `since`. The jitter is added to each interval:
+    /// a run that started at its time and the next one that waited the whole jitter are that
+    /// much further apart, and a healthy scan must not look stale for it.
     fn new(
         config: Arc<Config>,
         now: DateTime<Utc>,
         since: DateTime<Utc>,
         previous: Option<&ScheduleMetrics>,
     ) -> ScheduleMetrics {
+        let jitter = config.daemon.jitter.as_secs_f64();
         let scans = config
             .scans
             .iter()
             .filter(|s| s.enabled)
             .filter_map(|s| {
-                let interval = interval_seconds(&s.schedule, now)?;
+                let interval = interval_seconds(&s.schedule, now)? + jitter;
                 let first_served = previous
                     .and_then(|p| p.scans.get(&s.name))
                     .map_or(since, |p| p.first_served);
@@ -162,7 +166,7 @@ impl ScheduleMetrics {
         let mut registry = crate::metrics::node_registry();
         registry.register(
             "scansync_scan_interval_seconds",
-            "The longest time between two scheduled runs of each periodic scan (every: its duration; cron: the longest gap over the next 400 days)",
+            "The longest time between two scheduled runs of each periodic scan (every: its duration; cron: the longest gap over the next 400 days), plus [daemon] jitter",
             interval,
         );
         registry.register(
@@ -215,6 +219,7 @@ impl ScheduleCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::without_node;
     use std::time::Duration;
 
     fn at(s: &str) -> DateTime<Utc> {
@@ -327,7 +332,7 @@ mod tests {
              schedule = { every = \"1h\" }\n",
         );
         let cache = ScheduleCache::new(at("2026-12-01T12:00:00Z"));
-        let out = cache.get(&config).render(&BTreeMap::new());
+        let out = without_node(&cache.get(&config).render(&BTreeMap::new()));
         assert!(
             out.contains("# TYPE scansync_scan_interval_seconds gauge\n"),
             "{out}"
@@ -343,6 +348,26 @@ mod tests {
             "{out}"
         );
         assert!(!out.contains("once") && !out.contains("\"off\""), "{out}");
+    }
+
+    #[test]
+    fn the_interval_counts_the_jitter() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(
+            dir.path(),
+            "[daemon]\njitter = \"2h\"\n\
+             [[scans]]\nname = \"hourly\"\ninstance = \"ct\"\nbind_to = \"p\"\n\
+             schedule = { every = \"1h\" }\n",
+        );
+        let out = without_node(
+            &ScheduleCache::new(at("2026-12-01T12:00:00Z"))
+                .get(&config)
+                .render(&BTreeMap::new()),
+        );
+        assert!(
+            out.contains("scansync_scan_interval_seconds{scan=\"hourly\"} 10800.0\n"),
+            "{out}"
+        );
     }
 
     #[test]
@@ -362,7 +387,7 @@ mod tests {
             ("old".to_string(), "2026-11-01T00:00:00.000Z".to_string()),
             ("late".to_string(), "2030-01-01T00:00:00.000Z".to_string()),
         ]);
-        let out = served.render(&created);
+        let out = without_node(&served.render(&created));
         assert!(
             out.contains("scansync_scan_created_timestamp_seconds{scan=\"old\"} 1793491200.0\n"),
             "{out}"
@@ -370,7 +395,7 @@ mod tests {
         // A reload that adds a scan: the old one keeps its time, the new one is served from
         // now, even when the store dates it later (its first run came after).
         let reloaded = config(dir.path(), &format!("{}{}", scan("old"), scan("late")));
-        let out = cache.get(&reloaded).render(&created);
+        let out = without_node(&cache.get(&reloaded).render(&created));
         assert!(
             out.contains("scansync_scan_created_timestamp_seconds{scan=\"old\"} 1793491200.0\n"),
             "{out}"

@@ -1253,17 +1253,17 @@ const PAGES: usize = SET_SIZE / PAGE_SIZE;
 /// A varied 10k set: code and API findings, some with stable vendor ids.
 fn varied_finding(n: usize) -> Finding {
     let mut f = finding(n);
-    if n % 3 == 0 {
+    if n.is_multiple_of(3) {
         f.location = Location::Api {
             method: "GET".into(),
             path: format!("/v1/items/{n}"),
             host: "api.example.com".into(),
         };
     }
-    if n % 4 == 0 {
+    if n.is_multiple_of(4) {
         f.vendor_id = Some(format!("gap-{n}"));
     }
-    if n % 11 == 0 {
+    if n.is_multiple_of(11) {
         f.location = Location::Unknown;
     }
     f

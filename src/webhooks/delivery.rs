@@ -92,6 +92,15 @@ struct Targets {
 }
 
 impl Targets {
+    /// Starts the delivery counters of these webhooks (see
+    /// [`crate::metrics::Metrics::webhook_configured`]) once they are the ones in force.
+    fn in_force(self: Arc<Self>) -> Arc<Self> {
+        for name in self.by_name.keys() {
+            crate::metrics::global().webhook_configured(name);
+        }
+        self
+    }
+
     fn build(config: &Config) -> anyhow::Result<Targets> {
         let mut by_name = BTreeMap::new();
         for (name, w) in &config.webhooks {
@@ -204,7 +213,7 @@ impl Outbox {
     pub fn new(config: &Config) -> anyhow::Result<Outbox> {
         Ok(Outbox {
             wake: Arc::new(Notify::new()),
-            targets: Arc::new(RwLock::new(Arc::new(Targets::build(config)?))),
+            targets: Arc::new(RwLock::new(Arc::new(Targets::build(config)?).in_force())),
         })
     }
 
@@ -215,7 +224,7 @@ impl Outbox {
 
     /// Replaces the targets for every clone of this handle.
     pub fn install(&self, prepared: PreparedTargets) {
-        *self.targets.write().unwrap_or_else(|e| e.into_inner()) = prepared.0;
+        *self.targets.write().unwrap_or_else(|e| e.into_inner()) = prepared.0.in_force();
     }
 
     /// Tells the delivery task that new rows may be due (a run just finished).

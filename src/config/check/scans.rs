@@ -178,19 +178,33 @@ impl Checker<'_> {
         file: &Path,
     ) -> Result<(PathBuf, Secret), SecretProblem> {
         let raw = file.to_string_lossy().into_owned();
+        // The credential a `%d/NAME` names, when read outside systemd from the packaged unit's
+        // folder: its read error says so.
+        let mut packaged = None;
         let path = match raw.strip_prefix("%d/") {
-            Some(rest) => match std::env::var_os("CREDENTIALS_DIRECTORY") {
-                Some(dir) if !dir.is_empty() => PathBuf::from(dir).join(rest),
-                _ => {
+            Some(rest) => match credential_path(rest) {
+                CredentialPath::Systemd(path) => path,
+                CredentialPath::Packaged(path) => {
+                    packaged = Some(rest);
+                    path
+                }
+                CredentialPath::Unset => {
                     return Err(SecretProblem::unavailable(format!(
-                        "\"{raw}\" needs $CREDENTIALS_DIRECTORY, which is unset; systemd sets it for units with LoadCredential=, otherwise give a plain path"
+                        "\"{raw}\" needs $CREDENTIALS_DIRECTORY, which is unset; systemd sets it for units with LoadCredential= (the packaged unit's are scansync_FILE, for each file FILE of {PACKAGED_CREDENTIALS}), otherwise give a plain path"
                     )))
                 }
             },
             None => self.base_dir.join(&raw),
         };
         let text = read_secret_file(&path).map_err(|e| {
-            SecretProblem::unavailable(format!("cannot read {what} file {}: {e}", path.display()))
+            SecretProblem::unavailable(match packaged {
+                Some(name) => format!(
+                    "cannot read {what} file {}: {e}; {}",
+                    path.display(),
+                    packaged_hint(name)
+                ),
+                None => format!("cannot read {what} file {}: {e}", path.display()),
+            })
         })?;
         self.warn_if_readable_by_others(t, key, &path);
         let secret = non_empty(text, &format!("{what} file {} is empty", path.display()))?;
