@@ -7,6 +7,9 @@
 //! an error naming the lie, and fixes nothing; honest churn still fixes exactly what the
 //! simulator dropped.
 
+mod common;
+
+use common::output_text as text;
 use scansync::sim::data::{project_findings, project_findings_with_status, SimStatus};
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -221,15 +224,6 @@ impl Setup {
             .unwrap();
         rows
     }
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 fn assert_exit(out: &Output, code: i32) {

@@ -228,6 +228,33 @@ fn config(sim: &Simulator, dir: &Path, db: &Database, scans: &str) -> String {
     )
 }
 
+/// A simulator with `scans` projects of `findings` each, and three nodes (`node-a`…) on
+/// `db` with `scans` CodeThreat scans on `schedule`.
+async fn three_nodes(
+    db: &Database,
+    scans: usize,
+    findings: u32,
+    scan_seconds: f64,
+    schedule: &str,
+    lease_ttl: Option<Duration>,
+) -> (Simulator, tempfile::TempDir, Vec<Node>) {
+    let sim = Simulator::start(SimOptions {
+        projects: scans as u32,
+        findings_per_project: findings,
+        scan_seconds,
+        ..SimOptions::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let base = config(&sim, dir.path(), db, &ct_scans(scans, schedule));
+    let nodes = ["node-a", "node-b", "node-c"]
+        .iter()
+        .map(|n| Node::start(dir.path(), n, &base, db, lease_ttl))
+        .collect();
+    (sim, dir, nodes)
+}
+
 fn ct_scans(n: usize, schedule: &str) -> String {
     (1..=n)
         .map(|i| {
@@ -278,25 +305,8 @@ async fn three_daemons_run_each_due_time_of_thirty_scans_once() {
     const SCANS: usize = 30;
     const EVERY: i64 = 20;
     const FINDINGS: u32 = 15;
-    let sim = Simulator::start(SimOptions {
-        projects: SCANS as u32,
-        findings_per_project: FINDINGS,
-        scan_seconds: 1.0,
-        ..SimOptions::default()
-    })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let base = config(
-        &sim,
-        dir.path(),
-        &db,
-        &ct_scans(SCANS, &format!("{{ every = \"{EVERY}s\" }}")),
-    );
-    let nodes: Vec<Node> = ["node-a", "node-b", "node-c"]
-        .iter()
-        .map(|n| Node::start(dir.path(), n, &base, &db, None))
-        .collect();
+    let schedule = format!("{{ every = \"{EVERY}s\" }}");
+    let (sim, _dir, nodes) = three_nodes(&db, SCANS, FINDINGS, 1.0, &schedule, None).await;
     let ran_for = Duration::from_secs(100);
     tokio::time::sleep(ran_for).await;
     let logs: BTreeMap<String, String> = nodes.iter().map(|n| (n.name.clone(), n.log())).collect();
@@ -390,25 +400,15 @@ async fn the_runs_of_a_killed_node_are_finished_by_the_others_after_its_lease() 
     const FINDINGS: u32 = 15;
     // Vendor scans long enough to kill a node while it waits on one.
     let scan_seconds = 8.0;
-    let sim = Simulator::start(SimOptions {
-        projects: SCANS as u32,
-        findings_per_project: FINDINGS,
-        scan_seconds,
-        ..SimOptions::default()
-    })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let base = config(
-        &sim,
-        dir.path(),
+    let (sim, _dir, mut nodes) = three_nodes(
         &db,
-        &ct_scans(SCANS, "{ every = \"1h\" }"),
-    );
-    let mut nodes: Vec<Node> = ["node-a", "node-b", "node-c"]
-        .iter()
-        .map(|n| Node::start(dir.path(), n, &base, &db, Some(LEASE_TTL)))
-        .collect();
+        SCANS,
+        FINDINGS,
+        scan_seconds,
+        "{ every = \"1h\" }",
+        Some(LEASE_TTL),
+    )
+    .await;
 
     // Wait until node-a waits on a vendor scan, then kill it without a goodbye.
     let victims_sql = "SELECT r.id FROM sync_runs r JOIN owners o ON o.owner = r.owner

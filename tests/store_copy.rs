@@ -9,6 +9,8 @@
 
 mod common;
 
+use common::output_text as text;
+
 use scansync::config::{EventType, PgTarget, Route, StoreLocation};
 use scansync::finding::{Finding, Location, Severity, Verdict};
 use scansync::store::{RunEnd, RunScope, Store};
@@ -116,15 +118,6 @@ impl Drop for FreshDb {
             ));
         }
     }
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 fn assert_ok(out: &Output) {

@@ -283,3 +283,13 @@ pub async fn proxy(
 pub fn no_rewrite() -> Rewrite {
     Arc::new(|_, _| {})
 }
+
+/// A finished command's exit status and output, for assertion messages.
+pub fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
