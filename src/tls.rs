@@ -73,6 +73,18 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
+/// The certificates of a PEM bundle (a private CA for an outgoing connection); an error in
+/// words when the file cannot be read or holds none.
+pub fn ca_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("cannot read PEM certificates from {}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{} holds no PEM certificate", path.display()));
+    }
+    Ok(certs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -46,7 +46,7 @@ pub const CONFIG_KEYS: &[ConfigKey] = &[
     key("store.path", "path", "path or url",
         "The SQLite file. It and its parent folder are created if missing. Relative paths are taken from the config file's folder. Moving it needs a restart. Give path or url, not both."),
     key("store.url", "string", "path or url",
-        "A PostgreSQL database instead of a SQLite file, for several daemons sharing the work: postgres://USER@HOST:5432/DB?sslmode=verify-full. Never with a password in it. sslmode require, verify-ca and verify-full all verify the server's certificate and name; disable is for a local socket only. scansync store copy moves a SQLite store there."),
+        "A PostgreSQL database instead of a SQLite file, for several daemons sharing the work: postgres://USER@HOST:5432/DB?sslmode=verify-full. Never with a password in it. sslmode require, verify-ca and verify-full (the default) all verify the server's certificate and name; disable is for a local socket or a trusted link; allow and prefer (which fall back to clear text, password and all) are refused. scansync store copy moves a SQLite store there."),
     key("store.password_file", "path", "none",
         "The PostgreSQL password, read from this file (%d/NAME: the systemd credentials folder)."),
     key("store.password_env", "string", "none",

@@ -31,7 +31,7 @@ pub struct Args {
     pub format: OutputFormat,
     /// Read this store instead of the config's [store]: a SQLite file, or a postgres:// url
     /// (password from $PGPASSWORD)
-    #[arg(long, value_name = "FILE", value_parser = StoreLocation::from_cli)]
+    #[arg(long, value_name = "FILE|URL", value_parser = super::StoreArg)]
     pub store: Option<StoreLocation>,
 }
 

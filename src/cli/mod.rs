@@ -268,6 +268,32 @@ pub fn stop_on_signals() -> anyhow::Result<tokio::sync::watch::Receiver<bool>> {
     Ok(rx)
 }
 
+/// `--store FILE|URL` ([`crate::config::StoreLocation::from_cli`]), refused with an error
+/// that does not repeat the value as clap's own would: a url may hold a password.
+#[derive(Clone)]
+pub struct StoreArg;
+
+impl clap::builder::TypedValueParser for StoreArg {
+    type Value = crate::config::StoreLocation;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Self::Value, clap::Error> {
+        let refuse = |kind, why: String| clap::Error::raw(kind, format!("{why}\n")).with_cmd(cmd);
+        let text = value.to_str().ok_or_else(|| {
+            refuse(
+                clap::error::ErrorKind::InvalidUtf8,
+                "--store: not valid UTF-8".into(),
+            )
+        })?;
+        crate::config::StoreLocation::from_cli(text)
+            .map_err(|why| refuse(clap::error::ErrorKind::ValueValidation, why))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,11 +32,11 @@ pub enum StoreCommand {
 pub struct CopyArgs {
     /// The store to copy: a SQLite file, or a postgres:// url (password from $PGPASSWORD);
     /// opened read-only, it must be at this scansync's schema version
-    #[arg(long, value_name = "FILE|URL", value_parser = StoreLocation::from_cli)]
+    #[arg(long, value_name = "FILE|URL", value_parser = super::StoreArg)]
     pub from: StoreLocation,
     /// The store to copy into: a SQLite file, or a postgres:// url (password from
     /// $PGPASSWORD); created and migrated if need be, refused unless every table is empty
-    #[arg(long, value_name = "FILE|URL", value_parser = StoreLocation::from_cli)]
+    #[arg(long, value_name = "FILE|URL", value_parser = super::StoreArg)]
     pub to: StoreLocation,
 }
 
@@ -47,7 +47,7 @@ pub struct PruneArgs {
     pub dry_run: bool,
     /// Prune this SQLite file instead of the config's [store] path (with the config's
     /// retention; the defaults only when there is no config file at all)
-    #[arg(long, value_name = "FILE", value_parser = StoreLocation::from_cli)]
+    #[arg(long, value_name = "FILE|URL", value_parser = super::StoreArg)]
     pub store: Option<StoreLocation>,
 }
 

@@ -54,7 +54,7 @@ pub struct Args {
     #[arg(long, value_name = "NAME")]
     pub scan: Option<String>,
     /// Write this SQLite file instead of the config's [store] path
-    #[arg(long, value_name = "FILE", value_parser = StoreLocation::from_cli)]
+    #[arg(long, value_name = "FILE|URL", value_parser = super::StoreArg)]
     pub store: Option<StoreLocation>,
 }
 

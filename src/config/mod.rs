@@ -173,6 +173,7 @@ impl StoreLocation {
                 "--store: the url holds a password; leave it out and set PGPASSWORD instead".into(),
             );
         }
+        pg_driver_config(arg).map_err(|e| format!("--store: {e}"))?;
         Ok(StoreLocation::Postgres(PgTarget {
             url: arg.to_owned(),
             password: std::env::var("PGPASSWORD").ok().map(Secret::new),
@@ -187,13 +188,87 @@ pub fn is_postgres_url(s: &str) -> bool {
     s.starts_with("postgres://") || s.starts_with("postgresql://")
 }
 
-/// Whether a url carries a password (`user:password@host`).
-pub fn url_has_password(url: &str) -> bool {
+/// The part of a url the driver reads as `user:password` (up to the first `@`, as
+/// tokio-postgres splits it: a password holding `/` or `?` still ends there), and the rest.
+fn url_login(url: &str) -> (Option<&str>, &str) {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
-    authority
-        .rsplit_once('@')
-        .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+    match rest.split_once('@') {
+        Some((login, after)) => (Some(login), after),
+        None => (None, rest),
+    }
+}
+
+/// The url's `key=value` query pairs (after the login: a `?` in a password is not one).
+fn url_query(url: &str) -> impl Iterator<Item = (&str, &str)> {
+    let (_, rest) = url_login(url);
+    rest.split_once('?')
+        .map_or("", |(_, q)| q)
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split_once('=').unwrap_or((p, "")))
+}
+
+/// Whether a url carries a password: `user:password@` or a `password=` parameter, both of
+/// which the driver would log in with.
+pub fn url_has_password(url: &str) -> bool {
+    url_login(url).0.is_some_and(|login| login.contains(':'))
+        || url_query(url).any(|(k, _)| k == "password")
+}
+
+/// How the store's connection to PostgreSQL is secured, from the url's `sslmode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PgTls {
+    /// `sslmode=disable`: none (a socket on loopback or a trusted link).
+    Disable,
+    /// `require`, `verify-ca`, `verify-full` or no `sslmode`: TLS that verifies the server's
+    /// certificate and name (libpq's `require` verifies nothing; scansync never connects
+    /// over TLS it has not verified).
+    Verified,
+}
+
+/// The url as the driver takes it, with what its `sslmode` asks for. `allow` and `prefer`
+/// are refused: they go on in clear text, password and all, when whoever answers declines
+/// TLS. `sslrootcert` is refused too: the CA is `[store] ca_file`, checked with the config.
+pub fn pg_driver_config(url: &str) -> Result<(PgTls, postgres::Config), String> {
+    let mut tls = PgTls::Verified;
+    let mut kept = Vec::new();
+    for (key, value) in url_query(url) {
+        match (key, value) {
+            ("sslmode", "disable") => tls = PgTls::Disable,
+            ("sslmode", "require" | "verify-ca" | "verify-full") => tls = PgTls::Verified,
+            ("sslmode", "allow" | "prefer") => {
+                return Err(format!(
+                    "sslmode={value} would send the password in clear text to a server (or \
+                     anyone in between) that declines TLS; use verify-full (the default), or \
+                     disable on a trusted link"
+                ))
+            }
+            ("sslmode", other) => {
+                return Err(format!(
+                    "sslmode={other} is not one of disable, require, verify-ca, verify-full"
+                ))
+            }
+            ("sslrootcert", _) => {
+                return Err("sslrootcert is not read from the url; set [store] ca_file".into())
+            }
+            _ => kept.push(format!("{key}={value}")),
+        }
+    }
+    let base = url.split_once("://").map_or(url, |(_, r)| r);
+    let base = &url[..url.len() - base.len()];
+    let (login, rest) = url_login(url);
+    let rest = rest.split_once('?').map_or(rest, |(r, _)| r);
+    let login = login.map(|l| format!("{l}@")).unwrap_or_default();
+    let mode = match tls {
+        PgTls::Disable => "disable",
+        PgTls::Verified => "require",
+    };
+    kept.push(format!("sslmode={mode}"));
+    let driver = format!("{base}{login}{rest}?{}", kept.join("&"));
+    let config = driver
+        .parse::<postgres::Config>()
+        .map_err(|e| format!("not a PostgreSQL url the driver can use: {e}"))?;
+    Ok((tls, config))
 }
 
 /// A PostgreSQL store: where it is and how to log in.
@@ -223,19 +298,31 @@ impl PgTarget {
     }
 }
 
-/// A url with its password (`user:secret@`) replaced by `***`.
+/// A url with its password (`user:secret@`, `password=secret`) replaced by `***`.
 pub fn hide_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    match rest[..authority_end].rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}{}", &rest[authority_end..]),
-            None => url.to_owned(),
+    let (login, rest) = url_login(url);
+    let head = &url[..url.len() - rest.len() - login.map_or(0, |l| l.len() + 1)];
+    let login = match login {
+        Some(l) => match l.split_once(':') {
+            Some((user, _)) => format!("{user}:***@"),
+            None => format!("{l}@"),
         },
-        None => url.to_owned(),
-    }
+        None => String::new(),
+    };
+    let (path, query) = rest
+        .split_once('?')
+        .map_or((rest, None), |(p, q)| (p, Some(q)));
+    let query = query.map(|q| {
+        let pairs: Vec<String> = q
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some(("password", _)) => "password=***".to_owned(),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        format!("?{}", pairs.join("&"))
+    });
+    format!("{head}{login}{path}{}", query.unwrap_or_default())
 }
 
 /// `[store] retention = { runs = "180d", … }`: how long each kind of row that only piles up

@@ -292,11 +292,12 @@ fn a_postgresql_store_takes_a_url_and_a_password_from_outside_the_url() {
     let dir = tempfile::tempdir().unwrap();
     let pw = dir.path().join("pw");
     std::fs::write(&pw, "s3cret\n").unwrap();
+    let ca = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls/ca.pem");
     let loaded = store_config(&format!(
         "url = \"postgres://scan@db.example:5432/s?sslmode=verify-full\"\npassword_file = \"{}\"\n\
          ca_file = \"{}\"",
         pw.display(),
-        pw.display()
+        ca.display()
     ))
     .unwrap();
     let StoreLocation::Postgres(target) = &loaded.config.store.location else {
@@ -307,7 +308,12 @@ fn a_postgresql_store_takes_a_url_and_a_password_from_outside_the_url() {
         "postgres://scan@db.example:5432/s?sslmode=verify-full"
     );
     assert_eq!(target.password.as_ref().map(|p| p.expose()), Some("s3cret"));
-    assert_eq!(target.ca_file.as_deref(), Some(pw.as_path()));
+    assert_eq!(target.ca_file.as_deref(), Some(ca.as_path()));
+    assert!(store_errors(&format!(
+        "url = \"postgres://scan@db/s\"\nca_file = \"{}\"",
+        pw.display()
+    ))
+    .contains("store.ca_file: "));
     assert!(!format!("{:?}", loaded.config).contains("s3cret"));
     // Without a password key: the server's own rules (trust, peer, a .pgpass) apply.
     let loaded = store_config("url = \"postgresql://scan@db/s\"").unwrap();
@@ -396,8 +402,58 @@ fn a_password_in_a_url_is_hidden_wherever_it_is_shown() {
     );
     assert!(url_has_password("postgres://a:b@h/d"));
     assert!(!url_has_password("postgres://a@h/d?password_hint=x:y"));
+    // The driver ends the login at the first `@`, whatever comes before it.
+    assert!(url_has_password("postgres://a:Sl4sh/pw@h/d"));
+    assert_eq!(
+        hide_password("postgres://a:Sl4sh/pw?x@h/d?sslmode=disable"),
+        "postgres://a:***@h/d?sslmode=disable"
+    );
+    // And reads a password from the query too.
+    assert!(url_has_password(
+        "postgres://a@h/d?sslmode=disable&password=s3cret"
+    ));
+    assert_eq!(
+        hide_password("postgres://a@h/d?password=s3cret&sslmode=disable"),
+        "postgres://a@h/d?password=***&sslmode=disable"
+    );
     assert!(matches!(
         StoreLocation::from_cli("postgres://a:b@h/d"),
         Err(e) if !e.contains('b') || e.contains("PGPASSWORD")
     ));
+}
+
+#[test]
+fn sslmode_means_verified_tls_unless_disabled_and_never_a_clear_text_fallback() {
+    let mode = |url: &str| pg_driver_config(url).map(|(tls, _)| tls);
+    assert_eq!(
+        mode("postgres://u@h/db"),
+        Ok(PgTls::Verified),
+        "the default"
+    );
+    for m in ["require", "verify-ca", "verify-full"] {
+        assert_eq!(
+            mode(&format!("postgres://u@h/db?sslmode={m}")),
+            Ok(PgTls::Verified)
+        );
+    }
+    assert_eq!(
+        mode("postgres://u@h/db?sslmode=disable"),
+        Ok(PgTls::Disable)
+    );
+    for refused in ["prefer", "allow", "verify_full"] {
+        let e = mode(&format!("postgres://u@h/db?sslmode={refused}")).unwrap_err();
+        assert!(e.contains(refused), "{e}");
+    }
+    assert!(mode("postgres://u@h/db?sslrootcert=/x").is_err());
+    assert!(mode("postgres://u@h:5432/db?sslmode=disable&port=abc").is_err());
+    let (_, config) =
+        pg_driver_config("postgres://u@h:5433/db?sslmode=verify-full&connect_timeout=3").unwrap();
+    assert_eq!(config.get_user(), Some("u"));
+    assert_eq!(config.get_dbname(), Some("db"));
+    assert_eq!(config.get_ports(), &[5433]);
+    assert_eq!(config.get_ssl_mode(), postgres::config::SslMode::Require);
+    assert_eq!(
+        config.get_connect_timeout(),
+        Some(&std::time::Duration::from_secs(3))
+    );
 }

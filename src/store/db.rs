@@ -544,6 +544,10 @@ impl fmt::Debug for Db {
     }
 }
 
+/// The shortest quiet spell inside a write transaction after which PostgreSQL ends the
+/// session (tests shorten the lease to seconds; a loaded machine can pause a thread for one).
+const MIN_IDLE_WRITER: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The key of the advisory lock every write transaction takes on PostgreSQL ("scansync" in
 /// ASCII): one writer at a time across every node, as SQLite has on one host.
 pub const WRITE_LOCK: i64 = 0x7363_616e_7379_6e63;
@@ -642,9 +646,21 @@ impl Db {
         match &self.conn {
             Conn::Sqlite(c) => c.execute_batch("BEGIN IMMEDIATE")?,
             Conn::Postgres(s) => {
-                let begin = format!("BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})");
+                // The server ends the session of a writer that goes quiet holding the lock
+                // (a node cut off or frozen mid-page) after a third of the lease, so the
+                // other nodes' heartbeats, which wait for the lock, still come in time.
+                let idle = (super::lease_ttl() / 3).max(MIN_IDLE_WRITER).as_millis();
+                let begin = format!(
+                    "BEGIN; SET LOCAL idle_in_transaction_session_timeout = {idle}; \
+                     SELECT pg_advisory_xact_lock({WRITE_LOCK})"
+                );
                 let mut s = s.borrow_mut();
-                s.call(|c| c.batch_execute(&begin))?;
+                if let Err(e) = s.call(|c| c.batch_execute(&begin)) {
+                    // A lock wait ended by statement_timeout or a cancel leaves the
+                    // transaction aborted: end it, or every later statement fails.
+                    let _ = s.call(|c| c.batch_execute("ROLLBACK"));
+                    return Err(e);
+                }
                 s.in_transaction = true;
             }
         }

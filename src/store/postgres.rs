@@ -2,68 +2,19 @@
 //! schema's versions there. What the store does once open is the same code as on SQLite
 //! (`db.rs` says how).
 //!
-//! TLS verifies the server's certificate and name whenever it is used: `sslmode=require`,
-//! `verify-ca` and `verify-full` all mean a verified connection here (libpq's `require`
-//! does not verify; scansync never connects to an unverified server it was told to reach
-//! over TLS), `prefer` uses verified TLS when the server offers it, `disable` none (a socket
-//! on loopback). The roots are the system's, or `[store] ca_file`.
+//! TLS verifies the server's certificate and name whenever it is used: no `sslmode`,
+//! `require`, `verify-ca` and `verify-full` all mean a verified connection here (libpq's
+//! `require` does not verify; scansync never connects to an unverified server it was told
+//! to reach over TLS), `disable` none (a socket on loopback); `allow` and `prefer` are
+//! refused with the config (`config::pg_driver_config`). The roots are the system's, or
+//! `[store] ca_file`.
 
 use super::db::{Db, Error as DbError};
 use super::{StoreError, MIGRATIONS_POSTGRES};
 pub use crate::config::PgTarget;
-use rustls_pki_types::pem::PemObject;
+use crate::config::PgTls;
 use std::path::Path;
 use std::sync::Arc;
-
-/// What TLS the url asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Tls {
-    Disable,
-    Prefer,
-    Require,
-}
-
-/// The url's `sslmode` (libpq's words) and the url without it, for the driver, which knows
-/// only disable/prefer/require and verifies nothing itself.
-fn split_sslmode(url: &str) -> Result<(Tls, String), String> {
-    let Some((base, query)) = url.split_once('?') else {
-        return Ok((Tls::Prefer, url.to_owned()));
-    };
-    let mut tls = Tls::Prefer;
-    let mut kept = Vec::new();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        match pair.split_once('=') {
-            Some(("sslmode", mode)) => {
-                tls = match mode {
-                    "disable" => Tls::Disable,
-                    "allow" | "prefer" => Tls::Prefer,
-                    "require" | "verify-ca" | "verify-full" => Tls::Require,
-                    other => {
-                        return Err(format!(
-                            "sslmode={other} is not one of disable, prefer, require, verify-ca, \
-                             verify-full"
-                        ))
-                    }
-                }
-            }
-            Some(("sslrootcert", _)) => {
-                return Err("sslrootcert is not read from the url; set [store] ca_file".into())
-            }
-            _ => kept.push(pair),
-        }
-    }
-    let mode = match tls {
-        Tls::Disable => "disable",
-        Tls::Prefer => "prefer",
-        Tls::Require => "require",
-    };
-    kept.push(match mode {
-        "disable" => "sslmode=disable",
-        "prefer" => "sslmode=prefer",
-        _ => "sslmode=require",
-    });
-    Ok((tls, format!("{base}?{}", kept.join("&"))))
-}
 
 fn tls_connector(
     ca_file: Option<&Path>,
@@ -71,26 +22,10 @@ fn tls_connector(
     let mut roots = rustls::RootCertStore::empty();
     match ca_file {
         Some(path) => {
-            let pem = std::fs::read(path)
-                .map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))?;
-            let mut added = 0;
-            for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
-                let cert = cert.map_err(|e| {
-                    format!(
-                        "ca_file {} is not a PEM certificate bundle: {e}",
-                        path.display()
-                    )
-                })?;
+            for cert in crate::tls::ca_certificates(path)? {
                 roots
                     .add(cert)
                     .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
-                added += 1;
-            }
-            if added == 0 {
-                return Err(format!(
-                    "ca_file {} holds no PEM certificate",
-                    path.display()
-                ));
             }
         }
         None => {
@@ -113,10 +48,7 @@ fn tls_connector(
 pub fn connect(target: &PgTarget) -> Result<postgres::Client, StoreError> {
     let invalid =
         |detail: String| StoreError::Invalid(format!("store {}: {detail}", target.shown()));
-    let (tls, url) = split_sslmode(&target.url).map_err(invalid)?;
-    let mut config: postgres::Config = url
-        .parse()
-        .map_err(|e: postgres::Error| invalid(format!("not a PostgreSQL url: {e}")))?;
+    let (tls, mut config) = crate::config::pg_driver_config(&target.url).map_err(invalid)?;
     if let Some(password) = &target.password {
         config.password(password.expose());
     }
@@ -125,11 +57,14 @@ pub fn connect(target: &PgTarget) -> Result<postgres::Client, StoreError> {
     }
     config.application_name("scansync");
     config.connect_timeout(std::time::Duration::from_secs(10));
+    // A server that vanished (a cut cable, a paused VM) is noticed in about a minute
+    // instead of the kernel's two hours.
+    config.keepalives_idle(std::time::Duration::from_secs(30));
     let open = |source: postgres::Error| StoreError::Open {
         path: target.shown(),
         source: DbError::Postgres(source),
     };
-    let client = if tls == Tls::Disable {
+    let client = if tls == PgTls::Disable {
         super::db::off_runtime(|| config.connect(postgres::NoTls)).map_err(open)?
     } else {
         let connector = tls_connector(target.ca_file.as_deref()).map_err(invalid)?;
@@ -213,30 +148,5 @@ pub fn migrate(db: &mut Db, shown: &str) -> Result<(), StoreError> {
             "DELETE FROM scansync_schema; INSERT INTO scansync_schema (version) VALUES ({next})"
         ))?;
         tx.commit()?;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sslmode_verify_full_means_verified_tls_and_the_rest_of_the_query_stays() {
-        let (tls, url) =
-            split_sslmode("postgres://u@h:5432/db?sslmode=verify-full&connect_timeout=3").unwrap();
-        assert_eq!(tls, Tls::Require);
-        assert_eq!(
-            url,
-            "postgres://u@h:5432/db?connect_timeout=3&sslmode=require"
-        );
-        assert_eq!(split_sslmode("postgres://u@h/db").unwrap().0, Tls::Prefer);
-        assert_eq!(
-            split_sslmode("postgres://u@h/db?sslmode=disable")
-                .unwrap()
-                .0,
-            Tls::Disable
-        );
-        assert!(split_sslmode("postgres://u@h/db?sslmode=bogus").is_err());
-        assert!(split_sslmode("postgres://u@h/db?sslrootcert=/x").is_err());
     }
 }

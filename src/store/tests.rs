@@ -1751,3 +1751,30 @@ fn a_store_on_postgresql_reconnects_after_the_server_closed_its_session() {
         "nothing of the lost transaction"
     );
 }
+
+/// A writer that goes quiet holding the write lock (a node cut off or frozen mid-page) is
+/// cut off by the server after a third of the lease, so every other writer goes on before
+/// its own lease could expire; the quiet one's transaction never commits.
+#[test]
+fn a_writer_that_goes_quiet_holding_the_write_lock_is_cut_off() {
+    if !on_postgres() {
+        return;
+    }
+    let (db, mut store) = temp_store();
+    let mut quiet = db.open();
+    let tx = quiet.conn.write_transaction().unwrap();
+    tx.execute("DELETE FROM findings", db::params![]).unwrap();
+    let started = std::time::Instant::now();
+    import(&mut store, "shop", &[findings(0..3)], RunEnd::Succeeded);
+    let waited = started.elapsed();
+    assert!(
+        waited < lease_ttl() * 2 / 3,
+        "the other writer waited {waited:?} (lease {:?})",
+        lease_ttl()
+    );
+    assert!(
+        tx.commit().is_err(),
+        "the quiet writer's transaction committed"
+    );
+    assert_eq!(store.findings(&FindingFilter::default()).unwrap().len(), 3);
+}

@@ -393,6 +393,10 @@ impl Checker<'_> {
             );
             return None;
         }
+        if let Err(e) = pg_driver_config(&url) {
+            self.error(&t.field("url"), Some(&blame), e);
+            return None;
+        }
         let given = PG_PASSWORD_KEYS.iter().any(|k| t.get(k).is_some());
         let password = if given {
             Some(self.secret_from(t, PG_PASSWORD_KEYS, "password", "")?.2)
@@ -402,12 +406,8 @@ impl Checker<'_> {
         let ca_file = match t.get("ca_file") {
             Some(_) => {
                 let path = self.path(t, "ca_file")?;
-                if let Err(e) = std::fs::metadata(&path) {
-                    self.error(
-                        &t.field("ca_file"),
-                        Some(&t.span_of("ca_file")),
-                        format!("cannot read {}: {e}", path.display()),
-                    );
+                if let Err(e) = crate::tls::ca_certificates(&path) {
+                    self.error(&t.field("ca_file"), Some(&t.span_of("ca_file")), e);
                     return None;
                 }
                 Some(path)
