@@ -1,6 +1,7 @@
-//! Attack on issue #15 (the store on PostgreSQL, several daemons sharing it): each known
-//! break is an `#[ignore = "known break (#15): …"]` test that fails today and says which
-//! promise it breaks; the checks that held are plain tests.
+//! Attack on issue #15 (the store on PostgreSQL, several daemons sharing it), 2026-12-01:
+//! each break was written as an `#[ignore = "known break (#15): …"]` test saying which
+//! promise it broke and where; a fixed break loses its `ignore` and stays as a guard (its
+//! comment still tells the break as found). The checks that held are plain tests.
 //!
 //! Most need a PostgreSQL server: `SCANSYNC_TEST_POSTGRES` (a url whose user may create
 //! databases). Without it they say SKIPPED, or fail under CI (`tests/common`). The tests of
