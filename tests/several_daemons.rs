@@ -410,30 +410,38 @@ async fn the_runs_of_a_killed_node_are_finished_by_the_others_after_its_lease() 
     )
     .await;
 
-    // Wait until node-a waits on a vendor scan, then kill it without a goodbye.
-    let victims_sql = "SELECT r.id FROM sync_runs r JOIN owners o ON o.owner = r.owner
-                       WHERE o.label LIKE 'node-a:%' AND r.state = 'running'
-                         AND r.vendor_scan_id IS NOT NULL ORDER BY r.id";
+    // Wait until a node waits on a vendor scan (whichever won the first claims), then kill
+    // it without a goodbye.
+    let running_sql = "SELECT split_part(o.label, ':', 1), r.id FROM sync_runs r
+                       JOIN owners o ON o.owner = r.owner
+                       WHERE r.state = 'running' AND r.vendor_scan_id IS NOT NULL ORDER BY r.id";
     let start = Instant::now();
-    let victims = loop {
-        let rows = db.rows(victims_sql);
-        if !rows.is_empty() {
-            break rows
-                .into_iter()
-                .map(|r| r[0].clone().unwrap())
-                .collect::<Vec<_>>();
+    let victim = loop {
+        if let Some(row) = db.rows(running_sql).into_iter().next() {
+            break row[0].clone().unwrap();
         }
         assert!(
             start.elapsed() < Duration::from_secs(30),
-            "node-a never ran a scan:\n{}",
-            nodes[0].log()
+            "no node ran a scan:\n{}",
+            nodes.iter().map(Node::log).collect::<String>()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let killed = nodes.remove(0);
+    let at = nodes.iter().position(|n| n.name == victim).unwrap();
+    let killed = nodes.remove(at);
     killed.signal("KILL");
     let killed_at = Instant::now();
     drop(killed);
+    // Its runs at the moment of the kill (it may have begun more since the query).
+    let victims: Vec<String> = db
+        .rows(&format!(
+            "SELECT r.id FROM sync_runs r JOIN owners o ON o.owner = r.owner
+             WHERE o.label LIKE '{victim}:%' AND r.state = 'running'
+               AND r.vendor_scan_id IS NOT NULL ORDER BY r.id"
+        ))
+        .into_iter()
+        .map(|r| r[0].clone().unwrap())
+        .collect();
 
     // Its runs end, under the same ids, on the other nodes: once its lease expires, at the
     // next adoption tick (a third of the lease), the vendor scan polled where it was.
@@ -449,7 +457,7 @@ async fn the_runs_of_a_killed_node_are_finished_by_the_others_after_its_lease() 
         }
         assert!(
             killed_at.elapsed() < limit,
-            "node-a's runs {ids} not finished by the others within {limit:?}: {:?}\n{}\n{}",
+            "{victim}'s runs {ids} not finished by the others within {limit:?}: {:?}\n{}\n{}",
             db.rows("SELECT id, scan, state, owner, error FROM sync_runs ORDER BY id"),
             nodes[0].log(),
             nodes[1].log()
