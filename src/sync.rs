@@ -4,6 +4,7 @@
 //! and the listener all start runs through [`run_scan`]; there is no second path.
 
 use crate::config::{Config, ScanConfig};
+use crate::finding::Finding;
 use crate::store::{RunCounts, RunEnd, RunId, RunScope, RunState, ScanClaim, Store, StoreError};
 use crate::vendors::{ScanRequest, ScanStatus, Vendor, VendorError};
 use std::collections::BTreeMap;
@@ -942,8 +943,12 @@ async fn run_body(
                 });
             }
         }
-        let Some(page) = next? else { break };
+        let Some(mut page) = next? else { break };
         page_no += 1;
+        // Every connector's findings pass here on their way to the store: vendor text with
+        // a NUL is stored the same on SQLite and PostgreSQL (which cannot hold one), rather
+        // than failing the page, and so every run of the scan, on PostgreSQL only.
+        page.iter_mut().for_each(Finding::replace_nul);
         // Every page is stored whole: `min_severity` filters what is reported, not what the
         // run saw (a filter that dropped findings here would have them marked fixed).
         committing = Some(ctx.start_store(move |s| s.upsert_page(run_id, &page)));

@@ -236,12 +236,35 @@ fn copy_table(
             return Ok(copied);
         };
         after = Some(last[key_at].clone());
+        let page = if destination.backend() == Backend::Postgres {
+            without_nul(page)
+        } else {
+            page
+        };
         insert(destination, name, &list, columns.len(), &page)?;
         copied += page.len() as u64;
         if page.len() < rows_per_insert {
             return Ok(copied);
         }
     }
+}
+
+/// `rows` with every NUL in their text replaced as a sync run replaces it in vendor text
+/// ([`crate::finding::without_nul`]): a SQLite store written before that rule may hold one,
+/// and PostgreSQL's `text` cannot, so the copy would otherwise fail as a whole.
+fn without_nul(rows: Vec<Vec<Value<'static>>>) -> Vec<Vec<Value<'static>>> {
+    rows.into_iter()
+        .map(|row| {
+            row.into_iter()
+                .map(|value| match value {
+                    Value::Text(text) if text.contains('\0') => {
+                        Value::Text(crate::finding::without_nul(&text).into_owned().into())
+                    }
+                    other => other,
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// One multi-row INSERT of `rows`.
@@ -452,5 +475,25 @@ mod tests {
             .unwrap();
         let err = check_tables(&store.conn, &db.location()).unwrap_err();
         assert!(err.to_string().contains("table notes"), "{err}");
+    }
+
+    #[test]
+    fn a_nul_in_a_sqlite_store_is_copied_as_the_sync_now_stores_it() {
+        let (from, to) = (TestDb::sqlite(), TestDb::new());
+        let mut nul = finding(1);
+        nul.title = "XSS in a\0b".into();
+        import(&mut from.open(), "shop", &[vec![nul]], RunEnd::Succeeded);
+        copy(&from.location(), &to.location()).unwrap();
+        let title: String = to
+            .open()
+            .conn
+            .query_row("SELECT title FROM findings", [], |r| r.get(0))
+            .unwrap();
+        let expected = if to.open().conn.backend() == Backend::Postgres {
+            "XSS in a\u{FFFD}b"
+        } else {
+            "XSS in a\0b"
+        };
+        assert_eq!(title, expected);
     }
 }
