@@ -875,7 +875,12 @@ async fn a_bad_store_url_or_ca_file_is_a_config_error_naming_the_field() {
 ///   (src/store/copy.rs `copy`: `Store::open_at(to)` migrates before `check_tables`).
 ///
 /// Reproduce: each command against a fresh database.
-#[ignore = "known break (#15): triage and a refused store copy create the PostgreSQL schema (not the daemon, unlike SQLite)"]
+///
+/// Fixed: commands other than the daemon, `sync` and `scan` open a store for writing with
+/// `Schema::Existing` (`Store::open_for_writing`), the same on both backends: no store is
+/// "no store at …", an older one is refused, nothing is created or migrated. `store copy`
+/// reads the destination on a read-only connection first and makes the schema only once
+/// nothing but an empty store (or nothing) is there.
 #[test]
 fn only_the_daemon_migrates_a_postgresql_store() {
     let Some(db) = Database::fresh("att15_triage") else {
@@ -897,6 +902,14 @@ fn only_the_daemon_migrates_a_postgresql_store() {
     let on_sqlite = triage(missing.to_str().unwrap());
     assert!(!missing.exists(), "{}", text(&on_sqlite));
     let on_postgres = triage(&db.url);
+    for (backend, out) in [("SQLite", &on_sqlite), ("PostgreSQL", &on_postgres)] {
+        if out.status.success() || !String::from_utf8_lossy(&out.stderr).contains("no store at") {
+            wrong.push(format!(
+                "`triage` on an empty {backend} store does not say there is no store: {}",
+                text(out)
+            ));
+        }
+    }
     if db.count(tables) != 0 {
         wrong.push(format!(
             "`triage` (SQLite: {:?}) made the schema of an empty PostgreSQL database ({:?})",
