@@ -957,29 +957,89 @@ fn only_the_daemon_migrates_a_postgresql_store() {
 /// `hook_deliveries`), and the newest delivery of a scan is never forgotten: the push never
 /// runs. Reproduce (store level, as the two nodes' listeners call it): node A claims,
 /// dies; node B's claim of the retry.
-#[ignore = "known break (#15): a push claimed by a node that died before starting its run is never run (retries are duplicates)"]
-#[test]
-fn a_push_claimed_by_a_node_that_died_runs_on_the_retry() {
+///
+/// Fixed by recording the delivery and the push's runs in one transaction
+/// (`Store::claim_push`, which the listener now calls instead of `claim_delivery`): a node
+/// that dies before the commit leaves nothing (the retry is new), one that dies after it
+/// leaves queued runs, and a daemon's sweep of abandoned runs takes a push's run that never
+/// started over and runs it (`Shared::adopt_queued_push`), where it used to end it as
+/// interrupted. So the retry is rightly a duplicate naming that run (the expectation
+/// `Claim::New` was one way to run the push, at the price of running it twice whenever the
+/// first node was only slow); what the test asserts now is the promise itself: the push
+/// runs, once, on another node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_claimed_by_a_node_that_died_runs_on_the_retry() {
     let Some(db) = Database::fresh("att15_pushdied") else {
         return;
     };
     let key = "sha256:0123456789abcdef";
     let keep = Duration::from_secs(24 * 3600);
-    {
+    let push = RunScope {
+        scan: "s01".into(),
+        instance: "sim-codethreat".into(),
+        vendor: "codethreat".into(),
+        bind_to: "project-1".into(),
+        branch: Some("main".into()),
+        trigger: "webhook".into(),
+        ..RunScope::default()
+    };
+    let run = {
         let mut node_a = Store::open_at(&db.location()).unwrap();
-        assert_eq!(
-            node_a.claim_delivery("web", key, keep).unwrap(),
-            scansync::store::Claim::New
+        let (claim, runs) = node_a
+            .claim_push("s01", key, keep, std::slice::from_ref(&push))
+            .unwrap();
+        assert_eq!(claim, scansync::store::Claim::New);
+        runs[0]
+        // node-a dies here: its run recorded with the delivery, not started, no answer sent.
+    };
+    // Its heartbeat is never renewed.
+    db.rows("UPDATE owners SET expires_at = '2000-01-01T00:00:00.000Z'");
+    {
+        let mut node_b = Store::open_at(&db.location()).unwrap();
+        let retry = node_b
+            .claim_push("s01", key, keep, std::slice::from_ref(&push))
+            .unwrap();
+        assert!(
+            matches!(
+                retry,
+                (scansync::store::Claim::Duplicate { run_id: Some(r), .. }, ref begun)
+                    if r == run && begun.is_empty()
+            ),
+            "the sender's retry of a push whose node died before starting it: {retry:?}"
         );
-        // node-a dies here: no run begun, no answer sent.
     }
-    let mut node_b = Store::open_at(&db.location()).unwrap();
-    let retry = node_b.claim_delivery("web", key, keep).unwrap();
-    assert!(
-        retry == scansync::store::Claim::New,
-        "the sender's retry of a push whose node died before starting it: {retry:?} (the \
-         listener answers \"duplicate\" and starts nothing)"
+    // A daemon on the store (node-b) runs the push.
+    let sim = sim(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let base = config(
+        &sim,
+        dir.path(),
+        &db.url,
+        &ct_scans(1, "{ every = \"1h\" }"),
     );
+    let node = Node::start(
+        dir.path(),
+        "node-b",
+        &base,
+        &db.password,
+        Duration::from_secs(3),
+    );
+    let pushes = "SELECT count(*) FROM sync_runs WHERE trigger = 'webhook' AND state = 'succeeded'";
+    let ran = wait_for("the push's run", Duration::from_secs(40), || {
+        db.count(pushes) >= 1
+    })
+    .await;
+    assert!(
+        ran,
+        "the push never ran: {:?}\n{}",
+        db.rows("SELECT id, trigger, state, error FROM sync_runs ORDER BY id"),
+        node.log()
+    );
+    // Once: later sweeps find nothing more to take over.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(db.count(pushes), 1, "{}", node.log());
+    drop(node);
+    sim.shutdown().await;
 }
 
 /// Promise: a node keeps working through a transient database error; one node's slow
