@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::fmt;
 
 /// Severity on one scale for every vendor. Ordered so that `Critical > High > … > Info`,
@@ -258,6 +259,81 @@ impl Finding {
             _ => (None, None),
         }
     }
+
+    /// Replaces every NUL in the finding's text with [`NUL_REPLACEMENT`] (see
+    /// [`without_nul`] for why). A sync run does this to every finding of every page before
+    /// the store fingerprints and stores it, so both backends store, and key, the same text.
+    pub fn replace_nul(&mut self) {
+        fn fix(text: &mut String) {
+            if let Cow::Owned(fixed) = without_nul(text) {
+                *text = fixed;
+            }
+        }
+        let Finding {
+            vendor_id,
+            title,
+            severity: _,
+            vendor_status,
+            cwe,
+            owasp,
+            rule_id,
+            location,
+            description,
+            remediation,
+            vendor_url,
+            vendor_first_seen,
+            vendor_last_seen,
+            raw,
+            verdict: _,
+        } = self;
+        for text in [title, raw] {
+            fix(text);
+        }
+        for text in [
+            vendor_id,
+            vendor_status,
+            cwe,
+            owasp,
+            rule_id,
+            description,
+            remediation,
+            vendor_url,
+            vendor_first_seen,
+            vendor_last_seen,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            fix(text);
+        }
+        match location {
+            Location::Code { path, .. } => fix(path),
+            Location::Api { method, path, host } => {
+                for text in [method, path, host] {
+                    fix(text);
+                }
+            }
+            Location::Unknown => {}
+        }
+    }
+}
+
+/// What a NUL (U+0000) in text becomes before it is stored: the Unicode replacement
+/// character, which says "a character was lost here" as any UTF-8 decoder does.
+pub const NUL_REPLACEMENT: char = '\u{FFFD}';
+
+/// `text` with every NUL replaced by [`NUL_REPLACEMENT`] (borrowed when it holds none).
+///
+/// PostgreSQL's `text` cannot hold U+0000 while SQLite's can, so a vendor string with one
+/// would be stored on one backend and fail its whole page on the other. Replacing it before
+/// either sees it keeps the backends alike, and costs nothing readable: a NUL has no
+/// meaning in a title, a path or a description.
+pub fn without_nul(text: &str) -> Cow<'_, str> {
+    if text.contains('\0') {
+        Cow::Owned(text.replace('\0', &NUL_REPLACEMENT.to_string()))
+    } else {
+        Cow::Borrowed(text)
+    }
 }
 
 /// The fingerprint recipe new rows are keyed with (see [`Finding::fingerprint`]); stored on
@@ -349,6 +425,40 @@ mod tests {
         let c = code_finding(1);
         assert!(c.same_sighting(None, (Some(1), Some(3))));
         assert!(!c.same_sighting(None, (Some(9), Some(11))));
+    }
+
+    #[test]
+    fn every_text_of_a_finding_loses_its_nul_and_nothing_else() {
+        let mut f = code_finding(1);
+        f.title = "a\0b".into();
+        f.description = Some("\0".into());
+        f.raw = r#"{"t":"a\u0000b"}"#.into();
+        f.location = Location::Api {
+            method: "GE\0T".into(),
+            path: "/x\0".into(),
+            host: "h".into(),
+        };
+        let clean = {
+            let mut c = f.clone();
+            c.replace_nul();
+            c
+        };
+        assert_eq!(clean.title, "a\u{FFFD}b");
+        assert_eq!(clean.description.as_deref(), Some("\u{FFFD}"));
+        // An escaped NUL in the vendor's JSON is not a NUL character: kept verbatim.
+        assert_eq!(clean.raw, f.raw);
+        assert_eq!(
+            clean.location,
+            Location::Api {
+                method: "GE\u{FFFD}T".into(),
+                path: "/x\u{FFFD}".into(),
+                host: "h".into(),
+            }
+        );
+        let untouched = code_finding(1);
+        let mut same = untouched.clone();
+        same.replace_nul();
+        assert_eq!(same, untouched);
     }
 
     #[test]

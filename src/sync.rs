@@ -4,6 +4,7 @@
 //! and the listener all start runs through [`run_scan`]; there is no second path.
 
 use crate::config::{Config, ScanConfig};
+use crate::finding::Finding;
 use crate::store::{RunCounts, RunEnd, RunId, RunScope, RunState, ScanClaim, Store, StoreError};
 use crate::vendors::{ScanRequest, ScanStatus, Vendor, VendorError};
 use std::collections::BTreeMap;
@@ -116,9 +117,9 @@ pub struct RunOptions {
     /// Stop waiting for another run of the scan at this instant ([`SyncError::Busy`]):
     /// `scan --timeout` bounds the whole command, not only the wait for the vendor.
     pub wait_until: Option<tokio::time::Instant>,
-    /// A run row already begun with [`begin_run`] for this run (same scan and options):
-    /// the listener creates it before the run waits for its turn, to answer the webhook
-    /// with the run id at once.
+    /// A run row already begun for this run (same scan and options), with [`begin_run`] or
+    /// [`crate::store::Store::claim_push`]: the listener records it with the push's delivery
+    /// before the run waits for its turn, to answer the webhook with the run id at once.
     pub run_id: Option<RunId>,
 }
 
@@ -425,7 +426,8 @@ pub fn store_scan_name(scan: &ScanConfig, opts: &RunOptions) -> String {
 }
 
 /// Records the start of a run of `scan` now (a `running` row) and returns its id, for a
-/// caller that hands the id out before the run gets its permits; pass it on in
+/// caller that hands the id out before the run gets its permits (a push's runs are begun
+/// with its delivery instead, by [`crate::store::Store::claim_push`]); pass it on in
 /// [`RunOptions::run_id`]. A run stopped before it could start ends that row `interrupted`
 /// ([`end_unstarted_run`]).
 pub async fn begin_run(
@@ -441,9 +443,9 @@ pub async fn begin_run(
     Ok(ctx.with_store(move |s| s.begin_queued_run(&scope)).await?)
 }
 
-/// Ends a run row begun with [`begin_run`] whose run never started because the process is
-/// stopping: `interrupted` with the reason, nothing fetched, nothing marked fixed. The row
-/// stays rather than vanish, since whoever triggered the run was told its id.
+/// Ends a run row begun for [`RunOptions::run_id`] whose run never started because the
+/// process is stopping: `interrupted` with the reason, nothing fetched, nothing marked
+/// fixed. The row stays rather than vanish, since whoever triggered the run was told its id.
 pub async fn end_unstarted_run(ctx: &SyncContext, run_id: RunId) -> Result<RunSummary, SyncError> {
     let end = RunEnd::Interrupted("scansync stopped before the run could start".into());
     let row = ctx.with_store(move |s| s.finish_run(run_id, end)).await?;
@@ -942,8 +944,12 @@ async fn run_body(
                 });
             }
         }
-        let Some(page) = next? else { break };
+        let Some(mut page) = next? else { break };
         page_no += 1;
+        // Every connector's findings pass here on their way to the store: vendor text with
+        // a NUL is stored the same on SQLite and PostgreSQL (which cannot hold one), rather
+        // than failing the page, and so every run of the scan, on PostgreSQL only.
+        page.iter_mut().for_each(Finding::replace_nul);
         // Every page is stored whole: `min_severity` filters what is reported, not what the
         // run saw (a filter that dropped findings here would have them marked fixed).
         committing = Some(ctx.start_store(move |s| s.upsert_page(run_id, &page)));

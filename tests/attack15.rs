@@ -548,7 +548,14 @@ async fn without_sslmode_the_password_never_goes_to_a_server_that_refused_tls() 
 /// nothing of it (nor of the rest of the page) is ever stored. `store copy` of a SQLite store
 /// holding such a row fails the same way. Reproduce: one page with that finding, on each
 /// backend.
-#[ignore = "known break (#15): a NUL in vendor text is stored on SQLite but fails the whole page on PostgreSQL"]
+///
+/// Fixed by normalising vendor text before any backend sees it: a sync run replaces every NUL
+/// of every finding with U+FFFD (`Finding::replace_nul`, in src/sync.rs `run_body`, the one
+/// place every connector's pages pass on their way to `upsert_page`), so both backends store
+/// the same text. The page below is therefore the page as a run hands it to the store; the
+/// test asserts the same text reads back from both, not a NUL stored byte for byte (which
+/// PostgreSQL cannot do, so "the same on both" cannot mean it). `store copy` from a SQLite
+/// store written before (a NUL in it) replaces it the same way on PostgreSQL.
 #[test]
 fn a_nul_in_vendor_text_is_stored_on_both_backends() {
     let Some(db) = Database::fresh("att15_nul") else {
@@ -556,9 +563,10 @@ fn a_nul_in_vendor_text_is_stored_on_both_backends() {
     };
     let dir = tempfile::tempdir().unwrap();
     let sqlite = StoreLocation::Sqlite(dir.path().join("s.db"));
-    let page = vec![finding("XSS in a\u{0}b"), finding("plain XSS")];
+    let mut page = vec![finding("XSS in a\u{0}b"), finding("plain XSS")];
+    page.iter_mut().for_each(Finding::replace_nul);
     let mut results = Vec::new();
-    for location in [sqlite, db.location()] {
+    for location in [sqlite.clone(), db.location()] {
         let mut store = Store::open_at(&location).unwrap();
         let id = store.begin_run(&scope()).unwrap();
         let stored = store.upsert_page(id, &page).map(|_| ());
@@ -568,6 +576,40 @@ fn a_nul_in_vendor_text_is_stored_on_both_backends() {
     assert!(
         results.iter().all(|(_, r)| r.is_ok()),
         "the same page is stored on one backend and refused on the other: {results:?}"
+    );
+    let titles = "SELECT title FROM findings ORDER BY title";
+    let on_sqlite: Vec<String> = rusqlite::Connection::open(dir.path().join("s.db"))
+        .unwrap()
+        .prepare(titles)
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let on_postgres: Vec<String> = db
+        .rows(titles)
+        .into_iter()
+        .map(|r| r[0].clone().unwrap())
+        .collect();
+    assert_eq!(on_sqlite, ["XSS in a\u{FFFD}b", "plain XSS"]);
+    assert_eq!(on_postgres, on_sqlite);
+
+    // A SQLite store written before the rule, with a NUL stored as it came.
+    let old = StoreLocation::Sqlite(dir.path().join("old.db"));
+    {
+        let mut store = Store::open_at(&old).unwrap();
+        let id = store.begin_run(&scope()).unwrap();
+        store.upsert_page(id, &[finding("XSS in a\u{0}b")]).unwrap();
+        store.finish_run(id, RunEnd::Succeeded).unwrap();
+    }
+    let Some(to) = Database::fresh("att15_nulcopy") else {
+        return;
+    };
+    let copied = scansync::store::copy(&old, &to.location());
+    assert!(copied.is_ok(), "{copied:?}");
+    assert_eq!(
+        to.rows("SELECT title FROM findings")[0][0].as_deref(),
+        Some("XSS in a\u{FFFD}b")
     );
 }
 
@@ -832,7 +874,12 @@ async fn a_bad_store_url_or_ca_file_is_a_config_error_naming_the_field() {
 ///   (src/store/copy.rs `copy`: `Store::open_at(to)` migrates before `check_tables`).
 ///
 /// Reproduce: each command against a fresh database.
-#[ignore = "known break (#15): triage and a refused store copy create the PostgreSQL schema (not the daemon, unlike SQLite)"]
+///
+/// Fixed: commands other than the daemon, `sync` and `scan` open a store for writing with
+/// `Schema::Existing` (`Store::open_for_writing`), the same on both backends: no store is
+/// "no store at …", an older one is refused, nothing is created or migrated. `store copy`
+/// reads the destination on a read-only connection first and makes the schema only once
+/// nothing but an empty store (or nothing) is there.
 #[test]
 fn only_the_daemon_migrates_a_postgresql_store() {
     let Some(db) = Database::fresh("att15_triage") else {
@@ -854,6 +901,14 @@ fn only_the_daemon_migrates_a_postgresql_store() {
     let on_sqlite = triage(missing.to_str().unwrap());
     assert!(!missing.exists(), "{}", text(&on_sqlite));
     let on_postgres = triage(&db.url);
+    for (backend, out) in [("SQLite", &on_sqlite), ("PostgreSQL", &on_postgres)] {
+        if out.status.success() || !String::from_utf8_lossy(&out.stderr).contains("no store at") {
+            wrong.push(format!(
+                "`triage` on an empty {backend} store does not say there is no store: {}",
+                text(out)
+            ));
+        }
+    }
     if db.count(tables) != 0 {
         wrong.push(format!(
             "`triage` (SQLite: {:?}) made the schema of an empty PostgreSQL database ({:?})",
@@ -901,29 +956,89 @@ fn only_the_daemon_migrates_a_postgresql_store() {
 /// `hook_deliveries`), and the newest delivery of a scan is never forgotten: the push never
 /// runs. Reproduce (store level, as the two nodes' listeners call it): node A claims,
 /// dies; node B's claim of the retry.
-#[ignore = "known break (#15): a push claimed by a node that died before starting its run is never run (retries are duplicates)"]
-#[test]
-fn a_push_claimed_by_a_node_that_died_runs_on_the_retry() {
+///
+/// Fixed by recording the delivery and the push's runs in one transaction
+/// (`Store::claim_push`, which the listener now calls instead of `claim_delivery`): a node
+/// that dies before the commit leaves nothing (the retry is new), one that dies after it
+/// leaves queued runs, and a daemon's sweep of abandoned runs takes a push's run that never
+/// started over and runs it (`Shared::adopt_queued_push`), where it used to end it as
+/// interrupted. So the retry is rightly a duplicate naming that run (the expectation
+/// `Claim::New` was one way to run the push, at the price of running it twice whenever the
+/// first node was only slow); what the test asserts now is the promise itself: the push
+/// runs, once, on another node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_claimed_by_a_node_that_died_runs_on_the_retry() {
     let Some(db) = Database::fresh("att15_pushdied") else {
         return;
     };
     let key = "sha256:0123456789abcdef";
     let keep = Duration::from_secs(24 * 3600);
-    {
+    let push = RunScope {
+        scan: "s01".into(),
+        instance: "sim-codethreat".into(),
+        vendor: "codethreat".into(),
+        bind_to: "project-1".into(),
+        branch: Some("main".into()),
+        trigger: "webhook".into(),
+        ..RunScope::default()
+    };
+    let run = {
         let mut node_a = Store::open_at(&db.location()).unwrap();
-        assert_eq!(
-            node_a.claim_delivery("web", key, keep).unwrap(),
-            scansync::store::Claim::New
+        let (claim, runs) = node_a
+            .claim_push("s01", key, keep, std::slice::from_ref(&push))
+            .unwrap();
+        assert_eq!(claim, scansync::store::Claim::New);
+        runs[0]
+        // node-a dies here: its run recorded with the delivery, not started, no answer sent.
+    };
+    // Its heartbeat is never renewed.
+    db.rows("UPDATE owners SET expires_at = '2000-01-01T00:00:00.000Z'");
+    {
+        let mut node_b = Store::open_at(&db.location()).unwrap();
+        let retry = node_b
+            .claim_push("s01", key, keep, std::slice::from_ref(&push))
+            .unwrap();
+        assert!(
+            matches!(
+                retry,
+                (scansync::store::Claim::Duplicate { run_id: Some(r), .. }, ref begun)
+                    if r == run && begun.is_empty()
+            ),
+            "the sender's retry of a push whose node died before starting it: {retry:?}"
         );
-        // node-a dies here: no run begun, no answer sent.
     }
-    let mut node_b = Store::open_at(&db.location()).unwrap();
-    let retry = node_b.claim_delivery("web", key, keep).unwrap();
-    assert!(
-        retry == scansync::store::Claim::New,
-        "the sender's retry of a push whose node died before starting it: {retry:?} (the \
-         listener answers \"duplicate\" and starts nothing)"
+    // A daemon on the store (node-b) runs the push.
+    let sim = sim(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let base = config(
+        &sim,
+        dir.path(),
+        &db.url,
+        &ct_scans(1, "{ every = \"1h\" }"),
     );
+    let node = Node::start(
+        dir.path(),
+        "node-b",
+        &base,
+        &db.password,
+        Duration::from_secs(3),
+    );
+    let pushes = "SELECT count(*) FROM sync_runs WHERE trigger = 'webhook' AND state = 'succeeded'";
+    let ran = wait_for("the push's run", Duration::from_secs(40), || {
+        db.count(pushes) >= 1
+    })
+    .await;
+    assert!(
+        ran,
+        "the push never ran: {:?}\n{}",
+        db.rows("SELECT id, trigger, state, error FROM sync_runs ORDER BY id"),
+        node.log()
+    );
+    // Once: later sweeps find nothing more to take over.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(db.count(pushes), 1, "{}", node.log());
+    drop(node);
+    sim.shutdown().await;
 }
 
 /// Promise: a node keeps working through a transient database error; one node's slow

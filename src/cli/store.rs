@@ -5,7 +5,7 @@
 use super::Global;
 use crate::config::Config;
 use crate::config::StoreLocation;
-use crate::store::{CopyReport, PruneReport, Store};
+use crate::store::{CopyReport, PruneReport, Schema, Store};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -96,7 +96,8 @@ async fn prune(global: &Global, args: PruneArgs) -> anyhow::Result<u8> {
     let report = if args.dry_run {
         Store::open_read_only_at(&location)?.prune_preview(&retention)?
     } else {
-        let mut store = Store::open_at(&location)?;
+        // The store as it is: only the daemon, `sync` and `scan` create or migrate one.
+        let mut store = Store::open_for_writing(&location, Schema::Existing)?;
         tokio::task::spawn_blocking(move || store.prune(&retention)).await??
     };
     print!("{}", report_text(&report, args.dry_run));

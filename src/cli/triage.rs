@@ -3,7 +3,7 @@
 
 use super::Global;
 use crate::config::StoreLocation;
-use crate::store::{FindingState, Store, TriageRequest};
+use crate::store::{FindingState, Schema, Store, TriageRequest};
 use chrono::NaiveDate;
 
 /// The states a person may give.
@@ -127,11 +127,6 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
             global.config.as_deref(),
         ))?,
     };
-    if let StoreLocation::Sqlite(path) = &location {
-        if !path.exists() {
-            return Err(crate::store::StoreError::Missing(path.display().to_string()).into());
-        }
-    }
     let request = TriageRequest {
         state,
         reason: Some(args.reason.clone()),
@@ -143,7 +138,8 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     let scan = args.scan.clone();
     // SQLite blocks; keep it off the async workers.
     let lines = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<String>> {
-        let mut store = Store::open_at(&location)?;
+        // The store as it is: only the daemon, `sync` and `scan` create or migrate one.
+        let mut store = Store::open_for_writing(&location, Schema::Existing)?;
         // Every key is resolved before anything is written: a typo triages nothing.
         let ids = keys
             .iter()

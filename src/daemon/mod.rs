@@ -32,8 +32,8 @@ use crate::config::{Config, ConfigErrors, ScanConfig};
 use crate::schedule::{
     jitter_delay, plan_reload, plan_startup, LastRun, StartupPlan, TRIGGER_RESUME, TRIGGER_SCHEDULE,
 };
-use crate::server::{Backend, Listener, TriggerError, Triggered, TRIGGER_WEBHOOK};
-use crate::store::{RunId, RunRow, RunState, StoreError};
+use crate::server::{Backend, Listener, Pushed, TriggerError, Triggered, TRIGGER_WEBHOOK};
+use crate::store::{Claim, RunId, RunRow, RunState, StoreError};
 use crate::sync::{run_scan, RunOptions, RunSummary, SyncContext, SyncError};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
@@ -185,8 +185,16 @@ impl Backend for DaemonBackend {
         self.0.scheduling.load(Ordering::SeqCst) && !self.0.is_stopping()
     }
 
-    async fn trigger(&self, scan: &ScanConfig, branch: &str) -> Result<Triggered, TriggerError> {
-        self.0.trigger_webhook(&scan.name, branch).await
+    async fn trigger_push(
+        &self,
+        scan: &ScanConfig,
+        branches: &[String],
+        delivery: &str,
+        keep: Duration,
+    ) -> Result<Pushed, TriggerError> {
+        self.0
+            .trigger_push(&scan.name, branches, delivery, keep)
+            .await
     }
 }
 

@@ -79,15 +79,18 @@ impl Shared {
         }
     }
 
-    /// A webhook push: a run of `scan_name` on `branch` now, or queued behind the run in
-    /// flight of that scan and branch. The run row is begun here, before the run waits, so
-    /// the sender is told its id; a row that turns out not to be needed (a run already
-    /// waits, or the daemon is stopping) is deleted again.
-    pub(super) async fn trigger_webhook(
+    /// A webhook push (see [`crate::server::Backend::trigger_push`]): its delivery and a
+    /// run row per branch are recorded in one transaction, before the runs wait, so the
+    /// sender is told their ids and a node that dies before running them leaves them for
+    /// another ([`Shared::adopt_abandoned`]); each run then starts now or is queued behind
+    /// the run in flight of that scan and branch.
+    pub(super) async fn trigger_push(
         self: &Arc<Self>,
         scan_name: &str,
-        branch: &str,
-    ) -> Result<Triggered, TriggerError> {
+        branches: &[String],
+        delivery: &str,
+        keep: Duration,
+    ) -> Result<Pushed, TriggerError> {
         if self.is_stopping() {
             return Err(TriggerError::Stopping);
         }
@@ -102,22 +105,80 @@ impl Shared {
                     "scan \"{scan_name}\" is no longer in the config or is disabled"
                 ))
             })?;
-        let opts = RunOptions {
-            trigger: TRIGGER_WEBHOOK.to_string(),
-            branch: Some(branch.to_string()),
-            ..RunOptions::default()
-        };
-        let key = crate::sync::store_scan_name(&scan, &opts);
-        let run_id = crate::sync::begin_run(&ctx, &scan, &opts)
+        let vendor = ctx.vendors.get(&scan.instance).ok_or_else(|| {
+            TriggerError::Failed(
+                crate::sync::SyncError::NoConnector(scan.name.clone(), scan.instance.clone())
+                    .to_string(),
+            )
+        })?;
+        let scopes: Vec<_> = branches
+            .iter()
+            .map(|branch| {
+                crate::sync::scope_for(&scan, vendor.name(), &push_options(branch), ctx.fix_guard)
+            })
+            .collect();
+        let (name, key) = (scan.name.clone(), delivery.to_string());
+        let (claim, run_ids) = ctx
+            .with_store(move |s| s.claim_push(&name, &key, keep, &scopes))
             .await
-            .map_err(|e| TriggerError::Failed(e.to_string()))?;
+            .map_err(|e| TriggerError::Store(e.to_string()))?;
+        if let Claim::Duplicate {
+            run_id,
+            received_at,
+        } = claim
+        {
+            return Ok(Pushed::Duplicate {
+                run_id,
+                received_at,
+            });
+        }
+        let mut outcomes = Vec::new();
+        for (branch, run_id) in branches.iter().zip(run_ids) {
+            let dispatched = self.dispatch_push(&ctx, scan.clone(), branch, run_id);
+            let outcome = match dispatched {
+                Dispatched::Started => Ok(Triggered {
+                    run_id,
+                    queued: false,
+                }),
+                Dispatched::Queued => Ok(Triggered {
+                    run_id,
+                    queued: true,
+                }),
+                Dispatched::Joined(waiting) => {
+                    discard_unstarted(&ctx, run_id, "a run already waits").await;
+                    Ok(Triggered {
+                        run_id: waiting,
+                        queued: true,
+                    })
+                }
+                Dispatched::Stopping | Dispatched::AlreadyRunning => {
+                    discard_unstarted(&ctx, run_id, "stopping").await;
+                    Err(TriggerError::Stopping)
+                }
+            };
+            outcomes.push((branch.clone(), outcome));
+        }
+        Ok(Pushed::Runs(outcomes))
+    }
+
+    /// Hands queued push run `run_id` of `scan` on `branch` (begun with its delivery, or
+    /// taken over from a process that is gone) to the dispatcher: started now, queued behind
+    /// the run in flight of that scan and branch, or joined to the one already waiting.
+    fn dispatch_push(
+        self: &Arc<Self>,
+        ctx: &Arc<SyncContext>,
+        scan: ScanConfig,
+        branch: &str,
+        run_id: RunId,
+    ) -> Dispatched {
         let opts = RunOptions {
             run_id: Some(run_id),
-            ..opts
+            ..push_options(branch)
         };
+        let key = crate::sync::store_scan_name(&scan, &opts);
         let span = tracing::info_span!("run", scan = %key, run_id, trigger = TRIGGER_WEBHOOK);
         let run = {
-            let (shared, ctx, scan) = (self.clone(), ctx.clone(), scan.clone());
+            let (shared, ctx) = (self.clone(), ctx.clone());
             async move { shared.run_one(&ctx, &scan, opts).await }
         };
         // Queued and never started: closed as a run stopped while waiting for a permit is.
@@ -136,43 +197,13 @@ impl Shared {
             Box::pin(run),
             Box::pin(cancelled),
         );
-        let discard = |why: &'static str| {
-            let ctx = ctx.clone();
-            async move {
-                match ctx
-                    .with_store(move |s| s.discard_unstarted_run(run_id))
-                    .await
-                {
-                    Ok(_) => {}
-                    Err(e) => warn!("cannot remove run {run_id} ({why}): {e}"),
-                }
-            }
-        };
-        match dispatched {
-            Dispatched::Started => Ok(Triggered {
-                run_id,
-                queued: false,
-            }),
-            Dispatched::Queued => {
-                info!(scan = %key, run_id, "a run of this scan is going; this one waits for it");
-                Ok(Triggered {
-                    run_id,
-                    queued: true,
-                })
-            }
-            Dispatched::Joined(waiting) => {
-                discard("a run already waits").await;
-                info!(scan = %key, run_id = waiting, "a run of this scan already waits; the push joins it");
-                Ok(Triggered {
-                    run_id: waiting,
-                    queued: true,
-                })
-            }
-            Dispatched::Stopping | Dispatched::AlreadyRunning => {
-                discard("stopping").await;
-                Err(TriggerError::Stopping)
-            }
+        if dispatched == Dispatched::Queued {
+            info!(scan = %key, run_id, "a run of this scan is going; this one waits for it");
         }
+        if let Dispatched::Joined(waiting) = dispatched {
+            info!(scan = %key, run_id = waiting, "a run of this scan already waits; the push joins it");
+        }
+        dispatched
     }
 
     /// Takes over the runs that processes which are gone left `running`: `scansync scan
@@ -187,6 +218,10 @@ impl Shared {
         let abandoned = ctx.with_store(|s| s.abandoned_runs()).await?;
         let mut adopted = 0;
         for row in abandoned {
+            if let Some(taken) = self.adopt_queued_push(&config, &ctx, &row).await? {
+                adopted += usize::from(taken);
+                continue;
+            }
             // A run without a vendor scan (it died before starting one, or its vendor has
             // none) has nothing to poll: it ends here and now, so the schedule that follows
             // (a `now` scan at start-up) runs the scan, as a new run reading the listing of
@@ -217,6 +252,43 @@ impl Shared {
             }
         }
         Ok(adopted)
+    }
+
+    /// Takes over `row` when it is a push's run that never started (no vendor scan, no
+    /// page) and runs it as a push of this process: unlike a schedule's run, no later tick
+    /// runs a push again, so ending it would lose the push its sender was told runs.
+    /// `None` when `row` is not such a run (the caller deals with it), else whether it was
+    /// taken (another process may have been first).
+    async fn adopt_queued_push(
+        self: &Arc<Self>,
+        config: &Config,
+        ctx: &Arc<SyncContext>,
+        row: &RunRow,
+    ) -> Result<Option<bool>, StoreError> {
+        let unstarted = row.vendor_scan_id.is_none() && row.counts.pages == 0;
+        let (true, Some(branch), Ok(scan)) = (
+            row.trigger == TRIGGER_WEBHOOK && unstarted,
+            row.branch.clone(),
+            scan_for_abandoned(config, row),
+        ) else {
+            return Ok(None);
+        };
+        let id = row.id;
+        let Some(row) = ctx.with_store(move |s| s.adopt_queued_run(id)).await? else {
+            return Ok(Some(false));
+        };
+        info!(
+            scan = %row.scan,
+            run_id = id,
+            "a push's run left unstarted by a process that is gone: taken over"
+        );
+        match self.dispatch_push(ctx, scan, &branch, id) {
+            Dispatched::Started | Dispatched::Queued => {}
+            Dispatched::Joined(_) => discard_unstarted(ctx, id, "a run already waits").await,
+            // Left as it is, owned by this process: abandoned again once it is gone.
+            Dispatched::Stopping | Dispatched::AlreadyRunning => {}
+        }
+        Ok(Some(true))
     }
 
     /// Starts the run that takes `row` over, unless a run of that scan (and branch) is going
@@ -385,5 +457,25 @@ impl Shared {
             "{enabled} scan(s) scheduled, {} run(s) in flight",
             self.dispatcher.in_flight()
         )
+    }
+}
+
+/// How a push's run is started: trigger `webhook`, on `branch`.
+fn push_options(branch: &str) -> RunOptions {
+    RunOptions {
+        trigger: TRIGGER_WEBHOOK.to_string(),
+        branch: Some(branch.to_string()),
+        ..RunOptions::default()
+    }
+}
+
+/// Deletes push run `run_id` that turned out not to be needed (it joined a run already
+/// waiting, or the daemon is stopping) before it did anything.
+async fn discard_unstarted(ctx: &SyncContext, run_id: RunId, why: &'static str) {
+    if let Err(e) = ctx
+        .with_store(move |s| s.discard_unstarted_run(run_id))
+        .await
+    {
+        warn!("cannot remove run {run_id} ({why}): {e}");
     }
 }

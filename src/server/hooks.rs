@@ -9,9 +9,10 @@
 //! scan and the reason, and counted in the `webhook_trigger` metric; the secret never is.
 
 use super::platform::{self, Change, Event};
-use super::{glob, verify, Backend, ServerState, TriggerError, Triggered, BODY_READ_TIMEOUT};
+use super::{
+    glob, verify, Backend, Pushed, ServerState, TriggerError, Triggered, BODY_READ_TIMEOUT,
+};
 use crate::config::{Platform, ScanConfig, ScanHookConfig};
-use crate::store::Claim;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -232,39 +233,38 @@ async fn accept(
     let key = replay_key(webhook.platform, &body);
     let shown = delivery.clone().unwrap_or_else(|| key.clone());
     let (config, ctx) = backend.current();
-    {
-        let (name, key) = (scan.name.clone(), key.clone());
-        let keep = config.store.retention.webhook_deliveries;
-        match ctx
-            .with_store(move |s| s.claim_delivery(&name, &key, keep))
-            .await
-        {
-            Ok(Claim::New) => {}
-            Ok(Claim::Duplicate {
-                run_id,
-                received_at,
-            }) => {
-                info!(scan = %scan.name, delivery = %shown, "webhook push already received at {received_at}; nothing started");
-                return Ok(Answer {
-                    status: StatusCode::OK,
-                    result: "duplicate",
-                    body: json!({ "result": "duplicate", "delivery": shown, "run_id": run_id }),
-                });
-            }
-            Err(e) => {
-                return Err(refuse(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    &format!("the store cannot record the delivery: {e}"),
-                ))
-            }
+    let keep = config.store.retention.webhook_deliveries;
+    // The delivery and its runs are recorded together (`Store::claim_push`): a node that
+    // dies after this leaves runs another node takes over, one that dies before leaves
+    // nothing, so the sender's retry, wherever it lands, is either a duplicate of a push
+    // that runs or a new push.
+    let outcomes = match backend.trigger_push(scan, &branches, &key, keep).await {
+        Ok(Pushed::Runs(outcomes)) => outcomes,
+        Ok(Pushed::Duplicate {
+            run_id,
+            received_at,
+        }) => {
+            info!(scan = %scan.name, delivery = %shown, "webhook push already received at {received_at}; nothing started");
+            return Ok(Answer {
+                status: StatusCode::OK,
+                result: "duplicate",
+                body: json!({ "result": "duplicate", "delivery": shown, "run_id": run_id }),
+            });
         }
-    }
+        Err(e) => {
+            let reason = e.to_string();
+            return Err(refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                &reason,
+            ));
+        }
+    };
 
     let mut runs = Vec::new();
     let mut failure = None;
-    for branch in &branches {
-        match backend.trigger(scan, branch).await {
+    for (branch, outcome) in outcomes {
+        match outcome {
             Ok(Triggered { run_id, queued }) => {
                 let result = if queued { "queued" } else { "started" };
                 info!(
@@ -321,10 +321,8 @@ async fn accept(
                     .with_store(move |s| s.release_delivery(&name, &key))
                     .await;
             }
-            let reason = match failure {
-                Some(TriggerError::Stopping) | None => "scansync is stopping".to_string(),
-                Some(TriggerError::Failed(e)) => format!("the run could not be started: {e}"),
-            };
+            let reason =
+                failure.map_or_else(|| TriggerError::Stopping.to_string(), |e| e.to_string());
             Err(refuse(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",

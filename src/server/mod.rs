@@ -59,9 +59,31 @@ pub trait Backend: Send + Sync + 'static {
     /// True while the scheduler runs and the daemon is not stopping.
     fn scheduler_running(&self) -> bool;
 
-    /// Starts a run of `scan` on `branch` (trigger `webhook`) now, or queues it behind the
-    /// run of that scan and branch in flight; see [`Triggered`].
-    async fn trigger(&self, scan: &ScanConfig, branch: &str) -> Result<Triggered, TriggerError>;
+    /// A push of `scan` to `branches` with replay key `delivery`: records the delivery and
+    /// begins a run per branch (trigger `webhook`) in one store transaction, unless the
+    /// delivery is already recorded (remembered for `keep`, see
+    /// [`crate::store::Store::claim_push`]); then starts each run now, or queues it behind
+    /// the run of that scan and branch in flight. An error: nothing was recorded.
+    async fn trigger_push(
+        &self,
+        scan: &ScanConfig,
+        branches: &[String],
+        delivery: &str,
+        keep: Duration,
+    ) -> Result<Pushed, TriggerError>;
+}
+
+/// What became of a push.
+#[derive(Debug)]
+pub enum Pushed {
+    /// The delivery was recorded before, at `received_at`, with run `run_id` when it began
+    /// one: nothing started now.
+    Duplicate {
+        run_id: Option<RunId>,
+        received_at: String,
+    },
+    /// Recorded now: each branch with what became of its run.
+    Runs(Vec<(String, Result<Triggered, TriggerError>)>),
 }
 
 /// What became of a webhook trigger.
@@ -79,8 +101,11 @@ pub struct Triggered {
 pub enum TriggerError {
     #[error("scansync is stopping")]
     Stopping,
-    #[error("{0}")]
+    #[error("the run could not be started: {0}")]
     Failed(String),
+    /// The delivery and its runs could not be recorded (nothing was).
+    #[error("the store cannot record the delivery: {0}")]
+    Store(String),
 }
 
 /// What every handler shares.

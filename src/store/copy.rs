@@ -6,8 +6,10 @@
 //! empty (two stores' ids would collide, and merging histories is not a copy), and on
 //! PostgreSQL each identity sequence is moved past the copied ids afterwards, else the next
 //! insert takes id 1 again. The source is read in one snapshot, so a daemon still writing it
-//! yields a consistent (if slightly old) copy; the destination is written in one
-//! transaction, so a failure anywhere, the final count check included, leaves it empty.
+//! yields a consistent (if slightly old) copy. The destination is checked before anything
+//! is written there (a refusal leaves it as it was, not even scansync's schema), then
+//! migrated, then written in one transaction, so a failure anywhere, the final count check
+//! included, leaves it an empty store.
 
 use super::db::{params, params_from_iter, Backend, Db, OptionalExtension, Value};
 use super::{Store, StoreError, StoreLocation};
@@ -79,10 +81,12 @@ pub struct CopyReport {
 }
 
 /// Copies every row of the store at `from` into the empty store at `to` (created and
-/// migrated if need be), then checks each table's row count and largest key on both sides
-/// before committing. See the module's documentation for why it is done this way.
+/// migrated if need be, once [`check_destination`] found nothing else there), then checks
+/// each table's row count and largest key on both sides before committing. See the
+/// module's documentation for why it is done this way.
 pub fn copy(from: &StoreLocation, to: &StoreLocation) -> Result<CopyReport, StoreError> {
     let mut source = Store::open_read_only_at(from)?;
+    check_destination(to)?;
     let mut destination = Store::open_at(to)?;
     let source = source.conn.read_snapshot()?;
     let destination = destination.conn.write_transaction()?;
@@ -135,9 +139,45 @@ fn sorted(names: &[String]) -> Vec<&str> {
     names
 }
 
+/// Refuses, before anything is written there, a destination that is not an empty store or
+/// nothing at all: a table that is not scansync's (`--to` naming another application's
+/// database by mistake) or a row in one of scansync's. Read on a read-only connection, so a
+/// refused copy leaves the destination exactly as it was; the schema is made only after.
+fn check_destination(to: &StoreLocation) -> Result<(), StoreError> {
+    let db = match to {
+        StoreLocation::Sqlite(path) if !path.exists() => return Ok(()),
+        StoreLocation::Sqlite(path) => Db::sqlite(
+            rusqlite::Connection::open_with_flags(
+                path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(|source| StoreError::Open {
+                path: to.to_string(),
+                source: source.into(),
+            })?,
+        ),
+        StoreLocation::Postgres(target) => super::postgres::session(target, true)?,
+    };
+    let present = check_tables(&db, to)?;
+    for table in TABLES
+        .iter()
+        .filter(|t| present.iter().any(|p| p == t.name))
+    {
+        if table_rows(&db, table)?.0 > 0 {
+            return Err(StoreError::CopyIntoNonEmpty {
+                to: to.to_string(),
+                table: table.name,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Refuses a store with a table this copy does not know: a table added by a later migration
-/// without being added here would otherwise be left behind without a word.
-fn check_tables(db: &Db, location: &StoreLocation) -> Result<(), StoreError> {
+/// without being added here would otherwise be left behind without a word, and one of
+/// another application means `--to` names the wrong database. The tables there otherwise.
+fn check_tables(db: &Db, location: &StoreLocation) -> Result<Vec<String>, StoreError> {
     let sql = match db.backend() {
         Backend::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name",
         Backend::Postgres => {
@@ -156,7 +196,7 @@ fn check_tables(db: &Db, location: &StoreLocation) -> Result<(), StoreError> {
             "{location} has a table {unknown} that `store copy` does not know; \
              nothing was copied"
         ))),
-        None => Ok(()),
+        None => Ok(names),
     }
 }
 
@@ -236,12 +276,35 @@ fn copy_table(
             return Ok(copied);
         };
         after = Some(last[key_at].clone());
+        let page = if destination.backend() == Backend::Postgres {
+            without_nul(page)
+        } else {
+            page
+        };
         insert(destination, name, &list, columns.len(), &page)?;
         copied += page.len() as u64;
         if page.len() < rows_per_insert {
             return Ok(copied);
         }
     }
+}
+
+/// `rows` with every NUL in their text replaced as a sync run replaces it in vendor text
+/// ([`crate::finding::without_nul`]): a SQLite store written before that rule may hold one,
+/// and PostgreSQL's `text` cannot, so the copy would otherwise fail as a whole.
+fn without_nul(rows: Vec<Vec<Value<'static>>>) -> Vec<Vec<Value<'static>>> {
+    rows.into_iter()
+        .map(|row| {
+            row.into_iter()
+                .map(|value| match value {
+                    Value::Text(text) if text.contains('\0') => {
+                        Value::Text(crate::finding::without_nul(&text).into_owned().into())
+                    }
+                    other => other,
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// One multi-row INSERT of `rows`.
@@ -452,5 +515,78 @@ mod tests {
             .unwrap();
         let err = check_tables(&store.conn, &db.location()).unwrap_err();
         assert!(err.to_string().contains("table notes"), "{err}");
+    }
+
+    #[test]
+    fn a_nul_in_a_sqlite_store_is_copied_as_the_sync_now_stores_it() {
+        let (from, to) = (TestDb::sqlite(), TestDb::new());
+        let mut nul = finding(1);
+        nul.title = "XSS in a\0b".into();
+        import(&mut from.open(), "shop", &[vec![nul]], RunEnd::Succeeded);
+        copy(&from.location(), &to.location()).unwrap();
+        let title: String = to
+            .open()
+            .conn
+            .query_row("SELECT title FROM findings", [], |r| r.get(0))
+            .unwrap();
+        let expected = if to.open().conn.backend() == Backend::Postgres {
+            "XSS in a\u{FFFD}b"
+        } else {
+            "XSS in a\0b"
+        };
+        assert_eq!(title, expected);
+    }
+
+    /// Runs `sql` on the store's database as another program would, outside the store.
+    fn outside(location: &StoreLocation, sql: &str) {
+        match location {
+            StoreLocation::Sqlite(path) => {
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                rusqlite::Connection::open(path)
+                    .unwrap()
+                    .execute_batch(sql)
+                    .unwrap();
+            }
+            StoreLocation::Postgres(target) => super::super::postgres::connect(target)
+                .unwrap()
+                .batch_execute(sql)
+                .unwrap(),
+        }
+    }
+
+    /// The tables of the store's database (schema), whoever made them.
+    fn table_names(location: &StoreLocation) -> Vec<String> {
+        let db = match location {
+            StoreLocation::Sqlite(path) => Db::sqlite(rusqlite::Connection::open(path).unwrap()),
+            StoreLocation::Postgres(target) => {
+                super::super::postgres::session(target, true).unwrap()
+            }
+        };
+        let sql = match db.backend() {
+            Backend::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY 1",
+            Backend::Postgres => {
+                "SELECT CAST(table_name AS TEXT) FROM information_schema.tables
+                  WHERE table_schema = current_schema() ORDER BY 1"
+            }
+        };
+        let names = db
+            .prepare(sql)
+            .unwrap()
+            .query_map([], |r| r.get::<String>(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        names
+    }
+
+    #[test]
+    fn a_refused_copy_writes_nothing_not_even_the_schema() {
+        let (from, to) = (TestDb::sqlite(), TestDb::new());
+        fill(&from);
+        outside(&to.location(), "CREATE TABLE app_users (id BIGINT)");
+        let err = copy(&from.location(), &to.location()).unwrap_err();
+        assert!(err.to_string().contains("table app_users"), "{err}");
+        assert!(err.to_string().contains("nothing was copied"), "{err}");
+        assert_eq!(table_names(&to.location()), ["app_users"]);
     }
 }

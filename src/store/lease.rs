@@ -205,7 +205,7 @@ fn abandoned_ids(conn: &Db) -> Result<Vec<RunId>, StoreError> {
     Ok(ids)
 }
 
-fn is_abandoned(conn: &Db, id: RunId) -> Result<bool, StoreError> {
+pub(super) fn is_abandoned(conn: &Db, id: RunId) -> Result<bool, StoreError> {
     let found: Option<i64> = conn
         .prepare_cached(
             "SELECT 1 FROM sync_runs r LEFT JOIN owners o ON o.owner = r.owner

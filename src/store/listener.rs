@@ -2,7 +2,8 @@
 //! readiness probe, and the last successful sync of each scan for `/readyz`.
 
 use super::db::{params, OptionalExtension};
-use super::{now, RunId, Store, StoreError};
+use super::lease::register_owner;
+use super::{now, read_run, RunId, RunRow, RunScope, Store, StoreError};
 use std::time::Duration;
 
 /// The newest delivery of each scan, which no cleanup removes.
@@ -33,16 +34,36 @@ impl StoreError {
 }
 
 impl Store {
-    /// Records a webhook delivery id for `scan` unless it is already there. Deliveries older
-    /// than `keep` are forgotten first, in the same transaction, so the table stays small
-    /// and an id is refused for `keep` after it was first accepted; the newest of each scan
-    /// is never forgotten, so the latest push replayed however late starts nothing.
+    /// Records a webhook delivery id for `scan` unless it is already there, with no run:
+    /// the listener records a push with its runs ([`Store::claim_push`]).
     pub fn claim_delivery(
         &mut self,
         scan: &str,
         delivery_id: &str,
         keep: Duration,
     ) -> Result<Claim, StoreError> {
+        Ok(self.claim_push(scan, delivery_id, keep, &[])?.0)
+    }
+
+    /// Records a push's delivery id for `scan` and begins its queued runs (one per scope,
+    /// as [`Store::begin_queued_run`] does; the delivery names the first), in one
+    /// transaction, unless the delivery is already there: then nothing is begun. So a
+    /// repeat finds the runs the first delivery began, or else nothing of it was recorded:
+    /// a node that dies after the commit leaves queued runs that another node takes over
+    /// and runs ([`Store::adopt_queued_run`]), one that dies before leaves nothing, and the
+    /// sender's retry is new. Returns the claim and the runs begun, in the scopes' order.
+    ///
+    /// Deliveries older than `keep` are forgotten first, in the same transaction, so the
+    /// table stays small and an id is refused for `keep` after it was first accepted; the
+    /// newest of each scan is never forgotten, so the latest push replayed however late
+    /// starts nothing.
+    pub fn claim_push(
+        &mut self,
+        scan: &str,
+        delivery_id: &str,
+        keep: Duration,
+        scopes: &[RunScope],
+    ) -> Result<(Claim, Vec<RunId>), StoreError> {
         let at = now();
         let cutoff = cutoff(keep);
         let tx = self.conn.write_transaction()?;
@@ -56,22 +77,58 @@ impl Store {
                  ON CONFLICT (scan, delivery_id) DO NOTHING",
             )?
             .execute(params![scan, delivery_id, at])?;
-        let claim = if inserted == 1 {
-            Claim::New
-        } else {
+        if inserted != 1 {
             let (run_id, received_at) = tx
                 .prepare_cached(
                     "SELECT run_id, received_at FROM hook_deliveries
                      WHERE scan = ?1 AND delivery_id = ?2",
                 )?
                 .query_row(params![scan, delivery_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            Claim::Duplicate {
+            tx.commit()?;
+            let claim = Claim::Duplicate {
                 run_id,
                 received_at,
-            }
-        };
+            };
+            return Ok((claim, Vec::new()));
+        }
+        let runs = scopes
+            .iter()
+            .map(|scope| super::runs::begin_in(&tx, &self.owner, scope, false, None))
+            .collect::<Result<Vec<RunId>, _>>()?;
+        if let Some(first) = runs.first() {
+            tx.prepare_cached(
+                "UPDATE hook_deliveries SET run_id = ?3 WHERE scan = ?1 AND delivery_id = ?2",
+            )?
+            .execute(params![scan, delivery_id, first])?;
+        }
         tx.commit()?;
-        Ok(claim)
+        Ok((Claim::New, runs))
+    }
+
+    /// Takes over queued run `id` of a push when it is abandoned and never started (no
+    /// vendor scan, no page): this process becomes its owner, and runs it as a queued run of
+    /// its own ([`Store::claim_queued_run`] then gives it the scan's lease, or a new id when
+    /// a later run of the scan overtook it). A push has no later tick of a schedule to run
+    /// it again: ended here as an abandoned run, it would never run. `None` when another
+    /// process took it first, or it ended or started meanwhile.
+    pub fn adopt_queued_run(&mut self, id: RunId) -> Result<Option<RunRow>, StoreError> {
+        let tx = self.conn.write_transaction()?;
+        if !super::lease::is_abandoned(&tx, id)? {
+            return Ok(None);
+        }
+        register_owner(&tx, &self.owner)?;
+        let taken = tx
+            .prepare_cached(
+                "UPDATE sync_runs SET owner = ?2, owner_pid = ?3
+                 WHERE id = ?1 AND vendor_scan_id IS NULL AND pages = 0",
+            )?
+            .execute(params![id, self.owner.id, std::process::id()])?;
+        if taken == 0 {
+            return Ok(None);
+        }
+        let row = read_run(&tx, id)?;
+        tx.commit()?;
+        Ok(row)
     }
 
     /// Notes the run a claimed delivery started (or joined), for the answer to a repeat.
@@ -197,6 +254,40 @@ mod tests {
             .query_row("SELECT count(*) FROM hook_deliveries", [], |r| r.get(0))
             .unwrap();
         assert_eq!(rows, 2);
+    }
+
+    #[test]
+    fn a_push_is_recorded_with_its_runs_and_a_gone_nodes_unstarted_run_is_taken_over_once() {
+        let db = crate::store::test_db::TestDb::new();
+        let (mut a, mut b) = (db.open(), db.open());
+        let (claim, runs) = a
+            .claim_push("web", "d-1", DAY, &[scope("web"), scope("web@dev")])
+            .unwrap();
+        assert_eq!(claim, Claim::New);
+        assert_eq!(runs.len(), 2);
+        assert_eq!(a.delivery_run("web", "d-1").unwrap(), Some(runs[0]));
+        let retry = b
+            .claim_push("web", "d-1", DAY, &[scope("web"), scope("web@dev")])
+            .unwrap();
+        assert!(
+            matches!(&retry, (Claim::Duplicate { run_id: Some(r), .. }, begun)
+                if *r == runs[0] && begun.is_empty()),
+            "{retry:?}"
+        );
+        // A live node's run is its own.
+        assert!(b.adopt_queued_run(runs[0]).unwrap().is_none());
+        // One of them started (a vendor scan): not a queued run to run again.
+        a.set_vendor_scan_id(runs[1], "vs-1").unwrap();
+        a.release_owner().unwrap();
+        assert!(b.adopt_queued_run(runs[1]).unwrap().is_none());
+        let taken = b.adopt_queued_run(runs[0]).unwrap().expect("taken over");
+        assert_eq!(taken.id, runs[0]);
+        assert!(db.open().adopt_queued_run(runs[0]).unwrap().is_none());
+        assert_eq!(
+            b.claim_queued_run("web", runs[0]).unwrap(),
+            (crate::store::ScanClaim::Claimed, runs[0])
+        );
+        b.finish_run(runs[0], RunEnd::Succeeded).unwrap();
     }
 
     #[test]

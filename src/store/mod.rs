@@ -176,13 +176,14 @@ pub enum StoreError {
     /// A fingerprint prefix, or a fingerprint in several scans, names more than one finding.
     #[error("{0}")]
     AmbiguousFinding(String),
-    /// A read-only command found no store file.
+    /// A command other than the daemon, `sync` and `scan` found no store.
     #[error("no store at {0}; `scansync sync` or the daemon creates it")]
     Missing(String),
-    /// A read-only command found a store older than this scansync.
+    /// A command other than the daemon, `sync` and `scan` found a store older than this
+    /// scansync.
     #[error(
         "store {path} has schema version {found}, older than this scansync's {known}; \
-         `scansync sync` or the daemon upgrades it (read-only commands never write it)"
+         `scansync sync` or the daemon upgrades it (other commands never migrate it)"
     )]
     SchemaTooOld {
         path: String,
@@ -243,12 +244,28 @@ impl Store {
     /// Opens (creating file and parent folder), applies migrations, sets WAL, foreign keys
     /// and busy_timeout. Does not touch runs: see [`Store::abandoned_runs`].
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Store::open_sqlite(path, Schema::Migrate)
+    }
+
+    /// [`Store::open`], or with [`Schema::Existing`] only a file that is there at this
+    /// binary's schema version, created and migrated by nothing but this.
+    fn open_sqlite(path: &Path, schema: Schema) -> Result<Store, StoreError> {
         let shown = path.display().to_string();
         let open_err = |source| StoreError::Open {
             path: shown.clone(),
             source,
         };
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        let flags = match schema {
+            Schema::Migrate => rusqlite::OpenFlags::default(),
+            Schema::Existing if !path.exists() => return Err(StoreError::Missing(shown)),
+            Schema::Existing => {
+                rusqlite::OpenFlags::default() - rusqlite::OpenFlags::SQLITE_OPEN_CREATE
+            }
+        };
+        if let Some(parent) = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty() && schema == Schema::Migrate)
+        {
             std::fs::create_dir_all(parent).map_err(|e| {
                 StoreError::Invalid(format!(
                     "cannot create the folder {} for the store: {e}; create it or choose \
@@ -258,9 +275,16 @@ impl Store {
             })?;
         }
         let open_err = |source: rusqlite::Error| open_err(source.into());
-        let conn = rusqlite::Connection::open(path).map_err(open_err)?;
+        let conn = rusqlite::Connection::open_with_flags(path, flags).map_err(open_err)?;
         conn.busy_timeout(Duration::from_secs(5))
             .map_err(open_err)?;
+        if schema == Schema::Existing {
+            // Before anything below writes to the file (WAL mode is kept in it).
+            let found: i64 = conn
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .map_err(open_err)?;
+            check_version(found, MIGRATIONS, shown.clone())?;
+        }
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(open_err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
@@ -274,13 +298,10 @@ impl Store {
             .map_err(open_err)?;
         conn.set_prepared_statement_cache_capacity(64);
         let mut conn = Db::sqlite(conn);
-        migrate(&mut conn, &shown)?;
-        Ok(Store {
-            conn,
-            notifications: None,
-            owner: Owner::new(),
-            suppress_rules: Vec::new(),
-        })
+        if schema == Schema::Migrate {
+            migrate(&mut conn, &shown)?;
+        }
+        Ok(Store::with_conn(conn))
     }
 
     /// Opens an existing store for reading only (`findings`, `runs`, `export`, `webhook
@@ -302,35 +323,34 @@ impl Store {
         conn.busy_timeout(Duration::from_secs(5))
             .map_err(db::Error::from)?;
         let conn = Db::sqlite(conn);
-        let known = MIGRATIONS.last().map_or(0, |(v, _)| *v);
         let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        if found > known {
-            return Err(StoreError::SchemaTooNew {
-                path: shown,
-                found,
-                known,
-            });
-        }
-        if found < known {
-            return Err(StoreError::SchemaTooOld {
-                path: shown,
-                found,
-                known,
-            });
-        }
-        Ok(Store {
-            conn,
-            notifications: None,
-            owner: Owner::new(),
-            suppress_rules: Vec::new(),
-        })
+        check_version(found, MIGRATIONS, shown)?;
+        Ok(Store::with_conn(conn))
     }
 
-    /// Opens the store where the config says, for writing (migrating it first).
+    /// Opens the store where the config says, for writing, creating and migrating it first:
+    /// the daemon, `sync` and `scan` (see [`Schema::Migrate`]).
     pub fn open_at(location: &StoreLocation) -> Result<Store, StoreError> {
+        Store::open_for_writing(location, Schema::Migrate)
+    }
+
+    /// Opens the store where the config says, for writing, doing to its schema what
+    /// `schema` allows: the same on both backends.
+    pub fn open_for_writing(location: &StoreLocation, schema: Schema) -> Result<Store, StoreError> {
         match location {
-            StoreLocation::Sqlite(path) => Store::open(path),
-            StoreLocation::Postgres(target) => Store::open_postgres(target),
+            StoreLocation::Sqlite(path) => Store::open_sqlite(path, schema),
+            StoreLocation::Postgres(target) => {
+                let mut conn = postgres::session(target, false)?;
+                match schema {
+                    Schema::Migrate => postgres::migrate(&mut conn, &target.shown())?,
+                    Schema::Existing => check_version(
+                        postgres::version(&conn)?,
+                        MIGRATIONS_POSTGRES,
+                        target.shown(),
+                    )?,
+                }
+                Ok(Store::with_conn(conn))
+            }
         }
     }
 
@@ -375,29 +395,15 @@ impl Store {
         }
     }
 
-    /// Opens the store on PostgreSQL and brings its schema up to date (see `postgres.rs`).
-    pub fn open_postgres(target: &PgTarget) -> Result<Store, StoreError> {
-        let mut conn = postgres::session(target, false)?;
-        postgres::migrate(&mut conn, &target.shown())?;
-        Ok(Store::with_conn(conn))
-    }
-
     /// [`Store::open_read_only`] on PostgreSQL: the session is read-only, the schema must be
     /// this binary's version.
     pub fn open_postgres_read_only(target: &PgTarget) -> Result<Store, StoreError> {
         let conn = postgres::session(target, true)?;
-        let known = MIGRATIONS_POSTGRES.last().map_or(0, |(v, _)| *v);
-        let found = postgres::version(&conn)?;
-        let path = target.shown();
-        if found > known {
-            return Err(StoreError::SchemaTooNew { path, found, known });
-        }
-        if found == 0 {
-            return Err(StoreError::Missing(path));
-        }
-        if found < known {
-            return Err(StoreError::SchemaTooOld { path, found, known });
-        }
+        check_version(
+            postgres::version(&conn)?,
+            MIGRATIONS_POSTGRES,
+            target.shown(),
+        )?;
         Ok(Store::with_conn(conn))
     }
 
@@ -439,6 +445,33 @@ impl Store {
     pub fn set_suppress_rules(&mut self, rules: Vec<crate::config::SuppressRule>) {
         self.suppress_rules = rules;
     }
+}
+
+/// What opening a store for writing may do to its schema. Migrations run at the start of
+/// the daemon, `sync` and `scan` only; every other command works on the store they made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schema {
+    /// Create the store when there is none and apply the migrations it lacks.
+    Migrate,
+    /// Use the store only as it is: none there is [`StoreError::Missing`], an older schema
+    /// [`StoreError::SchemaTooOld`], and nothing is created or migrated (`triage`, `store
+    /// prune`: a typo in `--store` must not leave a new store behind, on either backend).
+    Existing,
+}
+
+/// Refuses a schema version `found` other than the last of `migrations` (0: no store).
+fn check_version(found: i64, migrations: &[(i64, &str)], path: String) -> Result<(), StoreError> {
+    let known = migrations.last().map_or(0, |(v, _)| *v);
+    if found > known {
+        return Err(StoreError::SchemaTooNew { path, found, known });
+    }
+    if found == 0 {
+        return Err(StoreError::Missing(path));
+    }
+    if found < known {
+        return Err(StoreError::SchemaTooOld { path, found, known });
+    }
+    Ok(())
 }
 
 /// Brings the schema up to date, one migration per transaction. The version is re-read

@@ -134,75 +134,8 @@ impl Store {
         claim: bool,
         due: Option<(chrono::DateTime<chrono::Utc>, &[&str])>,
     ) -> Result<RunId, StoreError> {
-        let pid = std::process::id();
         let tx = self.conn.write_transaction()?;
-        // Read once the write lock is held: a run that waited for it (another process ending
-        // its run) must not appear to have started before that run ended.
-        let at = now();
-        if let Some((since, triggers)) = due {
-            if let Some(run) = lease::success_since(&tx, &self.owner, &scope.scan, since, triggers)?
-            {
-                return Err(StoreError::ServedBy(run));
-            }
-        }
-        lease::register_owner(&tx, &self.owner)?;
-        let instance_id: i64 = tx
-            .prepare_cached(
-                "INSERT INTO instances (name, vendor, created_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (name) DO UPDATE SET vendor = excluded.vendor
-                 RETURNING id",
-            )?
-            .query_row(params![scope.instance, scope.vendor, at], |r| r.get(0))?;
-        let scan_id: i64 = tx
-            .prepare_cached(
-                "INSERT INTO scans (name, instance_id, bind_to, branch, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (name) DO UPDATE SET instance_id = excluded.instance_id,
-                     bind_to = excluded.bind_to, branch = excluded.branch
-                 RETURNING id",
-            )?
-            .query_row(
-                params![scope.scan, instance_id, scope.bind_to, scope.branch, at],
-                |r| r.get(0),
-            )?;
-        let run: RunId = tx
-            .prepare_cached(
-                "INSERT INTO sync_runs (scan_id, scan, instance, vendor, bind_to, branch,
-                     trigger, state, owner_pid, owner, started_at, fix_guard, min_severity)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8, ?9, ?10, ?11, ?12)
-                 RETURNING id",
-            )?
-            .query_row(
-                params![
-                    scan_id,
-                    scope.scan,
-                    scope.instance,
-                    scope.vendor,
-                    scope.bind_to,
-                    scope.branch,
-                    scope.trigger,
-                    pid,
-                    self.owner.id,
-                    at,
-                    scope.fix_guard,
-                    scope.min_severity.map(|s| s.as_str()),
-                ],
-                |r| r.get(0),
-            )?;
-        if claim {
-            if let ScanClaim::Held {
-                run_id,
-                owner_label,
-                ..
-            } = lease::claim_in(&tx, &self.owner, &scope.scan, Some(run))?
-            {
-                return Err(StoreError::ScanBusy {
-                    scan: scope.scan.clone(),
-                    run_id,
-                    owner: owner_label,
-                });
-            }
-        }
+        let run = begin_in(&tx, &self.owner, scope, claim, due)?;
         tx.commit()?;
         Ok(run)
     }
@@ -332,4 +265,83 @@ impl Store {
     pub fn last_run(&self, scan: &str) -> Result<Option<RunRow>, StoreError> {
         Ok(self.runs(Some(scan), 1)?.into_iter().next())
     }
+}
+
+/// [`Store::begin_run`] (`claim`) or [`Store::begin_queued_run`], inside the caller's write
+/// transaction (a push's runs are begun with its delivery, see [`Store::claim_push`]).
+pub(super) fn begin_in(
+    tx: &Db,
+    owner: &Owner,
+    scope: &RunScope,
+    claim: bool,
+    due: Option<(chrono::DateTime<chrono::Utc>, &[&str])>,
+) -> Result<RunId, StoreError> {
+    let pid = std::process::id();
+    // Read once the write lock is held: a run that waited for it (another process ending
+    // its run) must not appear to have started before that run ended.
+    let at = now();
+    if let Some((since, triggers)) = due {
+        if let Some(run) = lease::success_since(tx, owner, &scope.scan, since, triggers)? {
+            return Err(StoreError::ServedBy(run));
+        }
+    }
+    lease::register_owner(tx, owner)?;
+    let instance_id: i64 = tx
+        .prepare_cached(
+            "INSERT INTO instances (name, vendor, created_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO UPDATE SET vendor = excluded.vendor
+             RETURNING id",
+        )?
+        .query_row(params![scope.instance, scope.vendor, at], |r| r.get(0))?;
+    let scan_id: i64 = tx
+        .prepare_cached(
+            "INSERT INTO scans (name, instance_id, bind_to, branch, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (name) DO UPDATE SET instance_id = excluded.instance_id,
+                 bind_to = excluded.bind_to, branch = excluded.branch
+             RETURNING id",
+        )?
+        .query_row(
+            params![scope.scan, instance_id, scope.bind_to, scope.branch, at],
+            |r| r.get(0),
+        )?;
+    let run: RunId = tx
+        .prepare_cached(
+            "INSERT INTO sync_runs (scan_id, scan, instance, vendor, bind_to, branch,
+                 trigger, state, owner_pid, owner, started_at, fix_guard, min_severity)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8, ?9, ?10, ?11, ?12)
+             RETURNING id",
+        )?
+        .query_row(
+            params![
+                scan_id,
+                scope.scan,
+                scope.instance,
+                scope.vendor,
+                scope.bind_to,
+                scope.branch,
+                scope.trigger,
+                pid,
+                owner.id,
+                at,
+                scope.fix_guard,
+                scope.min_severity.map(|s| s.as_str()),
+            ],
+            |r| r.get(0),
+        )?;
+    if claim {
+        if let ScanClaim::Held {
+            run_id,
+            owner_label,
+            ..
+        } = lease::claim_in(tx, owner, &scope.scan, Some(run))?
+        {
+            return Err(StoreError::ScanBusy {
+                scan: scope.scan.clone(),
+                run_id,
+                owner: owner_label,
+            });
+        }
+    }
+    Ok(run)
 }

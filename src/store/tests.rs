@@ -1778,3 +1778,45 @@ fn a_writer_that_goes_quiet_holding_the_write_lock_is_cut_off() {
     );
     assert_eq!(store.findings(&FindingFilter::default()).unwrap().len(), 3);
 }
+
+#[test]
+fn only_a_migrating_open_makes_or_upgrades_a_store_on_either_backend() {
+    let db = TestDb::new();
+    let err = Store::open_for_writing(&db.location(), Schema::Existing)
+        .err()
+        .expect("no store yet");
+    assert!(matches!(err, StoreError::Missing(_)), "{err}");
+    assert!(err.to_string().contains("no store at"), "{err}");
+    // Nothing was made by trying: still no store for a read-only open either.
+    let err = Store::open_read_only_at(&db.location())
+        .err()
+        .expect("no store yet");
+    assert!(matches!(err, StoreError::Missing(_)), "{err}");
+    drop(db.open());
+    let mut store = Store::open_for_writing(&db.location(), Schema::Existing).unwrap();
+    import(&mut store, "shop", &[findings(0..2)], RunEnd::Succeeded);
+}
+
+#[test]
+fn an_older_sqlite_store_is_upgraded_by_the_daemon_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    drop(Store::open(&path).unwrap());
+    Connection::open(&path)
+        .unwrap()
+        .execute_batch("PRAGMA user_version = 6")
+        .unwrap();
+    let location = StoreLocation::Sqlite(path.clone());
+    let err = Store::open_for_writing(&location, Schema::Existing)
+        .err()
+        .expect("older");
+    assert!(
+        matches!(err, StoreError::SchemaTooOld { found: 6, .. }),
+        "{err}"
+    );
+    let version: i64 = Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 6);
+}
