@@ -655,11 +655,17 @@ fn plan_page(
             }
         }
         if !keys.is_empty() {
+            // One look-up in the dedup key per fingerprint: the LATERAL subquery with its
+            // LIMIT is not merged into a join, which PostgreSQL, without statistics (a first
+            // big import) or in a generic plan, would answer by reading the whole table.
             let mut read = conn.prepare_cached(
-                "SELECT fingerprint, touched_run_id, vendor_id, start_line, end_line
-                 FROM findings
-                 WHERE scan_id = ?1 AND touched_run_id >= ?2
-                   AND fingerprint = ANY(CAST(?3 AS TEXT[]))",
+                "SELECT f.fingerprint, f.touched_run_id, f.vendor_id, f.start_line, f.end_line
+                 FROM unnest(CAST(?3 AS TEXT[])) AS k(fingerprint)
+                 CROSS JOIN LATERAL (
+                     SELECT fingerprint, touched_run_id, vendor_id, start_line, end_line
+                     FROM findings WHERE scan_id = ?1 AND fingerprint = k.fingerprint LIMIT 1
+                 ) f
+                 WHERE f.touched_run_id >= ?2",
             )?;
             let found = read.query_map(
                 params![
