@@ -1,7 +1,8 @@
 //! Store ingest benchmark: the SQLite floor (`limit`) against scansync's own write path
 //! (`ingest`, `resync`). Run through `bench/run`, which adds the end-to-end measurement and
 //! prints the summary JSON; `cargo bench --bench ingest -- --n N [--repeat R]` runs this part
-//! alone.
+//! alone. `--store postgres --pg-url URL` (or `$SCANSYNC_BENCH_POSTGRES`) does the same on a
+//! PostgreSQL server against a PostgreSQL floor (`ingest/postgres.rs`).
 //!
 //! Plain Rust (no criterion): each phase is one long, I/O-bound run where a single
 //! measurement of N rows says more than many samples of a tiny loop. With `--repeat R` the
@@ -19,6 +20,9 @@ use scansync::store::{RunEnd, RunScope, Store};
 use std::path::Path;
 use std::time::Instant;
 
+#[path = "ingest/postgres.rs"]
+mod pg;
+
 /// The simulator's default page size for CodeThreat issues.
 const PAGE: usize = 500;
 /// The limit's transaction size, fixed by the issue.
@@ -27,43 +31,88 @@ const LIMIT_TX: usize = 1000;
 fn main() {
     let mut n: usize = 100_000;
     let mut repeat: usize = 1;
+    let mut on_postgres = false;
+    let mut pg_url = std::env::var("SCANSYNC_BENCH_POSTGRES").ok();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
-        let mut number = || {
-            args.next()
-                .and_then(|v| v.replace('_', "").parse().ok())
-                .unwrap_or_else(|| panic!("{a} takes a number"))
-        };
+        let mut value = || args.next().unwrap_or_else(|| panic!("{a} takes a value"));
         match a.as_str() {
-            "--n" => n = number(),
-            "--repeat" => repeat = number().max(1),
+            "--n" | "--repeat" => {
+                let v: usize = value()
+                    .replace('_', "")
+                    .parse()
+                    .unwrap_or_else(|_| panic!("{a} takes a number"));
+                if a == "--n" {
+                    n = v
+                } else {
+                    repeat = v.max(1)
+                }
+            }
+            "--store" => match value().as_str() {
+                "sqlite" => on_postgres = false,
+                "postgres" => on_postgres = true,
+                other => panic!("--store {other}: sqlite or postgres"),
+            },
+            "--pg-url" => pg_url = Some(value()),
             // `cargo bench` passes `--bench`; ignore anything else it adds.
             _ => {}
         }
     }
+    let server = on_postgres.then(|| {
+        pg::Server::new(pg_url.as_deref().unwrap_or_else(|| {
+            panic!("--store postgres needs --pg-url URL or $SCANSYNC_BENCH_POSTGRES")
+        }))
+    });
     let findings: Vec<Finding> = (0..n).map(synthetic).collect();
 
     let mut best: Option<Phases> = None;
+    let mut round_trip_us = Vec::new();
     for round in 1..=repeat {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let limit = limit(&dir.path().join("limit.db"), &findings);
-        let mut store = Store::open(&dir.path().join("store.db")).expect("open store");
-        let ingest = import(&mut store, &findings);
-        let resync = import(&mut store, &findings);
-        drop(store);
-        let phases = Phases {
-            limit,
-            ingest,
-            resync,
+        let phases = match &server {
+            None => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let limit = limit(&dir.path().join("limit.db"), &findings);
+                let mut store = Store::open(&dir.path().join("store.db")).expect("open store");
+                let ingest = import(&mut store, &findings, None);
+                let resync = import(&mut store, &findings, None);
+                Phases {
+                    floors: vec![(SQLITE_FLOOR, limit)],
+                    references: Vec::new(),
+                    ingest,
+                    resync,
+                }
+            }
+            Some(server) => {
+                let db = server.fresh(&round.to_string());
+                let mut store = pg::open_store(&db);
+                let floors = pg::floors(&db, &findings, PAGE);
+                let mut c = db.connect();
+                round_trip_us.push(pg::round_trip_us(&mut c));
+                let pid = pg::store_backend_pid(&mut c);
+                pg::checkpoint(&mut c);
+                let ingest = import(&mut store, &findings, pid);
+                pg::checkpoint(&mut c);
+                let resync = import(&mut store, &findings, pid);
+                Phases {
+                    floors: vec![
+                        (PG_FLOOR_MULTI, floors.multi),
+                        (PG_FLOOR_PER_ROW, floors.per_row),
+                    ],
+                    references: vec![(PG_CONSTRAINED, floors.constrained)],
+                    ingest,
+                    resync,
+                }
+            }
         };
         if repeat > 1 {
+            let limit = phases.limit().1;
             eprintln!(
                 "round {round}/{repeat}: limit {:.3} s, ingest {:.3} s ({:.2}), resync {:.3} s ({:.2})",
-                phases.limit.wall,
+                limit.wall,
                 phases.ingest.total.wall,
-                phases.ingest.total.wall / phases.limit.wall,
+                phases.ingest.total.wall / limit.wall,
                 phases.resync.total.wall,
-                phases.resync.total.wall / phases.limit.wall
+                phases.resync.total.wall / limit.wall
             );
         }
         best = Some(match best {
@@ -71,79 +120,166 @@ fn main() {
             Some(b) => b.best_of(phases),
         });
     }
+    let best = best.expect("at least one round");
+    let (floor, limit) = best.limit();
     let Phases {
-        limit,
+        floors,
+        references,
         ingest,
         resync,
-    } = best.expect("at least one round");
+    } = best;
 
     let rate = |s: f64| (n as f64 / s).round();
-    eprintln!(
-        "limit   {:>8.3} s  {:>10} findings/s  cpu {:>7.3} s  (raw rusqlite, same columns, {LIMIT_TX} rows per tx)",
-        limit.wall,
-        rate(limit.wall),
-        limit.cpu
-    );
+    for (name, t) in &floors {
+        eprintln!(
+            "limit   {:>8.3} s  {:>10} findings/s  cpu {:>7.3} s{}  ({name}{})",
+            t.wall,
+            rate(t.wall),
+            t.cpu,
+            server_cpu(t),
+            if *name == floor { ", the floor" } else { "" }
+        );
+    }
+    for (name, t) in &references {
+        eprintln!(
+            "        {:>8.3} s  {:>10} findings/s  cpu {:>7.3} s{}  ({name}; a reference, not a floor)",
+            t.wall,
+            rate(t.wall),
+            t.cpu,
+            server_cpu(t),
+        );
+    }
     for (name, p) in [("ingest", &ingest), ("resync", &resync)] {
         eprintln!(
-            "{name}  {:>8.3} s  {:>10} findings/s  cpu {:>7.3} s  ratio {:.2} (cpu {:.2}); pages {:.3} s, finish_run {:.3} s",
+            "{name}  {:>8.3} s  {:>10} findings/s  cpu {:>7.3} s{}  ratio {:.2} (cpu {:.2}); pages {:.3} s, finish_run {:.3} s",
             p.total.wall,
             rate(p.total.wall),
             p.total.cpu,
+            server_cpu(&p.total),
             p.total.wall / limit.wall,
-            p.total.cpu / limit.cpu,
+            p.total.all_cpu() / limit.all_cpu(),
             p.total.wall - p.finish.wall,
             p.finish.wall
         );
     }
-    println!(
-        "{}",
-        serde_json::json!({
-            "n": n,
-            "repeat": repeat,
-            "limit_s": limit.wall,
-            "ingest_s": ingest.total.wall,
-            "resync_s": resync.total.wall,
-            "ingest_ratio": ingest.total.wall / limit.wall,
-            "resync_ratio": resync.total.wall / limit.wall,
-            "limit_cpu_s": limit.cpu,
-            "ingest_cpu_s": ingest.total.cpu,
-            "resync_cpu_s": resync.total.cpu,
-            "ingest_cpu_ratio": ingest.total.cpu / limit.cpu,
-            "resync_cpu_ratio": resync.total.cpu / limit.cpu,
-            "ingest_finish_s": ingest.finish.wall,
-            "resync_finish_s": resync.finish.wall,
-        })
-    );
+    let mut summary = serde_json::json!({
+        "n": n,
+        "repeat": repeat,
+        "store": if server.is_some() { "postgres" } else { "sqlite" },
+        "floor": floor,
+        "limit_s": limit.wall,
+        "ingest_s": ingest.total.wall,
+        "resync_s": resync.total.wall,
+        "ingest_ratio": ingest.total.wall / limit.wall,
+        "resync_ratio": resync.total.wall / limit.wall,
+        "limit_cpu_s": limit.cpu,
+        "ingest_cpu_s": ingest.total.cpu,
+        "resync_cpu_s": resync.total.cpu,
+        "ingest_cpu_ratio": ingest.total.all_cpu() / limit.all_cpu(),
+        "resync_cpu_ratio": resync.total.all_cpu() / limit.all_cpu(),
+        "ingest_finish_s": ingest.finish.wall,
+        "resync_finish_s": resync.finish.wall,
+    });
+    if let Some(server) = &server {
+        let extra = serde_json::json!({
+            "floor_multirow_s": floors[0].1.wall,
+            "floor_per_row_s": floors[1].1.wall,
+            "constrained_s": references[0].1.wall,
+            "constrained_server_cpu_s": references[0].1.server,
+            "limit_server_cpu_s": limit.server,
+            "ingest_server_cpu_s": ingest.total.server,
+            "resync_server_cpu_s": resync.total.server,
+            "pg_round_trip_us": median(&mut round_trip_us),
+            "pg_settings": server
+                .settings()
+                .into_iter()
+                .map(|(k, v)| (k, serde_json::Value::String(v)))
+                .collect::<serde_json::Map<_, _>>(),
+        });
+        summary
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        eprintln!(
+            "round trip (prepared SELECT 1) {:.0} µs; server {}",
+            median(&mut round_trip_us),
+            summary["pg_settings"]
+        );
+    }
+    println!("{summary}");
 }
 
-/// Wall and CPU seconds of one measured stretch.
+const SQLITE_FLOOR: &str = "raw rusqlite, prepared per row, 1000 rows per tx";
+const PG_FLOOR_MULTI: &str = "multi-row INSERT per page";
+const PG_FLOOR_PER_ROW: &str = "prepared INSERT per row";
+const PG_CONSTRAINED: &str = "multi-row INSERT per page with the store's CHECKs and foreign keys";
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// `, server cpu X s` when a server process was measured.
+fn server_cpu(t: &Timing) -> String {
+    if t.server > 0.0 {
+        format!(" + server {:>7.3} s", t.server)
+    } else {
+        String::new()
+    }
+}
+
+/// Wall and CPU seconds of one measured stretch: this process's CPU and, on PostgreSQL, the
+/// CPU of the server process serving it (0 where not measured).
 #[derive(Clone, Copy)]
 struct Timing {
     wall: f64,
     cpu: f64,
+    server: f64,
+}
+
+impl Timing {
+    fn all_cpu(&self) -> f64 {
+        self.cpu + self.server
+    }
 }
 
 /// Starts a measurement; `.stop()` ends it.
 struct Stopwatch {
     wall: Instant,
     cpu: f64,
+    server: Option<(i32, f64)>,
 }
 
 impl Stopwatch {
-    fn start() -> Stopwatch {
+    /// `server`: the pid of a (local) server process whose CPU time counts too.
+    fn start(server: Option<i32>) -> Stopwatch {
         Stopwatch {
+            server: server.and_then(|pid| Some((pid, process_cpu_seconds(pid)?))),
             wall: Instant::now(),
             cpu: cpu_seconds(),
         }
     }
 
     fn stop(&self) -> Timing {
+        let wall = self.wall.elapsed().as_secs_f64();
         Timing {
-            wall: self.wall.elapsed().as_secs_f64(),
+            wall,
             cpu: cpu_seconds() - self.cpu,
+            server: self
+                .server
+                .and_then(|(pid, before)| Some(process_cpu_seconds(pid)? - before))
+                .unwrap_or(0.0),
         }
     }
+}
+
+/// utime + stime of another process on this machine (`/proc/PID/stat`), in seconds.
+fn process_cpu_seconds(pid: i32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // The kernel's USER_HZ, 100 on every Linux this runs on.
+    Some(ticks / 100.0)
 }
 
 /// CPU time this (single-threaded) process has run, from the first field of
@@ -163,7 +299,10 @@ struct Import {
 }
 
 struct Phases {
-    limit: Timing,
+    /// The floor, measured one or more ways (name, timing); the fastest is the limit.
+    floors: Vec<(&'static str, Timing)>,
+    /// Other timings reported beside the floor (name, timing), never the limit.
+    references: Vec<(&'static str, Timing)>,
     ingest: Import,
     resync: Import,
 }
@@ -173,11 +312,27 @@ impl Phases {
     fn best_of(self, other: Phases) -> Phases {
         let pick_t = |a: Timing, b: Timing| if b.wall < a.wall { b } else { a };
         let pick_i = |a: Import, b: Import| if b.total.wall < a.total.wall { b } else { a };
+        let pick_all = |a: Vec<(&'static str, Timing)>, b: Vec<(&'static str, Timing)>| {
+            a.into_iter()
+                .zip(b)
+                .map(|((name, a), (_, b))| (name, pick_t(a, b)))
+                .collect()
+        };
         Phases {
-            limit: pick_t(self.limit, other.limit),
+            floors: pick_all(self.floors, other.floors),
+            references: pick_all(self.references, other.references),
             ingest: pick_i(self.ingest, other.ingest),
             resync: pick_i(self.resync, other.resync),
         }
+    }
+
+    /// The fastest floor: its name and timing.
+    fn limit(&self) -> (&'static str, Timing) {
+        *self
+            .floors
+            .iter()
+            .min_by(|a, b| a.1.wall.total_cmp(&b.1.wall))
+            .expect("a floor")
     }
 }
 
@@ -265,7 +420,7 @@ fn limit(path: &Path, findings: &[Finding]) -> Timing {
         vec!["?"; names.len()].join(", ")
     );
     let at = "2026-11-23T10:00:00.000Z";
-    let watch = Stopwatch::start();
+    let watch = Stopwatch::start(None);
     for (chunk, fps) in findings.chunks(LIMIT_TX).zip(fingerprints.chunks(LIMIT_TX)) {
         let tx = c.transaction().unwrap();
         {
@@ -287,6 +442,8 @@ fn limit(path: &Path, findings: &[Finding]) -> Timing {
 #[derive(Clone, Copy)]
 enum Column {
     One,
+    /// `fingerprint_version` (written on PostgreSQL, where it is NOT NULL).
+    Recipe,
     Fingerprint,
     State,
     Title,
@@ -359,6 +516,7 @@ fn bind_column(
     let none: Option<&str> = None;
     let value: &dyn ToSql = match column {
         Column::One => &1,
+        Column::Recipe => &scansync::finding::FINGERPRINT_RECIPE,
         Column::Fingerprint => &fingerprint,
         Column::State => &"new",
         Column::Title => &f.title,
@@ -384,8 +542,9 @@ fn bind_column(
     st.raw_bind_parameter(i, value).unwrap();
 }
 
-/// One complete run through the store's API, page by page, as sync.rs drives it.
-fn import(store: &mut Store, findings: &[Finding]) -> Import {
+/// One complete run through the store's API, page by page, as sync.rs drives it. `server`:
+/// the store's server process on PostgreSQL (its CPU time counts too).
+fn import(store: &mut Store, findings: &[Finding], server: Option<i32>) -> Import {
     let scope = RunScope {
         scan: "bench".into(),
         instance: "ct".into(),
@@ -395,12 +554,12 @@ fn import(store: &mut Store, findings: &[Finding]) -> Import {
         trigger: "bench".into(),
         ..RunScope::default()
     };
-    let watch = Stopwatch::start();
+    let watch = Stopwatch::start(server);
     let run = store.begin_run(&scope).unwrap();
     for page in findings.chunks(PAGE) {
         store.upsert_page(run, page).unwrap();
     }
-    let finish = Stopwatch::start();
+    let finish = Stopwatch::start(server);
     store.finish_run(run, RunEnd::Succeeded).unwrap();
     Import {
         finish: finish.stop(),

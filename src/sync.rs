@@ -528,18 +528,23 @@ pub async fn run_scan(
         .ok_or_else(|| SyncError::NoConnector(scan.name.clone(), scan.instance.clone()))?;
     let mut scope = scope_for(scan, vendor.name(), &opts, ctx.fix_guard);
     let mut stop = ctx.stop.clone();
-    let Some(_permits) = ctx.limits.acquire(&scan.instance, &mut stop).await else {
+    let Some(permits) = ctx.limits.acquire(&scan.instance, &mut stop).await else {
         return match opts.run_id {
             Some(run_id) => end_unstarted_run(ctx, run_id).await,
             None => Err(SyncError::StoppedBeforeStart(scope.scan)),
         };
+    };
+    // Held until the run ends; let go while the run waits for its scan's lease.
+    let mut slot = Slot {
+        instance: &scan.instance,
+        permits: Some(permits),
     };
     let adopted = match opts.adopt_run {
         Some(left) => match ctx.with_store(move |s| s.adopt_run(left)).await? {
             Some(Ok(row)) => Claimed::Adopted(Box::new(row)),
             _ => return Err(SyncError::NotAbandoned(left)),
         },
-        None => match claim_scan(ctx, &scope, &opts, &mut stop).await {
+        None => match claim_scan(ctx, &scope, &opts, &mut stop, &mut slot).await {
             Ok(claimed) => claimed,
             Err(e @ SyncError::StoppedBeforeStart(_)) => {
                 return match opts.run_id {
@@ -721,8 +726,16 @@ enum Attempt {
 /// How often a run waiting for its scan's lease looks again.
 const LEASE_POLL: Duration = Duration::from_millis(500);
 
+/// A run's place among the runs allowed at once ([`RunLimits`]): its permits, and the
+/// instance they are for.
+struct Slot<'a> {
+    instance: &'a str,
+    permits: Option<RunPermits>,
+}
+
 /// Begins the run (or takes the run row begun for it) and holds its scan's lease, waiting
-/// while another run holds it: says so once through [`RunOptions::on_wait`], returns
+/// while another run holds it, without its run slot (taken again before each new try):
+/// says so once through [`RunOptions::on_wait`], returns
 /// [`SyncError::Busy`] with [`RunOptions::no_wait`], and [`SyncError::StoppedBeforeStart`]
 /// when asked to stop meanwhile.
 async fn claim_scan(
@@ -730,6 +743,7 @@ async fn claim_scan(
     scope: &RunScope,
     opts: &RunOptions,
     stop: &mut tokio::sync::watch::Receiver<bool>,
+    slot: &mut Slot<'_>,
 ) -> Result<Claimed, SyncError> {
     let mut told = false;
     loop {
@@ -823,9 +837,17 @@ async fn claim_scan(
             Some(at) => LEASE_POLL.min(at.saturating_duration_since(tokio::time::Instant::now())),
             None => LEASE_POLL,
         };
+        // The wait takes no slot: a run that can start gets it meanwhile. With several
+        // daemons on one store the other run is mostly another node's run of the same due
+        // time, which then serves this one too (issue #15; BENCHMARKS.md, PostgreSQL).
+        slot.permits = None;
         tokio::select! {
             _ = tokio::time::sleep(poll) => {}
             _ = stop.wait_for(|s| *s) => return Err(SyncError::StoppedBeforeStart(scope.scan.clone())),
+        }
+        match ctx.limits.acquire(slot.instance, stop).await {
+            Some(permits) => slot.permits = Some(permits),
+            None => return Err(SyncError::StoppedBeforeStart(scope.scan.clone())),
         }
     }
 }

@@ -3,7 +3,9 @@
 //! both understand, with SQLite's `?N` placeholders; [`translate`] turns it into
 //! PostgreSQL's spelling. Parameters go to PostgreSQL as text so the server types them from
 //! where they stand, as SQLite does; the few places where a placeholder stands alone
-//! (`?5 IS NULL`) cast it (`CAST(?5 AS TEXT)`), which both read the same way.
+//! (`?5 IS NULL`) cast it (`CAST(?5 AS TEXT)`), which both read the same way. A list
+//! ([`Value::List`], for PostgreSQL-only statements such as the one-statement page import)
+//! goes in binary as the array its placeholder is cast to.
 //!
 //! The surface mirrors the part of rusqlite the store uses (prepare, execute, query_row,
 //! query_map, transactions) so the store's code does not say which backend it runs on.
@@ -79,6 +81,10 @@ pub enum Value<'a> {
     Int(i64),
     Real(f64),
     Text(Cow<'a, str>),
+    /// Values for one `CAST(?N AS TEXT[])` or `CAST(?N AS BIGINT[])`, on PostgreSQL only
+    /// (SQLite has no arrays): text or NULL, integers or NULL. Sent in binary, so the server
+    /// copies the elements instead of parsing an array literal.
+    List(Vec<Value<'a>>),
 }
 
 /// What can be bound to a placeholder.
@@ -90,6 +96,7 @@ impl Param for Value<'_> {
     fn value(&self) -> Value<'_> {
         match self {
             Value::Text(t) => Value::Text(Cow::Borrowed(t)),
+            Value::List(items) => Value::List(items.iter().map(Param::value).collect()),
             other => other.clone(),
         }
     }
@@ -207,20 +214,60 @@ impl rusqlite::ToSql for Value<'_> {
             Value::Int(i) => ValueRef::Integer(*i),
             Value::Real(f) => ValueRef::Real(*f),
             Value::Text(t) => ValueRef::Text(t.as_bytes()),
+            Value::List(_) => {
+                return Err(rusqlite::Error::ToSqlConversionFailure(
+                    "a list is bound on PostgreSQL only".into(),
+                ))
+            }
         }))
     }
 }
 
 impl postgres::types::ToSql for Value<'_> {
     /// Text format, so the server parses the value as the type it inferred for the placeholder
-    /// (an integer into BIGINT, 1/0 into a boolean condition), as SQLite's affinity does.
+    /// (an integer into BIGINT, 1/0 into a boolean condition), as SQLite's affinity does. A
+    /// list goes in binary, as the TEXT[] or BIGINT[] its placeholder is cast to.
     fn to_sql(
         &self,
-        _ty: &postgres::types::Type,
+        ty: &postgres::types::Type,
         out: &mut bytes::BytesMut,
     ) -> Result<postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
         use bytes::BufMut;
+        use postgres::types::{Kind, Type};
         match self {
+            Value::List(items) => {
+                let wrong =
+                    || format!("a list bound to {ty}: cast its placeholder to TEXT[] or BIGINT[]");
+                let Kind::Array(member) = ty.kind() else {
+                    return Err(wrong().into());
+                };
+                if *member == Type::INT8 {
+                    let ints = items
+                        .iter()
+                        .map(|v| match v {
+                            Value::Int(i) => Ok(Some(*i)),
+                            Value::Null => Ok(None),
+                            _ => Err("a BIGINT[] list holds only integers and NULLs"),
+                        })
+                        .collect::<Result<Vec<Option<i64>>, _>>()?;
+                    return ints.to_sql(ty, out);
+                }
+                if *member == Type::TEXT {
+                    let texts = items
+                        .iter()
+                        .map(|v| match v {
+                            Value::Text(t) if t.contains('\0') => {
+                                Err("text with a NUL character cannot be stored in PostgreSQL")
+                            }
+                            Value::Text(t) => Ok(Some(t.as_ref())),
+                            Value::Null => Ok(None),
+                            _ => Err("a TEXT[] list holds only text and NULLs"),
+                        })
+                        .collect::<Result<Vec<Option<&str>>, _>>()?;
+                    return texts.to_sql(ty, out);
+                }
+                return Err(wrong().into());
+            }
             Value::Null => return Ok(postgres::types::IsNull::Yes),
             Value::Int(i) => out.put_slice(i.to_string().as_bytes()),
             Value::Real(f) => out.put_slice(f.to_string().as_bytes()),
@@ -237,7 +284,10 @@ impl postgres::types::ToSql for Value<'_> {
         true
     }
     fn encode_format(&self, _ty: &postgres::types::Type) -> postgres::types::Format {
-        postgres::types::Format::Text
+        match self {
+            Value::List(_) => postgres::types::Format::Binary,
+            _ => postgres::types::Format::Text,
+        }
     }
     postgres::types::to_sql_checked!();
 }

@@ -2,6 +2,7 @@
 //! of what a complete run did not list, under the mass-fix guard.
 
 use super::*;
+use db::Param;
 
 /// The page import: one statement per finding (`?25` = the vendor's verdict word or NULL,
 /// `?27` = the run is older than the scan's newest successful run: what it finds that the
@@ -132,6 +133,96 @@ WHERE findings.touched_run_id < excluded.touched_run_id"
         )
     });
 
+/// [`UPSERT_FINDING_SQL`] for many findings in one statement, on PostgreSQL (see
+/// [`upsert_rows_batched`]): the same expressions over the rows of `unnest` of one list per
+/// column, in order. The run's values (`?1`, `?23`, `?24`, `?26`, `?27` there) are `?1`…`?5`
+/// here, and the list of each finding's `?N` there ([`BATCH_COLUMNS`]) the following ones.
+/// Made from [`UPSERT_FINDING_SQL`]'s text, so the two cannot drift apart.
+pub(super) static UPSERT_ROWS_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let single = UPSERT_FINDING_SQL.as_str();
+    let (insert, rest) = single
+        .split_once("\nVALUES (")
+        .expect("the upsert has a VALUES list");
+    let (values, conflict) = rest
+        .split_once(")\nON CONFLICT")
+        .expect("the VALUES list ends before ON CONFLICT");
+    let spell = |n: u32| match n {
+        1 => "?1".to_owned(),
+        23 => "?2".to_owned(),
+        24 => "?3".to_owned(),
+        26 => "?4".to_owned(),
+        27 => "?5".to_owned(),
+        n => format!("u.c{n}"),
+    };
+    let lists: Vec<String> = BATCH_COLUMNS
+        .iter()
+        .enumerate()
+        .map(|(i, (_, ty))| format!("CAST(?{} AS {ty}[])", i + 6))
+        .collect();
+    let names: Vec<String> = BATCH_COLUMNS.iter().map(|(n, _)| format!("c{n}")).collect();
+    format!(
+        "{insert}\nSELECT {}\nFROM unnest({}) WITH ORDINALITY AS u({}, ord)
+ORDER BY u.ord\nON CONFLICT{}",
+        renumber(values, spell),
+        lists.join(", "),
+        names.join(", "),
+        renumber(conflict, spell)
+    )
+});
+
+/// The per-finding placeholders of [`UPSERT_FINDING_SQL`] and their types, in the order of
+/// [`batch_row`].
+const BATCH_COLUMNS: [(u32, &str); 26] = [
+    (2, "TEXT"),
+    (3, "TEXT"),
+    (4, "TEXT"),
+    (5, "TEXT"),
+    (6, "TEXT"),
+    (7, "TEXT"),
+    (8, "TEXT"),
+    (9, "TEXT"),
+    (10, "TEXT"),
+    (11, "BIGINT"),
+    (12, "BIGINT"),
+    (13, "TEXT"),
+    (14, "TEXT"),
+    (15, "TEXT"),
+    (16, "TEXT"),
+    (17, "TEXT"),
+    (18, "TEXT"),
+    (19, "TEXT"),
+    (20, "TEXT"),
+    (21, "TEXT"),
+    (22, "TEXT"),
+    (25, "TEXT"),
+    (28, "TEXT"),
+    (29, "TEXT"),
+    (30, "TEXT"),
+    (31, "TEXT"),
+];
+
+/// `sql` with each placeholder `?N` outside quotes spelled `spell(N)`.
+fn renumber(sql: &str, spell: impl Fn(u32) -> String) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut rest = sql;
+    let mut quoted = false;
+    while let Some(c) = rest.chars().next() {
+        rest = &rest[c.len_utf8()..];
+        if c == '\'' {
+            quoted = !quoted;
+        }
+        if c != '?' || quoted {
+            out.push(c);
+            continue;
+        }
+        let digits = rest.len() - rest.trim_start_matches(|d: char| d.is_ascii_digit()).len();
+        let number = rest[..digits].parse().expect("numbered placeholders only");
+        out.push_str(&spell(number));
+        rest = &rest[digits..];
+    }
+    out
+}
+
 /// States a complete listing can find absent (everything but `fixed`).
 pub(super) const PRESENT_STATES_SQL: &str =
     "(state = 'new' OR state = 'open' OR state = 'reopened' \
@@ -187,6 +278,14 @@ impl ScanRows {
     }
 }
 
+/// Written after `id > ?N` (the rows a page wrote, past the largest id before it): changes
+/// nothing, but tells PostgreSQL's planner a narrow range. `id > ?N` alone is estimated at a
+/// third of the table without statistics (a store's first big import, before autoanalyze)
+/// and in a generic plan, and then each page read the whole `findings` or `finding_events`
+/// table: quadratic (BENCHMARKS.md, PostgreSQL). A closed range is read through the primary
+/// key; SQLite reads the rowid range either way.
+pub(super) const ID_CEILING: &str = "id <= 9223372036854775807";
+
 /// A finding first seen on a branch scope (`name@branch`) that a person triaged on the scan
 /// itself (`name`, same fingerprint) starts with that triage: the same finding, judged
 /// once, must not fail a feature branch's CI threshold. Only at creation: a triage set on
@@ -200,8 +299,10 @@ pub(super) fn inherit_branch_triage(
     let Some((base, _)) = ctx.scan.split_once('@') else {
         return Ok(());
     };
-    let created_here = "SELECT finding_id FROM finding_events
-         WHERE id > ?3 AND kind = 'created' AND new_value = 'new'";
+    let created_here = format!(
+        "SELECT finding_id FROM finding_events
+         WHERE id > ?3 AND {ID_CEILING} AND kind = 'created' AND new_value = 'new'"
+    );
     let inherited = conn
         .prepare_cached(&format!(
             "UPDATE findings SET state = b.triage, triage = b.triage, triage_source = 'local',
@@ -334,47 +435,48 @@ pub(super) fn upsert_page_in(
         .prepare_cached("SELECT coalesce(max(id), 0) FROM findings")?
         .query_row([], |r| r.get(0))?;
     let stale = newer_success(conn, ctx.scan_id, run)?;
-    let mut seen = 0u64;
-    let mut stmt = conn.prepare_cached(&UPSERT_FINDING_SQL)?;
-    let mut suppressed_any = false;
-    for finding in page {
-        let rule = rules.iter().find(|r| r.matches(finding)).copied();
-        suppressed_any |= rule.is_some();
-        seen += upsert_finding(
-            conn,
-            &mut stmt,
-            UpsertContext {
+    let rows: Vec<(&Finding, UpsertContext<'_>)> = page
+        .iter()
+        .map(|finding| {
+            let up = UpsertContext {
                 scan_id: ctx.scan_id,
                 run,
                 at: &at,
                 stale,
-                rule,
-            },
-            finding,
-        )?;
-    }
+                rule: rules.iter().find(|r| r.matches(finding)).copied(),
+            };
+            (finding, up)
+        })
+        .collect();
+    let suppressed_any = rows.iter().any(|(_, up)| up.rule.is_some());
+    // On a server one round trip per finding is most of a page's time (BENCHMARKS.md).
+    let seen = if conn.backend() == db::Backend::Postgres && !one_by_one() {
+        upsert_rows_batched(conn, &rows)?
+    } else {
+        upsert_rows(conn, &rows)?
+    };
     // One `created` event per row the page created, first among the page's events of that
     // row (a row is updated at most once per run, so its state is still the one it was
     // created with). One statement per page rather than a trigger per row: the hot path.
-    conn.prepare_cached(
+    conn.prepare_cached(&format!(
         "INSERT INTO finding_events (finding_id, run_id, kind, old_value, new_value, at)
          SELECT id, last_run_id, 'created', NULL, state, first_seen
-         FROM findings WHERE id > ?1 ORDER BY id",
-    )?
+         FROM findings WHERE id > ?1 AND {ID_CEILING} ORDER BY id"
+    ))?
     .execute(params![findings_before])?;
     if suppressed_any {
         // The rule's event after `created`, for the rows this page created suppressed.
-        conn.prepare_cached(
+        conn.prepare_cached(&format!(
             "INSERT INTO finding_events (finding_id, run_id, kind, old_value, new_value, at,
                  reason, until, rule)
              SELECT f.id, f.last_run_id, 'suppressed', NULL, f.triage, f.first_seen,
                     f.triage_reason, f.triage_until, f.triage_rule
              FROM findings f
              WHERE f.id IN (SELECT finding_id FROM finding_events
-                            WHERE id > ?1 AND kind = 'created')
+                            WHERE id > ?1 AND {ID_CEILING} AND kind = 'created')
                AND f.triage_source = 'rule'
-             ORDER BY f.id",
-        )?
+             ORDER BY f.id"
+        ))?
         .execute(params![events_before])?;
     }
     inherit_branch_triage(conn, ctx, run, events_before)?;
@@ -384,13 +486,13 @@ pub(super) fn upsert_page_in(
     // success) was never open here: neither new nor open. Every other counted row was known
     // and stays (or becomes) open.
     let (new, created_fixed, reopened, fixed): (i64, i64, i64, i64) = conn
-        .prepare_cached(
+        .prepare_cached(&format!(
             "SELECT count(*) FILTER (WHERE kind = 'created' AND new_value != 'fixed'),
                     count(*) FILTER (WHERE kind = 'created' AND new_value = 'fixed'),
                     count(*) FILTER (WHERE kind = 'reopened'),
                     count(*) FILTER (WHERE kind = 'fixed')
-             FROM finding_events WHERE id > ?1",
-        )?
+             FROM finding_events WHERE id > ?1 AND {ID_CEILING}"
+        ))?
         .query_row(params![events_before], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })?;
@@ -417,6 +519,294 @@ pub(super) fn upsert_page_in(
         counts.fixed as i64
     ])?;
     Ok(counts)
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Set by a test to import pages one finding at a time on PostgreSQL too, to compare.
+    pub(super) static ONE_BY_ONE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// How often [`upsert_rows_batched`] fell back to one finding at a time.
+    pub(super) static FELL_BACK: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Whether a test asked for [`upsert_rows`] on PostgreSQL too ([`ONE_BY_ONE`]).
+fn one_by_one() -> bool {
+    #[cfg(test)]
+    return ONE_BY_ONE.with(|o| o.get());
+    #[cfg(not(test))]
+    false
+}
+
+/// The page's findings one statement each, in order; how many were inserted or updated.
+fn upsert_rows(conn: &Db, rows: &[(&Finding, UpsertContext<'_>)]) -> Result<u64, StoreError> {
+    let mut stmt = conn.prepare_cached(&UPSERT_FINDING_SQL)?;
+    let mut seen = 0;
+    for (finding, up) in rows {
+        seen += upsert_finding(conn, &mut stmt, *up, finding)?;
+    }
+    Ok(seen)
+}
+
+/// [`upsert_rows`] with the same outcome in one statement ([`UPSERT_ROWS_SQL`]), for
+/// PostgreSQL, where each statement is a round trip and its own executor start-up.
+///
+/// [`upsert_finding`] runs the upsert of a finding's first fingerprint and, while that
+/// changes nothing because this run already stored that row for another finding with the
+/// same identity, the next occurrence's. Only the statements that change a row matter (one
+/// that changes nothing writes nothing and fires no trigger), so [`plan_page`] works out
+/// beforehand, from the rows' `touched_run_id`, vendor id and lines, which fingerprint each
+/// finding ends up stored under, or that it changes nothing; the changing upserts then run
+/// as one statement, in the page's order, which inserts and updates the same rows in the
+/// same order (their events written by the triggers at the statement's end, in row order).
+/// What differs is invisible: the identity values the no-op upserts would have drawn
+/// (PostgreSQL's ids have gaps anyway). Should the statement still leave a finding
+/// unchanged, it is undone and the page goes one finding at a time from a savepoint.
+fn upsert_rows_batched(
+    conn: &Db,
+    rows: &[(&Finding, UpsertContext<'_>)],
+) -> Result<u64, StoreError> {
+    let Some((_, first)) = rows.first() else {
+        return Ok(0);
+    };
+    let plan = plan_page(conn, rows, first.scan_id, first.run)?;
+    let mut batch: Vec<[db::Value<'_>; 26]> = rows
+        .iter()
+        .zip(plan)
+        .filter_map(|((finding, up), key)| Some(batch_row(finding, key?, up)))
+        .collect();
+    let planned = batch.len();
+    if planned == 0 {
+        return Ok(0);
+    }
+    let mut args: Vec<db::Value<'_>> = vec![
+        first.scan_id.into(),
+        first.at.into(),
+        first.run.into(),
+        FINGERPRINT_RECIPE.into(),
+        first.stale.value(),
+    ];
+    args.extend((0..BATCH_COLUMNS.len()).map(|column| {
+        db::Value::List(
+            batch
+                .iter_mut()
+                .map(|row| std::mem::replace(&mut row[column], db::Value::Null))
+                .collect(),
+        )
+    }));
+    conn.execute_batch("SAVEPOINT page_rows")?;
+    let changed = conn
+        .prepare_cached(&UPSERT_ROWS_SQL)?
+        .execute(db::params_from_iter(&args))?;
+    if changed == planned {
+        return Ok(planned as u64);
+    }
+    tracing::warn!(
+        planned,
+        changed,
+        "the page's upserts did not change the rows foreseen; importing it one finding at a time"
+    );
+    conn.execute_batch("ROLLBACK TO SAVEPOINT page_rows")?;
+    #[cfg(test)]
+    FELL_BACK.with(|n| n.set(n.get() + 1));
+    upsert_rows(conn, rows)
+}
+
+/// What an upsert of a fingerprint would meet: `None` when it would insert or update the row
+/// (no row, or one only older runs touched); otherwise the run that touched the row and the
+/// row's vendor id and lines (what tells a repeated sighting from a second finding).
+type Met = Option<(RunId, Option<String>, Option<u32>, Option<u32>)>;
+
+/// For each finding of the page, in order, the fingerprint [`upsert_finding`] would store
+/// it under, or `None` when it would change nothing (see [`upsert_rows_batched`]): the same
+/// walk over occurrences, on the rows as the store holds them (read a few fingerprints
+/// ahead, and again if the walk goes further) and as the page's earlier findings leave them.
+fn plan_page(
+    conn: &Db,
+    rows: &[(&Finding, UpsertContext<'_>)],
+    scan_id: i64,
+    run: RunId,
+) -> Result<Vec<Option<String>>, StoreError> {
+    use std::collections::HashMap;
+    /// Fingerprints read beyond the one a walk needs, for the walk's next steps.
+    const AHEAD: u32 = 3;
+    let mut fingerprints: Vec<Vec<String>> =
+        rows.iter().map(|(f, _)| vec![f.fingerprint(0)]).collect();
+    let mut stored: HashMap<String, Met> = HashMap::new();
+    // First the page's first fingerprints, with room for the identities it lists more than
+    // once.
+    let mut wanted: Vec<(usize, u32)> = rows.iter().enumerate().map(|(i, _)| (i, 0)).collect();
+    let mut count: HashMap<&str, u32> = HashMap::new();
+    for (i, fps) in fingerprints.iter().enumerate() {
+        let seen = count.entry(fps[0].as_str()).or_insert(0);
+        wanted.extend((1..=*seen).map(|occurrence| (i, occurrence)));
+        *seen += 1;
+    }
+    loop {
+        let mut keys = Vec::with_capacity(wanted.len());
+        for (i, occurrence) in wanted.drain(..) {
+            let fps = &mut fingerprints[i];
+            while fps.len() <= occurrence as usize {
+                fps.push(rows[i].0.fingerprint(fps.len() as u32));
+            }
+            let key = &fps[occurrence as usize];
+            if !stored.contains_key(key) {
+                stored.insert(key.clone(), None);
+                keys.push(key.clone());
+            }
+        }
+        if !keys.is_empty() {
+            // One look-up in the dedup key per fingerprint: the LATERAL subquery with its
+            // LIMIT is not merged into a join, which PostgreSQL, without statistics (a first
+            // big import) or in a generic plan, would answer by reading the whole table.
+            let mut read = conn.prepare_cached(
+                "SELECT f.fingerprint, f.touched_run_id, f.vendor_id, f.start_line, f.end_line
+                 FROM unnest(CAST(?3 AS TEXT[])) AS k(fingerprint)
+                 CROSS JOIN LATERAL (
+                     SELECT fingerprint, touched_run_id, vendor_id, start_line, end_line
+                     FROM findings WHERE scan_id = ?1 AND fingerprint = k.fingerprint LIMIT 1
+                 ) f
+                 WHERE f.touched_run_id >= ?2",
+            )?;
+            let found = read.query_map(
+                params![
+                    scan_id,
+                    run,
+                    db::Value::List(keys.iter().map(|k| k.value()).collect())
+                ],
+                |r| {
+                    Ok((
+                        r.get::<String>(0)?,
+                        (r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?),
+                    ))
+                },
+            )?;
+            for row in found {
+                let (key, met) = row?;
+                stored.insert(key, Some(met));
+            }
+        }
+        // The walk, on a copy: what the page's own upserts leave behind.
+        let mut now = stored.clone();
+        let mut plan = Vec::with_capacity(rows.len());
+        for (i, (finding, _)) in rows.iter().enumerate() {
+            let mut placed = None;
+            for occurrence in 0u32.. {
+                let fps = &mut fingerprints[i];
+                while fps.len() <= occurrence as usize {
+                    fps.push(finding.fingerprint(fps.len() as u32));
+                }
+                let key = &fps[occurrence as usize];
+                let Some(met) = now.get(key) else {
+                    wanted.extend((occurrence..=occurrence + AHEAD).map(|o| (i, o)));
+                    break;
+                };
+                match met {
+                    None => {
+                        let lines = finding.lines();
+                        now.insert(
+                            key.clone(),
+                            Some((run, finding.vendor_id.clone(), lines.0, lines.1)),
+                        );
+                        placed = Some(key.clone());
+                        break;
+                    }
+                    Some((touched, vendor_id, start, end)) => {
+                        if *touched != run
+                            || finding.same_sighting(vendor_id.as_deref(), (*start, *end))
+                        {
+                            break;
+                        }
+                    }
+                }
+            }
+            plan.push(placed);
+        }
+        if wanted.is_empty() {
+            return Ok(plan);
+        }
+    }
+}
+
+/// One finding's values in [`BATCH_COLUMNS`]' order: what [`upsert_finding`] binds to the
+/// same placeholders.
+fn batch_row<'a>(
+    finding: &'a Finding,
+    fingerprint: String,
+    up: &UpsertContext<'a>,
+) -> [db::Value<'a>; 26] {
+    let (kind, file_path, start_line, end_line, method, api_path, host) =
+        location_columns(&finding.location);
+    let rule = up.rule;
+    let text = |t: Option<&'a str>| t.map_or(db::Value::Null, |t| db::Value::Text(t.into()));
+    let int = |i: Option<u32>| i.map_or(db::Value::Null, |i| db::Value::Int(i.into()));
+    [
+        db::Value::Text(fingerprint.into()),
+        text(Some(&finding.title)),
+        text(Some(finding.severity.as_str())),
+        text(finding.vendor_status.as_deref()),
+        text(finding.cwe.as_deref()),
+        text(finding.owasp.as_deref()),
+        text(finding.rule_id.as_deref()),
+        text(Some(kind)),
+        text(file_path),
+        int(start_line),
+        int(end_line),
+        text(method),
+        text(api_path),
+        text(host),
+        text(finding.description.as_deref()),
+        text(finding.remediation.as_deref()),
+        text(finding.vendor_url.as_deref()),
+        text(finding.vendor_id.as_deref()),
+        text(finding.vendor_first_seen.as_deref()),
+        text(finding.vendor_last_seen.as_deref()),
+        text(Some(&finding.raw)),
+        text(finding.verdict.map(|v| v.as_str())),
+        text(rule.map(|r| r.state.as_str())),
+        text(rule.map(|r| r.name.as_str())),
+        text(rule.map(|r| r.reason.as_str())),
+        rule.and_then(|r| r.until_word()).into(),
+    ]
+}
+
+/// A location's columns: kind, file path, start and end line, HTTP method, API path, host.
+#[allow(clippy::type_complexity)]
+fn location_columns(
+    location: &Location,
+) -> (
+    &'static str,
+    Option<&str>,
+    Option<u32>,
+    Option<u32>,
+    Option<&str>,
+    Option<&str>,
+    Option<&str>,
+) {
+    match location {
+        Location::Code {
+            path,
+            start_line,
+            end_line,
+        } => (
+            "code",
+            Some(path.as_str()),
+            *start_line,
+            *end_line,
+            None,
+            None,
+            None,
+        ),
+        Location::Api { method, path, host } => (
+            "api",
+            None,
+            None,
+            None,
+            Some(method.as_str()),
+            Some(path.as_str()),
+            Some(host.as_str()),
+        ),
+        Location::Unknown => ("unknown", None, None, None, None, None, None),
+    }
 }
 
 /// What [`upsert_finding`] needs besides the finding.
@@ -451,31 +841,8 @@ pub(super) fn upsert_finding(
         rule,
     } = up;
     let rule_until = rule.and_then(|r| r.until_word());
-    let (kind, file_path, start_line, end_line, method, api_path, host) = match &finding.location {
-        Location::Code {
-            path,
-            start_line,
-            end_line,
-        } => (
-            "code",
-            Some(path.as_str()),
-            *start_line,
-            *end_line,
-            None,
-            None,
-            None,
-        ),
-        Location::Api { method, path, host } => (
-            "api",
-            None,
-            None,
-            None,
-            Some(method.as_str()),
-            Some(path.as_str()),
-            Some(host.as_str()),
-        ),
-        Location::Unknown => ("unknown", None, None, None, None, None, None),
-    };
+    let (kind, file_path, start_line, end_line, method, api_path, host) =
+        location_columns(&finding.location);
     let verdict = finding.verdict.map(|v| v.as_str());
     for occurrence in 0u32.. {
         let fingerprint = finding.fingerprint(occurrence);

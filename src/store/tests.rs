@@ -958,6 +958,128 @@ fn two_findings_of_one_rule_file_and_title_stay_two_through_line_shifts_and_repe
 }
 
 #[test]
+fn a_page_imported_in_one_statement_ends_as_one_statement_per_finding_does() {
+    // On PostgreSQL a page's upserts go as one statement (`ingest::upsert_rows_batched`);
+    // here the same runs, once that way and once one finding at a time, must leave the same
+    // rows, events and counts. On SQLite both are the one-at-a-time path.
+    use crate::finding::Verdict;
+    let at = |n: usize, line: u32, vendor_id: Option<&str>| Finding {
+        vendor_id: vendor_id.map(Into::into),
+        location: Location::Code {
+            path: format!("src/file{n}.rs"),
+            start_line: Some(line),
+            end_line: Some(line + 1),
+        },
+        ..finding(n)
+    };
+    let with = |f: Finding, change: &dyn Fn(&mut Finding)| {
+        let mut f = f;
+        change(&mut f);
+        f
+    };
+    let runs: Vec<Vec<Vec<Finding>>> = vec![
+        vec![
+            // One identity three times in a page, one sighting of it repeated, and pages
+            // that repeat what an earlier page listed.
+            vec![
+                finding(0),
+                at(1, 10, None),
+                at(1, 20, None),
+                finding(2),
+                at(1, 10, None),
+                at(3, 5, Some("v-a")),
+                at(3, 9, Some("v-b")),
+                with(finding(4), &|f| f.verdict = Some(Verdict::Resolved)),
+            ],
+            vec![at(1, 30, None), finding(2), at(1, 20, None), finding(5)],
+            vec![
+                finding(0),
+                at(3, 7, Some("v-a")),
+                at(3, 1, Some("v-c")),
+                finding(6),
+            ],
+        ],
+        vec![
+            // Lines shift, one of three goes, a vendor verdict, a new severity and status.
+            vec![
+                at(1, 40, None),
+                at(1, 60, None),
+                with(finding(2), &|f| f.severity = Severity::Critical),
+                with(finding(5), &|f| f.verdict = Some(Verdict::FalsePositive)),
+            ],
+            vec![
+                at(3, 5, Some("v-b")),
+                at(3, 6, Some("v-a")),
+                with(finding(6), &|f| f.vendor_status = Some("Confirmed".into())),
+            ],
+        ],
+        vec![
+            // What the last run fixed comes back, twice in a page, and a page repeats.
+            vec![
+                finding(0),
+                finding(0),
+                at(1, 10, None),
+                finding(4),
+                finding(2),
+            ],
+            vec![
+                finding(0),
+                at(1, 10, None),
+                at(1, 11, None),
+                at(1, 12, None),
+            ],
+            vec![at(3, 1, Some("v-c")), at(3, 5, Some("v-a"))],
+        ],
+    ];
+    let outcome = |one_by_one: bool| {
+        ONE_BY_ONE.with(|o| o.set(one_by_one));
+        let (_dir, mut store) = temp_store();
+        let counts: Vec<RunCounts> = runs
+            .iter()
+            .map(|pages| import(&mut store, "shop", pages, RunEnd::Succeeded).counts)
+            .collect();
+        ONE_BY_ONE.with(|o| o.set(false));
+        let text = |store: &Store, sql: &str| -> Vec<String> {
+            let mut stmt = store.conn.prepare(sql).unwrap();
+            stmt.query_map([], |r| r.get::<String>(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        let rows = text(
+            &store,
+            "SELECT fingerprint || ' ' || state || ' ' || severity || ' '
+                    || coalesce(vendor_status, '-') || ' ' || coalesce(vendor_id, '-') || ' '
+                    || coalesce(CAST(start_line AS TEXT), '-') || ' '
+                    || CAST(times_seen AS TEXT) || ' ' || CAST(last_run_id AS TEXT) || ' '
+                    || CAST(touched_run_id AS TEXT) || ' ' || coalesce(triage, '-')
+             FROM findings ORDER BY fingerprint",
+        );
+        let events = text(
+            &store,
+            "SELECT f.fingerprint || ' ' || e.kind || ' ' || coalesce(e.old_value, '-') || ' '
+                    || coalesce(e.new_value, '-') || ' ' || CAST(e.run_id AS TEXT)
+             FROM finding_events e JOIN findings f ON f.id = e.finding_id ORDER BY e.id",
+        );
+        // The order of the rows' ids too (PostgreSQL's ids may have gaps).
+        let order = text(&store, "SELECT fingerprint FROM findings ORDER BY id");
+        (counts, rows, events, order)
+    };
+    let batched = outcome(false);
+    assert_eq!(
+        FELL_BACK.with(|n| n.get()),
+        0,
+        "no page fell back to one at a time"
+    );
+    let single = outcome(true);
+    assert_eq!(batched.0, single.0, "run counts");
+    assert_eq!(batched.1, single.1, "rows");
+    assert_eq!(batched.2, single.2, "events");
+    assert_eq!(batched.3, single.3, "row order");
+    assert_eq!(batched.1.len(), 11, "{:?}", batched.1);
+}
+
+#[test]
 fn opening_the_store_leaves_a_live_writers_running_run_alone() {
     let (dir, mut writer) = temp_store();
     let run = writer.begin_run(&scope("shop")).unwrap();
