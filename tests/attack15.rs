@@ -12,14 +12,17 @@
 
 mod common;
 
-use scansync::config::{PgTarget, StoreLocation};
+use common::output_text as text;
+use common::pg::Database;
+
+use scansync::config::StoreLocation;
 use scansync::finding::{Finding, Location, Severity};
 use scansync::sim::{SimOptions, Simulator};
 use scansync::store::{RunEnd, RunScope, Store};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,124 +35,6 @@ const WRITE_LOCK: i64 = 0x7363_616e_7379_6e63;
 // ---------------------------------------------------------------------------------------
 // Helpers (as in tests/several_daemons.rs)
 // ---------------------------------------------------------------------------------------
-
-/// A database made for one test, dropped afterwards.
-struct Database {
-    admin: String,
-    name: String,
-    /// Without the password, as a config holds it.
-    url: String,
-    password: String,
-}
-
-impl Database {
-    fn fresh(prefix: &str) -> Option<Database> {
-        Database::fresh_with(prefix, "")
-    }
-
-    /// [`Database::fresh`] with `options` after `CREATE DATABASE name`.
-    fn fresh_with(prefix: &str, options: &str) -> Option<Database> {
-        let Ok(admin) = std::env::var("SCANSYNC_TEST_POSTGRES") else {
-            common::tool_missing(
-                "attack #15 on PostgreSQL",
-                "SCANSYNC_TEST_POSTGRES is not set (a postgres:// url of a server where its \
-                 user may create databases)",
-            );
-            return None;
-        };
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let name = format!(
-            "{prefix}_{}_{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        let mut url = reqwest::Url::parse(&admin).expect("SCANSYNC_TEST_POSTGRES is a url");
-        let password = url.password().unwrap_or_default().to_owned();
-        url.set_password(None).unwrap();
-        url.set_path(&format!("/{name}"));
-        let db = Database {
-            admin,
-            name,
-            url: url.to_string(),
-            password,
-        };
-        db.admin_sql(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", db.name));
-        db.admin_sql(&format!("CREATE DATABASE {} {options}", db.name));
-        Some(db)
-    }
-
-    fn admin_sql(&self, sql: &str) {
-        let (admin, sql) = (self.admin.clone(), sql.to_owned());
-        std::thread::spawn(move || {
-            let mut c = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
-            c.batch_execute(&sql).unwrap();
-        })
-        .join()
-        .unwrap();
-    }
-
-    /// The test database's url with its password (the test's own connections).
-    fn url_with_password(&self) -> String {
-        let mut url = reqwest::Url::parse(&self.url).unwrap();
-        url.set_password(Some(&self.password)).unwrap();
-        url.to_string()
-    }
-
-    fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
-        let (url, sql) = (self.url_with_password(), sql.to_owned());
-        std::thread::spawn(move || {
-            let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-            let messages = match c.simple_query(&sql) {
-                Ok(m) => m,
-                Err(e) if e.code() == Some(&postgres::error::SqlState::UNDEFINED_TABLE) => {
-                    Vec::new()
-                }
-                Err(e) => panic!("{sql}: {e}"),
-            };
-            messages
-                .into_iter()
-                .filter_map(|m| match m {
-                    postgres::SimpleQueryMessage::Row(r) => {
-                        Some((0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect())
-                    }
-                    _ => None,
-                })
-                .collect()
-        })
-        .join()
-        .unwrap()
-    }
-
-    fn count(&self, sql: &str) -> i64 {
-        self.rows(sql)
-            .first()
-            .and_then(|r| r[0].as_deref())
-            .map_or(0, |n| n.parse().unwrap())
-    }
-
-    /// The store there, opened in this process.
-    fn location(&self) -> StoreLocation {
-        StoreLocation::Postgres(PgTarget {
-            url: self.url.clone(),
-            password: Some(scansync::secret::Secret::new(self.password.clone())),
-            ca_file: None,
-            schema: None,
-        })
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        let admin = self.admin.clone();
-        let _ = std::thread::spawn(move || {
-            if let Ok(mut c) = postgres::Client::connect(&admin, postgres::NoTls) {
-                let _ = c.batch_execute(&sql);
-            }
-        })
-        .join();
-    }
-}
 
 /// One `scansync run` with its own config (its node name) and log.
 struct Node {
@@ -237,15 +122,6 @@ async fn sim(projects: u32) -> Simulator {
     })
     .await
     .unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// `scansync --config CONFIG ARGS` with the database password in [`PASSWORD_VAR`].

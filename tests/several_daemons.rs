@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::pg::Database;
+
 use scansync::sim::{SimOptions, Simulator};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -19,104 +21,6 @@ const BIN: &str = env!("CARGO_BIN_EXE_scansync");
 const LEASE_TTL: Duration = Duration::from_secs(4);
 /// The variable the daemons read their database password from.
 const PASSWORD_VAR: &str = "SCANSYNC_TEST_PG_PASSWORD";
-
-/// A database made for one test, dropped afterwards.
-struct Database {
-    /// The server's url as given (with its password), for the test's own queries.
-    admin: String,
-    name: String,
-    /// The new database's url, without the password (as a config holds it).
-    url: String,
-    password: String,
-}
-
-impl Database {
-    /// `None` (after saying SKIPPED, or failing under CI) without a server to use.
-    fn fresh(prefix: &str) -> Option<Database> {
-        let Ok(admin) = std::env::var("SCANSYNC_TEST_POSTGRES") else {
-            common::tool_missing(
-                "several daemons on PostgreSQL",
-                "SCANSYNC_TEST_POSTGRES is not set (a postgres:// url of a server where its \
-                 user may create databases)",
-            );
-            return None;
-        };
-        let name = format!("{prefix}_{}", std::process::id());
-        let mut url = reqwest::Url::parse(&admin).expect("SCANSYNC_TEST_POSTGRES is a url");
-        let password = url.password().unwrap_or_default().to_owned();
-        url.set_password(None).unwrap();
-        url.set_path(&format!("/{name}"));
-        let db = Database {
-            admin,
-            name,
-            url: url.to_string(),
-            password,
-        };
-        db.admin_sql(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", db.name));
-        db.admin_sql(&format!("CREATE DATABASE {}", db.name));
-        Some(db)
-    }
-
-    /// Runs `sql` on the server's own database (off any async runtime: the client blocks).
-    fn admin_sql(&self, sql: &str) {
-        let (admin, sql) = (self.admin.clone(), sql.to_owned());
-        std::thread::spawn(move || {
-            let mut c = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
-            c.batch_execute(&sql).unwrap();
-        })
-        .join()
-        .unwrap();
-    }
-
-    /// Rows of `sql` on the test's database, each as text cells.
-    fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
-        let mut url = reqwest::Url::parse(&self.url).unwrap();
-        url.set_password(Some(&self.password)).unwrap();
-        let (url, sql) = (url.to_string(), sql.to_owned());
-        std::thread::spawn(move || {
-            let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-            let messages = match c.simple_query(&sql) {
-                Ok(m) => m,
-                // Before a daemon made the schema: nothing to read yet.
-                Err(e) if e.code() == Some(&postgres::error::SqlState::UNDEFINED_TABLE) => {
-                    Vec::new()
-                }
-                Err(e) => panic!("{sql}: {e}"),
-            };
-            messages
-                .into_iter()
-                .filter_map(|m| match m {
-                    postgres::SimpleQueryMessage::Row(r) => {
-                        Some((0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect())
-                    }
-                    _ => None,
-                })
-                .collect()
-        })
-        .join()
-        .unwrap()
-    }
-
-    fn count(&self, sql: &str) -> i64 {
-        self.rows(sql)
-            .first()
-            .and_then(|r| r[0].as_deref())
-            .map_or(0, |n| n.parse().unwrap())
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        let admin = self.admin.clone();
-        let _ = std::thread::spawn(move || {
-            if let Ok(mut c) = postgres::Client::connect(&admin, postgres::NoTls) {
-                let _ = c.batch_execute(&sql);
-            }
-        })
-        .join();
-    }
-}
 
 /// One `scansync run` with its own config (its node name) and log.
 struct Node {

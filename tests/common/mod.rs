@@ -7,6 +7,8 @@
 //! code there.
 #![allow(dead_code)]
 
+pub mod pg;
+
 pub mod hooks;
 
 use prometheus_parse::{LineInfo, Scrape, Value};

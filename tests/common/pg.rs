@@ -1,0 +1,120 @@
+//! A PostgreSQL database made fresh for one test (`SCANSYNC_TEST_POSTGRES` names the server
+//! and a login that may create databases), with the test's own queries on it.
+
+/// A database made for one test, dropped afterwards.
+pub struct Database {
+    admin: String,
+    pub name: String,
+    /// Without the password, as a config holds it.
+    pub url: String,
+    pub password: String,
+}
+
+impl Database {
+    pub fn fresh(prefix: &str) -> Option<Database> {
+        Database::fresh_with(prefix, "")
+    }
+
+    /// [`Database::fresh`] with `options` after `CREATE DATABASE name`.
+    pub fn fresh_with(prefix: &str, options: &str) -> Option<Database> {
+        let Ok(admin) = std::env::var("SCANSYNC_TEST_POSTGRES") else {
+            super::tool_missing(
+                &format!("{prefix}: a test on PostgreSQL"),
+                "SCANSYNC_TEST_POSTGRES is not set (a postgres:// url of a server where its \
+                 user may create databases)",
+            );
+            return None;
+        };
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let name = format!(
+            "{prefix}_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let mut url = reqwest::Url::parse(&admin).expect("SCANSYNC_TEST_POSTGRES is a url");
+        let password = url.password().unwrap_or_default().to_owned();
+        url.set_password(None).unwrap();
+        url.set_path(&format!("/{name}"));
+        let db = Database {
+            admin,
+            name,
+            url: url.to_string(),
+            password,
+        };
+        db.admin_sql(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", db.name));
+        db.admin_sql(&format!("CREATE DATABASE {} {options}", db.name));
+        Some(db)
+    }
+
+    pub fn admin_sql(&self, sql: &str) {
+        let (admin, sql) = (self.admin.clone(), sql.to_owned());
+        std::thread::spawn(move || {
+            let mut c = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
+            c.batch_execute(&sql).unwrap();
+        })
+        .join()
+        .unwrap();
+    }
+
+    /// The test database's url with its password (the test's own connections).
+    pub fn url_with_password(&self) -> String {
+        let mut url = reqwest::Url::parse(&self.url).unwrap();
+        url.set_password(Some(&self.password)).unwrap();
+        url.to_string()
+    }
+
+    pub fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        let (url, sql) = (self.url_with_password(), sql.to_owned());
+        std::thread::spawn(move || {
+            let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+            let messages = match c.simple_query(&sql) {
+                Ok(m) => m,
+                Err(e) if e.code() == Some(&postgres::error::SqlState::UNDEFINED_TABLE) => {
+                    Vec::new()
+                }
+                Err(e) => panic!("{sql}: {e}"),
+            };
+            messages
+                .into_iter()
+                .filter_map(|m| match m {
+                    postgres::SimpleQueryMessage::Row(r) => {
+                        Some((0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect())
+                    }
+                    _ => None,
+                })
+                .collect()
+        })
+        .join()
+        .unwrap()
+    }
+
+    pub fn count(&self, sql: &str) -> i64 {
+        self.rows(sql)
+            .first()
+            .and_then(|r| r[0].as_deref())
+            .map_or(0, |n| n.parse().unwrap())
+    }
+
+    /// The store there, opened in this process.
+    pub fn location(&self) -> scansync::config::StoreLocation {
+        scansync::config::StoreLocation::Postgres(scansync::config::PgTarget {
+            url: self.url.clone(),
+            password: Some(scansync::secret::Secret::new(self.password.clone())),
+            ca_file: None,
+            schema: None,
+        })
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        let admin = self.admin.clone();
+        let _ = std::thread::spawn(move || {
+            if let Ok(mut c) = postgres::Client::connect(&admin, postgres::NoTls) {
+                let _ = c.batch_execute(&sql);
+            }
+        })
+        .join();
+    }
+}
