@@ -13,7 +13,7 @@
 mod common;
 
 use common::output_text as text;
-use common::pg::Database;
+use common::pg::{ct_scans, sim_config as config, Database, PASSWORD_VAR};
 
 use scansync::config::StoreLocation;
 use scansync::finding::{Finding, Location, Severity};
@@ -27,8 +27,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_scansync");
-/// The variable the daemons and `check-config` read their database password from.
-const PASSWORD_VAR: &str = "SCANSYNC_ATTACK15_PG_PASSWORD";
 /// `WRITE_LOCK` of src/store/db.rs ("scansync" in ASCII).
 const WRITE_LOCK: i64 = 0x7363_616e_7379_6e63;
 
@@ -88,29 +86,6 @@ impl Drop for Node {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// The simulator's config with the store at `url` (password from [`PASSWORD_VAR`]) and
-/// `scans` as the `[[scans]]`.
-fn config(sim: &Simulator, dir: &Path, url: &str, scans: &str) -> String {
-    let path = dir.join("base.toml");
-    sim.write_config(&path, &dir.join("unused.db")).unwrap();
-    let text = std::fs::read_to_string(&path).unwrap();
-    let head = &text[..text.find("[[scans]]").expect("generated config has scans")];
-    let (before, after) = head.split_once("[store]\n").expect("a [store] table");
-    let rest = after.split_once('\n').map_or("", |(_, rest)| rest);
-    format!("{before}[store]\nurl = \"{url}\"\npassword_env = \"{PASSWORD_VAR}\"\n{rest}{scans}")
-}
-
-fn ct_scans(n: usize, schedule: &str) -> String {
-    (1..=n)
-        .map(|i| {
-            format!(
-                "[[scans]]\nname = \"s{i:02}\"\ninstance = \"sim-codethreat\"\n\
-                 bind_to = \"project-{i}\"\nbranch = \"main\"\nschedule = {schedule}\n\n"
-            )
-        })
-        .collect()
 }
 
 async fn sim(projects: u32) -> Simulator {

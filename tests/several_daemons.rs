@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::pg::Database;
+use common::pg::{ct_scans, sim_config, Database, PASSWORD_VAR};
 
 use scansync::sim::{SimOptions, Simulator};
 use std::collections::{BTreeMap, BTreeSet};
@@ -19,8 +19,6 @@ const BIN: &str = env!("CARGO_BIN_EXE_scansync");
 /// How long a lease lives here (the daemons read `SCANSYNC_LEASE_TTL_MS`): short, so a killed
 /// node's runs are taken over within the test's patience.
 const LEASE_TTL: Duration = Duration::from_secs(4);
-/// The variable the daemons read their database password from.
-const PASSWORD_VAR: &str = "SCANSYNC_TEST_PG_PASSWORD";
 
 /// One `scansync run` with its own config (its node name) and log.
 struct Node {
@@ -118,20 +116,6 @@ impl Drop for Node {
     }
 }
 
-/// The simulator's config with the store on `db` and `scans` as the `[[scans]]`.
-fn config(sim: &Simulator, dir: &Path, db: &Database, scans: &str) -> String {
-    let path = dir.join("base.toml");
-    sim.write_config(&path, &dir.join("unused.db")).unwrap();
-    let text = std::fs::read_to_string(&path).unwrap();
-    let head = &text[..text.find("[[scans]]").expect("generated config has scans")];
-    let (before, after) = head.split_once("[store]\n").expect("a [store] table");
-    let rest = after.split_once('\n').map_or("", |(_, rest)| rest);
-    format!(
-        "{before}[store]\nurl = \"{}\"\npassword_env = \"{PASSWORD_VAR}\"\n{rest}{scans}",
-        db.url
-    )
-}
-
 /// A simulator with `scans` projects of `findings` each, and three nodes (`node-a`…) on
 /// `db` with `scans` CodeThreat scans on `schedule`.
 async fn three_nodes(
@@ -151,23 +135,12 @@ async fn three_nodes(
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let base = config(&sim, dir.path(), db, &ct_scans(scans, schedule));
+    let base = sim_config(&sim, dir.path(), &db.url, &ct_scans(scans, schedule));
     let nodes = ["node-a", "node-b", "node-c"]
         .iter()
         .map(|n| Node::start(dir.path(), n, &base, db, lease_ttl))
         .collect();
     (sim, dir, nodes)
-}
-
-fn ct_scans(n: usize, schedule: &str) -> String {
-    (1..=n)
-        .map(|i| {
-            format!(
-                "[[scans]]\nname = \"s{i:02}\"\ninstance = \"sim-codethreat\"\n\
-                 bind_to = \"project-{i}\"\nbranch = \"main\"\nschedule = {schedule}\n\n"
-            )
-        })
-        .collect()
 }
 
 fn scan_starts(sim: &Simulator) -> usize {

@@ -118,3 +118,36 @@ impl Drop for Database {
         .join();
     }
 }
+
+/// The variable the tests' scansync processes read the database password from
+/// (`password_env`), so that it is on no command line.
+pub const PASSWORD_VAR: &str = "SCANSYNC_TEST_PG_PASSWORD";
+
+/// The simulator's config with the store at `url` (password from [`PASSWORD_VAR`]) and
+/// `scans` as its `[[scans]]`.
+pub fn sim_config(
+    sim: &scansync::sim::Simulator,
+    dir: &std::path::Path,
+    url: &str,
+    scans: &str,
+) -> String {
+    let path = dir.join("base.toml");
+    sim.write_config(&path, &dir.join("unused.db")).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let head = &text[..text.find("[[scans]]").expect("generated config has scans")];
+    let (before, after) = head.split_once("[store]\n").expect("a [store] table");
+    let rest = after.split_once('\n').map_or("", |(_, rest)| rest);
+    format!("{before}[store]\nurl = \"{url}\"\npassword_env = \"{PASSWORD_VAR}\"\n{rest}{scans}")
+}
+
+/// `n` CodeThreat scans `s01`… of the simulator's `project-1`… on `schedule`.
+pub fn ct_scans(n: usize, schedule: &str) -> String {
+    (1..=n)
+        .map(|i| {
+            format!(
+                "[[scans]]\nname = \"s{i:02}\"\ninstance = \"sim-codethreat\"\n\
+                 bind_to = \"project-{i}\"\nbranch = \"main\"\nschedule = {schedule}\n\n"
+            )
+        })
+        .collect()
+}
