@@ -254,12 +254,17 @@ impl ScanRows {
         let (count, first, last): (i64, Option<i64>, Option<i64>) = conn
             .prepare_cached("SELECT count(*), min(id), max(id) FROM findings WHERE scan_id = ?1")?
             .query_row(params![scan_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(ScanRows::from_bounds(count, first, last))
+    }
+
+    /// The access path for a scan of `count` rows with ids from `first` to `last`.
+    fn from_bounds(count: i64, first: Option<i64>, last: Option<i64>) -> ScanRows {
         let (first, last) = (first.unwrap_or(0), last.unwrap_or(-1));
-        Ok(ScanRows {
+        ScanRows {
             first,
             last,
             by_range: last - first < count.saturating_mul(Self::MAX_SPREAD),
-        })
+        }
     }
 
     /// The `WHERE` terms selecting the scan's rows, given the parameter names of the scan id
@@ -339,17 +344,48 @@ pub(super) fn fix_absent(
     run: RunId,
     at: &str,
 ) -> Result<(u64, u64), StoreError> {
-    let rows = ScanRows::of(conn, ctx.scan_id)?;
+    let (rows, present, absent, absent_missing) = if conn.backend() == db::Backend::Postgres {
+        // One pass over the scan's rows rather than two: PostgreSQL reads each row for the
+        // count of the first too (no index-only scans before a vacuum), and its planner picks
+        // the access path without help.
+        let (count, first, last, present, absent, absent_missing) = conn
+            .prepare_cached(&format!(
+                "SELECT count(*), min(id), max(id), count(*) FILTER (WHERE {PRESENT_STATES_SQL}),
+                        count(*) FILTER (WHERE {PRESENT_STATES_SQL} AND last_run_id < ?2),
+                        count(*) FILTER (WHERE state = 'missing' AND last_run_id < ?2)
+                 FROM findings WHERE scan_id = ?1"
+            ))?
+            .query_row(params![ctx.scan_id, run], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })?;
+        (
+            ScanRows::from_bounds(count, first, last),
+            present,
+            absent,
+            absent_missing,
+        )
+    } else {
+        let rows = ScanRows::of(conn, ctx.scan_id)?;
+        let (present, absent, absent_missing): (i64, i64, i64) = conn
+            .prepare_cached(&format!(
+                "SELECT count(*), count(*) FILTER (WHERE last_run_id < ?2),
+                        count(*) FILTER (WHERE last_run_id < ?2 AND state = 'missing')
+                 FROM findings WHERE {} AND {PRESENT_STATES_SQL}",
+                rows.sql("?1", "?3", "?4")
+            ))?
+            .query_row(params![ctx.scan_id, run, rows.first, rows.last], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?;
+        (rows, present, absent, absent_missing)
+    };
     let in_scan = rows.sql("?1", "?3", "?4");
-    let (present, absent, absent_missing): (i64, i64, i64) = conn
-        .prepare_cached(&format!(
-            "SELECT count(*), count(*) FILTER (WHERE last_run_id < ?2),
-                    count(*) FILTER (WHERE last_run_id < ?2 AND state = 'missing')
-             FROM findings WHERE {in_scan} AND {PRESENT_STATES_SQL}"
-        ))?
-        .query_row(params![ctx.scan_id, run, rows.first, rows.last], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })?;
     // The share is of what the scan had before this run: a listing that swaps every known
     // finding for others (another project's answer) must not dilute its own absences. Rows
     // it created already fixed (resolved at the vendor) were never counted as present.
@@ -418,6 +454,7 @@ pub(super) fn upsert_page_in(
     run: RunId,
     page: &[Finding],
     rules: &[crate::config::SuppressRule],
+    looked_up: &mut LookedUpRuns,
 ) -> Result<RunCounts, StoreError> {
     let at = now();
     // The rules for this scan still in force; a finding takes the first that matches.
@@ -451,7 +488,7 @@ pub(super) fn upsert_page_in(
     let suppressed_any = rows.iter().any(|(_, up)| up.rule.is_some());
     // On a server one round trip per finding is most of a page's time (BENCHMARKS.md).
     let seen = if conn.backend() == db::Backend::Postgres && !one_by_one() {
-        upsert_rows_batched(conn, &rows)?
+        upsert_rows_batched(conn, &rows, looked_up)?
     } else {
         upsert_rows(conn, &rows)?
     };
@@ -527,6 +564,9 @@ thread_local! {
     pub(super) static ONE_BY_ONE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// How often [`upsert_rows_batched`] fell back to one finding at a time.
     pub(super) static FELL_BACK: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// How often a page planned without the look-up was undone and planned with it.
+    pub(super) static LOOKED_UP_AGAIN: std::cell::Cell<usize> =
+        const { std::cell::Cell::new(0) };
 }
 
 /// Whether a test asked for [`upsert_rows`] on PostgreSQL too ([`ONE_BY_ONE`]).
@@ -561,14 +601,77 @@ fn upsert_rows(conn: &Db, rows: &[(&Finding, UpsertContext<'_>)]) -> Result<u64,
 /// What differs is invisible: the identity values the no-op upserts would have drawn
 /// (PostgreSQL's ids have gaps anyway). Should the statement still leave a finding
 /// unchanged, it is undone and the page goes one finding at a time from a savepoint.
+///
+/// The look-up costs as much as a fifth of the page (an index probe per finding), and it
+/// almost always finds nothing, so a run's pages are first planned without it (see
+/// [`LookedUpRuns`]).
 fn upsert_rows_batched(
     conn: &Db,
     rows: &[(&Finding, UpsertContext<'_>)],
+    looked_up: &mut LookedUpRuns,
 ) -> Result<u64, StoreError> {
     let Some((_, first)) = rows.first() else {
         return Ok(0);
     };
-    let plan = plan_page(conn, rows, first.scan_id, first.run)?;
+    conn.execute_batch("SAVEPOINT page_rows")?;
+    if !looked_up.0.contains(&first.run) {
+        // Most pages meet no row their run (or a newer one) stored: planned on the page
+        // alone, the statement then changes every row it names. One that does not is undone
+        // and the run's pages are looked up from then on.
+        let plan = plan_page(conn, rows, first.scan_id, first.run, false)?;
+        if let Some(changed) = upsert_planned(conn, rows, plan)? {
+            return Ok(changed);
+        }
+        conn.execute_batch("ROLLBACK TO SAVEPOINT page_rows")?;
+        looked_up.insert(first.run);
+        #[cfg(test)]
+        LOOKED_UP_AGAIN.with(|n| n.set(n.get() + 1));
+    }
+    let plan = plan_page(conn, rows, first.scan_id, first.run, true)?;
+    if let Some(changed) = upsert_planned(conn, rows, plan)? {
+        return Ok(changed);
+    }
+    tracing::warn!(
+        "the page's upserts did not change the rows foreseen; importing it one finding at a time"
+    );
+    conn.execute_batch("ROLLBACK TO SAVEPOINT page_rows")?;
+    #[cfg(test)]
+    FELL_BACK.with(|n| n.set(n.get() + 1));
+    upsert_rows(conn, rows)
+}
+
+/// The runs whose pages [`upsert_rows_batched`] plans with the look-up of the rows stored
+/// already: one of their pages met a row the run had stored (a page sent again, or one
+/// identity listed on two pages), so later pages likely will too. Only speed depends on it;
+/// a run is forgotten when it ends, and all of them should this grow past a few dozen (runs
+/// that never ended).
+#[derive(Default)]
+pub(super) struct LookedUpRuns(std::collections::HashSet<RunId>);
+
+impl LookedUpRuns {
+    fn insert(&mut self, run: RunId) {
+        if self.0.len() >= 64 {
+            self.0.clear();
+        }
+        self.0.insert(run);
+    }
+
+    pub(super) fn forget(&mut self, run: RunId) {
+        self.0.remove(&run);
+    }
+}
+
+/// Runs the upserts `plan` keeps (see [`plan_page`]) as one statement; the number of rows
+/// changed, or `None` when that is not every planned row (the statement's changes are then
+/// still to be undone).
+fn upsert_planned(
+    conn: &Db,
+    rows: &[(&Finding, UpsertContext<'_>)],
+    plan: Vec<Option<String>>,
+) -> Result<Option<u64>, StoreError> {
+    let Some((_, first)) = rows.first() else {
+        return Ok(Some(0));
+    };
     let mut batch: Vec<[db::Value<'_>; 26]> = rows
         .iter()
         .zip(plan)
@@ -576,7 +679,7 @@ fn upsert_rows_batched(
         .collect();
     let planned = batch.len();
     if planned == 0 {
-        return Ok(0);
+        return Ok(Some(0));
     }
     let mut args: Vec<db::Value<'_>> = vec![
         first.scan_id.into(),
@@ -593,22 +696,10 @@ fn upsert_rows_batched(
                 .collect(),
         )
     }));
-    conn.execute_batch("SAVEPOINT page_rows")?;
     let changed = conn
         .prepare_cached(&UPSERT_ROWS_SQL)?
         .execute(db::params_from_iter(&args))?;
-    if changed == planned {
-        return Ok(planned as u64);
-    }
-    tracing::warn!(
-        planned,
-        changed,
-        "the page's upserts did not change the rows foreseen; importing it one finding at a time"
-    );
-    conn.execute_batch("ROLLBACK TO SAVEPOINT page_rows")?;
-    #[cfg(test)]
-    FELL_BACK.with(|n| n.set(n.get() + 1));
-    upsert_rows(conn, rows)
+    Ok((changed == planned).then_some(planned as u64))
 }
 
 /// What an upsert of a fingerprint would meet: `None` when it would insert or update the row
@@ -620,11 +711,15 @@ type Met = Option<(RunId, Option<String>, Option<u32>, Option<u32>)>;
 /// it under, or `None` when it would change nothing (see [`upsert_rows_batched`]): the same
 /// walk over occurrences, on the rows as the store holds them (read a few fingerprints
 /// ahead, and again if the walk goes further) and as the page's earlier findings leave them.
+/// Without `look_up` it takes the store to hold no row this run or a newer one touched (the
+/// rows older runs stored are upserted all the same); the statement then tells whether that
+/// was so.
 fn plan_page(
     conn: &Db,
     rows: &[(&Finding, UpsertContext<'_>)],
     scan_id: i64,
     run: RunId,
+    look_up: bool,
 ) -> Result<Vec<Option<String>>, StoreError> {
     use std::collections::HashMap;
     /// Fingerprints read beyond the one a walk needs, for the walk's next steps.
@@ -654,7 +749,7 @@ fn plan_page(
                 keys.push(key.clone());
             }
         }
-        if !keys.is_empty() {
+        if look_up && !keys.is_empty() {
             // One look-up in the dedup key per fingerprint: the LATERAL subquery with its
             // LIMIT is not merged into a join, which PostgreSQL, without statistics (a first
             // big import) or in a generic plan, would answer by reading the whole table.
@@ -908,7 +1003,14 @@ impl Store {
         if !lease::holds_lease(&tx, &self.owner, ctx.scan_id, run)? {
             return Err(StoreError::LeaseLost(run));
         }
-        let counts = upsert_page_in(&tx, &ctx, run, page, &self.suppress_rules)?;
+        let counts = upsert_page_in(
+            &tx,
+            &ctx,
+            run,
+            page,
+            &self.suppress_rules,
+            &mut self.looked_up,
+        )?;
         tx.commit()?;
         Ok(counts)
     }

@@ -103,9 +103,15 @@ const MIGRATIONS: &[(i64, &str)] = &[
 ];
 
 /// The PostgreSQL schema's migrations: version 7 is the whole schema as SQLite has it at 7
-/// (a version means the same tables on both); later ones come in pairs with SQLite's.
-const MIGRATIONS_POSTGRES: &[(i64, &str)] =
-    &[(7, include_str!("migrations/postgres/0007_schema.sql"))];
+/// (a version means the same tables and columns on both); 8 is PostgreSQL's own (keys and
+/// storage, see the file); later ones come in pairs with SQLite's, from 9.
+const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
+    (7, include_str!("migrations/postgres/0007_schema.sql")),
+    (
+        8,
+        include_str!("migrations/postgres/0008_no_hot_path_foreign_keys.sql"),
+    ),
+];
 
 mod copy;
 pub use copy::{copy, CopyReport};
@@ -238,6 +244,9 @@ pub struct Store {
     /// The config's `[[suppress]]` rules, applied as pages are stored (see
     /// [`Store::set_suppress_rules`]).
     suppress_rules: Vec<crate::config::SuppressRule>,
+    /// How this process plans the pages of its runs on PostgreSQL (see
+    /// [`ingest::LookedUpRuns`]).
+    looked_up: ingest::LookedUpRuns,
 }
 
 impl Store {
@@ -413,6 +422,7 @@ impl Store {
             notifications: None,
             owner: Owner::new(),
             suppress_rules: Vec::new(),
+            looked_up: ingest::LookedUpRuns::default(),
         }
     }
 

@@ -165,8 +165,7 @@ impl Store {
             ..PruneReport::default()
         };
         // Runs after what keeps a run named: events, notifications, findings last seen in it.
-        report.fixed_findings =
-            self.delete_batch("findings", "id", OLD_FIXED_FINDINGS, retention.runs)?;
+        report.fixed_findings = self.delete_old_fixed_findings(retention.runs)?;
         report.runs = self.delete_batch("sync_runs", "id", OLD_RUNS, retention.runs)?;
         report.add(self.drop_idle_branch_scope(retention)?);
         Ok(report)
@@ -197,6 +196,25 @@ impl Store {
                 "DELETE FROM {table} WHERE {key} IN ({ids} LIMIT {BATCH})"
             ))?
             .execute(params![before(age)])?;
+        tx.commit()?;
+        Ok(n as u64)
+    }
+
+    /// Deletes up to [`BATCH`] old fixed findings, their events first (events may be kept
+    /// longer than runs). SQLite's schema would delete those events with the findings;
+    /// PostgreSQL's has no key there (its migration 8).
+    fn delete_old_fixed_findings(&mut self, age: std::time::Duration) -> Result<u64, StoreError> {
+        let tx = self.conn.write_transaction()?;
+        let cutoff = before(age);
+        // The same rows both times: deleting their events changes no other row's standing.
+        let ids = format!("{OLD_FIXED_FINDINGS} ORDER BY f.id LIMIT {BATCH}");
+        tx.prepare(&format!(
+            "DELETE FROM finding_events WHERE finding_id IN ({ids})"
+        ))?
+        .execute(params![cutoff])?;
+        let n = tx
+            .prepare(&format!("DELETE FROM findings WHERE id IN ({ids})"))?
+            .execute(params![cutoff])?;
         tx.commit()?;
         Ok(n as u64)
     }
@@ -328,6 +346,37 @@ mod tests {
         assert_eq!(super::super::test_db::foreign_key_violations(&store), 0);
         // Nothing left: a second prune deletes nothing.
         assert!(store.prune(&retention).unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_old_fixed_finding_goes_with_its_events_when_events_are_kept_longer() {
+        let (_dir, mut store) = temp_store();
+        import(&mut store, "shop", &[findings(0..10)], RunEnd::Succeeded);
+        import(&mut store, "shop", &[findings(0..8)], RunEnd::Succeeded);
+        age(&store, 200);
+        let last_seen: &[(&str, &[&str])] = &[("findings", &["first_seen", "last_seen"])];
+        super::super::test_db::age(&store, 200, last_seen);
+        import(&mut store, "shop", &[findings(0..8)], RunEnd::Succeeded);
+        let retention = Retention {
+            runs: std::time::Duration::from_secs(100 * 86_400),
+            events: std::time::Duration::from_secs(400 * 86_400),
+            ..Retention::default()
+        };
+        let report = store.prune(&retention).unwrap();
+        // The two fixed 200 days ago, with their events (younger than `events`).
+        assert_eq!(report.fixed_findings, 2, "{report:?}");
+        assert_eq!(report.events, 0, "{report:?}");
+        assert_eq!(count(&store, "SELECT count(*) FROM findings"), 8);
+        assert_eq!(
+            count(
+                &store,
+                "SELECT count(*) FROM finding_events
+                 WHERE finding_id NOT IN (SELECT id FROM findings)"
+            ),
+            0,
+            "no event of a deleted finding is left"
+        );
+        assert_eq!(super::super::test_db::foreign_key_violations(&store), 0);
     }
 
     #[test]

@@ -169,6 +169,7 @@ impl Store {
     /// `missing`, and only the next complete run that still lacks them fixes them; findings
     /// already `missing` are fixed either way (their second absence).
     pub fn finish_run(&mut self, run: RunId, end: RunEnd) -> Result<RunRow, StoreError> {
+        self.looked_up.forget(run);
         let tx = self.conn.write_transaction()?;
         let at = now();
         let ctx = running_context(&tx, &self.owner, run)?;

@@ -173,16 +173,21 @@ fn the_store_suite_runs_on_postgresql() {
     assert!(stdout.contains("test result: ok"), "{stdout}");
 }
 
-/// Rows whose foreign keys point nowhere. PostgreSQL refuses them at every statement, so
-/// there are none to count there; SQLite checks only what it is asked to.
+/// Rows whose foreign keys point nowhere. SQLite checks only what it is asked to;
+/// PostgreSQL refuses them at every statement, except for the keys its schema version 8
+/// dropped (`migrations/postgres/0008_no_hot_path_foreign_keys.sql`), counted here.
 pub fn foreign_key_violations(store: &Store) -> i64 {
-    match store.conn.backend() {
-        super::db::Backend::Sqlite => store
-            .conn
-            .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
-                r.get(0)
-            })
-            .unwrap(),
-        super::db::Backend::Postgres => 0,
-    }
+    let sql = match store.conn.backend() {
+        super::db::Backend::Sqlite => "SELECT count(*) FROM pragma_foreign_key_check",
+        super::db::Backend::Postgres => {
+            "SELECT (SELECT count(*) FROM findings f
+                     WHERE NOT EXISTS (SELECT 1 FROM scans s WHERE s.id = f.scan_id)
+                        OR NOT EXISTS (SELECT 1 FROM sync_runs r WHERE r.id = f.last_run_id))
+                  + (SELECT count(*) FROM finding_events e
+                     WHERE NOT EXISTS (SELECT 1 FROM findings f WHERE f.id = e.finding_id)
+                        OR (e.run_id IS NOT NULL
+                            AND NOT EXISTS (SELECT 1 FROM sync_runs r WHERE r.id = e.run_id)))"
+        }
+    };
+    store.conn.query_row(sql, [], |r| r.get(0)).unwrap()
 }
