@@ -584,6 +584,9 @@ mod attack_tests;
 #[cfg(test)]
 mod house_attack_tests;
 
+#[cfg(test)]
+mod s8_attack_tests;
+
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         StoreError::Db(e.into())
