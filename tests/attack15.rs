@@ -1312,3 +1312,31 @@ fn edge_values_read_back_the_same_on_both_backends() {
     assert!(sqlite.len() >= 5, "{sqlite:?}");
     assert_eq!(sqlite, read(&db.url));
 }
+
+/// `check-config` on a PostgreSQL store this binary made (schema 8, PostgreSQL's own
+/// migration past SQLite's 7): the store is reachable and current, not "written by a newer
+/// scansync" (the probe compared it with SQLite's last version).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_config_accepts_the_postgresql_store_this_binary_migrated() {
+    let Some(db) = Database::fresh("att15_probe") else {
+        return;
+    };
+    drop(Store::open_at(&db.location()).unwrap());
+    let sim = sim(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("probe.toml");
+    std::fs::write(
+        &path,
+        config(&sim, dir.path(), &db.url, &ct_scans(1, "\"now\"")),
+    )
+    .unwrap();
+    let out = scansync_with_config(&path, &db.password, &["check-config"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("store check: reachable, schema version 8"),
+        "{}",
+        text(&out)
+    );
+    sim.shutdown().await;
+}

@@ -375,7 +375,12 @@ impl Store {
     /// `test-connection`, without writing anything. An error: it cannot be reached (a wrong
     /// password, host or certificate), or it was written by a newer scansync.
     pub fn probe(location: &StoreLocation) -> Result<String, StoreError> {
-        let known = MIGRATIONS.last().map_or(0, |(v, _)| *v);
+        // Each backend's own last version: PostgreSQL has migrations SQLite has not (8).
+        let migrations = match location {
+            StoreLocation::Sqlite(_) => MIGRATIONS,
+            StoreLocation::Postgres(_) => MIGRATIONS_POSTGRES,
+        };
+        let known = migrations.last().map_or(0, |(v, _)| *v);
         let found = match location {
             StoreLocation::Sqlite(path) if !path.exists() => {
                 return Ok("no file yet; the daemon or `scansync sync` creates it".into())
@@ -583,6 +588,9 @@ mod attack_tests;
 
 #[cfg(test)]
 mod house_attack_tests;
+
+#[cfg(test)]
+mod s8_attack_tests;
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
