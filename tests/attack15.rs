@@ -13,15 +13,15 @@
 mod common;
 
 use common::output_text as text;
-use common::pg::{ct_scans, sim_config as config, Database, PASSWORD_VAR};
+use common::pg::{ct_scans, sim_config as config, Database, Node, PASSWORD_VAR};
 
 use scansync::config::StoreLocation;
 use scansync::finding::{Finding, Location, Severity};
 use scansync::sim::{SimOptions, Simulator};
 use scansync::store::{RunEnd, RunScope, Store};
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -33,60 +33,6 @@ const WRITE_LOCK: i64 = 0x7363_616e_7379_6e63;
 // ---------------------------------------------------------------------------------------
 // Helpers (as in tests/several_daemons.rs)
 // ---------------------------------------------------------------------------------------
-
-/// One `scansync run` with its own config (its node name) and log.
-struct Node {
-    name: String,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Node {
-    fn start(dir: &Path, name: &str, config: &str, password: &str, lease_ttl: Duration) -> Node {
-        let path = dir.join(format!("{name}.toml"));
-        std::fs::write(
-            &path,
-            config.replacen(
-                "[daemon]\n",
-                &format!("[daemon]\nnode_name = \"{name}\"\n"),
-                1,
-            ),
-        )
-        .unwrap();
-        let log = dir.join(format!("{name}.log"));
-        let child = Command::new(BIN)
-            .env("SCANSYNC_LEASE_TTL_MS", lease_ttl.as_millis().to_string())
-            .env(PASSWORD_VAR, password)
-            .env_remove("RUST_LOG")
-            .arg("--config")
-            .arg(&path)
-            .arg("run")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
-            .spawn()
-            .expect("scansync starts");
-        Node {
-            name: name.to_owned(),
-            child,
-            log,
-        }
-    }
-
-    fn log(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        let tail = lines[lines.len().saturating_sub(25)..].join("\n");
-        format!("--- {} (last lines)\n{tail}", self.name)
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 async fn sim(projects: u32) -> Simulator {
     Simulator::start(SimOptions {
@@ -491,13 +437,13 @@ async fn a_daemon_runs_again_after_postgresql_drops_its_connections() {
         "node-a",
         &base,
         &db.password,
-        Duration::from_secs(3),
+        Some(Duration::from_secs(3)),
     );
     let ran = wait_for("a first run", Duration::from_secs(40), || {
         db.count("SELECT count(*) FROM sync_runs WHERE state = 'succeeded'") >= 1
     })
     .await;
-    assert!(ran, "no first run:\n{}", node.log());
+    assert!(ran, "no first run:\n{}", node.log_tail());
     let before = db.count("SELECT coalesce(max(id), 0) FROM sync_runs");
     db.admin_sql(&format!(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
@@ -519,10 +465,14 @@ async fn a_daemon_runs_again_after_postgresql_drops_its_connections() {
         recovered,
         "20 s after PostgreSQL dropped its sessions the daemon neither ran a scan (due every \
          3 s) nor exited:\n{}",
-        node.log()
+        node.log_tail()
     );
     if let Some(status) = exited {
-        assert!(!status.success(), "it exited 0: {status}\n{}", node.log());
+        assert!(
+            !status.success(),
+            "it exited 0: {status}\n{}",
+            node.log_tail()
+        );
     }
     sim.shutdown().await;
 }
@@ -561,21 +511,21 @@ async fn a_node_that_stops_hearing_the_database_does_not_stop_the_others() {
         "node-a",
         &config(&sim, dir.path(), &db.url, &scans),
         &db.password,
-        ttl,
+        Some(ttl),
     );
     let node_b = Node::start(
         dir.path(),
         "node-b",
         &config(&sim, dir.path(), via_proxy.as_str(), &scans),
         &db.password,
-        ttl,
+        Some(ttl),
     );
     // node-b writes at each due time (its claim; node-a mostly wins the run) and heartbeat.
     let both = wait_for("both nodes to work", Duration::from_secs(60), || {
-        node_a.log().contains("run finished") && node_b.log().contains("run starting")
+        node_a.log_tail().contains("run finished") && node_b.log_tail().contains("run starting")
     })
     .await;
-    assert!(both, "{}\n{}", node_a.log(), node_b.log());
+    assert!(both, "{}\n{}", node_a.log_tail(), node_b.log_tail());
 
     proxy.freeze();
     // node-b's next write (a heartbeat every ttl/3, a claim every 3 s) takes the lock and
@@ -615,7 +565,7 @@ async fn a_node_that_stops_hearing_the_database_does_not_stop_the_others() {
              FROM pg_stat_activity WHERE datname = '{}'",
             db.name
         )),
-        node_a.log()
+        node_a.log_tail()
     );
     drop(node_b);
     drop(node_a);
@@ -872,7 +822,7 @@ async fn a_push_claimed_by_a_node_that_died_runs_on_the_retry() {
         "node-b",
         &base,
         &db.password,
-        Duration::from_secs(3),
+        Some(Duration::from_secs(3)),
     );
     let pushes = "SELECT count(*) FROM sync_runs WHERE trigger = 'webhook' AND state = 'succeeded'";
     let ran = wait_for("the push's run", Duration::from_secs(40), || {
@@ -883,11 +833,11 @@ async fn a_push_claimed_by_a_node_that_died_runs_on_the_retry() {
         ran,
         "the push never ran: {:?}\n{}",
         db.rows("SELECT id, trigger, state, error FROM sync_runs ORDER BY id"),
-        node.log()
+        node.log_tail()
     );
     // Once: later sweeps find nothing more to take over.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(db.count(pushes), 1, "{}", node.log());
+    assert_eq!(db.count(pushes), 1, "{}", node.log_tail());
     drop(node);
     sim.shutdown().await;
 }
@@ -924,13 +874,13 @@ async fn a_timed_out_write_lock_wait_does_not_wedge_the_node() {
         "node-a",
         &base,
         &db.password,
-        Duration::from_secs(3),
+        Some(Duration::from_secs(3)),
     );
     let ran = wait_for("a first run", Duration::from_secs(40), || {
         db.count("SELECT count(*) FROM sync_runs WHERE state = 'succeeded'") >= 1
     })
     .await;
-    assert!(ran, "no first run:\n{}", node.log());
+    assert!(ran, "no first run:\n{}", node.log_tail());
     // Another session (another node's long page) holds the write lock for 5 s.
     let url = db.url_with_password();
     let holder = std::thread::spawn(move || {
@@ -961,7 +911,7 @@ async fn a_timed_out_write_lock_wait_does_not_wedge_the_node() {
         went_on,
         "15 s after the other session released the write lock the node (a scan due every \
          2 s) ran nothing:\n{}",
-        node.log()
+        node.log_tail()
     );
     sim.shutdown().await;
 }

@@ -7,114 +7,15 @@
 
 mod common;
 
-use common::pg::{ct_scans, sim_config, Database, PASSWORD_VAR};
+use common::pg::{ct_scans, sim_config, Database, Node};
 
 use scansync::sim::{SimOptions, Simulator};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_scansync");
 /// How long a lease lives here (the daemons read `SCANSYNC_LEASE_TTL_MS`): short, so a killed
 /// node's runs are taken over within the test's patience.
 const LEASE_TTL: Duration = Duration::from_secs(4);
-
-/// One `scansync run` with its own config (its node name) and log.
-struct Node {
-    name: String,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Node {
-    /// `lease_ttl`: `Some` shortens the lease (`SCANSYNC_LEASE_TTL_MS`); under load a
-    /// heartbeat may then miss it and the node lose its scans, so only the test that kills
-    /// a node uses it.
-    fn start(
-        dir: &Path,
-        name: &str,
-        base_config: &str,
-        db: &Database,
-        lease_ttl: Option<Duration>,
-    ) -> Node {
-        let config = dir.join(format!("{name}.toml"));
-        std::fs::write(
-            &config,
-            base_config.replacen(
-                "[daemon]\n",
-                &format!("[daemon]\nnode_name = \"{name}\"\n"),
-                1,
-            ),
-        )
-        .unwrap();
-        let log = dir.join(format!("{name}.log"));
-        let mut command = Command::new(BIN);
-        if let Some(ttl) = lease_ttl {
-            command.env("SCANSYNC_LEASE_TTL_MS", ttl.as_millis().to_string());
-        }
-        let child = command
-            .arg("--config")
-            .arg(&config)
-            .arg("run")
-            .env(PASSWORD_VAR, &db.password)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
-            .spawn()
-            .expect("scansync starts");
-        Node {
-            name: name.to_owned(),
-            child,
-            log,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -{sig} {}", self.name);
-    }
-
-    /// SIGTERM, then the exit; the log on failure.
-    async fn stop(mut self) {
-        self.signal("TERM");
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(
-                    status.success(),
-                    "{} exited {status}:\n{}",
-                    self.name,
-                    self.log()
-                );
-                return;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "{} did not stop:\n{}",
-                self.name,
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A simulator with `scans` projects of `findings` each, and three nodes (`node-a`…) on
 /// `db` with `scans` CodeThreat scans on `schedule`.
@@ -138,7 +39,7 @@ async fn three_nodes(
     let base = sim_config(&sim, dir.path(), &db.url, &ct_scans(scans, schedule));
     let nodes = ["node-a", "node-b", "node-c"]
         .iter()
-        .map(|n| Node::start(dir.path(), n, &base, db, lease_ttl))
+        .map(|n| Node::start(dir.path(), n, &base, &db.password, lease_ttl))
         .collect();
     (sim, dir, nodes)
 }

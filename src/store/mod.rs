@@ -380,7 +380,7 @@ impl Store {
             StoreLocation::Sqlite(_) => MIGRATIONS,
             StoreLocation::Postgres(_) => MIGRATIONS_POSTGRES,
         };
-        let known = migrations.last().map_or(0, |(v, _)| *v);
+        let known = latest(migrations);
         let found = match location {
             StoreLocation::Sqlite(path) if !path.exists() => {
                 return Ok("no file yet; the daemon or `scansync sync` creates it".into())
@@ -475,8 +475,13 @@ pub enum Schema {
 }
 
 /// Refuses a schema version `found` other than the last of `migrations` (0: no store).
+/// The schema version the last of `migrations` brings a store to.
+fn latest(migrations: &[(i64, &str)]) -> i64 {
+    migrations.last().map_or(0, |(v, _)| *v)
+}
+
 fn check_version(found: i64, migrations: &[(i64, &str)], path: String) -> Result<(), StoreError> {
-    let known = migrations.last().map_or(0, |(v, _)| *v);
+    let known = latest(migrations);
     if found > known {
         return Err(StoreError::SchemaTooNew { path, found, known });
     }
@@ -493,7 +498,7 @@ fn check_version(found: i64, migrations: &[(i64, &str)], path: String) -> Result
 /// inside the (immediate, so exclusive-writer) transaction so two processes opening a fresh
 /// file at once do not both apply a migration.
 fn migrate(conn: &mut Db, path: &str) -> Result<(), StoreError> {
-    let known = MIGRATIONS.last().map_or(0, |(v, _)| *v);
+    let known = latest(MIGRATIONS);
     loop {
         let tx = conn.write_transaction()?;
         let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;

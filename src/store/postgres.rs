@@ -126,7 +126,7 @@ pub fn version(db: &Db) -> Result<i64, DbError> {
 /// Brings the schema up to date (the daemon and writing commands only), each migration in
 /// one transaction under [`MIGRATION_LOCK`].
 pub fn migrate(db: &mut Db, shown: &str) -> Result<(), StoreError> {
-    let known = MIGRATIONS_POSTGRES.last().map_or(0, |(v, _)| *v);
+    let known = super::latest(MIGRATIONS_POSTGRES);
     loop {
         let tx = db.write_transaction()?;
         tx.execute_batch(&format!(

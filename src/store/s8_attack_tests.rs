@@ -3,7 +3,9 @@
 //! Each runs on both backends: the store must behave the same on SQLite and PostgreSQL.
 
 use super::test_db::{on_postgres, TestDb};
-use super::tests::{count, finding, findings, import, other_process, scope, temp_store};
+use super::tests::{
+    count, finding, findings, import, other_process, page_outcome, scope, temp_store, PageOutcome,
+};
 use super::*;
 
 /// `check-config` and `test-connection` probe the store: a store this binary made and
@@ -80,35 +82,6 @@ fn a_version_7_postgresql_store_is_probed_as_older_and_migrated_with_its_rows() 
     assert_eq!(super::test_db::foreign_key_violations(&store), 0);
 }
 
-/// One page's findings, the run's counts and every row and event, as text.
-type Outcome = (Vec<RunCounts>, Vec<String>, Vec<String>, Vec<String>);
-
-fn snapshot(store: &Store, counts: Vec<RunCounts>) -> Outcome {
-    let text = |sql: &str| -> Vec<String> {
-        let mut stmt = store.conn.prepare(sql).unwrap();
-        stmt.query_map([], |r| r.get::<String>(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap()
-    };
-    let rows = text(
-        "SELECT fingerprint || ' ' || state || ' ' || severity || ' '
-                || coalesce(vendor_id, '-') || ' '
-                || coalesce(CAST(start_line AS TEXT), '-') || ' '
-                || CAST(times_seen AS TEXT) || ' ' || CAST(last_run_id AS TEXT) || ' '
-                || CAST(touched_run_id AS TEXT) || ' ' || coalesce(triage, '-') || ' '
-                || coalesce(triage_source, '-')
-         FROM findings ORDER BY fingerprint",
-    );
-    let events = text(
-        "SELECT f.fingerprint || ' ' || e.kind || ' ' || coalesce(e.old_value, '-') || ' '
-                || coalesce(e.new_value, '-') || ' ' || coalesce(CAST(e.run_id AS TEXT), '-')
-         FROM finding_events e JOIN findings f ON f.id = e.finding_id ORDER BY e.id",
-    );
-    let order = text("SELECT fingerprint FROM findings ORDER BY id");
-    (counts, rows, events, order)
-}
-
 /// A finding `n` at `line`, with vendor id `vid`: one identity, several sightings.
 fn at(n: usize, line: u32, vid: Option<&str>) -> Finding {
     let mut f = finding(n);
@@ -131,7 +104,7 @@ fn at(n: usize, line: u32, vid: Option<&str>) -> Finding {
 fn optimistic_pages_end_as_one_statement_per_finding_does_in_tricky_orders() {
     use super::ingest::{FELL_BACK, ONE_BY_ONE};
     let rule = super::tests::rule("fixtures", "Problem 6");
-    let outcome = |one_by_one: bool| -> Outcome {
+    let outcome = |one_by_one: bool| -> PageOutcome {
         ONE_BY_ONE.with(|o| o.set(one_by_one));
         let (db, mut first) = temp_store();
         first.set_suppress_rules(vec![rule.clone()]);
@@ -210,7 +183,7 @@ fn optimistic_pages_end_as_one_statement_per_finding_does_in_tricky_orders() {
         );
         ONE_BY_ONE.with(|o| o.set(false));
         assert_eq!(super::test_db::foreign_key_violations(&second), 0);
-        snapshot(&second, counts)
+        page_outcome(&second, counts)
     };
     let batched = outcome(false);
     assert_eq!(FELL_BACK.with(|n| n.get()), 0, "no page fell back");
@@ -255,7 +228,7 @@ fn random_pages_end_the_same_batched_and_one_by_one() {
     });
     runner
         .run(&runs, |runs| {
-            let outcome = |one_by_one: bool| -> Outcome {
+            let outcome = |one_by_one: bool| -> PageOutcome {
                 ONE_BY_ONE.with(|o| o.set(one_by_one));
                 let (_db, mut store) = temp_store();
                 let mut counts = Vec::new();
@@ -270,7 +243,7 @@ fn random_pages_end_the_same_batched_and_one_by_one() {
                     counts.push(store.finish_run(run, RunEnd::Succeeded).unwrap().counts);
                 }
                 ONE_BY_ONE.with(|o| o.set(false));
-                snapshot(&store, counts)
+                page_outcome(&store, counts)
             };
             let batched = outcome(false);
             let single = outcome(true);

@@ -957,6 +957,37 @@ fn two_findings_of_one_rule_file_and_title_stay_two_through_line_shifts_and_repe
     assert_eq!(one.counts.fixed + one.counts.missing, 1);
 }
 
+/// What a run of imports left, to compare two ways of importing: the runs' counts, every
+/// row, every event (with its finding, in id order), and the rows' id order (PostgreSQL's
+/// ids may have gaps), as text.
+pub(super) type PageOutcome = (Vec<RunCounts>, Vec<String>, Vec<String>, Vec<String>);
+
+pub(super) fn page_outcome(store: &Store, counts: Vec<RunCounts>) -> PageOutcome {
+    let text = |sql: &str| -> Vec<String> {
+        let mut stmt = store.conn.prepare(sql).unwrap();
+        stmt.query_map([], |r| r.get::<String>(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    let rows = text(
+        "SELECT fingerprint || ' ' || state || ' ' || severity || ' '
+                || coalesce(vendor_status, '-') || ' ' || coalesce(vendor_id, '-') || ' '
+                || coalesce(CAST(start_line AS TEXT), '-') || ' '
+                || CAST(times_seen AS TEXT) || ' ' || CAST(last_run_id AS TEXT) || ' '
+                || CAST(touched_run_id AS TEXT) || ' ' || coalesce(triage, '-') || ' '
+                || coalesce(triage_source, '-')
+         FROM findings ORDER BY fingerprint",
+    );
+    let events = text(
+        "SELECT f.fingerprint || ' ' || e.kind || ' ' || coalesce(e.old_value, '-') || ' '
+                || coalesce(e.new_value, '-') || ' ' || coalesce(CAST(e.run_id AS TEXT), '-')
+         FROM finding_events e JOIN findings f ON f.id = e.finding_id ORDER BY e.id",
+    );
+    let order = text("SELECT fingerprint FROM findings ORDER BY id");
+    (counts, rows, events, order)
+}
+
 #[test]
 fn a_page_imported_in_one_statement_ends_as_one_statement_per_finding_does() {
     // On PostgreSQL a page's upserts go as one statement (`ingest::upsert_rows_batched`);
@@ -1039,31 +1070,7 @@ fn a_page_imported_in_one_statement_ends_as_one_statement_per_finding_does() {
             .map(|pages| import(&mut store, "shop", pages, RunEnd::Succeeded).counts)
             .collect();
         ONE_BY_ONE.with(|o| o.set(false));
-        let text = |store: &Store, sql: &str| -> Vec<String> {
-            let mut stmt = store.conn.prepare(sql).unwrap();
-            stmt.query_map([], |r| r.get::<String>(0))
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap()
-        };
-        let rows = text(
-            &store,
-            "SELECT fingerprint || ' ' || state || ' ' || severity || ' '
-                    || coalesce(vendor_status, '-') || ' ' || coalesce(vendor_id, '-') || ' '
-                    || coalesce(CAST(start_line AS TEXT), '-') || ' '
-                    || CAST(times_seen AS TEXT) || ' ' || CAST(last_run_id AS TEXT) || ' '
-                    || CAST(touched_run_id AS TEXT) || ' ' || coalesce(triage, '-')
-             FROM findings ORDER BY fingerprint",
-        );
-        let events = text(
-            &store,
-            "SELECT f.fingerprint || ' ' || e.kind || ' ' || coalesce(e.old_value, '-') || ' '
-                    || coalesce(e.new_value, '-') || ' ' || CAST(e.run_id AS TEXT)
-             FROM finding_events e JOIN findings f ON f.id = e.finding_id ORDER BY e.id",
-        );
-        // The order of the rows' ids too (PostgreSQL's ids may have gaps).
-        let order = text(&store, "SELECT fingerprint FROM findings ORDER BY id");
-        (counts, rows, events, order)
+        page_outcome(&store, counts)
     };
     let batched = outcome(false);
     assert_eq!(

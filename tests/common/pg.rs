@@ -151,3 +151,111 @@ pub fn ct_scans(n: usize, schedule: &str) -> String {
         })
         .collect()
 }
+
+/// One `scansync run` on a config of its own (`base_config` with `[daemon] node_name`), its
+/// stderr in `NAME.log` beside it, killed when dropped.
+pub struct Node {
+    pub name: String,
+    pub child: std::process::Child,
+    log: std::path::PathBuf,
+}
+
+impl Node {
+    /// `lease_ttl`: `Some` shortens the lease (`SCANSYNC_LEASE_TTL_MS`); under load a
+    /// heartbeat may then miss it and the node lose its scans.
+    pub fn start(
+        dir: &std::path::Path,
+        name: &str,
+        base_config: &str,
+        password: &str,
+        lease_ttl: Option<std::time::Duration>,
+    ) -> Node {
+        use std::process::{Command, Stdio};
+        let config = dir.join(format!("{name}.toml"));
+        std::fs::write(
+            &config,
+            base_config.replacen(
+                "[daemon]\n",
+                &format!("[daemon]\nnode_name = \"{name}\"\n"),
+                1,
+            ),
+        )
+        .unwrap();
+        let log = dir.join(format!("{name}.log"));
+        let mut command = Command::new(env!("CARGO_BIN_EXE_scansync"));
+        if let Some(ttl) = lease_ttl {
+            command.env("SCANSYNC_LEASE_TTL_MS", ttl.as_millis().to_string());
+        }
+        let child = command
+            .arg("--config")
+            .arg(&config)
+            .arg("run")
+            .env(PASSWORD_VAR, password)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .spawn()
+            .expect("scansync starts");
+        Node {
+            name: name.to_owned(),
+            child,
+            log,
+        }
+    }
+
+    /// Its whole log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The last 25 lines of its log, under its name.
+    pub fn log_tail(&self) -> String {
+        let text = self.log();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = lines[lines.len().saturating_sub(25)..].join("\n");
+        format!("--- {} (last lines)\n{tail}", self.name)
+    }
+
+    /// Sends `kill -SIG` to it.
+    pub fn signal(&self, sig: &str) {
+        let ok = std::process::Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} {}", self.name);
+    }
+
+    /// SIGTERM, then the exit; the log on failure.
+    pub async fn stop(mut self) {
+        self.signal("TERM");
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(
+                    status.success(),
+                    "{} exited {status}:\n{}",
+                    self.name,
+                    self.log()
+                );
+                return;
+            }
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(60),
+                "{} did not stop:\n{}",
+                self.name,
+                self.log()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
