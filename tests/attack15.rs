@@ -45,6 +45,26 @@ async fn sim(projects: u32) -> Simulator {
     .unwrap()
 }
 
+/// A simulator with one project and a node `name` on `db` with one CodeThreat scan on
+/// `schedule`, its lease 3 s; the tempdir holds the node's config and log.
+async fn one_node(
+    db: &Database,
+    schedule: &str,
+    name: &str,
+) -> (Simulator, tempfile::TempDir, Node) {
+    let sim = sim(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let base = config(&sim, dir.path(), &db.url, &ct_scans(1, schedule));
+    let node = Node::start(
+        dir.path(),
+        name,
+        &base,
+        &db.password,
+        Some(Duration::from_secs(3)),
+    );
+    (sim, dir, node)
+}
+
 /// `scansync --config CONFIG ARGS` with the database password in [`PASSWORD_VAR`].
 fn scansync_with_config(config: &Path, password: &str, args: &[&str]) -> Output {
     Command::new(BIN)
@@ -424,21 +444,7 @@ async fn a_daemon_runs_again_after_postgresql_drops_its_connections() {
     let Some(db) = Database::fresh("att15_drop") else {
         return;
     };
-    let sim = sim(1).await;
-    let dir = tempfile::tempdir().unwrap();
-    let base = config(
-        &sim,
-        dir.path(),
-        &db.url,
-        &ct_scans(1, "{ every = \"3s\" }"),
-    );
-    let mut node = Node::start(
-        dir.path(),
-        "node-a",
-        &base,
-        &db.password,
-        Some(Duration::from_secs(3)),
-    );
+    let (sim, _dir, mut node) = one_node(&db, "{ every = \"3s\" }", "node-a").await;
     let ran = wait_for("a first run", Duration::from_secs(40), || {
         db.count("SELECT count(*) FROM sync_runs WHERE state = 'succeeded'") >= 1
     })
@@ -809,21 +815,7 @@ async fn a_push_claimed_by_a_node_that_died_runs_on_the_retry() {
         );
     }
     // A daemon on the store (node-b) runs the push.
-    let sim = sim(1).await;
-    let dir = tempfile::tempdir().unwrap();
-    let base = config(
-        &sim,
-        dir.path(),
-        &db.url,
-        &ct_scans(1, "{ every = \"1h\" }"),
-    );
-    let node = Node::start(
-        dir.path(),
-        "node-b",
-        &base,
-        &db.password,
-        Some(Duration::from_secs(3)),
-    );
+    let (sim, _dir, node) = one_node(&db, "{ every = \"1h\" }", "node-b").await;
     let pushes = "SELECT count(*) FROM sync_runs WHERE trigger = 'webhook' AND state = 'succeeded'";
     let ran = wait_for("the push's run", Duration::from_secs(40), || {
         db.count(pushes) >= 1
@@ -861,21 +853,7 @@ async fn a_timed_out_write_lock_wait_does_not_wedge_the_node() {
         "ALTER DATABASE {} SET statement_timeout = '2s'",
         db.name
     ));
-    let sim = sim(1).await;
-    let dir = tempfile::tempdir().unwrap();
-    let base = config(
-        &sim,
-        dir.path(),
-        &db.url,
-        &ct_scans(1, "{ every = \"2s\" }"),
-    );
-    let node = Node::start(
-        dir.path(),
-        "node-a",
-        &base,
-        &db.password,
-        Some(Duration::from_secs(3)),
-    );
+    let (sim, _dir, node) = one_node(&db, "{ every = \"2s\" }", "node-a").await;
     let ran = wait_for("a first run", Duration::from_secs(40), || {
         db.count("SELECT count(*) FROM sync_runs WHERE state = 'succeeded'") >= 1
     })
