@@ -328,7 +328,8 @@ pub(super) fn inherit_branch_triage(
              SELECT id, ?1, 'state_set', 'new', triage, last_seen, triage_by, triage_reason,
                     triage_until
              FROM findings
-             WHERE scan_id = ?2 AND triage_source = 'local' AND id IN ({created_here})"
+             WHERE scan_id = ?2 AND triage_source = 'local' AND id IN ({created_here})
+             ORDER BY id"
         ))?
         .execute(params![run, ctx.scan_id, events_before])?;
     }
@@ -409,12 +410,13 @@ pub(super) fn fix_absent(
                 && absent as f64 > ctx.fix_guard * present as f64));
     // Findings already missing are fixed by this second absence; with the guard tripped the
     // others are held as missing, else they are fixed too. Events first, while the rows
-    // still show their old state.
+    // still show their old state, in the findings' order: PostgreSQL would otherwise write
+    // them in whatever order its heap holds the rows, which updates shuffle.
     let change = |to: &str, which: &str| -> Result<u64, StoreError> {
         let condition = format!("{in_scan} AND last_run_id < ?2 AND {which}");
         conn.prepare_cached(&format!(
             "INSERT INTO finding_events (finding_id, run_id, kind, old_value, new_value, at)
-             SELECT id, ?2, ?5, state, ?5, ?6 FROM findings WHERE {condition}"
+             SELECT id, ?2, ?5, state, ?5, ?6 FROM findings WHERE {condition} ORDER BY id"
         ))?
         .execute(params![ctx.scan_id, run, rows.first, rows.last, to, at])?;
         Ok(conn

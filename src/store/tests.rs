@@ -217,7 +217,7 @@ fn finding_that_moved_lines_is_the_same_finding_with_the_latest_location() {
 #[test]
 fn finding_absent_after_a_complete_run_is_fixed() {
     let (_dir, mut store) = temp_store();
-    let all = findings(0..5);
+    let all = findings(0..40);
     import(
         &mut store,
         "shop",
@@ -237,7 +237,7 @@ fn finding_absent_after_a_complete_run_is_fixed() {
 #[test]
 fn finding_absent_after_a_failed_interrupted_or_timed_out_run_stays_open() {
     let (_dir, mut store) = temp_store();
-    let all = findings(0..5);
+    let all = findings(0..40);
     import(
         &mut store,
         "shop",
@@ -452,7 +452,7 @@ fn for_each_finding_filters_by_scan_state_and_this_severity_or_worse() {
     let (_dir, mut store) = temp_store();
     // finding(n) has severity ALL[n % 5]: 0 critical, 1 high, 2 medium, 3 low, 4 info.
     import(&mut store, "shop", &[findings(0..10)], RunEnd::Succeeded);
-    import(&mut store, "billing", &[findings(0..5)], RunEnd::Succeeded);
+    import(&mut store, "billing", &[findings(0..40)], RunEnd::Succeeded);
     import(&mut store, "billing", &[findings(0..2)], RunEnd::Succeeded);
 
     let all = store.findings(&FindingFilter::default()).unwrap();
@@ -640,7 +640,7 @@ fn a_run_that_lost_its_lease_stores_nothing_and_fixes_nothing() {
     let mut second = other_process(&dir);
     import(&mut first, "shop", &[findings(0..30)], RunEnd::Succeeded);
     let slow = first.begin_run(&scope("shop")).unwrap();
-    first.upsert_page(slow, &findings(0..5)).unwrap();
+    first.upsert_page(slow, &findings(0..40)).unwrap();
     let first_owner = first.owner().id.clone();
     expire(&first, &first_owner);
     // The heartbeat expired: another process takes the scan and runs it.
@@ -986,6 +986,39 @@ pub(super) fn page_outcome(store: &Store, counts: Vec<RunCounts>) -> PageOutcome
     );
     let order = text("SELECT fingerprint FROM findings ORDER BY id");
     (counts, rows, events, order)
+}
+
+#[test]
+fn the_fixed_events_of_a_run_follow_the_findings_order_whatever_the_vendors_order() {
+    // PostgreSQL keeps an updated row's new version after the rows it passed, so a page
+    // listing the scan backwards leaves the heap backwards; the fix pass must still write
+    // its events in the findings' order, as SQLite and one statement per finding do (a
+    // random-pages test once failed on this order in CI).
+    let (_db, mut store) = temp_store();
+    import(&mut store, "shop", &[findings(0..40)], RunEnd::Succeeded);
+    let mut backwards = findings(0..40);
+    backwards.reverse();
+    import(&mut store, "shop", &[backwards], RunEnd::Succeeded);
+    if on_postgres() {
+        // The plan that reads the heap in its order, which the planner may pick any day.
+        store
+            .conn
+            .execute_batch("SET enable_indexscan = off; SET enable_bitmapscan = off")
+            .unwrap();
+    }
+    import(&mut store, "shop", &[findings(0..25)], RunEnd::Succeeded);
+    let fixed_in_event_order: Vec<i64> = {
+        let mut stmt = store
+            .conn
+            .prepare("SELECT finding_id FROM finding_events WHERE kind = 'fixed' ORDER BY id")
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    let ids: Vec<i64> = findings(25..40).iter().map(|f| id_of(&store, f)).collect();
+    assert_eq!(fixed_in_event_order, ids);
 }
 
 #[test]
@@ -1353,7 +1386,7 @@ fn version_1_store_upgraded_keeps_every_findings_id_state_and_history_and_rekeys
 fn a_page_transaction_dropped_without_commit_leaves_no_trace() {
     let (_dir, mut store) = temp_store();
     let run = store.begin_run(&scope("shop")).unwrap();
-    store.upsert_page(run, &findings(0..5)).unwrap();
+    store.upsert_page(run, &findings(0..40)).unwrap();
     {
         let owner = store.owner.clone();
         let tx = store.conn.write_transaction().unwrap();
@@ -1529,7 +1562,7 @@ fn listed_fingerprints(payload: &serde_json::Value) -> Vec<String> {
 #[test]
 fn without_webhooks_finishing_a_run_writes_no_notification() {
     let (_dir, mut store) = temp_store();
-    import(&mut store, "shop", &[findings(0..5)], RunEnd::Succeeded);
+    import(&mut store, "shop", &[findings(0..40)], RunEnd::Succeeded);
     assert_eq!(count(&store, "SELECT count(*) FROM webhook_outbox"), 0);
     assert_eq!(store.outbox_depth().unwrap(), 0);
 }
