@@ -217,7 +217,7 @@ fn finding_that_moved_lines_is_the_same_finding_with_the_latest_location() {
 #[test]
 fn finding_absent_after_a_complete_run_is_fixed() {
     let (_dir, mut store) = temp_store();
-    let all = findings(0..40);
+    let all = findings(0..5);
     import(
         &mut store,
         "shop",
@@ -237,7 +237,7 @@ fn finding_absent_after_a_complete_run_is_fixed() {
 #[test]
 fn finding_absent_after_a_failed_interrupted_or_timed_out_run_stays_open() {
     let (_dir, mut store) = temp_store();
-    let all = findings(0..40);
+    let all = findings(0..5);
     import(
         &mut store,
         "shop",
@@ -452,7 +452,7 @@ fn for_each_finding_filters_by_scan_state_and_this_severity_or_worse() {
     let (_dir, mut store) = temp_store();
     // finding(n) has severity ALL[n % 5]: 0 critical, 1 high, 2 medium, 3 low, 4 info.
     import(&mut store, "shop", &[findings(0..10)], RunEnd::Succeeded);
-    import(&mut store, "billing", &[findings(0..40)], RunEnd::Succeeded);
+    import(&mut store, "billing", &[findings(0..5)], RunEnd::Succeeded);
     import(&mut store, "billing", &[findings(0..2)], RunEnd::Succeeded);
 
     let all = store.findings(&FindingFilter::default()).unwrap();
@@ -640,7 +640,7 @@ fn a_run_that_lost_its_lease_stores_nothing_and_fixes_nothing() {
     let mut second = other_process(&dir);
     import(&mut first, "shop", &[findings(0..30)], RunEnd::Succeeded);
     let slow = first.begin_run(&scope("shop")).unwrap();
-    first.upsert_page(slow, &findings(0..40)).unwrap();
+    first.upsert_page(slow, &findings(0..5)).unwrap();
     let first_owner = first.owner().id.clone();
     expire(&first, &first_owner);
     // The heartbeat expired: another process takes the scan and runs it.
@@ -1386,7 +1386,7 @@ fn version_1_store_upgraded_keeps_every_findings_id_state_and_history_and_rekeys
 fn a_page_transaction_dropped_without_commit_leaves_no_trace() {
     let (_dir, mut store) = temp_store();
     let run = store.begin_run(&scope("shop")).unwrap();
-    store.upsert_page(run, &findings(0..40)).unwrap();
+    store.upsert_page(run, &findings(0..5)).unwrap();
     {
         let owner = store.owner.clone();
         let tx = store.conn.write_transaction().unwrap();
@@ -1562,7 +1562,7 @@ fn listed_fingerprints(payload: &serde_json::Value) -> Vec<String> {
 #[test]
 fn without_webhooks_finishing_a_run_writes_no_notification() {
     let (_dir, mut store) = temp_store();
-    import(&mut store, "shop", &[findings(0..40)], RunEnd::Succeeded);
+    import(&mut store, "shop", &[findings(0..5)], RunEnd::Succeeded);
     assert_eq!(count(&store, "SELECT count(*) FROM webhook_outbox"), 0);
     assert_eq!(store.outbox_depth().unwrap(), 0);
 }
