@@ -464,16 +464,8 @@ pub(super) fn upsert_page_in(
         .iter()
         .filter(|r| r.covers_scan(&ctx.scan) && r.active_at(&at))
         .collect();
-    // Every event with a higher id than this was written by this page's upserts (the page's
-    // transaction is the only writer).
-    let events_before: i64 = conn
-        .prepare_cached("SELECT coalesce(max(id), 0) FROM finding_events")?
-        .query_row([], |r| r.get(0))?;
-    // Every finding with a higher id than this is one this page creates.
-    let findings_before: i64 = conn
-        .prepare_cached("SELECT coalesce(max(id), 0) FROM findings")?
-        .query_row([], |r| r.get(0))?;
-    let stale = newer_success(conn, ctx.scan_id, run)?;
+    let (events_before, findings_before, stale) =
+        (ctx.events_before, ctx.findings_before, ctx.newer_success);
     let rows: Vec<(&Finding, UpsertContext<'_>)> = page
         .iter()
         .map(|finding| {
@@ -726,8 +718,17 @@ fn plan_page(
     use std::collections::HashMap;
     /// Fingerprints read beyond the one a walk needs, for the walk's next steps.
     const AHEAD: u32 = 3;
-    let mut fingerprints: Vec<Vec<String>> =
-        rows.iter().map(|(f, _)| vec![f.fingerprint(0)]).collect();
+    let firsts: Vec<String> = rows.iter().map(|(f, _)| f.fingerprint(0)).collect();
+    if !look_up {
+        // The usual page: taken to meet no row this run stored, a page of distinct
+        // identities places each finding under its first fingerprint, which is what the walk
+        // below ends with, without its maps (a tenth of a re-sync's client time).
+        let mut distinct = std::collections::HashSet::with_capacity(firsts.len());
+        if firsts.iter().all(|key| distinct.insert(key.as_str())) {
+            return Ok(firsts.into_iter().map(Some).collect());
+        }
+    }
+    let mut fingerprints: Vec<Vec<String>> = firsts.into_iter().map(|key| vec![key]).collect();
     let mut stored: HashMap<String, Met> = HashMap::new();
     // First the page's first fingerprints, with room for the identities it lists more than
     // once.
@@ -1002,7 +1003,7 @@ impl Store {
     pub fn upsert_page(&mut self, run: RunId, page: &[Finding]) -> Result<RunCounts, StoreError> {
         let tx = self.conn.write_transaction()?;
         let ctx = running_context(&tx, &self.owner, run)?;
-        if !lease::holds_lease(&tx, &self.owner, ctx.scan_id, run)? {
+        if !ctx.holds_lease {
             return Err(StoreError::LeaseLost(run));
         }
         let counts = upsert_page_in(

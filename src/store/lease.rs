@@ -82,23 +82,6 @@ pub(super) fn register_owner(conn: &Db, owner: &Owner) -> Result<(), StoreError>
     Ok(())
 }
 
-/// Whether `owner` holds the lease of `scan` for `run` right now.
-pub(super) fn holds_lease(
-    conn: &Db,
-    owner: &Owner,
-    scan_id: i64,
-    run: RunId,
-) -> Result<bool, StoreError> {
-    let held: Option<i64> = conn
-        .prepare_cached(
-            "SELECT 1 FROM scan_leases l JOIN scans s ON s.name = l.scan
-             WHERE s.id = ?1 AND l.owner = ?2 AND l.run_id = ?3 AND l.expires_at > ?4",
-        )?
-        .query_row(params![scan_id, owner.id, run, now()], |r| r.get(0))
-        .optional()?;
-    Ok(held.is_some())
-}
-
 /// Takes the lease of `scan` for `run` when it is free (absent, expired, or left by a run that
 /// ended), inside the caller's immediate transaction.
 pub(super) fn claim_in(
@@ -228,7 +211,7 @@ impl Store {
     /// run that goes on.
     ///
     /// Run ids order listings: the lifecycle takes a higher id for a newer listing (see
-    /// `newer_success` and `touched_run_id`). A run begun before it waited would break that
+    /// `RunContext::newer_success` and `touched_run_id`). A run begun before it waited would break that
     /// when another process began a run of the scan meanwhile: this run reads the vendor
     /// now, yet would count as older. So it goes on as a new run (its row copied, begun
     /// now), and `run` ends `interrupted` naming it; it stored nothing, so nothing is lost.

@@ -7,34 +7,70 @@ use super::*;
 pub(super) const RUN_COLUMNS: &str = "id, scan, instance, vendor, bind_to, branch, trigger, state, \
      vendor_scan_id, started_at, finished_at, seen, new, open, reopened, fixed, pages, error, missing";
 
-/// What a page import needs to know about its run, read once per page.
+/// What a write to a running run (a page, its end) needs to know, read in one query when
+/// the write transaction begins: on a server each query is a round trip, and a page made
+/// five of them before it wrote anything.
 pub(super) struct RunContext {
     pub(super) scan_id: i64,
     pub(super) fix_guard: f64,
     /// The store scan's name (`name` or `name@branch`), which suppression rules name.
     pub(super) scan: String,
+    /// Whether this process holds the scan's lease for the run right now: only the holder
+    /// stores or fixes.
+    pub(super) holds_lease: bool,
+    /// Whether a run of the scan newer than this one has succeeded: then this run's listing
+    /// is older than the scan's truth, and it neither fixes nor creates open findings.
+    pub(super) newer_success: bool,
+    /// The largest finding and event ids: every row with a higher id was written by this
+    /// transaction (it holds the write lock).
+    pub(super) findings_before: i64,
+    pub(super) events_before: i64,
 }
 
 pub(super) fn no_such_run(run: RunId) -> StoreError {
     StoreError::Invalid(format!("no sync run with id {run} in the store"))
 }
 
-/// The run's scope, or an error when the run does not exist, has already ended, or is owned
-/// by another process (it adopted the run): a page or an end for such a run is refused.
+/// The run's context, or an error when the run does not exist, has already ended, or is
+/// owned by another process (it adopted the run): a page or an end for such a run is
+/// refused. Read inside the caller's write transaction.
 pub(super) fn running_context(
     conn: &Db,
     owner: &Owner,
     run: RunId,
 ) -> Result<RunContext, StoreError> {
-    let found: Option<(i64, String, Option<String>, f64, String)> = conn
+    let found = conn
         .prepare_cached(
-            "SELECT scan_id, state, owner, fix_guard, scan FROM sync_runs WHERE id = ?1",
+            "SELECT r.scan_id, r.state, r.owner, r.fix_guard, r.scan,
+                    EXISTS (SELECT 1 FROM scan_leases l JOIN scans s ON s.name = l.scan
+                            WHERE s.id = r.scan_id AND l.owner = ?2 AND l.run_id = r.id
+                              AND l.expires_at > ?3),
+                    EXISTS (SELECT 1 FROM sync_runs n
+                            WHERE n.scan_id = r.scan_id AND n.id > r.id
+                              AND n.state = 'succeeded'),
+                    (SELECT coalesce(max(id), 0) FROM findings),
+                    (SELECT coalesce(max(id), 0) FROM finding_events)
+             FROM sync_runs r WHERE r.id = ?1",
         )?
-        .query_row(params![run], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        .query_row(params![run, owner.id, now()], |r| {
+            let state: String = r.get(1)?;
+            let run_owner: Option<String> = r.get(2)?;
+            Ok((
+                state,
+                run_owner,
+                RunContext {
+                    scan_id: r.get(0)?,
+                    fix_guard: r.get(3)?,
+                    scan: r.get(4)?,
+                    holds_lease: r.get(5)?,
+                    newer_success: r.get(6)?,
+                    findings_before: r.get(7)?,
+                    events_before: r.get(8)?,
+                },
+            ))
         })
         .optional()?;
-    let (scan_id, state, run_owner, fix_guard, scan) = found.ok_or_else(|| no_such_run(run))?;
+    let (state, run_owner, ctx) = found.ok_or_else(|| no_such_run(run))?;
     if state != RunState::Running.as_str() {
         return Err(StoreError::Invalid(format!(
             "sync run {run} has already ended ({state}); start a new run"
@@ -43,22 +79,7 @@ pub(super) fn running_context(
     if run_owner.as_deref() != Some(owner.id.as_str()) {
         return Err(StoreError::LeaseLost(run));
     }
-    Ok(RunContext {
-        scan_id,
-        fix_guard,
-        scan,
-    })
-}
-
-/// Whether a run of the scan newer than `run` has succeeded: then `run`'s listing is older
-/// than the scan's truth, and it neither fixes nor creates open findings.
-pub(super) fn newer_success(conn: &Db, scan_id: i64, run: RunId) -> Result<bool, StoreError> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM sync_runs
-             WHERE scan_id = ?1 AND id > ?2 AND state = 'succeeded')",
-        )?
-        .query_row(params![scan_id, run], |r| r.get(0))?)
+    Ok(ctx)
 }
 
 pub(super) fn read_run(conn: &Db, id: RunId) -> Result<Option<RunRow>, StoreError> {
@@ -173,14 +194,13 @@ impl Store {
         let tx = self.conn.write_transaction()?;
         let at = now();
         let ctx = running_context(&tx, &self.owner, run)?;
-        let holds_lease = lease::holds_lease(&tx, &self.owner, ctx.scan_id, run)?;
         let (mut state, mut error) = match end {
             RunEnd::Succeeded => (RunState::Succeeded, None),
             RunEnd::Failed(e) => (RunState::Failed, Some(e)),
             RunEnd::Interrupted(e) => (RunState::Interrupted, Some(e)),
             RunEnd::TimedOut(e) => (RunState::TimedOut, Some(e)),
         };
-        if state == RunState::Succeeded && !holds_lease {
+        if state == RunState::Succeeded && !ctx.holds_lease {
             state = RunState::Interrupted;
             error = Some(
                 "the run lost its scan's lease (its heartbeat expired and another process \
@@ -190,7 +210,7 @@ impl Store {
         }
         let (mut fixed, mut missing) = (0, 0);
         if state == RunState::Succeeded {
-            if newer_success(&tx, ctx.scan_id, run)? {
+            if ctx.newer_success {
                 tracing::info!(
                     run_id = run,
                     "a newer run of this scan succeeded first: this run's listing fixes nothing"
