@@ -5,7 +5,9 @@
 
 use crate::config::{Config, ScanConfig};
 use crate::finding::Finding;
-use crate::store::{RunCounts, RunEnd, RunId, RunScope, RunState, ScanClaim, Store, StoreError};
+use crate::store::{
+    DueRunTaken, RunCounts, RunEnd, RunId, RunScope, RunState, ScanClaim, Store, StoreError,
+};
 use crate::vendors::{ScanRequest, ScanStatus, Vendor, VendorError};
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -791,7 +793,15 @@ async fn claim_scan(
                         })
                     }
                     (None, Some(since)) => {
-                        s.begin_due_run(&scope, since, crate::schedule::SCHEDULED_TRIGGERS)
+                        let triggers = crate::schedule::SCHEDULED_TRIGGERS;
+                        match s.due_run_taken(&scope.scan, since, triggers)? {
+                            Some(DueRunTaken::Served(run)) => return Ok(Attempt::Served(run)),
+                            Some(DueRunTaken::Held {
+                                run_id,
+                                owner_label,
+                            }) => return Ok(Attempt::Held(run_id, owner_label)),
+                            None => s.begin_due_run(&scope, since, triggers),
+                        }
                     }
                     (None, None) => s.begin_run(&scope).map(Ok),
                 };

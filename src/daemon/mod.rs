@@ -330,7 +330,14 @@ pub async fn run(config_path: &Path, control: DaemonControl) -> anyhow::Result<(
     // Resume first, so a `now` scan whose run was cut short is polled, not started again
     // (the dispatcher skips a second run of a scan already going).
     let resumed = shared.adopt_abandoned().await?;
-    for scan in config.scans.iter().filter(|s| s.enabled) {
+    // Each process in an order of its own: daemons that share a store and start together
+    // would otherwise all begin the same scans at the same moment and race for each one
+    // behind the store's write lock; in different orders they mostly meet scans another
+    // node has begun or finished, which a read tells ([`crate::store::Store::due_run_taken`]).
+    let mut scans: Vec<&ScanConfig> = config.scans.iter().filter(|s| s.enabled).collect();
+    let order = std::collections::hash_map::RandomState::new();
+    scans.sort_by_cached_key(|s| std::hash::BuildHasher::hash_one(&order, &s.name));
+    for scan in scans {
         if let Err(e) = shared.schedule_scan(scan).await {
             error!(scan = %scan.name, "cannot schedule: {e:#}");
         }

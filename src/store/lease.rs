@@ -82,6 +82,50 @@ pub(super) fn register_owner(conn: &Db, owner: &Owner) -> Result<(), StoreError>
     Ok(())
 }
 
+/// What [`Store::due_run_taken`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DueRunTaken {
+    /// This run (another process's) served the due time.
+    Served(RunId),
+    /// Another live run holds the scan's lease.
+    Held {
+        run_id: Option<RunId>,
+        owner_label: String,
+    },
+}
+
+/// The lease of `scan` when another live run holds it (not expired, its run not ended, and
+/// not `run` of `owner`): what keeps `run` from claiming it.
+fn held_by_other(
+    conn: &Db,
+    owner: &Owner,
+    scan: &str,
+    run: Option<RunId>,
+) -> Result<Option<ScanClaim>, StoreError> {
+    let current: Option<(String, Option<RunId>, String, String, bool)> = conn
+        .prepare_cached(
+            "SELECT l.owner, l.run_id, l.expires_at, coalesce(o.label, l.owner),
+                    l.run_id IS NOT NULL AND coalesce(r.state != 'running', TRUE)
+             FROM scan_leases l LEFT JOIN owners o ON o.owner = l.owner
+                  LEFT JOIN sync_runs r ON r.id = l.run_id
+             WHERE l.scan = ?1",
+        )?
+        .query_row(params![scan], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .optional()?;
+    Ok(
+        current.and_then(|(holder, holder_run, expires_at, label, run_ended)| {
+            let mine = holder == owner.id && holder_run == run;
+            (!mine && expires_at > now() && !run_ended).then_some(ScanClaim::Held {
+                run_id: holder_run,
+                owner_label: label,
+                expires_at,
+            })
+        }),
+    )
+}
+
 /// Takes the lease of `scan` for `run` when it is free (absent, expired, or left by a run that
 /// ended), inside the caller's immediate transaction.
 pub(super) fn claim_in(
@@ -90,35 +134,10 @@ pub(super) fn claim_in(
     scan: &str,
     run: Option<RunId>,
 ) -> Result<ScanClaim, StoreError> {
-    let at = now();
-    let current: Option<(String, Option<RunId>, String, String)> = conn
-        .prepare_cached(
-            "SELECT l.owner, l.run_id, l.expires_at, coalesce(o.label, l.owner)
-             FROM scan_leases l LEFT JOIN owners o ON o.owner = l.owner
-             WHERE l.scan = ?1",
-        )?
-        .query_row(params![scan], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })
-        .optional()?;
-    if let Some((holder, holder_run, expires_at, label)) = current {
-        let mine = holder == owner.id && holder_run == run;
-        let run_ended = match holder_run {
-            Some(id) => conn
-                .prepare_cached("SELECT state != 'running' FROM sync_runs WHERE id = ?1")?
-                .query_row(params![id], |r| r.get::<bool>(0))
-                .optional()?
-                .unwrap_or(true),
-            None => false,
-        };
-        if !mine && expires_at > at && !run_ended {
-            return Ok(ScanClaim::Held {
-                run_id: holder_run,
-                owner_label: label,
-                expires_at,
-            });
-        }
+    if let Some(held) = held_by_other(conn, owner, scan, run)? {
+        return Ok(held);
     }
+    let at = now();
     register_owner(conn, owner)?;
     conn.prepare_cached(
         "INSERT INTO scan_leases (scan, owner, run_id, acquired_at, heartbeat_at, expires_at)
@@ -263,6 +282,34 @@ impl Store {
             .execute(params![scan, next])?;
         tx.commit()?;
         Ok((ScanClaim::Claimed, next))
+    }
+
+    /// Whether a due run of `scan` is served already (a run of another process that began
+    /// at or after `since` with one of `triggers` succeeded) or under way (another live run
+    /// holds the lease). A read without the write lock, so only a hint that
+    /// [`Store::begin_due_run`] confirms: with several daemons on one store most tries of a
+    /// due run meet a run another node finished or holds, and a read spares them (and the
+    /// runs that do start) the store-wide write lock.
+    pub fn due_run_taken(
+        &self,
+        scan: &str,
+        since: chrono::DateTime<chrono::Utc>,
+        triggers: &[&str],
+    ) -> Result<Option<DueRunTaken>, StoreError> {
+        if let Some(run) = success_since(&self.conn, &self.owner, scan, since, triggers)? {
+            return Ok(Some(DueRunTaken::Served(run)));
+        }
+        Ok(match held_by_other(&self.conn, &self.owner, scan, None)? {
+            Some(ScanClaim::Held {
+                run_id,
+                owner_label,
+                ..
+            }) => Some(DueRunTaken::Held {
+                run_id,
+                owner_label,
+            }),
+            _ => None,
+        })
     }
 
     /// Who holds `scan`'s lease now, if anyone (a read, for "waiting for run N" messages).

@@ -67,7 +67,7 @@ mod lease;
 mod retention;
 pub use retention::PruneReport;
 mod listener;
-pub use lease::{heartbeat_every, lease_ttl, Owner, ScanClaim};
+pub use lease::{heartbeat_every, lease_ttl, DueRunTaken, Owner, ScanClaim};
 pub use listener::Claim;
 
 pub use crate::config::StoreLocation;

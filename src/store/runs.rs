@@ -306,7 +306,10 @@ pub(super) fn begin_in(
             return Err(StoreError::ServedBy(run));
         }
     }
-    lease::register_owner(tx, owner)?;
+    if !claim {
+        // A claim registers the owner (the row that keeps the run from looking abandoned).
+        lease::register_owner(tx, owner)?;
+    }
     let instance_id: i64 = tx
         .prepare_cached(
             "INSERT INTO instances (name, vendor, created_at) VALUES (?1, ?2, ?3)
