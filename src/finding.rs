@@ -207,28 +207,32 @@ impl Finding {
     ///   right (one new, none fixed), which a merge (SecObserve's single hash) would get wrong.
     pub fn fingerprint(&self, occurrence: u32) -> String {
         let mut h = Sha256::new();
-        let mut part = |s: &str| {
-            h.update(s.as_bytes());
+        // One part of the recipe: its pieces, then the separator (pieces rather than one
+        // formatted string: this runs for every finding of every page).
+        let mut part = |pieces: &[&str]| {
+            for piece in pieces {
+                h.update(piece.as_bytes());
+            }
             h.update(b"|");
         };
-        part("v2");
-        part(
-            self.rule_id
-                .as_deref()
-                .or(self.cwe.as_deref())
-                .unwrap_or(""),
-        );
+        part(&["v2"]);
+        part(&[self
+            .rule_id
+            .as_deref()
+            .or(self.cwe.as_deref())
+            .unwrap_or("")]);
         match &self.location {
-            Location::Code { path, .. } => part(&format!("code:{path}")),
-            Location::Api { method, path, host } => part(&format!(
-                "api:{} {host} {path}",
-                method.to_ascii_uppercase()
-            )),
-            Location::Unknown => part("none:"),
+            Location::Code { path, .. } => part(&["code:", path]),
+            Location::Api { method, path, host } => {
+                part(&["api:", &method.to_ascii_uppercase(), " ", host, " ", path])
+            }
+            Location::Unknown => part(&["none:"]),
         }
-        part(&normalize_title(&self.title));
+        let mut title = String::with_capacity(self.title.len());
+        normalize_title_into(&self.title, &mut title);
+        part(&[&title]);
         if occurrence > 0 {
-            part(&format!("#{occurrence}"));
+            part(&["#", &occurrence.to_string()]);
         }
         let digest = h.finalize();
         hex::encode(&digest[..16])
@@ -341,12 +345,21 @@ pub fn without_nul(text: &str) -> Cow<'_, str> {
 pub const FINGERPRINT_RECIPE: i64 = 2;
 
 /// Lowercase and fold white space, so cosmetic title edits by the vendor do not fork a finding.
-fn normalize_title(title: &str) -> String {
-    title
-        .split_whitespace()
-        .map(str::to_lowercase)
-        .collect::<Vec<_>>()
-        .join(" ")
+/// The title's words, lowercased, one space apart, appended to `out`. An ASCII word is
+/// lowercased in place; any other goes through `str::to_lowercase`, whose rules (a final
+/// sigma) depend on the whole word: the recipe's bytes stay those of
+/// `words.map(to_lowercase).join(" ")`.
+fn normalize_title_into(title: &str, out: &mut String) {
+    for (i, word) in title.split_whitespace().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        if word.is_ascii() {
+            out.extend(word.chars().map(|c| c.to_ascii_lowercase()));
+        } else {
+            out.push_str(&word.to_lowercase());
+        }
+    }
 }
 
 #[cfg(test)]
@@ -459,6 +472,87 @@ mod tests {
         let mut same = untouched.clone();
         same.replace_nul();
         assert_eq!(same, untouched);
+    }
+
+    /// The recipe's title normalisation as it was first written.
+    fn recipe_title(title: &str) -> String {
+        title
+            .split_whitespace()
+            .map(str::to_lowercase)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn every_location_kind_is_hashed_as_the_recipe_text_reads() {
+        // The recipe written out as one string per part, as it was first hashed.
+        let recipe = |parts: &[&str]| {
+            let mut h = Sha256::new();
+            for p in parts {
+                h.update(format!("{p}|").as_bytes());
+            }
+            hex::encode(&h.finalize()[..16])
+        };
+        let mut f = code_finding(1);
+        f.title = "Broken  Object Level AUTH".into();
+        f.location = Location::Api {
+            method: "get".into(),
+            path: "/v1/users/{id}".into(),
+            host: "api.example".into(),
+        };
+        assert_eq!(
+            f.fingerprint(3),
+            recipe(&[
+                "v2",
+                "sql_injection",
+                "api:GET api.example /v1/users/{id}",
+                "broken object level auth",
+                "#3"
+            ])
+        );
+        f.location = Location::Unknown;
+        f.rule_id = None;
+        assert_eq!(
+            f.fingerprint(0),
+            recipe(&["v2", "CWE-89", "none:", "broken object level auth"])
+        );
+        f.location = Location::Code {
+            path: "src/a b.rs".into(),
+            start_line: None,
+            end_line: None,
+        };
+        assert_eq!(
+            f.fingerprint(0),
+            recipe(&[
+                "v2",
+                "CWE-89",
+                "code:src/a b.rs",
+                "broken object level auth"
+            ])
+        );
+    }
+
+    #[test]
+    fn titles_with_case_rules_of_their_own_are_normalised_as_the_recipe_says() {
+        for title in [
+            "ΟΔΟΣ  ΣΑΣ Σ",
+            "İstanbul\tKİŞİ",
+            "SQL\u{a0}Injection ÆØÅ",
+            "  x  ",
+        ] {
+            let mut out = String::new();
+            normalize_title_into(title, &mut out);
+            assert_eq!(out, recipe_title(title), "{title:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_title_is_normalised_as_the_recipe_says(title in "(?s).{0,40}") {
+            let mut out = String::new();
+            normalize_title_into(&title, &mut out);
+            proptest::prop_assert_eq!(out, recipe_title(&title));
+        }
     }
 
     #[test]

@@ -85,6 +85,9 @@ pub enum Value<'a> {
     /// (SQLite has no arrays): text or NULL, integers or NULL. Sent in binary, so the server
     /// copies the elements instead of parsing an array literal.
     List(Vec<Value<'a>>),
+    /// A [`Value::List`] by reference: what [`Param::value`] gives for one, so a page's lists
+    /// are not copied again for each execution.
+    ListOf(&'a [Value<'a>]),
 }
 
 /// What can be bound to a placeholder.
@@ -96,7 +99,8 @@ impl Param for Value<'_> {
     fn value(&self) -> Value<'_> {
         match self {
             Value::Text(t) => Value::Text(Cow::Borrowed(t)),
-            Value::List(items) => Value::List(items.iter().map(Param::value).collect()),
+            Value::List(items) => Value::ListOf(items),
+            Value::ListOf(items) => Value::ListOf(items),
             other => other.clone(),
         }
     }
@@ -214,7 +218,7 @@ impl rusqlite::ToSql for Value<'_> {
             Value::Int(i) => ValueRef::Integer(*i),
             Value::Real(f) => ValueRef::Real(*f),
             Value::Text(t) => ValueRef::Text(t.as_bytes()),
-            Value::List(_) => {
+            Value::List(_) | Value::ListOf(_) => {
                 return Err(rusqlite::Error::ToSqlConversionFailure(
                     "a list is bound on PostgreSQL only".into(),
                 ))
@@ -233,41 +237,9 @@ impl postgres::types::ToSql for Value<'_> {
         out: &mut bytes::BytesMut,
     ) -> Result<postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
         use bytes::BufMut;
-        use postgres::types::{Kind, Type};
         match self {
-            Value::List(items) => {
-                let wrong =
-                    || format!("a list bound to {ty}: cast its placeholder to TEXT[] or BIGINT[]");
-                let Kind::Array(member) = ty.kind() else {
-                    return Err(wrong().into());
-                };
-                if *member == Type::INT8 {
-                    let ints = items
-                        .iter()
-                        .map(|v| match v {
-                            Value::Int(i) => Ok(Some(*i)),
-                            Value::Null => Ok(None),
-                            _ => Err("a BIGINT[] list holds only integers and NULLs"),
-                        })
-                        .collect::<Result<Vec<Option<i64>>, _>>()?;
-                    return ints.to_sql(ty, out);
-                }
-                if *member == Type::TEXT {
-                    let texts = items
-                        .iter()
-                        .map(|v| match v {
-                            Value::Text(t) if t.contains('\0') => {
-                                Err("text with a NUL character cannot be stored in PostgreSQL")
-                            }
-                            Value::Text(t) => Ok(Some(t.as_ref())),
-                            Value::Null => Ok(None),
-                            _ => Err("a TEXT[] list holds only text and NULLs"),
-                        })
-                        .collect::<Result<Vec<Option<&str>>, _>>()?;
-                    return texts.to_sql(ty, out);
-                }
-                return Err(wrong().into());
-            }
+            Value::List(items) => return list_to_sql(items, ty, out),
+            Value::ListOf(items) => return list_to_sql(items, ty, out),
             Value::Null => return Ok(postgres::types::IsNull::Yes),
             Value::Int(i) => out.put_slice(i.to_string().as_bytes()),
             Value::Real(f) => out.put_slice(f.to_string().as_bytes()),
@@ -285,11 +257,50 @@ impl postgres::types::ToSql for Value<'_> {
     }
     fn encode_format(&self, _ty: &postgres::types::Type) -> postgres::types::Format {
         match self {
-            Value::List(_) => postgres::types::Format::Binary,
+            Value::List(_) | Value::ListOf(_) => postgres::types::Format::Binary,
             _ => postgres::types::Format::Text,
         }
     }
     postgres::types::to_sql_checked!();
+}
+
+/// A list in binary, as the TEXT[] or BIGINT[] its placeholder is cast to.
+fn list_to_sql(
+    items: &[Value<'_>],
+    ty: &postgres::types::Type,
+    out: &mut bytes::BytesMut,
+) -> Result<postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+    use postgres::types::{Kind, ToSql, Type};
+    let wrong = || format!("a list bound to {ty}: cast its placeholder to TEXT[] or BIGINT[]");
+    let Kind::Array(member) = ty.kind() else {
+        return Err(wrong().into());
+    };
+    if *member == Type::INT8 {
+        let ints = items
+            .iter()
+            .map(|v| match v {
+                Value::Int(i) => Ok(Some(*i)),
+                Value::Null => Ok(None),
+                _ => Err("a BIGINT[] list holds only integers and NULLs"),
+            })
+            .collect::<Result<Vec<Option<i64>>, _>>()?;
+        return ints.to_sql(ty, out);
+    }
+    if *member == Type::TEXT {
+        let texts = items
+            .iter()
+            .map(|v| match v {
+                Value::Text(t) if t.contains('\0') => {
+                    Err("text with a NUL character cannot be stored in PostgreSQL")
+                }
+                Value::Text(t) => Ok(Some(t.as_ref())),
+                Value::Null => Ok(None),
+                _ => Err("a TEXT[] list holds only text and NULLs"),
+            })
+            .collect::<Result<Vec<Option<&str>>, _>>()?;
+        return texts.to_sql(ty, out);
+    }
+    Err(wrong().into())
 }
 
 /// One value read from a row.
