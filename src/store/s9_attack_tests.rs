@@ -47,6 +47,9 @@ enum Due {
 /// another process on the same store) and the `since` of the due time.
 type Setup = fn(&mut Store, &mut Store) -> chrono::DateTime<chrono::Utc>;
 
+/// What a set-up should lead to, given the two processes.
+type Expect = Box<dyn Fn(&Store, &Store) -> Due>;
+
 fn an_hour_ago() -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now() - chrono::Duration::hours(1)
 }
@@ -58,7 +61,7 @@ fn an_hour_ago() -> chrono::DateTime<chrono::Utc> {
 /// store of its own, and both must say the same.
 #[test]
 fn the_due_run_hint_says_what_the_begin_under_the_write_lock_says() {
-    let setups: Vec<(&str, Setup, Box<dyn Fn(&Store, &Store) -> Due>)> = vec![
+    let setups: Vec<(&str, Setup, Expect)> = vec![
         (
             "an empty store",
             |_, _| an_hour_ago(),
@@ -229,10 +232,7 @@ fn the_due_run_hint_says_what_the_begin_under_the_write_lock_says() {
         let mut other = other_process(&db);
         let since = setup(&mut me, &mut other);
         let want = expected(&me, &other);
-        let hint = match me
-            .due_run_taken("shop", since, SCHEDULED_TRIGGERS)
-            .unwrap()
-        {
+        let hint = match me.due_run_taken("shop", since, SCHEDULED_TRIGGERS).unwrap() {
             None => Due::Free,
             Some(DueRunTaken::Served(run)) => Due::Served(run),
             Some(DueRunTaken::Held {
@@ -397,7 +397,10 @@ fn an_adopted_runs_old_owner_stores_nothing_and_fixes_nothing() {
             count(s, "SELECT count(*) FROM findings"),
             count(s, "SELECT count(*) FROM finding_events"),
             count(s, "SELECT count(*) FROM findings WHERE state = 'fixed'"),
-            count(s, "SELECT seen * 1000 + pages FROM sync_runs ORDER BY id DESC LIMIT 1"),
+            count(
+                s,
+                "SELECT seen * 1000 + pages FROM sync_runs ORDER BY id DESC LIMIT 1",
+            ),
         )
     };
     let before = snapshot(&adopter);
@@ -413,10 +416,7 @@ fn an_adopted_runs_old_owner_stores_nothing_and_fixes_nothing() {
         Err(StoreError::LeaseLost(r)) => assert_eq!(r, run),
         other => panic!("the old owner's end: {other:?}"),
     }
-    assert!(matches!(
-        old.detach_run(run),
-        Err(StoreError::LeaseLost(_))
-    ));
+    assert!(matches!(old.detach_run(run), Err(StoreError::LeaseLost(_))));
     assert_eq!(snapshot(&adopter), before, "the old owner wrote nothing");
     assert_eq!(adopter.run(run).unwrap().unwrap().state, RunState::Running);
     // The adopter goes on and ends it; its page, then its end, are the run's.
@@ -458,7 +458,10 @@ fn a_run_whose_lease_expired_untaken_stores_no_page_and_its_end_fixes_nothing() 
     assert_eq!(row.state, RunState::Interrupted, "{:?}", row.error);
     assert_eq!((row.counts.fixed, row.counts.missing), (0, 0));
     assert_eq!(
-        count(&watcher, "SELECT count(*) FROM findings WHERE state = 'fixed'"),
+        count(
+            &watcher,
+            "SELECT count(*) FROM findings WHERE state = 'fixed'"
+        ),
         0
     );
     assert_eq!(
@@ -513,7 +516,13 @@ fn pages_of_two_processes_at_once_count_and_record_only_their_own_rows() {
             let fresh = PER_PAGE as u64;
             let known = *len as u64 - fresh;
             assert_eq!(
-                (counts.seen, counts.new, counts.open, counts.reopened, counts.fixed),
+                (
+                    counts.seen,
+                    counts.new,
+                    counts.open,
+                    counts.reopened,
+                    counts.fixed
+                ),
                 (*len as u64, fresh, known, 0, 0),
                 "{scan}, page {i}"
             );
@@ -598,7 +607,11 @@ fn a_newer_success_between_two_pages_of_an_older_run_makes_the_rest_stale() {
             .unwrap()
     };
     assert_eq!(state(29), "fixed", "what the newer run fixed stays fixed");
-    assert_eq!(state(41), "fixed", "what the newer listing lacked is stored fixed");
+    assert_eq!(
+        state(41),
+        "fixed",
+        "what the newer listing lacked is stored fixed"
+    );
     let row = third.finish_run(old, RunEnd::Succeeded).unwrap();
     assert_eq!(row.state, RunState::Succeeded);
     assert_eq!(row.counts.fixed, 0, "an older listing fixes nothing");
@@ -645,7 +658,11 @@ fn a_page_planned_again_after_its_savepoint_rollback_records_each_row_once() {
     };
     let batched = outcome(false);
     assert_eq!(
-        batched.0.iter().map(|c| (c.seen, c.new)).collect::<Vec<_>>(),
+        batched
+            .0
+            .iter()
+            .map(|c| (c.seen, c.new))
+            .collect::<Vec<_>>(),
         vec![(10, 10), (5, 5), (5, 5), (20, 20)]
     );
     if on_postgres() {
