@@ -218,6 +218,39 @@ fn the_due_run_hint_says_what_the_begin_under_the_write_lock_says() {
             Box::new(|_, other| Due::Served(other.runs(Some("shop"), 2).unwrap()[1].id)),
         ),
         (
+            "another process let go of its run (scan --async) and said goodbye",
+            |_, other| {
+                let run = other.begin_run(&scheduled("shop")).unwrap();
+                other.set_vendor_scan_id(run, "vs-1").unwrap();
+                other.detach_run(run).unwrap();
+                other.release_owner().unwrap();
+                an_hour_ago()
+            },
+            Box::new(|_, _| Due::Free),
+        ),
+        (
+            "another process's run waits for its turn (queued, no lease)",
+            |_, other| {
+                other.begin_queued_run(&scope("shop")).unwrap();
+                an_hour_ago()
+            },
+            Box::new(|_, _| Due::Free),
+        ),
+        (
+            "another process's queued run took its turn",
+            |_, other| {
+                let run = other.begin_queued_run(&scope("shop")).unwrap();
+                other.claim_queued_run("shop", run).unwrap();
+                an_hour_ago()
+            },
+            Box::new(|_, other| {
+                Due::Held(
+                    Some(other.last_run("shop").unwrap().unwrap().id),
+                    other.owner().label.clone(),
+                )
+            }),
+        ),
+        (
             "another process's run of another scan holds that scan",
             |_, other| {
                 other.begin_run(&scheduled("billing")).unwrap();
