@@ -4,7 +4,8 @@
 
 use super::test_db::{on_postgres, TestDb};
 use super::tests::{
-    count, finding, findings, import, other_process, page_outcome, scope, temp_store, PageOutcome,
+    at, count, finding, findings, import, other_process, page_outcome, scope, temp_store,
+    PageOutcome,
 };
 use super::*;
 
@@ -80,18 +81,6 @@ fn a_version_7_postgresql_store_is_probed_as_older_and_migrated_with_its_rows() 
         1
     );
     assert_eq!(super::test_db::foreign_key_violations(&store), 0);
-}
-
-/// A finding `n` at `line`, with vendor id `vid`: one identity, several sightings.
-fn at(n: usize, line: u32, vid: Option<&str>) -> Finding {
-    let mut f = finding(n);
-    f.location = Location::Code {
-        path: format!("src/file{n}.rs"),
-        start_line: Some(line),
-        end_line: Some(line),
-    };
-    f.vendor_id = vid.map(Into::into);
-    f
 }
 
 /// The optimistic plan meets everything that makes an upsert a no-op or moves a finding to

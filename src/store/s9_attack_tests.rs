@@ -5,8 +5,8 @@
 //! backends: the store must behave the same on SQLite and PostgreSQL.
 
 use super::test_db::{on_postgres, TestDb};
+use super::tests::{at, temp_store, PageOutcome};
 use super::tests::{count, finding, findings, import, other_process, page_outcome, scope};
-use super::tests::{temp_store, PageOutcome};
 use super::*;
 use crate::schedule::SCHEDULED_TRIGGERS;
 
@@ -49,6 +49,15 @@ type Setup = fn(&mut Store, &mut Store) -> chrono::DateTime<chrono::Utc>;
 
 /// What a set-up should lead to, given the two processes.
 type Expect = Box<dyn Fn(&Store, &Store) -> Due>;
+/// What the hint and the begin say when `holder`'s last run of "shop" holds the lease,
+/// named by the owner's label, or by its id when its owner row is gone (`by_label` false).
+fn held_by(holder: &Store, by_label: bool) -> Due {
+    let owner = holder.owner();
+    Due::Held(
+        Some(holder.last_run("shop").unwrap().unwrap().id),
+        if by_label { &owner.label } else { &owner.id }.clone(),
+    )
+}
 
 fn an_hour_ago() -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now() - chrono::Duration::hours(1)
@@ -120,12 +129,7 @@ fn the_due_run_hint_says_what_the_begin_under_the_write_lock_says() {
                 other.begin_run(&scheduled("shop")).unwrap();
                 an_hour_ago()
             },
-            Box::new(|_, other| {
-                Due::Held(
-                    Some(other.last_run("shop").unwrap().unwrap().id),
-                    other.owner().label.clone(),
-                )
-            }),
+            Box::new(|_, other| held_by(other, true)),
         ),
         (
             "another process's run of another trigger (cli) holds the lease",
@@ -133,12 +137,7 @@ fn the_due_run_hint_says_what_the_begin_under_the_write_lock_says() {
                 other.begin_run(&scope("shop")).unwrap();
                 an_hour_ago()
             },
-            Box::new(|_, other| {
-                Due::Held(
-                    Some(other.last_run("shop").unwrap().unwrap().id),
-                    other.owner().label.clone(),
-                )
-            }),
+            Box::new(|_, other| held_by(other, true)),
         ),
         (
             "another process's lease holds, its owner row is gone",
@@ -151,12 +150,7 @@ fn the_due_run_hint_says_what_the_begin_under_the_write_lock_says() {
                     .unwrap();
                 an_hour_ago()
             },
-            Box::new(|_, other| {
-                Due::Held(
-                    Some(other.last_run("shop").unwrap().unwrap().id),
-                    other.owner().id.clone(),
-                )
-            }),
+            Box::new(|_, other| held_by(other, false)),
         ),
         (
             "another process's lease expired (its process died)",
@@ -200,12 +194,7 @@ fn the_due_run_hint_says_what_the_begin_under_the_write_lock_says() {
                 me.begin_run(&scope("shop")).unwrap();
                 an_hour_ago()
             },
-            Box::new(|me, _| {
-                Due::Held(
-                    Some(me.last_run("shop").unwrap().unwrap().id),
-                    me.owner().label.clone(),
-                )
-            }),
+            Box::new(|me, _| held_by(me, true)),
         ),
         (
             "another process served the due time and runs the scan again",
@@ -243,12 +232,7 @@ fn the_due_run_hint_says_what_the_begin_under_the_write_lock_says() {
                 other.claim_queued_run("shop", run).unwrap();
                 an_hour_ago()
             },
-            Box::new(|_, other| {
-                Due::Held(
-                    Some(other.last_run("shop").unwrap().unwrap().id),
-                    other.owner().label.clone(),
-                )
-            }),
+            Box::new(|_, other| held_by(other, true)),
         ),
         (
             "another process's run of another scan holds that scan",
@@ -699,12 +683,7 @@ fn a_page_planned_again_after_its_savepoint_rollback_records_each_row_once() {
         vec![(10, 10), (5, 5), (5, 5), (20, 20)]
     );
     if on_postgres() {
-        // Rows come ordered by fingerprint, which the two scans share: ties in any order.
-        let sorted = |mut o: PageOutcome| {
-            o.1.sort();
-            o
-        };
-        assert_eq!(sorted(batched), sorted(outcome(true)));
+        assert_eq!(batched, outcome(true));
     }
 }
 
@@ -762,18 +741,6 @@ fn a_branch_pages_inherited_triage_is_written_once_in_the_findings_order() {
         0,
         "each after its row's created event"
     );
-}
-
-/// A finding `n` at `line`, with vendor id `vid`: one identity, several sightings.
-fn at(n: usize, line: u32, vid: Option<&str>) -> Finding {
-    let mut f = finding(n);
-    f.location = Location::Code {
-        path: format!("src/file{n}.rs"),
-        start_line: Some(line),
-        end_line: Some(line),
-    };
-    f.vendor_id = vid.map(Into::into);
-    f
 }
 
 /// The plan's fast path (a page whose first fingerprints are all distinct goes under them

@@ -80,6 +80,18 @@ pub(super) fn finding(n: usize) -> Finding {
     }
 }
 
+/// A finding `n` at `line`, with vendor id `vid`: one identity, several sightings.
+pub(super) fn at(n: usize, line: u32, vid: Option<&str>) -> Finding {
+    let mut f = finding(n);
+    f.location = Location::Code {
+        path: format!("src/file{n}.rs"),
+        start_line: Some(line),
+        end_line: Some(line),
+    };
+    f.vendor_id = vid.map(Into::into);
+    f
+}
+
 pub(super) fn findings(range: std::ops::Range<usize>) -> Vec<Finding> {
     range.map(finding).collect()
 }
@@ -977,7 +989,7 @@ pub(super) fn page_outcome(store: &Store, counts: Vec<RunCounts>) -> PageOutcome
                 || CAST(times_seen AS TEXT) || ' ' || CAST(last_run_id AS TEXT) || ' '
                 || CAST(touched_run_id AS TEXT) || ' ' || coalesce(triage, '-') || ' '
                 || coalesce(triage_source, '-')
-         FROM findings ORDER BY fingerprint",
+         FROM findings ORDER BY fingerprint, scan_id",
     );
     let events = text(
         "SELECT f.fingerprint || ' ' || e.kind || ' ' || coalesce(e.old_value, '-') || ' '
