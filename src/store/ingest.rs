@@ -299,7 +299,6 @@ pub(super) fn inherit_branch_triage(
     conn: &Db,
     ctx: &RunContext,
     run: RunId,
-    events_before: i64,
 ) -> Result<(), StoreError> {
     let Some((base, _)) = ctx.scan.split_once('@') else {
         return Ok(());
@@ -320,7 +319,7 @@ pub(super) fn inherit_branch_triage(
                AND b.triage_source = 'local' AND b.triage IS NOT NULL
                AND findings.scan_id = ?2 AND findings.id IN ({created_here})"
         ))?
-        .execute(params![base, ctx.scan_id, events_before])?;
+        .execute(params![base, ctx.scan_id, ctx.events_before])?;
     if inherited > 0 {
         conn.prepare_cached(&format!(
             "INSERT INTO finding_events (finding_id, run_id, kind, old_value, new_value, at,
@@ -331,7 +330,7 @@ pub(super) fn inherit_branch_triage(
              WHERE scan_id = ?2 AND triage_source = 'local' AND id IN ({created_here})
              ORDER BY id"
         ))?
-        .execute(params![run, ctx.scan_id, events_before])?;
+        .execute(params![run, ctx.scan_id, ctx.events_before])?;
     }
     Ok(())
 }
@@ -464,8 +463,6 @@ pub(super) fn upsert_page_in(
         .iter()
         .filter(|r| r.covers_scan(&ctx.scan) && r.active_at(&at))
         .collect();
-    let (events_before, findings_before, stale) =
-        (ctx.events_before, ctx.findings_before, ctx.newer_success);
     let rows: Vec<(&Finding, UpsertContext<'_>)> = page
         .iter()
         .map(|finding| {
@@ -473,7 +470,7 @@ pub(super) fn upsert_page_in(
                 scan_id: ctx.scan_id,
                 run,
                 at: &at,
-                stale,
+                stale: ctx.newer_success,
                 rule: rules.iter().find(|r| r.matches(finding)).copied(),
             };
             (finding, up)
@@ -494,7 +491,7 @@ pub(super) fn upsert_page_in(
          SELECT id, last_run_id, 'created', NULL, state, first_seen
          FROM findings WHERE id > ?1 AND {ID_CEILING} ORDER BY id"
     ))?
-    .execute(params![findings_before])?;
+    .execute(params![ctx.findings_before])?;
     if suppressed_any {
         // The rule's event after `created`, for the rows this page created suppressed.
         conn.prepare_cached(&format!(
@@ -508,9 +505,9 @@ pub(super) fn upsert_page_in(
                AND f.triage_source = 'rule'
              ORDER BY f.id"
         ))?
-        .execute(params![events_before])?;
+        .execute(params![ctx.events_before])?;
     }
-    inherit_branch_triage(conn, ctx, run, events_before)?;
+    inherit_branch_triage(conn, ctx, run)?;
     // The page wrote one `created` event per inserted row, the triggers one `reopened` per fixed row
     // listed again and one `fixed` per known row the vendor calls resolved. A row created
     // already fixed (resolved at the vendor, or by a run older than the scan's newest
@@ -524,7 +521,7 @@ pub(super) fn upsert_page_in(
                     count(*) FILTER (WHERE kind = 'fixed')
              FROM finding_events WHERE id > ?1 AND {ID_CEILING}"
         ))?
-        .query_row(params![events_before], |r| {
+        .query_row(params![ctx.events_before], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })?;
     let counts = RunCounts {

@@ -230,10 +230,11 @@ impl Store {
     /// run that goes on.
     ///
     /// Run ids order listings: the lifecycle takes a higher id for a newer listing (see
-    /// `RunContext::newer_success` and `touched_run_id`). A run begun before it waited would break that
-    /// when another process began a run of the scan meanwhile: this run reads the vendor
-    /// now, yet would count as older. So it goes on as a new run (its row copied, begun
-    /// now), and `run` ends `interrupted` naming it; it stored nothing, so nothing is lost.
+    /// `RunContext::newer_success` and `touched_run_id`). A run begun before it waited
+    /// would break that when another process began a run of the scan meanwhile: this run
+    /// reads the vendor now, yet would count as older. So it goes on as a new run (its row
+    /// copied, begun now), and `run` ends `interrupted` naming it; it stored nothing, so
+    /// nothing is lost.
     pub fn claim_queued_run(
         &mut self,
         scan: &str,

@@ -474,12 +474,12 @@ pub enum Schema {
     Existing,
 }
 
-/// Refuses a schema version `found` other than the last of `migrations` (0: no store).
 /// The schema version the last of `migrations` brings a store to.
 fn latest(migrations: &[(i64, &str)]) -> i64 {
     migrations.last().map_or(0, |(v, _)| *v)
 }
 
+/// Refuses a schema version `found` other than the last of `migrations` (0: no store).
 fn check_version(found: i64, migrations: &[(i64, &str)], path: String) -> Result<(), StoreError> {
     let known = latest(migrations);
     if found > known {
