@@ -100,6 +100,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         7,
         include_str!("migrations/sqlite/0007_created_events_per_page.sql"),
     ),
+    (9, include_str!("migrations/sqlite/0009_finding_count.sql")),
 ];
 
 /// The PostgreSQL schema's migrations: version 7 is the whole schema as SQLite has it at 7
@@ -111,6 +112,7 @@ const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
         8,
         include_str!("migrations/postgres/0008_no_hot_path_foreign_keys.sql"),
     ),
+    (9, include_str!("migrations/postgres/0009_finding_count.sql")),
 ];
 
 mod copy;

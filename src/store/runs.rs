@@ -25,6 +25,11 @@ pub(super) struct RunContext {
     /// transaction (it holds the write lock).
     pub(super) findings_before: i64,
     pub(super) events_before: i64,
+    /// The scan's rows (`scans.finding_count`) and how many of them the run has listed so
+    /// far (`seen`: a run changes a row at most once, see `UPSERT_FINDING_SQL`): when the
+    /// two agree, no row of the scan is absent from the run's listing.
+    pub(super) finding_count: i64,
+    pub(super) seen: i64,
 }
 
 pub(super) fn no_such_run(run: RunId) -> StoreError {
@@ -49,7 +54,8 @@ pub(super) fn running_context(
                             WHERE n.scan_id = r.scan_id AND n.id > r.id
                               AND n.state = 'succeeded'),
                     (SELECT coalesce(max(id), 0) FROM findings),
-                    (SELECT coalesce(max(id), 0) FROM finding_events)
+                    (SELECT coalesce(max(id), 0) FROM finding_events),
+                    (SELECT finding_count FROM scans WHERE id = r.scan_id), r.seen
              FROM sync_runs r WHERE r.id = ?1",
         )?
         .query_row(params![run, owner.id, now()], |r| {
@@ -66,6 +72,8 @@ pub(super) fn running_context(
                     newer_success: r.get(6)?,
                     findings_before: r.get(7)?,
                     events_before: r.get(8)?,
+                    finding_count: r.get(9)?,
+                    seen: r.get(10)?,
                 },
             ))
         })

@@ -22,7 +22,8 @@ fn the_probe_of_a_store_this_binary_migrated_is_not_refused_as_newer() {
 }
 
 /// A PostgreSQL store still at version 7 is reported as one the daemon upgrades, and
-/// opening it for writing migrates it to 8 with its rows intact and foreign keys gone.
+/// opening it for writing migrates it to the latest version (8: foreign keys gone; 9: each
+/// scan's finding count, from its rows) with its rows intact.
 #[test]
 fn a_version_7_postgresql_store_is_probed_as_older_and_migrated_with_its_rows() {
     if !on_postgres() {
@@ -33,11 +34,13 @@ fn a_version_7_postgresql_store_is_probed_as_older_and_migrated_with_its_rows() 
         let mut store = db.open();
         import(&mut store, "shop", &[findings(0..10)], RunEnd::Succeeded);
         import(&mut store, "shop", &[findings(0..8)], RunEnd::Succeeded);
-        // Back to what a version-7 store has: the four keys, the cascade, fillfactor unset.
+        // Back to what a version-7 store has: the four keys, the cascade, fillfactor unset,
+        // no finding count.
         store
             .conn
             .execute_batch(
-                "ALTER TABLE findings
+                "ALTER TABLE scans DROP COLUMN finding_count;
+                 ALTER TABLE findings
                      ADD CONSTRAINT findings_scan_id_fkey FOREIGN KEY (scan_id) REFERENCES scans(id),
                      ADD CONSTRAINT findings_last_run_id_fkey
                          FOREIGN KEY (last_run_id) REFERENCES sync_runs(id),
@@ -52,9 +55,17 @@ fn a_version_7_postgresql_store_is_probed_as_older_and_migrated_with_its_rows() 
             .unwrap();
     }
     let said = Store::probe(&db.location()).unwrap();
-    assert!(said.contains("upgrades it to 8"), "{said}");
+    let latest = MIGRATIONS_POSTGRES.last().unwrap().0;
+    assert!(said.contains(&format!("upgrades it to {latest}")), "{said}");
     let mut store = db.open();
-    assert_eq!(count(&store, "SELECT max(version) FROM scansync_schema"), 8);
+    assert_eq!(
+        count(&store, "SELECT max(version) FROM scansync_schema"),
+        latest
+    );
+    assert_eq!(
+        count(&store, "SELECT finding_count FROM scans WHERE name = 'shop'"),
+        10
+    );
     assert_eq!(
         count(
             &store,

@@ -54,6 +54,7 @@ fn days_earlier(store: &Store, col: &str, days: i64) -> String {
 pub struct TestDb {
     dir: TempDir,
     pg: Option<PgTarget>,
+    drift_allowed: bool,
 }
 
 impl TestDb {
@@ -85,7 +86,11 @@ impl TestDb {
                 ..target
             }
         });
-        TestDb { dir, pg }
+        TestDb {
+            dir,
+            pg,
+            drift_allowed: false,
+        }
     }
 
     /// A SQLite store, whichever backend the suite runs on.
@@ -93,6 +98,7 @@ impl TestDb {
         TestDb {
             dir: tempfile::tempdir().unwrap(),
             pg: None,
+            drift_allowed: false,
         }
     }
 
@@ -110,8 +116,60 @@ impl TestDb {
     }
 }
 
+/// The scans whose `finding_count` is not their number of rows: `(scan, counted, rows)`.
+/// Each test's store is checked when the test ends ([`TestDb`]'s drop): a count lower than
+/// the rows would let a run end without fixing what it did not list (`fix_absent`).
+pub const FINDING_COUNT_DRIFT: &str = "SELECT s.name, s.finding_count,
+        (SELECT count(*) FROM findings f WHERE f.scan_id = s.id)
+     FROM scans s
+     WHERE s.finding_count <> (SELECT count(*) FROM findings f WHERE f.scan_id = s.id)
+     ORDER BY s.name";
+
+impl TestDb {
+    /// [`FINDING_COUNT_DRIFT`] of the store, if it has one with scans in it.
+    fn finding_count_drift(&self) -> Vec<(String, i64, i64)> {
+        match &self.pg {
+            Some(target) => {
+                let Ok(mut client) = super::postgres::connect(target) else {
+                    return Vec::new();
+                };
+                let Ok(rows) = client.query(FINDING_COUNT_DRIFT, &[]) else {
+                    return Vec::new(); // no schema written
+                };
+                rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect()
+            }
+            None => {
+                let path = self.dir.path().join("state/scansync.db");
+                if !path.exists() {
+                    return Vec::new();
+                }
+                let conn = rusqlite::Connection::open(&path).unwrap();
+                let Ok(mut stmt) = conn.prepare(FINDING_COUNT_DRIFT) else {
+                    return Vec::new(); // an older schema, or none
+                };
+                stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect()
+            }
+        }
+    }
+
+    /// For a test that sets a count wrong on purpose: the check at its end is skipped.
+    pub fn allow_finding_count_drift(&mut self) {
+        self.drift_allowed = true;
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
+        if !self.drift_allowed && !std::thread::panicking() {
+            let drift = self.finding_count_drift();
+            assert!(
+                drift.is_empty(),
+                "scans whose finding_count is not their rows (scan, counted, rows): {drift:?}"
+            );
+        }
         if let Some(target) = &self.pg {
             let schema = target.schema.clone().unwrap_or_default();
             let admin = PgTarget {
