@@ -253,7 +253,11 @@ fn a_prune_from_another_process_between_pages_of_a_run_breaks_nothing() {
     assert_eq!(end.state, RunState::Succeeded);
     assert_eq!(end.counts.fixed, 0, "{:?}", end.counts);
     let fixed = "SELECT count(*) FROM findings WHERE state = 'fixed'";
-    assert_eq!(count(&store, fixed), 1, "the one fixed long ago and not listed");
+    assert_eq!(
+        count(&store, fixed),
+        1,
+        "the one fixed long ago and not listed"
+    );
     assert_eq!(count(&store, "SELECT count(*) FROM findings"), 10);
     assert_eq!(super::test_db::foreign_key_violations(&store), 0);
     age_all(&store, 400);

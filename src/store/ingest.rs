@@ -546,10 +546,8 @@ pub(super) fn upsert_page_in(
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })?;
     if new + created_fixed > 0 {
-        conn.prepare_cached(
-            "UPDATE scans SET finding_count = finding_count + ?2 WHERE id = ?1",
-        )?
-        .execute(params![ctx.scan_id, new + created_fixed])?;
+        conn.prepare_cached("UPDATE scans SET finding_count = finding_count + ?2 WHERE id = ?1")?
+            .execute(params![ctx.scan_id, new + created_fixed])?;
     }
     let counts = RunCounts {
         seen,

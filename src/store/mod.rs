@@ -112,7 +112,10 @@ const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
         8,
         include_str!("migrations/postgres/0008_no_hot_path_foreign_keys.sql"),
     ),
-    (9, include_str!("migrations/postgres/0009_finding_count.sql")),
+    (
+        9,
+        include_str!("migrations/postgres/0009_finding_count.sql"),
+    ),
 ];
 
 mod copy;

@@ -63,7 +63,10 @@ fn a_version_7_postgresql_store_is_probed_as_older_and_migrated_with_its_rows() 
         latest
     );
     assert_eq!(
-        count(&store, "SELECT finding_count FROM scans WHERE name = 'shop'"),
+        count(
+            &store,
+            "SELECT finding_count FROM scans WHERE name = 'shop'"
+        ),
         10
     );
     assert_eq!(

@@ -136,7 +136,9 @@ impl TestDb {
                 let Ok(rows) = client.query(FINDING_COUNT_DRIFT, &[]) else {
                     return Vec::new(); // no schema written
                 };
-                rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect()
+                rows.iter()
+                    .map(|r| (r.get(0), r.get(1), r.get(2)))
+                    .collect()
             }
             None => {
                 let path = self.dir.path().join("state/scansync.db");

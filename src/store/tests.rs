@@ -246,6 +246,103 @@ fn finding_absent_after_a_complete_run_is_fixed() {
     assert_eq!(fixed.run_id, Some(run.id));
 }
 
+/// How often a run's end has read its scan's rows for absent findings (`fix_absent`).
+fn fix_passes() -> usize {
+    ingest::FIX_PASSES.with(|n| n.get())
+}
+
+fn finding_count(store: &Store, scan: &str) -> i64 {
+    store
+        .conn
+        .query_row(
+            "SELECT finding_count FROM scans WHERE name = ?1",
+            params![scan],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+/// A complete run that listed every row of its scan has nothing to fix, and its end does
+/// not read the scan's rows; a run that lacks one row reads them and fixes it, even when it
+/// sent a page twice or listed a sighting twice (each row counts once per run), and even
+/// when it listed as many rows as the scan had before it (it created some).
+#[test]
+fn a_run_that_listed_every_row_of_its_scan_ends_without_the_pass_and_one_lacking_a_row_fixes_it() {
+    let (_dir, mut store) = temp_store();
+    import(&mut store, "shop", &[findings(0..10)], RunEnd::Succeeded);
+    assert_eq!(finding_count(&store, "shop"), 10);
+    let before = fix_passes();
+    let run = import(
+        &mut store,
+        "shop",
+        &[findings(0..5), findings(5..10)],
+        RunEnd::Succeeded,
+    );
+    assert_eq!((run.counts.seen, run.counts.fixed), (10, 0));
+    assert_eq!(fix_passes(), before, "every row listed: no pass");
+
+    // Row 9 lacking; the rest sent twice, and row 0 twice on one page.
+    let mut twice = findings(0..9);
+    twice.push(finding(0));
+    let run = import(
+        &mut store,
+        "shop",
+        &[twice, findings(0..9)],
+        RunEnd::Succeeded,
+    );
+    assert_eq!(fix_passes(), before + 1);
+    assert_eq!((run.counts.seen, run.counts.fixed), (9, 1));
+    assert_eq!(row(&store, "shop", &finding(9)).state, FindingState::Fixed);
+
+    // Row 8 lacking, rows 10 and 11 new: as many rows listed as the scan had before.
+    let mut listing = findings(0..8);
+    listing.extend(findings(10..12));
+    let run = import(&mut store, "shop", &[listing], RunEnd::Succeeded);
+    assert_eq!(run.counts.seen, 10);
+    assert_eq!(fix_passes(), before + 2);
+    assert_eq!(run.counts.fixed, 1);
+    assert_eq!(row(&store, "shop", &finding(8)).state, FindingState::Fixed);
+    assert_eq!(finding_count(&store, "shop"), 12);
+
+    // All twelve again (two reopened): nothing absent, no pass.
+    let run = import(&mut store, "shop", &[findings(0..12)], RunEnd::Succeeded);
+    assert_eq!((run.counts.reopened, run.counts.fixed), (2, 0));
+    assert_eq!(fix_passes(), before + 2);
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM findings WHERE state = 'fixed'"
+        ),
+        0
+    );
+}
+
+/// A finding count that rows written or deleted behind the store's back made wrong (too
+/// high, or lower than what the run listed) does not skip the pass, which sets it right.
+#[test]
+fn a_finding_count_set_wrong_by_hand_is_corrected_by_the_next_complete_run() {
+    let (_dir, mut store) = temp_store();
+    import(&mut store, "shop", &[findings(0..10)], RunEnd::Succeeded);
+    for wrong in [15, 3, 0] {
+        store
+            .conn
+            .execute(
+                "UPDATE scans SET finding_count = ?1 WHERE name = 'shop'",
+                params![wrong],
+            )
+            .unwrap();
+        let before = fix_passes();
+        let run = import(&mut store, "shop", &[findings(0..10)], RunEnd::Succeeded);
+        assert_eq!(run.counts.fixed, 0);
+        assert_eq!(fix_passes(), before + 1, "count {wrong}: the pass ran");
+        assert_eq!(
+            finding_count(&store, "shop"),
+            10,
+            "count {wrong}: corrected"
+        );
+    }
+}
+
 #[test]
 fn finding_absent_after_a_failed_interrupted_or_timed_out_run_stays_open() {
     let (_dir, mut store) = temp_store();
