@@ -346,7 +346,7 @@ pub(super) fn fix_absent(
     run: RunId,
     at: &str,
 ) -> Result<(u64, u64), StoreError> {
-    if ctx.seen == ctx.finding_count {
+    if ctx.counts.seen as i64 == ctx.finding_count {
         // The run listed as many rows as the scan has, each once: all of them, so none is
         // absent, and the pass over the scan's rows (a tenth of a re-sync) is not needed.
         return Ok((0, 0));
@@ -507,70 +507,69 @@ pub(super) fn upsert_page_in(
     // One `created` event per row the page created, first among the page's events of that
     // row (a row is updated at most once per run, so its state is still the one it was
     // created with). One statement per page rather than a trigger per row: the hot path.
-    conn.prepare_cached(&format!(
-        "INSERT INTO finding_events (finding_id, run_id, kind, old_value, new_value, at)
-         SELECT id, last_run_id, 'created', NULL, state, first_seen
-         FROM findings WHERE id > ?1 AND {ID_CEILING} ORDER BY id"
-    ))?
-    .execute(params![ctx.findings_before])?;
-    if suppressed_any {
-        // The rule's event after `created`, for the rows this page created suppressed.
-        conn.prepare_cached(&format!(
-            "INSERT INTO finding_events (finding_id, run_id, kind, old_value, new_value, at,
-                 reason, until, rule)
-             SELECT f.id, f.last_run_id, 'suppressed', NULL, f.triage, f.first_seen,
-                    f.triage_reason, f.triage_until, f.triage_rule
-             FROM findings f
-             WHERE f.id IN (SELECT finding_id FROM finding_events
-                            WHERE id > ?1 AND {ID_CEILING} AND kind = 'created')
-               AND f.triage_source = 'rule'
-             ORDER BY f.id"
-        ))?
-        .execute(params![ctx.events_before])?;
-    }
-    inherit_branch_triage(conn, ctx, run)?;
-    // The page wrote one `created` event per inserted row, the triggers one `reopened` per fixed row
-    // listed again and one `fixed` per known row the vendor calls resolved. A row created
-    // already fixed (resolved at the vendor, or by a run older than the scan's newest
-    // success) was never open here: neither new nor open. Every other counted row was known
-    // and stays (or becomes) open.
-    let (new, created_fixed, reopened, fixed): (i64, i64, i64, i64) = conn
+    let created = conn
         .prepare_cached(&format!(
-            "SELECT count(*) FILTER (WHERE kind = 'created' AND new_value != 'fixed'),
-                    count(*) FILTER (WHERE kind = 'created' AND new_value = 'fixed'),
-                    count(*) FILTER (WHERE kind = 'reopened'),
-                    count(*) FILTER (WHERE kind = 'fixed')
-             FROM finding_events WHERE id > ?1 AND {ID_CEILING}"
+            "INSERT INTO finding_events (finding_id, run_id, kind, old_value, new_value, at)
+             SELECT id, last_run_id, 'created', NULL, state, first_seen
+             FROM findings WHERE id > ?1 AND {ID_CEILING} ORDER BY id"
         ))?
-        .query_row(params![ctx.events_before], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })?;
-    if new + created_fixed > 0 {
+        .execute(params![ctx.findings_before])?;
+    if created > 0 {
+        if suppressed_any {
+            // The rule's event after `created`, for the rows this page created suppressed.
+            conn.prepare_cached(&format!(
+                "INSERT INTO finding_events (finding_id, run_id, kind, old_value, new_value,
+                     at, reason, until, rule)
+                 SELECT f.id, f.last_run_id, 'suppressed', NULL, f.triage, f.first_seen,
+                        f.triage_reason, f.triage_until, f.triage_rule
+                 FROM findings f
+                 WHERE f.id IN (SELECT finding_id FROM finding_events
+                                WHERE id > ?1 AND {ID_CEILING} AND kind = 'created')
+                   AND f.triage_source = 'rule'
+                 ORDER BY f.id"
+            ))?
+            .execute(params![ctx.events_before])?;
+        }
+        inherit_branch_triage(conn, ctx, run)?;
         conn.prepare_cached("UPDATE scans SET finding_count = finding_count + ?2 WHERE id = ?1")?
-            .execute(params![ctx.scan_id, new + created_fixed])?;
+            .execute(params![ctx.scan_id, created as i64])?;
     }
+    // The run's counters take the page's events, read in the same statement (one round trip
+    // less per page): one `created` event per inserted row, the triggers' `reopened` per
+    // fixed row listed again and `fixed` per known row the vendor calls resolved. A row
+    // created already fixed (resolved at the vendor, or by a run older than the scan's
+    // newest success) was never open here: neither new nor open. Every other row the page
+    // changed was known and stays (or becomes) open. The page's own counts are what its
+    // update added.
+    let totals = conn
+        .prepare_cached(&format!(
+            "UPDATE sync_runs SET seen = seen + ?2, new = new + c.created_open,
+                 open = open + CASE WHEN ?2 > c.counted THEN ?2 - c.counted ELSE 0 END,
+                 reopened = reopened + c.page_reopened, fixed = fixed + c.page_fixed,
+                 pages = pages + 1
+             FROM (SELECT count(*) FILTER (WHERE kind = 'created' AND new_value != 'fixed')
+                              AS created_open,
+                          count(*) FILTER (WHERE kind = 'reopened') AS page_reopened,
+                          count(*) FILTER (WHERE kind = 'fixed') AS page_fixed,
+                          count(*) FILTER (WHERE kind = 'created' OR kind = 'reopened'
+                                               OR kind = 'fixed') AS counted
+                   FROM finding_events WHERE id > ?3 AND {ID_CEILING}) AS c
+             WHERE sync_runs.id = ?1
+             RETURNING seen, new, open, reopened, fixed, missing, pages"
+        ))?
+        .query_row(params![run, seen as i64, ctx.events_before], |r| {
+            counts_from(r, 0)
+        })?;
+    let before = &ctx.counts;
     let counts = RunCounts {
         seen,
-        new: new as u64,
-        open: seen.saturating_sub((new + created_fixed + reopened + fixed) as u64),
-        reopened: reopened as u64,
-        fixed: fixed as u64,
+        new: totals.new - before.new,
+        open: totals.open - before.open,
+        reopened: totals.reopened - before.reopened,
+        fixed: totals.fixed - before.fixed,
         missing: 0,
         pages: 1,
     };
-    conn.prepare_cached(
-        "UPDATE sync_runs SET seen = seen + ?2, new = new + ?3, open = open + ?4,
-             reopened = reopened + ?5, fixed = fixed + ?6, pages = pages + 1
-         WHERE id = ?1",
-    )?
-    .execute(params![
-        run,
-        counts.seen as i64,
-        counts.new as i64,
-        counts.open as i64,
-        counts.reopened as i64,
-        counts.fixed as i64
-    ])?;
     Ok(counts)
 }
 

@@ -5,7 +5,7 @@ use super::*;
 
 /// Columns of a `sync_runs` row, in the order [`run_from_row`] reads them.
 pub(super) const RUN_COLUMNS: &str = "id, scan, instance, vendor, bind_to, branch, trigger, state, \
-     vendor_scan_id, started_at, finished_at, seen, new, open, reopened, fixed, pages, error, missing";
+     vendor_scan_id, started_at, finished_at, error, seen, new, open, reopened, fixed, missing, pages";
 
 /// What a write to a running run (a page, its end) needs to know, read in one query when
 /// the write transaction begins: on a server each query is a round trip, and a page made
@@ -25,11 +25,12 @@ pub(super) struct RunContext {
     /// transaction (it holds the write lock).
     pub(super) findings_before: i64,
     pub(super) events_before: i64,
-    /// The scan's rows (`scans.finding_count`) and how many of them the run has listed so
-    /// far (`seen`: a run changes a row at most once, see `UPSERT_FINDING_SQL`): when the
-    /// two agree, no row of the scan is absent from the run's listing.
+    /// The scan's rows (`scans.finding_count`): when the run has listed as many (its
+    /// `counts.seen`; a run changes a row at most once, see `UPSERT_FINDING_SQL`), no row of
+    /// the scan is absent from its listing.
     pub(super) finding_count: i64,
-    pub(super) seen: i64,
+    /// The run's counters so far: a page reads its own as the difference its update makes.
+    pub(super) counts: RunCounts,
 }
 
 pub(super) fn no_such_run(run: RunId) -> StoreError {
@@ -55,7 +56,8 @@ pub(super) fn running_context(
                               AND n.state = 'succeeded'),
                     (SELECT coalesce(max(id), 0) FROM findings),
                     (SELECT coalesce(max(id), 0) FROM finding_events),
-                    (SELECT finding_count FROM scans WHERE id = r.scan_id), r.seen
+                    (SELECT finding_count FROM scans WHERE id = r.scan_id),
+                    r.seen, r.new, r.open, r.reopened, r.fixed, r.missing, r.pages
              FROM sync_runs r WHERE r.id = ?1",
         )?
         .query_row(params![run, owner.id, now()], |r| {
@@ -73,7 +75,7 @@ pub(super) fn running_context(
                     findings_before: r.get(7)?,
                     events_before: r.get(8)?,
                     finding_count: r.get(9)?,
-                    seen: r.get(10)?,
+                    counts: counts_from(r, 10)?,
                 },
             ))
         })
@@ -102,7 +104,6 @@ pub(super) fn read_run(conn: &Db, id: RunId) -> Result<Option<RunRow>, StoreErro
 }
 
 pub(super) fn run_from_row(r: &Row<'_>) -> Result<RunRow, StoreError> {
-    let count = |i: usize| -> Result<u64, StoreError> { Ok(r.get::<i64>(i)? as u64) };
     Ok(RunRow {
         id: r.get(0)?,
         scan: r.get(1)?,
@@ -115,16 +116,23 @@ pub(super) fn run_from_row(r: &Row<'_>) -> Result<RunRow, StoreError> {
         vendor_scan_id: r.get(8)?,
         started_at: r.get(9)?,
         finished_at: r.get(10)?,
-        counts: RunCounts {
-            seen: count(11)?,
-            new: count(12)?,
-            open: count(13)?,
-            reopened: count(14)?,
-            fixed: count(15)?,
-            pages: count(16)?,
-            missing: count(18)?,
-        },
-        error: r.get(17)?,
+        error: r.get(11)?,
+        counts: counts_from(r, 12)?,
+    })
+}
+
+/// A run's counters from `seen, new, open, reopened, fixed, missing, pages`, read from
+/// column `first` on.
+pub(super) fn counts_from(r: &Row<'_>, first: usize) -> db::Result<RunCounts> {
+    let count = |i: usize| -> db::Result<u64> { Ok(r.get::<i64>(first + i)? as u64) };
+    Ok(RunCounts {
+        seen: count(0)?,
+        new: count(1)?,
+        open: count(2)?,
+        reopened: count(3)?,
+        fixed: count(4)?,
+        missing: count(5)?,
+        pages: count(6)?,
     })
 }
 
