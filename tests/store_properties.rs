@@ -293,11 +293,12 @@ fn rows_of_a_version_1_store_survive_migration_to_the_schema_of_a_fresh_store() 
     assert_eq!(two.scan, "shop");
     assert_eq!(two.instance, "ct-main");
     drop(store);
-    // Schema 9 counted the scan's rows (what lets a run that listed them all skip its pass).
+    // Schema 9 counted the scan's present findings (what lets a run that listed them all
+    // skip its pass).
     let counted: i64 = Connection::open(&old)
         .unwrap()
         .query_row(
-            "SELECT finding_count FROM scans WHERE name = 'shop'",
+            "SELECT present_count FROM scans WHERE name = 'shop'",
             [],
             |r| r.get(0),
         )

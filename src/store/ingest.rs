@@ -10,6 +10,8 @@ use db::Param;
 /// what that listing found absent (fixed or missing) it leaves so; `?28`…`?31` = the
 /// suppression rule that matches the finding, if any: its state, name, reason and until).
 ///
+/// It returns the row's state when it inserted or updated one (what `listed_present` counts).
+///
 /// The `WHERE` makes the update a no-op on a row that this run, or a newer one, already saw or
 /// decided (`touched_run_id`): a repeated page changes nothing, and an older run adopted
 /// late never overwrites what a newer run decided. A no-op tells the caller to look closer
@@ -129,7 +131,8 @@ ON CONFLICT (scan_id, fingerprint) DO UPDATE SET
     vendor_verdict = excluded.vendor_verdict,
     fingerprint_version = excluded.fingerprint_version,
     touched_run_id = excluded.touched_run_id
-WHERE findings.touched_run_id < excluded.touched_run_id"
+WHERE findings.touched_run_id < excluded.touched_run_id
+RETURNING state"
         )
     });
 
@@ -137,7 +140,8 @@ WHERE findings.touched_run_id < excluded.touched_run_id"
 /// [`upsert_rows_batched`]): the same expressions over the rows of `unnest` of one list per
 /// column, in order. The run's values (`?1`, `?23`, `?24`, `?26`, `?27` there) are `?1`…`?5`
 /// here, and the list of each finding's `?N` there ([`BATCH_COLUMNS`]) the following ones.
-/// Made from [`UPSERT_FINDING_SQL`]'s text, so the two cannot drift apart.
+/// Made from [`UPSERT_FINDING_SQL`]'s text, so the two cannot drift apart. It answers one
+/// row: the rows it inserted or updated, and how many of them are present.
 pub(super) static UPSERT_ROWS_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     let single = UPSERT_FINDING_SQL.as_str();
     let (insert, rest) = single
@@ -161,8 +165,9 @@ pub(super) static UPSERT_ROWS_SQL: std::sync::LazyLock<String> = std::sync::Lazy
         .collect();
     let names: Vec<String> = BATCH_COLUMNS.iter().map(|(n, _)| format!("c{n}")).collect();
     format!(
-        "{insert}\nSELECT {}\nFROM unnest({}) WITH ORDINALITY AS u({}, ord)
-ORDER BY u.ord\nON CONFLICT{}",
+        "WITH up AS ({insert}\nSELECT {}\nFROM unnest({}) WITH ORDINALITY AS u({}, ord)
+ORDER BY u.ord\nON CONFLICT{})
+SELECT count(*), count(*) FILTER (WHERE state <> 'fixed') FROM up",
         renumber(values, spell),
         lists.join(", "),
         names.join(", "),
@@ -238,7 +243,6 @@ pub(super) const PRESENT_STATES_SQL: &str =
 /// then the range is read in id order, and only a scan whose rows are spread thinly over a
 /// much larger table (a small scan beside a big one) walks the index.
 pub(super) struct ScanRows {
-    pub(super) count: i64,
     pub(super) first: i64,
     pub(super) last: i64,
     /// Whether the id range is dense enough to read sequentially.
@@ -262,7 +266,6 @@ impl ScanRows {
     fn from_bounds(count: i64, first: Option<i64>, last: Option<i64>) -> ScanRows {
         let (first, last) = (first.unwrap_or(0), last.unwrap_or(-1));
         ScanRows {
-            count,
             first,
             last,
             by_range: last - first < count.saturating_mul(Self::MAX_SPREAD),
@@ -337,22 +340,62 @@ pub(super) fn inherit_branch_triage(
     Ok(())
 }
 
+/// How long a scan's `present_count` is taken as exact after it was last counted (the
+/// scan's creation, or a pass of [`fix_absent`]): a count made wrong behind the store's back
+/// (rows written by hand, or by a node still on a scansync before schema 9) could let a
+/// complete run skip the pass that would fix what it lacks; past this age the pass runs and
+/// counts again.
+const PRESENT_COUNT_TRUSTED_FOR: chrono::Duration = chrono::Duration::hours(24);
+
 /// The end of a complete run: the scan's present findings this run did not list become
 /// `fixed`, or `missing` when the guard trips (see [`Store::finish_run`]). Returns
 /// `(fixed, missing)`.
+///
+/// A run that listed as many present findings as the scan has (each row counts once per
+/// run) listed all of them: nothing is absent, and the pass over the scan's rows, a tenth
+/// of a re-sync, is skipped while the scan's count is recent. The pass counts the present
+/// rows again and keeps the count.
 pub(super) fn fix_absent(
     conn: &Db,
     ctx: &RunContext,
     run: RunId,
     at: &str,
 ) -> Result<(u64, u64), StoreError> {
-    if ctx.counts.seen as i64 == ctx.finding_count {
-        // The run listed as many rows as the scan has, each once: all of them, so none is
-        // absent, and the pass over the scan's rows (a tenth of a re-sync) is not needed.
+    let trusted_since = stamp(chrono::Utc::now() - PRESENT_COUNT_TRUSTED_FOR);
+    let recent = ctx
+        .present_checked_at
+        .as_deref()
+        .is_some_and(|checked| checked > trusted_since.as_str());
+    if recent && ctx.listed_present == ctx.present_count {
         return Ok((0, 0));
     }
     #[cfg(test)]
     FIX_PASSES.with(|n| n.set(n.get() + 1));
+    let (present, fixed, missing) = fix_absent_rows(conn, ctx, run, at)?;
+    if present != ctx.present_count {
+        tracing::warn!(
+            scan = %ctx.scan,
+            counted = ctx.present_count,
+            present,
+            "the scan's count of present findings did not match its rows (rows written behind \
+             the store's back, or by an older scansync); counted again"
+        );
+    }
+    conn.prepare_cached(
+        "UPDATE scans SET present_count = ?2, present_checked_at = ?3 WHERE id = ?1",
+    )?
+    .execute(params![ctx.scan_id, present - fixed as i64, at])?;
+    Ok((fixed, missing))
+}
+
+/// The pass of [`fix_absent`]: `(present, fixed, missing)`, `present` being the scan's
+/// present rows before it.
+fn fix_absent_rows(
+    conn: &Db,
+    ctx: &RunContext,
+    run: RunId,
+    at: &str,
+) -> Result<(i64, u64, u64), StoreError> {
     let (rows, present, absent, absent_missing) = if conn.backend() == db::Backend::Postgres {
         // One pass over the scan's rows rather than two: PostgreSQL reads each row for the
         // count of the first too (no index-only scans before a vacuum), and its planner picks
@@ -394,18 +437,6 @@ pub(super) fn fix_absent(
             })?;
         (rows, present, absent, absent_missing)
     };
-    if rows.count != ctx.finding_count {
-        // Rows written or deleted behind the store's back (by hand, say). A count too low
-        // could one day skip a pass that had something to fix: set it right.
-        tracing::warn!(
-            scan = %ctx.scan,
-            counted = ctx.finding_count,
-            rows = rows.count,
-            "the scan's finding count did not match its rows; corrected"
-        );
-        conn.prepare_cached("UPDATE scans SET finding_count = ?2 WHERE id = ?1")?
-            .execute(params![ctx.scan_id, rows.count])?;
-    }
     let in_scan = rows.sql("?1", "?3", "?4");
     // The share is of what the scan had before this run: a listing that swaps every known
     // finding for others (another project's answer) must not dilute its own absences. Rows
@@ -419,10 +450,11 @@ pub(super) fn fix_absent(
                AND (kind = 'created' OR old_value = 'fixed')",
         )?
         .query_row(params![run], |r| r.get(0))?;
+    let counted = present;
     let present = (present - created).max(0) as u64;
     let absent = absent as u64;
     if absent == 0 {
-        return Ok((0, 0));
+        return Ok((counted, 0, 0));
     }
     let tripped = ctx.fix_guard < 1.0
         && (absent == present
@@ -462,14 +494,16 @@ pub(super) fn fix_absent(
             ctx.fix_guard * 100.0
         );
         debug_assert_eq!(fixed, absent_missing as u64);
-        Ok((fixed, missing))
+        Ok((counted, fixed, missing))
     } else {
-        Ok((change("fixed", PRESENT_STATES_SQL)?, 0))
+        Ok((counted, change("fixed", PRESENT_STATES_SQL)?, 0))
     }
 }
 
 /// The body of [`Store::upsert_page`], inside the caller's transaction (tests drop that
-/// transaction half way to show a page is all or nothing).
+/// transaction half way to show a page is all or nothing). `None` when the page must be
+/// written again in a new transaction, planned with more care (see
+/// [`upsert_rows_batched`]): this one has changes to undo.
 pub(super) fn upsert_page_in(
     conn: &Db,
     ctx: &RunContext,
@@ -477,7 +511,7 @@ pub(super) fn upsert_page_in(
     page: &[Finding],
     rules: &[crate::config::SuppressRule],
     looked_up: &mut LookedUpRuns,
-) -> Result<RunCounts, StoreError> {
+) -> Result<Option<RunCounts>, StoreError> {
     let at = now();
     // The rules for this scan still in force; a finding takes the first that matches.
     let rules: Vec<&crate::config::SuppressRule> = rules
@@ -499,9 +533,14 @@ pub(super) fn upsert_page_in(
         .collect();
     let suppressed_any = rows.iter().any(|(_, up)| up.rule.is_some());
     // On a server one round trip per finding is most of a page's time (BENCHMARKS.md).
-    let seen = if conn.backend() == db::Backend::Postgres && !one_by_one() {
-        upsert_rows_batched(conn, &rows, looked_up)?
+    let batched = conn.backend() == db::Backend::Postgres && !one_by_one();
+    let listed = if batched && !looked_up.one_by_one.contains(&run) {
+        match upsert_rows_batched(conn, &rows, looked_up)? {
+            Some(listed) => listed,
+            None => return Ok(None),
+        }
     } else {
+        looked_up.one_by_one.remove(&run);
         upsert_rows(conn, &rows)?
     };
     // One `created` event per row the page created, first among the page's events of that
@@ -531,8 +570,6 @@ pub(super) fn upsert_page_in(
             .execute(params![ctx.events_before])?;
         }
         inherit_branch_triage(conn, ctx, run)?;
-        conn.prepare_cached("UPDATE scans SET finding_count = finding_count + ?2 WHERE id = ?1")?
-            .execute(params![ctx.scan_id, created as i64])?;
     }
     // The run's counters take the page's events, read in the same statement (one round trip
     // less per page): one `created` event per inserted row, the triggers' `reopened` per
@@ -540,13 +577,14 @@ pub(super) fn upsert_page_in(
     // created already fixed (resolved at the vendor, or by a run older than the scan's
     // newest success) was never open here: neither new nor open. Every other row the page
     // changed was known and stays (or becomes) open. The page's own counts are what its
-    // update added.
-    let totals = conn
+    // update added. Also read: the fixed rows that came back to their triage (`returned`),
+    // present again like the reopened ones.
+    let (totals, returned) = conn
         .prepare_cached(&format!(
             "UPDATE sync_runs SET seen = seen + ?2, new = new + c.created_open,
                  open = open + CASE WHEN ?2 > c.counted THEN ?2 - c.counted ELSE 0 END,
                  reopened = reopened + c.page_reopened, fixed = fixed + c.page_fixed,
-                 pages = pages + 1
+                 pages = pages + 1, listed_present = listed_present + ?4
              FROM (SELECT count(*) FILTER (WHERE kind = 'created' AND new_value != 'fixed')
                               AS created_open,
                           count(*) FILTER (WHERE kind = 'reopened') AS page_reopened,
@@ -555,14 +593,23 @@ pub(super) fn upsert_page_in(
                                                OR kind = 'fixed') AS counted
                    FROM finding_events WHERE id > ?3 AND {ID_CEILING}) AS c
              WHERE sync_runs.id = ?1
-             RETURNING seen, new, open, reopened, fixed, missing, pages"
+             RETURNING seen, new, open, reopened, fixed, missing, pages,
+                 (SELECT count(*) FROM finding_events
+                  WHERE id > ?3 AND {ID_CEILING} AND kind = 'returned'
+                    AND old_value = 'fixed')"
         ))?
-        .query_row(params![run, seen as i64, ctx.events_before], |r| {
-            counts_from(r, 0)
-        })?;
+        .query_row(
+            params![
+                run,
+                listed.rows as i64,
+                ctx.events_before,
+                listed.present as i64
+            ],
+            |r| Ok((counts_from(r, 0)?, r.get::<i64>(7)?)),
+        )?;
     let before = &ctx.counts;
     let counts = RunCounts {
-        seen,
+        seen: listed.rows,
         new: totals.new - before.new,
         open: totals.open - before.open,
         reopened: totals.reopened - before.reopened,
@@ -570,7 +617,14 @@ pub(super) fn upsert_page_in(
         missing: 0,
         pages: 1,
     };
-    Ok(counts)
+    // The scan's present findings: those the page created present, brought back from
+    // `fixed`, and made `fixed` (the vendor's word).
+    let present = (counts.new + counts.reopened) as i64 + returned - counts.fixed as i64;
+    if present != 0 {
+        conn.prepare_cached("UPDATE scans SET present_count = present_count + ?2 WHERE id = ?1")?
+            .execute(params![ctx.scan_id, present])?;
+    }
+    Ok(Some(counts))
 }
 
 #[cfg(test)]
@@ -596,13 +650,24 @@ fn one_by_one() -> bool {
 }
 
 /// The page's findings one statement each, in order; how many were inserted or updated.
-fn upsert_rows(conn: &Db, rows: &[(&Finding, UpsertContext<'_>)]) -> Result<u64, StoreError> {
+fn upsert_rows(conn: &Db, rows: &[(&Finding, UpsertContext<'_>)]) -> Result<Listed, StoreError> {
     let mut stmt = conn.prepare_cached(&UPSERT_FINDING_SQL)?;
-    let mut seen = 0;
+    let mut listed = Listed::default();
     for (finding, up) in rows {
-        seen += upsert_finding(conn, &mut stmt, *up, finding)?;
+        if let Some(present) = upsert_finding(conn, &mut stmt, *up, finding)? {
+            listed.rows += 1;
+            listed.present += u64::from(present);
+        }
     }
-    Ok(seen)
+    Ok(listed)
+}
+
+/// The rows a page's upserts inserted or updated, and how many of them are present (in any
+/// state but `fixed`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Listed {
+    rows: u64,
+    present: u64,
 }
 
 /// [`upsert_rows`] with the same outcome in one statement ([`UPSERT_ROWS_SQL`]), for
@@ -617,87 +682,91 @@ fn upsert_rows(conn: &Db, rows: &[(&Finding, UpsertContext<'_>)]) -> Result<u64,
 /// as one statement, in the page's order, which inserts and updates the same rows in the
 /// same order (their events written by the triggers at the statement's end, in row order).
 /// What differs is invisible: the identity values the no-op upserts would have drawn
-/// (PostgreSQL's ids have gaps anyway). Should the statement still leave a finding
-/// unchanged, it is undone and the page goes one finding at a time from a savepoint.
+/// (PostgreSQL's ids have gaps anyway).
 ///
 /// The look-up costs as much as a fifth of the page (an index probe per finding), and it
 /// almost always finds nothing, so a run's pages are first planned without it (see
-/// [`LookedUpRuns`]).
+/// [`LookedUpRuns`]). Should the statement leave a planned finding unchanged, the page's
+/// transaction has changes to undo: `None`, and [`Store::upsert_page`] rolls it back and
+/// writes the page again, planned with the look-up, or, if that was the plan, one finding
+/// at a time. Rolling the whole page back on that rare miss is cheaper than a savepoint
+/// before every page (a round trip, and a subtransaction for every row written).
 fn upsert_rows_batched(
     conn: &Db,
     rows: &[(&Finding, UpsertContext<'_>)],
     looked_up: &mut LookedUpRuns,
-) -> Result<u64, StoreError> {
+) -> Result<Option<Listed>, StoreError> {
     let Some((_, first)) = rows.first() else {
-        return Ok(0);
+        return Ok(Some(Listed::default()));
     };
-    conn.execute_batch("SAVEPOINT page_rows")?;
-    if !looked_up.0.contains(&first.run) {
+    let look_up = looked_up.runs.contains(&first.run);
+    let plan = plan_page(conn, rows, first.scan_id, first.run, look_up)?;
+    if let Some(changed) = upsert_planned(conn, rows, plan)? {
+        return Ok(Some(changed));
+    }
+    if look_up {
+        tracing::warn!(
+            "the page's upserts did not change the rows foreseen; importing it one finding at a time"
+        );
+        looked_up.one_by_one.insert(first.run);
+        #[cfg(test)]
+        FELL_BACK.with(|n| n.set(n.get() + 1));
+    } else {
         // Most pages meet no row their run (or a newer one) stored: planned on the page
-        // alone, the statement then changes every row it names. One that does not is undone
-        // and the run's pages are looked up from then on.
-        let plan = plan_page(conn, rows, first.scan_id, first.run, false)?;
-        if let Some(changed) = upsert_planned(conn, rows, plan)? {
-            return Ok(changed);
-        }
-        conn.execute_batch("ROLLBACK TO SAVEPOINT page_rows")?;
+        // alone, the statement changes every row it names. This one did not, so the run's
+        // pages are looked up from now on.
         looked_up.insert(first.run);
         #[cfg(test)]
         LOOKED_UP_AGAIN.with(|n| n.set(n.get() + 1));
     }
-    let plan = plan_page(conn, rows, first.scan_id, first.run, true)?;
-    if let Some(changed) = upsert_planned(conn, rows, plan)? {
-        return Ok(changed);
-    }
-    tracing::warn!(
-        "the page's upserts did not change the rows foreseen; importing it one finding at a time"
-    );
-    conn.execute_batch("ROLLBACK TO SAVEPOINT page_rows")?;
-    #[cfg(test)]
-    FELL_BACK.with(|n| n.set(n.get() + 1));
-    upsert_rows(conn, rows)
+    Ok(None)
 }
 
 /// The runs whose pages [`upsert_rows_batched`] plans with the look-up of the rows stored
 /// already: one of their pages met a row the run had stored (a page sent again, or one
-/// identity listed on two pages), so later pages likely will too. Only speed depends on it;
-/// a run is forgotten when it ends, and all of them should this grow past a few dozen (runs
-/// that never ended).
+/// identity listed on two pages), so later pages likely will too; and the runs whose next
+/// page goes one finding at a time (its planned statement missed even so). Only speed
+/// depends on it; a run is forgotten when it ends, and all of them should this grow past a
+/// few dozen (runs that never ended).
 #[derive(Default)]
-pub(super) struct LookedUpRuns(std::collections::HashSet<RunId>);
+pub(super) struct LookedUpRuns {
+    runs: std::collections::HashSet<RunId>,
+    one_by_one: std::collections::HashSet<RunId>,
+}
 
 impl LookedUpRuns {
     fn insert(&mut self, run: RunId) {
-        if self.0.len() >= 64 {
-            self.0.clear();
+        if self.runs.len() >= 64 {
+            self.runs.clear();
         }
-        self.0.insert(run);
+        self.runs.insert(run);
     }
 
     pub(super) fn forget(&mut self, run: RunId) {
-        self.0.remove(&run);
+        self.runs.remove(&run);
+        self.one_by_one.remove(&run);
     }
 }
 
-/// Runs the upserts `plan` keeps (see [`plan_page`]) as one statement; the number of rows
-/// changed, or `None` when that is not every planned row (the statement's changes are then
-/// still to be undone).
+/// Runs the upserts `plan` keeps (see [`plan_page`]) as one statement; the rows changed, or
+/// `None` when that is not every planned row (the statement's changes are then still to be
+/// undone).
 fn upsert_planned(
     conn: &Db,
     rows: &[(&Finding, UpsertContext<'_>)],
     plan: Vec<Option<String>>,
-) -> Result<Option<u64>, StoreError> {
+) -> Result<Option<Listed>, StoreError> {
     let Some((_, first)) = rows.first() else {
-        return Ok(Some(0));
+        return Ok(Some(Listed::default()));
     };
     let mut batch: Vec<[db::Value<'_>; 26]> = rows
         .iter()
         .zip(plan)
         .filter_map(|((finding, up), key)| Some(batch_row(finding, key?, up)))
         .collect();
-    let planned = batch.len();
+    let planned = batch.len() as u64;
     if planned == 0 {
-        return Ok(Some(0));
+        return Ok(Some(Listed::default()));
     }
     let mut args: Vec<db::Value<'_>> = vec![
         first.scan_id.into(),
@@ -714,10 +783,13 @@ fn upsert_planned(
                 .collect(),
         )
     }));
-    let changed = conn
+    let (rows, present): (i64, i64) = conn
         .prepare_cached(&UPSERT_ROWS_SQL)?
-        .execute(db::params_from_iter(&args))?;
-    Ok((changed == planned).then_some(planned as u64))
+        .query_row(db::params_from_iter(&args), |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok((rows as u64 == planned).then_some(Listed {
+        rows: planned,
+        present: present as u64,
+    }))
 }
 
 /// What an upsert of a fingerprint would meet: `None` when it would insert or update the row
@@ -943,8 +1015,9 @@ pub(super) struct UpsertContext<'a> {
     pub(super) rule: Option<&'a crate::config::SuppressRule>,
 }
 
-/// Upserts one finding; returns 1 when the row was inserted or updated, 0 when this run had
-/// already seen it (a repeated page) or a newer run has decided it.
+/// Upserts one finding; returns whether the row it inserted or updated is present (not
+/// `fixed`), or `None` when this run had already seen it (a repeated page) or a newer run
+/// has decided it.
 ///
 /// A no-op upsert on a row this run already stored is either the same sighting again or a
 /// second finding with the same identity parts: the latter is stored under the next
@@ -954,7 +1027,7 @@ pub(super) fn upsert_finding(
     stmt: &mut db::Stmt<'_>,
     up: UpsertContext<'_>,
     finding: &Finding,
-) -> Result<u64, StoreError> {
+) -> Result<Option<bool>, StoreError> {
     let UpsertContext {
         scan_id,
         run,
@@ -968,41 +1041,46 @@ pub(super) fn upsert_finding(
     let verdict = finding.verdict.map(|v| v.as_str());
     for occurrence in 0u32.. {
         let fingerprint = finding.fingerprint(occurrence);
-        let changed = stmt.execute(params![
-            scan_id,
-            fingerprint,
-            finding.title,
-            finding.severity.as_str(),
-            finding.vendor_status,
-            finding.cwe,
-            finding.owasp,
-            finding.rule_id,
-            kind,
-            file_path,
-            start_line,
-            end_line,
-            method,
-            api_path,
-            host,
-            finding.description,
-            finding.remediation,
-            finding.vendor_url,
-            finding.vendor_id,
-            finding.vendor_first_seen,
-            finding.vendor_last_seen,
-            finding.raw,
-            at,
-            run,
-            verdict,
-            FINGERPRINT_RECIPE,
-            stale,
-            rule.map(|r| r.state.as_str()),
-            rule.map(|r| r.name.as_str()),
-            rule.map(|r| r.reason.as_str()),
-            rule_until,
-        ])?;
-        if changed > 0 {
-            return Ok(changed as u64);
+        let changed = stmt
+            .query_row(
+                params![
+                    scan_id,
+                    fingerprint,
+                    finding.title,
+                    finding.severity.as_str(),
+                    finding.vendor_status,
+                    finding.cwe,
+                    finding.owasp,
+                    finding.rule_id,
+                    kind,
+                    file_path,
+                    start_line,
+                    end_line,
+                    method,
+                    api_path,
+                    host,
+                    finding.description,
+                    finding.remediation,
+                    finding.vendor_url,
+                    finding.vendor_id,
+                    finding.vendor_first_seen,
+                    finding.vendor_last_seen,
+                    finding.raw,
+                    at,
+                    run,
+                    verdict,
+                    FINGERPRINT_RECIPE,
+                    stale,
+                    rule.map(|r| r.state.as_str()),
+                    rule.map(|r| r.name.as_str()),
+                    rule.map(|r| r.reason.as_str()),
+                    rule_until,
+                ],
+                |r| r.get::<String>(0),
+            )
+            .optional()?;
+        if let Some(state) = changed {
+            return Ok(Some(state != FindingState::Fixed.as_str()));
         }
         let existing: (i64, Option<String>, Option<u32>, Option<u32>) = conn
             .prepare_cached(
@@ -1014,7 +1092,7 @@ pub(super) fn upsert_finding(
             })?;
         let (touched, vendor_id, start, end) = existing;
         if touched != run || finding.same_sighting(vendor_id.as_deref(), (start, end)) {
-            return Ok(0);
+            return Ok(None);
         }
     }
     unreachable!("occurrences are unbounded")
@@ -1025,20 +1103,26 @@ impl Store {
     /// module docs for the rules). The run's counters move in the same transaction. Only the
     /// holder of the scan's lease stores: [`StoreError::LeaseLost`] otherwise.
     pub fn upsert_page(&mut self, run: RunId, page: &[Finding]) -> Result<RunCounts, StoreError> {
-        let tx = self.conn.write_transaction()?;
-        let ctx = running_context(&tx, &self.owner, run)?;
-        if !ctx.holds_lease {
-            return Err(StoreError::LeaseLost(run));
+        // At most three tries: planned alone, planned with the look-up, one by one.
+        loop {
+            let tx = self.conn.write_transaction()?;
+            let ctx = running_context(&tx, &self.owner, run)?;
+            if !ctx.holds_lease {
+                return Err(StoreError::LeaseLost(run));
+            }
+            let Some(counts) = upsert_page_in(
+                &tx,
+                &ctx,
+                run,
+                page,
+                &self.suppress_rules,
+                &mut self.looked_up,
+            )?
+            else {
+                continue; // rolled back as `tx` goes
+            };
+            tx.commit()?;
+            return Ok(counts);
         }
-        let counts = upsert_page_in(
-            &tx,
-            &ctx,
-            run,
-            page,
-            &self.suppress_rules,
-            &mut self.looked_up,
-        )?;
-        tx.commit()?;
-        Ok(counts)
     }
 }

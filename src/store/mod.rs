@@ -100,7 +100,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         7,
         include_str!("migrations/sqlite/0007_created_events_per_page.sql"),
     ),
-    (9, include_str!("migrations/sqlite/0009_finding_count.sql")),
+    (9, include_str!("migrations/sqlite/0009_present_count.sql")),
 ];
 
 /// The PostgreSQL schema's migrations: version 7 is the whole schema as SQLite has it at 7
@@ -114,7 +114,7 @@ const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
     ),
     (
         9,
-        include_str!("migrations/postgres/0009_finding_count.sql"),
+        include_str!("migrations/postgres/0009_present_count.sql"),
     ),
 ];
 

@@ -3,10 +3,10 @@
 //! Each step deletes at most [`BATCH`] rows of one kind in one short transaction, and the
 //! caller (the daemon, `scansync store prune`) takes the store once per step, so a run's page
 //! commit never waits behind a long purge. What is never pruned: a finding of a scan in use
-//! that is not fixed (open, missing or triaged: the vendor still reports it), any finding of
-//! a scan while one of its runs is running, the newest run of each scan (the schedules read
-//! it), a run a finding or an event or a pending notification still names, the newest
-//! successful run of each scan, and the events and notifications of a run not yet notified. A fixed finding whose last sighting and whole
+//! that is not fixed (open, missing or triaged: the vendor still reports it), the newest run
+//! of each scan (the schedules read it), a run a finding or an event or a pending
+//! notification still names, the newest successful run of each scan, and the events and
+//! notifications of a run not yet notified. A fixed finding whose last sighting and whole
 //! history are older than `runs` goes (a return after that is news again), unless a person
 //! triaged it (it returns to that triage).
 
@@ -83,13 +83,10 @@ const OLD_EVENTS: &str = "SELECT e.id FROM finding_events e
 /// Fixed findings whose last sighting and whole history (the fix included) are older than
 /// the cutoff: what names the old runs. A finding a person triaged stays: it returns to
 /// that triage, and without the row it would come back as news.
-/// Nor while a run of its scan is running: that run may have listed the row, and its end
-/// takes "listed as many rows as the scan has" for "listed them all" (`fix_absent`).
 const OLD_FIXED_FINDINGS: &str = "SELECT f.id FROM findings f
      WHERE f.state = 'fixed' AND f.last_seen < ?1
        AND f.triage_source IS NOT 'local'
-       AND NOT EXISTS (SELECT 1 FROM finding_events e WHERE e.finding_id = f.id AND e.at >= ?1)
-       AND NOT EXISTS (SELECT 1 FROM sync_runs r WHERE r.scan_id = f.scan_id AND r.state = 'running')";
+       AND NOT EXISTS (SELECT 1 FROM finding_events e WHERE e.finding_id = f.id AND e.at >= ?1)";
 /// Old ended runs that nothing names: not the newest of their scan nor its newest success
 /// (the last-success metric and `/readyz` read it), not a finding's `last_run_id`, no event
 /// left, no notification left.
@@ -212,12 +209,6 @@ impl Store {
         // The same rows both times: deleting their events changes no other row's standing.
         let ids = format!("{OLD_FIXED_FINDINGS} ORDER BY f.id LIMIT {BATCH}");
         tx.prepare(&format!(
-            "UPDATE scans SET finding_count = finding_count
-                 - (SELECT count(*) FROM findings g WHERE g.scan_id = scans.id AND g.id IN ({ids}))
-             WHERE id IN (SELECT scan_id FROM findings WHERE id IN ({ids}))"
-        ))?
-        .execute(params![cutoff])?;
-        tx.prepare(&format!(
             "DELETE FROM finding_events WHERE finding_id IN ({ids})"
         ))?
         .execute(params![cutoff])?;
@@ -246,7 +237,7 @@ impl Store {
         let Some((scan_id, name)) = scope else {
             return Ok(PruneReport::default());
         };
-        let findings = "SELECT id FROM findings WHERE scan_id = ?1";
+        let findings = "SELECT id FROM findings WHERE scan_id = ?1 ORDER BY id";
         let runs = "SELECT id FROM sync_runs WHERE scan_id = ?1";
         let batch = |table: &str, key: &str, ids: String| -> Result<u64, StoreError> {
             Ok(tx
@@ -274,12 +265,20 @@ impl Store {
         ];
         let mut done = true;
         for (table, ids) in steps {
+            if table == "findings" {
+                // The scope's count of present findings loses those this step deletes (the
+                // same rows: ordered by id), in case a run of the scope begins before the
+                // scope is gone.
+                tx.prepare(&format!(
+                    "UPDATE scans SET present_count = present_count
+                         - (SELECT count(*) FROM findings
+                            WHERE id IN ({ids} LIMIT {BATCH}) AND state <> 'fixed')
+                     WHERE id = ?1"
+                ))?
+                .execute(params![scan_id])?;
+            }
             let n = batch(table, "id", ids)?;
             if table == "findings" {
-                tx.execute(
-                    "UPDATE scans SET finding_count = finding_count - ?2 WHERE id = ?1",
-                    params![scan_id, n as i64],
-                )?;
                 report.branch_findings = n;
             } else {
                 report.branch_rows = n;

@@ -25,10 +25,13 @@ pub(super) struct RunContext {
     /// transaction (it holds the write lock).
     pub(super) findings_before: i64,
     pub(super) events_before: i64,
-    /// The scan's rows (`scans.finding_count`): when the run has listed as many (its
-    /// `counts.seen`; a run changes a row at most once, see `UPSERT_FINDING_SQL`), no row of
-    /// the scan is absent from its listing.
-    pub(super) finding_count: i64,
+    /// The scan's present findings (`scans.present_count`, exact as of
+    /// `present_checked_at`) and how many of them the run has listed (`listed_present`; a run
+    /// changes a row at most once, see `UPSERT_FINDING_SQL`): when the two agree, no
+    /// present finding is absent from the run's listing.
+    pub(super) present_count: i64,
+    pub(super) present_checked_at: Option<String>,
+    pub(super) listed_present: i64,
     /// The run's counters so far: a page reads its own as the difference its update makes.
     pub(super) counts: RunCounts,
 }
@@ -56,9 +59,9 @@ pub(super) fn running_context(
                               AND n.state = 'succeeded'),
                     (SELECT coalesce(max(id), 0) FROM findings),
                     (SELECT coalesce(max(id), 0) FROM finding_events),
-                    (SELECT finding_count FROM scans WHERE id = r.scan_id),
+                    s.present_count, s.present_checked_at, r.listed_present,
                     r.seen, r.new, r.open, r.reopened, r.fixed, r.missing, r.pages
-             FROM sync_runs r WHERE r.id = ?1",
+             FROM sync_runs r JOIN scans s ON s.id = r.scan_id WHERE r.id = ?1",
         )?
         .query_row(params![run, owner.id, now()], |r| {
             let state: String = r.get(1)?;
@@ -74,8 +77,10 @@ pub(super) fn running_context(
                     newer_success: r.get(6)?,
                     findings_before: r.get(7)?,
                     events_before: r.get(8)?,
-                    finding_count: r.get(9)?,
-                    counts: counts_from(r, 10)?,
+                    present_count: r.get(9)?,
+                    present_checked_at: r.get(10)?,
+                    listed_present: r.get(11)?,
+                    counts: counts_from(r, 12)?,
                 },
             ))
         })
@@ -335,8 +340,9 @@ pub(super) fn begin_in(
         .query_row(params![scope.instance, scope.vendor, at], |r| r.get(0))?;
     let scan_id: i64 = tx
         .prepare_cached(
-            "INSERT INTO scans (name, instance_id, bind_to, branch, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)
+            "INSERT INTO scans (name, instance_id, bind_to, branch, created_at,
+                 present_checked_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5)
              ON CONFLICT (name) DO UPDATE SET instance_id = excluded.instance_id,
                  bind_to = excluded.bind_to, branch = excluded.branch
              RETURNING id",

@@ -23,7 +23,7 @@ fn the_probe_of_a_store_this_binary_migrated_is_not_refused_as_newer() {
 
 /// A PostgreSQL store still at version 7 is reported as one the daemon upgrades, and
 /// opening it for writing migrates it to the latest version (8: foreign keys gone; 9: each
-/// scan's finding count, from its rows) with its rows intact.
+/// scan's count of present findings, from its rows) with its rows intact.
 #[test]
 fn a_version_7_postgresql_store_is_probed_as_older_and_migrated_with_its_rows() {
     if !on_postgres() {
@@ -39,7 +39,8 @@ fn a_version_7_postgresql_store_is_probed_as_older_and_migrated_with_its_rows() 
         store
             .conn
             .execute_batch(
-                "ALTER TABLE scans DROP COLUMN finding_count;
+                "ALTER TABLE scans DROP COLUMN present_count, DROP COLUMN present_checked_at;
+                 ALTER TABLE sync_runs DROP COLUMN listed_present;
                  ALTER TABLE findings
                      ADD CONSTRAINT findings_scan_id_fkey FOREIGN KEY (scan_id) REFERENCES scans(id),
                      ADD CONSTRAINT findings_last_run_id_fkey
@@ -65,9 +66,9 @@ fn a_version_7_postgresql_store_is_probed_as_older_and_migrated_with_its_rows() 
     assert_eq!(
         count(
             &store,
-            "SELECT finding_count FROM scans WHERE name = 'shop'"
+            "SELECT present_count FROM scans WHERE name = 'shop'"
         ),
-        10
+        8
     );
     assert_eq!(
         count(

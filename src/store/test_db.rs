@@ -116,24 +116,26 @@ impl TestDb {
     }
 }
 
-/// The scans whose `finding_count` is not their number of rows: `(scan, counted, rows)`.
-/// Each test's store is checked when the test ends ([`TestDb`]'s drop): a count lower than
-/// the rows would let a run end without fixing what it did not list (`fix_absent`).
-pub const FINDING_COUNT_DRIFT: &str = "SELECT s.name, s.finding_count,
-        (SELECT count(*) FROM findings f WHERE f.scan_id = s.id)
+/// The scans whose `present_count` is not their number of present (not `fixed`) rows:
+/// `(scan, counted, rows)`. Each test's store is checked when the test ends ([`TestDb`]'s
+/// drop): a count lower than the rows would let a run end without fixing what it did not
+/// list (`fix_absent`).
+pub const PRESENT_COUNT_DRIFT: &str = "SELECT s.name, s.present_count,
+        (SELECT count(*) FROM findings f WHERE f.scan_id = s.id AND f.state <> 'fixed')
      FROM scans s
-     WHERE s.finding_count <> (SELECT count(*) FROM findings f WHERE f.scan_id = s.id)
+     WHERE s.present_count
+           <> (SELECT count(*) FROM findings f WHERE f.scan_id = s.id AND f.state <> 'fixed')
      ORDER BY s.name";
 
 impl TestDb {
-    /// [`FINDING_COUNT_DRIFT`] of the store, if it has one with scans in it.
-    fn finding_count_drift(&self) -> Vec<(String, i64, i64)> {
+    /// [`PRESENT_COUNT_DRIFT`] of the store, if it has one with scans in it.
+    fn present_count_drift(&self) -> Vec<(String, i64, i64)> {
         match &self.pg {
             Some(target) => {
                 let Ok(mut client) = super::postgres::connect(target) else {
                     return Vec::new();
                 };
-                let Ok(rows) = client.query(FINDING_COUNT_DRIFT, &[]) else {
+                let Ok(rows) = client.query(PRESENT_COUNT_DRIFT, &[]) else {
                     return Vec::new(); // no schema written
                 };
                 rows.iter()
@@ -146,7 +148,7 @@ impl TestDb {
                     return Vec::new();
                 }
                 let conn = rusqlite::Connection::open(&path).unwrap();
-                let Ok(mut stmt) = conn.prepare(FINDING_COUNT_DRIFT) else {
+                let Ok(mut stmt) = conn.prepare(PRESENT_COUNT_DRIFT) else {
                     return Vec::new(); // an older schema, or none
                 };
                 stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
@@ -158,7 +160,7 @@ impl TestDb {
     }
 
     /// For a test that sets a count wrong on purpose: the check at its end is skipped.
-    pub fn allow_finding_count_drift(&mut self) {
+    pub fn allow_present_count_drift(&mut self) {
         self.drift_allowed = true;
     }
 }
@@ -166,10 +168,10 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         if !self.drift_allowed && !std::thread::panicking() {
-            let drift = self.finding_count_drift();
+            let drift = self.present_count_drift();
             assert!(
                 drift.is_empty(),
-                "scans whose finding_count is not their rows (scan, counted, rows): {drift:?}"
+                "scans whose present_count is not their present rows (scan, counted, rows): {drift:?}"
             );
         }
         if let Some(target) = &self.pg {

@@ -251,26 +251,27 @@ fn fix_passes() -> usize {
     ingest::FIX_PASSES.with(|n| n.get())
 }
 
-fn finding_count(store: &Store, scan: &str) -> i64 {
+fn present_count(store: &Store, scan: &str) -> i64 {
     store
         .conn
         .query_row(
-            "SELECT finding_count FROM scans WHERE name = ?1",
+            "SELECT present_count FROM scans WHERE name = ?1",
             params![scan],
             |r| r.get(0),
         )
         .unwrap()
 }
 
-/// A complete run that listed every row of its scan has nothing to fix, and its end does
-/// not read the scan's rows; a run that lacks one row reads them and fixes it, even when it
-/// sent a page twice or listed a sighting twice (each row counts once per run), and even
-/// when it listed as many rows as the scan had before it (it created some).
+/// A complete run that listed every present finding of its scan has nothing to fix, and
+/// its end does not read the scan's rows, fixed findings or not; a run that lacks one reads
+/// them and fixes it, even when it sent a page twice or listed a sighting twice (each row
+/// counts once per run), when it listed as many rows as the scan had present before it (it
+/// created some), or when it listed a fixed finding with the vendor's "resolved" word.
 #[test]
-fn a_run_that_listed_every_row_of_its_scan_ends_without_the_pass_and_one_lacking_a_row_fixes_it() {
+fn a_run_that_listed_every_present_finding_ends_without_the_pass_and_one_lacking_one_fixes_it() {
     let (_dir, mut store) = temp_store();
     import(&mut store, "shop", &[findings(0..10)], RunEnd::Succeeded);
-    assert_eq!(finding_count(&store, "shop"), 10);
+    assert_eq!(present_count(&store, "shop"), 10);
     let before = fix_passes();
     let run = import(
         &mut store,
@@ -279,7 +280,11 @@ fn a_run_that_listed_every_row_of_its_scan_ends_without_the_pass_and_one_lacking
         RunEnd::Succeeded,
     );
     assert_eq!((run.counts.seen, run.counts.fixed), (10, 0));
-    assert_eq!(fix_passes(), before, "every row listed: no pass");
+    assert_eq!(
+        fix_passes(),
+        before,
+        "every present finding listed: no pass"
+    );
 
     // Row 9 lacking; the rest sent twice, and row 0 twice on one page.
     let mut twice = findings(0..9);
@@ -293,8 +298,14 @@ fn a_run_that_listed_every_row_of_its_scan_ends_without_the_pass_and_one_lacking
     assert_eq!(fix_passes(), before + 1);
     assert_eq!((run.counts.seen, run.counts.fixed), (9, 1));
     assert_eq!(row(&store, "shop", &finding(9)).state, FindingState::Fixed);
+    assert_eq!(present_count(&store, "shop"), 9);
 
-    // Row 8 lacking, rows 10 and 11 new: as many rows listed as the scan had before.
+    // The scan has a fixed finding now; a run listing every present one still skips.
+    let run = import(&mut store, "shop", &[findings(0..9)], RunEnd::Succeeded);
+    assert_eq!(run.counts.fixed, 0);
+    assert_eq!(fix_passes(), before + 1, "the fixed row is not awaited");
+
+    // Row 8 lacking, rows 10 and 11 new: as many listed as the scan had present before.
     let mut listing = findings(0..8);
     listing.extend(findings(10..12));
     let run = import(&mut store, "shop", &[listing], RunEnd::Succeeded);
@@ -302,12 +313,29 @@ fn a_run_that_listed_every_row_of_its_scan_ends_without_the_pass_and_one_lacking
     assert_eq!(fix_passes(), before + 2);
     assert_eq!(run.counts.fixed, 1);
     assert_eq!(row(&store, "shop", &finding(8)).state, FindingState::Fixed);
-    assert_eq!(finding_count(&store, "shop"), 12);
+    assert_eq!(present_count(&store, "shop"), 10);
 
-    // All twelve again (two reopened): nothing absent, no pass.
+    // Rows 8 and 9 listed resolved (a fixed row listed stays fixed and is no present one),
+    // row 7 lacking: the pass runs and fixes it.
+    let mut listing = findings(0..7);
+    listing.extend(findings(10..12));
+    for n in [8, 9] {
+        let mut resolved = finding(n);
+        resolved.verdict = Some(crate::finding::Verdict::Resolved);
+        listing.push(resolved);
+    }
+    let run = import(&mut store, "shop", &[listing], RunEnd::Succeeded);
+    assert_eq!(run.counts.seen, 11);
+    assert_eq!(fix_passes(), before + 3);
+    assert_eq!(run.counts.fixed, 1);
+    assert_eq!(row(&store, "shop", &finding(7)).state, FindingState::Fixed);
+    assert_eq!(present_count(&store, "shop"), 9);
+
+    // All twelve again (three reopened): nothing absent, no pass.
     let run = import(&mut store, "shop", &[findings(0..12)], RunEnd::Succeeded);
-    assert_eq!((run.counts.reopened, run.counts.fixed), (2, 0));
-    assert_eq!(fix_passes(), before + 2);
+    assert_eq!((run.counts.reopened, run.counts.fixed), (3, 0));
+    assert_eq!(fix_passes(), before + 3);
+    assert_eq!(present_count(&store, "shop"), 12);
     assert_eq!(
         count(
             &store,
@@ -317,30 +345,48 @@ fn a_run_that_listed_every_row_of_its_scan_ends_without_the_pass_and_one_lacking
     );
 }
 
-/// A finding count that rows written or deleted behind the store's back made wrong (too
-/// high, or lower than what the run listed) does not skip the pass, which sets it right.
+/// A count of present findings that rows written behind the store's back made wrong: too
+/// high, or lower than what the run listed, the pass runs and counts again. Lower by just
+/// the findings a run lacks, it holds their fix up for a day at most: once the count is a
+/// day old, the pass runs whatever it says.
 #[test]
-fn a_finding_count_set_wrong_by_hand_is_corrected_by_the_next_complete_run() {
+fn a_present_count_set_wrong_by_hand_is_counted_again_within_a_day() {
     let (_dir, mut store) = temp_store();
     import(&mut store, "shop", &[findings(0..10)], RunEnd::Succeeded);
+    let set = |store: &Store, sql: &str| {
+        store.conn.execute(sql, []).unwrap();
+    };
     for wrong in [15, 3, 0] {
-        store
-            .conn
-            .execute(
-                "UPDATE scans SET finding_count = ?1 WHERE name = 'shop'",
-                params![wrong],
-            )
-            .unwrap();
+        set(
+            &store,
+            &format!("UPDATE scans SET present_count = {wrong} WHERE name = 'shop'"),
+        );
         let before = fix_passes();
         let run = import(&mut store, "shop", &[findings(0..10)], RunEnd::Succeeded);
         assert_eq!(run.counts.fixed, 0);
         assert_eq!(fix_passes(), before + 1, "count {wrong}: the pass ran");
         assert_eq!(
-            finding_count(&store, "shop"),
+            present_count(&store, "shop"),
             10,
-            "count {wrong}: corrected"
+            "count {wrong}: counted again"
         );
     }
+    // One short, and a run lacking one: taken at its word while the count is recent.
+    set(
+        &store,
+        "UPDATE scans SET present_count = 9 WHERE name = 'shop'",
+    );
+    let run = import(&mut store, "shop", &[findings(0..9)], RunEnd::Succeeded);
+    assert_eq!(run.counts.fixed, 0);
+    assert_eq!(row(&store, "shop", &finding(9)).state, FindingState::Open);
+    // A day later the same listing reads the rows, and fixes it.
+    super::test_db::age(&store, 2, &[("scans", &["present_checked_at"])]);
+    let before = fix_passes();
+    let run = import(&mut store, "shop", &[findings(0..9)], RunEnd::Succeeded);
+    assert_eq!(fix_passes(), before + 1);
+    assert_eq!(run.counts.fixed, 1);
+    assert_eq!(row(&store, "shop", &finding(9)).state, FindingState::Fixed);
+    assert_eq!(present_count(&store, "shop"), 9);
 }
 
 #[test]
@@ -1508,7 +1554,8 @@ fn a_page_transaction_dropped_without_commit_leaves_no_trace() {
             &[],
             &mut Default::default(),
         )
-        .unwrap();
+        .unwrap()
+        .expect("a first page of distinct findings is written as planned");
         // Dropped here: the crash between writing rows and committing.
     }
     assert_eq!(count(&store, "SELECT count(*) FROM findings"), 5);
