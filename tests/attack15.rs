@@ -1241,9 +1241,9 @@ fn edge_values_read_back_the_same_on_both_backends() {
     assert_eq!(sqlite, read(&db.url));
 }
 
-/// `check-config` on a PostgreSQL store this binary made (schema 8, PostgreSQL's own
-/// migration past SQLite's 7): the store is reachable and current, not "written by a newer
-/// scansync" (the probe compared it with SQLite's last version).
+/// `check-config` on a PostgreSQL store this binary made (schema 9; schema 8 was PostgreSQL's
+/// own migration past SQLite's 7): the store is reachable and current, not "written by a
+/// newer scansync" (the probe compared it with SQLite's last version).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_config_accepts_the_postgresql_store_this_binary_migrated() {
     let Some(db) = Database::fresh("att15_probe") else {
@@ -1262,7 +1262,7 @@ async fn check_config_accepts_the_postgresql_store_this_binary_migrated() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains("store check: reachable, schema version 8"),
+        stdout.contains("store check: reachable, schema version 9"),
         "{}",
         text(&out)
     );
