@@ -353,20 +353,24 @@ const PRESENT_COUNT_TRUSTED_FOR: chrono::Duration = chrono::Duration::hours(24);
 ///
 /// A run that listed as many present findings as the scan has (each row counts once per
 /// run) listed all of them: nothing is absent, and the pass over the scan's rows, a tenth
-/// of a re-sync, is skipped while the scan's count is recent. The pass counts the present
-/// rows again and keeps the count.
+/// of a re-sync, is skipped while the scan's count is recent. Only for the scan's newest
+/// run: no older run changes a row a newer one listed (`touched_run_id`), but a newer run
+/// may have fixed one. The pass counts the present rows again and keeps the count.
 pub(super) fn fix_absent(
     conn: &Db,
     ctx: &RunContext,
     run: RunId,
     at: &str,
 ) -> Result<(u64, u64), StoreError> {
-    let trusted_since = stamp(chrono::Utc::now() - PRESENT_COUNT_TRUSTED_FOR);
+    // Not from the future either: a node whose clock runs ahead would stretch the day.
+    let until = chrono::Utc::now();
+    let trusted_since = stamp(until - PRESENT_COUNT_TRUSTED_FOR);
+    let until = stamp(until);
     let recent = ctx
         .present_checked_at
         .as_deref()
-        .is_some_and(|checked| checked > trusted_since.as_str());
-    if recent && ctx.listed_present == ctx.present_count {
+        .is_some_and(|checked| checked > trusted_since.as_str() && checked <= until.as_str());
+    if recent && !ctx.newer_run && ctx.listed_present == ctx.present_count {
         return Ok((0, 0));
     }
     #[cfg(test)]

@@ -32,6 +32,10 @@ pub(super) struct RunContext {
     pub(super) present_count: i64,
     pub(super) present_checked_at: Option<String>,
     pub(super) listed_present: i64,
+    /// Whether any run of the scan newer than this one exists: its pages may have changed
+    /// rows this run listed (a run listed present, then fixed by the vendor's word), so
+    /// `listed_present` no longer says how many of them are present.
+    pub(super) newer_run: bool,
     /// The run's counters so far: a page reads its own as the difference its update makes.
     pub(super) counts: RunCounts,
 }
@@ -60,6 +64,7 @@ pub(super) fn running_context(
                     (SELECT coalesce(max(id), 0) FROM findings),
                     (SELECT coalesce(max(id), 0) FROM finding_events),
                     s.present_count, s.present_checked_at, r.listed_present,
+                    EXISTS (SELECT 1 FROM sync_runs n WHERE n.scan = r.scan AND n.id > r.id),
                     r.seen, r.new, r.open, r.reopened, r.fixed, r.missing, r.pages
              FROM sync_runs r JOIN scans s ON s.id = r.scan_id WHERE r.id = ?1",
         )?
@@ -80,7 +85,8 @@ pub(super) fn running_context(
                     present_count: r.get(9)?,
                     present_checked_at: r.get(10)?,
                     listed_present: r.get(11)?,
-                    counts: counts_from(r, 12)?,
+                    newer_run: r.get(12)?,
+                    counts: counts_from(r, 13)?,
                 },
             ))
         })
