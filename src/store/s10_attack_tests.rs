@@ -8,30 +8,14 @@
 //! count against the rows right after the writes that move it (`TestDb`'s drop checks once
 //! more at its end; a pass would otherwise hide a page's miscount by counting again).
 
-use super::ingest::{FIX_PASSES, LOOKED_UP_AGAIN, ONE_BY_ONE};
+use super::ingest::{LOOKED_UP_AGAIN, ONE_BY_ONE};
+use super::s9_attack_tests::expire;
 use super::test_db::{age, on_postgres, TestDb, PRESENT_COUNT_DRIFT, RUN_TIMES};
 use super::tests::{accept, at, count, finding, findings, id_of, import, other_process, rule};
-use super::tests::{scope, temp_store};
+use super::tests::{fix_passes, present_count, scope, temp_store};
 use super::*;
 use crate::config::Retention;
 use crate::finding::Verdict;
-
-/// How often a run's end has read its scan's rows (`fix_absent` did not skip).
-fn fix_passes() -> usize {
-    FIX_PASSES.with(|n| n.get())
-}
-
-/// `scans.present_count` of `scan`.
-fn present_count(store: &Store, scan: &str) -> i64 {
-    store
-        .conn
-        .query_row(
-            "SELECT present_count FROM scans WHERE name = ?1",
-            params![scan],
-            |r| r.get(0),
-        )
-        .unwrap()
-}
 
 /// The rows of `scan` in any state but `fixed`.
 fn present_rows(store: &Store, scan: &str) -> i64 {
@@ -177,19 +161,14 @@ fn guarded(scan: &str, guard: f64) -> RunScope {
     }
 }
 
-/// Makes `owner`'s heartbeat and leases expired, as if its process had died, written
-/// through `via` (another process's connection).
-fn expire(via: &Store, owner: &str) {
-    for table in ["owners", "scan_leases"] {
-        via.conn
-            .execute(
-                &format!(
-                    "UPDATE {table} SET expires_at = '2000-01-01T00:00:00.000Z' WHERE owner = ?1"
-                ),
-                params![owner],
-            )
-            .unwrap();
-    }
+/// A run of `scan` begun by `store`, with `page` stored, then left running by a process
+/// that went away (detached, its owner row gone), for another process to adopt.
+fn left_running(store: &mut Store, scan: &str, page: &[Finding]) -> RunId {
+    let run = store.begin_run(&scope(scan)).unwrap();
+    store.upsert_page(run, page).unwrap();
+    store.detach_run(run).unwrap();
+    store.release_owner().unwrap();
+    run
 }
 
 /// A run's `fixed` so far (its pages' resolved verdicts), before its end adds to it.
@@ -378,10 +357,7 @@ fn a_stale_run_adopted_late_creates_fixed_rows_the_count_leaves_out() {
     let (db, mut first) = temp_store();
     let mut second = other_process(&db);
     import(&mut first, "shop", &[findings(0..10)], RunEnd::Succeeded);
-    let old = first.begin_run(&scope("shop")).unwrap();
-    first.upsert_page(old, &findings(0..3)).unwrap();
-    first.detach_run(old).unwrap();
-    first.release_owner().unwrap();
+    let old = left_running(&mut first, "shop", &findings(0..3));
     import(&mut second, "shop", &[findings(0..10)], RunEnd::Succeeded);
 
     second.adopt_run(old).unwrap().unwrap().unwrap();
@@ -431,10 +407,7 @@ fn an_older_run_adopted_after_a_newer_run_failed_fixes_only_what_neither_listed(
     let (db, mut first) = temp_store();
     let mut second = other_process(&db);
     import(&mut first, "shop", &[findings(0..10)], RunEnd::Succeeded);
-    let old = first.begin_run(&scope("shop")).unwrap();
-    first.upsert_page(old, &findings(0..3)).unwrap();
-    first.detach_run(old).unwrap();
-    first.release_owner().unwrap();
+    let old = left_running(&mut first, "shop", &findings(0..3));
     let newer = second.begin_run(&scope("shop")).unwrap();
     second
         .upsert_page(newer, &[findings(3..8), vec![finding(10)]].concat())
@@ -930,10 +903,7 @@ fn a_copy_taken_mid_run_keeps_the_counts_and_the_run_adopted_in_the_copy_fixes_r
             import(&mut store, "shop", &[findings(0..10)], RunEnd::Succeeded);
             import(&mut store, "shop", &[findings(0..9)], RunEnd::Succeeded);
             import(&mut store, "api", &[findings(0..4)], RunEnd::Succeeded);
-            let run = store.begin_run(&scope("shop")).unwrap();
-            store.upsert_page(run, &findings(0..5)).unwrap();
-            store.detach_run(run).unwrap();
-            store.release_owner().unwrap();
+            let run = left_running(&mut store, "shop", &findings(0..5));
             let checked: String = store
                 .conn
                 .query_row(
@@ -1003,10 +973,7 @@ fn a_store_from_before_schema_9_with_a_running_run_migrates_to_counts_that_skip_
         import(&mut store, "shop", &[findings(0..10)], RunEnd::Succeeded);
         import(&mut store, "shop", &[findings(0..8)], RunEnd::Succeeded);
         import(&mut store, "api", &[findings(0..3)], RunEnd::Succeeded);
-        let run = store.begin_run(&scope("shop")).unwrap();
-        store.upsert_page(run, &findings(0..5)).unwrap();
-        store.detach_run(run).unwrap();
-        store.release_owner().unwrap();
+        let run = left_running(&mut store, "shop", &findings(0..5));
         let back = if on_postgres() {
             "ALTER TABLE scans DROP COLUMN present_count, DROP COLUMN present_checked_at;
              ALTER TABLE sync_runs DROP COLUMN listed_present;
@@ -1568,10 +1535,7 @@ fn rows_a_stale_run_created_fixed_come_into_the_count_only_when_reopened() {
     let (db, mut first) = temp_store();
     let mut second = other_process(&db);
     import(&mut first, "shop", &[findings(0..5)], RunEnd::Succeeded);
-    let old = first.begin_run(&scope("shop")).unwrap();
-    first.upsert_page(old, &findings(0..1)).unwrap();
-    first.detach_run(old).unwrap();
-    first.release_owner().unwrap();
+    let old = left_running(&mut first, "shop", &findings(0..1));
     import(&mut second, "shop", &[findings(0..5)], RunEnd::Succeeded);
     second.adopt_run(old).unwrap().unwrap().unwrap();
     let counts = second.upsert_page(old, &[finding(5), resolved(6)]).unwrap();
@@ -1966,10 +1930,7 @@ fn a_row_the_run_listed_that_a_newer_run_then_fixed_cannot_stand_in_for_an_unlis
         let (db, mut first) = temp_store();
         let mut second = other_process(&db);
         import(&mut first, "shop", &[findings(0..10)], RunEnd::Succeeded);
-        let old = first.begin_run(&scope("shop")).unwrap();
-        first.upsert_page(old, &findings(0..3)).unwrap();
-        first.detach_run(old).unwrap();
-        first.release_owner().unwrap();
+        let old = left_running(&mut first, "shop", &findings(0..3));
 
         let newer = second.begin_run(&scope("shop")).unwrap();
         let counts = second.upsert_page(newer, &[resolved(0)]).unwrap();

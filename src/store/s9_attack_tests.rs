@@ -20,7 +20,7 @@ fn scheduled(scan: &str) -> RunScope {
 
 /// Makes `owner`'s heartbeat and leases expired, as if its process had died, written
 /// through `via` (another process's connection).
-fn expire(via: &Store, owner: &str) {
+pub(super) fn expire(via: &Store, owner: &str) {
     for table in ["owners", "scan_leases"] {
         via.conn
             .execute(

@@ -247,11 +247,11 @@ fn finding_absent_after_a_complete_run_is_fixed() {
 }
 
 /// How often a run's end has read its scan's rows for absent findings (`fix_absent`).
-fn fix_passes() -> usize {
+pub(super) fn fix_passes() -> usize {
     ingest::FIX_PASSES.with(|n| n.get())
 }
 
-fn present_count(store: &Store, scan: &str) -> i64 {
+pub(super) fn present_count(store: &Store, scan: &str) -> i64 {
     store
         .conn
         .query_row(
