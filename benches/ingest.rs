@@ -67,6 +67,9 @@ fn main() {
 
     let mut best: Option<Phases> = None;
     let mut round_trip_us = Vec::new();
+    // Each round's ratios against that round's own floor: on a machine whose speed moves
+    // between rounds, their median says more than the best phase over the best floor.
+    let mut round_ratios: (Vec<f64>, Vec<f64>) = (Vec::new(), Vec::new());
     for round in 1..=repeat {
         let phases = match &server {
             None => {
@@ -104,8 +107,10 @@ fn main() {
                 }
             }
         };
+        let limit = phases.limit().1;
+        round_ratios.0.push(phases.ingest.total.wall / limit.wall);
+        round_ratios.1.push(phases.resync.total.wall / limit.wall);
         if repeat > 1 {
-            let limit = phases.limit().1;
             eprintln!(
                 "round {round}/{repeat}: limit {:.3} s, ingest {:.3} s ({:.2}), resync {:.3} s ({:.2})",
                 limit.wall,
@@ -162,6 +167,13 @@ fn main() {
             p.finish.wall
         );
     }
+    if repeat > 1 {
+        eprintln!(
+            "median of the rounds' own ratios: ingest {:.2}, resync {:.2}",
+            median(&mut round_ratios.0.clone()),
+            median(&mut round_ratios.1.clone())
+        );
+    }
     let mut summary = serde_json::json!({
         "n": n,
         "repeat": repeat,
@@ -179,6 +191,10 @@ fn main() {
         "resync_cpu_ratio": resync.total.all_cpu() / limit.all_cpu(),
         "ingest_finish_s": ingest.finish.wall,
         "resync_finish_s": resync.finish.wall,
+        "ingest_round_ratios": rounded(&round_ratios.0),
+        "resync_round_ratios": rounded(&round_ratios.1),
+        "ingest_ratio_median": median(&mut round_ratios.0),
+        "resync_ratio_median": median(&mut round_ratios.1),
     });
     if let Some(server) = &server {
         let extra = serde_json::json!({
@@ -213,6 +229,11 @@ const SQLITE_FLOOR: &str = "raw rusqlite, prepared per row, 1000 rows per tx";
 const PG_FLOOR_MULTI: &str = "multi-row INSERT per page";
 const PG_FLOOR_PER_ROW: &str = "prepared INSERT per row";
 const PG_CONSTRAINED: &str = "multi-row INSERT per page with the store's CHECKs and foreign keys";
+
+/// `v` to three decimals, for the summary line.
+fn rounded(v: &[f64]) -> Vec<f64> {
+    v.iter().map(|x| (x * 1000.0).round() / 1000.0).collect()
+}
 
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
