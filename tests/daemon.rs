@@ -328,7 +328,8 @@ async fn schedule_seconds_cron_runs_repeatedly_a_second_apart() {
         "cron every second ran {} time(s)",
         runs.len()
     );
-    assert_spaced(&runs, chrono::Duration::milliseconds(500));
+    // Each occurrence may fire up to the scheduler's half-second tick late (see above).
+    assert_spaced(&runs, chrono::Duration::milliseconds(250));
 }
 
 /// The real binary as a daemon, stderr to a file.
