@@ -10,7 +10,7 @@
 
 use super::ingest::{LOOKED_UP_AGAIN, ONE_BY_ONE};
 use super::s9_attack_tests::expire;
-use super::test_db::{age, on_postgres, TestDb, PRESENT_COUNT_DRIFT, RUN_TIMES};
+use super::test_db::{age, on_postgres, present_count_drift, TestDb, RUN_TIMES};
 use super::tests::{accept, at, count, finding, findings, id_of, import, other_process, rule};
 use super::tests::{fix_passes, present_count, scope, temp_store};
 use super::*;
@@ -54,19 +54,10 @@ fn listed_present(store: &Store, run: RunId) -> i64 {
         .unwrap()
 }
 
-/// The scans whose count is not their present rows: `(scan, counted, rows)`.
-fn drift(store: &Store) -> Vec<(String, i64, i64)> {
-    let mut stmt = store.conn.prepare(PRESENT_COUNT_DRIFT).unwrap();
-    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
-}
-
 /// Asserts every scan's count is its present rows, naming the moment.
 #[track_caller]
 fn no_drift(store: &Store, when: &str) {
-    assert_eq!(drift(store), vec![], "{when}");
+    assert_eq!(present_count_drift(store), vec![], "{when}");
 }
 
 /// The state of the row of `scan` stored under `fingerprint`, or `None` when there is none.
@@ -1255,7 +1246,7 @@ fn finish_checked(
             tally.skipped += 1;
         }
     }
-    prop_assert_eq!(drift(store), vec![], "after run {}", run);
+    prop_assert_eq!(present_count_drift(store), vec![], "after run {}", run);
     Ok(())
 }
 
@@ -1375,11 +1366,11 @@ fn random_runs_never_leave_a_present_row_open_that_a_complete_listing_lacked() {
                     let store = if on_b { &mut b } else { &mut a };
                     store.upsert_page(run, page).unwrap();
                     remember(scan, page);
-                    prop_assert_eq!(drift(store), vec![]);
+                    prop_assert_eq!(present_count_drift(store), vec![]);
                     if i == 0 && plan.prune_mid {
                         age_all(&b, 400);
                         b.prune(&a_day()).unwrap();
-                        prop_assert_eq!(drift(&b), vec![], "after the prune");
+                        prop_assert_eq!(present_count_drift(&b), vec![], "after the prune");
                     }
                     if i == 0 && plan.handover {
                         expire(&b, &a.owner().id);
@@ -1393,7 +1384,7 @@ fn random_runs_never_leave_a_present_row_open_that_a_complete_listing_lacked() {
                     for page in &pages {
                         b.upsert_page(run, page).unwrap();
                         remember(scan, page);
-                        prop_assert_eq!(drift(&b), vec![]);
+                        prop_assert_eq!(present_count_drift(&b), vec![]);
                     }
                     finish_checked(&mut b, run, failed, tally)?;
                 }
