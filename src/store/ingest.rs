@@ -141,7 +141,9 @@ RETURNING state"
 /// column, in order. The run's values (`?1`, `?23`, `?24`, `?26`, `?27` there) are `?1`…`?5`
 /// here, and the list of each finding's `?N` there ([`BATCH_COLUMNS`]) the following ones.
 /// Made from [`UPSERT_FINDING_SQL`]'s text, so the two cannot drift apart. It answers one
-/// row: the rows it inserted or updated, and how many of them are present.
+/// row: the rows it inserted or updated, how many of them are present, and how many it
+/// inserted (ids above `?32`, the largest before the page: the write lock keeps other
+/// writers out).
 pub(super) static UPSERT_ROWS_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     let single = UPSERT_FINDING_SQL.as_str();
     let (insert, rest) = single
@@ -164,14 +166,19 @@ pub(super) static UPSERT_ROWS_SQL: std::sync::LazyLock<String> = std::sync::Lazy
         .map(|(i, (_, ty))| format!("CAST(?{} AS {ty}[])", i + 6))
         .collect();
     let names: Vec<String> = BATCH_COLUMNS.iter().map(|(n, _)| format!("c{n}")).collect();
+    let conflict = conflict
+        .strip_suffix("RETURNING state")
+        .expect("the upsert returns the row's state");
     format!(
         "WITH up AS ({insert}\nSELECT {}\nFROM unnest({}) WITH ORDINALITY AS u({}, ord)
-ORDER BY u.ord\nON CONFLICT{})
-SELECT count(*), count(*) FILTER (WHERE state <> 'fixed') FROM up",
+ORDER BY u.ord\nON CONFLICT{}RETURNING id, state)
+SELECT count(*), count(*) FILTER (WHERE state <> 'fixed'), count(*) FILTER (WHERE id > ?{})
+FROM up",
         renumber(values, spell),
         lists.join(", "),
         names.join(", "),
-        renumber(conflict, spell)
+        renumber(conflict, spell),
+        BATCH_COLUMNS.len() + 6
     )
 });
 
@@ -539,7 +546,7 @@ pub(super) fn upsert_page_in(
     // On a server one round trip per finding is most of a page's time (BENCHMARKS.md).
     let batched = conn.backend() == db::Backend::Postgres && !one_by_one();
     let listed = if batched && !looked_up.one_by_one.contains(&run) {
-        match upsert_rows_batched(conn, &rows, looked_up)? {
+        match upsert_rows_batched(conn, &rows, ctx.findings_before, looked_up)? {
             Some(listed) => listed,
             None => return Ok(None),
         }
@@ -550,13 +557,18 @@ pub(super) fn upsert_page_in(
     // One `created` event per row the page created, first among the page's events of that
     // row (a row is updated at most once per run, so its state is still the one it was
     // created with). One statement per page rather than a trigger per row: the hot path.
-    let created = conn
-        .prepare_cached(&format!(
+    // Not even that on a page known to have created nothing (a re-sync's pages): a round
+    // trip less.
+    let created = if listed.created == Some(0) {
+        0
+    } else {
+        conn.prepare_cached(&format!(
             "INSERT INTO finding_events (finding_id, run_id, kind, old_value, new_value, at)
              SELECT id, last_run_id, 'created', NULL, state, first_seen
              FROM findings WHERE id > ?1 AND {ID_CEILING} ORDER BY id"
         ))?
-        .execute(params![ctx.findings_before])?;
+        .execute(params![ctx.findings_before])?
+    };
     if created > 0 {
         if suppressed_any {
             // The rule's event after `created`, for the rows this page created suppressed.
@@ -667,11 +679,12 @@ fn upsert_rows(conn: &Db, rows: &[(&Finding, UpsertContext<'_>)]) -> Result<List
 }
 
 /// The rows a page's upserts inserted or updated, and how many of them are present (in any
-/// state but `fixed`).
+/// state but `fixed`); how many they inserted, where known.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 struct Listed {
     rows: u64,
     present: u64,
+    created: Option<u64>,
 }
 
 /// [`upsert_rows`] with the same outcome in one statement ([`UPSERT_ROWS_SQL`]), for
@@ -698,6 +711,7 @@ struct Listed {
 fn upsert_rows_batched(
     conn: &Db,
     rows: &[(&Finding, UpsertContext<'_>)],
+    findings_before: i64,
     looked_up: &mut LookedUpRuns,
 ) -> Result<Option<Listed>, StoreError> {
     let Some((_, first)) = rows.first() else {
@@ -705,7 +719,7 @@ fn upsert_rows_batched(
     };
     let look_up = looked_up.runs.contains(&first.run);
     let plan = plan_page(conn, rows, first.scan_id, first.run, look_up)?;
-    if let Some(changed) = upsert_planned(conn, rows, plan)? {
+    if let Some(changed) = upsert_planned(conn, rows, plan, findings_before)? {
         return Ok(Some(changed));
     }
     if look_up {
@@ -752,13 +766,14 @@ impl LookedUpRuns {
     }
 }
 
-/// Runs the upserts `plan` keeps (see [`plan_page`]) as one statement; the rows changed, or
-/// `None` when that is not every planned row (the statement's changes are then still to be
-/// undone).
+/// Runs the upserts `plan` keeps (see [`plan_page`]) as one statement; the rows changed (and
+/// how many were inserted: ids above `findings_before`), or `None` when that is not every
+/// planned row (the statement's changes are then still to be undone).
 fn upsert_planned(
     conn: &Db,
     rows: &[(&Finding, UpsertContext<'_>)],
     plan: Vec<Option<String>>,
+    findings_before: i64,
 ) -> Result<Option<Listed>, StoreError> {
     let Some((_, first)) = rows.first() else {
         return Ok(Some(Listed::default()));
@@ -787,12 +802,16 @@ fn upsert_planned(
                 .collect(),
         )
     }));
-    let (rows, present): (i64, i64) = conn
+    args.push(findings_before.into());
+    let (rows, present, created): (i64, i64, i64) = conn
         .prepare_cached(&UPSERT_ROWS_SQL)?
-        .query_row(db::params_from_iter(&args), |r| Ok((r.get(0)?, r.get(1)?)))?;
+        .query_row(db::params_from_iter(&args), |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
     Ok((rows as u64 == planned).then_some(Listed {
         rows: planned,
         present: present as u64,
+        created: Some(created as u64),
     }))
 }
 
