@@ -12,6 +12,9 @@
 //! Besides wall time each phase reports the CPU time of this process (user + system, from
 //! `/proc/self/schedstat`), which other processes on the machine disturb much less; the
 //! `*_cpu_ratio` keys compare those.
+//!
+//! On PostgreSQL each round also measures the two phases paired with the floor page by page
+//! (see [`paired_round`]): the `paired_*` keys.
 
 use rusqlite::types::ToSql;
 use rusqlite::Connection;
@@ -70,6 +73,9 @@ fn main() {
     // Each round's ratios against that round's own floor: on a machine whose speed moves
     // between rounds, their median says more than the best phase over the best floor.
     let mut round_ratios: (Vec<f64>, Vec<f64>) = (Vec::new(), Vec::new());
+    // PostgreSQL: each round's paired ratios (see [`paired_import`]), and the paired floors.
+    let mut paired_ratios: (Vec<f64>, Vec<f64>) = (Vec::new(), Vec::new());
+    let mut paired_floors: Vec<f64> = Vec::new();
     for round in 1..=repeat {
         let phases = match &server {
             None => {
@@ -96,6 +102,21 @@ fn main() {
                 let ingest = import(&mut store, &findings, pid);
                 pg::checkpoint(&mut c);
                 let resync = import(&mut store, &findings, pid);
+                drop((store, c, db));
+                let paired = paired_round(server, &round.to_string(), &findings);
+                eprintln!(
+                    "round {round}/{repeat} paired: floor {:.3} s beside ingest {:.3} s ({:.2}), \
+                     floor {:.3} s beside resync {:.3} s ({:.2})",
+                    paired.0.floor,
+                    paired.0.store,
+                    paired.0.ratio(),
+                    paired.1.floor,
+                    paired.1.store,
+                    paired.1.ratio()
+                );
+                paired_ratios.0.push(paired.0.ratio());
+                paired_ratios.1.push(paired.1.ratio());
+                paired_floors.extend([paired.0.floor, paired.1.floor]);
                 Phases {
                     floors: vec![
                         (PG_FLOOR_MULTI, floors.multi),
@@ -174,6 +195,15 @@ fn main() {
             median(&mut round_ratios.1.clone())
         );
     }
+    if server.is_some() {
+        eprintln!(
+            "paired (each floor page beside the same store page), median of the rounds: \
+             ingest {:.2}, resync {:.2}; the paired floors' median {:.3} s",
+            median(&mut paired_ratios.0.clone()),
+            median(&mut paired_ratios.1.clone()),
+            median(&mut paired_floors.clone())
+        );
+    }
     let mut summary = serde_json::json!({
         "n": n,
         "repeat": repeat,
@@ -206,6 +236,11 @@ fn main() {
             "ingest_server_cpu_s": ingest.total.server,
             "resync_server_cpu_s": resync.total.server,
             "pg_round_trip_us": median(&mut round_trip_us),
+            "paired_ingest_ratios": rounded(&paired_ratios.0),
+            "paired_resync_ratios": rounded(&paired_ratios.1),
+            "paired_ingest_ratio_median": median(&mut paired_ratios.0),
+            "paired_resync_ratio_median": median(&mut paired_ratios.1),
+            "paired_floor_median_s": median(&mut paired_floors),
             "pg_settings": server
                 .settings()
                 .into_iter()
@@ -563,10 +598,69 @@ fn bind_column(
     st.raw_bind_parameter(i, value).unwrap();
 }
 
-/// One complete run through the store's API, page by page, as sync.rs drives it. `server`:
-/// the store's server process on PostgreSQL (its CPU time counts too).
-fn import(store: &mut Store, findings: &[Finding], server: Option<i32>) -> Import {
-    let scope = RunScope {
+/// Seconds of the store's pages and of the floor's same pages, written alternately.
+struct Paired {
+    store: f64,
+    floor: f64,
+}
+
+impl Paired {
+    fn ratio(&self) -> f64 {
+        self.store / self.floor
+    }
+}
+
+/// The paired measurement of one round, in a database of its own: the ingest, then the
+/// re-sync, of [`import`], each page of it written just after the floor's same page (a
+/// multi-row INSERT into a fresh table of the findings' shape, as the floor). On a machine
+/// whose speed moves from one second to the next, phases measured seconds apart pair a fast
+/// stretch with a slow one; page by page, the store and the floor meet the same machine.
+/// The floor's pages then share the server with the store's (its buffers and its WAL): the
+/// paired floors' time is reported beside the floor measured alone, to show what that
+/// changes.
+fn paired_round(server: &pg::Server, round: &str, findings: &[Finding]) -> (Paired, Paired) {
+    let db = server.fresh(&format!("{round}_paired"));
+    let mut store = pg::open_store(&db);
+    pg::floor_tables(&db, &["paired_ingest", "paired_resync"]);
+    let extras = pg::extras(findings);
+    let mut c = db.connect();
+    let mut phase = |table: &str| {
+        let floor = pg::FloorPages::new(&db, table, findings, &extras, PAGE);
+        pg::checkpoint(&mut c);
+        paired_import(&mut store, findings, floor)
+    };
+    let ingest = phase("paired_ingest");
+    let resync = phase("paired_resync");
+    (ingest, resync)
+}
+
+/// [`import`], each page just after the floor's same page; the two sums of wall time.
+fn paired_import(store: &mut Store, findings: &[Finding], mut floor: pg::FloorPages) -> Paired {
+    let scope = bench_scope();
+    let mut paired = Paired {
+        store: 0.0,
+        floor: 0.0,
+    };
+    let t = Instant::now();
+    let run = store.begin_run(&scope).unwrap();
+    paired.store += t.elapsed().as_secs_f64();
+    for (i, page) in findings.chunks(PAGE).enumerate() {
+        let t = Instant::now();
+        floor.write(i);
+        paired.floor += t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        store.upsert_page(run, page).unwrap();
+        paired.store += t.elapsed().as_secs_f64();
+    }
+    let t = Instant::now();
+    store.finish_run(run, RunEnd::Succeeded).unwrap();
+    paired.store += t.elapsed().as_secs_f64();
+    paired
+}
+
+/// The scope of every benchmark run.
+fn bench_scope() -> RunScope {
+    RunScope {
         scan: "bench".into(),
         instance: "ct".into(),
         vendor: "codethreat".into(),
@@ -574,7 +668,13 @@ fn import(store: &mut Store, findings: &[Finding], server: Option<i32>) -> Impor
         branch: Some("main".into()),
         trigger: "bench".into(),
         ..RunScope::default()
-    };
+    }
+}
+
+/// One complete run through the store's API, page by page, as sync.rs drives it. `server`:
+/// the store's server process on PostgreSQL (its CPU time counts too).
+fn import(store: &mut Store, findings: &[Finding], server: Option<i32>) -> Import {
+    let scope = bench_scope();
     let watch = Stopwatch::start(server);
     let run = store.begin_run(&scope).unwrap();
     for page in findings.chunks(PAGE) {

@@ -168,7 +168,7 @@ pub fn round_trip_us(c: &mut Client) -> f64 {
 }
 
 /// The values of one row that are not fields of the finding, computed before the clock.
-struct Extra {
+pub struct Extra {
     fingerprint: String,
     severity: &'static str,
     file_path: Option<String>,
@@ -249,11 +249,9 @@ pub struct Floors {
     pub constrained: Timing,
 }
 
-/// The floor's two ways and the constrained reference, each into its own fresh table.
-pub fn floors(db: &Database, findings: &[Finding], page: usize) -> Floors {
-    let mut c = db.connect();
-    let columns = floor_columns(&mut c);
-    let extras: Vec<Extra> = findings
+/// The values of each finding that are not its fields (computed before any clock).
+pub fn extras(findings: &[Finding]) -> Vec<Extra> {
+    findings
         .iter()
         .map(|f| {
             let (file_path, start_line, end_line) = match &f.location {
@@ -276,16 +274,134 @@ pub fn floors(db: &Database, findings: &[Finding], page: usize) -> Floors {
                 end_line,
             }
         })
-        .collect();
-    let names: Vec<&str> = columns.iter().map(|(n, _)| n.as_str()).collect();
+        .collect()
+}
+
+/// `INSERT INTO floor.<table> (…) VALUES (…), (…)` for `rows` rows.
+fn insert_sql(table: &str, names: &[String], rows: usize) -> String {
     let k = names.len();
+    let tuples: Vec<String> = (0..rows)
+        .map(|r| {
+            let ps: Vec<String> = (1..=k).map(|i| format!("${}", r * k + i)).collect();
+            format!("({})", ps.join(", "))
+        })
+        .collect();
+    format!(
+        "INSERT INTO floor.{table} ({}) VALUES {}",
+        names.join(", "),
+        tuples.join(", ")
+    )
+}
+
+/// The floor's multi-row way into one table of `floor`, a page at a time: one `INSERT …
+/// VALUES (…), (…)` per page (a shorter last page has its own statement), in a transaction
+/// of its own, on a connection of its own.
+pub struct FloorPages<'a> {
+    c: Client,
+    pid: i32,
+    columns: Vec<(String, Column)>,
+    full: ::postgres::Statement,
+    last: Option<::postgres::Statement>,
+    findings: &'a [Finding],
+    extras: &'a [Extra],
+    page: usize,
+}
+
+impl<'a> FloorPages<'a> {
+    /// Into `floor.<table>`, which exists.
+    pub fn new(
+        db: &Database,
+        table: &str,
+        findings: &'a [Finding],
+        extras: &'a [Extra],
+        page: usize,
+    ) -> FloorPages<'a> {
+        let mut c = db.connect();
+        let columns = floor_columns(&mut c);
+        let names: Vec<String> = columns.iter().map(|(n, _)| n.clone()).collect();
+        let full = c.prepare(&insert_sql(table, &names, page)).unwrap();
+        let rest = findings.len() % page;
+        let last = (rest > 0).then(|| c.prepare(&insert_sql(table, &names, rest)).unwrap());
+        let pid = backend_pid(&mut c);
+        FloorPages {
+            c,
+            pid,
+            columns,
+            full,
+            last,
+            findings,
+            extras,
+            page,
+        }
+    }
+
+    pub fn pages(&self) -> usize {
+        self.findings.len().div_ceil(self.page)
+    }
+
+    /// Writes page `i` (of [`FloorPages::pages`]).
+    pub fn write(&mut self, i: usize) {
+        let range = i * self.page..((i + 1) * self.page).min(self.findings.len());
+        let columns = &self.columns;
+        let params: Vec<&(dyn ToSql + Sync)> = self.findings[range.clone()]
+            .iter()
+            .zip(&self.extras[range.clone()])
+            .flat_map(|(f, x)| columns.iter().map(move |(_, col)| value(*col, f, x)))
+            .collect();
+        let st = if range.len() == self.page {
+            &self.full
+        } else {
+            self.last.as_ref().unwrap()
+        };
+        let mut tx = self.c.transaction().unwrap();
+        tx.execute(st, &params).unwrap();
+        tx.commit().unwrap();
+    }
+
+    /// Writes every page after a checkpoint, timed.
+    fn all(mut self) -> Timing {
+        checkpoint(&mut self.c);
+        let watch = Stopwatch::start(Some(self.pid));
+        for i in 0..self.pages() {
+            self.write(i);
+        }
+        watch.stop()
+    }
+}
+
+/// Creates `floor.<table>` for each of `tables`: the store's `findings` shape (see the
+/// module docs), empty.
+pub fn floor_tables(db: &Database, tables: &[&str]) {
+    let mut c = db.connect();
+    c.batch_execute("CREATE SCHEMA IF NOT EXISTS floor")
+        .unwrap();
+    for t in tables {
+        c.batch_execute(&format!(
+            "CREATE TABLE floor.{t} (LIKE findings INCLUDING DEFAULTS INCLUDING IDENTITY
+                                     INCLUDING INDEXES)"
+        ))
+        .unwrap();
+    }
+}
+
+/// Drops the floor's tables: left, their new rows would be autovacuumed (and their dirty
+/// buffers written) while the store's phases are timed, work the floor never waited for
+/// (seen in the server's log with `log_autovacuum_min_duration = 0`).
+pub fn drop_floor_tables(db: &Database) {
+    db.connect()
+        .batch_execute("DROP SCHEMA floor CASCADE")
+        .unwrap();
+}
+
+/// The floor's two ways and the constrained reference, each into its own fresh table.
+pub fn floors(db: &Database, findings: &[Finding], page: usize) -> Floors {
+    let extras = extras(findings);
+    floor_tables(db, &["multi", "rows"]);
+    let mut c = db.connect();
+    let columns = floor_columns(&mut c);
+    let names: Vec<String> = columns.iter().map(|(n, _)| n.clone()).collect();
     c.batch_execute(
-        "CREATE SCHEMA floor;
-         CREATE TABLE floor.multi (LIKE findings INCLUDING DEFAULTS INCLUDING IDENTITY
-                                   INCLUDING INDEXES);
-         CREATE TABLE floor.rows (LIKE findings INCLUDING DEFAULTS INCLUDING IDENTITY
-                                  INCLUDING INDEXES);
-         CREATE TABLE floor.scans (id BIGINT PRIMARY KEY);
+        "CREATE TABLE floor.scans (id BIGINT PRIMARY KEY);
          CREATE TABLE floor.runs (id BIGINT PRIMARY KEY);
          INSERT INTO floor.scans VALUES (1);
          INSERT INTO floor.runs VALUES (1);
@@ -296,52 +412,14 @@ pub fn floors(db: &Database, findings: &[Finding], page: usize) -> Floors {
     )
     .unwrap();
     let pid = backend_pid(&mut c);
-    let insert = |table: &str, rows: usize| {
-        let tuples: Vec<String> = (0..rows)
-            .map(|r| {
-                let ps: Vec<String> = (1..=k).map(|i| format!("${}", r * k + i)).collect();
-                format!("({})", ps.join(", "))
-            })
-            .collect();
-        format!(
-            "INSERT INTO floor.{table} ({}) VALUES {}",
-            names.join(", "),
-            tuples.join(", ")
-        )
-    };
-
-    // Multi-row: one statement per page (a shorter last page has its own statement).
-    let mut multi_row = |table: &str| -> Timing {
-        let full = c.prepare(&insert(table, page)).unwrap();
-        let rest = findings.len() % page;
-        let last = (rest > 0).then(|| c.prepare(&insert(table, rest)).unwrap());
-        checkpoint(&mut c);
-        let watch = Stopwatch::start(Some(pid));
-        for (chunk, xs) in findings.chunks(page).zip(extras.chunks(page)) {
-            let params: Vec<&(dyn ToSql + Sync)> = chunk
-                .iter()
-                .zip(xs)
-                .flat_map(|(f, x)| columns.iter().map(move |(_, col)| value(*col, f, x)))
-                .collect();
-            let st = if chunk.len() == page {
-                &full
-            } else {
-                last.as_ref().unwrap()
-            };
-            let mut tx = c.transaction().unwrap();
-            tx.execute(st, &params).unwrap();
-            tx.commit().unwrap();
-        }
-        watch.stop()
-    };
-    let multi = multi_row("multi");
-    let constrained = multi_row("constrained");
+    let multi = FloorPages::new(db, "multi", findings, &extras, page).all();
+    let constrained = FloorPages::new(db, "constrained", findings, &extras, page).all();
 
     // Prepared per row: one execution (one round trip) per row.
-    let one = c.prepare(&insert("rows", 1)).unwrap();
+    let one = c.prepare(&insert_sql("rows", &names, 1)).unwrap();
     checkpoint(&mut c);
     let watch = Stopwatch::start(Some(pid));
-    let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(k);
+    let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(names.len());
     for (chunk, xs) in findings.chunks(page).zip(extras.chunks(page)) {
         let mut tx = c.transaction().unwrap();
         for (f, x) in chunk.iter().zip(xs) {
@@ -361,10 +439,8 @@ pub fn floors(db: &Database, findings: &[Finding], page: usize) -> Floors {
     assert_eq!(count("multi"), findings.len() as i64);
     assert_eq!(count("rows"), findings.len() as i64);
     assert_eq!(count("constrained"), findings.len() as i64);
-    // Gone before the store's phases: left, their 300,000 new rows would be autovacuumed
-    // (and their dirty buffers written) while the store's ingest and re-sync are timed, work
-    // the floor never waited for.
-    c.batch_execute("DROP SCHEMA floor CASCADE").unwrap();
+    drop(c);
+    drop_floor_tables(db);
     Floors {
         multi,
         per_row,
