@@ -1113,8 +1113,10 @@ fn two_findings_of_one_rule_file_and_title_stay_two_through_line_shifts_and_repe
 }
 
 /// What a run of imports left, to compare two ways of importing: the runs' counts, every
-/// row, every event (with its finding, in id order), and the rows' id order (PostgreSQL's
-/// ids may have gaps), as text.
+/// row, every event (with its finding; each finding's in id order), and the rows' id order
+/// (PostgreSQL's ids may have gaps), as text. The order between different findings' events
+/// is left out: PostgreSQL's one-statement page writes its `created` events before the
+/// triggers' events of the rows it updated, one statement per finding after them.
 pub(super) type PageOutcome = (Vec<RunCounts>, Vec<String>, Vec<String>, Vec<String>);
 
 pub(super) fn page_outcome(store: &Store, counts: Vec<RunCounts>) -> PageOutcome {
@@ -1137,7 +1139,8 @@ pub(super) fn page_outcome(store: &Store, counts: Vec<RunCounts>) -> PageOutcome
     let events = text(
         "SELECT f.fingerprint || ' ' || e.kind || ' ' || coalesce(e.old_value, '-') || ' '
                 || coalesce(e.new_value, '-') || ' ' || coalesce(CAST(e.run_id AS TEXT), '-')
-         FROM finding_events e JOIN findings f ON f.id = e.finding_id ORDER BY e.id",
+         FROM finding_events e JOIN findings f ON f.id = e.finding_id
+         ORDER BY f.fingerprint, f.scan_id, e.id",
     );
     let order = text("SELECT fingerprint FROM findings ORDER BY id");
     (counts, rows, events, order)
