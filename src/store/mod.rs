@@ -608,6 +608,9 @@ mod s9_attack_tests;
 #[cfg(test)]
 mod s10_attack_tests;
 
+#[cfg(test)]
+mod s11_attack_tests;
+
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         StoreError::Db(e.into())
