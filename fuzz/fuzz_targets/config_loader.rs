@@ -38,7 +38,12 @@ fuzz_target!(|data: &[u8]| -> Corpus {
         return Corpus::Reject;
     }
     let origin = std::env::temp_dir().join("scansync-fuzz-no-such-folder/scansync.toml");
-    match Config::from_toml_with(text, &origin, Secrets::MayBeAbsent, scansync::vendors::REGISTRY) {
+    match Config::from_toml_with(
+        text,
+        &origin,
+        Secrets::MayBeAbsent,
+        scansync::vendors::REGISTRY,
+    ) {
         Ok(loaded) => {
             for w in &loaded.warnings {
                 assert!(!w.trim().is_empty(), "an empty warning");
