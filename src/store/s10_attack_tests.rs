@@ -168,7 +168,7 @@ fn fixed_so_far(store: &Store, run: RunId) -> u64 {
 }
 
 /// The kinds of the events of finding `n` of `scan`, oldest first.
-fn kinds(store: &Store, scan: &str, n: usize) -> Vec<String> {
+pub(super) fn kinds(store: &Store, scan: &str, n: usize) -> Vec<String> {
     store
         .events(scan, &finding(n).fingerprint(0))
         .unwrap()

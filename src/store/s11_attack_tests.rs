@@ -10,6 +10,7 @@
 
 use super::copy::copy;
 use super::ingest::{LOOKED_UP_AGAIN, ONE_BY_ONE};
+use super::s10_attack_tests::kinds;
 use super::test_db::{on_postgres, present_count_drift, TestDb};
 use super::tests::{accept, count, finding, findings, id_of, import, other_process, rule};
 use super::tests::{page_outcome, scope, temp_store, PageOutcome};
@@ -28,16 +29,6 @@ fn at_severity(n: usize, severity: Severity) -> Finding {
     let mut f = finding(n);
     f.severity = severity;
     f
-}
-
-/// The kinds of the events of finding `n` in `scan`, oldest first.
-fn kinds(store: &Store, scan: &str, n: usize) -> Vec<String> {
-    store
-        .events(scan, &finding(n).fingerprint(0))
-        .unwrap()
-        .into_iter()
-        .map(|e| e.kind)
-        .collect()
 }
 
 /// The state of finding `n` in `scan`.
