@@ -67,6 +67,12 @@ fn main() {
         }))
     });
     let findings: Vec<Finding> = (0..n).map(synthetic).collect();
+    // The floor's values that are not the findings' fields, once for every round.
+    let extras = if on_postgres {
+        pg::extras(&findings)
+    } else {
+        Vec::new()
+    };
 
     let mut best: Option<Phases> = None;
     let mut round_trip_us = Vec::new();
@@ -94,7 +100,7 @@ fn main() {
             Some(server) => {
                 let db = server.fresh(&round.to_string());
                 let mut store = pg::open_store(&db);
-                let floors = pg::floors(&db, &findings, PAGE);
+                let floors = pg::floors(&db, &findings, &extras, PAGE);
                 let mut c = db.connect();
                 round_trip_us.push(pg::round_trip_us(&mut c));
                 let pid = pg::store_backend_pid(&mut c);
@@ -103,7 +109,7 @@ fn main() {
                 pg::checkpoint(&mut c);
                 let resync = import(&mut store, &findings, pid);
                 drop((store, c, db));
-                let paired = paired_round(server, &round.to_string(), &findings);
+                let paired = paired_round(server, &round.to_string(), &findings, &extras);
                 eprintln!(
                     "round {round}/{repeat} paired: floor {:.3} s beside ingest {:.3} s ({:.2}), \
                      floor {:.3} s beside resync {:.3} s ({:.2})",
@@ -618,14 +624,18 @@ impl Paired {
 /// The floor's pages then share the server with the store's (its buffers and its WAL): the
 /// paired floors' time is reported beside the floor measured alone, to show what that
 /// changes.
-fn paired_round(server: &pg::Server, round: &str, findings: &[Finding]) -> (Paired, Paired) {
+fn paired_round(
+    server: &pg::Server,
+    round: &str,
+    findings: &[Finding],
+    extras: &[pg::Extra],
+) -> (Paired, Paired) {
     let db = server.fresh(&format!("{round}_paired"));
     let mut store = pg::open_store(&db);
     pg::floor_tables(&db, &["paired_ingest", "paired_resync"]);
-    let extras = pg::extras(findings);
     let mut c = db.connect();
     let mut phase = |table: &str| {
-        let floor = pg::FloorPages::new(&db, table, findings, &extras, PAGE);
+        let floor = pg::FloorPages::new(&db, table, findings, extras, PAGE);
         pg::checkpoint(&mut c);
         paired_import(&mut store, findings, floor)
     };

@@ -394,8 +394,7 @@ pub fn drop_floor_tables(db: &Database) {
 }
 
 /// The floor's two ways and the constrained reference, each into its own fresh table.
-pub fn floors(db: &Database, findings: &[Finding], page: usize) -> Floors {
-    let extras = extras(findings);
+pub fn floors(db: &Database, findings: &[Finding], extras: &[Extra], page: usize) -> Floors {
     floor_tables(db, &["multi", "rows"]);
     let mut c = db.connect();
     let columns = floor_columns(&mut c);
@@ -412,8 +411,8 @@ pub fn floors(db: &Database, findings: &[Finding], page: usize) -> Floors {
     )
     .unwrap();
     let pid = backend_pid(&mut c);
-    let multi = FloorPages::new(db, "multi", findings, &extras, page).all();
-    let constrained = FloorPages::new(db, "constrained", findings, &extras, page).all();
+    let multi = FloorPages::new(db, "multi", findings, extras, page).all();
+    let constrained = FloorPages::new(db, "constrained", findings, extras, page).all();
 
     // Prepared per row: one execution (one round trip) per row.
     let one = c.prepare(&insert_sql("rows", &names, 1)).unwrap();
