@@ -414,6 +414,21 @@ pub(super) fn fix_absent(
     Ok((fixed, missing))
 }
 
+/// Whether a run of scan `scan_id` newer than `run` has stored (or decided) any of its rows.
+/// Then `run`'s listing no longer tells what it lacks: [`UPSERT_FINDING_SQL`] leaves the
+/// rows a newer run touched alone, and where a listing holds two findings of one identity
+/// (told apart only by their order) a row the newer run stored for one of them stops the
+/// walk of both ([`upsert_finding`]), so the other one's row would look absent. That newer
+/// run's own end decides what is gone; this one fixes nothing. Rare (a run adopted after a
+/// newer one died part way), and the scan's rows are read only when a newer run exists.
+pub(super) fn newer_run_stored(conn: &Db, scan_id: i64, run: RunId) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM findings WHERE scan_id = ?1 AND touched_run_id > ?2)",
+        )?
+        .query_row(params![scan_id, run], |r| r.get(0))?)
+}
+
 /// The pass of [`fix_absent`]: `(present, fixed, missing)`, `present` being the scan's
 /// present rows before it.
 fn fix_absent_rows(

@@ -210,8 +210,8 @@ impl Store {
     /// run's end does, and include what pages stored before a crash and an adoption).
     ///
     /// Only [`RunEnd::Succeeded`] (a complete listing, read to its end) fixes anything, and
-    /// only while the run holds the lease and no newer run of the scan has succeeded (a run
-    /// adopted late imports without fixing). Findings it did not list become `fixed`, unless
+    /// only while the run holds the lease and no newer run of the scan has succeeded or
+    /// stored a page (a run adopted late imports without fixing, see [`newer_run_stored`]). Findings it did not list become `fixed`, unless
     /// the mass-fix guard trips: more than the run's `fix_guard` share of the scan's present
     /// findings (above [`FIX_GUARD_MIN_FINDINGS`]), or every one of them. Then they become
     /// `missing`, and only the next complete run that still lacks them fixes them; findings
@@ -241,6 +241,12 @@ impl Store {
                 tracing::info!(
                     run_id = run,
                     "a newer run of this scan succeeded first: this run's listing fixes nothing"
+                );
+            } else if ctx.newer_run && newer_run_stored(&tx, ctx.scan_id, run)? {
+                tracing::info!(
+                    run_id = run,
+                    "a newer run of this scan stored findings first: this run's listing fixes \
+                     nothing (the newer run's end decides)"
                 );
             } else {
                 (fixed, missing) = fix_absent(&tx, &ctx, run, &at)?;

@@ -920,6 +920,61 @@ fn a_run_adopted_after_a_newer_run_succeeded_neither_fixes_nor_overrides_it() {
     );
 }
 
+/// Two findings of one identity (rule, file, title) are told apart by their order in a
+/// listing. A newer run that stored the page with the first of them, then died, leaves that
+/// row touched by a newer run: an older run adopted after it cannot tell which of its two
+/// findings that row is, skips both, and must not take the second one's row for absent.
+/// (Seen in the kill campaign: four such pairs fixed, and announced, then reopened.)
+#[test]
+fn an_older_run_finishing_after_a_newer_run_stored_pages_fixes_nothing() {
+    let (dir, mut first) = temp_store();
+    let mut second = other_process(&dir);
+    let (a, b) = (at(1, 10, Some("v-a")), at(1, 40, Some("v-b")));
+    assert_eq!(a.fingerprint(0), b.fingerprint(0), "one identity");
+    let pages = [vec![a.clone(), finding(2)], vec![b.clone(), finding(3)]];
+    import(&mut first, "shop", &pages, RunEnd::Succeeded);
+    // An older run, left while its vendor scan ran.
+    let old = first.begin_run(&scope("shop")).unwrap();
+    first.set_vendor_scan_id(old, "vs-old").unwrap();
+    first.detach_run(old).unwrap();
+    first.release_owner().unwrap();
+    // A newer run stores the first page and dies.
+    let mut third = other_process(&dir);
+    let newer = third.begin_run(&scope("shop")).unwrap();
+    third.upsert_page(newer, &pages[0]).unwrap();
+    third.detach_run(newer).unwrap();
+    third.release_owner().unwrap();
+    // The older run is adopted and lists everything, as the vendor still does.
+    second.adopt_run(old).unwrap().unwrap().unwrap();
+    for page in &pages {
+        second.upsert_page(old, page).unwrap();
+    }
+    let row = second.finish_run(old, RunEnd::Succeeded).unwrap();
+    assert_eq!(row.state, RunState::Succeeded);
+    assert_eq!((row.counts.fixed, row.counts.missing), (0, 0));
+    assert_eq!(
+        count(
+            &second,
+            "SELECT count(*) FROM finding_events WHERE kind IN ('fixed', 'missing')"
+        ),
+        0
+    );
+    // The newer run, adopted in turn, lists everything: still nothing fixed, four open rows.
+    second.adopt_run(newer).unwrap().unwrap().unwrap();
+    for page in &pages {
+        second.upsert_page(newer, page).unwrap();
+    }
+    let row = second.finish_run(newer, RunEnd::Succeeded).unwrap();
+    assert_eq!((row.counts.fixed, row.counts.missing), (0, 0));
+    assert_eq!(
+        count(
+            &second,
+            "SELECT count(*) FROM findings WHERE state IN ('new', 'open')"
+        ),
+        4
+    );
+}
+
 #[test]
 fn a_listing_that_lacks_most_findings_holds_the_fixes_until_a_second_run_confirms() {
     let (_dir, mut store) = temp_store();
