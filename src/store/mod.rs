@@ -612,6 +612,8 @@ mod s10_attack_tests;
 
 #[cfg(test)]
 mod s11_attack_tests;
+#[cfg(test)]
+mod s12_attack_tests;
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
