@@ -240,7 +240,11 @@ impl Finding {
 
     /// Whether `self` and `other`, which share a fingerprint base, are the same sighting (a
     /// page served twice, pages that overlap) rather than two findings: the same vendor id
-    /// when both have one, else the same lines.
+    /// when both have one, else the same lines when neither has. Only sightings of one run
+    /// are compared (one vendor scan, whose pages repeat a finding as it was): one with an
+    /// id and one without are two findings. Taken for one, the second would never be stored
+    /// and its row would look absent, though the vendor lists it (an API finding has no
+    /// lines to tell them apart).
     pub fn same_sighting(
         &self,
         other_vendor_id: Option<&str>,
@@ -248,7 +252,8 @@ impl Finding {
     ) -> bool {
         match (self.vendor_id.as_deref(), other_vendor_id) {
             (Some(a), Some(b)) => a == b,
-            _ => self.lines() == other_lines,
+            (None, None) => self.lines() == other_lines,
+            _ => false,
         }
     }
 
@@ -438,6 +443,9 @@ mod tests {
         let c = code_finding(1);
         assert!(c.same_sighting(None, (Some(1), Some(3))));
         assert!(!c.same_sighting(None, (Some(9), Some(11))));
+        // One sighting with an id, one without: two findings, whatever their lines.
+        assert!(!c.same_sighting(Some("66b0c0ffee"), c.lines()));
+        assert!(!a.same_sighting(None, a.lines()));
     }
 
     #[test]

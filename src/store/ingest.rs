@@ -419,8 +419,10 @@ pub(super) fn fix_absent(
 /// rows a newer run touched alone, and where a listing holds two findings of one identity
 /// (told apart only by their order) a row the newer run stored for one of them stops the
 /// walk of both ([`upsert_finding`]), so the other one's row would look absent. That newer
-/// run's own end decides what is gone; this one fixes nothing. Rare (a run adopted after a
-/// newer one died part way), and the scan's rows are read only when a newer run exists.
+/// run's own end decides what is gone; this one fixes nothing, and stores no more pages
+/// (its vendor's "resolved" would fix what the newer listing may list open). Rare (a run
+/// adopted after a newer one died part way), and the scan's rows are read only when a
+/// newer run exists.
 pub(super) fn newer_run_stored(conn: &Db, scan_id: i64, run: RunId) -> Result<bool, StoreError> {
     Ok(conn
         .prepare_cached(
@@ -1149,7 +1151,10 @@ pub(super) fn upsert_finding(
 impl Store {
     /// Imports one vendor page in one transaction and returns what it changed (see the
     /// module docs for the rules). The run's counters move in the same transaction. Only the
-    /// holder of the scan's lease stores: [`StoreError::LeaseLost`] otherwise.
+    /// holder of the scan's lease stores: [`StoreError::LeaseLost`] otherwise. A run that a
+    /// newer run of its scan overtook (that run stored a page, see [`newer_run_stored`])
+    /// stores nothing more and changes nothing; one that a newer run's success overtook
+    /// still imports, without fixing (`stale`).
     pub fn upsert_page(&mut self, run: RunId, page: &[Finding]) -> Result<RunCounts, StoreError> {
         // At most three tries: planned alone, planned with the look-up, one by one.
         loop {
@@ -1157,6 +1162,15 @@ impl Store {
             let ctx = running_context(&tx, &self.owner, run)?;
             if !ctx.holds_lease {
                 return Err(StoreError::LeaseLost(run));
+            }
+            if !ctx.newer_success && ctx.newer_run && newer_run_stored(&tx, ctx.scan_id, run)? {
+                // Overtaken: a newer listing is being stored, and its end decides. This
+                // one's words (a "resolved" there) would only be undone, and announced.
+                tracing::debug!(
+                    run_id = run,
+                    "a newer run of this scan has stored findings: this older listing's page is not stored"
+                );
+                return Ok(RunCounts::default());
             }
             let Some(counts) = upsert_page_in(
                 &tx,

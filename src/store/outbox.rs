@@ -86,9 +86,11 @@ pub(super) struct Matching {
 
 /// Which findings an event is about, as a condition on `f` (`?2` = run id): those with an
 /// event of that kind in the run (index `finding_events_by_run`). A finding triaged from
-/// its first sighting (a rule, a branch inheriting the scan's triage) is not news. A finding
-/// announced as new or reopened must still be there: a run that ends late (adopted after a newer run fixed
-/// what it created) would otherwise announce "new" after the newer run's "fixed".
+/// its first sighting (a rule, a branch inheriting the scan's triage) is not news. Each
+/// announcement must still be true when the run ends: a run that ends late (adopted after a
+/// newer run fixed what it created, or reopened what its page fixed by the vendor's word)
+/// would otherwise announce "new" after the newer run's "fixed", or "fixed" after its
+/// "reopened".
 fn event_condition(event: EventType) -> Option<&'static str> {
     match event {
         EventType::FindingsNew => Some(
@@ -101,7 +103,8 @@ fn event_condition(event: EventType) -> Option<&'static str> {
                       WHERE run_id = ?2 AND kind = 'reopened')",
         ),
         EventType::FindingsFixed => Some(
-            "f.id IN (SELECT finding_id FROM finding_events WHERE run_id = ?2 AND kind = 'fixed')",
+            "f.state = 'fixed' AND f.id IN (SELECT finding_id FROM finding_events
+                      WHERE run_id = ?2 AND kind = 'fixed')",
         ),
         EventType::RunFailed | EventType::Ping => None,
     }

@@ -390,11 +390,11 @@ fn a_stale_run_adopted_late_creates_fixed_rows_the_count_leaves_out() {
     assert_eq!(present_count(&second, "shop"), 12);
 }
 
-/// An older run adopted after a newer run failed: the rows the newer run touched are no-ops
-/// for it (in neither its `seen` nor its `listed_present`). Its listing is no longer the
-/// scan's newest word (where two findings share an identity, a row the newer run stored
-/// could stand in for a row of the older listing, see `newer_run_stored`), so its end fixes
-/// nothing and runs no pass; the next complete run fixes what it lacks.
+/// An older run adopted after a newer run that stored a page failed: its listing is no
+/// longer the scan's newest word (where two findings share an identity, a row the newer run
+/// stored could stand in for a row of the older listing, see `newer_run_stored`), so it
+/// stores no more pages, its end fixes nothing and runs no pass; the next complete run
+/// fixes what it lacks.
 #[test]
 fn an_older_run_adopted_after_a_newer_run_failed_fixes_nothing_and_the_next_run_does() {
     let (db, mut first) = temp_store();
@@ -412,15 +412,15 @@ fn an_older_run_adopted_after_a_newer_run_failed_fixes_nothing_and_the_next_run_
 
     second.adopt_run(old).unwrap().unwrap().unwrap();
     let counts = second.upsert_page(old, &findings(3..9)).unwrap();
-    assert_eq!(counts.seen, 1, "only 8: 3..8 are the newer run's");
-    assert_eq!(listed_present(&second, old), 4);
+    assert_eq!(counts, RunCounts::default(), "overtaken: nothing stored");
+    assert_eq!(listed_present(&second, old), 3);
     let before = fix_passes();
     let end = second.finish_run(old, RunEnd::Succeeded).unwrap();
     assert_eq!(end.state, RunState::Succeeded);
-    assert_eq!(tally(&end), (4, 0, 0, 0, 0));
+    assert_eq!(tally(&end), (3, 0, 0, 0, 0));
     assert_eq!(fix_passes(), before, "no pass");
-    assert_eq!(states(&second, "shop", 0..9), all("open", 9));
-    assert_eq!(states(&second, "shop", 9..11), all("new", 2));
+    assert_eq!(states(&second, "shop", 0..8), all("open", 8));
+    assert_eq!(states(&second, "shop", 8..11), all("new", 3));
     assert_eq!(present_count(&second, "shop"), 11);
 
     // The next complete run lacks 9 (as the old one did) and the failed run's 10: fixed.
@@ -1911,11 +1911,11 @@ fn a_scan_whose_count_was_never_checked_is_read_at_its_next_complete_run() {
 /// owner gone). A newer run of the scan then listed finding 0 with the vendor's "resolved"
 /// word (fixed: the scan's count goes down by one) and failed, or was left running. `old` is
 /// adopted and completes its listing, lacking finding 9 only. `old`'s `listed_present` (9)
-/// still counts row 0, which is no longer present, and equals the scan's fresh count (9):
-/// a skip of the pass on that equality would leave 9 open for good. Since session 12 an
-/// older run that a newer run's rows overtook fixes nothing at all (`newer_run_stored`):
-/// 9 stays as it was after `old`, and the next complete run, which lacks it too, fixes it — the
-/// count the skip compares is right again by then.
+/// still counted row 0, which is no longer present, and equalled the scan's fresh count
+/// (9): a skip of the pass on that equality left 9 open for good. Since session 12 a run
+/// that a newer run's page overtook stores no more pages and fixes nothing
+/// (`newer_run_stored`): 9 stays as it was after `old`, and the next complete run, which
+/// lacks it too, fixes it.
 #[test]
 fn a_row_the_run_listed_that_a_newer_run_then_fixed_cannot_stand_in_for_an_unlisted_row() {
     let mut got = Vec::new();
@@ -1940,7 +1940,11 @@ fn a_row_the_run_listed_that_a_newer_run_then_fixed_cannot_stand_in_for_an_unlis
 
         second.adopt_run(old).unwrap().unwrap().unwrap();
         second.upsert_page(old, &findings(3..9)).unwrap();
-        assert_eq!(listed_present(&second, old), 9, "0..9, row 0 while present");
+        assert_eq!(
+            listed_present(&second, old),
+            3,
+            "0..3 before the newer run's page"
+        );
         let end = second.finish_run(old, RunEnd::Succeeded).unwrap();
         assert_eq!(end.state, RunState::Succeeded);
         let after_old = (state(&second, "shop", 9), end.counts.fixed);
