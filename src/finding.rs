@@ -183,6 +183,16 @@ impl Verdict {
     }
 }
 
+/// The fingerprint of `occurrence` from the hash of its identity's parts.
+fn occurrence_key(mut h: Sha256, occurrence: u32) -> String {
+    if occurrence > 0 {
+        h.update(b"#");
+        h.update(occurrence.to_string().as_bytes());
+        h.update(b"|");
+    }
+    hex::encode(&h.finalize()[..16])
+}
+
 impl Finding {
     /// The stable identity of the real problem behind this finding within its scan, as 32
     /// hex characters: recipe 2 ([`FINGERPRINT_RECIPE`]), SHA-256 over `|`-joined parts,
@@ -206,6 +216,22 @@ impl Finding {
     ///   ones after it shifts, so one of them may carry another's history; the counts stay
     ///   right (one new, none fixed), which a merge (SecObserve's single hash) would get wrong.
     pub fn fingerprint(&self, occurrence: u32) -> String {
+        occurrence_key(self.identity_hasher(), occurrence)
+    }
+
+    /// [`Finding::fingerprint`] of `occurrence` and of the one after it, hashing the
+    /// identity's parts once: the page import offers each finding the next occurrence's row
+    /// (see `UPSERT_FINDING_SQL` in the store).
+    pub fn fingerprint_and_next(&self, occurrence: u32) -> (String, String) {
+        let h = self.identity_hasher();
+        (
+            occurrence_key(h.clone(), occurrence),
+            occurrence_key(h, occurrence + 1),
+        )
+    }
+
+    /// The hash of the identity's parts (recipe 2), before the occurrence.
+    fn identity_hasher(&self) -> Sha256 {
         let mut h = Sha256::new();
         // One part of the recipe: its pieces, then the separator (pieces rather than one
         // formatted string: this runs for every finding of every page).
@@ -231,11 +257,7 @@ impl Finding {
         let mut title = String::with_capacity(self.title.len());
         normalize_title_into(&self.title, &mut title);
         part(&[&title]);
-        if occurrence > 0 {
-            part(&["#", &occurrence.to_string()]);
-        }
-        let digest = h.finalize();
-        hex::encode(&digest[..16])
+        h
     }
 
     /// Whether `self` and `other`, which share a fingerprint base, are the same sighting (a

@@ -17,6 +17,14 @@ use db::Param;
 /// late never overwrites what a newer run decided. A no-op tells the caller to look closer
 /// (a second finding with the same identity, see [`Finding::fingerprint`]).
 ///
+/// It is also a no-op, given `?32` (the next occurrence's fingerprint), where two findings
+/// of one identity would trade states: a finding the vendor lists open does not take a
+/// `fixed` row while the next occurrence's row is present and not yet seen by this run, nor
+/// one it calls resolved a present row while that next row is fixed; the caller goes on to
+/// the next occurrence. Placed by order alone, a listing that dropped the resolved one of
+/// two findings (or only changed their order) would reopen its row with the other one and
+/// fix the other one's row, which the vendor still lists.
+///
 /// The state of a listed finding: the vendor's "resolved" word fixes it; a person's triage
 /// holds (and is what a fixed or missing finding returns to) until its `until` day comes or,
 /// when asked, the severity rises above the one accepted; then a matching suppression rule's
@@ -132,6 +140,14 @@ ON CONFLICT (scan_id, fingerprint) DO UPDATE SET
     fingerprint_version = excluded.fingerprint_version,
     touched_run_id = excluded.touched_run_id
 WHERE findings.touched_run_id < excluded.touched_run_id
+  AND NOT (CAST(?32 AS TEXT) IS NOT NULL
+           AND (CASE WHEN findings.state = 'fixed' THEN 1 ELSE 0 END)
+               <> (CASE WHEN excluded.vendor_verdict = 'resolved' THEN 1 ELSE 0 END)
+           AND EXISTS (SELECT 1 FROM findings n
+                       WHERE n.scan_id = findings.scan_id AND n.fingerprint = ?32
+                         AND n.touched_run_id < excluded.touched_run_id
+                         AND (CASE WHEN n.state = 'fixed' THEN 1 ELSE 0 END)
+                             = (CASE WHEN excluded.vendor_verdict = 'resolved' THEN 1 ELSE 0 END)))
 RETURNING state"
         )
     });
@@ -141,7 +157,7 @@ RETURNING state"
 /// column, in order. The run's values (`?1`, `?23`, `?24`, `?26`, `?27` there) are `?1`…`?5`
 /// here, and the list of each finding's `?N` there ([`BATCH_COLUMNS`]) the following ones.
 /// Made from [`UPSERT_FINDING_SQL`]'s text, so the two cannot drift apart. It also writes
-/// the [`CREATED_EVENTS`] of the rows it inserted (ids above `?32`, the largest before the
+/// the [`CREATED_EVENTS`] of the rows it inserted (ids above `?33`, the largest before the
 /// page: the write lock keeps other writers out), from the rows it returns rather than a
 /// second read of them (a twentieth of a PostgreSQL ingest), and answers one row: the rows
 /// it inserted or updated, how many of them are present, and how many it inserted.
@@ -164,6 +180,8 @@ pub(super) static UPSERT_ROWS_SQL: std::sync::LazyLock<String> = std::sync::Lazy
         24 => "?3".to_owned(),
         26 => "?4".to_owned(),
         27 => "?5".to_owned(),
+        // The trade of states is the plan's (`plan_page`): the conflict clause sees no `u`.
+        32 => "NULL".to_owned(),
         n => format!("u.c{n}"),
     };
     let lists: Vec<String> = BATCH_COLUMNS
@@ -659,6 +677,14 @@ pub(super) fn upsert_page_in(
         missing: 0,
         pages: 1,
     };
+    // A page planned without the rows' states that brought a fixed row back, or fixed one
+    // by the vendor's word, may have met a row a second finding of its identity should
+    // take instead (the trade of states, see `UPSERT_FINDING_SQL`): written again, planned
+    // with the look-up. Rare (a re-sync's rows keep their states), and only this page.
+    if listed.planned_alone && (counts.reopened > 0 || counts.fixed > 0 || returned > 0) {
+        looked_up.again = Some(run);
+        return Ok(None);
+    }
     // The scan's present findings: those the page created present, brought back from
     // `fixed`, and made `fixed` (the vendor's word).
     let present = (counts.new + counts.reopened) as i64 + returned - counts.fixed as i64;
@@ -712,6 +738,8 @@ struct Listed {
     rows: u64,
     present: u64,
     created: Option<u64>,
+    /// Batched, and planned without the look-up: blind to the rows' states.
+    planned_alone: bool,
 }
 
 /// [`upsert_rows`] with the same outcome in one statement ([`UPSERT_ROWS_SQL`]), for
@@ -744,10 +772,14 @@ fn upsert_rows_batched(
     let Some((_, first)) = rows.first() else {
         return Ok(Some(Listed::default()));
     };
-    let look_up = looked_up.runs.contains(&first.run);
+    let again = looked_up.again.take() == Some(first.run);
+    let look_up = again || looked_up.runs.contains(&first.run);
     let plan = plan_page(conn, rows, first.scan_id, first.run, look_up)?;
     if let Some(changed) = upsert_planned(conn, rows, plan, findings_before)? {
-        return Ok(Some(changed));
+        return Ok(Some(Listed {
+            planned_alone: !look_up,
+            ..changed
+        }));
     }
     if look_up {
         tracing::warn!(
@@ -777,6 +809,9 @@ fn upsert_rows_batched(
 pub(super) struct LookedUpRuns {
     runs: std::collections::HashSet<RunId>,
     one_by_one: std::collections::HashSet<RunId>,
+    /// The run whose page is written again, planned with the look-up: planned alone, it
+    /// met a row in the other state (see [`upsert_page_in`]).
+    again: Option<RunId>,
 }
 
 impl LookedUpRuns {
@@ -839,21 +874,29 @@ fn upsert_planned(
         rows: planned,
         present: present as u64,
         created: Some(created as u64),
+        planned_alone: false,
     }))
 }
 
-/// What an upsert of a fingerprint would meet: `None` when it would insert or update the row
-/// (no row, or one only older runs touched); otherwise the run that touched the row and the
-/// row's vendor id and lines (what tells a repeated sighting from a second finding).
-type Met = Option<(RunId, Option<String>, Option<u32>, Option<u32>)>;
+/// A row an upsert of a fingerprint would meet: the run that last touched it, whether it is
+/// `fixed` (what the upsert's trade of states looks at), and its vendor id and lines (what
+/// tells a repeated sighting from a second finding).
+#[derive(Clone)]
+struct Met {
+    touched: RunId,
+    fixed: bool,
+    vendor_id: Option<String>,
+    lines: (Option<u32>, Option<u32>),
+}
 
 /// For each finding of the page, in order, the fingerprint [`upsert_finding`] would store
 /// it under, or `None` when it would change nothing (see [`upsert_rows_batched`]): the same
-/// walk over occurrences, on the rows as the store holds them (read a few fingerprints
-/// ahead, and again if the walk goes further) and as the page's earlier findings leave them.
-/// Without `look_up` it takes the store to hold no row this run or a newer one touched (the
-/// rows older runs stored are upserted all the same); the statement then tells whether that
-/// was so.
+/// walk over occurrences, with the same trade of states, on the rows as the store holds them
+/// (read a few fingerprints ahead, and again if the walk goes further) and as the page's
+/// earlier findings leave them. Without `look_up` it takes the store to hold no row this
+/// run or a newer one touched and no state to trade (the rows older runs stored are
+/// upserted all the same); the statement and the page's events then tell whether that was
+/// so (see [`upsert_page_in`]).
 fn plan_page(
     conn: &Db,
     rows: &[(&Finding, UpsertContext<'_>)],
@@ -864,18 +907,20 @@ fn plan_page(
     use std::collections::HashMap;
     /// Fingerprints read beyond the one a walk needs, for the walk's next steps.
     const AHEAD: u32 = 3;
-    let firsts: Vec<String> = rows.iter().map(|(f, _)| f.fingerprint(0)).collect();
     if !look_up {
         // The usual page: taken to meet no row this run stored, a page of distinct
         // identities places each finding under its first fingerprint, which is what the walk
         // below ends with, without its maps (a tenth of a re-sync's client time).
+        let firsts: Vec<String> = rows.iter().map(|(f, _)| f.fingerprint(0)).collect();
         let mut distinct = std::collections::HashSet::with_capacity(firsts.len());
         if firsts.iter().all(|key| distinct.insert(key.as_str())) {
             return Ok(firsts.into_iter().map(Some).collect());
         }
     }
-    let mut fingerprints: Vec<Vec<String>> = firsts.into_iter().map(|key| vec![key]).collect();
-    let mut stored: HashMap<String, Met> = HashMap::new();
+    let mut fingerprints: Vec<Vec<String>> =
+        rows.iter().map(|(f, _)| vec![f.fingerprint(0)]).collect();
+    // Each fingerprint read (or, without `look_up`, taken to be free): `None` = no row.
+    let mut stored: HashMap<String, Option<Met>> = HashMap::new();
     // First the page's first fingerprints, with room for the identities it lists more than
     // once.
     let mut wanted: Vec<(usize, u32)> = rows.iter().enumerate().map(|(i, _)| (i, 0)).collect();
@@ -903,24 +948,29 @@ fn plan_page(
             // LIMIT is not merged into a join, which PostgreSQL, without statistics (a first
             // big import) or in a generic plan, would answer by reading the whole table.
             let mut read = conn.prepare_cached(
-                "SELECT f.fingerprint, f.touched_run_id, f.vendor_id, f.start_line, f.end_line
-                 FROM unnest(CAST(?3 AS TEXT[])) AS k(fingerprint)
+                "SELECT f.fingerprint, f.touched_run_id,
+                        CASE WHEN f.state = 'fixed' THEN 1 ELSE 0 END,
+                        f.vendor_id, f.start_line, f.end_line
+                 FROM unnest(CAST(?2 AS TEXT[])) AS k(fingerprint)
                  CROSS JOIN LATERAL (
-                     SELECT fingerprint, touched_run_id, vendor_id, start_line, end_line
+                     SELECT fingerprint, touched_run_id, state, vendor_id, start_line, end_line
                      FROM findings WHERE scan_id = ?1 AND fingerprint = k.fingerprint LIMIT 1
-                 ) f
-                 WHERE f.touched_run_id >= ?2",
+                 ) f",
             )?;
             let found = read.query_map(
                 params![
                     scan_id,
-                    run,
                     db::Value::List(keys.iter().map(|k| k.value()).collect())
                 ],
                 |r| {
                     Ok((
                         r.get::<String>(0)?,
-                        (r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?),
+                        Met {
+                            touched: r.get(1)?,
+                            fixed: r.get::<i64>(2)? != 0,
+                            vendor_id: r.get(3)?,
+                            lines: (r.get(4)?, r.get(5)?),
+                        },
                     ))
                 },
             )?;
@@ -933,10 +983,11 @@ fn plan_page(
         let mut now = stored.clone();
         let mut plan = Vec::with_capacity(rows.len());
         for (i, (finding, _)) in rows.iter().enumerate() {
+            let resolved = finding.verdict == Some(crate::finding::Verdict::Resolved);
             let mut placed = None;
             for occurrence in 0u32.. {
                 let fps = &mut fingerprints[i];
-                while fps.len() <= occurrence as usize {
+                while fps.len() <= occurrence as usize + 1 {
                     fps.push(finding.fingerprint(fps.len() as u32));
                 }
                 let key = &fps[occurrence as usize];
@@ -945,23 +996,43 @@ fn plan_page(
                     break;
                 };
                 match met {
-                    None => {
-                        let lines = finding.lines();
-                        now.insert(
-                            key.clone(),
-                            Some((run, finding.vendor_id.clone(), lines.0, lines.1)),
-                        );
-                        placed = Some(key.clone());
-                        break;
-                    }
-                    Some((touched, vendor_id, start, end)) => {
-                        if *touched != run
-                            || finding.same_sighting(vendor_id.as_deref(), (*start, *end))
+                    Some(met) if met.touched >= run => {
+                        if met.touched != run
+                            || finding.same_sighting(met.vendor_id.as_deref(), met.lines)
                         {
                             break;
                         }
+                        continue;
                     }
+                    Some(met) if look_up && met.fixed != resolved => {
+                        // The upsert's trade of states: the next occurrence's row, when it
+                        // is untouched by this run and in the state this finding is in.
+                        let next = &fps[occurrence as usize + 1];
+                        match now.get(next) {
+                            None => {
+                                wanted.extend(
+                                    (occurrence + 1..=occurrence + 1 + AHEAD).map(|o| (i, o)),
+                                );
+                                break;
+                            }
+                            Some(Some(n)) if n.touched < run && n.fixed == resolved => continue,
+                            Some(_) => {}
+                        }
+                    }
+                    _ => {}
                 }
+                let key = key.clone();
+                now.insert(
+                    key.clone(),
+                    Some(Met {
+                        touched: run,
+                        fixed: false,
+                        vendor_id: finding.vendor_id.clone(),
+                        lines: finding.lines(),
+                    }),
+                );
+                placed = Some(key);
+                break;
             }
             plan.push(placed);
         }
@@ -1071,7 +1142,8 @@ pub(super) struct UpsertContext<'a> {
 ///
 /// A no-op upsert on a row this run already stored is either the same sighting again or a
 /// second finding with the same identity parts: the latter is stored under the next
-/// occurrence's fingerprint (see [`Finding::fingerprint`]).
+/// occurrence's fingerprint (see [`Finding::fingerprint`]). So is one on a row no run this
+/// new has touched: the upsert left it for the next occurrence's (see its trade of states).
 pub(super) fn upsert_finding(
     conn: &Db,
     stmt: &mut db::Stmt<'_>,
@@ -1090,7 +1162,7 @@ pub(super) fn upsert_finding(
         location_columns(&finding.location);
     let verdict = finding.verdict.map(|v| v.as_str());
     for occurrence in 0u32.. {
-        let fingerprint = finding.fingerprint(occurrence);
+        let (fingerprint, next) = finding.fingerprint_and_next(occurrence);
         let changed = stmt
             .query_row(
                 params![
@@ -1125,6 +1197,7 @@ pub(super) fn upsert_finding(
                     rule.map(|r| r.name.as_str()),
                     rule.map(|r| r.reason.as_str()),
                     rule_until,
+                    next,
                 ],
                 |r| r.get::<String>(0),
             )
@@ -1141,6 +1214,9 @@ pub(super) fn upsert_finding(
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
             })?;
         let (touched, vendor_id, start, end) = existing;
+        if touched < run {
+            continue; // the next occurrence's row is this finding's (see the upsert)
+        }
         if touched != run || finding.same_sighting(vendor_id.as_deref(), (start, end)) {
             return Ok(None);
         }

@@ -209,7 +209,6 @@ fn both_paths(test: impl Fn(bool)) {
 /// `reopened` and one `fixed` event for a listing that changed nothing but its order, both
 /// counted by the run and announced (`findings.fixed` lists the row that held B).
 #[test]
-#[ignore = "open: the identity walk places findings by order, not by state or vendor id"]
 fn the_newest_run_listing_one_identity_in_another_order_neither_reopens_nor_fixes() {
     both_paths(|one_by_one| {
         let (_db, mut store) = temp_store();
@@ -264,7 +263,6 @@ fn the_newest_run_listing_one_identity_in_another_order_neither_reopens_nor_fixe
 /// gone at the vendor, announced reopened. The counts are wrong too (one reopened, one
 /// fixed, where nothing changed).
 #[test]
-#[ignore = "open: the identity walk places findings by order, not by state or vendor id"]
 fn the_newest_run_lacking_only_the_resolved_one_of_an_identity_fixes_nothing() {
     both_paths(|one_by_one| {
         let mut got = Vec::new();
