@@ -432,23 +432,6 @@ pub(super) fn fix_absent(
     Ok((fixed, missing))
 }
 
-/// Whether a run of scan `scan_id` newer than `run` has stored (or decided) any of its rows.
-/// Then `run`'s listing no longer tells what it lacks: [`UPSERT_FINDING_SQL`] leaves the
-/// rows a newer run touched alone, and where a listing holds two findings of one identity
-/// (told apart only by their order) a row the newer run stored for one of them stops the
-/// walk of both ([`upsert_finding`]), so the other one's row would look absent. That newer
-/// run's own end decides what is gone; this one fixes nothing, and stores no more pages
-/// (its vendor's "resolved" would fix what the newer listing may list open). Rare (a run
-/// adopted after a newer one died part way), and the scan's rows are read only when a
-/// newer run exists.
-pub(super) fn newer_run_stored(conn: &Db, scan_id: i64, run: RunId) -> Result<bool, StoreError> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM findings WHERE scan_id = ?1 AND touched_run_id > ?2)",
-        )?
-        .query_row(params![scan_id, run], |r| r.get(0))?)
-}
-
 /// The pass of [`fix_absent`]: `(present, fixed, missing)`, `present` being the scan's
 /// present rows before it.
 fn fix_absent_rows(
@@ -1228,7 +1211,7 @@ impl Store {
     /// Imports one vendor page in one transaction and returns what it changed (see the
     /// module docs for the rules). The run's counters move in the same transaction. Only the
     /// holder of the scan's lease stores: [`StoreError::LeaseLost`] otherwise. A run that a
-    /// newer run of its scan overtook (that run stored a page, see [`newer_run_stored`])
+    /// newer run of its scan overtook (that run stored a page, see `RunContext::overtaken`)
     /// stores nothing more and changes nothing; one that a newer run's success overtook
     /// still imports, without fixing (`stale`).
     pub fn upsert_page(&mut self, run: RunId, page: &[Finding]) -> Result<RunCounts, StoreError> {
@@ -1239,7 +1222,7 @@ impl Store {
             if !ctx.holds_lease {
                 return Err(StoreError::LeaseLost(run));
             }
-            if !ctx.newer_success && ctx.newer_run && newer_run_stored(&tx, ctx.scan_id, run)? {
+            if !ctx.newer_success && ctx.overtaken {
                 // Overtaken: a newer listing is being stored, and its end decides. This
                 // one's words (a "resolved" there) would only be undone, and announced.
                 tracing::debug!(

@@ -36,6 +36,13 @@ pub(super) struct RunContext {
     /// rows this run listed (a run listed present, then fixed by the vendor's word), so
     /// `listed_present` no longer says how many of them are present.
     pub(super) newer_run: bool,
+    /// Whether a newer run of the scan has stored a page (its `pages`, which only grow):
+    /// this run's listing is no longer the scan's newest word. It stores no more pages and
+    /// fixes nothing; the newer run, or the next complete one, decides. Where two findings
+    /// share an identity (told apart by their order), a row the newer run stored can stand
+    /// in for either, so this run's listing could no longer tell what it lacks, and its
+    /// vendor's words (a "resolved") would only be undone by the newer listing.
+    pub(super) overtaken: bool,
     /// The run's counters so far: a page reads its own as the difference its update makes.
     pub(super) counts: RunCounts,
 }
@@ -65,7 +72,9 @@ pub(super) fn running_context(
                     (SELECT coalesce(max(id), 0) FROM finding_events),
                     s.present_count, s.present_checked_at, r.listed_present,
                     EXISTS (SELECT 1 FROM sync_runs n WHERE n.scan = r.scan AND n.id > r.id),
-                    r.seen, r.new, r.open, r.reopened, r.fixed, r.missing, r.pages
+                    r.seen, r.new, r.open, r.reopened, r.fixed, r.missing, r.pages,
+                    EXISTS (SELECT 1 FROM sync_runs n
+                            WHERE n.scan_id = r.scan_id AND n.id > r.id AND n.pages > 0)
              FROM sync_runs r JOIN scans s ON s.id = r.scan_id WHERE r.id = ?1",
         )?
         .query_row(params![run, owner.id, now()], |r| {
@@ -87,6 +96,7 @@ pub(super) fn running_context(
                     listed_present: r.get(11)?,
                     newer_run: r.get(12)?,
                     counts: counts_from(r, 13)?,
+                    overtaken: r.get(20)?,
                 },
             ))
         })
@@ -210,8 +220,9 @@ impl Store {
     /// run's end does, and include what pages stored before a crash and an adoption).
     ///
     /// Only [`RunEnd::Succeeded`] (a complete listing, read to its end) fixes anything, and
-    /// only while the run holds the lease and no newer run of the scan has succeeded or
-    /// stored a page (a run adopted late imports without fixing, see [`newer_run_stored`]). Findings it did not list become `fixed`, unless
+    /// only while the run holds the lease and no newer run of the scan has succeeded (a run
+    /// adopted late imports without fixing) or stored a page (`RunContext::overtaken`: the
+    /// run ends `interrupted`). Findings it did not list become `fixed`, unless
     /// the mass-fix guard trips: more than the run's `fix_guard` share of the scan's present
     /// findings (above [`FIX_GUARD_MIN_FINDINGS`]), or every one of them. Then they become
     /// `missing`, and only the next complete run that still lacks them fixes them; findings
@@ -235,18 +246,20 @@ impl Store {
                     .into(),
             );
         }
+        if state == RunState::Succeeded && !ctx.newer_success && ctx.overtaken {
+            state = RunState::Interrupted;
+            error = Some(
+                "a newer run of this scan stored findings first: this older listing stored \
+                 nothing after that and marked nothing fixed (the newer run decides)"
+                    .into(),
+            );
+        }
         let (mut fixed, mut missing) = (0, 0);
         if state == RunState::Succeeded {
             if ctx.newer_success {
                 tracing::info!(
                     run_id = run,
                     "a newer run of this scan succeeded first: this run's listing fixes nothing"
-                );
-            } else if ctx.newer_run && newer_run_stored(&tx, ctx.scan_id, run)? {
-                tracing::info!(
-                    run_id = run,
-                    "a newer run of this scan stored findings first: this run's listing fixes \
-                     nothing (the newer run's end decides)"
                 );
             } else {
                 (fixed, missing) = fix_absent(&tx, &ctx, run, &at)?;
