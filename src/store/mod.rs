@@ -614,6 +614,8 @@ mod s10_attack_tests;
 mod s11_attack_tests;
 #[cfg(test)]
 mod s12_attack_tests;
+#[cfg(test)]
+mod s12b_attack_tests;
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
