@@ -1211,7 +1211,7 @@ impl Store {
     /// Imports one vendor page in one transaction and returns what it changed (see the
     /// module docs for the rules). The run's counters move in the same transaction. Only the
     /// holder of the scan's lease stores: [`StoreError::LeaseLost`] otherwise. A run that a
-    /// newer run of its scan overtook (that run stored a page, see `RunContext::overtaken`)
+    /// newer run of its scan overtook (that run stored a page, see `RunContext::overtaken_by`)
     /// stores nothing more and changes nothing; one that a newer run's success overtook
     /// still imports, without fixing (`stale`).
     pub fn upsert_page(&mut self, run: RunId, page: &[Finding]) -> Result<RunCounts, StoreError> {
@@ -1222,7 +1222,7 @@ impl Store {
             if !ctx.holds_lease {
                 return Err(StoreError::LeaseLost(run));
             }
-            if !ctx.newer_success && ctx.overtaken {
+            if !ctx.newer_success && ctx.overtaken_by.is_some() {
                 // Overtaken: a newer listing is being stored, and its end decides. This
                 // one's words (a "resolved" there) would only be undone, and announced.
                 tracing::debug!(

@@ -29,7 +29,7 @@
 //!   (see there). A failed, interrupted or timed-out run records its state and error text
 //!   and never fixes anything; nor does a run that a newer run of its scan overtook (it
 //!   succeeded, or stored a page: its rows may stand in for this run's, see
-//!   `newer_run_stored`).
+//!   `RunContext::overtaken_by`).
 //! - `finish_run` also writes the run's webhook notifications to `webhook_outbox`, in the
 //!   same transaction, from the run's events (see `outbox.rs` and [`crate::webhooks`]).
 //!

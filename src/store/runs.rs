@@ -36,13 +36,13 @@ pub(super) struct RunContext {
     /// rows this run listed (a run listed present, then fixed by the vendor's word), so
     /// `listed_present` no longer says how many of them are present.
     pub(super) newer_run: bool,
-    /// Whether a newer run of the scan has stored a page (its `pages`, which only grow):
+    /// The first newer run of the scan that stored a page (its `pages` only grow), if any:
     /// this run's listing is no longer the scan's newest word. It stores no more pages and
     /// fixes nothing; the newer run, or the next complete one, decides. Where two findings
     /// share an identity (told apart by their order), a row the newer run stored can stand
     /// in for either, so this run's listing could no longer tell what it lacks, and its
     /// vendor's words (a "resolved") would only be undone by the newer listing.
-    pub(super) overtaken: bool,
+    pub(super) overtaken_by: Option<RunId>,
     /// The run's counters so far: a page reads its own as the difference its update makes.
     pub(super) counts: RunCounts,
 }
@@ -73,8 +73,8 @@ pub(super) fn running_context(
                     s.present_count, s.present_checked_at, r.listed_present,
                     EXISTS (SELECT 1 FROM sync_runs n WHERE n.scan = r.scan AND n.id > r.id),
                     r.seen, r.new, r.open, r.reopened, r.fixed, r.missing, r.pages,
-                    EXISTS (SELECT 1 FROM sync_runs n
-                            WHERE n.scan_id = r.scan_id AND n.id > r.id AND n.pages > 0)
+                    (SELECT min(n.id) FROM sync_runs n
+                     WHERE n.scan_id = r.scan_id AND n.id > r.id AND n.pages > 0)
              FROM sync_runs r JOIN scans s ON s.id = r.scan_id WHERE r.id = ?1",
         )?
         .query_row(params![run, owner.id, now()], |r| {
@@ -96,7 +96,7 @@ pub(super) fn running_context(
                     listed_present: r.get(11)?,
                     newer_run: r.get(12)?,
                     counts: counts_from(r, 13)?,
-                    overtaken: r.get(20)?,
+                    overtaken_by: r.get(20)?,
                 },
             ))
         })
@@ -221,7 +221,7 @@ impl Store {
     ///
     /// Only [`RunEnd::Succeeded`] (a complete listing, read to its end) fixes anything, and
     /// only while the run holds the lease and no newer run of the scan has succeeded (a run
-    /// adopted late imports without fixing) or stored a page (`RunContext::overtaken`: the
+    /// adopted late imports without fixing) or stored a page (`RunContext::overtaken_by`: the
     /// run ends `interrupted`). Findings it did not list become `fixed`, unless
     /// the mass-fix guard trips: more than the run's `fix_guard` share of the scan's present
     /// findings (above [`FIX_GUARD_MIN_FINDINGS`]), or every one of them. Then they become
@@ -246,13 +246,14 @@ impl Store {
                     .into(),
             );
         }
-        if state == RunState::Succeeded && !ctx.newer_success && ctx.overtaken {
+        if let (RunState::Succeeded, false, Some(newer)) =
+            (state, ctx.newer_success, ctx.overtaken_by)
+        {
             state = RunState::Interrupted;
-            error = Some(
-                "a newer run of this scan stored findings first: this older listing stored \
-                 nothing after that and marked nothing fixed (the newer run decides)"
-                    .into(),
-            );
+            error = Some(format!(
+                "run {newer} of this scan, newer, stored findings first: this older listing \
+                 stored nothing after that and marked nothing fixed (the newer run decides)"
+            ));
         }
         let (mut fixed, mut missing) = (0, 0);
         if state == RunState::Succeeded {

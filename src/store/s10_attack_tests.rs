@@ -392,7 +392,7 @@ fn a_stale_run_adopted_late_creates_fixed_rows_the_count_leaves_out() {
 
 /// An older run adopted after a newer run that stored a page failed: its listing is no
 /// longer the scan's newest word (where two findings share an identity, a row the newer run
-/// stored could stand in for a row of the older listing, see `newer_run_stored`), so it
+/// stored could stand in for a row of the older listing, see `RunContext::overtaken_by`), so it
 /// stores no more pages, its end fixes nothing and runs no pass; the next complete run
 /// fixes what it lacks.
 #[test]
@@ -416,7 +416,7 @@ fn an_older_run_adopted_after_a_newer_run_failed_fixes_nothing_and_the_next_run_
     assert_eq!(listed_present(&second, old), 3);
     let before = fix_passes();
     let end = second.finish_run(old, RunEnd::Succeeded).unwrap();
-    assert_eq!(end.state, RunState::Succeeded);
+    assert_eq!(end.state, RunState::Interrupted, "overtaken");
     assert_eq!(tally(&end), (3, 0, 0, 0, 0));
     assert_eq!(fix_passes(), before, "no pass");
     assert_eq!(states(&second, "shop", 0..8), all("open", 8));
@@ -1914,7 +1914,7 @@ fn a_scan_whose_count_was_never_checked_is_read_at_its_next_complete_run() {
 /// still counted row 0, which is no longer present, and equalled the scan's fresh count
 /// (9): a skip of the pass on that equality left 9 open for good. Since session 12 a run
 /// that a newer run's page overtook stores no more pages and fixes nothing
-/// (`newer_run_stored`): 9 stays as it was after `old`, and the next complete run, which
+/// (`RunContext::overtaken_by`): 9 stays as it was after `old`, and the next complete run, which
 /// lacks it too, fixes it.
 #[test]
 fn a_row_the_run_listed_that_a_newer_run_then_fixed_cannot_stand_in_for_an_unlisted_row() {
@@ -1946,7 +1946,7 @@ fn a_row_the_run_listed_that_a_newer_run_then_fixed_cannot_stand_in_for_an_unlis
             "0..3 before the newer run's page"
         );
         let end = second.finish_run(old, RunEnd::Succeeded).unwrap();
-        assert_eq!(end.state, RunState::Succeeded);
+        assert_eq!(end.state, RunState::Interrupted, "overtaken");
         let after_old = (state(&second, "shop", 9), end.counts.fixed);
         let before = fix_passes();
         let next = import(&mut second, "shop", &[findings(1..9)], RunEnd::Succeeded);

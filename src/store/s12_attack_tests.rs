@@ -1,5 +1,5 @@
-//! Attacks on the s12 change (`newer_run_stored`: a run whose scan has rows a newer run
-//! touched fixes nothing at its end). The promise under attack: a finding is `fixed` only
+//! Attacks on the s12 change (a run that a newer run of its scan overtook fixes nothing at
+//! its end; first read from the rows a newer run touched, now `RunContext::overtaken_by`). The promise under attack: a finding is `fixed` only
 //! when a complete vendor listing, confirmed, no longer has it; no false `fixed` (or
 //! `missing`) reaches the store or a webhook, even for a while. Around it: two findings of
 //! one identity told apart by their order (`Finding::fingerprint`, `same_sighting`, the walk
@@ -7,8 +7,8 @@
 //! kills, the vendor's "resolved" word, and the notifications built from a run's events.
 //! Each test runs on both backends (`SCANSYNC_TEST_STORE=postgres`).
 //!
-//! A test whose doc comment starts with BREAK fails today and says what breaks; the others
-//! pin behaviour that holds.
+//! A test whose doc comment starts "Was a BREAK" failed when it was written and says what
+//! broke (mended in the same session); the others pinned behaviour that held.
 
 use super::ingest::ONE_BY_ONE;
 use super::test_db::on_postgres;
@@ -200,7 +200,7 @@ fn both_paths(test: impl Fn(bool)) {
 
 // ---- (1) The identity walk of the newest run ----
 
-/// BREAK (both backends). No overlap, no adoption: the newest run of the scan, alone.
+/// Was a BREAK, mended in session 12 (both backends). No overlap, no adoption: the newest run of the scan, alone.
 /// Two findings A and B of one identity (rule, file, title; vendor ids `v-a`, `v-b`) are
 /// rows #0 and #1. The vendor then calls A resolved and lists it first: #0 is `fixed` (A),
 /// #1 stays open (B). In the next scan nothing changes at the vendor (A still resolved, B
@@ -254,7 +254,7 @@ fn the_newest_run_listing_one_identity_in_another_order_neither_reopens_nor_fixe
     });
 }
 
-/// BREAK (both backends). The newest run, alone. A and B of one identity are rows #0 and
+/// Was a BREAK, mended in session 12 (both backends). The newest run, alone. A and B of one identity are rows #0 and
 /// #1; the vendor resolves A (listed first): #0 `fixed`, #1 open. The next scan no longer
 /// lists the resolved A, only B, still open. B's walk takes #0 (A's fixed row): `reopened`;
 /// #1, B's own row, is unlisted and is fixed by the complete run's end (or held `missing`
@@ -316,7 +316,7 @@ fn the_newest_run_lacking_only_the_resolved_one_of_an_identity_fixes_nothing() {
     });
 }
 
-/// BREAK (both backends). The newest run, alone. Two posture gaps of one identity (same
+/// Was a BREAK, mended in session 12 (both backends). The newest run, alone. Two posture gaps of one identity (same
 /// check, same endpoint: API findings have no lines) are told apart only by their vendor
 /// ids, which the docs call proposals (`Finding::fingerprint`): a listing where one of them
 /// comes without its id (the vendor dropped the field for it) makes `same_sighting` compare
@@ -353,7 +353,7 @@ fn two_sightings_told_apart_by_vendor_ids_stay_two_when_a_listing_lacks_one_id()
 /// late older run cannot disturb: N stores a first page holding A (one of two findings of
 /// one identity) and the first of another pair told apart by lines only, then its process
 /// stops; an older run R is adopted and lists everything (it meets N's rows and stops, so
-/// fixes nothing, by `newer_run_stored`); N is adopted in turn and lists the vendor scan
+/// fixes nothing, by `RunContext::overtaken_by`); N is adopted in turn and lists the vendor scan
 /// again from its start, the pairs in the other order and split over other pages, and
 /// lacking finding 7. N fixes finding 7 only; nothing else is ever fixed or missing.
 #[test]
@@ -451,7 +451,7 @@ fn an_older_run_that_stored_an_identity_before_the_newer_began_leaves_the_newer_
     });
 }
 
-// ---- (2) What `newer_run_stored` reads ----
+// ---- (2) What `RunContext::overtaken_by` reads ----
 
 /// Holds (both backends). A newer run of a branch scope (`shop@feature`, its own scan and
 /// rows) that stored a page does not make the scan's older run fix nothing: `newer_run`
@@ -501,7 +501,7 @@ fn a_newer_run_that_stored_a_page_and_failed_still_stops_the_older_runs_fixes() 
 
 // ---- (3) Fixes by other paths: the vendor's word, the notifications ----
 
-/// BREAK (both backends). A run's first page carries the vendor's "resolved" for finding 0
+/// Was a BREAK, mended in session 12 (both backends). A run's first page carries the vendor's "resolved" for finding 0
 /// (fixed; its `fixed` event is the run's), then its process stops while the vendor scan
 /// goes on. A newer run lists finding 0 open again (the vendor's newer scan): `reopened`,
 /// and its end announces `findings.reopened`. Then the older run ends late: adopted and
@@ -545,13 +545,13 @@ fn a_late_older_run_does_not_announce_a_fix_the_newer_run_reopened() {
     );
 }
 
-/// BREAK (both backends; by the s12 rule). An older run R is adopted after a newer run N
+/// Was a BREAK, mended in session 12 (both backends; by the s12 rule). An older run R is adopted after a newer run N
 /// stored its first page (findings 0..3) and stopped. R's older vendor scan calls finding 3
 /// resolved; N has not stored 3 yet, so R's upsert changes the row: `fixed`, counted and
 /// announced at R's end, although that end "fixes nothing (the newer run's end decides)".
 /// N, adopted, lists 3 open (its newer vendor scan): `reopened`. A fix announced and then
 /// reopened, taken from a listing the store already knew was not the newest: the
-/// `newer_run_stored` rule stops only the pass, not the vendor's word of the same listing.
+/// `RunContext::overtaken_by` rule stops only the pass, not the vendor's word of the same listing.
 #[test]
 fn an_older_run_overtaken_by_a_newer_runs_page_fixes_nothing_by_the_vendors_word_either() {
     let (db, mut first) = temp_store();

@@ -1,13 +1,14 @@
 //! Attacks on the s12b changes: an overtaken run stores no more pages (`upsert_page`), and
-//! fixes nothing at its end (`finish_run`, both through `newer_run_stored`); a
+//! fixes nothing at its end (`finish_run`; both first read from the rows a newer run
+//! touched, now `RunContext::overtaken_by`, the newer runs' pages); a
 //! `findings.fixed` notification needs the finding still `fixed`; a sighting with a vendor
 //! id and one without are two findings (`Finding::same_sighting`). The promise under
 //! attack: a finding is `fixed` only when a complete vendor listing, confirmed, no longer
 //! has it; nothing false reaches the store or a webhook, and no notification is lost.
 //! Each test runs on both backends (`SCANSYNC_TEST_STORE=postgres`).
 //!
-//! A test whose doc comment starts with BREAK fails today and says what breaks; the others
-//! pin behaviour that holds.
+//! A test whose doc comment starts "Was a BREAK" failed when it was written and says what
+//! broke (mended in the same session); the others pinned behaviour that held.
 
 use super::tests::{accept, finding, findings, import, other_process, scope, temp_store};
 use super::*;
@@ -143,7 +144,7 @@ fn baseline() -> Vec<Vec<Finding>> {
 
 // ---- (a) The overtaken check, per page and at the end ----
 
-/// BREAK (both backends). Whether a run is overtaken is asked again at each page and at its
+/// Was a BREAK, mended in session 12 (both backends). Whether a run is overtaken is asked again at each page and at its
 /// end, from the rows a newer run touched, and rows can go. An older run O is adopted after
 /// a newer run N stored one page and died; N's page held only finding 30, which the vendor
 /// called resolved (N fixed it). O's first page (finding 20) is dropped: overtaken. A prune
@@ -197,13 +198,11 @@ fn a_prune_between_pages_lets_an_overtaken_run_fix_what_it_dropped() {
     );
 }
 
-/// BREAK (both backends, minor: the run record, not a finding). A run overtaken before its
-/// first page stores nothing (every page returns zero counts, `pages` does not move) and
-/// still ends `succeeded` with no error text: `scansync runs` shows a complete import of a
-/// listing that saw nothing, the sync logs "run succeeded" and counts it a success in the
-/// metrics, and the reader cannot tell it from a clean project's scan. (No false finding
-/// state follows: it fixes nothing.) Fix: say so on the row, e.g. `error` (or a note
-/// column) "overtaken by run N: its listing was not stored", or end it `interrupted`.
+/// Was a BREAK (the run record, not a finding). A run overtaken before its first page
+/// stores nothing (every page returns zero counts, `pages` does not move) and ended
+/// `succeeded` with no error text: `scansync runs` showed a complete import of a listing
+/// that saw nothing, the sync logged "run succeeded" and counted it a success. It now ends
+/// `interrupted`, its error naming the newer run.
 #[test]
 fn an_overtaken_run_says_its_listing_was_not_stored() {
     let (dir, mut first) = temp_store();
@@ -221,7 +220,7 @@ fn an_overtaken_run_says_its_listing_was_not_stored() {
         );
     }
     let row = second.finish_run(old, RunEnd::Succeeded).unwrap();
-    assert_eq!(row.state, RunState::Succeeded);
+    assert_eq!(row.state, RunState::Interrupted);
     assert_eq!((tally(&row), row.counts.pages), ((0, 0, 0, 0, 0), 0));
     assert!(
         row.error
@@ -258,7 +257,7 @@ fn a_run_overtaken_after_some_pages_fixes_nothing_and_the_newest_run_decides() {
     second.adopt_run(old).unwrap().unwrap().unwrap();
     assert_eq!(second.upsert_page(old, &[finding(20)]).unwrap().seen, 0);
     let row = second.finish_run(old, RunEnd::Succeeded).unwrap();
-    assert_eq!(row.state, RunState::Succeeded);
+    assert_eq!(row.state, RunState::Interrupted, "overtaken by N");
     assert_eq!(tally(&row), (20, 0, 0, 0, 0));
     assert!(present(&second, "shop", &finding(20)));
     assert_eq!(
@@ -270,7 +269,7 @@ fn a_run_overtaken_after_some_pages_fixes_nothing_and_the_newest_run_decides() {
     second.adopt_run(newer).unwrap().unwrap().unwrap();
     second.upsert_page(newer, &findings(0..20)).unwrap();
     let row = second.finish_run(newer, RunEnd::Succeeded).unwrap();
-    assert_eq!(row.state, RunState::Succeeded);
+    assert_eq!(row.state, RunState::Interrupted, "overtaken by M");
     assert!(present(&second, "shop", &finding(20)));
     assert_eq!(
         absences(&second, "shop")

@@ -950,7 +950,8 @@ fn an_older_run_finishing_after_a_newer_run_stored_pages_fixes_nothing() {
         second.upsert_page(old, page).unwrap();
     }
     let row = second.finish_run(old, RunEnd::Succeeded).unwrap();
-    assert_eq!(row.state, RunState::Succeeded);
+    assert_eq!(row.state, RunState::Interrupted, "overtaken");
+    assert!(row.error.unwrap().contains(&format!("run {newer} ")));
     assert_eq!((row.counts.fixed, row.counts.missing), (0, 0));
     assert_eq!(
         count(
