@@ -206,6 +206,12 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// How many runs of this process have ended: a change makes the next scrape read the
+    /// store again ([`SnapshotCache`]).
+    pub fn runs_ended(&self) -> u64 {
+        self.runs_ended.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// A sync run ended: `outcome` is the run state word (succeeded, failed, interrupted,
     /// timed_out).
     pub fn run_finished(&self, scan: &str, outcome: &str, duration: Duration) {
@@ -387,9 +393,7 @@ impl SnapshotCache {
         reader: &Reader,
         more: impl FnOnce(&StoreSnapshot) -> String,
     ) -> anyhow::Result<String> {
-        let runs_ended = global()
-            .runs_ended
-            .load(std::sync::atomic::Ordering::Relaxed);
+        let runs_ended = global().runs_ended();
         let (snapshot, store_text) = {
             let mut slot = self.slot.lock().await;
             match slot.as_ref() {
