@@ -616,6 +616,8 @@ mod s11_attack_tests;
 mod s12_attack_tests;
 #[cfg(test)]
 mod s12b_attack_tests;
+#[cfg(test)]
+mod s12c_attack_tests;
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {

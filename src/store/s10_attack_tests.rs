@@ -43,7 +43,7 @@ fn rows_of(store: &Store, scan: &str) -> i64 {
 }
 
 /// `sync_runs.listed_present` of `run`.
-fn listed_present(store: &Store, run: RunId) -> i64 {
+pub(super) fn listed_present(store: &Store, run: RunId) -> i64 {
     store
         .conn
         .query_row(
@@ -56,7 +56,7 @@ fn listed_present(store: &Store, run: RunId) -> i64 {
 
 /// Asserts every scan's count is its present rows, naming the moment.
 #[track_caller]
-fn no_drift(store: &Store, when: &str) {
+pub(super) fn no_drift(store: &Store, when: &str) {
     assert_eq!(present_count_drift(store), vec![], "{when}");
 }
 

@@ -18,7 +18,7 @@ use crate::config::{EventType, Route};
 use crate::finding::Verdict;
 
 /// `f` with the vendor's "resolved" word.
-fn resolved_f(mut f: Finding) -> Finding {
+pub(super) fn resolved_f(mut f: Finding) -> Finding {
     f.vendor_status = Some("Resolved".into());
     f.verdict = Some(Verdict::Resolved);
     f
@@ -63,14 +63,14 @@ fn adopt(store: &mut Store, run: RunId, pages: &[Vec<Finding>]) {
 }
 
 /// `(seen, new, reopened, fixed, missing)` of a run.
-fn tally(run: &RunRow) -> (u64, u64, u64, u64, u64) {
+pub(super) fn tally(run: &RunRow) -> (u64, u64, u64, u64, u64) {
     let c = &run.counts;
     (c.seen, c.new, c.reopened, c.fixed, c.missing)
 }
 
 /// The lifecycle events of run `run` (`reopened`, `fixed`, `missing`, and `created` ones
 /// that were not `new`), as `(vendor id of the row, kind)`, in event order.
-fn changes(store: &Store, run: RunId) -> Vec<(String, String)> {
+pub(super) fn changes(store: &Store, run: RunId) -> Vec<(String, String)> {
     let mut stmt = store
         .conn
         .prepare(
@@ -88,7 +88,7 @@ fn changes(store: &Store, run: RunId) -> Vec<(String, String)> {
 }
 
 /// The states of the rows of scan "shop" whose vendor id is `vid`, in id order.
-fn states_of_vid(store: &Store, vid: &str) -> Vec<String> {
+pub(super) fn states_of_vid(store: &Store, vid: &str) -> Vec<String> {
     let mut stmt = store
         .conn
         .prepare(
@@ -103,7 +103,7 @@ fn states_of_vid(store: &Store, vid: &str) -> Vec<String> {
 }
 
 /// The state of the row of "shop" stored under `fingerprint`.
-fn state_of(store: &Store, fingerprint: &str) -> String {
+pub(super) fn state_of(store: &Store, fingerprint: &str) -> String {
     store
         .conn
         .query_row(
@@ -116,7 +116,7 @@ fn state_of(store: &Store, fingerprint: &str) -> String {
 }
 
 /// Every `fixed` or `missing` event of scan "shop" so far: `(run, fingerprint, kind)`.
-fn absences(store: &Store) -> Vec<(RunId, String, String)> {
+pub(super) fn absences(store: &Store) -> Vec<(RunId, String, String)> {
     let mut stmt = store
         .conn
         .prepare(
@@ -135,7 +135,7 @@ fn absences(store: &Store) -> Vec<(RunId, String, String)> {
 }
 
 /// A webhook route for every finding event of every scan.
-fn changes_route() -> Route {
+pub(super) fn changes_route() -> Route {
     Route {
         name: "changes".into(),
         events: vec![
@@ -185,7 +185,7 @@ fn last_word(store: &Store, fingerprint: &str) -> Option<String> {
 
 /// Runs `test` once importing pages the usual way and, on PostgreSQL, once more one
 /// finding at a time (the batched `plan_page` path and `upsert_finding` must agree).
-fn both_paths(test: impl Fn(bool)) {
+pub(super) fn both_paths(test: impl Fn(bool)) {
     let paths: &[bool] = if on_postgres() {
         &[false, true]
     } else {
