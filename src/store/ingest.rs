@@ -20,8 +20,10 @@ use db::Param;
 /// It is also a no-op, given `?32` (the next occurrence's fingerprint), where two findings
 /// of one identity would trade states: a finding the vendor lists open does not take a
 /// `fixed` row while the next occurrence's row is present and not yet seen by this run, nor
-/// one it calls resolved a present row while that next row is fixed; the caller goes on to
-/// the next occurrence. Placed by order alone, a listing that dropped the resolved one of
+/// one it calls resolved a present row while that next row is fixed; nor either one while
+/// the next row holds this very sighting already (a page sent again after it passed over);
+/// the caller goes on to the next occurrence. It looks one occurrence ahead only: three
+/// findings of one identity, two of them fixed, can still trade. Placed by order alone, a listing that dropped the resolved one of
 /// two findings (or only changed their order) would reopen its row with the other one and
 /// fix the other one's row, which the vendor still lists.
 ///
@@ -40,6 +42,17 @@ pub(super) static UPSERT_FINDING_SQL: std::sync::LazyLock<String> =
              WHEN 'low' THEN 1 ELSE 0 END)"
             )
         };
+        // Whether row `n` (of the same identity) holds this very sighting: as
+        // `Finding::same_sighting` (the same vendor id when both have one, else the same
+        // lines when neither has).
+        let same_sighting = "CASE WHEN n.vendor_id IS NOT NULL AND excluded.vendor_id IS NOT NULL
+                    THEN n.vendor_id = excluded.vendor_id
+                  WHEN n.vendor_id IS NULL AND excluded.vendor_id IS NULL
+                    THEN (n.start_line = excluded.start_line
+                          OR (n.start_line IS NULL AND excluded.start_line IS NULL))
+                     AND (n.end_line = excluded.end_line
+                          OR (n.end_line IS NULL AND excluded.end_line IS NULL))
+                  ELSE FALSE END";
         // Whether a person's triage still holds for this sighting.
         let local = format!(
             "(findings.triage_source = 'local'
@@ -145,9 +158,12 @@ WHERE findings.touched_run_id < excluded.touched_run_id
                <> (CASE WHEN excluded.vendor_verdict = 'resolved' THEN 1 ELSE 0 END)
            AND EXISTS (SELECT 1 FROM findings n
                        WHERE n.scan_id = findings.scan_id AND n.fingerprint = ?32
-                         AND n.touched_run_id < excluded.touched_run_id
-                         AND (CASE WHEN n.state = 'fixed' THEN 1 ELSE 0 END)
-                             = (CASE WHEN excluded.vendor_verdict = 'resolved' THEN 1 ELSE 0 END)))
+                         AND ((n.touched_run_id < excluded.touched_run_id
+                               AND (CASE WHEN n.state = 'fixed' THEN 1 ELSE 0 END)
+                                   = (CASE WHEN excluded.vendor_verdict = 'resolved'
+                                           THEN 1 ELSE 0 END))
+                              OR (n.touched_run_id = excluded.touched_run_id
+                                  AND {same_sighting}))))
 RETURNING state"
         )
     });
@@ -999,6 +1015,12 @@ fn plan_page(
                                 break;
                             }
                             Some(Some(n)) if n.touched < run && n.fixed == resolved => continue,
+                            Some(Some(n))
+                                if n.touched == run
+                                    && finding.same_sighting(n.vendor_id.as_deref(), n.lines) =>
+                            {
+                                continue
+                            }
                             Some(_) => {}
                         }
                     }
