@@ -149,7 +149,7 @@ pub(super) fn changes_route() -> Route {
 }
 
 /// Every outbox row as `(event type, run id, fingerprints)`, oldest first.
-fn announced(store: &Store) -> Vec<(String, i64, Vec<String>)> {
+pub(super) fn announced(store: &Store) -> Vec<(String, i64, Vec<String>)> {
     let mut stmt = store
         .conn
         .prepare("SELECT event_type, payload FROM webhook_outbox ORDER BY id")

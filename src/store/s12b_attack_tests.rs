@@ -10,9 +10,10 @@
 //! A test whose doc comment starts "Was a BREAK" failed when it was written and says what
 //! broke (mended in the same session); the others pinned behaviour that held.
 
+use super::s12_attack_tests::{announced, changes_route};
 use super::tests::{accept, finding, findings, import, other_process, scope, temp_store};
 use super::*;
-use crate::config::{EventType, Retention, Route};
+use crate::config::Retention;
 use crate::finding::Verdict;
 
 /// Finding `n`, resolved at the vendor.
@@ -83,46 +84,6 @@ fn absences(store: &Store, scan: &str) -> Vec<(RunId, String, String)> {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap()
-}
-
-/// A webhook route for every finding event of every scan.
-fn changes_route() -> Route {
-    Route {
-        name: "changes".into(),
-        events: vec![
-            EventType::FindingsNew,
-            EventType::FindingsFixed,
-            EventType::FindingsReopened,
-        ],
-        min_severity: None,
-        scans: Vec::new(),
-    }
-}
-
-/// Every outbox row as `(event type, run id, fingerprints)`, oldest first.
-fn announced(store: &Store) -> Vec<(String, i64, Vec<String>)> {
-    let mut stmt = store
-        .conn
-        .prepare("SELECT event_type, payload FROM webhook_outbox ORDER BY id")
-        .unwrap();
-    let rows: Vec<(String, String)> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    rows.into_iter()
-        .map(|(kind, payload)| {
-            let p: serde_json::Value = serde_json::from_str(&payload).unwrap();
-            let mut fps: Vec<String> = p["data"]["findings"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|f| f["fingerprint"].as_str().unwrap().to_string())
-                .collect();
-            fps.sort();
-            (kind, p["data"]["run_id"].as_i64().unwrap(), fps)
-        })
-        .collect()
 }
 
 /// A retention that lets go of everything old enough to go at all.
