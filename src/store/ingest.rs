@@ -22,10 +22,10 @@ use db::Param;
 /// `fixed` row while the next occurrence's row is present and not yet seen by this run, nor
 /// one it calls resolved a present row while that next row is fixed; nor either one while
 /// the next row holds this very sighting already (a page sent again after it passed over);
-/// the caller goes on to the next occurrence. It looks one occurrence ahead only: three
-/// findings of one identity, two of them fixed, can still trade. Placed by order alone, a listing that dropped the resolved one of
-/// two findings (or only changed their order) would reopen its row with the other one and
-/// fix the other one's row, which the vendor still lists.
+/// the caller goes on to the next occurrence. Placed by order alone, a listing that dropped
+/// the resolved one of two findings (or only changed their order) would reopen its row with
+/// the other one and fix the other one's row, which the vendor still lists. It looks one
+/// occurrence ahead only: three findings of one identity, two of them fixed, can still trade.
 ///
 /// The state of a listed finding: the vendor's "resolved" word fixes it; a person's triage
 /// holds (and is what a fixed or missing finding returns to) until its `until` day comes or,
