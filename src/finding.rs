@@ -215,9 +215,9 @@ impl Finding {
     ///   order does. The trade-off: when a third such finding appears, the numbering of the
     ///   ones after it shifts, so one of them may carry another's history; the counts stay
     ///   right (one new, none fixed), which a merge (SecObserve's single hash) would get wrong.
-    ///   The store keeps the states from trading places: a finding listed open passes over
-    ///   its identity's fixed row to the next present one, a resolved one the other way
-    ///   (`UPSERT_FINDING_SQL` in the store).
+    ///   The store keeps two such findings from trading states: a finding listed open passes
+    ///   over its identity's fixed row when the next one is present, a resolved one the
+    ///   other way (one occurrence ahead; `UPSERT_FINDING_SQL` in the store).
     pub fn fingerprint(&self, occurrence: u32) -> String {
         occurrence_key(self.identity_hasher(), occurrence)
     }
