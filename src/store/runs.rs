@@ -66,7 +66,7 @@ pub(super) fn running_context(
                             WHERE s.id = r.scan_id AND l.owner = ?2 AND l.run_id = r.id
                               AND l.expires_at > ?3),
                     EXISTS (SELECT 1 FROM sync_runs n
-                            WHERE n.scan_id = r.scan_id AND n.id > r.id
+                            WHERE n.scan = r.scan AND n.id > r.id
                               AND n.state = 'succeeded'),
                     (SELECT coalesce(max(id), 0) FROM findings),
                     (SELECT coalesce(max(id), 0) FROM finding_events),
@@ -74,7 +74,7 @@ pub(super) fn running_context(
                     EXISTS (SELECT 1 FROM sync_runs n WHERE n.scan = r.scan AND n.id > r.id),
                     r.seen, r.new, r.open, r.reopened, r.fixed, r.missing, r.pages,
                     (SELECT min(n.id) FROM sync_runs n
-                     WHERE n.scan_id = r.scan_id AND n.id > r.id AND n.pages > 0)
+                     WHERE n.scan = r.scan AND n.id > r.id AND n.pages > 0)
              FROM sync_runs r JOIN scans s ON s.id = r.scan_id WHERE r.id = ?1",
         )?
         .query_row(params![run, owner.id, now()], |r| {

@@ -61,7 +61,7 @@ pub(super) fn no_drift(store: &Store, when: &str) {
 }
 
 /// The state of the row of `scan` stored under `fingerprint`, or `None` when there is none.
-fn state_of(store: &Store, scan: &str, fingerprint: &str) -> Option<String> {
+pub(super) fn state_of(store: &Store, scan: &str, fingerprint: &str) -> Option<String> {
     store
         .conn
         .query_row(

@@ -43,7 +43,7 @@ fn gap(vid: Option<&str>) -> Finding {
 
 /// A run begun by `store`, given `pages`, then left running (its process stops while the
 /// vendor scan goes on: detached, owner gone), for another process to adopt.
-fn left_running(store: &mut Store, scan: &str, pages: &[Vec<Finding>]) -> RunId {
+pub(super) fn left_running(store: &mut Store, scan: &str, pages: &[Vec<Finding>]) -> RunId {
     let run = store.begin_run(&scope(scan)).unwrap();
     store.set_vendor_scan_id(run, &format!("vs-{run}")).unwrap();
     for page in pages {

@@ -10,8 +10,9 @@
 //! A test whose doc comment starts "Was a BREAK" failed when it was written and says what
 //! broke (mended in the same session); the others pinned behaviour that held.
 
-use super::s12_attack_tests::{announced, changes_route};
-use super::tests::{accept, finding, findings, import, other_process, scope, temp_store};
+use super::s10_attack_tests::state_of;
+use super::s12_attack_tests::{announced, changes_route, left_running, tally};
+use super::tests::{accept, count, finding, findings, import, other_process, scope, temp_store};
 use super::*;
 use crate::config::Retention;
 use crate::finding::Verdict;
@@ -24,25 +25,6 @@ fn resolved(n: usize) -> Finding {
     f
 }
 
-/// A run begun by `store`, given `pages`, then left running (its process stops while the
-/// vendor scan goes on: detached, owner gone), for another process to adopt.
-fn left_running(store: &mut Store, scan: &str, pages: &[Vec<Finding>]) -> RunId {
-    let run = store.begin_run(&scope(scan)).unwrap();
-    store.set_vendor_scan_id(run, &format!("vs-{run}")).unwrap();
-    for page in pages {
-        store.upsert_page(run, page).unwrap();
-    }
-    store.detach_run(run).unwrap();
-    store.release_owner().unwrap();
-    run
-}
-
-/// `(seen, new, reopened, fixed, missing)` of a run.
-fn tally(run: &RunRow) -> (u64, u64, u64, u64, u64) {
-    let c = &run.counts;
-    (c.seen, c.new, c.reopened, c.fixed, c.missing)
-}
-
 /// Whether the row of `scan` stored under `f` is present (neither fixed nor missing).
 fn present(store: &Store, scan: &str, f: &Finding) -> bool {
     matches!(
@@ -53,20 +35,7 @@ fn present(store: &Store, scan: &str, f: &Finding) -> bool {
 
 /// The state of the row of `scan` stored under `f`'s first fingerprint, if any.
 fn state(store: &Store, scan: &str, f: &Finding) -> Option<String> {
-    store
-        .conn
-        .query_row(
-            "SELECT f.state FROM findings f JOIN scans s ON s.id = f.scan_id
-             WHERE s.name = ?1 AND f.fingerprint = ?2",
-            params![scan, f.fingerprint(0)],
-            |r| r.get(0),
-        )
-        .optional()
-        .unwrap()
-}
-
-fn count(store: &Store, sql: &str) -> i64 {
-    store.conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    state_of(store, scan, &f.fingerprint(0))
 }
 
 /// Every `fixed` or `missing` event of scan `scan`: `(run, fingerprint, kind)`.
